@@ -1,0 +1,115 @@
+/**
+ * The typed facade over the PDK calls our plugins make. kong-pdk 0.6.0 ships `.d.ts` files
+ * with errors and wrong return types, so the boundary is typed once, here, to what Kong 3.9
+ * really returns across the plugin-server protocol (kong/runloop/plugin_servers/rpc/mp_rpc.lua):
+ *
+ * - header and query maps arrive as `{ name: [values] }` with lower-cased names (`fix_mmap`);
+ * - raw bodies arrive as msgpack binary, i.e. a Uint8Array (`fix_raw`), or nil when absent;
+ * - only the first Lua return value crosses the boundary;
+ * - `kong.response.exit` never resolves meaningfully: return right after calling it.
+ *
+ * Every method here is one IPC round trip; callers should read each thing once.
+ */
+export type HeaderMap = Record<string, string[]>;
+
+/** A header value as the PDK's set_headers accepts it; an empty array removes the header. */
+export type HeaderValue = string | string[];
+
+export interface KongConsumer {
+  id: string;
+  username?: string | null;
+  custom_id?: string | null;
+  tags?: string[] | null;
+}
+
+export interface KongCredential {
+  id: string;
+  consumer?: { id: string } | null;
+}
+
+export interface KongPdk {
+  request: {
+    getHeader(name: string): Promise<string | null | undefined>;
+    getHeaders(maxHeaders?: number): Promise<HeaderMap | null | undefined>;
+    getRawBody(): Promise<Uint8Array | string | null | undefined>;
+    getMethod(): Promise<string>;
+    getPath(): Promise<string>;
+  };
+  client: {
+    getConsumer(): Promise<KongConsumer | null | undefined>;
+    getCredential(): Promise<KongCredential | null | undefined>;
+    getIp(): Promise<string>;
+  };
+  service: {
+    request: {
+      setHeader(name: string, value: string): Promise<unknown>;
+      setHeaders(headers: Record<string, HeaderValue>): Promise<unknown>;
+      clearHeader(name: string): Promise<unknown>;
+      setRawBody(body: string): Promise<unknown>;
+    };
+    response: {
+      getStatus(): Promise<number | null | undefined>;
+      getHeaders(maxHeaders?: number): Promise<HeaderMap | null | undefined>;
+      getRawBody(): Promise<Uint8Array | string | null | undefined>;
+    };
+  };
+  response: {
+    exit(
+      status: number,
+      body?: string | Record<string, unknown>,
+      headers?: Record<string, HeaderValue>,
+    ): Promise<unknown>;
+    setHeader(name: string, value: string): Promise<unknown>;
+    setHeaders(headers: Record<string, HeaderValue>): Promise<unknown>;
+    getStatus(): Promise<number>;
+    getSource(): Promise<'service' | 'error' | 'exit' | string>;
+  };
+  ctx: {
+    shared: {
+      get(key: string): Promise<unknown>;
+      set(key: string, value: string): Promise<unknown>;
+    };
+  };
+  log: {
+    debug(...args: unknown[]): Promise<unknown>;
+    info(...args: unknown[]): Promise<unknown>;
+    notice(...args: unknown[]): Promise<unknown>;
+    warn(...args: unknown[]): Promise<unknown>;
+    err(...args: unknown[]): Promise<unknown>;
+    setSerializeValue(key: string, value: unknown): Promise<unknown>;
+    serialize(): Promise<unknown>;
+  };
+}
+
+/**
+ * The `kong` object a phase handler receives is an untyped Proxy built by kong-pdk; this is
+ * the single place it is given our type.
+ */
+export function asKongPdk(kong: unknown): KongPdk {
+  return kong as KongPdk;
+}
+
+/** Raw bodies may arrive as a Uint8Array (msgpack bin) or a string; normalise to a Buffer. */
+export function bodyToBuffer(body: Uint8Array | string | null | undefined): Buffer {
+  if (body === null || body === undefined) return Buffer.alloc(0);
+  if (typeof body === 'string') return Buffer.from(body, 'utf8');
+  return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+}
+
+/** First value of a header in a PDK header map (names are lower-cased by Kong). */
+export function firstHeader(headers: HeaderMap, name: string): string | undefined {
+  const v = headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : typeof v === 'string' ? v : undefined;
+}
+
+/** Normalise whatever the PDK returned for a header map to `{lowercase: [values]}`. */
+export function normaliseHeaderMap(raw: unknown): HeaderMap {
+  const out: HeaderMap = {};
+  if (raw === null || typeof raw !== 'object') return out;
+  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+    const name = k.toLowerCase();
+    const values = Array.isArray(v) ? v.map(String) : v === true ? [] : [String(v)];
+    out[name] = (out[name] ?? []).concat(values);
+  }
+  return out;
+}

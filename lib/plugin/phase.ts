@@ -1,0 +1,43 @@
+/**
+ * Every phase handler of our plugins runs inside `guardPhase`.
+ *
+ * Why: kong-js-pluginserver catches an exception thrown by a phase, logs it and ends the
+ * phase normally (kong-pdk server.js, HandleEvent) — Kong then carries on and proxies the
+ * request. For an isolation plugin that is failing open. So a GatewayError becomes its
+ * OpenAI-style refusal, and any other error becomes a 500 refusal: the request goes nowhere.
+ */
+import { GatewayError, exitWithError, isGatewayError } from '../http/errors';
+import { asKongPdk, type KongPdk } from '../pdk/kong';
+
+export interface PhaseHooks {
+  /** Called with the refusal before the response is sent (metrics). */
+  onRefusal?(error: GatewayError): void;
+}
+
+export async function guardPhase(
+  rawKong: unknown,
+  plugin: string,
+  phase: string,
+  body: (kong: KongPdk) => Promise<void>,
+  hooks: PhaseHooks = {},
+): Promise<void> {
+  const kong = asKongPdk(rawKong);
+  try {
+    await body(kong);
+  } catch (e) {
+    const refusal = isGatewayError(e)
+      ? e
+      : new GatewayError({
+          status: 500,
+          type: 'server_error',
+          code: 'plugin_error',
+          message: `${plugin} failed while handling the request; it was not forwarded`,
+        });
+    if (!isGatewayError(e)) {
+      const detail = e instanceof Error ? (e.stack ?? e.message) : String(e);
+      void kong.log.err(`${plugin} ${phase}: unexpected error: ${detail}`);
+    }
+    hooks.onRefusal?.(refusal);
+    exitWithError(kong, refusal.spec);
+  }
+}

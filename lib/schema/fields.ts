@@ -1,0 +1,120 @@
+/**
+ * Helpers to declare a plugin `Schema` in Kong's schema language (kong/db/schema), which
+ * kong-js-pluginserver hands to Kong wrapped as the `config` record. Every field carries a
+ * description; most carry a default. `schemaFieldPaths` lists every declared field so a test
+ * can check that the plugin README documents each one.
+ */
+export type KongFieldType =
+  'string' | 'number' | 'integer' | 'boolean' | 'array' | 'set' | 'map' | 'record';
+
+export interface KongField {
+  type: KongFieldType;
+  description?: string;
+  required?: boolean;
+  default?: unknown;
+  one_of?: readonly unknown[];
+  between?: readonly [number, number];
+  gt?: number;
+  len_min?: number;
+  len_max?: number;
+  match?: string;
+  elements?: KongField;
+  keys?: KongField;
+  values?: KongField;
+  fields?: KongSchemaFields;
+  referenceable?: boolean;
+  encrypted?: boolean;
+}
+
+export type KongSchemaFields = Array<Record<string, KongField>>;
+
+type Opts = Omit<KongField, 'type' | 'description'>;
+
+export const field = {
+  string: (description: string, opts: Opts = {}): KongField => ({
+    type: 'string',
+    description,
+    ...opts,
+  }),
+  integer: (description: string, opts: Opts = {}): KongField => ({
+    type: 'integer',
+    description,
+    ...opts,
+  }),
+  number: (description: string, opts: Opts = {}): KongField => ({
+    type: 'number',
+    description,
+    ...opts,
+  }),
+  boolean: (description: string, opts: Opts = {}): KongField => ({
+    type: 'boolean',
+    description,
+    ...opts,
+  }),
+  array: (description: string, elements: KongField, opts: Opts = {}): KongField => ({
+    type: 'array',
+    description,
+    elements,
+    ...opts,
+  }),
+  set: (description: string, elements: KongField, opts: Opts = {}): KongField => ({
+    type: 'set',
+    description,
+    elements,
+    ...opts,
+  }),
+  map: (description: string, keys: KongField, values: KongField, opts: Opts = {}): KongField => ({
+    type: 'map',
+    description,
+    keys,
+    values,
+    ...opts,
+  }),
+  record: (description: string, fields: KongSchemaFields, opts: Opts = {}): KongField => ({
+    type: 'record',
+    description,
+    fields,
+    ...opts,
+  }),
+};
+
+/**
+ * Dotted paths of every declared field, e.g. `jwt.algorithms`, `plans.<value>.tools`.
+ * Records nested in a map's values or an array's elements appear under `<key>` / `[]`.
+ */
+export function schemaFieldPaths(fields: KongSchemaFields, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const entry of fields) {
+    for (const [name, def] of Object.entries(entry)) {
+      const path = prefix ? `${prefix}.${name}` : name;
+      out.push(path);
+      out.push(...nestedPaths(def, path));
+    }
+  }
+  return out;
+}
+
+function nestedPaths(def: KongField, path: string): string[] {
+  if (def.type === 'record' && def.fields) return schemaFieldPaths(def.fields, path);
+  if (def.type === 'map' && def.values) return nestedPaths(def.values, `${path}.<key>`);
+  if ((def.type === 'array' || def.type === 'set') && def.elements) {
+    return nestedPaths(def.elements, `${path}[]`);
+  }
+  return [];
+}
+
+/** Every field that lacks a description (a schema test asserts this is empty). */
+export function undescribedFields(fields: KongSchemaFields, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const entry of fields) {
+    for (const [name, def] of Object.entries(entry)) {
+      const path = prefix ? `${prefix}.${name}` : name;
+      if (!def.description) out.push(path);
+      if (def.type === 'record' && def.fields) out.push(...undescribedFields(def.fields, path));
+      if (def.type === 'map' && def.values?.type === 'record' && def.values.fields) {
+        out.push(...undescribedFields(def.values.fields, `${path}.<key>`));
+      }
+    }
+  }
+  return out;
+}

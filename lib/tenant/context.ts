@@ -1,0 +1,152 @@
+/**
+ * TenantContext: the one contract between the plugins. Built once by `tenant-auth` from a
+ * verified credential, carried to every other plugin through `kong.ctx.shared` as versioned
+ * JSON (values there must be strings across the plugin-server boundary), read once per plugin
+ * per request.
+ *
+ * The type is branded: the only ways to obtain one are `createTenantContext` (which validates)
+ * and `decodeTenantContext` (which validates again, since the JSON crossed a process boundary).
+ * Functions that touch tenant data take a TenantContext, so an untenanted call cannot be
+ * written without a cast.
+ */
+import { parseTenantId, type TenantId } from './tenant-id';
+
+export const TENANT_CONTEXT_KEY = 'tenant_context';
+export const TENANT_CONTEXT_VERSION = 1;
+
+/** Where the identity came from. */
+export type IdentitySource = 'consumer' | 'jwt';
+
+export type ToolPolicyMode = 'strip' | 'reject';
+
+/** Per-tenant policy, resolved from plan + overrides at request time. */
+export interface TenantPolicy {
+  /** Tool (function) names the tenant may offer the model; `['*']` grants all. */
+  readonly toolsAllowed: readonly string[];
+  readonly preferredModel: string | null;
+  readonly fallbackModel: string | null;
+  readonly persona: string | null;
+  /** Namespace of the tenant's knowledge (retrieval), defaults to the tenant id. */
+  readonly knowledgeNamespace: string;
+  /** Scheduling weight for fair queuing (plan tier). */
+  readonly weight: number;
+}
+
+export interface TenantContextFields {
+  readonly tenantId: TenantId;
+  readonly plan: string;
+  readonly source: IdentitySource;
+  /** The verified subject: Kong consumer id, or the JWT `sub`. */
+  readonly subject: string;
+  readonly policy: TenantPolicy;
+}
+
+declare const tenantContextBrand: unique symbol;
+export type TenantContext = TenantContextFields & { readonly [tenantContextBrand]: true };
+
+export class TenantContextError extends Error {
+  override readonly name = 'TenantContextError';
+  constructor(
+    readonly kind: 'missing' | 'malformed' | 'version',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function isTenantContextError(e: unknown): e is TenantContextError {
+  return e instanceof TenantContextError;
+}
+
+const PLAN_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
+
+function assertString(v: unknown, field: string, allowNull = false): string | null {
+  if (v === null && allowNull) return null;
+  if (typeof v !== 'string') throw new TenantContextError('malformed', `${field}: expected string`);
+  return v;
+}
+
+function validatePolicy(p: unknown): TenantPolicy {
+  if (p === null || typeof p !== 'object') {
+    throw new TenantContextError('malformed', 'policy: expected object');
+  }
+  const o = p as Record<string, unknown>;
+  const tools = o.toolsAllowed;
+  if (!Array.isArray(tools) || !tools.every((t) => typeof t === 'string')) {
+    throw new TenantContextError('malformed', 'policy.toolsAllowed: expected string[]');
+  }
+  const weight = o.weight;
+  if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) {
+    throw new TenantContextError('malformed', 'policy.weight: expected a positive number');
+  }
+  return Object.freeze({
+    toolsAllowed: Object.freeze([...(tools as string[])]),
+    preferredModel: assertString(o.preferredModel, 'policy.preferredModel', true),
+    fallbackModel: assertString(o.fallbackModel, 'policy.fallbackModel', true),
+    persona: assertString(o.persona, 'policy.persona', true),
+    knowledgeNamespace: assertString(o.knowledgeNamespace, 'policy.knowledgeNamespace') as string,
+    weight,
+  });
+}
+
+/** Builds a validated, frozen TenantContext. Throws TenantContextError or InvalidTenantIdError. */
+export function createTenantContext(fields: {
+  tenantId: string;
+  plan: string;
+  source: IdentitySource;
+  subject: string;
+  policy: TenantPolicy;
+}): TenantContext {
+  const tenantId = parseTenantId(fields.tenantId);
+  if (!PLAN_PATTERN.test(fields.plan)) {
+    throw new TenantContextError('malformed', `plan: must match ${PLAN_PATTERN.source}`);
+  }
+  if (fields.source !== 'consumer' && fields.source !== 'jwt') {
+    throw new TenantContextError('malformed', 'source: expected consumer or jwt');
+  }
+  if (typeof fields.subject !== 'string' || fields.subject.length === 0) {
+    throw new TenantContextError('malformed', 'subject: expected non-empty string');
+  }
+  return Object.freeze({
+    tenantId,
+    plan: fields.plan,
+    source: fields.source,
+    subject: fields.subject,
+    policy: validatePolicy(fields.policy),
+  }) as TenantContext;
+}
+
+/** Versioned JSON for `kong.ctx.shared`. */
+export function encodeTenantContext(ctx: TenantContext): string {
+  return JSON.stringify({ v: TENANT_CONTEXT_VERSION, ...ctx });
+}
+
+/** Parses and re-validates the JSON another plugin process wrote. */
+export function decodeTenantContext(raw: unknown): TenantContext {
+  if (raw === null || raw === undefined || raw === '') {
+    throw new TenantContextError('missing', 'no tenant context on this request');
+  }
+  if (typeof raw !== 'string') {
+    throw new TenantContextError('malformed', 'tenant context is not a string');
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new TenantContextError('malformed', 'tenant context is not valid JSON');
+  }
+  if (parsed === null || typeof parsed !== 'object') {
+    throw new TenantContextError('malformed', 'tenant context is not an object');
+  }
+  const o = parsed as Record<string, unknown>;
+  if (o.v !== TENANT_CONTEXT_VERSION) {
+    throw new TenantContextError('version', `unsupported tenant context version ${String(o.v)}`);
+  }
+  return createTenantContext({
+    tenantId: o.tenantId as string,
+    plan: o.plan as string,
+    source: o.source as IdentitySource,
+    subject: o.subject as string,
+    policy: o.policy as TenantPolicy,
+  });
+}
