@@ -1,5 +1,9 @@
 import test from 'ava';
-import { parseTenantId, tryParseTenantId, isInvalidTenantIdError } from '../../lib/tenant/tenant-id';
+import {
+  parseTenantId,
+  tryParseTenantId,
+  isInvalidTenantIdError,
+} from '../../lib/tenant/tenant-id';
 
 test('accepts lowercase ids with digits, dash and underscore', (t) => {
   for (const id of ['acme', 'globex-42', 'a', 'tenant_7', '0abc', 'x'.repeat(64)]) {

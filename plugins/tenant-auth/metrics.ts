@@ -1,0 +1,45 @@
+/** tenant-auth's Prometheus metrics, on the plugin server's per-process registry. */
+import { Counter } from 'prom-client';
+import { registry, TenantLabels } from '../../lib/metrics/registry';
+
+export const authenticated = new Counter({
+  name: 'tenant_auth_requests_total',
+  help: 'Requests for which tenant-auth established a tenant, by tenant, plan and identity source.',
+  labelNames: ['tenant', 'plan', 'source'] as const,
+  registers: [registry],
+});
+
+export const refusals = new Counter({
+  name: 'tenant_auth_refusals_total',
+  help: 'Requests tenant-auth refused, by reason (the error code) and status.',
+  labelNames: ['reason', 'status'] as const,
+  registers: [registry],
+});
+
+export const spoofedHeaders = new Counter({
+  name: 'tenant_auth_spoofed_headers_total',
+  help: 'Client-sent gateway-owned headers removed before proxying, by tenant.',
+  labelNames: ['tenant'] as const,
+  registers: [registry],
+});
+
+export const toolsStripped = new Counter({
+  name: 'tenant_auth_tools_stripped_total',
+  help: 'Tools removed from chat requests because the tenant is not granted them, by tenant.',
+  labelNames: ['tenant'] as const,
+  registers: [registry],
+});
+
+export const personaApplied = new Counter({
+  name: 'tenant_auth_persona_applied_total',
+  help: 'Chat requests that received the tenant persona, by tenant.',
+  labelNames: ['tenant'] as const,
+  registers: [registry],
+});
+
+let labels: TenantLabels | null = null;
+/** The bounded tenant label mapper; the bound comes from the first instance's config. */
+export function tenantLabels(maxTenants: number): TenantLabels {
+  labels ??= new TenantLabels(maxTenants);
+  return labels;
+}

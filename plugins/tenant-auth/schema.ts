@@ -1,0 +1,274 @@
+/**
+ * tenant-auth configuration: the Kong schema (pure data, with descriptions and defaults) and
+ * the typed view of the validated config. Cross-field rules live in one validator,
+ * `checkConfig`, run when an instance starts.
+ */
+import { field, type KongSchemaFields } from '../../lib/schema/fields';
+
+export type IdentitySourceName = 'consumer' | 'jwt';
+export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256';
+
+export interface PlanConfig {
+  tools_allowed: string[];
+  preferred_model: string | null;
+  fallback_model: string | null;
+  persona: string | null;
+  weight: number;
+}
+
+export interface TenantOverride {
+  tools_allowed: string[] | null;
+  preferred_model: string | null;
+  fallback_model: string | null;
+  persona: string | null;
+  knowledge_namespace: string | null;
+  weight: number | null;
+}
+
+export interface TenantAuthConfig {
+  identity_sources: IdentitySourceName[];
+  consumer: { tenant_id_field: 'custom_id' | 'username'; plan_tag_prefix: string };
+  jwt: {
+    header_name: string;
+    algorithms: JwtAlgorithm[];
+    hs256_secrets: string[];
+    public_keys: string[];
+    jwks_file: string | null;
+    issuer: string | null;
+    audience: string | null;
+    clock_skew_seconds: number;
+    tenant_claim: string;
+    plan_claim: string;
+  };
+  default_plan: string | null;
+  plans: Record<string, PlanConfig>;
+  tenants: Record<string, TenantOverride>;
+  tool_policy: 'strip' | 'reject';
+  persona_mode: 'prepend' | 'replace';
+  strip_headers: string[];
+  max_body_bytes: number;
+  validate_json_body: boolean;
+  metrics_port: number;
+  metrics_max_tenants: number;
+}
+
+const planFields: KongSchemaFields = [
+  {
+    tools_allowed: field.array(
+      'Tool (function) names this plan may offer the model. `*` grants every tool; empty grants none.',
+      field.string('A tool name, or `*`.'),
+      { default: [] },
+    ),
+  },
+  {
+    preferred_model: field.string('Model tier the plan normally runs on (read by later plugins).'),
+  },
+  {
+    fallback_model: field.string(
+      'Cheaper model to downgrade to near the budget cap (read by token-meter).',
+    ),
+  },
+  { persona: field.string('System prompt applied to every chat request of the plan.') },
+  {
+    weight: field.number('Weight of the plan in weighted fair queuing (tenant-ratelimit).', {
+      default: 1,
+      gt: 0,
+    }),
+  },
+];
+
+const overrideFields: KongSchemaFields = [
+  {
+    tools_allowed: field.array(
+      'Replaces the plan’s tool grant for this tenant.',
+      field.string('A tool name, or `*`.'),
+    ),
+  },
+  { preferred_model: field.string('Replaces the plan’s preferred model.') },
+  { fallback_model: field.string('Replaces the plan’s fallback model.') },
+  { persona: field.string('Replaces the plan’s persona.') },
+  {
+    knowledge_namespace: field.string(
+      'Knowledge namespace used by retrieval; defaults to the tenant id.',
+      { match: '^[a-z0-9][a-z0-9_-]*$', len_max: 64 },
+    ),
+  },
+  { weight: field.number('Replaces the plan’s fair-queuing weight.', { gt: 0 }) },
+];
+
+export const Schema: KongSchemaFields = [
+  {
+    identity_sources: field.array(
+      'Where the tenant comes from, in order: `consumer` (a Kong consumer authenticated by an earlier auth plugin such as key-auth) and/or `jwt` (a JWT verified by this plugin). When several sources present a credential they must name the same tenant.',
+      field.string('An identity source.', { one_of: ['consumer', 'jwt'] }),
+      { default: ['consumer'], required: true, len_min: 1 },
+    ),
+  },
+  {
+    consumer: field.record(
+      'How a Kong consumer maps to a tenant.',
+      [
+        {
+          tenant_id_field: field.string('Consumer field holding the tenant id.', {
+            default: 'custom_id',
+            one_of: ['custom_id', 'username'],
+            required: true,
+          }),
+        },
+        {
+          plan_tag_prefix: field.string(
+            'Consumer tag prefix that names the plan, e.g. a tag `plan:pro` gives plan `pro`.',
+            { default: 'plan:', required: true, len_min: 1 },
+          ),
+        },
+      ],
+      { required: true },
+    ),
+  },
+  {
+    jwt: field.record(
+      'JWT verification (used when `jwt` is among identity_sources).',
+      [
+        {
+          header_name: field.string('Request header carrying `Bearer <token>`.', {
+            default: 'authorization',
+            required: true,
+          }),
+        },
+        {
+          algorithms: field.array(
+            'Accepted signature algorithms. `none` is never accepted.',
+            field.string('An algorithm.', { one_of: ['HS256', 'RS256', 'ES256'] }),
+            { default: ['RS256', 'ES256'], required: true, len_min: 1 },
+          ),
+        },
+        {
+          hs256_secrets: field.array(
+            'Shared secrets for HS256 (at least 32 bytes each). Any one may verify.',
+            field.string('A secret (may be a vault reference).', {
+              len_min: 32,
+              referenceable: true,
+            }),
+            { default: [] },
+          ),
+        },
+        {
+          public_keys: field.array(
+            'PEM public keys (SPKI) for RS256/ES256. Any one may verify.',
+            field.string('A PEM public key.'),
+            { default: [] },
+          ),
+        },
+        {
+          jwks_file: field.string(
+            'Path to a JWKS JSON file on the gateway node; keys are selected by `kid`/`alg`.',
+          ),
+        },
+        { issuer: field.string('Required `iss` claim value; null accepts any issuer.') },
+        { audience: field.string('Required `aud` claim value; null accepts any audience.') },
+        {
+          clock_skew_seconds: field.integer('Tolerance applied to `exp` and `nbf`.', {
+            default: 60,
+            between: [0, 600],
+          }),
+        },
+        {
+          tenant_claim: field.string('Claim holding the tenant id.', {
+            default: 'tenant_id',
+            required: true,
+          }),
+        },
+        {
+          plan_claim: field.string('Claim holding the plan name.', {
+            default: 'plan',
+            required: true,
+          }),
+        },
+      ],
+      { required: true },
+    ),
+  },
+  {
+    default_plan: field.string(
+      'Plan used when the credential names no plan or an unknown one. Null refuses such requests (403 unknown_plan).',
+    ),
+  },
+  {
+    plans: field.map(
+      'Plans by name: the per-plan policy every tenant on it gets.',
+      field.string('Plan name.', { match: '^[a-z0-9][a-z0-9_.-]*$', len_max: 64 }),
+      field.record('A plan.', planFields),
+      { default: {}, required: true },
+    ),
+  },
+  {
+    tenants: field.map(
+      'Per-tenant overrides layered over the plan, by tenant id.',
+      field.string('Tenant id.', { match: '^[a-z0-9][a-z0-9_-]*$', len_max: 64 }),
+      field.record('Overrides for one tenant; null fields keep the plan’s value.', overrideFields),
+      { default: {}, required: true },
+    ),
+  },
+  {
+    tool_policy: field.string(
+      'What to do with a tool the tenant is not granted: `strip` it from `tools`, or `reject` the request (403). A `tool_choice` naming a forbidden tool is always rejected.',
+      { default: 'strip', one_of: ['strip', 'reject'], required: true },
+    ),
+  },
+  {
+    persona_mode: field.string(
+      'How the persona enters the chat: `prepend` a system message, or `replace` all client system messages.',
+      { default: 'prepend', one_of: ['prepend', 'replace'], required: true },
+    ),
+  },
+  {
+    strip_headers: field.array(
+      'Extra client header names to remove (any case), besides the gateway-owned `X-Tenant-*` and `X-Retrieval-Context`.',
+      field.string('A header name.', { match: '^[A-Za-z0-9-]+$' }),
+      { default: [] },
+    ),
+  },
+  {
+    max_body_bytes: field.integer('Largest request body accepted; larger gets 413.', {
+      default: 1048576,
+      between: [1, 67108864],
+      required: true,
+    }),
+  },
+  {
+    validate_json_body: field.boolean(
+      'Read and parse every request body (400 on malformed JSON) even when no policy needs it. Off saves one PDK round trip per request for plans without tool limits or persona.',
+      { default: true, required: true },
+    ),
+  },
+  {
+    metrics_port: field.integer(
+      'Port on 127.0.0.1 where this plugin server serves Prometheus `/metrics`; 0 disables.',
+      { default: 0, between: [0, 65535], required: true },
+    ),
+  },
+  {
+    metrics_max_tenants: field.integer(
+      'Distinct tenant label values kept in metrics; later tenants fold into `__other__`.',
+      { default: 1000, between: [1, 100000], required: true },
+    ),
+  },
+];
+
+/** Cross-field rules, with the bad value in the message. Throws on the first violation. */
+export function checkConfig(c: TenantAuthConfig): void {
+  if (c.identity_sources.includes('jwt')) {
+    const j = c.jwt;
+    const usesHs = j.algorithms.includes('HS256');
+    const usesAsym = j.algorithms.includes('RS256') || j.algorithms.includes('ES256');
+    if (usesHs && j.hs256_secrets.length === 0 && !j.jwks_file) {
+      throw new Error('jwt.algorithms includes HS256 but jwt.hs256_secrets is empty');
+    }
+    if (usesAsym && j.public_keys.length === 0 && !j.jwks_file && !usesHs) {
+      throw new Error('jwt needs public_keys or jwks_file for RS256/ES256');
+    }
+  }
+  if (c.default_plan !== null && !(c.default_plan in c.plans)) {
+    throw new Error(`default_plan '${c.default_plan}' is not one of plans`);
+  }
+}

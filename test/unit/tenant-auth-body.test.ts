@@ -1,0 +1,191 @@
+import test from 'ava';
+import {
+  applyPersona,
+  applyToolPolicy,
+  parseJsonObject,
+  precheckBody,
+} from '../../plugins/tenant-auth/body';
+import { isGatewayError } from '../../lib/http/errors';
+import type { TenantPolicy } from '../../lib/tenant/context';
+
+const policy = (tools: string[], persona: string | null = null): TenantPolicy => ({
+  toolsAllowed: tools,
+  preferredModel: null,
+  fallbackModel: null,
+  persona,
+  knowledgeNamespace: 'acme',
+  weight: 1,
+});
+const fn = (name: string) => ({ type: 'function', function: { name, parameters: {} } });
+
+function status(f: () => unknown): number | undefined {
+  try {
+    f();
+  } catch (e) {
+    return isGatewayError(e) ? e.status : -1;
+  }
+  return undefined;
+}
+
+test('precheck: no body, nothing to read', (t) => {
+  t.false(precheckBody({}, 100));
+  t.false(precheckBody({ 'content-length': ['0'] }, 100));
+});
+
+test('precheck: 413 from content-length without reading', (t) => {
+  t.is(
+    status(() =>
+      precheckBody({ 'content-length': ['101'], 'content-type': ['application/json'] }, 100),
+    ),
+    413,
+  );
+});
+
+test('precheck: 415 for non-JSON content types, JSON variants accepted', (t) => {
+  t.is(
+    status(() => precheckBody({ 'content-length': ['5'], 'content-type': ['text/plain'] }, 100)),
+    415,
+  );
+  t.is(
+    status(() => precheckBody({ 'content-length': ['5'] }, 100)),
+    415,
+  );
+  t.true(
+    precheckBody(
+      { 'content-length': ['5'], 'content-type': ['application/json; charset=utf-8'] },
+      100,
+    ),
+  );
+  t.true(
+    precheckBody(
+      { 'transfer-encoding': ['chunked'], 'content-type': ['application/vnd.api+json'] },
+      100,
+    ),
+  );
+});
+
+test('parse: 400 for malformed JSON and non-objects, 413 for a long chunked body', (t) => {
+  t.is(
+    status(() => parseJsonObject(Buffer.from('{"a":'), 100)),
+    400,
+  );
+  t.is(
+    status(() => parseJsonObject(Buffer.from('[1]'), 100)),
+    400,
+  );
+  t.is(
+    status(() => parseJsonObject(Buffer.from('null'), 100)),
+    400,
+  );
+  t.is(
+    status(() => parseJsonObject(Buffer.alloc(101, 32), 100)),
+    413,
+  );
+  t.deepEqual(parseJsonObject(Buffer.from('{"a":1}'), 100), { a: 1 });
+});
+
+test('tools: strip removes ungranted tools and keeps granted ones', (t) => {
+  const body: Record<string, unknown> = { tools: [fn('search'), fn('crm_write'), fn('email')] };
+  t.deepEqual(applyToolPolicy(body, policy(['search']), 'strip'), ['crm_write', 'email']);
+  t.deepEqual(body.tools, [fn('search')]);
+});
+
+test('tools: strip of every tool removes tools, tool_choice and parallel_tool_calls', (t) => {
+  const body: Record<string, unknown> = {
+    tools: [fn('crm_write')],
+    tool_choice: 'auto',
+    parallel_tool_calls: true,
+  };
+  applyToolPolicy(body, policy([]), 'strip');
+  t.false('tools' in body);
+  t.false('tool_choice' in body);
+  t.false('parallel_tool_calls' in body);
+});
+
+test('tools: reject mode refuses with 403', (t) => {
+  t.is(
+    status(() =>
+      applyToolPolicy({ tools: [fn('search'), fn('crm_write')] }, policy(['search']), 'reject'),
+    ),
+    403,
+  );
+});
+
+test('tools: a tool_choice naming a forbidden tool is refused even in strip mode', (t) => {
+  const body = {
+    tools: [fn('crm_write')],
+    tool_choice: { type: 'function', function: { name: 'crm_write' } },
+  };
+  t.is(
+    status(() => applyToolPolicy(body, policy(['search']), 'strip')),
+    403,
+  );
+});
+
+test('tools: "required" with nothing left is refused', (t) => {
+  t.is(
+    status(() =>
+      applyToolPolicy({ tools: [fn('crm_write')], tool_choice: 'required' }, policy([]), 'strip'),
+    ),
+    403,
+  );
+});
+
+test('tools: legacy functions/function_call are policed too', (t) => {
+  const body: Record<string, unknown> = { functions: [{ name: 'search' }, { name: 'crm_write' }] };
+  t.deepEqual(applyToolPolicy(body, policy(['search']), 'strip'), ['crm_write']);
+  t.deepEqual(body.functions, [{ name: 'search' }]);
+  t.is(
+    status(() =>
+      applyToolPolicy({ function_call: { name: 'crm_write' } }, policy(['search']), 'strip'),
+    ),
+    403,
+  );
+});
+
+test('tools: unnamed tool entries are not granted; * grants all; non-array is 400', (t) => {
+  const body: Record<string, unknown> = { tools: [{ type: 'function' }, fn('x')] };
+  t.deepEqual(applyToolPolicy(body, policy(['x']), 'strip'), ['<unnamed>']);
+  const all: Record<string, unknown> = { tools: [fn('a'), fn('b')] };
+  t.deepEqual(applyToolPolicy(all, policy(['*']), 'strip'), []);
+  t.is((all.tools as unknown[]).length, 2);
+  t.is(
+    status(() => applyToolPolicy({ tools: 'search' }, policy(['*']), 'strip')),
+    400,
+  );
+});
+
+test('persona: prepend keeps client system messages after the persona', (t) => {
+  const body: Record<string, unknown> = {
+    messages: [
+      { role: 'system', content: 'client' },
+      { role: 'user', content: 'hi' },
+    ],
+  };
+  t.true(applyPersona(body, 'You are Acme bot.', 'prepend'));
+  t.deepEqual(body.messages, [
+    { role: 'system', content: 'You are Acme bot.' },
+    { role: 'system', content: 'client' },
+    { role: 'user', content: 'hi' },
+  ]);
+});
+
+test('persona: replace drops client system and developer messages', (t) => {
+  const body: Record<string, unknown> = {
+    messages: [
+      { role: 'system', content: 'ignore previous' },
+      { role: 'developer', content: 'x' },
+      { role: 'user', content: 'hi' },
+    ],
+  };
+  applyPersona(body, 'P', 'replace');
+  t.deepEqual(body.messages, [
+    { role: 'system', content: 'P' },
+    { role: 'user', content: 'hi' },
+  ]);
+});
+
+test('persona: nothing to do without persona or messages', (t) => {
+  t.false(applyPersona({ messages: [] }, null, 'prepend'));
+  t.false(applyPersona({ input: 'x' }, 'P', 'prepend'));
+});

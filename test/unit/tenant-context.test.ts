@@ -1,0 +1,74 @@
+import test from 'ava';
+import {
+  createTenantContext,
+  decodeTenantContext,
+  encodeTenantContext,
+  isTenantContextError,
+  TENANT_CONTEXT_VERSION,
+} from '../../lib/tenant/context';
+
+const policy = {
+  toolsAllowed: ['search'],
+  preferredModel: 'gpt-4o',
+  fallbackModel: 'gpt-4o-mini',
+  persona: 'Be brief.',
+  knowledgeNamespace: 'acme',
+  weight: 2,
+};
+
+function ctx() {
+  return createTenantContext({
+    tenantId: 'acme',
+    plan: 'pro',
+    source: 'consumer',
+    subject: 'c-1',
+    policy,
+  });
+}
+
+test('round-trips through versioned JSON', (t) => {
+  const raw = encodeTenantContext(ctx());
+  t.is(JSON.parse(raw).v, TENANT_CONTEXT_VERSION);
+  t.deepEqual(decodeTenantContext(raw), ctx());
+});
+
+test('is frozen', (t) => {
+  const c = ctx();
+  t.true(Object.isFrozen(c));
+  t.true(Object.isFrozen(c.policy));
+  t.true(Object.isFrozen(c.policy.toolsAllowed));
+});
+
+test('absent context is a "missing" error', (t) => {
+  for (const raw of [undefined, null, '']) {
+    const e = t.throws(() => decodeTenantContext(raw));
+    t.true(isTenantContextError(e));
+    t.is((e as { kind?: string }).kind, 'missing');
+  }
+});
+
+test('another version is refused', (t) => {
+  const raw = JSON.stringify({ ...JSON.parse(encodeTenantContext(ctx())), v: 2 });
+  const e = t.throws(() => decodeTenantContext(raw));
+  t.is((e as { kind?: string }).kind, 'version');
+});
+
+test('a tampered tenant id is re-validated on decode', (t) => {
+  const o = JSON.parse(encodeTenantContext(ctx()));
+  for (const bad of ['ACME', 'acme}', 'a b', '', 42]) {
+    t.throws(() => decodeTenantContext(JSON.stringify({ ...o, tenantId: bad })));
+  }
+});
+
+test('malformed JSON and shapes are refused', (t) => {
+  t.throws(() => decodeTenantContext('{'));
+  t.throws(() => decodeTenantContext('[]'));
+  t.throws(() => decodeTenantContext(42));
+  const o = JSON.parse(encodeTenantContext(ctx()));
+  t.throws(() => decodeTenantContext(JSON.stringify({ ...o, policy: { ...o.policy, weight: 0 } })));
+  t.throws(() =>
+    decodeTenantContext(JSON.stringify({ ...o, policy: { ...o.policy, toolsAllowed: 'x' } })),
+  );
+  t.throws(() => decodeTenantContext(JSON.stringify({ ...o, source: 'header' })));
+  t.throws(() => decodeTenantContext(JSON.stringify({ ...o, plan: 'Pro Plan' })));
+});
