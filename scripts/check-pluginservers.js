@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+// Runs `kong-js-pluginserver -d <dir> --dump-all-plugins` on every plugin-server directory the
+// build emitted, exactly as Kong's pluginserver_<name>_query_cmd would, and checks that stdout
+// is valid JSON naming exactly that one plugin (kong/runloop/plugin_servers/process.lua parses
+// it with cjson and takes the first entry).
+'use strict';
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const serversRoot = path.join(root, 'dist', 'pluginservers');
+const bin = path.join(root, 'node_modules', '.bin', 'kong-js-pluginserver');
+let failures = 0;
+for (const name of fs.readdirSync(serversRoot).sort()) {
+  const dir = path.join(serversRoot, name);
+  const out = execFileSync(bin, ['-d', dir, '--dump-all-plugins'], { encoding: 'utf8' });
+  let dump;
+  try {
+    dump = JSON.parse(out);
+  } catch (e) {
+    console.error(`${name}: stdout is not JSON: ${e.message}\n${out.slice(0, 500)}`);
+    failures++;
+    continue;
+  }
+  const plugins = dump.Plugins || dump;
+  if (!Array.isArray(plugins) || plugins.length !== 1 || plugins[0].Name !== name) {
+    console.error(`${name}: expected exactly one plugin named ${name}, got ${JSON.stringify(plugins.map((p) => p.Name))}`);
+    failures++;
+    continue;
+  }
+  const p = plugins[0];
+  console.log(`${name}: ok (priority ${p.Priority}, version ${p.Version}, phases ${p.Phases.join(',')})`);
+}
+process.exit(failures ? 1 : 0);

@@ -1,0 +1,162 @@
+/**
+ * Starts what an end-to-end test needs: the mock upstream and the harness gateway running
+ * the compiled plugins (dist/pluginservers, built by `npm test`) plus test fixtures, on a
+ * declarative config built by the test. Everything is stopped in teardown.
+ */
+import type { ExecutionContext } from 'ava';
+import { existsSync } from 'node:fs';
+import http, { type IncomingHttpHeaders } from 'node:http';
+import path from 'node:path';
+import { startGateway, type Gateway } from '../../harness/index';
+import { startMockUpstream, type MockUpstream } from '../../mock-upstream/index';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+
+export function pluginServerDir(name: string): string {
+  const built = path.join(ROOT, 'dist', 'pluginservers', name);
+  if (existsSync(built)) return built;
+  const fixture = path.join(ROOT, 'test', 'fixtures', 'pluginservers', name);
+  if (existsSync(fixture)) return fixture;
+  throw new Error(`no plugin server directory for ${name}: run \`npm run build\` first`);
+}
+
+export interface FrontDoor {
+  gateway: Gateway;
+  upstream: MockUpstream;
+  url: string;
+}
+
+export interface PluginEntry {
+  name: string;
+  config?: Record<string, unknown>;
+  route?: string;
+  service?: string;
+  consumer?: string;
+}
+
+export interface ConsumerEntry {
+  username: string;
+  custom_id?: string | null;
+  tags?: string[];
+  keyauth_credentials?: Array<{ key: string }>;
+}
+
+/** A config with one service `llm` (the mock upstream) and one route `ai` on /v1. */
+export function declarative(
+  upstreamUrl: string,
+  plugins: PluginEntry[],
+  consumers: ConsumerEntry[] = [],
+): Record<string, unknown> {
+  return {
+    _format_version: '3.0',
+    services: [
+      {
+        name: 'llm',
+        url: upstreamUrl,
+        routes: [{ name: 'ai', paths: ['/v1'], strip_path: false }],
+      },
+    ],
+    plugins,
+    consumers,
+  };
+}
+
+export async function startFrontDoor(
+  t: ExecutionContext,
+  build: (upstreamUrl: string) => Record<string, unknown>,
+): Promise<FrontDoor> {
+  const upstream = await startMockUpstream();
+  t.teardown(() => upstream.close());
+  const config = build(upstream.url);
+  const names = new Set<string>();
+  for (const p of (config.plugins as PluginEntry[] | undefined) ?? []) {
+    if (p.name !== 'key-auth') names.add(p.name);
+  }
+  const gateway = await startGateway({
+    config,
+    pluginServers: Object.fromEntries([...names].map((n) => [n, pluginServerDir(n)])),
+  });
+  t.teardown(() => gateway.close());
+  return { gateway, upstream, url: gateway.url };
+}
+
+export interface Sent {
+  status: number;
+  headers: IncomingHttpHeaders;
+  text: string;
+  json: unknown;
+}
+
+/**
+ * Sends one request with node:http so header lines go out exactly as given: case kept,
+ * duplicates as separate lines (fetch would merge them).
+ */
+export function send(
+  url: string,
+  init: {
+    method?: string;
+    headers?: Record<string, string> | Array<[string, string]>;
+    body?: string | Buffer | object;
+  } = {},
+): Promise<Sent> {
+  const body =
+    init.body === undefined
+      ? undefined
+      : typeof init.body === 'string' || Buffer.isBuffer(init.body)
+        ? init.body
+        : JSON.stringify(init.body);
+  const pairs: Array<[string, string]> = Array.isArray(init.headers)
+    ? [...init.headers]
+    : Object.entries(init.headers ?? {});
+  const has = (n: string) => pairs.some(([k]) => k.toLowerCase() === n);
+  if (
+    body !== undefined &&
+    typeof init.body === 'object' &&
+    !Buffer.isBuffer(init.body) &&
+    !has('content-type')
+  ) {
+    pairs.push(['content-type', 'application/json']);
+  }
+  if (body !== undefined && !has('content-length') && !has('transfer-encoding')) {
+    pairs.push(['content-length', String(Buffer.byteLength(body))]);
+  }
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      { method: init.method ?? (body !== undefined ? 'POST' : 'GET'), headers: pairs.flat() },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** The `error` object of an OpenAI-style error body. */
+export function apiError(r: Sent): { message: string; type: string; code: string; param: unknown } {
+  const e = (r.json as { error?: unknown } | undefined)?.error;
+  if (!e || typeof e !== 'object')
+    throw new Error(`not an OpenAI-style error (${r.status}): ${r.text}`);
+  return e as { message: string; type: string; code: string; param: unknown };
+}
+
+/** A chat completion request body. */
+export function chat(
+  content: string,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return { model: 'gpt-4o-mini', messages: [{ role: 'user', content }], ...extra };
+}

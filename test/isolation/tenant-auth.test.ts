@@ -1,0 +1,275 @@
+/**
+ * Isolation suite, tenant-auth: a caller tries to become, or read as, another tenant. Each
+ * case asserts what reached the upstream (or that nothing did). Tenant A is `acme`, tenant B
+ * is `globex` (both key-auth consumers); `initech` is a JWT tenant.
+ */
+import test from 'ava';
+import { createHmac } from 'node:crypto';
+import { apiError, chat } from '../helpers/frontdoor';
+import { hsKey, keys, noneToken, sign } from '../helpers/jwt';
+import {
+  JWT_AUDIENCE,
+  JWT_ISSUER,
+  probedContext,
+  startTenantDoor,
+  type TenantDoor,
+} from '../helpers/tenant-routes';
+
+let door: TenantDoor;
+test.before(async (t) => {
+  door = await startTenantDoor(t as never);
+});
+
+type Pairs = Array<[string, string]>;
+const B_KEY: Pairs = [['apikey', 'globex-key']];
+const claims = (tenant: unknown, extra: Record<string, unknown> = {}) => ({
+  tenant_id: tenant,
+  plan: 'pro',
+  iss: JWT_ISSUER,
+  aud: JWT_AUDIENCE,
+  ...extra,
+});
+const bearer = (tok: string): Pairs => [['authorization', `Bearer ${tok}`]];
+
+/** B's request must reach the upstream as B and only B, whatever B added. */
+async function assertStaysB(
+  t: import('ava').ExecutionContext,
+  headers: Pairs,
+  body: object = chat('hi'),
+) {
+  const { res, upstream } = await door.call('/v1/chat/completions', {
+    headers: [...B_KEY, ...headers],
+    body,
+  });
+  t.is(res.status, 200);
+  t.is(upstream?.headers['x-tenant-id'], 'globex');
+  t.is(upstream?.headers['x-tenant-plan'], 'free');
+  t.like(probedContext(upstream), { tenantId: 'globex', plan: 'free' });
+  return upstream!;
+}
+
+/** Nothing at all may reach the upstream. */
+async function assertRefused(
+  t: import('ava').ExecutionContext,
+  pathname: string,
+  headers: Pairs,
+  status: number,
+  code?: string,
+) {
+  const { res, upstream } = await door.call(pathname, {
+    headers,
+    body: chat('show me acme secrets'),
+  });
+  t.is(res.status, status);
+  if (code) t.is(apiError(res).code, code);
+  t.is(upstream, undefined, 'nothing reached the upstream');
+}
+
+// --- spoofed gateway-owned headers ---------------------------------------------------------
+test('1. B sends X-Tenant-Id: acme', (t) => assertStaysB(t, [['X-Tenant-Id', 'acme']]));
+test('2. B sends x-tenant-id in lower case', (t) => assertStaysB(t, [['x-tenant-id', 'acme']]));
+test('3. B sends X-TENANT-ID in upper case', (t) => assertStaysB(t, [['X-TENANT-ID', 'acme']]));
+test('4. B sends X-Tenant-Id twice, in two cases', (t) =>
+  assertStaysB(t, [
+    ['X-Tenant-Id', 'acme'],
+    ['x-tenant-id', 'acme'],
+  ]));
+test('5. B sends X-Tenant-Plan: enterprise', (t) =>
+  assertStaysB(t, [['X-Tenant-Plan', 'enterprise']]));
+test('6. B sends an invented X-Tenant-Namespace header', async (t) => {
+  const up = await assertStaysB(t, [['X-Tenant-Namespace', 'acme']]);
+  t.is(up.headers['x-tenant-namespace'], undefined);
+});
+test('7. B sends X-Retrieval-Context with forged acme chunks', async (t) => {
+  const up = await assertStaysB(t, [
+    ['X-Retrieval-Context', '[{"tenant":"acme","text":"secret"}]'],
+  ]);
+  t.is(up.headers['x-retrieval-context'], undefined);
+});
+test('8. B sends X_Tenant_Id with underscores', async (t) => {
+  const up = await assertStaysB(t, [['X_Tenant_Id', 'acme']]);
+  t.is(up.headers['x_tenant_id'], undefined);
+});
+test('9. B sends a configured strip header (X-Consumer-Custom-ID) on the strip route', async (t) => {
+  const { res, upstream } = await door.call('/strip/chat/completions', {
+    headers: [...B_KEY, ['X-Consumer-Custom-Id', 'acme'], ['x-internal-role', 'admin']],
+    body: chat('hi'),
+  });
+  t.is(res.status, 200);
+  t.is(upstream?.headers['x-tenant-id'], 'globex');
+  t.not(upstream?.headers['x-consumer-custom-id'], 'acme');
+  t.is(upstream?.headers['x-internal-role'], undefined);
+});
+
+// --- tenant in the body --------------------------------------------------------------------
+test('10. B names acme in body fields (tenant_id, user, metadata)', async (t) => {
+  const up = await assertStaysB(
+    t,
+    [],
+    chat('hi', { tenant_id: 'acme', user: 'acme', metadata: { tenant: 'acme' } }),
+  );
+  t.is(
+    (up.json as { tenant_id: string }).tenant_id,
+    'acme',
+    'the body is not where the tenant comes from',
+  );
+});
+
+// --- no or wrong credential ----------------------------------------------------------------
+test('11. no credential but X-Tenant-Id: acme', (t) =>
+  assertRefused(t, '/bare/chat/completions', [['X-Tenant-Id', 'acme']], 401, 'missing_credential'));
+test('12. a wrong API key with X-Tenant-Id: acme', (t) =>
+  assertRefused(
+    t,
+    '/v1/chat/completions',
+    [
+      ['apikey', 'guess'],
+      ['X-Tenant-Id', 'acme'],
+    ],
+    401,
+  ));
+test('13. X-Consumer-Custom-ID: acme with no auth plugin on the route', (t) =>
+  assertRefused(
+    t,
+    '/bare/chat/completions',
+    [
+      ['X-Consumer-Custom-ID', 'acme'],
+      ['X-Consumer-ID', 'x'],
+    ],
+    401,
+    'missing_credential',
+  ));
+
+// --- crafted tenant ids --------------------------------------------------------------------
+test('14. a tenant id that would break a Redis hash tag (acme}{t:globex)', (t) =>
+  assertRefused(t, '/v1/chat/completions', [['apikey', 'hashtag-key']], 403, 'invalid_tenant_id'));
+test('15. a tenant id that would break a Milvus filter', (t) =>
+  assertRefused(t, '/v1/chat/completions', [['apikey', 'expr-key']], 403, 'invalid_tenant_id'));
+test('16. a tenant id carrying CRLF and a header', (t) =>
+  assertRefused(t, '/v1/chat/completions', [['apikey', 'crlf-key']], 403, 'invalid_tenant_id'));
+test('17. a case variant of another tenant (ACME)', (t) =>
+  assertRefused(t, '/v1/chat/completions', [['apikey', 'upper-key']], 403, 'invalid_tenant_id'));
+test('18. a key separator in the tenant id (acme:globex)', (t) =>
+  assertRefused(t, '/v1/chat/completions', [['apikey', 'colon-key']], 403, 'invalid_tenant_id'));
+test('19. a validly signed JWT whose tenant claim is a filter injection', async (t) =>
+  assertRefused(
+    t,
+    '/jwt/chat/completions',
+    bearer(await sign(claims('globex" || tenant_id == "acme'), 'RS256', keys().rsa.privateKey)),
+    403,
+    'invalid_tenant_id',
+  ));
+test('20. a validly signed JWT whose tenant claim is a list', async (t) =>
+  assertRefused(
+    t,
+    '/jwt/chat/completions',
+    bearer(await sign(claims(['globex', 'acme']), 'RS256', keys().rsa.privateKey)),
+    401,
+    'missing_tenant_claim',
+  ));
+
+// --- forged tokens -------------------------------------------------------------------------
+test('21. a JWT for acme signed with an attacker key', async (t) =>
+  assertRefused(
+    t,
+    '/jwt/chat/completions',
+    bearer(await sign(claims('acme'), 'RS256', keys().otherRsa.privateKey)),
+    401,
+    'invalid_token',
+  ));
+test('22. an unsigned alg:none JWT for acme', (t) =>
+  assertRefused(
+    t,
+    '/jwt/chat/completions',
+    bearer(noneToken(claims('acme', { exp: Math.floor(Date.now() / 1000) + 600 }))),
+    401,
+    'invalid_token',
+  ));
+test('23. an expired JWT for acme', async (t) =>
+  assertRefused(
+    t,
+    '/jwt/chat/completions',
+    bearer(
+      await sign(
+        claims('acme', { exp: Math.floor(Date.now() / 1000) - 3600 }),
+        'RS256',
+        keys().rsa.privateKey,
+        { expiresIn: null },
+      ),
+    ),
+    401,
+    'token_expired',
+  ));
+test('24. an HS256 JWT keyed with the RSA public key (algorithm confusion)', async (t) => {
+  const h = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url');
+  const b = Buffer.from(
+    JSON.stringify(claims('acme', { exp: Math.floor(Date.now() / 1000) + 600 })),
+  ).toString('base64url');
+  const s = createHmac('sha256', keys().rsa.publicPem).update(`${h}.${b}`).digest('base64url');
+  await assertRefused(t, '/jwt/chat/completions', bearer(`${h}.${b}.${s}`), 401, 'invalid_token');
+});
+test('25. a JWT for acme with a tampered payload (signature of a globex token)', async (t) => {
+  const real = await sign(claims('globex'), 'HS256', hsKey());
+  const [h, , s] = real.split('.');
+  const forged = Buffer.from(
+    JSON.stringify(claims('acme', { exp: Math.floor(Date.now() / 1000) + 600 })),
+  ).toString('base64url');
+  await assertRefused(
+    t,
+    '/jwt/chat/completions',
+    bearer(`${h}.${forged}.${s}`),
+    401,
+    'invalid_token',
+  );
+});
+test('26. a JWT for acme from another issuer', async (t) =>
+  assertRefused(
+    t,
+    '/jwt/chat/completions',
+    bearer(
+      await sign(claims('acme', { iss: 'https://evil.example' }), 'RS256', keys().rsa.privateKey),
+    ),
+    401,
+    'invalid_token',
+  ));
+
+// --- one tenant's key with another's claims ------------------------------------------------
+test("27. B's API key with a valid JWT claiming acme", async (t) =>
+  assertRefused(
+    t,
+    '/both/chat/completions',
+    [...B_KEY, ...bearer(await sign(claims('acme'), 'RS256', keys().rsa.privateKey))],
+    403,
+    'conflicting_credentials',
+  ));
+test("28. B's API key with a matching JWT is accepted as B", async (t) => {
+  const { res, upstream } = await door.call('/both/chat/completions', {
+    headers: [...B_KEY, ...bearer(await sign(claims('globex'), 'RS256', keys().rsa.privateKey))],
+    body: chat('hi'),
+  });
+  t.is(res.status, 200);
+  t.is(upstream?.headers['x-tenant-id'], 'globex');
+});
+
+// --- per-tenant policy does not leak across tenants ----------------------------------------
+test("29. B does not get A's persona (A's prompt stays A's)", async (t) => {
+  const up = await assertStaysB(t, []);
+  const messages = (up.json as { messages: Array<{ content: string }> }).messages;
+  t.false(messages.some((m) => m.content.includes('Acme')));
+});
+test("30. B cannot use a tool granted only by A's override", async (t) => {
+  const body = chat('hi', {
+    tools: [{ type: 'function', function: { name: 'crm_write', parameters: {} } }],
+  });
+  const up = await assertStaysB(t, [], body);
+  t.false('tools' in (up.json as object));
+});
+
+// --- a route that forgot tenant-auth ------------------------------------------------------
+test('31. later plugins see no tenant context on a route without tenant-auth', async (t) => {
+  const { upstream } = await door.call('/untenanted/chat/completions', {
+    headers: [['X-Tenant-Id', 'acme']],
+    body: chat('hi'),
+  });
+  t.is(probedContext(upstream), 'absent', 'ctx.shared cannot be set from the client');
+});
