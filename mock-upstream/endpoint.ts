@@ -1,0 +1,17 @@
+/** What the server hands an endpoint: the exchange, the knobs in force, and a pause. */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { MockKnobs } from './knobs';
+
+export interface EndpointContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  rawBody: Buffer;
+  /** Knobs as they were when the request arrived. */
+  knobs: Readonly<MockKnobs>;
+  /** Unique per server instance; used in response ids and `x-request-id`. */
+  requestId: string;
+  /** Resolves true after `ms`, or false early when the client left or the server is closing. */
+  pause(ms: number): Promise<boolean>;
+}
+
+export type Endpoint = (ctx: EndpointContext) => Promise<void>;

@@ -1,0 +1,237 @@
+/**
+ * The mock upstream's HTTP server: records each request, then applies the knobs in order —
+ * injected failure, capacity, latency — and hands the request to its endpoint.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createCapacityGate } from './capacity';
+import { chatCompletions } from './chat';
+import { CONTROL_PREFIX, handleControl, type Controllable } from './control';
+import { embeddings } from './embeddings';
+import type { Endpoint, EndpointContext } from './endpoint';
+import { createFailurePlan, inflictFailure } from './failures';
+import { DEFAULT_KNOBS, parseKnobs, type MockKnobs } from './knobs';
+import { listModels, retrieveModel } from './models';
+import { errorBody, isInvalidRequestError, sendInvalidRequest, sendJson } from './openai-error';
+import { appendBounded, recordRequest, type ReceivedRequest } from './recording';
+import { readBody } from './request-body';
+
+export interface MockStats {
+  /** Requests holding a capacity slot right now. */
+  inFlight: number;
+  /** Most requests ever holding a slot at once (since start or reset). */
+  maxInFlight: number;
+  /** Requests handed to an endpoint (any status, including validation errors). */
+  served: number;
+  /** Requests answered 429 because capacity was full and overCapacity is 'reject'. */
+  rejected: number;
+  /** Requests waiting for a slot right now. */
+  queued: number;
+  /** Failures injected since the failure knob was last set. */
+  injected: number;
+}
+
+export interface MockUpstream {
+  /** Base URL without a trailing slash, e.g. `http://127.0.0.1:41234`. */
+  readonly url: string;
+  readonly port: number;
+  /** Everything received (control API excepted), oldest first; keeps the last 10 000. */
+  readonly received: ReceivedRequest[];
+  /** Changes some knobs; validates all of them first (RangeError names the bad value). */
+  configure(knobs: Partial<MockKnobs>): void;
+  /** Clears `received` and the counters, and puts every knob back to its default. */
+  reset(): void;
+  stats(): MockStats;
+  /** Stops listening and ends every open socket, including ones held by a `timeout` failure. */
+  close(): Promise<void>;
+}
+
+export interface StartOptions extends Partial<MockKnobs> {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 0 (an ephemeral port). */
+  port?: number;
+}
+
+function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function notFound(res: ServerResponse, method: string, path: string): void {
+  sendJson(res, 404, errorBody(`Invalid URL (${method} ${path})`, 'invalid_request_error'));
+}
+
+function endpointFor(method: string, path: string): Endpoint | undefined {
+  if (method === 'POST' && path === '/v1/chat/completions') return chatCompletions;
+  if (method === 'POST' && path === '/v1/embeddings') return embeddings;
+  if (method === 'GET' && path === '/v1/models') return async (ctx) => listModels(ctx.res);
+  const model = /^\/v1\/models\/([^/]+)$/.exec(path)?.[1];
+  if (method === 'GET' && model !== undefined) {
+    return async (ctx) => retrieveModel(ctx.res, decodeURIComponent(model));
+  }
+  return undefined;
+}
+
+async function runEndpoint(ctx: EndpointContext, method: string, path: string): Promise<void> {
+  const endpoint = endpointFor(method, path);
+  if (endpoint === undefined) {
+    notFound(ctx.res, method, path);
+    return;
+  }
+  try {
+    await endpoint(ctx);
+  } catch (e) {
+    if (ctx.res.headersSent) ctx.res.destroy();
+    else if (isInvalidRequestError(e)) sendInvalidRequest(ctx.res, e);
+    else {
+      const message = `mock upstream: ${e instanceof Error ? e.message : String(e)}`;
+      sendJson(ctx.res, 500, errorBody(message, 'server_error'));
+    }
+  }
+}
+
+/** Starts the mock upstream; resolves once it is listening. */
+export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUpstream> {
+  const { host = '127.0.0.1', port = 0, ...initialKnobs } = opts;
+  let knobs: MockKnobs = { ...DEFAULT_KNOBS, ...parseKnobs(initialKnobs) };
+  const gate = createCapacityGate(knobs.capacity);
+  const failures = createFailurePlan();
+  failures.set(knobs.failure);
+  const received: ReceivedRequest[] = [];
+  // Aborted when their response closes or the server closes: stops pauses and queue waits.
+  const live = new Set<AbortController>();
+  let served = 0;
+  let rejected = 0;
+  let sequence = 0;
+
+  const handle: Controllable & { stats(): MockStats } = {
+    received,
+    knobs: () => knobs,
+    configure(partial) {
+      const parsed = parseKnobs(partial);
+      knobs = { ...knobs, ...parsed };
+      if (parsed.capacity !== undefined) gate.setCapacity(parsed.capacity);
+      if (parsed.failure !== undefined) failures.set(parsed.failure);
+    },
+    reset() {
+      received.length = 0;
+      knobs = { ...DEFAULT_KNOBS };
+      gate.setCapacity(knobs.capacity);
+      gate.resetMaxInFlight();
+      failures.set(null);
+      served = 0;
+      rejected = 0;
+    },
+    stats: () => ({
+      inFlight: gate.inFlight,
+      maxInFlight: gate.maxInFlight,
+      served,
+      rejected,
+      queued: gate.queued,
+      injected: failures.injected,
+    }),
+  };
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = req.method ?? 'GET';
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (path.startsWith(CONTROL_PREFIX)) {
+      await handleControl(handle, req, res, path);
+      return;
+    }
+    const rawBody = await readBody(req);
+    appendBounded(received, recordRequest(req, rawBody));
+    const knobsNow = knobs;
+    const abort = new AbortController();
+    live.add(abort);
+    res.on('close', () => {
+      abort.abort();
+      live.delete(abort);
+    });
+
+    const failure = failures.decide(path);
+    if (failure !== null) {
+      inflictFailure(failure, req, res);
+      return;
+    }
+    const admission = await gate.enter(knobsNow.overCapacity, abort.signal);
+    if (admission.kind === 'abandoned') return;
+    if (admission.kind === 'rejected') {
+      rejected += 1;
+      sendJson(
+        res,
+        429,
+        errorBody(
+          'mock upstream: over capacity, please retry',
+          'requests',
+          null,
+          'rate_limit_exceeded',
+        ),
+        { 'retry-after': '1' },
+      );
+      return;
+    }
+    if (abort.signal.aborted) {
+      admission.release();
+      return;
+    }
+    res.on('close', admission.release);
+
+    const signal = abort.signal;
+    if (knobsNow.latencyMs > 0 && !(await pause(knobsNow.latencyMs, signal))) return;
+    served += 1;
+    sequence += 1;
+    const ctx: EndpointContext = {
+      req,
+      res,
+      rawBody,
+      knobs: knobsNow,
+      requestId: `mock-${sequence}`,
+      pause: (ms) => pause(ms, signal),
+    };
+    await runEndpoint(ctx, method, path);
+  }
+
+  const server = createServer((req, res) => {
+    serve(req, res).catch(() => res.destroy());
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const boundPort = (server.address() as AddressInfo).port;
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  let closed: Promise<void> | undefined;
+
+  return {
+    url: `http://${urlHost}:${boundPort}`,
+    port: boundPort,
+    received,
+    configure: handle.configure,
+    reset: handle.reset,
+    stats: handle.stats,
+    close() {
+      closed ??= new Promise<void>((resolve) => {
+        for (const a of live) a.abort();
+        server.close(() => resolve());
+        // Ends keep-alive sockets and those a `timeout` failure holds open on purpose.
+        server.closeAllConnections();
+      });
+      return closed;
+    },
+  };
+}
