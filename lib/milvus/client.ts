@@ -1,0 +1,200 @@
+/**
+ * Milvus access for the plugins: a client factory and the shared, partition-keyed collection
+ * that holds every tenant's knowledge.
+ *
+ * Tenancy model (see docs/services.md and shared milvus-facts): ONE collection for all
+ * tenants, with a VarChar `tenant_id` field declared `is_partition_key`, so Milvus buckets
+ * tenants into `numPartitions` hash partitions and a `tenant_id == "<id>"` filter both prunes
+ * to one partition and filters inside it. This module deliberately offers no search
+ * function: searching belongs to code that holds a TenantContext (retrieval plugin).
+ */
+import { DataType, ErrorCode, MilvusClient, type FieldType } from '@zilliz/milvus2-sdk-node';
+
+export interface MilvusOptions {
+  /** `host:port`, e.g. `127.0.0.1:19530`. */
+  readonly address: string;
+  /** Deadline per RPC; default 5000 ms. */
+  readonly timeoutMs?: number;
+  /** The SDK's own logging (winston levels); default `warn` (the SDK defaults to `debug`). */
+  readonly logLevel?: 'error' | 'warn' | 'info' | 'debug';
+}
+
+export const DEFAULT_MILVUS_TIMEOUT_MS = 5000;
+
+export class MilvusUnavailableError extends Error {
+  override readonly name = 'MilvusUnavailableError';
+}
+
+/**
+ * A connected client. Async on purpose: the SDK (2.3.5) starts connecting in its constructor
+ * and keeps that promise; if it rejected, the rejection would be unhandled (fatal in Node 20)
+ * and the client would stay broken, since `createCollection` re-awaits the failed promise on
+ * every call. So: wait for the connection here, and on failure close the client and throw;
+ * the caller retries with a new one.
+ */
+export async function createMilvus(opts: MilvusOptions): Promise<MilvusClient> {
+  const timeout = opts.timeoutMs ?? DEFAULT_MILVUS_TIMEOUT_MS;
+  if (!Number.isFinite(timeout) || timeout <= 0) {
+    throw new RangeError(`timeoutMs must be a positive number, got ${timeout}`);
+  }
+  const client = new MilvusClient({
+    address: opts.address,
+    timeout,
+    logLevel: opts.logLevel ?? 'warn',
+  });
+  try {
+    await client.connectPromise;
+  } catch (err) {
+    client.closeConnection();
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new MilvusUnavailableError(`Milvus at ${opts.address} not reachable: ${reason}`);
+  }
+  return client;
+}
+
+/** Field names of the tenant collection; the retrieval plugin reads these. */
+export const TENANT_COLLECTION_FIELDS = {
+  id: 'id',
+  tenantId: 'tenant_id',
+  text: 'text',
+  embedding: 'embedding',
+} as const;
+
+export type VectorMetric = 'L2' | 'IP' | 'COSINE';
+
+export interface TenantCollectionSpec {
+  readonly name: string;
+  /** Embedding dimension. */
+  readonly dim: number;
+  /** Hash partitions tenants are spread over (Milvus: 1..4096; default there 16). */
+  readonly numPartitions: number;
+  /** The distance the index is built for; every search must pass the same `metric_type`. */
+  readonly metricType: VectorMetric;
+  /** Longest chunk text in bytes; default 8192 (Milvus caps VarChar at 65535). */
+  readonly textMaxLength?: number;
+}
+
+export class MilvusOperationError extends Error {
+  override readonly name = 'MilvusOperationError';
+}
+
+const TENANT_ID_MAX_LENGTH = 64;
+const HNSW_PARAMS = { M: 16, efConstruction: 200 };
+
+function check(status: { error_code: string | number; reason: string }, what: string): void {
+  if (status.error_code !== ErrorCode.SUCCESS) {
+    throw new MilvusOperationError(`${what} failed: ${status.error_code} ${status.reason}`);
+  }
+}
+
+function validateSpec(spec: TenantCollectionSpec): void {
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,254}$/.test(spec.name)) {
+    throw new RangeError(`collection name ${JSON.stringify(spec.name)} is not a Milvus name`);
+  }
+  if (!Number.isInteger(spec.dim) || spec.dim < 1 || spec.dim > 32768) {
+    throw new RangeError(`dim must be an integer in 1..32768, got ${spec.dim}`);
+  }
+  if (
+    !Number.isInteger(spec.numPartitions) ||
+    spec.numPartitions < 1 ||
+    spec.numPartitions > 4096
+  ) {
+    throw new RangeError(`numPartitions must be an integer in 1..4096, got ${spec.numPartitions}`);
+  }
+}
+
+function schemaFields(spec: TenantCollectionSpec): FieldType[] {
+  const f = TENANT_COLLECTION_FIELDS;
+  return [
+    { name: f.id, data_type: DataType.Int64, is_primary_key: true, autoID: true },
+    {
+      name: f.tenantId,
+      data_type: DataType.VarChar,
+      max_length: TENANT_ID_MAX_LENGTH,
+      is_partition_key: true,
+    },
+    { name: f.text, data_type: DataType.VarChar, max_length: spec.textMaxLength ?? 8192 },
+    { name: f.embedding, data_type: DataType.FloatVector, dim: spec.dim },
+  ];
+}
+
+/**
+ * An existing collection is only reused if tenants are really isolated in it: `tenant_id`
+ * must be its partition key and the vector dimension must match. Anything else is refused
+ * rather than silently serving an untenanted collection.
+ */
+async function assertTenantSchema(client: MilvusClient, spec: TenantCollectionSpec): Promise<void> {
+  const desc = await client.describeCollection({ collection_name: spec.name });
+  check(desc.status, `describeCollection ${spec.name}`);
+  const fields = desc.schema.fields;
+  const tenant = fields.find((x) => x.name === TENANT_COLLECTION_FIELDS.tenantId);
+  if (!tenant?.is_partition_key) {
+    throw new MilvusOperationError(
+      `collection ${spec.name} exists but ${TENANT_COLLECTION_FIELDS.tenantId} is not its partition key`,
+    );
+  }
+  const vector = fields.find((x) => x.name === TENANT_COLLECTION_FIELDS.embedding);
+  const dim = vector?.type_params.find((p) => p.key === 'dim')?.value;
+  if (Number(dim) !== spec.dim) {
+    throw new MilvusOperationError(
+      `collection ${spec.name} exists with embedding dim ${String(dim)}, expected ${spec.dim}`,
+    );
+  }
+}
+
+async function ensureIndex(client: MilvusClient, spec: TenantCollectionSpec): Promise<void> {
+  const existing = await client.describeIndex({
+    collection_name: spec.name,
+    field_name: TENANT_COLLECTION_FIELDS.embedding,
+  });
+  if (existing.status.error_code === ErrorCode.SUCCESS) {
+    const metric = existing.index_descriptions[0]?.params.find((p) => p.key === 'metric_type');
+    if (metric && metric.value !== spec.metricType) {
+      throw new MilvusOperationError(
+        `collection ${spec.name} is indexed for ${metric.value}, expected ${spec.metricType}`,
+      );
+    }
+    return;
+  }
+  check(
+    await client.createIndex({
+      collection_name: spec.name,
+      field_name: TENANT_COLLECTION_FIELDS.embedding,
+      index_type: 'HNSW',
+      metric_type: spec.metricType,
+      params: HNSW_PARAMS,
+    }),
+    `createIndex on ${spec.name}`,
+  );
+}
+
+/**
+ * Creates the shared tenant collection if missing (Int64 auto-id primary key, VarChar
+ * `tenant_id` partition key, VarChar `text`, FloatVector `embedding`), makes sure it has an
+ * HNSW index for `metricType`, and loads it. Safe to call from every process at start-up.
+ */
+export async function ensureTenantCollection(
+  client: MilvusClient,
+  spec: TenantCollectionSpec,
+): Promise<void> {
+  validateSpec(spec);
+  const has = await client.hasCollection({ collection_name: spec.name });
+  check(has.status, `hasCollection ${spec.name}`);
+  if (!has.value) {
+    const created = await client.createCollection({
+      collection_name: spec.name,
+      fields: schemaFields(spec),
+      num_partitions: spec.numPartitions,
+      consistency_level: 'Bounded',
+    });
+    // Another gateway process may have created it between our check and our create.
+    const raced = await client.hasCollection({ collection_name: spec.name });
+    if (!raced.value) check(created, `createCollection ${spec.name}`);
+  }
+  await assertTenantSchema(client, spec);
+  await ensureIndex(client, spec);
+  check(
+    await client.loadCollectionSync({ collection_name: spec.name }),
+    `loadCollection ${spec.name}`,
+  );
+}

@@ -1,0 +1,68 @@
+/**
+ * The one module that names Redis keys. Nothing else in the project builds a key string.
+ *
+ * Layout: `<namespace>:{t:<tenant>}:<what>[:<name>]` for tenant-local state and
+ * `<namespace>:{q:<queue>}:<what>` for shared queues. The `{...}` is the Redis Cluster hash
+ * tag: every key of one tenant lives in one slot, so a Lua script may touch several of them
+ * and the same code runs unchanged on Redis Cluster. The namespace (default `kta`) lets
+ * several deployments, or test runs, share one Redis without seeing each other's keys.
+ *
+ * Every variable part is validated: the tenant by its brand (only `parseTenantId` makes one),
+ * the rest against a narrow pattern that excludes `{`, `}` and `:`, so no input can forge a
+ * hash tag or reach into another tenant's keys.
+ */
+import type { TenantId } from '../tenant/tenant-id';
+
+declare const redisKeyBrand: unique symbol;
+/** A key built by this module; Lua-script helpers accept nothing else. */
+export type RedisKey = string & { readonly [redisKeyBrand]: true };
+
+export const DEFAULT_KEY_NAMESPACE = 'kta';
+
+const NAMESPACE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+/** Names chosen by configuration: limit names, queue names, upstream names. */
+const KEY_PART_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
+
+export class InvalidKeyPartError extends Error {
+  override readonly name = 'InvalidKeyPartError';
+}
+
+function checkPart(value: string, what: string, pattern: RegExp): string {
+  if (!pattern.test(value)) {
+    throw new InvalidKeyPartError(`${what} ${JSON.stringify(value)} must match ${pattern.source}`);
+  }
+  return value;
+}
+
+export interface Keyspace {
+  readonly namespace: string;
+  /** Hash `{tokens, ts}`: one per-tenant token bucket (see scripts/token-bucket-1.lua). */
+  rateBucket(tenant: TenantId, limit: string): RedisKey;
+  /** Sorted set of lease id -> expiry ms: a tenant's in-flight requests (concurrency cap). */
+  concurrencyLeases(tenant: TenantId): RedisKey;
+  /** Hash of period -> spent amount: a tenant's budget counters. */
+  budget(tenant: TenantId, period: string): RedisKey;
+  /** A shared queue across tenants (e.g. per upstream), in its own slot. */
+  sharedQueue(queue: string): RedisKey;
+  /** Glob matching every key of this namespace (for SCAN in tests and maintenance). */
+  pattern(): string;
+}
+
+export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keyspace {
+  const ns = checkPart(namespace, 'key namespace', NAMESPACE_PATTERN);
+  const tenantKey = (tenant: TenantId, ...parts: string[]): RedisKey =>
+    [ns, `{t:${tenant}}`, ...parts].join(':') as RedisKey;
+  return {
+    namespace: ns,
+    rateBucket: (tenant, limit) =>
+      tenantKey(tenant, 'rate', checkPart(limit, 'limit name', KEY_PART_PATTERN)),
+    concurrencyLeases: (tenant) => tenantKey(tenant, 'leases'),
+    budget: (tenant, period) =>
+      tenantKey(tenant, 'budget', checkPart(period, 'budget period', KEY_PART_PATTERN)),
+    sharedQueue: (queue) =>
+      [ns, `{q:${checkPart(queue, 'queue name', KEY_PART_PATTERN)}}`, 'queue'].join(
+        ':',
+      ) as RedisKey,
+    pattern: () => `${ns}:*`,
+  };
+}

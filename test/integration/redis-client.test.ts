@@ -1,0 +1,135 @@
+/**
+ * The client's failure behaviour and the script loader's EVALSHA path, against private real
+ * redis-server processes (these tests flush scripts, pause and kill the server, which must not
+ * disturb the shared Redis other suites use). Serial: each test closes every client at the end.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { createClient } from 'redis';
+import {
+  closeAllRedis,
+  createRedis,
+  RedisDeadlineError,
+  waitForRedis,
+  withDeadline,
+} from '../../lib/redis/client';
+import { isRedisUnavailable } from '../../lib/redis/errors';
+import { createKeyspace } from '../../lib/redis/keys';
+import { loadScript } from '../../lib/redis/lua-script';
+import { takeTokens } from '../../lib/redis/token-bucket';
+import { parseTenantId } from '../../lib/tenant/tenant-id';
+import { freePort, startPrivateRedis } from './private-redis';
+
+const acme = parseTenantId('acme');
+const limit = { capacity: 100, refillPerSecond: 1 };
+
+function closeClientsAtEnd(t: ExecutionContext): void {
+  t.teardown(closeAllRedis);
+}
+
+async function errorOf(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
+/** `calls` per command from INFO commandstats, e.g. { evalsha: 2, eval: 1 }. */
+async function commandCalls(url: string): Promise<Record<string, number>> {
+  const admin = createClient({ url });
+  await admin.connect();
+  try {
+    const info = await admin.info('commandstats');
+    const calls: Record<string, number> = {};
+    for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) {
+      if (m[1] && m[2]) calls[m[1]] = Number(m[2]);
+    }
+    return calls;
+  } finally {
+    await admin.close();
+  }
+}
+
+test.serial('scripts run by SHA, and are reloaded after SCRIPT FLUSH', async (t) => {
+  const server = await startPrivateRedis(t);
+  closeClientsAtEnd(t);
+  const redis = createRedis({ url: server.url, commandTimeoutMs: 3000 });
+  await waitForRedis(redis, 5000);
+  const key = createKeyspace('it').rateBucket(acme, 'requests');
+  const script = loadScript('token-bucket-1');
+
+  // A fresh server has never seen the script: EVALSHA -> NOSCRIPT -> EVAL.
+  t.true((await takeTokens(redis, key, limit)).allowed);
+  t.is((await commandCalls(server.url)).eval, 1);
+  t.deepEqual(await redis.scriptExists(script.sha1), [1]);
+
+  // From now on the SHA is enough.
+  t.true((await takeTokens(redis, key, limit)).allowed);
+  t.true((await takeTokens(redis, key, limit)).allowed);
+  const warm = await commandCalls(server.url);
+  t.is(warm.eval, 1);
+  t.true((warm.evalsha ?? 0) >= 2);
+
+  // A flushed cache (restart, failover) is healed by one EVAL.
+  await redis.scriptFlush();
+  t.deepEqual(await redis.scriptExists(script.sha1), [0]);
+  t.like(await takeTokens(redis, key, limit), { allowed: true, remaining: 96 });
+  t.is((await commandCalls(server.url)).eval, 2);
+  t.deepEqual(await redis.scriptExists(script.sha1), [1]);
+});
+
+test.serial('with Redis down, commands fail at once and the client heals itself', async (t) => {
+  const port = await freePort();
+  const logged: string[] = [];
+  closeClientsAtEnd(t);
+  const redis = createRedis({ url: `redis://127.0.0.1:${port}`, log: (m) => logged.push(m) });
+
+  // Nothing listens yet: no queueing, an "unavailable" error right away.
+  const offline = await errorOf(redis.ping());
+  t.true(isRedisUnavailable(offline), String(offline));
+
+  const server = await startPrivateRedis(t, port);
+  await waitForRedis(redis, 10_000);
+  t.is(await redis.ping(), 'PONG');
+
+  await server.stop();
+  const down = await errorOf(redis.ping());
+  t.true(isRedisUnavailable(down), String(down));
+
+  // The retry loop's 'error' events were logged once per outage, not thrown.
+  t.regex(logged[0] ?? '', /unavailable, retrying in the background/);
+  t.regex(logged[1] ?? '', /reconnected/);
+  t.true(logged.slice(2).every((m) => m.includes('unavailable')) && logged.length <= 3);
+});
+
+test.serial('a Redis that answers late fails the call as unavailable', async (t) => {
+  const server = await startPrivateRedis(t);
+  closeClientsAtEnd(t);
+  const redis = createRedis({ url: server.url, commandTimeoutMs: 100 });
+  await waitForRedis(redis, 5000);
+
+  const admin = createClient({ url: server.url });
+  await admin.connect();
+  t.teardown(() => admin.close());
+  // Redis holds every other client's commands for 1 s.
+  await admin.sendCommand(['CLIENT', 'PAUSE', '1000', 'ALL']);
+
+  // The commands were written; node-redis's own timeout no longer covers them.
+  const key = createKeyspace('it').rateBucket(acme, 'requests');
+  const slowScript = await errorOf(takeTokens(redis, key, limit));
+  t.true(slowScript instanceof RedisDeadlineError, String(slowScript));
+  t.true(isRedisUnavailable(slowScript));
+  const slowPing = await errorOf(withDeadline(redis, redis.ping()));
+  t.true(isRedisUnavailable(slowPing), String(slowPing));
+});
+
+test.serial('one client per process per URL and timeouts', async (t) => {
+  closeClientsAtEnd(t);
+  const url = `redis://127.0.0.1:${await freePort()}`;
+  const quiet = { log: () => undefined };
+  const a = createRedis({ url, ...quiet });
+  t.is(createRedis({ url, ...quiet }), a);
+  t.not(createRedis({ url, commandTimeoutMs: 1000, ...quiet }), a);
+  t.throws(() => createRedis({ url, commandTimeoutMs: 0 }), { instanceOf: RangeError });
+});
