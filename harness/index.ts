@@ -1,0 +1,3 @@
+export { startGateway } from './gateway';
+export { ConfigError } from './config/declarative';
+export type { Gateway, GatewayOptions, PhaseStats, PluginDump, RequestStats } from './types';

@@ -1,0 +1,139 @@
+// kong.request.* (kong/pdk/request.lua 3.9.3); log-phase overrides from
+// kong/runloop/plugin_servers/plugin.lua (3.9.3) exposed_api.
+import { headerMapToObject, joinedHeader, normalizeHeaderName } from '../headers';
+import type { RequestState } from '../request-state';
+import {
+  BEFORE_CONTENT,
+  KongLuaError,
+  REQUEST_PHASES,
+  checkPhase,
+  requireRequestContext,
+  type PdkFn,
+} from './core';
+
+/** Client body buffer (kong_defaults.lua client_body_buffer_size = 8k); larger bodies go to a file. */
+export let clientBodyBufferSize = 8192;
+export function setClientBodyBufferSize(n: number): void {
+  clientBodyBufferSize = n;
+}
+
+export function parseQuery(raw: string | undefined): Map<string, Array<string | true>> {
+  const out = new Map<string, Array<string | true>>();
+  if (!raw) return out;
+  for (const part of raw.split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const dec = (s: string) => {
+      try {
+        return decodeURIComponent(s.replace(/\+/g, ' '));
+      } catch {
+        return s;
+      }
+    };
+    const k = dec(eq < 0 ? part : part.slice(0, eq));
+    const v: string | true = eq < 0 ? true : dec(part.slice(eq + 1));
+    out.set(k, [...(out.get(k) ?? []), v]);
+  }
+  return out;
+}
+
+/** Lua table shape of ngx.req.get_uri_args, then mp_rpc fix_mmap: true -> [], string -> [s]. */
+function queryToObject(q: Map<string, Array<string | true>>): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const [k, vs] of q)
+    out[k] = vs.length === 1 && vs[0] === true ? [] : vs.map((v) => (v === true ? '' : v));
+  return out;
+}
+
+function rawBody(st: RequestState, maxAllowedFileSize: unknown): Buffer | null {
+  // kong/pdk/request.lua 3.9.3 get_raw_body(max_allowed_file_size): a body that did not fit the
+  // client body buffer lives in a file. Without the argument (or with a negative one) Kong
+  // returns nil, "request body did not fit ..."; with 0 it reads the file whatever its size;
+  // with N > 0 it returns nil when the file is larger than N. mp_rpc passes the JS arguments
+  // through (`method(unpack(args))`).
+  if (st.body.length <= clientBodyBufferSize) return st.body;
+  if (typeof maxAllowedFileSize !== 'number' || maxAllowedFileSize < 0) return null;
+  if (maxAllowedFileSize > 0 && st.body.length > maxAllowedFileSize) return null;
+  return st.body;
+}
+
+function decodeForm(text: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, vs] of parseQuery(text)) out[k] = vs.length === 1 ? vs[0] : vs;
+  return out;
+}
+
+export const requestPdk: Record<string, PdkFn> = {
+  'kong.request.get_scheme': (st) => (requireRequestContext(st), 'http'),
+  'kong.request.get_host': (st) => (requireRequestContext(st), st.host),
+  'kong.request.get_port': (st) => (requireRequestContext(st), st.serverPort),
+  'kong.request.get_forwarded_scheme': (st) => (requireRequestContext(st), 'http'),
+  'kong.request.get_forwarded_host': (st) => (requireRequestContext(st), st.host),
+  'kong.request.get_forwarded_port': (st) => (requireRequestContext(st), st.serverPort),
+  'kong.request.get_forwarded_path': (st) => (requireRequestContext(st), st.rawPath),
+  'kong.request.get_forwarded_prefix': (st) => (
+    requireRequestContext(st),
+    st.matchedPrefix && st.matchedPrefix !== '/' ? st.matchedPrefix : null
+  ),
+  'kong.request.get_http_version': (st) => (requireRequestContext(st), Number(st.httpVersion)),
+  'kong.request.get_method': (st) => (requireRequestContext(st), st.method),
+  'kong.request.get_path': (st) => {
+    requireRequestContext(st);
+    try {
+      return decodeURI(st.rawPath).replace(/\/+/g, '/');
+    } catch {
+      return st.rawPath;
+    }
+  },
+  'kong.request.get_raw_path': (st) => (requireRequestContext(st), st.rawPath),
+  'kong.request.get_path_with_query': (st) => (
+    requireRequestContext(st),
+    st.rawPath + (st.rawQuery ? `?${st.rawQuery}` : '')
+  ),
+  'kong.request.get_raw_query': (st) => (requireRequestContext(st), st.rawQuery ?? ''),
+  'kong.request.get_query_arg': (st, [name]) => {
+    requireRequestContext(st);
+    const v = parseQuery(st.rawQuery).get(String(name))?.[0];
+    return v === undefined ? null : v;
+  },
+  'kong.request.get_query': (st) => (
+    requireRequestContext(st),
+    queryToObject(parseQuery(st.rawQuery))
+  ),
+  'kong.request.get_header': (st, [name]) => {
+    if (typeof name !== 'string') throw new KongLuaError('header name must be a string');
+    if (st.inLogTimer) return st.headers.get(normalizeHeaderName(name))?.[0] ?? null; // saved.request_headers[name][1]
+    return joinedHeader(st.headers, name) ?? null;
+  },
+  'kong.request.get_headers': (st) => headerMapToObject(st.headers),
+  'kong.request.get_raw_body': (st, [maxAllowedFileSize]) => {
+    checkPhase(st, BEFORE_CONTENT);
+    requireRequestContext(st);
+    return rawBody(st, maxAllowedFileSize);
+  },
+  'kong.request.get_body': (st, [mimetype, , maxAllowedFileSize]) => {
+    checkPhase(st, BEFORE_CONTENT);
+    requireRequestContext(st);
+    const ct = typeof mimetype === 'string' ? mimetype : joinedHeader(st.headers, 'content-type');
+    if (!ct) return null; // nil, "missing content type": only the first value crosses
+    const type = (ct.toLowerCase().split(';')[0] ?? '').trim();
+    // get_body(mimetype, max_args, max_allowed_file_size) reads the body like get_raw_body.
+    const body = rawBody(st, maxAllowedFileSize);
+    if (type.startsWith('application/x-www-form-urlencoded'))
+      return decodeForm(st.body.toString('utf8'));
+    if (type.startsWith('application/json')) {
+      if (body === null) return null;
+      try {
+        const json: unknown = JSON.parse(body.toString('utf8'));
+        return typeof json === 'object' && json !== null ? json : null; // "invalid json body"
+      } catch {
+        return null;
+      }
+    }
+    return null; // multipart not emulated; "unsupported content type" -> nil
+  },
+  'kong.request.get_start_time': (st) => {
+    checkPhase(st, REQUEST_PHASES);
+    return st.startTime;
+  },
+};

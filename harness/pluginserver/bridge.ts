@@ -1,0 +1,153 @@
+// Kong's side of one external plugin: instances and the event loop.
+// kong/runloop/plugin_servers/plugin.lua (3.9.3) get_instance_id / reset_instance and
+// kong/runloop/plugin_servers/rpc/mp_rpc.lua (3.9.3) bridge_loop / handle_event.
+import type { PluginEntity } from '../config/entities';
+import {
+  ExitSignal,
+  KongLuaError,
+  NotImplementedError,
+  findPdkMethod,
+  stepMethodFor,
+  type PdkEnv,
+} from '../pdk';
+import type { RequestState } from '../request-state';
+import type { PhaseStats, PluginDump } from '../types';
+import { MpRpcClient, RpcError } from '../rpc/mp-client';
+import type { PluginServerProcess } from './process';
+
+export type EventOutcome = 'ret' | 'exit' | 'kong-error';
+
+interface StepIn {
+  EventId: number;
+  Data: 'ret' | { Method: string; Args: unknown };
+}
+
+const WS_ID = '00000000-0000-4000-8000-000000000000';
+
+/** The JSON Kong sends in StartInstance: config + the keys plugins_iterator.lua get_plugin_config adds. */
+export function startInstanceConfig(p: PluginEntity, seq: number): Record<string, unknown> {
+  const cfg: Record<string, unknown> = { ...p.config };
+  if (p.route) cfg.route_id = p.route.id;
+  if (p.service) cfg.service_id = p.service.id;
+  if (p.consumer) cfg.consumer_id = p.consumer.id;
+  cfg.__plugin_id = p.id;
+  cfg.__ws_id = WS_ID;
+  cfg.__key__ = `plugins:${p.name}:${p.route?.id ?? ''}:${p.service?.id ?? ''}:${p.consumer?.id ?? ''}::${WS_ID}`;
+  cfg.__seq__ = seq;
+  return cfg;
+}
+
+export class ExternalPlugin {
+  readonly rpc: MpRpcClient;
+  private readonly instances = new Map<string, Promise<number>>();
+  private seq = 0;
+
+  constructor(
+    readonly dump: PluginDump,
+    readonly proc: PluginServerProcess,
+    private readonly log: (line: string) => void,
+  ) {
+    this.rpc = new MpRpcClient(proc.socketPath);
+    proc.onRespawn = () => this.rpc.reset();
+  }
+
+  get name(): string {
+    return this.dump.Name;
+  }
+
+  /** reset_instances_for_plugin */
+  resetInstances(): void {
+    this.instances.clear();
+  }
+
+  private instanceId(p: PluginEntity): Promise<number> {
+    let id = this.instances.get(p.id);
+    if (!id) {
+      const conf = startInstanceConfig(p, ++this.seq);
+      id = this.rpc
+        .call('plugin.StartInstance', { Name: this.name, Config: JSON.stringify(conf) })
+        .then((status) => {
+          const s = status as { Id: number };
+          return s.Id;
+        });
+      id.catch(() => this.instances.delete(p.id)); // remove claim, another request may succeed
+      this.instances.set(p.id, id);
+    }
+    return id;
+  }
+
+  /** Runs one phase of one plugin for a request; returns how the handler ended. */
+  async handleEvent(
+    st: RequestState,
+    p: PluginEntity,
+    env: PdkEnv,
+    retried = false,
+  ): Promise<EventOutcome> {
+    const stats = phaseStats(st, this.name, env.phase);
+    const t0 = performance.now();
+    try {
+      const iid = await this.instanceId(p);
+      let stepIn = (await this.rpc.call('plugin.HandleEvent', {
+        InstanceId: iid,
+        EventName: env.phase,
+      })) as StepIn;
+      count(st, stats);
+      while (stepIn.Data !== 'ret') {
+        const { Method, Args } = stepIn.Data;
+        stats.pdkCalls[Method] = (stats.pdkCalls[Method] ?? 0) + 1;
+        const args = Array.isArray(Args) ? Args : [Args];
+        let stepMethod: string;
+        let data: unknown;
+        try {
+          data = findPdkMethod(Method)(st, args, env);
+          stepMethod = stepMethodFor(Method);
+        } catch (e) {
+          if (e instanceof ExitSignal) return 'exit';
+          if (e instanceof KongLuaError) {
+            const msg = `${this.name} ${env.phase} ${Method}: ${e.message}`;
+            st.stats.pdkErrors.push(msg);
+            this.log(
+              `[kong] error [${this.name}] ${msg} (the plugin's call never returns, as in Kong)`,
+            );
+            return 'kong-error';
+          }
+          if (!(e instanceof NotImplementedError)) throw e;
+          this.log(`[harness] ${e.message}`);
+          stepMethod = 'plugin.StepError';
+          data = e.message;
+        }
+        stepIn = (await this.rpc.call(stepMethod, {
+          EventId: stepIn.EventId,
+          Data: data ?? null,
+        })) as StepIn;
+        count(st, stats);
+      }
+      return 'ret';
+    } catch (e) {
+      if (!(e instanceof RpcError)) throw e;
+      if (e.message.toLowerCase().includes('no plugin instance') && !retried) {
+        this.log(`[kong] warn ${e.message}`);
+        this.resetInstances();
+        return this.handleEvent(st, p, env, true);
+      }
+      // mp_rpc.lua handle_event: any other error is only logged; the phase ends as if it returned.
+      st.stats.pdkErrors.push(
+        `${this.name} ${env.phase}: rpc error: ${e.message} (phase skipped, as Kong does)`,
+      );
+      this.log(`[kong] error [${this.name}] ${e.message}`);
+      return 'ret';
+    } finally {
+      stats.ms += performance.now() - t0;
+    }
+  }
+}
+
+function phaseStats(st: RequestState, plugin: string, phase: string): PhaseStats {
+  const byPhase = (st.stats.plugins[plugin] ??= {});
+  return (byPhase[phase] ??= { roundTrips: 0, pdkCalls: {}, ms: 0 });
+}
+
+function count(st: RequestState, stats: PhaseStats): void {
+  stats.roundTrips++;
+  st.stats.totalRoundTrips++;
+}

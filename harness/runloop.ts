@@ -1,0 +1,262 @@
+// One request through the gateway, phase by phase, as kong/init.lua (3.9.3) runs it:
+// rewrite (global plugins, execute_global_plugins_iterator: an error is a 500 from the error
+// handler) -> router (404 "no Route matched with those values") -> access
+// (execute_collecting_plugins_iterator: configs collected per plugin as it is reached, an exit
+// or error delays the response and skips the remaining access handlers but not collection)
+// -> proxy -> response (Kong.response: buffered, only when a collected plugin has `response`
+// or buffering was enabled) -> header_filter headers -> log (plugin.lua: from a timer, on a snapshot).
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { DeclarativeConfig, PluginEntity } from './config/entities';
+import { defaultErrorMessage, errorBody, errorHandlerType, responseType } from './errors';
+import { headerMapFromRaw, joinedHeader, type HeaderMap } from './headers';
+import { keyAuthAccess } from './keyauth';
+import { addKongResponseHeaders } from './kong-headers';
+import { ExitSignal, KongLuaError, type PdkEnv } from './pdk/core';
+import { buildExit } from './pdk/response';
+import type { LoadedPlugin, PluginTable } from './plugins';
+import { proxyToService, readUpstreamBody } from './proxy';
+import { RequestState, type DownstreamResponse, type KongPhase } from './request-state';
+import { Router, upstreamUriV0 } from './router';
+import { buildSerialize } from './serialize';
+
+export interface RunloopDeps {
+  config: DeclarativeConfig;
+  plugins: PluginTable;
+  router: Router;
+  nodeId: string;
+  serverPort: () => number;
+  log: (line: string) => void;
+}
+
+type Collected = { plugin: LoadedPlugin; entity: PluginEntity };
+type Outcome = 'ret' | 'exit' | 'kong-error';
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+export class Runloop {
+  private readonly logWaiters = new Map<string, Promise<void>>();
+  readonly stats = new Map<string, RequestState>();
+
+  constructor(private readonly deps: RunloopDeps) {}
+
+  logDone(id: string): Promise<void> {
+    return this.logWaiters.get(id) ?? Promise.resolve();
+  }
+
+  private env(st: RequestState, plugin: LoadedPlugin, phase: KongPhase): PdkEnv {
+    return {
+      pluginName: plugin.name,
+      phase,
+      config: this.deps.config,
+      nodeId: this.deps.nodeId,
+      log: this.deps.log,
+    };
+  }
+
+  private async runPlugin(st: RequestState, c: Collected, phase: KongPhase): Promise<Outcome> {
+    st.phase = phase;
+    const env = this.env(st, c.plugin, phase);
+    if (c.plugin.external) return c.plugin.external.handleEvent(st, c.entity, env);
+    try {
+      if (c.plugin.name === 'key-auth' && phase === 'access')
+        keyAuthAccess(st, c.entity.config, this.deps.config, env);
+      return 'ret';
+    } catch (e) {
+      if (e instanceof ExitSignal) return 'exit';
+      if (e instanceof KongLuaError) {
+        st.stats.pdkErrors.push(`${c.plugin.name} ${phase}: ${e.message}`);
+        return 'kong-error';
+      }
+      throw e;
+    }
+  }
+
+  /** kong.response.error through the PDK (JSON by Accept, default JSON). */
+  private pdkError(st: RequestState, status: number, message: string): DownstreamResponse {
+    const ct = responseType(joinedHeader(st.headers, 'accept'));
+    st.exited = true;
+    return buildExit(status, errorBody(ct, message, st.id), new Map([['content-type', [ct]]]));
+  }
+
+  /** kong/error_handlers.lua: Accept, else Content-Type, else text/plain. */
+  private handlerError(st: RequestState, status: number): DownstreamResponse {
+    const ct = errorHandlerType(
+      joinedHeader(st.headers, 'accept'),
+      joinedHeader(st.headers, 'content-type'),
+    );
+    return buildExit(
+      status,
+      errorBody(ct, defaultErrorMessage(status), st.id),
+      new Map([['content-type', [ct]]]),
+    );
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const startTime = Date.now();
+    const id = randomBytes(16).toString('hex');
+    const body = await readBody(req);
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const st = new RequestState(
+      id,
+      startTime,
+      req.method ?? 'GET',
+      q < 0 ? url : url.slice(0, q),
+      q < 0 ? undefined : url.slice(q + 1),
+      headerMapFromRaw(req.rawHeaders),
+      body,
+      (req.socket.remoteAddress ?? '127.0.0.1').replace(/^::ffff:/, ''),
+      req.socket.remotePort ?? 0,
+      this.deps.serverPort(),
+      req.httpVersion,
+    );
+    st.upstream = {
+      method: st.method,
+      path: st.rawPath,
+      query: st.rawQuery ?? '',
+      headers: new Map(st.headers),
+      body,
+    };
+    this.stats.set(id, st);
+    let logResolve: () => void = () => undefined;
+    this.logWaiters.set(id, new Promise((r) => (logResolve = r)));
+
+    let collected: Collected[] | undefined;
+    const final = await this.phases(st, (c) => (collected = c));
+    addKongResponseHeaders(st, final.response.headers);
+    await this.send(st, res, final);
+    // Kong.log -> plugin.lua: each plugin's log handler runs in its own timer on a snapshot.
+    st.response ??= {
+      status: final.response.status,
+      headers: final.response.headers,
+      body: Buffer.alloc(0),
+    };
+    st.phase = 'log';
+    st.inLogTimer = true;
+    st.savedSerialize = buildSerialize(st);
+    const logPlugins = (collected ?? this.deps.plugins.globals('log')).filter((c) =>
+      c.plugin.phases.has('log'),
+    );
+    void Promise.all(logPlugins.map((c) => this.runPlugin(st, c, 'log')))
+      .catch((e: unknown) => this.deps.log(`[harness] log phase failed: ${String(e)}`))
+      .finally(() => logResolve());
+  }
+
+  private async phases(
+    st: RequestState,
+    setCollected: (c: Collected[]) => void,
+  ): Promise<{ response: DownstreamResponse; stream?: IncomingMessage }> {
+    // rewrite
+    for (const c of this.deps.plugins.globals('rewrite')) {
+      const o = await this.runPlugin(st, c, 'rewrite');
+      if (o === 'exit' && st.exitResponse) return { response: st.exitResponse };
+      if (o === 'kong-error') {
+        st.unexpected = true;
+        return { response: this.handlerError(st, 500) };
+      }
+    }
+    // router (runloop access.before)
+    st.phase = 'access';
+    const match = this.deps.router.match(st.method, st.host, st.rawPath);
+    if (!match) return { response: this.pdkError(st, 404, 'no Route matched with those values') };
+    st.route = match.route;
+    st.service = match.service;
+    st.matchedPrefix = match.route.paths?.length ? match.prefix : undefined;
+    if (st.service) {
+      st.upstream.path = upstreamUriV0(
+        match.route,
+        match.postfix,
+        st.rawPath,
+        st.service.path ?? '/',
+      );
+    }
+    // access, collecting
+    const collected: Collected[] = [];
+    setCollected(collected);
+    let delayed: DownstreamResponse | undefined;
+    for (const plugin of this.deps.plugins.loaded) {
+      const consumerId = typeof st.consumer?.id === 'string' ? st.consumer.id : undefined;
+      const entity = this.deps.plugins.lookup(plugin, st.route.id, st.service?.id, consumerId);
+      if (!entity) continue;
+      collected.push({ plugin, entity });
+      if (plugin.phases.has('response')) st.bufferedProxying = true;
+      if (delayed || !plugin.phases.has('access')) continue;
+      const o = await this.runPlugin(st, { plugin, entity }, 'access');
+      if (o === 'exit' && st.exitResponse) delayed = st.exitResponse;
+      if (o === 'kong-error') {
+        st.unexpected = true;
+        delayed = this.pdkError(st, 500, 'An unexpected error occurred');
+      }
+    }
+    if (delayed) return { response: delayed };
+    if (!st.service)
+      return { response: this.pdkError(st, 503, 'no Service found with those values') };
+    // proxy
+    st.proxied = true;
+    st.proxyLatency = Date.now() - st.startTime;
+    const result = await proxyToService(st);
+    if (result.kind === 'error') {
+      this.deps.log(`[harness] upstream error: ${result.reason}`);
+      st.serviceResponse = { status: result.status, headers: new Map() };
+      return { response: this.handlerError(st, result.status) };
+    }
+    st.upstreamLatency = result.waitingMs;
+    const upstreamHeaders = headerMapFromRaw(result.res.rawHeaders);
+    for (const h of ['connection', 'keep-alive', 'transfer-encoding', 'date'])
+      upstreamHeaders.delete(h);
+    const status = st.pendingStatus ?? result.res.statusCode ?? 502;
+    st.serviceResponse = {
+      status: result.res.statusCode ?? 502,
+      headers: new Map(upstreamHeaders),
+    };
+    const headers: HeaderMap = new Map(upstreamHeaders);
+    for (const [k, v] of st.pendingResponseHeaders) headers.set(k, v);
+    if (!st.bufferedProxying) {
+      headers.delete('content-length');
+      return { response: { status, headers, body: Buffer.alloc(0) }, stream: result.res };
+    }
+    const full = await readUpstreamBody(result.res, st.service.read_timeout);
+    if (full === 'timeout' || full === 'error')
+      return { response: this.handlerError(st, full === 'timeout' ? 504 : 502) };
+    st.serviceResponse.body = full;
+    st.response = { status, headers, body: full };
+    for (const c of collected.filter((x) => x.plugin.phases.has('response'))) {
+      const o = await this.runPlugin(st, c, 'response');
+      if (o === 'exit' && st.exitResponse) return { response: st.exitResponse };
+      if (o === 'kong-error') {
+        st.unexpected = true;
+        return { response: this.handlerError(st, 500) };
+      }
+    }
+    st.response.headers.set('content-length', [String(st.response.body.length)]);
+    return { response: st.response };
+  }
+
+  private send(
+    st: RequestState,
+    res: ServerResponse,
+    final: { response: DownstreamResponse; stream?: IncomingMessage },
+  ): Promise<void> {
+    st.response = final.response;
+    st.phase = 'header_filter';
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of final.response.headers) headers[k] = v.length === 1 ? (v[0] as string) : v;
+    return new Promise((resolve) => {
+      res.once('finish', () => resolve());
+      res.once('close', () => resolve());
+      res.writeHead(final.response.status, headers);
+      if (final.stream) {
+        final.stream.pipe(res);
+        final.stream.on('error', () => res.destroy());
+      } else res.end(final.response.body);
+    });
+  }
+}
