@@ -31,7 +31,8 @@ export interface KongPdk {
   request: {
     getHeader(name: string): Promise<string | null | undefined>;
     getHeaders(maxHeaders?: number): Promise<HeaderMap | null | undefined>;
-    getRawBody(): Promise<Uint8Array | string | null | undefined>;
+    /** `maxAllowedFileSize`: also read a body nginx buffered to a file, up to this size (0: any). */
+    getRawBody(maxAllowedFileSize?: number): Promise<Uint8Array | string | null | undefined>;
     getMethod(): Promise<string>;
     getPath(): Promise<string>;
   };

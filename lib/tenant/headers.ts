@@ -13,10 +13,15 @@ export const GATEWAY_OWNED_HEADER_PREFIXES: readonly string[] = ['x-tenant-'];
 /** Exact gateway-owned header names outside the prefixes. */
 export const GATEWAY_OWNED_HEADERS: readonly string[] = [RETRIEVAL_CONTEXT_HEADER];
 
-/** True when `name` (any case) is a header the gateway owns, or one the config names. */
+/**
+ * True when `name` is a header the gateway owns, or one the config names (`extra`, lower-case
+ * with dashes), in any case and with `_` for `-`: Kong runs nginx with
+ * `underscores_in_headers on` (kong/templates/nginx_kong.lua), so `X_Tenant_Id` reaches the
+ * upstream, where many frameworks (CGI/WSGI/PHP) read it as the same variable as `X-Tenant-Id`.
+ */
 export function isGatewayOwnedHeader(name: string, extra: ReadonlySet<string>): boolean {
-  const lower = name.toLowerCase();
-  if (extra.has(lower)) return true;
-  if (GATEWAY_OWNED_HEADERS.includes(lower)) return true;
-  return GATEWAY_OWNED_HEADER_PREFIXES.some((p) => lower.startsWith(p));
+  const n = name.toLowerCase().replace(/_/g, '-');
+  if (extra.has(n)) return true;
+  if (GATEWAY_OWNED_HEADERS.includes(n)) return true;
+  return GATEWAY_OWNED_HEADER_PREFIXES.some((p) => n.startsWith(p));
 }

@@ -13,6 +13,10 @@ function badRequest(status: number, code: string, message: string, param: string
   return new GatewayError({ status, type: 'invalid_request_error', code, message, param });
 }
 
+export function bodyTooLarge(maxBytes: number): GatewayError {
+  return badRequest(413, 'body_too_large', `request body is larger than ${maxBytes} bytes`);
+}
+
 /** From headers alone: does the request carry a body, and is it acceptable? (413/415) */
 export function precheckBody(headers: HeaderMap, maxBytes: number): boolean {
   const length = firstHeader(headers, 'content-length');
@@ -20,7 +24,7 @@ export function precheckBody(headers: HeaderMap, maxBytes: number): boolean {
   const declared = length === undefined ? undefined : Number(length);
   const hasBody = chunked || (declared !== undefined && declared > 0);
   if (declared !== undefined && Number.isFinite(declared) && declared > maxBytes) {
-    throw badRequest(413, 'body_too_large', `request body is larger than ${maxBytes} bytes`);
+    throw bodyTooLarge(maxBytes);
   }
   if (!hasBody) return false;
   const type =
@@ -35,7 +39,7 @@ export type JsonObject = Record<string, unknown>;
 
 export function parseJsonObject(raw: Buffer, maxBytes: number): JsonObject {
   if (raw.length > maxBytes) {
-    throw badRequest(413, 'body_too_large', `request body is larger than ${maxBytes} bytes`);
+    throw bodyTooLarge(maxBytes);
   }
   let parsed: unknown;
   try {

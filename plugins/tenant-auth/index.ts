@@ -13,12 +13,12 @@
 import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics, type TenantLabels } from '../../lib/metrics/registry';
 import { guardPhase } from '../../lib/plugin/phase';
+import { readConfig } from '../../lib/schema/config';
 import {
   bodyToBuffer,
   firstHeader,
   normaliseHeaderMap,
   type HeaderMap,
-  type HeaderValue,
   type KongPdk,
 } from '../../lib/pdk/kong';
 import {
@@ -27,18 +27,15 @@ import {
   encodeTenantContext,
   type TenantContext,
 } from '../../lib/tenant/context';
-import {
-  TENANT_ID_HEADER,
-  TENANT_PLAN_HEADER,
-  isGatewayOwnedHeader,
-} from '../../lib/tenant/headers';
+import { TENANT_ID_HEADER, TENANT_PLAN_HEADER } from '../../lib/tenant/headers';
 import { isInvalidTenantIdError, parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
-import { applyPersona, applyToolPolicy, parseJsonObject, precheckBody } from './body';
+import { applyPersona, applyToolPolicy, bodyTooLarge, parseJsonObject, precheckBody } from './body';
 import { identityFromConsumer } from './identity/consumer';
 import { JwtVerifier } from './identity/jwt';
 import type { VerifiedIdentity } from './identity/types';
 import * as metrics from './metrics';
 import { resolvePlanName, resolvePolicy } from './policy';
+import { spoofVerdict } from './spoof';
 import { Schema, checkConfig, type TenantAuthConfig } from './schema';
 
 export const Name = 'tenant-auth';
@@ -55,37 +52,75 @@ const NO_CREDENTIAL = new GatewayError({
   headers: { 'WWW-Authenticate': 'Bearer' },
 });
 
+const MISCONFIGURED = new GatewayError({
+  status: 500,
+  type: 'server_error',
+  code: 'plugin_misconfigured',
+  message: 'tenant-auth is misconfigured on this route; the request was not forwarded',
+});
+
 export class Plugin {
   private readonly config: TenantAuthConfig;
-  private readonly jwt: JwtVerifier | null;
-  private readonly extraStrip: ReadonlySet<string>;
+  private readonly jwt: JwtVerifier | null = null;
+  private readonly extraStrip: ReadonlySet<string> = new Set();
+  /** Why this instance cannot serve, when its config is unusable. */
+  private readonly misconfigured: string | null = null;
 
-  constructor(config: TenantAuthConfig) {
-    checkConfig(config);
-    this.config = config;
-    this.jwt = config.identity_sources.includes('jwt') ? new JwtVerifier(config.jwt) : null;
-    this.extraStrip = new Set(config.strip_headers.map((h) => h.toLowerCase()));
-    serveMetrics(config.metrics_port);
+  /**
+   * Never throws: when StartInstance fails, Kong 3.9 logs the error and runs the request
+   * without this plugin (kong/runloop/plugin_servers/rpc/mp_rpc.lua handle_event), which
+   * for tenant-auth would be failing open. A bad config instead refuses every request.
+   */
+  constructor(raw: unknown) {
+    this.config = readConfig<TenantAuthConfig>(Schema, raw);
+    try {
+      checkConfig(this.config);
+      this.jwt = this.config.identity_sources.includes('jwt')
+        ? new JwtVerifier(this.config.jwt)
+        : null;
+      this.extraStrip = new Set(
+        this.config.strip_headers.map((h) => h.toLowerCase().replace(/_/g, '-')),
+      );
+      serveMetrics(this.config.metrics_port);
+    } catch (e) {
+      this.misconfigured = e instanceof Error ? e.message : String(e);
+    }
   }
 
   async access(kong: unknown): Promise<void> {
     const labels = metrics.tenantLabels(this.config.metrics_max_tenants);
-    await guardPhase(kong, Name, 'access', (k) => this.authenticate(k, labels), {
-      onRefusal: (e) => metrics.refusals.inc({ reason: e.code, status: String(e.status) }),
-    });
+    await guardPhase(
+      kong,
+      Name,
+      'access',
+      (k) => {
+        if (this.misconfigured !== null) {
+          void k.log.err(`tenant-auth is misconfigured, refusing: ${this.misconfigured}`);
+          throw MISCONFIGURED;
+        }
+        return this.authenticate(k, labels);
+      },
+      { onRefusal: (e) => metrics.refusals.inc({ reason: e.code, status: String(e.status) }) },
+    );
   }
 
   private async authenticate(kong: KongPdk, labels: TenantLabels): Promise<void> {
     const headers = normaliseHeaderMap(await kong.request.getHeaders(1000));
+    // Before anything else: decide the fate of client-sent gateway-owned headers.
+    const spoof = spoofVerdict(headers, this.extraStrip);
     const identity = await this.identify(kong, headers);
     const ctx = this.buildContext(identity);
     const tenantLabel = labels.label(ctx.tenantId);
 
     const newBody = await this.rewriteBody(kong, headers, ctx, tenantLabel);
 
-    const upstream = this.upstreamHeaders(headers, ctx);
-    if (upstream.spoofed) metrics.spoofedHeaders.inc({ tenant: tenantLabel });
-    await kong.service.request.setHeaders(upstream.headers);
+    if (spoof.spoofed) metrics.spoofedHeaders.inc({ tenant: tenantLabel });
+    // One call removes the client copies and sets ours.
+    await kong.service.request.setHeaders({
+      ...spoof.removals,
+      [TENANT_ID_HEADER]: ctx.tenantId,
+      [TENANT_PLAN_HEADER]: ctx.plan,
+    });
     if (newBody !== null) await kong.service.request.setRawBody(newBody);
     await kong.ctx.shared.set(TENANT_CONTEXT_KEY, encodeTenantContext(ctx));
     await kong.log.setSerializeValue('tenant', {
@@ -170,32 +205,15 @@ export class Plugin {
     const policyNeedsBody = !ctx.policy.toolsAllowed.includes('*') || ctx.policy.persona !== null;
     if (!policyNeedsBody && !this.config.validate_json_body) return null;
 
-    const body = parseJsonObject(
-      bodyToBuffer(await kong.request.getRawBody()),
-      this.config.max_body_bytes,
-    );
+    // With max_allowed_file_size, Kong also reads a body nginx buffered to a file (over
+    // client_body_buffer_size, 8 KiB by default) and answers nil for one larger than that.
+    const raw = await kong.request.getRawBody(this.config.max_body_bytes);
+    if (raw === null || raw === undefined) throw bodyTooLarge(this.config.max_body_bytes);
+    const body = parseJsonObject(bodyToBuffer(raw), this.config.max_body_bytes);
     const stripped = applyToolPolicy(body, ctx.policy, this.config.tool_policy);
     if (stripped.length > 0) metrics.toolsStripped.inc({ tenant: tenantLabel }, stripped.length);
     const persona = applyPersona(body, ctx.policy.persona, this.config.persona_mode);
     if (persona) metrics.personaApplied.inc({ tenant: tenantLabel });
     return stripped.length > 0 || persona ? JSON.stringify(body) : null;
-  }
-
-  /** Our headers, plus an empty value for every client-sent gateway-owned header (removes it). */
-  private upstreamHeaders(
-    headers: HeaderMap,
-    ctx: TenantContext,
-  ): { headers: Record<string, HeaderValue>; spoofed: boolean } {
-    const out: Record<string, HeaderValue> = {};
-    let spoofed = false;
-    for (const name of Object.keys(headers)) {
-      if (isGatewayOwnedHeader(name, this.extraStrip)) {
-        out[name] = [];
-        spoofed = true;
-      }
-    }
-    out[TENANT_ID_HEADER] = ctx.tenantId;
-    out[TENANT_PLAN_HEADER] = ctx.plan;
-    return { headers: out, spoofed };
   }
 }

@@ -3,7 +3,6 @@
  * the compiled plugins (dist/pluginservers, built by `npm test`) plus test fixtures, on a
  * declarative config built by the test. Everything is stopped in teardown.
  */
-import type { ExecutionContext } from 'ava';
 import { existsSync } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import path from 'node:path';
@@ -61,12 +60,26 @@ export function declarative(
   };
 }
 
+/** Where a started thing registers its stop: `t.teardown` in a test, a `Closers` in hooks. */
+export type OnClose = (close: () => Promise<void> | void) => void;
+
+/** For `test.before`: collect stops, run them in `test.after.always`. */
+export class Closers {
+  private readonly fns: Array<() => Promise<void> | void> = [];
+  readonly add: OnClose = (fn) => {
+    this.fns.push(fn);
+  };
+  async closeAll(): Promise<void> {
+    for (const fn of this.fns.reverse()) await fn();
+  }
+}
+
 export async function startFrontDoor(
-  t: ExecutionContext,
+  onClose: OnClose,
   build: (upstreamUrl: string) => Record<string, unknown>,
 ): Promise<FrontDoor> {
   const upstream = await startMockUpstream();
-  t.teardown(() => upstream.close());
+  onClose(() => upstream.close());
   const config = build(upstream.url);
   const names = new Set<string>();
   for (const p of (config.plugins as PluginEntry[] | undefined) ?? []) {
@@ -75,8 +88,12 @@ export async function startFrontDoor(
   const gateway = await startGateway({
     config,
     pluginServers: Object.fromEntries([...names].map((n) => [n, pluginServerDir(n)])),
+    // GATEWAY_LOG=1 shows plugin-server output and harness notes while debugging a test.
+    ...(process.env.GATEWAY_LOG
+      ? { logger: (line: string) => process.stderr.write(`${line}\n`) }
+      : {}),
   });
-  t.teardown(() => gateway.close());
+  onClose(() => gateway.close());
   return { gateway, upstream, url: gateway.url };
 }
 
@@ -117,6 +134,8 @@ export function send(
   ) {
     pairs.push(['content-type', 'application/json']);
   }
+  // With an array of headers Node adds no defaults: Host is ours to send.
+  if (!has('host')) pairs.unshift(['host', new URL(url).host]);
   if (body !== undefined && !has('content-length') && !has('transfer-encoding')) {
     pairs.push(['content-length', String(Buffer.byteLength(body))]);
   }

@@ -3,14 +3,14 @@
  * tenant-auth end-to-end tests and the isolation suite. Each request carries a unique
  * `x-test-id` so concurrent tests find their own upstream record.
  */
-import type { ExecutionContext } from 'ava';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ReceivedRequest } from '../../mock-upstream/index';
 import { HS_SECRET, keys } from './jwt';
-import { send, startFrontDoor, type FrontDoor, type Sent } from './frontdoor';
+import { send, startFrontDoor, type FrontDoor, type OnClose, type Sent } from './frontdoor';
 
 export const PLANS = {
   free: { tools_allowed: [], preferred_model: 'gpt-4o-mini', weight: 1 },
@@ -96,12 +96,25 @@ export const CONSUMERS = [
 export const JWT_ISSUER = 'https://idp.example';
 export const JWT_AUDIENCE = 'ai-gateway';
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 function tenantAuth(extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { plans: PLANS, tenants: TENANTS, ...extra };
 }
 
 export interface TenantDoor extends FrontDoor {
   serializeFile: string;
+  /** Where tenant-auth's plugin server serves /metrics. */
+  metricsUrl: string;
   /** Sends with a fresh x-test-id; returns the response and what reached the upstream (if anything). */
   call(
     pathname: string,
@@ -109,8 +122,9 @@ export interface TenantDoor extends FrontDoor {
   ): Promise<{ res: Sent; upstream: ReceivedRequest | undefined; testId: string }>;
 }
 
-export async function startTenantDoor(t: ExecutionContext): Promise<TenantDoor> {
+export async function startTenantDoor(onClose: OnClose): Promise<TenantDoor> {
   const k = keys();
+  const metricsPort = await freePort();
   const serializeFile = path.join(mkdtempSync(path.join(tmpdir(), 'serialize-')), 'log.jsonl');
   const jwt = {
     algorithms: ['HS256', 'RS256', 'ES256'],
@@ -119,8 +133,9 @@ export async function startTenantDoor(t: ExecutionContext): Promise<TenantDoor> 
     issuer: JWT_ISSUER,
     audience: JWT_AUDIENCE,
   };
-  const route = (name: string, p: string) => ({ name, paths: [p], strip_path: false });
-  const door = await startFrontDoor(t, (upstreamUrl) => ({
+  // /v1 goes to the upstream as is; /<name>/v1/... reaches it as /v1/... (strip_path).
+  const route = (name: string, p: string) => ({ name, paths: [p], strip_path: p !== '/v1' });
+  const door = await startFrontDoor(onClose, (upstreamUrl) => ({
     _format_version: '3.0',
     services: [
       {
@@ -137,6 +152,7 @@ export async function startTenantDoor(t: ExecutionContext): Promise<TenantDoor> 
           route('lean', '/lean'),
           route('strip', '/strip'),
           route('untenanted', '/untenanted'),
+          route('broken', '/broken'),
         ],
       },
     ],
@@ -147,7 +163,9 @@ export async function startTenantDoor(t: ExecutionContext): Promise<TenantDoor> 
         route: r,
         config: { hide_credentials: true },
       })),
-      { name: 'tenant-auth', route: 'ai', config: tenantAuth() },
+      { name: 'tenant-auth', route: 'ai', config: tenantAuth({ metrics_port: metricsPort }) },
+      // Valid for the schema, but default_plan names no plan: checkConfig rejects it.
+      { name: 'tenant-auth', route: 'broken', config: tenantAuth({ default_plan: 'platinum' }) },
       { name: 'tenant-auth', route: 'jwt', config: tenantAuth({ identity_sources: ['jwt'], jwt }) },
       {
         name: 'tenant-auth',
@@ -161,7 +179,7 @@ export async function startTenantDoor(t: ExecutionContext): Promise<TenantDoor> 
       {
         name: 'tenant-auth',
         route: 'lean',
-        config: tenantAuth({ validate_json_body: false, max_body_bytes: 64 }),
+        config: tenantAuth({ validate_json_body: false, max_body_bytes: 128 }),
       },
       {
         name: 'tenant-auth',
@@ -181,7 +199,7 @@ export async function startTenantDoor(t: ExecutionContext): Promise<TenantDoor> 
     const upstream = door.upstream.received.find((r) => r.headers['x-test-id'] === testId);
     return { res, upstream, testId };
   };
-  return { ...door, serializeFile, call };
+  return { ...door, serializeFile, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, call };
 }
 
 /** The TenantContext JSON a later plugin saw (tenant-probe copies it into a header). */

@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import { readFileSync } from 'node:fs';
-import { apiError, chat } from '../helpers/frontdoor';
+import { Closers, apiError, chat } from '../helpers/frontdoor';
 import { HS_SECRET, hsKey, keys, sign } from '../helpers/jwt';
 import {
   JWT_AUDIENCE,
@@ -15,9 +15,11 @@ import {
 } from '../helpers/tenant-routes';
 
 let door: TenantDoor;
-test.before(async (t) => {
-  door = await startTenantDoor(t as never);
+const closers = new Closers();
+test.before(async () => {
+  door = await startTenantDoor(closers.add);
 });
+test.after.always(() => closers.closeAll());
 
 const key = (k: string): Array<[string, string]> => [['apikey', k]];
 const bearer = (tok: string): Array<[string, string]> => [['authorization', `Bearer ${tok}`]];
@@ -67,7 +69,7 @@ test('the tenant reaches the log serializer', async (t) => {
 });
 
 test('no credential on a route without a Kong auth plugin: 401 missing_credential, nothing proxied', async (t) => {
-  const { res, upstream } = await door.call('/bare/chat/completions', { body: chat('hi') });
+  const { res, upstream } = await door.call('/bare/v1/chat/completions', { body: chat('hi') });
   t.is(res.status, 401);
   t.like(apiError(res), { type: 'authentication_error', code: 'missing_credential' });
   t.is(res.headers['www-authenticate'], 'Bearer');
@@ -89,7 +91,7 @@ test('an unknown plan is refused without default_plan and mapped to it with one'
     const r = await door.call('/v1/models', { headers: key(k) });
     t.is(r.res.status, 403);
     t.is(apiError(r.res).code, 'unknown_plan');
-    const f = await door.call('/fallback/models', { headers: key(k) });
+    const f = await door.call('/fallback/v1/models', { headers: key(k) });
     t.is(f.res.status, 200);
     t.is(f.upstream?.headers['x-tenant-plan'], 'free');
   }
@@ -102,7 +104,7 @@ test('JWT source: a valid token establishes tenant and plan from its claims', as
     await sign(claims('initech'), 'ES256', k.ec.privateKey),
     await sign(claims('initech'), 'HS256', hsKey(HS_SECRET)),
   ]) {
-    const { res, upstream } = await door.call('/jwt/chat/completions', {
+    const { res, upstream } = await door.call('/jwt/v1/chat/completions', {
       headers: bearer(token),
       body: chat('hi'),
     });
@@ -139,7 +141,7 @@ test('JWT source: expired, wrong audience, missing claim and a non-bearer header
     [[['authorization', 'Basic YWNtZTpzZWNyZXQ=']], 'invalid_token'],
   ];
   for (const [headers, code] of cases) {
-    const { res, upstream } = await door.call('/jwt/chat/completions', {
+    const { res, upstream } = await door.call('/jwt/v1/chat/completions', {
       headers,
       body: chat('hi'),
     });
@@ -166,7 +168,7 @@ test('tools the tenant is not granted are stripped before the upstream sees them
 });
 
 test('reject mode refuses a forbidden tool; tool_choice naming one is always refused', async (t) => {
-  const r = await door.call('/reject/chat/completions', {
+  const r = await door.call('/reject/v1/chat/completions', {
     headers: key('initech-key'),
     body: chat('hi', { tools: tools('search', 'crm_write') }),
   });
@@ -204,7 +206,7 @@ test('persona: prepended per tenant; replace mode drops client system messages',
     { role: 'system', content: 'You are Acme support.' },
     ...messages,
   ]);
-  const r = await door.call('/replace/chat/completions', {
+  const r = await door.call('/replace/v1/chat/completions', {
     headers: key('initech-key'),
     body: { model: 'm', messages },
   });
@@ -227,9 +229,9 @@ test('bad bodies: 400 malformed JSON, 413 too large, 415 not JSON; the plugin se
     body: '"just a string"',
   });
   t.is(notObject.res.status, 400);
-  const big = await door.call('/lean/chat/completions', {
+  const big = await door.call('/lean/v1/chat/completions', {
     headers: h('application/json'),
-    body: JSON.stringify(chat('x'.repeat(100))),
+    body: JSON.stringify(chat('x'.repeat(200))),
   });
   t.is(big.res.status, 413);
   t.is(apiError(big.res).code, 'body_too_large');
@@ -245,9 +247,9 @@ test('bad bodies: 400 malformed JSON, 413 too large, 415 not JSON; the plugin se
   t.is(door.gateway.pluginServerInfo('tenant-auth').restarts, 0);
 });
 
-test('PDK round trips of the access path stay within budget', async (t) => {
+test('PDK calls of the access path stay within budget', async (t) => {
   const get = await door.call('/v1/models', { headers: key('acme-key') });
-  const lean = await door.call('/lean/chat/completions', {
+  const lean = await door.call('/lean/v1/chat/completions', {
     headers: key('open-key'),
     body: chat('x'),
   });
@@ -255,10 +257,76 @@ test('PDK round trips of the access path stay within budget', async (t) => {
     headers: key('acme-key'),
     body: chat('x'),
   });
-  const rt = (r: typeof get) =>
+  const access = (r: typeof get) =>
     door.gateway.requestStats(String(r.res.headers['x-kong-request-id']))?.plugins['tenant-auth']
-      ?.access?.roundTrips;
-  t.is(rt(get), 5, 'GET without body');
-  t.is(rt(lean), 5, 'body not read when no policy needs it');
-  t.is(rt(post), 7, 'body read and rewritten (persona)');
+      ?.access;
+  const calls = (r: typeof get) =>
+    Object.values(access(r)?.pdkCalls ?? {}).reduce((a, b) => a + b, 0);
+  t.is(calls(get), 5, 'GET without body');
+  t.is(calls(lean), 5, 'body not read when no policy needs it');
+  t.is(calls(post), 7, 'body read and rewritten (persona)');
+  // One HandleEvent exchange opens the phase; each PDK call is one more (docs/harness.md).
+  t.is(access(get)?.roundTrips, 6);
+  t.deepEqual(Object.keys(access(get)?.pdkCalls ?? {}).sort(), [
+    'kong.client.get_consumer',
+    'kong.ctx.shared.set',
+    'kong.log.set_serialize_value',
+    'kong.request.get_headers',
+    'kong.service.request.set_headers',
+  ]);
+});
+
+test("a body larger than nginx's 8 KiB client buffer is still read and policed", async (t) => {
+  const long = 'x'.repeat(20_000);
+  const { res, upstream } = await door.call('/v1/chat/completions', {
+    headers: key('globex-key'),
+    body: chat(long, { tools: tools('crm_write') }),
+  });
+  t.is(res.status, 200);
+  const sent = upstream?.json as { messages: Array<{ content: string }>; tools?: unknown };
+  t.is(sent.messages.at(-1)?.content, long);
+  t.false('tools' in sent);
+});
+
+test('a chunked body is read and policed like any other', async (t) => {
+  const { res, upstream } = await door.call('/v1/chat/completions', {
+    headers: [
+      ...key('acme-key'),
+      ['content-type', 'application/json'],
+      ['transfer-encoding', 'chunked'],
+    ],
+    body: JSON.stringify(chat('chunked hello')),
+  });
+  t.is(res.status, 200);
+  t.is((upstream?.json as { messages: Array<{ role: string }> }).messages[0]?.role, 'system');
+});
+
+test('a config the schema accepts but the plugin cannot use refuses every request (fail closed)', async (t) => {
+  const { res, upstream } = await door.call('/broken/v1/chat/completions', {
+    headers: key('acme-key'),
+    body: chat('hi'),
+  });
+  t.is(res.status, 500);
+  t.like(apiError(res), { type: 'server_error', code: 'plugin_misconfigured' });
+  t.is(upstream, undefined);
+});
+
+test("metrics: per-tenant requests and refusals by reason on the plugin server's /metrics", async (t) => {
+  await door.call('/v1/models', { headers: key('acme-key') });
+  await door.call('/v1/models', { headers: [...key('globex-key'), ['X-Tenant-Id', 'acme']] });
+  await door.call('/bare/v1/models');
+  const res = await fetch(door.metricsUrl);
+  t.is(res.status, 200);
+  const text = await res.text();
+  const value = (line: RegExp) =>
+    Number(
+      text
+        .split('\n')
+        .find((l) => line.test(l))
+        ?.split(' ')
+        .at(-1) ?? NaN,
+    );
+  t.true(value(/^tenant_auth_requests_total\{tenant="acme",plan="pro",source="consumer"\}/) >= 1);
+  t.true(value(/^tenant_auth_refusals_total\{reason="missing_credential",status="401"\}/) >= 1);
+  t.true(value(/^tenant_auth_spoofed_headers_total\{tenant="globex"\}/) >= 1);
 });

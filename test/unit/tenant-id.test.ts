@@ -7,7 +7,7 @@ import {
 
 test('accepts lowercase ids with digits, dash and underscore', (t) => {
   for (const id of ['acme', 'globex-42', 'a', 'tenant_7', '0abc', 'x'.repeat(64)]) {
-    t.is<string>(parseTenantId(id), id);
+    t.is(parseTenantId(id) as string, id);
   }
 });
 

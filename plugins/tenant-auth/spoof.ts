@@ -1,0 +1,36 @@
+/**
+ * Spoof stripping: which client-sent headers the gateway owns, and how they go.
+ *
+ * A dashed name (`X-Tenant-Id`, any case, any count) is removed by sending it to
+ * `kong.service.request.set_headers` with an empty value list. An underscore spelling
+ * (`X_Tenant_Id`) cannot be removed that way: lua-nginx-module turns `_` into `-` in the
+ * names it sets, so it would clear `x-tenant-id` and leave `x_tenant_id` in place, and Kong
+ * passes underscore headers upstream (`underscores_in_headers on`). Such a request is refused.
+ */
+import { GatewayError } from '../../lib/http/errors';
+import type { HeaderMap, HeaderValue } from '../../lib/pdk/kong';
+import { isGatewayOwnedHeader } from '../../lib/tenant/headers';
+
+export interface SpoofVerdict {
+  /** Header updates that remove every removable client copy. */
+  readonly removals: Record<string, HeaderValue>;
+  readonly spoofed: boolean;
+}
+
+export function spoofVerdict(headers: HeaderMap, extra: ReadonlySet<string>): SpoofVerdict {
+  const removals: Record<string, HeaderValue> = {};
+  for (const name of Object.keys(headers)) {
+    if (!isGatewayOwnedHeader(name, extra)) continue;
+    if (name.includes('_')) {
+      throw new GatewayError({
+        status: 400,
+        type: 'invalid_request_error',
+        code: 'reserved_header',
+        message: `header '${name.slice(0, 64)}' is reserved for the gateway`,
+        param: name.slice(0, 64),
+      });
+    }
+    removals[name] = [];
+  }
+  return { removals, spoofed: Object.keys(removals).length > 0 };
+}
