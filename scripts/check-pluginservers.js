@@ -25,11 +25,15 @@ for (const name of fs.readdirSync(serversRoot).sort()) {
   }
   const plugins = dump.Plugins || dump;
   if (!Array.isArray(plugins) || plugins.length !== 1 || plugins[0].Name !== name) {
-    console.error(`${name}: expected exactly one plugin named ${name}, got ${JSON.stringify(plugins.map((p) => p.Name))}`);
+    console.error(
+      `${name}: expected exactly one plugin named ${name}, got ${JSON.stringify(plugins.map((p) => p.Name))}`,
+    );
     failures++;
     continue;
   }
   const p = plugins[0];
-  console.log(`${name}: ok (priority ${p.Priority}, version ${p.Version}, phases ${p.Phases.join(',')})`);
+  console.log(
+    `${name}: ok (priority ${p.Priority}, version ${p.Version}, phases ${p.Phases.join(',')})`,
+  );
 }
 process.exit(failures ? 1 : 0);

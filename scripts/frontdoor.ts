@@ -51,6 +51,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  process.stderr.write(`front door failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.stderr.write(
+    `front door failed to start: ${e instanceof Error ? e.message : String(e)}\n`,
+  );
   process.exit(1);
 });
