@@ -45,6 +45,16 @@ function queryToObject(q: Map<string, Array<string | true>>): Record<string, str
   return out;
 }
 
+/**
+ * The request headers as ngx.req holds them now: kong.request.get_header(s) read
+ * ngx.req.get_headers()/$http_*, which kong.service.request.set_header (ngx.req.set_header)
+ * changes, so a later plugin sees what an earlier one set or cleared (key-auth's
+ * X-Consumer-*, a removed credential). Before the upstream request exists, the client's.
+ */
+function currentHeaders(st: RequestState) {
+  return st.upstream?.headers ?? st.headers;
+}
+
 function rawBody(st: RequestState, maxAllowedFileSize: unknown): Buffer | null {
   // kong/pdk/request.lua 3.9.3 get_raw_body(max_allowed_file_size): a body that did not fit the
   // client body buffer lives in a file. Without the argument (or with a negative one) Kong
@@ -103,9 +113,9 @@ export const requestPdk: Record<string, PdkFn> = {
   'kong.request.get_header': (st, [name]) => {
     if (typeof name !== 'string') throw new KongLuaError('header name must be a string');
     if (st.inLogTimer) return st.headers.get(normalizeHeaderName(name))?.[0] ?? null; // saved.request_headers[name][1]
-    return joinedHeader(st.headers, name) ?? null;
+    return joinedHeader(currentHeaders(st), name) ?? null;
   },
-  'kong.request.get_headers': (st) => headerMapToObject(st.headers),
+  'kong.request.get_headers': (st) => headerMapToObject(currentHeaders(st)),
   'kong.request.get_raw_body': (st, [maxAllowedFileSize]) => {
     checkPhase(st, BEFORE_CONTENT);
     requireRequestContext(st);
@@ -114,7 +124,8 @@ export const requestPdk: Record<string, PdkFn> = {
   'kong.request.get_body': (st, [mimetype, , maxAllowedFileSize]) => {
     checkPhase(st, BEFORE_CONTENT);
     requireRequestContext(st);
-    const ct = typeof mimetype === 'string' ? mimetype : joinedHeader(st.headers, 'content-type');
+    const ct =
+      typeof mimetype === 'string' ? mimetype : joinedHeader(currentHeaders(st), 'content-type');
     if (!ct) return null; // nil, "missing content type": only the first value crosses
     const type = (ct.toLowerCase().split(';')[0] ?? '').trim();
     // get_body(mimetype, max_args, max_allowed_file_size) reads the body like get_raw_body.

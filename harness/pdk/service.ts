@@ -1,6 +1,6 @@
 // kong.service.request.* (kong/pdk/service/request.lua 3.9.3) and
 // kong.service.response.* (kong/pdk/service/response.lua 3.9.3).
-import { headerMapToObject, joinedHeader, normalizeHeaderName, type HeaderMap } from '../headers';
+import { headerMapToObject, joinedHeader, type HeaderMap } from '../headers';
 import type { RequestState } from '../request-state';
 import {
   ACCESS_REWRITE_BALANCER,
@@ -28,7 +28,9 @@ function headerName(name: unknown): string {
     throw new KongLuaError(
       `invalid header name "${String(name)}": got ${luaType(name)}, expected string`,
     );
-  return normalizeHeaderName(name);
+  // ngx.req.set_header keeps the name as given (lua-nginx-module's "_" -> "-" rewrite is
+  // compiled out with #if 0); only case is folded when it matches existing headers.
+  return name.toLowerCase();
 }
 
 function setHeader(map: HeaderMap, name: unknown, value: unknown, add = false): void {
