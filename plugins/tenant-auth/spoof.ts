@@ -3,9 +3,9 @@
  *
  * A dashed name (`X-Tenant-Id`, any case, any count) is removed by sending it to
  * `kong.service.request.set_headers` with an empty value list. An underscore spelling
- * (`X_Tenant_Id`) cannot be removed that way: lua-nginx-module turns `_` into `-` in the
- * names it sets, so it would clear `x-tenant-id` and leave `x_tenant_id` in place, and Kong
- * passes underscore headers upstream (`underscores_in_headers on`). Such a request is refused.
+ * (`X_Tenant_Id`) is refused instead: Kong passes it upstream (`underscores_in_headers on`),
+ * where CGI-style frameworks read it as the same variable as `X-Tenant-Id`, and whether nginx
+ * removes it by name is an nginx detail the harness cannot prove. No honest client sends one.
  */
 import { GatewayError } from '../../lib/http/errors';
 import type { HeaderMap, HeaderValue } from '../../lib/pdk/kong';
