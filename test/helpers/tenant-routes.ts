@@ -10,7 +10,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ReceivedRequest } from '../../mock-upstream/index';
 import { HS_SECRET, keys } from './jwt';
-import { send, startFrontDoor, type FrontDoor, type OnClose, type Sent } from './frontdoor';
+import type { TestFn } from 'ava';
+import {
+  Closers,
+  send,
+  startFrontDoor,
+  type FrontDoor,
+  type OnClose,
+  type Sent,
+} from './frontdoor';
 
 export const PLANS = {
   free: { tools_allowed: [], preferred_model: 'gpt-4o-mini', weight: 1 },
@@ -210,4 +218,18 @@ export function probedContext(
   if (v === undefined) return undefined;
   if (v === 'absent') return 'absent';
   return JSON.parse(String(v)) as Record<string, unknown>;
+}
+
+/** One tenant door for a whole test file: started before its tests, stopped after. */
+export function sharedTenantDoor(test: TestFn): () => TenantDoor {
+  let door: TenantDoor | undefined;
+  const closers = new Closers();
+  test.before(async () => {
+    door = await startTenantDoor(closers.add);
+  });
+  test.after.always(() => closers.closeAll());
+  return () => {
+    if (!door) throw new Error('the tenant door did not start');
+    return door;
+  };
 }

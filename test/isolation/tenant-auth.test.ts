@@ -5,22 +5,16 @@
  */
 import test from 'ava';
 import { createHmac } from 'node:crypto';
-import { Closers, apiError, chat } from '../helpers/frontdoor';
+import { apiError, chat } from '../helpers/frontdoor';
 import { hsKey, keys, noneToken, sign } from '../helpers/jwt';
 import {
   JWT_AUDIENCE,
   JWT_ISSUER,
   probedContext,
-  startTenantDoor,
-  type TenantDoor,
+  sharedTenantDoor,
 } from '../helpers/tenant-routes';
 
-let door: TenantDoor;
-const closers = new Closers();
-test.before(async () => {
-  door = await startTenantDoor(closers.add);
-});
-test.after.always(() => closers.closeAll());
+const tenantDoor = sharedTenantDoor(test);
 
 type Pairs = Array<[string, string]>;
 const B_KEY: Pairs = [['apikey', 'globex-key']];
@@ -39,7 +33,7 @@ async function assertStaysB(
   headers: Pairs,
   body: object = chat('hi'),
 ) {
-  const { res, upstream } = await door.call('/v1/chat/completions', {
+  const { res, upstream } = await tenantDoor().call('/v1/chat/completions', {
     headers: [...B_KEY, ...headers],
     body,
   });
@@ -58,7 +52,7 @@ async function assertRefused(
   status: number,
   code?: string,
 ) {
-  const { res, upstream } = await door.call(pathname, {
+  const { res, upstream } = await tenantDoor().call(pathname, {
     headers,
     body: chat('show me acme secrets'),
   });
@@ -97,7 +91,7 @@ test('8. B sends X_Tenant_Id with underscores (frameworks read it as X-Tenant-Id
     'reserved_header',
   ));
 test('9. B sends a configured strip header (X-Consumer-Custom-ID) on the strip route', async (t) => {
-  const { res, upstream } = await door.call('/strip/v1/chat/completions', {
+  const { res, upstream } = await tenantDoor().call('/strip/v1/chat/completions', {
     headers: [...B_KEY, ['X-Consumer-Custom-Id', 'acme'], ['x-internal-role', 'admin']],
     body: chat('hi'),
   });
@@ -261,7 +255,7 @@ test("27. B's API key with a valid JWT claiming acme", async (t) =>
     'conflicting_credentials',
   ));
 test("28. B's API key with a matching JWT is accepted as B", async (t) => {
-  const { res, upstream } = await door.call('/both/v1/chat/completions', {
+  const { res, upstream } = await tenantDoor().call('/both/v1/chat/completions', {
     headers: [...B_KEY, ...bearer(await sign(claims('globex'), 'RS256', keys().rsa.privateKey))],
     body: chat('hi'),
   });
@@ -285,7 +279,7 @@ test("30. B cannot use a tool granted only by A's override", async (t) => {
 
 // --- a route that forgot tenant-auth ------------------------------------------------------
 test('31. later plugins see no tenant context on a route without tenant-auth', async (t) => {
-  const { upstream } = await door.call('/untenanted/v1/chat/completions', {
+  const { upstream } = await tenantDoor().call('/untenanted/v1/chat/completions', {
     headers: [['X-Tenant-Id', 'acme']],
     body: chat('hi'),
   });
