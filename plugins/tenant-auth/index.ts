@@ -81,7 +81,11 @@ export class Plugin {
       this.extraStrip = new Set(
         this.config.strip_headers.map((h) => h.toLowerCase().replace(/_/g, '-')),
       );
-      serveMetrics(this.config.metrics_port);
+      serveMetrics(this.config.metrics_port, this.config.metrics_host, (e) => {
+        process.stderr.write(
+          `tenant-auth: metrics endpoint ${this.config.metrics_host}:${this.config.metrics_port} failed: ${e.message}\n`,
+        );
+      });
     } catch (e) {
       this.misconfigured = e instanceof Error ? e.message : String(e);
     }

@@ -49,6 +49,7 @@ export interface TenantAuthConfig {
   max_body_bytes: number;
   validate_json_body: boolean;
   metrics_port: number;
+  metrics_host: string;
   metrics_max_tenants: number;
 }
 
@@ -243,8 +244,14 @@ export const Schema: KongSchemaFields = [
   },
   {
     metrics_port: field.integer(
-      'Port on 127.0.0.1 where this plugin server serves Prometheus `/metrics`; 0 disables.',
+      'Port where this plugin server serves Prometheus `/metrics` (on `metrics_host`); 0 disables. One port per plugin server: instances of the plugin on several routes share it.',
       { default: 0, between: [0, 65535], required: true },
+    ),
+  },
+  {
+    metrics_host: field.string(
+      'Address the metrics endpoint listens on. Use `0.0.0.0` only where the scraper cannot share the gateway host or network namespace.',
+      { default: '127.0.0.1', required: true },
     ),
   },
   {
