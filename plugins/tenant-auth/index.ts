@@ -140,7 +140,9 @@ export class Plugin {
     const found: VerifiedIdentity[] = [];
     for (const source of this.config.identity_sources) {
       if (source === 'consumer') {
-        const id = identityFromConsumer(await kong.client.getConsumer(), this.config.consumer);
+        const anonymous = firstHeader(headers, 'x-anonymous-consumer') === 'true';
+        const consumer = await kong.client.getConsumer();
+        const id = identityFromConsumer(consumer, this.config.consumer, anonymous);
         if (id) found.push(id);
       } else if (this.jwt) {
         const raw = firstHeader(headers, this.config.jwt.header_name);

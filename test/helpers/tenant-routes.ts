@@ -37,6 +37,8 @@ export const TENANTS = {
 };
 
 export const CONSUMERS = [
+  // key-auth's anonymous fallback on the anon route; its custom_id must never become a tenant.
+  { username: 'anon-user', custom_id: 'public', tags: ['plan:free'] },
   {
     username: 'acme-app',
     custom_id: 'acme',
@@ -161,6 +163,7 @@ export async function startTenantDoor(onClose: OnClose): Promise<TenantDoor> {
           route('strip', '/strip'),
           route('untenanted', '/untenanted'),
           route('broken', '/broken'),
+          route('anon', '/anon'),
         ],
       },
     ],
@@ -172,6 +175,16 @@ export async function startTenantDoor(onClose: OnClose): Promise<TenantDoor> {
         config: { hide_credentials: true },
       })),
       { name: 'tenant-auth', route: 'ai', config: tenantAuth({ metrics_port: metricsPort }) },
+      {
+        name: 'key-auth',
+        route: 'anon',
+        config: { hide_credentials: true, anonymous: 'anon-user' },
+      },
+      {
+        name: 'tenant-auth',
+        route: 'anon',
+        config: tenantAuth({ identity_sources: ['consumer', 'jwt'], jwt }),
+      },
       // Valid for the schema, but default_plan names no plan: checkConfig rejects it.
       { name: 'tenant-auth', route: 'broken', config: tenantAuth({ default_plan: 'platinum' }) },
       { name: 'tenant-auth', route: 'jwt', config: tenantAuth({ identity_sources: ['jwt'], jwt }) },

@@ -336,3 +336,19 @@ test("metrics: per-tenant requests and refusals by reason on the plugin server's
   t.true(value(/^tenant_auth_refusals_total\{reason="missing_credential",status="401"\}/) >= 1);
   t.true(value(/^tenant_auth_spoofed_headers_total\{tenant="globex"\}/) >= 1);
 });
+
+test("key-auth's anonymous consumer is nobody's tenant; a JWT can still identify the caller", async (t) => {
+  const none = await tenantDoor().call('/anon/v1/models');
+  t.is(none.res.status, 401);
+  t.is(apiError(none.res).code, 'missing_credential');
+  t.is(none.upstream, undefined);
+  const token = await sign(claims('initech'), 'RS256', keys().rsa.privateKey);
+  const jwt = await tenantDoor().call('/anon/v1/models', { headers: bearer(token) });
+  t.is(jwt.res.status, 200);
+  t.is(jwt.upstream?.headers['x-tenant-id'], 'initech');
+  const keyed = await tenantDoor().call('/anon/v1/models', {
+    headers: [...key('acme-key'), ['X-Anonymous-Consumer', 'true']],
+  });
+  t.is(keyed.res.status, 200, 'key-auth clears a client-sent X-Anonymous-Consumer');
+  t.is(keyed.upstream?.headers['x-tenant-id'], 'acme');
+});

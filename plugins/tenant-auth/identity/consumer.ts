@@ -10,11 +10,18 @@ import type { KongConsumer } from '../../../lib/pdk/kong';
 import type { TenantAuthConfig } from '../schema';
 import type { VerifiedIdentity } from './types';
 
+/**
+ * `anonymous`: the request carries `X-Anonymous-Consumer: true`. Kong's auth plugins set it
+ * when they fell back to their `anonymous` consumer and clear it when a credential
+ * authenticated (kong/plugins/key-auth/handler.lua set_consumer), so after them it is
+ * authoritative: an anonymous consumer is nobody's tenant.
+ */
 export function identityFromConsumer(
   consumer: KongConsumer | null | undefined,
   cfg: TenantAuthConfig['consumer'],
+  anonymous = false,
 ): VerifiedIdentity | null {
-  if (!consumer || typeof consumer.id !== 'string') return null;
+  if (!consumer || typeof consumer.id !== 'string' || anonymous) return null;
   const raw = consumer[cfg.tenant_id_field];
   if (typeof raw !== 'string' || raw.length === 0) {
     throw new GatewayError({
