@@ -76,7 +76,9 @@ function doAuthentication(
     message,
     headers: { 'WWW-Authenticate': wwwAuth },
   });
-  const query = parseQuery(st.rawQuery);
+  // kong.request.get_headers() / get_query(): the request as earlier plugins left it
+  // (ngx.req headers and var.args), not the client's original.
+  const query = parseQuery(st.upstream.query);
   let body: Record<string, unknown> | undefined;
   const getBody = () =>
     (body ??=
@@ -85,7 +87,7 @@ function doAuthentication(
   for (const name of conf.key_names) {
     let v: unknown;
     if (conf.key_in_header) {
-      const vs = st.headers.get(normalizeHeaderName(name));
+      const vs = st.upstream.headers.get(normalizeHeaderName(name));
       v = vs === undefined ? undefined : vs.length === 1 ? vs[0] : vs;
     }
     if (v === undefined && conf.key_in_query) {
@@ -105,11 +107,12 @@ function doAuthentication(
           const b = getBody();
           if (Object.keys(b).length > 0) {
             delete b[name];
-            const ct = st.headers.get('content-type')?.[0] ?? 'application/json';
+            const ct = st.upstream.headers.get('content-type')?.[0] ?? 'application/json';
             const enc = ct.includes('json')
               ? JSON.stringify(b)
               : new URLSearchParams(b as Record<string, string>).toString();
             st.upstream.body = Buffer.from(enc);
+            st.bodyReplaced = true;
             st.upstream.headers.set('content-length', [String(st.upstream.body.length)]);
           }
         }

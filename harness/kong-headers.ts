@@ -8,7 +8,10 @@ export const KONG_VERSION = '3.9.3';
 export const KONG_SERVER = `kong/${KONG_VERSION}`; // meta._SERVER_TOKENS
 
 export function addKongResponseHeaders(st: RequestState, headers: HeaderMap): void {
-  if (st.proxied && !st.exited && !st.unexpected) {
+  // header_filter.after branches on ctx.KONG_PROXIED alone: it is set before the proxy, so a
+  // response-phase exit or error (KONG_EXITED / KONG_UNEXPECTED after proxying) still gets
+  // the upstream/proxy latency headers and Via, not X-Kong-Response-Latency.
+  if (st.proxied) {
     headers.set('x-kong-upstream-latency', [String(Math.round(st.upstreamLatency ?? 0))]);
     headers.set('x-kong-proxy-latency', [String(Math.round(st.proxyLatency ?? 0))]);
     const via = headers.get('via');

@@ -51,8 +51,18 @@ export class RequestState {
   credential?: KeyAuthCredentialEntity | Credential;
   readonly ctxShared = new Map<string, unknown>();
   readonly ngxCtx = new Map<string, unknown>();
-  readonly serializeValues: Record<string, unknown> = {};
+  /** ctx.serialize_values of kong/pdk/log.lua: applied in order when serialize() runs. */
+  readonly serializeValues: Array<{
+    key: string;
+    value: unknown;
+    mode: 'set' | 'add' | 'replace';
+  }> = [];
   bufferedProxying = false;
+  /**
+   * The request body was replaced (ngx.req.set_body_data via kong.service.request.set_raw_body /
+   * set_body, or key-auth's hide_credentials): kong.request.get_raw_body/get_body read it.
+   */
+  bodyReplaced = false;
   /** ctx.KONG_EXITED / KONG_PROXIED / KONG_UNEXPECTED: kong.response.get_source. */
   exited = false;
   proxied = false;

@@ -81,7 +81,7 @@ export class Runloop {
 
   /** kong.response.error through the PDK (JSON by Accept, default JSON). */
   private pdkError(st: RequestState, status: number, message: string): DownstreamResponse {
-    const ct = responseType(joinedHeader(st.headers, 'accept'));
+    const ct = responseType(joinedHeader(st.upstream.headers, 'accept'));
     st.exited = true;
     return buildExit(status, errorBody(ct, message, st.id), new Map([['content-type', [ct]]]));
   }
@@ -89,8 +89,8 @@ export class Runloop {
   /** kong/error_handlers.lua: Accept, else Content-Type, else text/plain. */
   private handlerError(st: RequestState, status: number): DownstreamResponse {
     const ct = errorHandlerType(
-      joinedHeader(st.headers, 'accept'),
-      joinedHeader(st.headers, 'content-type'),
+      joinedHeader(st.upstream.headers, 'accept'),
+      joinedHeader(st.upstream.headers, 'content-type'),
     );
     return buildExit(
       status,
@@ -141,10 +141,19 @@ export class Runloop {
     };
     st.phase = 'log';
     st.inLogTimer = true;
-    st.savedSerialize = buildSerialize(st);
-    const logPlugins = (collected ?? this.deps.plugins.globals('log')).filter((c) =>
+    let logPlugins = (collected ?? this.deps.plugins.globals('log')).filter((c) =>
       c.plugin.phases.has('log'),
     );
+    try {
+      st.savedSerialize = buildSerialize(st);
+    } catch (e) {
+      // plugin.lua build_phases calls kong.log.serialize() before scheduling the timer: a
+      // serialize error (a bad set_serialize_value key) is a Lua error in Kong.log, so no
+      // external plugin's log handler runs for this request.
+      this.deps.log(`[kong] error ${(e as Error).message}`);
+      st.stats.pdkErrors.push(`log: kong.log.serialize: ${(e as Error).message}`);
+      logPlugins = [];
+    }
     void Promise.all(logPlugins.map((c) => this.runPlugin(st, c, 'log')))
       .catch((e: unknown) => this.deps.log(`[harness] log phase failed: ${String(e)}`))
       .finally(() => logResolve());

@@ -45,11 +45,12 @@ export const miscPdk: Record<string, PdkFn> = {
     checkPhase(st, REQUEST_PHASES);
     if (typeof key !== 'string') throw new KongLuaError('key must be a string');
     const mode = (options as { mode?: string } | null | undefined)?.mode ?? 'set';
-    if (!['set', 'add', 'replace'].includes(mode))
+    if (mode !== 'set' && mode !== 'add' && mode !== 'replace')
       throw new KongLuaError(`mode must be 'set', 'add' or 'replace'`);
-    const exists = Object.prototype.hasOwnProperty.call(st.serializeValues, key);
-    if ((mode === 'add' && exists) || (mode === 'replace' && !exists)) return null;
-    st.serializeValues[key] = throughLua(value);
+    // kong/pdk/log.lua (3.9.3): only recorded here; serialize() applies the list in order,
+    // judging add/replace against the serialized table (so 'replace' works on Kong's own
+    // fields such as request.id, and nil deletes).
+    st.serializeValues.push({ key, value: throughLua(value), mode });
     return null;
   },
 };

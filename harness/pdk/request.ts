@@ -1,6 +1,6 @@
 // kong.request.* (kong/pdk/request.lua 3.9.3); log-phase overrides from
 // kong/runloop/plugin_servers/plugin.lua (3.9.3) exposed_api.
-import { headerMapToObject, joinedHeader, normalizeHeaderName } from '../headers';
+import { headerMapToObject, joinedHeader, normalizeHeaderName, type HeaderMap } from '../headers';
 import type { RequestState } from '../request-state';
 import {
   BEFORE_CONTENT,
@@ -55,12 +55,32 @@ function currentHeaders(st: RequestState) {
   return st.upstream?.headers ?? st.headers;
 }
 
+/** ngx.req.get_headers(max): at most `max` header lines, in order. */
+export function truncateHeaders(map: HeaderMap, max: number): HeaderMap {
+  const out: HeaderMap = new Map();
+  let n = 0;
+  for (const [k, vs] of map) {
+    for (const v of vs) {
+      if (n >= max) return out;
+      out.set(k, [...(out.get(k) ?? []), v]);
+      n++;
+    }
+  }
+  return out;
+}
+
 function rawBody(st: RequestState, maxAllowedFileSize: unknown): Buffer | null {
   // kong/pdk/request.lua 3.9.3 get_raw_body(max_allowed_file_size): a body that did not fit the
   // client body buffer lives in a file. Without the argument (or with a negative one) Kong
   // returns nil, "request body did not fit ..."; with 0 it reads the file whatever its size;
   // with N > 0 it returns nil when the file is larger than N. mp_rpc passes the JS arguments
   // through (`method(unpack(args))`).
+  //
+  // It reads ngx.req.get_body_data(), i.e. the body as it stands: once a plugin replaced it
+  // (kong.service.request.set_raw_body/set_body -> ngx.req.set_body_data, which drops the
+  // temp file and keeps the new body in memory) later plugins read the new body, whatever
+  // its size.
+  if (st.bodyReplaced) return st.upstream.body;
   if (st.body.length <= clientBodyBufferSize) return st.body;
   if (typeof maxAllowedFileSize !== 'number' || maxAllowedFileSize < 0) return null;
   if (maxAllowedFileSize > 0 && st.body.length > maxAllowedFileSize) return null;
@@ -86,7 +106,8 @@ export const requestPdk: Record<string, PdkFn> = {
     st.matchedPrefix && st.matchedPrefix !== '/' ? st.matchedPrefix : null
   ),
   'kong.request.get_http_version': (st) => (requireRequestContext(st), Number(st.httpVersion)),
-  'kong.request.get_method': (st) => (requireRequestContext(st), st.method),
+  // ngx.req.get_method(): what kong.service.request.set_method (ngx.req.set_method) left.
+  'kong.request.get_method': (st) => (requireRequestContext(st), st.upstream.method),
   'kong.request.get_path': (st) => {
     requireRequestContext(st);
     try {
@@ -100,22 +121,47 @@ export const requestPdk: Record<string, PdkFn> = {
     requireRequestContext(st),
     st.rawPath + (st.rawQuery ? `?${st.rawQuery}` : '')
   ),
-  'kong.request.get_raw_query': (st) => (requireRequestContext(st), st.rawQuery ?? ''),
+  // var.args: what set_raw_query / set_query (ngx.req.set_uri_args) and clear_query_arg
+  // (ngx.var.args) of an earlier plugin left, e.g. key-auth's hide_credentials.
+  'kong.request.get_raw_query': (st) => (requireRequestContext(st), st.upstream.query),
   'kong.request.get_query_arg': (st, [name]) => {
     requireRequestContext(st);
-    const v = parseQuery(st.rawQuery).get(String(name))?.[0];
+    const v = parseQuery(st.upstream.query).get(String(name))?.[0];
     return v === undefined ? null : v;
   },
   'kong.request.get_query': (st) => (
     requireRequestContext(st),
-    queryToObject(parseQuery(st.rawQuery))
+    queryToObject(parseQuery(st.upstream.query))
   ),
   'kong.request.get_header': (st, [name]) => {
     if (typeof name !== 'string') throw new KongLuaError('header name must be a string');
-    if (st.inLogTimer) return st.headers.get(normalizeHeaderName(name))?.[0] ?? null; // saved.request_headers[name][1]
-    return joinedHeader(currentHeaders(st), name) ?? null;
+    const h = currentHeaders(st);
+    // kong/runloop/plugin_servers/plugin.lua (3.9.3) exposed_api: in the log timer,
+    // saved.request_headers[name] (or its [1]) where saved.request_headers = ngx.req.get_headers()
+    // taken when the log phase starts, i.e. the request headers as plugins left them.
+    if (st.inLogTimer) return h.get(normalizeHeaderName(name))?.[0] ?? null;
+    // kong/tools/http.lua (3.9.3) get_header: $http_<name> (repeated headers joined by ", "
+    // since nginx 1.23); when that value contains ", " it reads ngx.req.get_headers()[name]
+    // instead and returns the FIRST value of a repeated header (a single value is kept whole).
+    const joined = joinedHeader(h, name);
+    if (joined === undefined) return null;
+    if (!joined.includes(', ')) return joined;
+    return h.get(normalizeHeaderName(name))?.[0] ?? null;
   },
-  'kong.request.get_headers': (st) => headerMapToObject(currentHeaders(st)),
+  'kong.request.get_headers': (st, [max]) => {
+    // kong/pdk/request.lua (3.9.3) get_headers(max_headers): 1..1000, default 100
+    // (ngx.req.get_headers: header lines beyond the limit are left out, "truncated").
+    let limit = 100;
+    // plugin.lua (3.9.3) exposed_api: the log timer answers saved.request_headers
+    // (ngx.req.get_headers() with its default limit), whatever the argument.
+    if (!st.inLogTimer && max !== null && max !== undefined) {
+      if (typeof max !== 'number') throw new KongLuaError('max_headers must be a number');
+      if (max < 1) throw new KongLuaError('max_headers must be >= 1');
+      if (max > 1000) throw new KongLuaError('max_headers must be <= 1000');
+      limit = max;
+    }
+    return headerMapToObject(truncateHeaders(currentHeaders(st), limit));
+  },
   'kong.request.get_raw_body': (st, [maxAllowedFileSize]) => {
     checkPhase(st, BEFORE_CONTENT);
     requireRequestContext(st);
@@ -131,7 +177,7 @@ export const requestPdk: Record<string, PdkFn> = {
     // get_body(mimetype, max_args, max_allowed_file_size) reads the body like get_raw_body.
     const body = rawBody(st, maxAllowedFileSize);
     if (type.startsWith('application/x-www-form-urlencoded'))
-      return decodeForm(st.body.toString('utf8'));
+      return decodeForm((st.bodyReplaced ? st.upstream.body : st.body).toString('utf8'));
     if (type.startsWith('application/json')) {
       if (body === null) return null;
       try {

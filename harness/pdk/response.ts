@@ -75,8 +75,9 @@ export const responsePdk: Record<string, PdkFn> = {
   'kong.response.get_header': (st, [name]) => {
     checkPhase(st, HEADER_BODY_LOG);
     if (typeof name !== 'string') throw new KongLuaError('header name must be a string');
-    const h = currentHeaders(st);
-    return (st.inLogTimer ? h.get(normalizeHeaderName(name))?.[0] : joinedHeader(h, name)) ?? null;
+    // kong/pdk/response.lua (3.9.3) get_header: get_headers()[name], and for a header sent
+    // several times its first value (also what plugin.lua's log-timer override returns).
+    return currentHeaders(st).get(normalizeHeaderName(name))?.[0] ?? null;
   },
   'kong.response.get_headers': (st) => {
     checkPhase(st, HEADER_BODY_LOG);
@@ -155,7 +156,8 @@ export const responsePdk: Record<string, PdkFn> = {
       else throw new KongLuaError('message must be a nil, a string or a table');
     }
     const h = headersArg(headers);
-    const ct = h.get('content-type')?.[0] ?? responseType(joinedHeader(st.headers, 'accept'));
+    const ct =
+      h.get('content-type')?.[0] ?? responseType(joinedHeader(st.upstream.headers, 'accept'));
     h.set('content-type', [ct]);
     return finishExit(
       st,

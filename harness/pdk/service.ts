@@ -17,7 +17,17 @@ function headerValue(name: string, value: unknown): string[] {
   if (typeof value === 'string') return [value];
   if (typeof value === 'number' || typeof value === 'boolean') return [String(value)];
   if (value instanceof Uint8Array) return [Buffer.from(value).toString('utf8')];
-  if (Array.isArray(value)) return value.flatMap((v) => headerValue(name, v));
+  if (Array.isArray(value)) {
+    // kong/pdk/private/checks.lua (3.9.3) validate_header(s): array entries must be strings
+    // (numbers and booleans are accepted only as a whole value).
+    return value.map((v) => {
+      if (typeof v === 'string') return v;
+      if (v instanceof Uint8Array) return Buffer.from(v).toString('utf8');
+      throw new KongLuaError(
+        `invalid header value in array "${name}": got ${luaType(v)}, expected string`,
+      );
+    });
+  }
   throw new KongLuaError(
     `invalid header value for "${name}": got ${luaType(value)}, expected array of string, string, number or boolean`,
   );
@@ -61,6 +71,7 @@ function encodeArgs(args: Record<string, unknown>): string {
 
 function setBody(st: RequestState, body: Buffer): void {
   st.upstream.body = body;
+  st.bodyReplaced = true;
   st.upstream.headers.set('content-length', [String(body.length)]);
 }
 

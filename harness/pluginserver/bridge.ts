@@ -86,7 +86,22 @@ export class ExternalPlugin {
     const stats = phaseStats(st, this.name, env.phase);
     const t0 = performance.now();
     try {
-      const iid = await this.instanceId(p);
+      let iid: number;
+      try {
+        iid = await this.instanceId(p);
+      } catch (e) {
+        if (!(e instanceof RpcError)) throw e;
+        // kong/runloop/plugin_servers/plugin.lua (3.9.3) get_instance_id: when
+        // plugin.StartInstance fails (the plugin's constructor threw, or the server is down) it
+        // logs "starting instance: <err>" and raises error(err). handle_event does not catch
+        // it, so it is a Lua error in the phase: access -> 500 "An unexpected error occurred"
+        // (kong/init.lua execute_collecting_plugins_iterator), rewrite/response -> 500 from
+        // the error handler, log -> only logged in the timer. Not fail-open.
+        const msg = `${this.name} ${env.phase} plugin.StartInstance: ${e.message}`;
+        st.stats.pdkErrors.push(msg);
+        this.log(`[kong] error [${this.name}] starting instance: ${e.message}`);
+        return 'kong-error';
+      }
       let stepIn = (await this.rpc.call('plugin.HandleEvent', {
         InstanceId: iid,
         EventName: env.phase,
