@@ -28,7 +28,8 @@ export function joinedHeader(map: HeaderMap, name: string): string | undefined {
 
 /** mp_rpc.lua fix_mmap: a header table as {name: [values]}. */
 export function headerMapToObject(map: HeaderMap): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
+  // A Lua table has no prototype: a header named `__proto__` must travel as an ordinary key.
+  const out = Object.create(null) as Record<string, string[]>;
   for (const [k, v] of map) out[k] = [...v];
   return out;
 }

@@ -51,6 +51,8 @@ function main() {
     fs.writeFileSync(
       path.join(serverDir, `${name}.js`),
       `'use strict';\n// Plugin-server entry: the only file in this directory (one plugin per server).\n` +
+        `// The hardening runs first: it patches kong-pdk's message decoder (lib/pluginserver/harden.ts).\n` +
+        `require('../../lib/pluginserver/harden.js');\n` +
         `module.exports = require('../../plugins/${name}/index.js');\n`,
     );
   }

@@ -39,7 +39,8 @@ export function parseQuery(raw: string | undefined): Map<string, Array<string | 
 
 /** Lua table shape of ngx.req.get_uri_args, then mp_rpc fix_mmap: true -> [], string -> [s]. */
 function queryToObject(q: Map<string, Array<string | true>>): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
+  // No prototype, as a Lua table: `?__proto__=1` arrives as an ordinary key.
+  const out = Object.create(null) as Record<string, string[]>;
   for (const [k, vs] of q)
     out[k] = vs.length === 1 && vs[0] === true ? [] : vs.map((v) => (v === true ? '' : v));
   return out;

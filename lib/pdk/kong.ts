@@ -99,13 +99,15 @@ export function bodyToBuffer(body: Uint8Array | string | null | undefined): Buff
 
 /** First value of a header in a PDK header map (names are lower-cased by Kong). */
 export function firstHeader(headers: HeaderMap, name: string): string | undefined {
-  const v = headers[name.toLowerCase()];
+  const key = name.toLowerCase();
+  const v = Object.prototype.hasOwnProperty.call(headers, key) ? headers[key] : undefined;
   return Array.isArray(v) ? v[0] : typeof v === 'string' ? v : undefined;
 }
 
 /** Normalise whatever the PDK returned for a header map to `{lowercase: [values]}`. */
 export function normaliseHeaderMap(raw: unknown): HeaderMap {
-  const out: HeaderMap = {};
+  // No prototype: a client header named `constructor` or `__proto__` is just a header.
+  const out: HeaderMap = Object.create(null) as HeaderMap;
   if (raw === null || typeof raw !== 'object') return out;
   for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
     const name = k.toLowerCase();
@@ -113,4 +115,11 @@ export function normaliseHeaderMap(raw: unknown): HeaderMap {
     out[name] = (out[name] ?? []).concat(values);
   }
   return out;
+}
+
+/** How many header lines a map holds (each value of a repeated header counts). */
+export function headerLineCount(headers: HeaderMap): number {
+  let n = 0;
+  for (const values of Object.values(headers)) n += Math.max(1, values.length);
+  return n;
 }

@@ -33,11 +33,16 @@ export async function guardPhase(
           code: 'plugin_error',
           message: `${plugin} failed while handling the request; it was not forwarded`,
         });
+    // The refusal goes out first: nothing after this line may stand between an error and it.
+    exitWithError(kong, refusal.spec);
     if (!isGatewayError(e)) {
       const detail = e instanceof Error ? (e.stack ?? e.message) : String(e);
       void kong.log.err(`${plugin} ${phase}: unexpected error: ${detail}`);
     }
-    hooks.onRefusal?.(refusal);
-    exitWithError(kong, refusal.spec);
+    try {
+      hooks.onRefusal?.(refusal);
+    } catch {
+      // metrics must never turn a refusal into something else
+    }
   }
 }

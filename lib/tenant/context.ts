@@ -9,7 +9,7 @@
  * Functions that touch tenant data take a TenantContext, so an untenanted call cannot be
  * written without a cast.
  */
-import { parseTenantId, type TenantId } from './tenant-id';
+import { TENANT_ID_PATTERN, parseTenantId, type TenantId } from './tenant-id';
 
 export const TENANT_CONTEXT_KEY = 'tenant_context';
 export const TENANT_CONTEXT_VERSION = 1;
@@ -66,6 +66,19 @@ function assertString(v: unknown, field: string, allowNull = false): string | nu
   return v;
 }
 
+/** Retrieval builds filters from the namespace: it obeys the tenant-id pattern too. */
+function assertNamespace(v: unknown): string {
+  if (typeof v !== 'string' || !TENANT_ID_PATTERN.test(v)) {
+    throw new TenantContextError(
+      'malformed',
+      `policy.knowledgeNamespace: must match ${TENANT_ID_PATTERN.source}`,
+    );
+  }
+  return v;
+}
+
+const MAX_SUBJECT_LENGTH = 256;
+
 function validatePolicy(p: unknown): TenantPolicy {
   if (p === null || typeof p !== 'object') {
     throw new TenantContextError('malformed', 'policy: expected object');
@@ -84,7 +97,7 @@ function validatePolicy(p: unknown): TenantPolicy {
     preferredModel: assertString(o.preferredModel, 'policy.preferredModel', true),
     fallbackModel: assertString(o.fallbackModel, 'policy.fallbackModel', true),
     persona: assertString(o.persona, 'policy.persona', true),
-    knowledgeNamespace: assertString(o.knowledgeNamespace, 'policy.knowledgeNamespace') as string,
+    knowledgeNamespace: assertNamespace(o.knowledgeNamespace),
     weight,
   });
 }
@@ -104,8 +117,15 @@ export function createTenantContext(fields: {
   if (fields.source !== 'consumer' && fields.source !== 'jwt') {
     throw new TenantContextError('malformed', 'source: expected consumer or jwt');
   }
-  if (typeof fields.subject !== 'string' || fields.subject.length === 0) {
-    throw new TenantContextError('malformed', 'subject: expected non-empty string');
+  if (
+    typeof fields.subject !== 'string' ||
+    fields.subject.length === 0 ||
+    fields.subject.length > MAX_SUBJECT_LENGTH
+  ) {
+    throw new TenantContextError(
+      'malformed',
+      `subject: expected 1 to ${MAX_SUBJECT_LENGTH} characters`,
+    );
   }
   return Object.freeze({
     tenantId,

@@ -17,22 +17,30 @@ export function bodyTooLarge(maxBytes: number): GatewayError {
   return badRequest(413, 'body_too_large', `request body is larger than ${maxBytes} bytes`);
 }
 
-/** From headers alone: does the request carry a body, and is it acceptable? (413/415) */
+/**
+ * From headers alone: does the client declare a body (Content-Length > 0 or chunked)?
+ * A declared length over the limit is refused before anything is read (413), a declared body
+ * that is not JSON too (415).
+ */
 export function precheckBody(headers: HeaderMap, maxBytes: number): boolean {
   const length = firstHeader(headers, 'content-length');
   const chunked = firstHeader(headers, 'transfer-encoding') !== undefined;
   const declared = length === undefined ? undefined : Number(length);
-  const hasBody = chunked || (declared !== undefined && declared > 0);
   if (declared !== undefined && Number.isFinite(declared) && declared > maxBytes) {
     throw bodyTooLarge(maxBytes);
   }
-  if (!hasBody) return false;
+  const hasBody = chunked || (declared !== undefined && declared > 0);
+  if (hasBody) assertJsonContentType(headers);
+  return hasBody;
+}
+
+/** 415 unless the Content-Type is application/json or a +json type. */
+export function assertJsonContentType(headers: HeaderMap): void {
   const type =
     (firstHeader(headers, 'content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
   if (type !== 'application/json' && !/^application\/[a-z0-9.+-]*\+json$/.test(type)) {
     throw badRequest(415, 'unsupported_media_type', 'request body must be application/json');
   }
-  return true;
 }
 
 export type JsonObject = Record<string, unknown>;
@@ -67,20 +75,51 @@ function forbiddenTool(name: string, param: string): GatewayError {
   });
 }
 
-function toolName(tool: unknown): string | null {
-  if (tool === null || typeof tool !== 'object') return null;
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+/**
+ * The name a tool entry (or a tool choice) is granted by, or null when it has none, which
+ * is never granted:
+ * - `function` tools: the function's name, from `function.name` (Chat Completions) or `name`
+ *   (Responses API); when both are present they must agree, since upstreams read either;
+ * - `custom` tools (Responses API): `name`;
+ * - built-in tools (`web_search`, `file_search`, `code_interpreter`, `mcp`, …): the type
+ *   itself, so a plan grants `web_search` by listing it;
+ * - entries of the legacy `functions` list and `function_call` objects: `name`.
+ */
+export function toolIdentity(tool: unknown, legacy = false): string | null {
+  if (tool === null || typeof tool !== 'object' || Array.isArray(tool)) return null;
   const t = tool as JsonObject;
-  const fn = t.function;
-  if (fn !== null && typeof fn === 'object' && typeof (fn as JsonObject).name === 'string') {
-    return (fn as JsonObject).name as string;
+  if (legacy) return str(t.name) ?? null;
+  const type = str(t.type);
+  if (type === undefined) return null;
+  if (type === 'function') {
+    const fn = t.function;
+    const inner = fn !== null && typeof fn === 'object' ? str((fn as JsonObject).name) : undefined;
+    const outer = str(t.name);
+    if (inner !== undefined && outer !== undefined && inner !== outer) return null;
+    return inner ?? outer ?? null;
   }
-  return typeof t.name === 'string' ? t.name : null;
+  if (type === 'custom') return str(t.name) ?? null;
+  return type;
+}
+
+/** Every tool a `tool_choice` names (an `allowed_tools` choice names several). */
+function chosenTools(choice: unknown, legacy: boolean): Array<string | null> {
+  if (choice === null || typeof choice !== 'object') return []; // "auto", "none", "required"
+  const c = choice as JsonObject;
+  if (!legacy && c.type === 'allowed_tools') {
+    const inner = Array.isArray(c.tools) ? c.tools : [null];
+    return inner.map((tool) => toolIdentity(tool));
+  }
+  return [toolIdentity(choice, legacy)];
 }
 
 /**
  * Applies the tool grant to `tools` (and the legacy `functions`), and refuses a
  * `tool_choice`/`function_call` that names a forbidden tool. Returns the names it removed.
- * A tool entry whose name cannot be read is treated as forbidden: unknown is not granted.
  */
 export function applyToolPolicy(
   body: JsonObject,
@@ -88,13 +127,16 @@ export function applyToolPolicy(
   mode: TenantAuthConfig['tool_policy'],
 ): string[] {
   const stripped: string[] = [];
-  for (const [listField, choiceField] of [
-    ['tools', 'tool_choice'],
-    ['functions', 'function_call'],
+  for (const [listField, choiceField, legacy] of [
+    ['tools', 'tool_choice', false],
+    ['functions', 'function_call', true],
   ] as const) {
     const choice = body[choiceField];
-    const chosen = typeof choice === 'object' && choice !== null ? toolName(choice) : null;
-    if (chosen !== null && !toolAllowed(policy, chosen)) throw forbiddenTool(chosen, choiceField);
+    for (const chosen of chosenTools(choice, legacy)) {
+      if (chosen === null || !toolAllowed(policy, chosen)) {
+        throw forbiddenTool(chosen ?? '<unnamed>', choiceField);
+      }
+    }
 
     const list = body[listField];
     if (list === undefined) continue;
@@ -102,7 +144,7 @@ export function applyToolPolicy(
       throw badRequest(400, 'invalid_request', `'${listField}' must be an array`, listField);
     }
     const kept = list.filter((tool) => {
-      const name = toolName(tool);
+      const name = toolIdentity(tool, legacy);
       if (name !== null && toolAllowed(policy, name)) return true;
       if (mode === 'reject') throw forbiddenTool(name ?? '<unnamed>', listField);
       stripped.push(name ?? '<unnamed>');
@@ -122,21 +164,40 @@ export function applyToolPolicy(
   return stripped;
 }
 
-/** Puts the persona in front of the chat as a system message. Returns true when it changed. */
+const SYSTEM_ROLES = new Set(['system', 'developer']);
+
+function isSystemItem(m: unknown): boolean {
+  if (m === null || typeof m !== 'object') return false;
+  const role = (m as JsonObject).role;
+  // Lenient upstreams accept `System` or `system `: compare as they might.
+  return typeof role === 'string' && SYSTEM_ROLES.has(role.trim().toLowerCase());
+}
+
+/**
+ * Puts the persona in front of the conversation. Chat Completions: a first system message
+ * (`replace` drops the client's system and developer messages). Responses API: the
+ * `instructions` (`prepend` keeps the client's after the persona; `replace` drops them and
+ * the system/developer items of `input`). Returns true when the body changed.
+ */
 export function applyPersona(
   body: JsonObject,
   persona: string | null,
   mode: TenantAuthConfig['persona_mode'],
 ): boolean {
-  if (persona === null || !Array.isArray(body.messages)) return false;
-  const messages = body.messages as unknown[];
-  const rest =
-    mode === 'replace'
-      ? messages.filter((m) => {
-          const role = m !== null && typeof m === 'object' ? (m as JsonObject).role : undefined;
-          return role !== 'system' && role !== 'developer';
-        })
-      : messages;
-  body.messages = [{ role: 'system', content: persona }, ...rest];
-  return true;
+  if (persona === null) return false;
+  if (Array.isArray(body.messages)) {
+    const messages = body.messages as unknown[];
+    const rest = mode === 'replace' ? messages.filter((m) => !isSystemItem(m)) : messages;
+    body.messages = [{ role: 'system', content: persona }, ...rest];
+    return true;
+  }
+  if (body.input !== undefined) {
+    const client = typeof body.instructions === 'string' ? body.instructions : '';
+    body.instructions = mode === 'prepend' && client ? `${persona}\n\n${client}` : persona;
+    if (mode === 'replace' && Array.isArray(body.input)) {
+      body.input = (body.input as unknown[]).filter((m) => !isSystemItem(m));
+    }
+    return true;
+  }
+  return false;
 }

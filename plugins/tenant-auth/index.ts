@@ -4,11 +4,11 @@
  * headers, client copies removed) and to Kong's log serializer. Applies the tenant's policy
  * to chat requests (tool grants, persona). Fails closed: no verified tenant, no proxying.
  *
- * PDK round trips on the access path (each is one IPC exchange with Kong):
+ * PDK calls on the access path (each one IPC round trip with Kong):
  *   request.getHeaders, client.getConsumer (consumer source), service.request.setHeaders,
- *   ctx.shared.set, log.setSerializeValue                      = 5
- *   + request.getRawBody when the body must be read            = 6
- *   + service.request.setRawBody when the policy rewrote it    = 7
+ *   ctx.shared.set, log.setSerializeValue                          = 5
+ *   + request.getRawBody when the plan polices the body, or a declared body is validated = 6
+ *   + service.request.setRawBody when the checked body differs from the client's bytes   = 7
  */
 import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics, type TenantLabels } from '../../lib/metrics/registry';
@@ -17,6 +17,7 @@ import { readConfig } from '../../lib/schema/config';
 import {
   bodyToBuffer,
   firstHeader,
+  headerLineCount,
   normaliseHeaderMap,
   type HeaderMap,
   type KongPdk,
@@ -29,7 +30,14 @@ import {
 } from '../../lib/tenant/context';
 import { TENANT_ID_HEADER, TENANT_PLAN_HEADER } from '../../lib/tenant/headers';
 import { isInvalidTenantIdError, parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
-import { applyPersona, applyToolPolicy, bodyTooLarge, parseJsonObject, precheckBody } from './body';
+import {
+  applyPersona,
+  applyToolPolicy,
+  assertJsonContentType,
+  bodyTooLarge,
+  parseJsonObject,
+  precheckBody,
+} from './body';
 import { identityFromConsumer } from './identity/consumer';
 import { JwtVerifier } from './identity/jwt';
 import type { VerifiedIdentity } from './identity/types';
@@ -52,6 +60,16 @@ const NO_CREDENTIAL = new GatewayError({
   headers: { 'WWW-Authenticate': 'Bearer' },
 });
 
+/** The most header lines kong.request.get_headers can return (kong/pdk/request.lua). */
+const MAX_HEADERS = 1000;
+
+const TOO_MANY_HEADERS = new GatewayError({
+  status: 431,
+  type: 'invalid_request_error',
+  code: 'too_many_headers',
+  message: `requests with ${MAX_HEADERS} or more header lines are refused`,
+});
+
 const MISCONFIGURED = new GatewayError({
   status: 500,
   type: 'server_error',
@@ -67,9 +85,9 @@ export class Plugin {
   private readonly misconfigured: string | null = null;
 
   /**
-   * Never throws: when StartInstance fails, Kong 3.9 logs the error and runs the request
-   * without this plugin (kong/runloop/plugin_servers/rpc/mp_rpc.lua handle_event), which
-   * for tenant-auth would be failing open. A bad config instead refuses every request.
+   * Never throws. Kong 3.9 answers a failed StartInstance with a bare 500 and retries it on
+   * every request (kong/runloop/plugin_servers/plugin.lua get_instance_id); an instance that
+   * starts and refuses each request with `plugin_misconfigured` says why, in the API's format.
    */
   constructor(raw: unknown) {
     this.config = readConfig<TenantAuthConfig>(Schema, raw);
@@ -92,7 +110,6 @@ export class Plugin {
   }
 
   async access(kong: unknown): Promise<void> {
-    const labels = metrics.tenantLabels(this.config.metrics_max_tenants);
     await guardPhase(
       kong,
       Name,
@@ -102,14 +119,17 @@ export class Plugin {
           void k.log.err(`tenant-auth is misconfigured, refusing: ${this.misconfigured}`);
           throw MISCONFIGURED;
         }
-        return this.authenticate(k, labels);
+        return this.authenticate(k, metrics.tenantLabels(this.config.metrics_max_tenants));
       },
       { onRefusal: (e) => metrics.refusals.inc({ reason: e.code, status: String(e.status) }) },
     );
   }
 
   private async authenticate(kong: KongPdk, labels: TenantLabels): Promise<void> {
-    const headers = normaliseHeaderMap(await kong.request.getHeaders(1000));
+    const headers = normaliseHeaderMap(await kong.request.getHeaders(MAX_HEADERS));
+    // Kong returns at most MAX_HEADERS lines and drops the rest silently: a header hidden
+    // past them would escape spoof stripping and the body checks, so refuse the request.
+    if (headerLineCount(headers) >= MAX_HEADERS) throw TOO_MANY_HEADERS;
     // Before anything else: decide the fate of client-sent gateway-owned headers.
     const spoof = spoofVerdict(headers, this.extraStrip);
     const identity = await this.identify(kong, headers);
@@ -145,7 +165,17 @@ export class Plugin {
         const id = identityFromConsumer(consumer, this.config.consumer, anonymous);
         if (id) found.push(id);
       } else if (this.jwt) {
-        const raw = firstHeader(headers, this.config.jwt.header_name);
+        const values = headers[this.config.jwt.header_name.toLowerCase()] ?? [];
+        if (values.length > 1) {
+          throw new GatewayError({
+            status: 401,
+            type: 'authentication_error',
+            code: 'invalid_token',
+            message: `more than one ${this.config.jwt.header_name} header`,
+            headers: { 'WWW-Authenticate': 'Bearer error="invalid_request"' },
+          });
+        }
+        const raw = values[0];
         const token = JwtVerifier.tokenFrom(raw);
         if (
           raw !== undefined &&
@@ -200,26 +230,41 @@ export class Plugin {
     });
   }
 
-  /** Reads the body when it must be checked or rewritten; returns the new body, or null. */
+  /**
+   * Reads the body when it must be checked or policed; returns the body to forward, or null
+   * to forward the client's bytes unchanged.
+   */
   private async rewriteBody(
     kong: KongPdk,
     headers: HeaderMap,
     ctx: TenantContext,
     tenantLabel: string,
   ): Promise<string | null> {
-    if (!precheckBody(headers, this.config.max_body_bytes)) return null;
+    const max = this.config.max_body_bytes;
+    const declared = precheckBody(headers, max);
     const policyNeedsBody = !ctx.policy.toolsAllowed.includes('*') || ctx.policy.persona !== null;
-    if (!policyNeedsBody && !this.config.validate_json_body) return null;
+    // Where a policy applies the body is read whatever the headers declare: an HTTP/2 request
+    // can carry one with neither Content-Length nor Transfer-Encoding.
+    if (!policyNeedsBody && !(declared && this.config.validate_json_body)) return null;
 
     // With max_allowed_file_size, Kong also reads a body nginx buffered to a file (over
     // client_body_buffer_size, 8 KiB by default) and answers nil for one larger than that.
-    const raw = await kong.request.getRawBody(this.config.max_body_bytes);
-    if (raw === null || raw === undefined) throw bodyTooLarge(this.config.max_body_bytes);
-    const body = parseJsonObject(bodyToBuffer(raw), this.config.max_body_bytes);
+    const raw = await kong.request.getRawBody(max);
+    if (raw === null || raw === undefined) throw bodyTooLarge(max);
+    const bytes = bodyToBuffer(raw);
+    if (bytes.length === 0) return null;
+    if (!declared) assertJsonContentType(headers);
+    const body = parseJsonObject(bytes, max);
+    if (!policyNeedsBody) return null;
+
     const stripped = applyToolPolicy(body, ctx.policy, this.config.tool_policy);
     if (stripped.length > 0) metrics.toolsStripped.inc({ tenant: tenantLabel }, stripped.length);
-    const persona = applyPersona(body, ctx.policy.persona, this.config.persona_mode);
-    if (persona) metrics.personaApplied.inc({ tenant: tenantLabel });
-    return stripped.length > 0 || persona ? JSON.stringify(body) : null;
+    if (applyPersona(body, ctx.policy.persona, this.config.persona_mode)) {
+      metrics.personaApplied.inc({ tenant: tenantLabel });
+    }
+    // Forward what was checked, never different bytes: with duplicate keys, JSON can mean one
+    // thing here (the last key wins) and another upstream (some parsers keep the first).
+    const checked = JSON.stringify(body);
+    return checked === bytes.toString('utf8') ? null : checked;
   }
 }

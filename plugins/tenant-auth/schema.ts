@@ -37,6 +37,7 @@ export interface TenantAuthConfig {
     issuer: string | null;
     audience: string | null;
     clock_skew_seconds: number;
+    max_lifetime_seconds: number | null;
     tenant_claim: string;
     plan_claim: string;
   };
@@ -174,6 +175,12 @@ export const Schema: KongSchemaFields = [
           }),
         },
         {
+          max_lifetime_seconds: field.integer(
+            'Refuse tokens whose `exp` lies further than this in the future (limits the damage of a leaked long-lived token); null accepts any.',
+            { gt: 0 },
+          ),
+        },
+        {
           tenant_claim: field.string('Claim holding the tenant id.', {
             default: 'tenant_id',
             required: true,
@@ -192,6 +199,7 @@ export const Schema: KongSchemaFields = [
   {
     default_plan: field.string(
       'Plan used when the credential names no plan or an unknown one. Null refuses such requests (403 unknown_plan).',
+      { match: '^[a-z0-9][a-z0-9_.-]*$', len_max: 64 },
     ),
   },
   {
@@ -230,11 +238,14 @@ export const Schema: KongSchemaFields = [
     ),
   },
   {
-    max_body_bytes: field.integer('Largest request body accepted; larger gets 413.', {
-      default: 1048576,
-      between: [1, 67108864],
-      required: true,
-    }),
+    max_body_bytes: field.integer(
+      'Largest request body accepted; larger gets 413. At most 8 MiB: kong-js-pluginserver decodes each message in time that grows with the square of its size, stalling the plugin for every tenant.',
+      {
+        default: 1048576,
+        between: [1, 8388608],
+        required: true,
+      },
+    ),
   },
   {
     validate_json_body: field.boolean(
@@ -275,7 +286,7 @@ export function checkConfig(c: TenantAuthConfig): void {
       throw new Error('jwt needs public_keys or jwks_file for RS256/ES256');
     }
   }
-  if (c.default_plan !== null && !(c.default_plan in c.plans)) {
+  if (c.default_plan !== null && !Object.prototype.hasOwnProperty.call(c.plans, c.default_plan)) {
     throw new Error(`default_plan '${c.default_plan}' is not one of plans`);
   }
 }

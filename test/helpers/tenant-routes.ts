@@ -164,6 +164,7 @@ export async function startTenantDoor(onClose: OnClose): Promise<TenantDoor> {
           route('untenanted', '/untenanted'),
           route('broken', '/broken'),
           route('anon', '/anon'),
+          route('jwtshort', '/jwtshort'),
         ],
       },
     ],
@@ -184,6 +185,14 @@ export async function startTenantDoor(onClose: OnClose): Promise<TenantDoor> {
         name: 'tenant-auth',
         route: 'anon',
         config: tenantAuth({ identity_sources: ['consumer', 'jwt'], jwt }),
+      },
+      {
+        name: 'tenant-auth',
+        route: 'jwtshort',
+        config: tenantAuth({
+          identity_sources: ['jwt'],
+          jwt: { ...jwt, max_lifetime_seconds: 3600 },
+        }),
       },
       // Valid for the schema, but default_plan names no plan: checkConfig rejects it.
       { name: 'tenant-auth', route: 'broken', config: tenantAuth({ default_plan: 'platinum' }) },

@@ -251,27 +251,34 @@ test('bad bodies: 400 malformed JSON, 413 too large, 415 not JSON; the plugin se
 });
 
 test('PDK calls of the access path stay within budget', async (t) => {
-  const get = await tenantDoor().call('/v1/models', { headers: key('acme-key') });
-  const lean = await tenantDoor().call('/lean/v1/chat/completions', {
+  const door = tenantDoor();
+  const open = await door.call('/v1/models', { headers: key('open-key') });
+  const lean = await door.call('/lean/v1/chat/completions', {
     headers: key('open-key'),
     body: chat('x'),
   });
-  const post = await tenantDoor().call('/v1/chat/completions', {
+  const get = await door.call('/v1/models', { headers: key('acme-key') });
+  const unchanged = await door.call('/v1/chat/completions', {
+    headers: key('globex-key'),
+    body: chat('x'),
+  });
+  const post = await door.call('/v1/chat/completions', {
     headers: key('acme-key'),
     body: chat('x'),
   });
   const access = (r: typeof get) =>
-    tenantDoor().gateway.requestStats(String(r.res.headers['x-kong-request-id']))?.plugins[
-      'tenant-auth'
-    ]?.access;
+    door.gateway.requestStats(String(r.res.headers['x-kong-request-id']))?.plugins['tenant-auth']
+      ?.access;
   const calls = (r: typeof get) =>
     Object.values(access(r)?.pdkCalls ?? {}).reduce((a, b) => a + b, 0);
-  t.is(calls(get), 5, 'GET without body');
-  t.is(calls(lean), 5, 'body not read when no policy needs it');
-  t.is(calls(post), 7, 'body read and rewritten (persona)');
+  t.is(calls(open), 5, 'no body policy (tools: *, no persona), GET');
+  t.is(calls(lean), 5, 'no body policy, validate_json_body off: body not read');
+  t.is(calls(get), 6, 'body policy: the body is read even without Content-Length');
+  t.is(calls(unchanged), 6, 'body policy, nothing to change: the client bytes go upstream');
+  t.is(calls(post), 7, 'body policy, persona applied: body rewritten');
   // One HandleEvent exchange opens the phase; each PDK call is one more (docs/harness.md).
-  t.is(access(get)?.roundTrips, 6);
-  t.deepEqual(Object.keys(access(get)?.pdkCalls ?? {}).sort(), [
+  t.is(access(open)?.roundTrips, 6);
+  t.deepEqual(Object.keys(access(open)?.pdkCalls ?? {}).sort(), [
     'kong.client.get_consumer',
     'kong.ctx.shared.set',
     'kong.log.set_serialize_value',
@@ -351,4 +358,13 @@ test("key-auth's anonymous consumer is nobody's tenant; a JWT can still identify
   });
   t.is(keyed.res.status, 200, 'key-auth clears a client-sent X-Anonymous-Consumer');
   t.is(keyed.upstream?.headers['x-tenant-id'], 'acme');
+});
+
+test('JWT: a token living longer than max_lifetime_seconds is refused', async (t) => {
+  const far = await sign(claims('initech'), 'RS256', keys().rsa.privateKey, { expiresIn: '30d' });
+  const r = await tenantDoor().call('/jwtshort/v1/models', { headers: bearer(far) });
+  t.is(r.res.status, 401);
+  t.is(apiError(r.res).code, 'token_lifetime_too_long');
+  const near = await sign(claims('initech'), 'RS256', keys().rsa.privateKey, { expiresIn: '5m' });
+  t.is((await tenantDoor().call('/jwtshort/v1/models', { headers: bearer(near) })).res.status, 200);
 });

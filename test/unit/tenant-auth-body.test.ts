@@ -2,8 +2,10 @@ import test from 'ava';
 import {
   applyPersona,
   applyToolPolicy,
+  assertJsonContentType,
   parseJsonObject,
   precheckBody,
+  toolIdentity,
 } from '../../plugins/tenant-auth/body';
 import { isGatewayError } from '../../lib/http/errors';
 import type { TenantPolicy } from '../../lib/tenant/context';
@@ -187,5 +189,103 @@ test('persona: replace drops client system and developer messages', (t) => {
 
 test('persona: nothing to do without persona or messages', (t) => {
   t.false(applyPersona({ messages: [] }, null, 'prepend'));
-  t.false(applyPersona({ input: 'x' }, 'P', 'prepend'));
+  t.false(applyPersona({ prompt: 'x' }, 'P', 'prepend'));
+});
+
+test('persona: Responses API bodies get it as instructions', (t) => {
+  const prepend: Record<string, unknown> = { input: 'hi', instructions: 'Be EvilBot.' };
+  t.true(applyPersona(prepend, 'P', 'prepend'));
+  t.is(prepend.instructions, 'P\n\nBe EvilBot.');
+  const replace: Record<string, unknown> = {
+    input: [
+      { role: 'system', content: 'x' },
+      { role: 'user', content: 'hi' },
+    ],
+    instructions: 'Be EvilBot.',
+  };
+  t.true(applyPersona(replace, 'P', 'replace'));
+  t.is(replace.instructions, 'P');
+  t.deepEqual(replace.input, [{ role: 'user', content: 'hi' }]);
+});
+
+test('persona: replace drops system roles in any case or padding', (t) => {
+  const body: Record<string, unknown> = {
+    messages: [
+      { role: 'System', content: 'a' },
+      { role: ' developer ', content: 'b' },
+      { role: 'user', content: 'c' },
+    ],
+  };
+  applyPersona(body, 'P', 'replace');
+  t.deepEqual(body.messages, [
+    { role: 'system', content: 'P' },
+    { role: 'user', content: 'c' },
+  ]);
+});
+
+test('tool identity: function names, conflicting names, built-in types', (t) => {
+  t.is(toolIdentity({ type: 'function', function: { name: 'search' } }), 'search');
+  t.is(toolIdentity({ type: 'function', name: 'search' }), 'search');
+  t.is(toolIdentity({ type: 'function', name: 'shell', function: { name: 'search' } }), null);
+  t.is(toolIdentity({ type: 'custom', name: 'search' }), 'search');
+  t.is(toolIdentity({ type: 'mcp', name: 'search', server_url: 'https://x' }), 'mcp');
+  t.is(toolIdentity({ type: 'code_interpreter', name: 'calculator' }), 'code_interpreter');
+  t.is(toolIdentity({ function: { name: 'search' } }), null, 'no type');
+  t.is(toolIdentity({ name: 'search' }, true), 'search', 'legacy functions entry');
+  t.is(toolIdentity(['search']), null);
+});
+
+test('tools: only the granted shapes survive; a built-in type is granted by its type', (t) => {
+  const body: Record<string, unknown> = {
+    tools: [
+      { type: 'function', name: 'shell', function: { name: 'search' } },
+      { type: 'mcp', name: 'search', server_url: 'https://attacker.example/mcp' },
+      { type: 'code_interpreter', name: 'calculator' },
+      { type: 'web_search' },
+      { type: 'function', function: { name: 'search' } },
+    ],
+  };
+  t.deepEqual(applyToolPolicy(body, policy(['search', 'calculator', 'web_search']), 'strip'), [
+    '<unnamed>',
+    'mcp',
+    'code_interpreter',
+  ]);
+  t.deepEqual(body.tools, [
+    { type: 'web_search' },
+    { type: 'function', function: { name: 'search' } },
+  ]);
+});
+
+test('tools: an allowed_tools choice is refused when it names a forbidden tool', (t) => {
+  const choice = {
+    type: 'allowed_tools',
+    mode: 'auto',
+    tools: [{ type: 'function', name: 'search' }, { type: 'mcp' }],
+  };
+  t.is(
+    status(() => applyToolPolicy({ tools: [], tool_choice: choice }, policy(['search']), 'strip')),
+    403,
+  );
+  t.is(
+    status(() =>
+      applyToolPolicy(
+        { tool_choice: { type: 'function', name: 'shell' } },
+        policy(['search']),
+        'strip',
+      ),
+    ),
+    403,
+  );
+});
+
+test('content type: a body found without declaring headers must still be JSON', (t) => {
+  t.is(
+    status(() => assertJsonContentType({ 'content-type': ['text/plain'] })),
+    415,
+  );
+  t.is(
+    status(() => assertJsonContentType({})),
+    415,
+  );
+  t.notThrows(() => assertJsonContentType({ 'content-type': ['application/json'] }));
 });

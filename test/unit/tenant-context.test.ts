@@ -72,3 +72,16 @@ test('malformed JSON and shapes are refused', (t) => {
   t.throws(() => decodeTenantContext(JSON.stringify({ ...o, source: 'header' })));
   t.throws(() => decodeTenantContext(JSON.stringify({ ...o, plan: 'Pro Plan' })));
 });
+
+test('the knowledge namespace obeys the tenant-id pattern; the subject is bounded', (t) => {
+  const o = JSON.parse(encodeTenantContext(ctx()));
+  for (const ns of ['Acme', 'a b', 'x"||1', '']) {
+    t.throws(() =>
+      decodeTenantContext(
+        JSON.stringify({ ...o, policy: { ...o.policy, knowledgeNamespace: ns } }),
+      ),
+    );
+  }
+  t.throws(() => decodeTenantContext(JSON.stringify({ ...o, subject: 's'.repeat(257) })));
+  t.notThrows(() => decodeTenantContext(JSON.stringify({ ...o, subject: 's'.repeat(256) })));
+});

@@ -21,6 +21,9 @@ import type { VerifiedIdentity } from './types';
 
 type JwtConfig = TenantAuthConfig['jwt'];
 
+/** As TenantContext allows (lib/tenant/context.ts). */
+const MAX_SUBJECT_LENGTH = 256;
+
 interface CandidateKey {
   alg: JwtAlgorithm;
   key: KeyObject;
@@ -93,6 +96,15 @@ export class JwtVerifier {
 
   async verify(token: string): Promise<VerifiedIdentity> {
     const payload = await this.verifySignatureAndClaims(token);
+    const maxLifetime = this.cfg.max_lifetime_seconds;
+    if (maxLifetime !== null && typeof payload.exp === 'number') {
+      if (payload.exp - Date.now() / 1000 > maxLifetime + this.cfg.clock_skew_seconds) {
+        throw invalidToken(`token lives longer than ${maxLifetime} s`, 'token_lifetime_too_long');
+      }
+    }
+    if (typeof payload.sub === 'string' && payload.sub.length > MAX_SUBJECT_LENGTH) {
+      throw invalidToken(`token subject is longer than ${MAX_SUBJECT_LENGTH} characters`);
+    }
     const tenant = payload[this.cfg.tenant_claim];
     if (typeof tenant !== 'string' || tenant.length === 0) {
       throw invalidToken(`token has no '${this.cfg.tenant_claim}' claim`, 'missing_tenant_claim');
