@@ -43,6 +43,7 @@ async function main(): Promise<void> {
   const plans = {
     pro: { tools_allowed: ['search'], persona: 'You are a pro assistant.', weight: 2 },
     open: { tools_allowed: ['*'], weight: 1 },
+    free: { tools_allowed: [], weight: 1 },
   };
   const gateway = await startGateway({
     config: {
@@ -69,6 +70,12 @@ async function main(): Promise<void> {
           custom_id: 'acme',
           tags: ['plan:pro'],
           keyauth_credentials: [{ key: 'ka' }],
+        },
+        {
+          username: 'c',
+          custom_id: 'initech',
+          tags: ['plan:free'],
+          keyauth_credentials: [{ key: 'kc' }],
         },
         {
           username: 'b',
@@ -99,7 +106,12 @@ async function main(): Promise<void> {
       body: chat,
     },
     {
-      name: 'GET /v1/models (no body)',
+      name: 'GET, plan without body policy',
+      url: `${gateway.url}/v1/models`,
+      headers: { apikey: 'kb' },
+    },
+    {
+      name: 'GET, plan with body policy (body read)',
       url: `${gateway.url}/v1/models`,
       headers: { apikey: 'ka' },
     },
@@ -110,9 +122,15 @@ async function main(): Promise<void> {
       body: chat,
     },
     {
-      name: 'chat, body validated, not rewritten',
+      name: 'chat, plan without body policy, body validated',
       url: `${gateway.url}/v1/chat/completions`,
       headers: { ...json, apikey: 'kb' },
+      body: chat,
+    },
+    {
+      name: 'chat, tool policy, nothing to change',
+      url: `${gateway.url}/v1/chat/completions`,
+      headers: { ...json, apikey: 'kc' },
       body: chat,
     },
     {
