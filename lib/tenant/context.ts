@@ -9,7 +9,12 @@
  * Functions that touch tenant data take a TenantContext, so an untenanted call cannot be
  * written without a cast.
  */
-import { TENANT_ID_PATTERN, parseTenantId, type TenantId } from './tenant-id';
+import {
+  TENANT_ID_PATTERN,
+  isInvalidTenantIdError,
+  parseTenantId,
+  type TenantId,
+} from './tenant-id';
 
 export const TENANT_CONTEXT_KEY = 'tenant_context';
 export const TENANT_CONTEXT_VERSION = 1;
@@ -162,11 +167,17 @@ export function decodeTenantContext(raw: unknown): TenantContext {
   if (o.v !== TENANT_CONTEXT_VERSION) {
     throw new TenantContextError('version', `unsupported tenant context version ${String(o.v)}`);
   }
-  return createTenantContext({
-    tenantId: o.tenantId as string,
-    plan: o.plan as string,
-    source: o.source as IdentitySource,
-    subject: o.subject as string,
-    policy: o.policy as TenantPolicy,
-  });
+  try {
+    return createTenantContext({
+      tenantId: o.tenantId as string,
+      plan: o.plan as string,
+      source: o.source as IdentitySource,
+      subject: o.subject as string,
+      policy: o.policy as TenantPolicy,
+    });
+  } catch (e) {
+    if (isInvalidTenantIdError(e))
+      throw new TenantContextError('malformed', `tenantId: ${e.reason}`);
+    throw e;
+  }
 }
