@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { ConfigError, readDeclarative } from './config/declarative';
+import { addExitHook } from './exit-hooks';
 import { configFieldsOf, validatePluginConfig } from './config/schema';
 import { KEY_AUTH_PRIORITY, keyAuthConfigFields } from './keyauth';
 import { setClientBodyBufferSize } from './pdk/request';
@@ -29,7 +30,14 @@ export async function startGateway(
   const ownPrefix = opts.prefix === undefined;
   const prefix = opts.prefix ?? mkdtempSync(join(tmpdir(), 'kong-harness-'));
   const procs: PluginServerProcess[] = [];
+  // If this process exits without close(), SIGTERM every plugin server started here (as Kong's
+  // stop_pluginservers does) instead of leaving orphans; close() removes the hook.
+  const removeExitHook = addExitHook(() => {
+    procs.forEach((p) => p.terminateNow());
+    if (ownPrefix) rmSync(prefix, { recursive: true, force: true });
+  });
   const cleanup = async () => {
+    removeExitHook();
     await Promise.all(procs.map((p) => p.stop()));
     if (ownPrefix) rmSync(prefix, { recursive: true, force: true });
   };

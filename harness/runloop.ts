@@ -12,7 +12,7 @@ import { defaultErrorMessage, errorBody, errorHandlerType, responseType } from '
 import { headerMapFromRaw, joinedHeader, type HeaderMap } from './headers';
 import { keyAuthAccess } from './keyauth';
 import { addKongResponseHeaders } from './kong-headers';
-import { ExitSignal, KongLuaError, type PdkEnv } from './pdk/core';
+import { ExitSignal, KongLuaError, normalizeHeaderValues, type PdkEnv } from './pdk/core';
 import { buildExit } from './pdk/response';
 import type { LoadedPlugin, PluginTable } from './plugins';
 import { proxyToService, readUpstreamBody } from './proxy';
@@ -221,17 +221,27 @@ export class Runloop {
     const upstreamHeaders = headerMapFromRaw(result.res.rawHeaders);
     for (const h of ['connection', 'keep-alive', 'transfer-encoding', 'date'])
       upstreamHeaders.delete(h);
-    const status = st.pendingStatus ?? result.res.statusCode ?? 502;
-    st.serviceResponse = {
-      status: result.res.statusCode ?? 502,
-      headers: new Map(upstreamHeaders),
-    };
-    const headers: HeaderMap = new Map(upstreamHeaders);
-    for (const [k, v] of st.pendingResponseHeaders) headers.set(k, v);
+    // The upstream status replaces one set with kong.response.set_status in access: nginx
+    // ngx_http_upstream_process_headers (r->headers_out.status = u->headers_in.status_n) when
+    // streaming, kong/init.lua (3.9.3) Kong.response kong.response.set_status(status) when buffered.
+    const status = result.res.statusCode ?? 502;
+    st.serviceResponse = { status, headers: new Map(upstreamHeaders) };
     if (!st.bufferedProxying) {
+      // Streaming (not mirrored exactly): here an access-set header replaces the upstream's
+      // on the same name; nginx's ngx_http_upstream_copy_header_line would append the
+      // upstream line after it (both sent) and replace only single headers such as
+      // Content-Type. See docs/harness.md.
+      const headers: HeaderMap = new Map(upstreamHeaders);
+      for (const [k, v] of st.pendingResponseHeaders) headers.set(k, v);
       headers.delete('content-length');
       return { response: { status, headers, body: Buffer.alloc(0) }, stream: result.res };
     }
+    // kong/init.lua (3.9.3) Kong.response: kong.response.set_headers(res.header) runs after
+    // access, so on a name both set the upstream's value replaces what access set with
+    // kong.response.set_header; other access-set headers stay (ngx.header keeps them in place).
+    // set_headers passes values through normalize_multi_header ("" -> " ").
+    const headers: HeaderMap = new Map(st.pendingResponseHeaders);
+    for (const [k, v] of upstreamHeaders) headers.set(k, normalizeHeaderValues(v));
     const full = await readUpstreamBody(result.res, st.service.read_timeout);
     if (full === 'timeout' || full === 'error')
       return { response: this.handlerError(st, full === 'timeout' ? 504 : 502) };

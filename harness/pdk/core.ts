@@ -63,6 +63,30 @@ export const REQUEST_PHASES = [
   'error',
   'admin_api',
 ] as const;
+/**
+ * The max_headers argument of kong.request.get_headers, kong.response.get_headers and
+ * kong.service.response.get_headers (kong/pdk/request.lua, kong/pdk/response.lua,
+ * kong/pdk/service/response.lua 3.9.3: MIN_HEADERS 1, MAX_HEADERS 1000); nil means the
+ * ngx.req/ngx.resp.get_headers default of 100 header lines.
+ */
+export function maxHeadersArg(max: unknown): number {
+  if (max === null || max === undefined) return 100;
+  if (typeof max !== 'number') throw new KongLuaError('max_headers must be a number');
+  if (max < 1) throw new KongLuaError('max_headers must be >= 1');
+  if (max > 1000) throw new KongLuaError('max_headers must be <= 1000');
+  return max;
+}
+
+/**
+ * kong/pdk/private/checks.lua (3.9.3) normalize_multi_header: an empty string header value
+ * (alone or inside a value array) is sent as a single space; numbers/booleans via tostring.
+ * kong.service.request.set_header/add_header/set_headers and kong.response.set_header/
+ * add_header/set_headers/exit all pass their values through it.
+ */
+export function normalizeHeaderValues(values: string[]): string[] {
+  return values.map((v) => (v === '' ? ' ' : v));
+}
+
 export const BEFORE_CONTENT = ['rewrite', 'access', 'response', 'admin_api'] as const;
 export const ACCESS_REWRITE_BALANCER = ['rewrite', 'access', 'balancer'] as const;
 

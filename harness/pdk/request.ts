@@ -7,6 +7,7 @@ import {
   KongLuaError,
   REQUEST_PHASES,
   checkPhase,
+  maxHeadersArg,
   requireRequestContext,
   type PdkFn,
 } from './core';
@@ -152,15 +153,9 @@ export const requestPdk: Record<string, PdkFn> = {
   'kong.request.get_headers': (st, [max]) => {
     // kong/pdk/request.lua (3.9.3) get_headers(max_headers): 1..1000, default 100
     // (ngx.req.get_headers: header lines beyond the limit are left out, "truncated").
-    let limit = 100;
     // plugin.lua (3.9.3) exposed_api: the log timer answers saved.request_headers
     // (ngx.req.get_headers() with its default limit), whatever the argument.
-    if (!st.inLogTimer && max !== null && max !== undefined) {
-      if (typeof max !== 'number') throw new KongLuaError('max_headers must be a number');
-      if (max < 1) throw new KongLuaError('max_headers must be >= 1');
-      if (max > 1000) throw new KongLuaError('max_headers must be <= 1000');
-      limit = max;
-    }
+    const limit = st.inLogTimer ? 100 : maxHeadersArg(max);
     return headerMapToObject(truncateHeaders(currentHeaders(st), limit));
   },
   'kong.request.get_raw_body': (st, [maxAllowedFileSize]) => {

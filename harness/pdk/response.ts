@@ -11,16 +11,24 @@ import {
   bufferOf,
   checkPhase,
   luaType,
+  maxHeadersArg,
+  normalizeHeaderValues,
   type PdkFn,
 } from './core';
+import { truncateHeaders } from './request';
 
 function currentHeaders(st: RequestState): HeaderMap {
   return st.response?.headers ?? st.pendingResponseHeaders;
 }
 
+/** A header value after validate_header + normalize_multi_header ("" is sent as " "). */
 function toHeaderValues(name: string, v: unknown): string[] {
+  return normalizeHeaderValues(rawHeaderValues(name, v));
+}
+
+function rawHeaderValues(name: string, v: unknown): string[] {
   if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return [String(v)];
-  if (Array.isArray(v)) return v.flatMap((x) => toHeaderValues(name, x));
+  if (Array.isArray(v)) return v.flatMap((x) => rawHeaderValues(name, x));
   throw new KongLuaError(
     `invalid header value for "${name}": got ${luaType(v)}, expected array of string, string, number or boolean`,
   );
@@ -75,13 +83,19 @@ export const responsePdk: Record<string, PdkFn> = {
   'kong.response.get_header': (st, [name]) => {
     checkPhase(st, HEADER_BODY_LOG);
     if (typeof name !== 'string') throw new KongLuaError('header name must be a string');
-    // kong/pdk/response.lua (3.9.3) get_header: get_headers()[name], and for a header sent
-    // several times its first value (also what plugin.lua's log-timer override returns).
-    return currentHeaders(st).get(normalizeHeaderName(name))?.[0] ?? null;
+    // kong/pdk/response.lua (3.9.3) get_header: get_headers()[name] (so within the default
+    // 100 header lines), and for a header sent several times its first value (also what
+    // plugin.lua's log-timer override returns from saved.response_headers).
+    return truncateHeaders(currentHeaders(st), 100).get(normalizeHeaderName(name))?.[0] ?? null;
   },
-  'kong.response.get_headers': (st) => {
+  'kong.response.get_headers': (st, [max]) => {
     checkPhase(st, HEADER_BODY_LOG);
-    return headerMapToObject(currentHeaders(st));
+    // kong/pdk/response.lua (3.9.3) get_headers(max_headers): nil -> ngx.resp.get_headers()
+    // (100 header lines), else a number 1..1000. plugin.lua (3.9.3) exposed_api: the log timer
+    // answers saved.response_headers (ngx.resp.get_headers() when log started), whatever the
+    // argument.
+    const limit = st.inLogTimer ? 100 : maxHeadersArg(max);
+    return headerMapToObject(truncateHeaders(currentHeaders(st), limit));
   },
   'kong.response.get_source': (st) => {
     checkPhase(st, HEADER_BODY_LOG);

@@ -1,6 +1,6 @@
 // kong.service.request.* (kong/pdk/service/request.lua 3.9.3) and
 // kong.service.response.* (kong/pdk/service/response.lua 3.9.3).
-import { headerMapToObject, joinedHeader, type HeaderMap } from '../headers';
+import { headerMapToObject, joinedHeader, normalizeHeaderName, type HeaderMap } from '../headers';
 import type { RequestState } from '../request-state';
 import {
   ACCESS_REWRITE_BALANCER,
@@ -10,8 +10,12 @@ import {
   checkPhase,
   luaString,
   luaType,
+  maxHeadersArg,
+  normalizeHeaderValues,
+  requireRequestContext,
   type PdkFn,
 } from './core';
+import { truncateHeaders } from './request';
 
 function headerValue(name: string, value: unknown): string[] {
   if (typeof value === 'string') return [value];
@@ -45,7 +49,9 @@ function headerName(name: unknown): string {
 
 function setHeader(map: HeaderMap, name: unknown, value: unknown, add = false): void {
   const n = headerName(name);
-  const vs = headerValue(n, value);
+  // kong/pdk/service/request.lua (3.9.3) set_header/add_header/set_headers:
+  // ngx.req.set_header(name, normalize_multi_header(value)), so "" travels as " ".
+  const vs = normalizeHeaderValues(headerValue(n, value));
   // ngx.req.set_header(name, {}) removes the header (lua-nginx-module treats an empty value
   // list like nil); kong/pdk/service/request.lua set_header/set_headers pass the table through.
   if (!add && vs.length === 0) {
@@ -73,6 +79,22 @@ function setBody(st: RequestState, body: Buffer): void {
   st.upstream.body = body;
   st.bodyReplaced = true;
   st.upstream.headers.set('content-length', [String(body.length)]);
+}
+
+/**
+ * kong/pdk/service/response.lua (3.9.3) get_headers. After buffered proxying
+ * (ctx.buffered_headers, set by kong/init.lua Kong.response, also in the log timer's cloned
+ * ngx.ctx) it returns attach_buffered_headers_mt: an empty table whose __index looks names up.
+ * mp_rpc.lua fix_mmap walks it with pairs(), so a plugin server receives an EMPTY map
+ * (`forWire`); get_header still finds names. Without buffered headers it reads
+ * ngx.resp.get_headers(max), which needs the request: a Lua error in plugin.lua's log timer.
+ */
+function serviceResponseHeaders(st: RequestState, limit: number, forWire: boolean): HeaderMap {
+  if (st.bufferedProxying && st.serviceResponse?.body !== undefined) {
+    return forWire ? new Map() : st.serviceResponse.headers;
+  }
+  requireRequestContext(st);
+  return st.serviceResponse ? truncateHeaders(st.serviceResponse.headers, limit) : new Map();
 }
 
 export const servicePdk: Record<string, PdkFn> = {
@@ -169,14 +191,17 @@ export const servicePdk: Record<string, PdkFn> = {
     checkPhase(st, HEADER_BODY_LOG);
     return st.serviceResponse?.status ?? null;
   },
-  'kong.service.response.get_headers': (st) => {
+  'kong.service.response.get_headers': (st, [max]) => {
     checkPhase(st, HEADER_BODY_LOG);
-    return st.serviceResponse ? headerMapToObject(st.serviceResponse.headers) : {};
+    return headerMapToObject(serviceResponseHeaders(st, maxHeadersArg(max), true));
   },
   'kong.service.response.get_header': (st, [name]) => {
     checkPhase(st, HEADER_BODY_LOG);
-    if (typeof name !== 'string') throw new KongLuaError('header name must be a string');
-    return st.serviceResponse ? (joinedHeader(st.serviceResponse.headers, name) ?? null) : null;
+    if (typeof name !== 'string') throw new KongLuaError('name must be a string');
+    // kong/pdk/service/response.lua (3.9.3) get_header: get_headers()[name], the first value
+    // of a repeated header (the buffered proxy table is indexed by name, so it finds it).
+    const h = serviceResponseHeaders(st, 100, false);
+    return h.get(normalizeHeaderName(name))?.[0] ?? null;
   },
   'kong.service.response.get_raw_body': (st) => {
     checkPhase(st, HEADER_BODY_LOG);

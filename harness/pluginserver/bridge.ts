@@ -60,20 +60,39 @@ export class ExternalPlugin {
     this.instances.clear();
   }
 
-  private instanceId(p: PluginEntity): Promise<number> {
-    let id = this.instances.get(p.id);
-    if (!id) {
-      const conf = startInstanceConfig(p, ++this.seq);
-      id = this.rpc
-        .call('plugin.StartInstance', { Name: this.name, Config: JSON.stringify(conf) })
-        .then((status) => {
-          const s = status as { Id: number };
-          return s.Id;
-        });
-      id.catch(() => this.instances.delete(p.id)); // remove claim, another request may succeed
-      this.instances.set(p.id, id);
+  /**
+   * kong/runloop/plugin_servers/plugin.lua (3.9.3) get_instance_id: the first request claims
+   * running_instances[key] and calls StartInstance; concurrent requests wait for the claim.
+   * When that StartInstance fails the claim is removed ("some other thread might succeed")
+   * and only the claiming request raises; each waiter then finds no claim and starts the
+   * instance itself (one at a time: the next claimant is waited on in turn).
+   */
+  private async instanceId(p: PluginEntity): Promise<number> {
+    for (;;) {
+      const pending = this.instances.get(p.id);
+      if (!pending) return this.claimInstance(p);
+      try {
+        return await pending;
+      } catch {
+        // Another request's StartInstance failed; its claim is gone, so try again.
+      }
     }
-    return id;
+  }
+
+  private claimInstance(p: PluginEntity): Promise<number> {
+    const conf = startInstanceConfig(p, ++this.seq);
+    const claim: Promise<number> = this.rpc
+      .call('plugin.StartInstance', { Name: this.name, Config: JSON.stringify(conf) })
+      .then(
+        (status) => (status as { Id: number }).Id,
+        (e: unknown) => {
+          // Remove the claim before anyone awaiting it resumes.
+          if (this.instances.get(p.id) === claim) this.instances.delete(p.id);
+          throw e;
+        },
+      );
+    this.instances.set(p.id, claim);
+    return claim;
   }
 
   /** Runs one phase of one plugin for a request; returns how the handler ended. */

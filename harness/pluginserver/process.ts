@@ -172,6 +172,16 @@ export class PluginServerProcess {
     }
   }
 
+  /**
+   * SIGTERM now, without waiting: for the process 'exit' hook, where nothing asynchronous
+   * runs any more. Also stops respawning. Safe to call more than once.
+   */
+  terminateNow(): void {
+    this.stopping = true;
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  }
+
   /** SIGTERM, as stop_pluginservers does; resolves when the process has exited. */
   async stop(): Promise<void> {
     this.stopping = true;
