@@ -165,31 +165,9 @@ export class Plugin {
         const id = identityFromConsumer(consumer, this.config.consumer, anonymous);
         if (id) found.push(id);
       } else if (this.jwt) {
-        const values = headers[this.config.jwt.header_name.toLowerCase()] ?? [];
-        if (values.length > 1) {
-          throw new GatewayError({
-            status: 401,
-            type: 'authentication_error',
-            code: 'invalid_token',
-            message: `more than one ${this.config.jwt.header_name} header`,
-            headers: { 'WWW-Authenticate': 'Bearer error="invalid_request"' },
-          });
-        }
-        const raw = values[0];
-        const token = JwtVerifier.tokenFrom(raw);
-        if (
-          raw !== undefined &&
-          token === null &&
-          !this.config.identity_sources.includes('consumer')
-        ) {
-          throw new GatewayError({
-            status: 401,
-            type: 'authentication_error',
-            code: 'invalid_token',
-            message: `the ${this.config.jwt.header_name} header must be 'Bearer <token>'`,
-            headers: { 'WWW-Authenticate': 'Bearer error="invalid_request"' },
-          });
-        }
+        // Another scheme in the header is fine when a consumer may stand in (basic-auth, …).
+        const otherSchemes = this.config.identity_sources.includes('consumer');
+        const token = this.jwt.tokenFromHeaders(headers, otherSchemes);
         if (token !== null) found.push(await this.jwt.verify(token));
       }
     }

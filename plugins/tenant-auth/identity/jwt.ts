@@ -16,6 +16,7 @@ import {
   type JWTVerifyOptions,
 } from 'jose';
 import { GatewayError } from '../../../lib/http/errors';
+import type { HeaderMap } from '../../../lib/pdk/kong';
 import type { JwtAlgorithm, TenantAuthConfig } from '../schema';
 import type { VerifiedIdentity } from './types';
 
@@ -36,6 +37,16 @@ function invalidToken(message: string, code = 'invalid_token'): GatewayError {
     code,
     message,
     headers: { 'WWW-Authenticate': `Bearer error="invalid_token"` },
+  });
+}
+
+function invalidRequest(message: string): GatewayError {
+  return new GatewayError({
+    status: 401,
+    type: 'authentication_error',
+    code: 'invalid_token',
+    message,
+    headers: { 'WWW-Authenticate': 'Bearer error="invalid_request"' },
   });
 }
 
@@ -85,6 +96,25 @@ export class JwtVerifier {
       ...(cfg.issuer ? { issuer: cfg.issuer } : {}),
       ...(cfg.audience ? { audience: cfg.audience } : {}),
     };
+  }
+
+  /**
+   * The request's bearer token, or null when it carries none. Two token headers are refused
+   * (which one would an upstream read?), and so is a header that is not `Bearer <token>`
+   * unless `otherSchemes` (another credential may use the header).
+   */
+  tokenFromHeaders(headers: HeaderMap, otherSchemes: boolean): string | null {
+    const name = this.cfg.header_name;
+    const values = Object.prototype.hasOwnProperty.call(headers, name.toLowerCase())
+      ? (headers[name.toLowerCase()] ?? [])
+      : [];
+    if (values.length > 1) throw invalidRequest(`more than one ${name} header`);
+    const raw = values[0];
+    const token = JwtVerifier.tokenFrom(raw);
+    if (raw !== undefined && token === null && !otherSchemes) {
+      throw invalidRequest(`the ${name} header must be 'Bearer <token>'`);
+    }
+    return token;
   }
 
   /** The bearer token from the configured header, or null when the header is absent. */
