@@ -29,3 +29,15 @@ port_in_use() {
 
 now_s() { date +%s.%N; }
 elapsed_since() { awk -v a="$1" -v b="$(now_s)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# Runs the subcommand in $1 — install, start, stop or status, each a function of the
+# sourcing script — or prints the usage.
+dispatch() {
+  case "${1:-}" in
+    install | start | stop | status) "$1" ;;
+    *)
+      echo "usage: $0 {install|start|stop|status}" >&2
+      exit 2
+      ;;
+  esac
+}

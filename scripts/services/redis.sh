@@ -108,13 +108,4 @@ status() {
   return 1
 }
 
-case "${1:-}" in
-  install) install ;;
-  start) start ;;
-  stop) stop ;;
-  status) status ;;
-  *)
-    echo "usage: $0 {install|start|stop|status}" >&2
-    exit 2
-    ;;
-esac
+dispatch "$@"
