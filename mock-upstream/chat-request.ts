@@ -3,7 +3,7 @@
  * messages, params and codes for the cases a gateway test is likely to provoke.
  */
 import { InvalidRequestError } from './openai-error';
-import type { CountableMessage } from './tokenize';
+import type { CountableMessage } from '../lib/tokens/tokenize';
 
 export interface ChatRequest {
   model: string;

@@ -6,7 +6,7 @@ import { parseChatRequest, type ChatRequest } from './chat-request';
 import type { Endpoint, EndpointContext } from './endpoint';
 import { requireJsonObject } from './request-body';
 import { sendJson } from './openai-error';
-import { countChatPromptTokens, decodeTokens, encodeText } from './tokenize';
+import { countChatPromptTokens, decodeTokens, encodeText } from '../lib/tokens/tokenize';
 
 const ANSWER_PREFIX = 'mock answer to: ';
 const QUOTED_CHARS = 200;

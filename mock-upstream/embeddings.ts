@@ -6,7 +6,7 @@ import type { Endpoint } from './endpoint';
 import { embedText, embedTokenIds } from './hashed-embedding';
 import { InvalidRequestError, sendJson } from './openai-error';
 import { requireJsonObject } from './request-body';
-import { countTextTokens } from './tokenize';
+import { countTextTokens } from '../lib/tokens/tokenize';
 
 type EmbeddingInput = { text: string } | { tokens: number[] };
 

@@ -6,7 +6,7 @@ import {
   countTextTokens,
   decodeTokens,
   encodingForModel,
-} from '../../mock-upstream/tokenize';
+} from '../../lib/tokens/tokenize';
 
 test('picks o200k_base for current model families and cl100k_base otherwise', (t) => {
   for (const m of ['gpt-4o', 'gpt-4o-mini-2024-07-18', 'o1-mini', 'gpt-4.1-nano', 'o3', 'gpt-5']) {

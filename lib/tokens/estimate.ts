@@ -1,0 +1,183 @@
+/**
+ * The one token estimate of a request, made before the upstream call and shared by every
+ * plugin that needs it (`tenant-ratelimit` for tokens per minute and fair-queue width,
+ * `token-meter` for budget reservations). The first plugin that needs it computes it from the
+ * body it already read and publishes it in `kong.ctx.shared` under `ESTIMATE_KEY`; the later
+ * ones read it back (one `ctx.shared.get`) instead of reading and tokenizing the body again.
+ *
+ * The estimate is deliberately a worst case for the completion: `max_tokens` (or
+ * `max_completion_tokens`, or the caller's default) times `n`, since a budget check that
+ * assumed a short answer would let a long one overshoot.
+ */
+import type { KongPdk } from '../pdk/kong';
+import { countChatPromptTokens, countTextTokens, type CountableMessage } from './tokenize';
+
+export const ESTIMATE_KEY = 'token_estimate';
+export const ESTIMATE_VERSION = 1;
+
+/** Where the prompt count came from. */
+export type EstimateSource =
+  /** counted with the model family's BPE tokenizer */
+  | 'tokenizer'
+  /** no usable body (empty, not JSON, unknown shape): the configured floor was used */
+  | 'default';
+
+export interface TokenEstimate {
+  readonly v: typeof ESTIMATE_VERSION;
+  /** The `model` the client asked for, '' when absent. */
+  readonly model: string;
+  readonly promptTokens: number;
+  /** Completion tokens budgeted: per-choice max × n, after caps. */
+  readonly completionTokens: number;
+  /** promptTokens + completionTokens. */
+  readonly totalTokens: number;
+  /** Choices asked for (`n`, 1 when absent). */
+  readonly n: number;
+  readonly stream: boolean;
+  readonly source: EstimateSource;
+}
+
+export interface EstimateOptions {
+  /** Completion tokens assumed when the request sets no `max_tokens`. */
+  defaultMaxTokens: number;
+  /** Upper bound for a client's `max_tokens`: an absurd value cannot reserve the world. */
+  maxTokensCap: number;
+  /** Prompt tokens assumed when the body cannot be counted. */
+  unknownPromptTokens: number;
+  /** Upper bound for `n`. */
+  maxChoices: number;
+}
+
+export const DEFAULT_ESTIMATE_OPTIONS: EstimateOptions = {
+  defaultMaxTokens: 1024,
+  maxTokensCap: 32768,
+  unknownPromptTokens: 256,
+  maxChoices: 16,
+};
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function positiveInt(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 1 ? Math.floor(v) : undefined;
+}
+
+/** Text of a content value: string, or an array of parts whose text parts count. */
+function contentText(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  let text = '';
+  for (const part of content) {
+    if (isRecord(part) && typeof part.text === 'string') text += part.text;
+    else if (typeof part === 'string') text += part;
+  }
+  return text;
+}
+
+/** Messages of a Chat Completions body, or of a Responses API `input` (string or items). */
+function countableMessages(body: Record<string, unknown>): CountableMessage[] | undefined {
+  const toMessage = (m: unknown): CountableMessage | undefined => {
+    if (!isRecord(m)) return undefined;
+    const role = typeof m.role === 'string' ? m.role : 'user';
+    // Tool calls and function arguments are prompt tokens too on the next turn.
+    const extra = m.tool_calls !== undefined ? JSON.stringify(m.tool_calls) : '';
+    const msg: CountableMessage = { role, text: contentText(m.content) + extra };
+    if (typeof m.name === 'string') msg.name = m.name;
+    return msg;
+  };
+  if (Array.isArray(body.messages)) {
+    return body.messages.map(toMessage).filter((m): m is CountableMessage => m !== undefined);
+  }
+  if (typeof body.input === 'string') return [{ role: 'user', text: body.input }];
+  if (Array.isArray(body.input)) {
+    return body.input.map(toMessage).filter((m): m is CountableMessage => m !== undefined);
+  }
+  if (typeof body.prompt === 'string') return [{ role: 'user', text: body.prompt }];
+  return undefined;
+}
+
+/**
+ * Estimates a request from its parsed JSON body (`undefined` when there is none or it is not
+ * JSON). Never throws: every request gets a defined cost.
+ */
+export function estimateRequest(
+  body: unknown,
+  options: Partial<EstimateOptions> = {},
+): TokenEstimate {
+  const o = { ...DEFAULT_ESTIMATE_OPTIONS, ...options };
+  const rec = isRecord(body) ? body : undefined;
+  const model = rec && typeof rec.model === 'string' ? rec.model : '';
+  const n = Math.min(o.maxChoices, positiveInt(rec?.n) ?? 1);
+  const asked =
+    positiveInt(rec?.max_completion_tokens) ??
+    positiveInt(rec?.max_tokens) ??
+    positiveInt(rec?.max_output_tokens);
+  const perChoice = Math.min(o.maxTokensCap, asked ?? o.defaultMaxTokens);
+  const messages = rec ? countableMessages(rec) : undefined;
+  let promptTokens: number;
+  let source: EstimateSource;
+  if (messages && messages.length > 0) {
+    promptTokens = countChatPromptTokens(messages, model);
+    // Tool definitions are sent to the model as part of the prompt.
+    if (Array.isArray(rec?.tools))
+      promptTokens += countTextTokens(JSON.stringify(rec.tools), model);
+    source = 'tokenizer';
+  } else {
+    promptTokens = o.unknownPromptTokens;
+    source = 'default';
+  }
+  const completionTokens = perChoice * n;
+  return Object.freeze({
+    v: ESTIMATE_VERSION,
+    model,
+    promptTokens,
+    completionTokens,
+    totalTokens: promptTokens + completionTokens,
+    n,
+    stream: rec?.stream === true,
+    source,
+  });
+}
+
+export function encodeEstimate(e: TokenEstimate): string {
+  return JSON.stringify(e);
+}
+
+/** The estimate another plugin published, or undefined when absent or not ours. */
+export function decodeEstimate(raw: unknown): TokenEstimate | undefined {
+  if (typeof raw !== 'string' || raw === '') return undefined;
+  let o: unknown;
+  try {
+    o = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  if (!isRecord(o) || o.v !== ESTIMATE_VERSION) return undefined;
+  const nums = ['promptTokens', 'completionTokens', 'totalTokens', 'n'] as const;
+  if (
+    !nums.every((k) => typeof o[k] === 'number' && Number.isFinite(o[k]) && (o[k] as number) >= 0)
+  )
+    return undefined;
+  if (typeof o.model !== 'string' || typeof o.stream !== 'boolean') return undefined;
+  if (o.source !== 'tokenizer' && o.source !== 'default') return undefined;
+  return Object.freeze(o as unknown as TokenEstimate);
+}
+
+/**
+ * The request's estimate: the published one when an earlier plugin made it (one
+ * `ctx.shared.get`), else computed from `readBody()` and published for the plugins after.
+ * `readBody` is only called when nothing was published, so a plugin pays for the body read
+ * only when it is the first to need the estimate.
+ */
+export async function sharedEstimate(
+  kong: KongPdk,
+  readBody: () => Promise<unknown>,
+  options: Partial<EstimateOptions> = {},
+): Promise<TokenEstimate> {
+  const published = decodeEstimate(await kong.ctx.shared.get(ESTIMATE_KEY));
+  if (published) return published;
+  const estimate = estimateRequest(await readBody(), options);
+  await kong.ctx.shared.set(ESTIMATE_KEY, encodeEstimate(estimate));
+  return estimate;
+}

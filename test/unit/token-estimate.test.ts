@@ -1,0 +1,118 @@
+import test from 'ava';
+import {
+  decodeEstimate,
+  encodeEstimate,
+  estimateRequest,
+  sharedEstimate,
+  ESTIMATE_KEY,
+} from '../../lib/tokens/estimate';
+import { countChatPromptTokens } from '../../lib/tokens/tokenize';
+import type { KongPdk } from '../../lib/pdk/kong';
+
+const chat = (content: string, extra: Record<string, unknown> = {}) => ({
+  model: 'gpt-4o-mini',
+  messages: [{ role: 'user', content }],
+  ...extra,
+});
+
+test('prompt tokens come from the BPE tokenizer of the model family', (t) => {
+  const e = estimateRequest(chat('hello there, how are you today?', { max_tokens: 50 }));
+  t.is(e.source, 'tokenizer');
+  t.is(
+    e.promptTokens,
+    countChatPromptTokens(
+      [{ role: 'user', text: 'hello there, how are you today?' }],
+      'gpt-4o-mini',
+    ),
+  );
+  t.is(e.completionTokens, 50);
+  t.is(e.totalTokens, e.promptTokens + 50);
+  t.is(e.model, 'gpt-4o-mini');
+});
+
+test('no max_tokens: the default; max_completion_tokens wins over max_tokens', (t) => {
+  t.is(estimateRequest(chat('x'), { defaultMaxTokens: 300 }).completionTokens, 300);
+  t.is(
+    estimateRequest(chat('x', { max_tokens: 10, max_completion_tokens: 20 })).completionTokens,
+    20,
+  );
+});
+
+test('absurd, negative or non-numeric max_tokens are capped or defaulted', (t) => {
+  const opts = { defaultMaxTokens: 100, maxTokensCap: 1000 };
+  t.is(estimateRequest(chat('x', { max_tokens: 1e12 }), opts).completionTokens, 1000);
+  t.is(estimateRequest(chat('x', { max_tokens: -5 }), opts).completionTokens, 100);
+  t.is(estimateRequest(chat('x', { max_tokens: '50' }), opts).completionTokens, 100);
+  t.is(estimateRequest(chat('x', { max_tokens: Infinity }), opts).completionTokens, 100);
+});
+
+test('n multiplies the completion worst case, bounded', (t) => {
+  t.is(estimateRequest(chat('x', { max_tokens: 10, n: 3 })).completionTokens, 30);
+  t.is(estimateRequest(chat('x', { max_tokens: 10, n: 1000 }), { maxChoices: 4 }).n, 4);
+});
+
+test('no body, not JSON, or an unknown shape still gets a defined cost', (t) => {
+  for (const body of [undefined, null, 'text', 42, [], { foo: 1 }]) {
+    const e = estimateRequest(body, { unknownPromptTokens: 77, defaultMaxTokens: 5 });
+    t.is(e.source, 'default');
+    t.is(e.totalTokens, 82);
+  }
+});
+
+test('Responses API input and array content parts are counted', (t) => {
+  const a = estimateRequest({ model: 'gpt-4o', input: 'a long question about things' });
+  t.is(a.source, 'tokenizer');
+  t.true(a.promptTokens > 3);
+  const b = estimateRequest({
+    model: 'gpt-4o',
+    messages: [{ role: 'user', content: [{ type: 'text', text: 'a long question about things' }] }],
+  });
+  t.is(
+    b.promptTokens,
+    estimateRequest(chat('a long question about things', { model: 'gpt-4o' })).promptTokens,
+  );
+});
+
+test('tools count as prompt tokens', (t) => {
+  const tools = [
+    { type: 'function', function: { name: 'search', parameters: { type: 'object' } } },
+  ];
+  t.true(
+    estimateRequest(chat('x', { tools })).promptTokens > estimateRequest(chat('x')).promptTokens,
+  );
+});
+
+test('encode/decode round-trips; anything else decodes to undefined', (t) => {
+  const e = estimateRequest(chat('hi', { stream: true }));
+  t.deepEqual(decodeEstimate(encodeEstimate(e)), e);
+  for (const bad of [undefined, '', '{', '{"v":2}', JSON.stringify({ ...e, promptTokens: -1 }), 5])
+    t.is(decodeEstimate(bad), undefined);
+});
+
+function fakeKong(store: Map<string, unknown>): KongPdk {
+  return {
+    ctx: {
+      shared: {
+        get: async (k: string) => store.get(k),
+        set: async (k: string, v: string) => void store.set(k, v),
+      },
+    },
+  } as unknown as KongPdk;
+}
+
+test('sharedEstimate computes once and publishes; the next plugin reads it without the body', async (t) => {
+  const store = new Map<string, unknown>();
+  let reads = 0;
+  const first = await sharedEstimate(fakeKong(store), async () => {
+    reads++;
+    return chat('hello', { max_tokens: 7 });
+  });
+  t.is(reads, 1);
+  t.true(typeof store.get(ESTIMATE_KEY) === 'string');
+  const second = await sharedEstimate(fakeKong(store), async () => {
+    reads++;
+    return chat('something else entirely');
+  });
+  t.is(reads, 1);
+  t.deepEqual(second, first);
+});
