@@ -42,6 +42,12 @@ export interface Keyspace {
   concurrencyLeases(tenant: TenantId): RedisKey;
   /** Hash of period -> spent amount: a tenant's budget counters. */
   budget(tenant: TenantId, period: string): RedisKey;
+  /**
+   * Integer bumped on every change of the tenant's retrieval corpus (ingest, delete,
+   * offboarding) by `retrieval-injector`'s knowledge operations; `tenant-cache` keys on it,
+   * so a cached answer built from old knowledge is never served after a change.
+   */
+  knowledgeGeneration(tenant: TenantId): RedisKey;
   /** A shared queue across tenants (e.g. per upstream), in its own slot. */
   sharedQueue(queue: string): RedisKey;
   /** Glob matching every key of this namespace (for SCAN in tests and maintenance). */
@@ -59,6 +65,7 @@ export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keysp
     concurrencyLeases: (tenant) => tenantKey(tenant, 'leases'),
     budget: (tenant, period) =>
       tenantKey(tenant, 'budget', checkPart(period, 'budget period', KEY_PART_PATTERN)),
+    knowledgeGeneration: (tenant) => tenantKey(tenant, 'knowledge', 'gen'),
     sharedQueue: (queue) =>
       [ns, `{q:${checkPart(queue, 'queue name', KEY_PART_PATTERN)}}`, 'queue'].join(
         ':',

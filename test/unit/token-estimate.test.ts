@@ -6,6 +6,7 @@ import {
   sharedEstimate,
   ESTIMATE_KEY,
 } from '../../lib/tokens/estimate';
+import { decodeUsage, encodeUsage } from '../../lib/tokens/usage';
 import { countChatPromptTokens } from '../../lib/tokens/tokenize';
 import type { KongPdk } from '../../lib/pdk/kong';
 
@@ -115,4 +116,28 @@ test('sharedEstimate computes once and publishes; the next plugin reads it witho
   });
   t.is(reads, 1);
   t.deepEqual(second, first);
+});
+
+test('observed usage: the Lua wire string round-trips; malformed strings are rejected', (t) => {
+  const u = {
+    promptTokens: 12,
+    completionTokens: 30,
+    totalTokens: 42,
+    cachedTokens: 0,
+    model: 'gpt-4o-mini-2024-07-18',
+    from: 'sse' as const,
+  };
+  t.deepEqual(decodeUsage(encodeUsage(u)), u);
+  t.is(decodeUsage('v=1;prompt=1;completion=2;total=3;cached=0;model=m;from=sse')?.totalTokens, 3);
+  for (const bad of [
+    undefined,
+    '',
+    'v=2;prompt=1;completion=1;from=sse',
+    'v=1;prompt=-1;completion=1;from=sse',
+    'v=1;prompt=1;completion=1;from=file',
+    'garbage',
+    7,
+  ])
+    t.is(decodeUsage(bad), undefined);
+  t.is(decodeUsage('v=1;prompt=1;completion=1;model=a b"c;from=json')?.model, '');
 });
