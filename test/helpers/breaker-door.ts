@@ -2,7 +2,8 @@
  * A front door for the circuit-breaker tests: key-auth → tenant-auth → circuit-breaker on
  * /v1, with three upstreams — the service's own mock (tenants that stay on the service
  * target), a `dedicated` mock (plans routed to their own deployment) and a `backup` mock (the
- * premium plan's fallback) — and a /refuse route where a later plugin refuses every request.
+ * premium plan's fallback) — a /refuse route where a later plugin refuses every request, and
+ * a /bare route where circuit-breaker runs without tenant-auth.
  */
 import type { TestFn } from 'ava';
 import { randomUUID } from 'node:crypto';
@@ -63,7 +64,12 @@ export interface BreakerDoor extends FrontDoor {
   metricsUrl: string;
   metricsPort: number;
   /** A chat completion as `tenant` on `pathname` (default /v1/chat/completions). */
-  ask(tenant: TenantName, pathname?: string, body?: object): Promise<Sent & { testId: string }>;
+  ask(
+    tenant: TenantName,
+    pathname?: string,
+    body?: object,
+    headers?: Array<[string, string]>,
+  ): Promise<Sent & { testId: string }>;
   /** The value of one sample of the plugin's /metrics, 0 when absent. */
   metric(name: string, labels: Record<string, string>): Promise<number>;
   /**
@@ -108,6 +114,7 @@ export async function startBreakerDoor(onClose: OnClose): Promise<BreakerDoor> {
         routes: [
           { name: 'ai', paths: ['/v1'], strip_path: false },
           { name: 'refuse', paths: ['/refuse'], strip_path: true },
+          { name: 'bare', paths: ['/bare'], strip_path: true },
         ],
       },
     ],
@@ -118,6 +125,9 @@ export async function startBreakerDoor(onClose: OnClose): Promise<BreakerDoor> {
         { name: 'circuit-breaker', route, config: breakerConfig },
       ]),
       { name: 'breaker-refuser', route: 'refuse', config: { status: 503 } },
+      // circuit-breaker without tenant-auth: must refuse, not proxy untenanted traffic
+      { name: 'key-auth', route: 'bare', config: { hide_credentials: true } },
+      { name: 'circuit-breaker', route: 'bare', config: breakerConfig },
     ],
     consumers: (Object.keys(TENANTS) as TenantName[]).map((t) => ({
       username: `${t}-app`,
@@ -144,13 +154,10 @@ export async function startBreakerDoor(onClose: OnClose): Promise<BreakerDoor> {
     backup,
     metricsUrl,
     metricsPort,
-    async ask(tenant, pathname = '/v1/chat/completions', body) {
+    async ask(tenant, pathname = '/v1/chat/completions', body, headers = []) {
       const testId = randomUUID();
       const res = await send(`${door.url}${pathname}`, {
-        headers: [
-          ['apikey', TENANTS[tenant]],
-          ['x-test-id', testId],
-        ],
+        headers: [...headers, ['apikey', TENANTS[tenant]], ['x-test-id', testId]],
         body: body ?? {
           model: 'gpt-4o',
           messages: [{ role: 'user', content: `hello from ${tenant}` }],
