@@ -1,7 +1,7 @@
 #!/bin/sh
 # Prints the kong.conf environment for one plugin server per plugin (sourced by compose's
 # entrypoint wrapper). Kept as a script so adding a plugin means adding one name below.
-PLUGINS="tenant-auth"
+PLUGINS="tenant-auth circuit-breaker"
 PS="node /opt/kta/node_modules/kong-pdk/bin/kong-js-pluginserver"
 names=""
 for p in $PLUGINS; do
