@@ -159,7 +159,11 @@ async function main(): Promise<void> {
       const door = await startBreakerDoor(closers.add);
       // warm up: plugin instances started, connections made
       for (let i = 0; i < 20; i++) await send(`${door.url}/v1/models`);
-      for (let i = 0; i < 10; i++) await door.ask('globex');
+      for (let i = 0; i < 10; i++) {
+        for (const t of ['globex', ...scenarios.map((x) => x.tenant)] as TenantName[]) {
+          await door.ask(t);
+        }
+      }
       for (const s of scenarios) {
         const r = await runScenario(door, gw, s);
         results.push(r);
