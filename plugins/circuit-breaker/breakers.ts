@@ -52,6 +52,8 @@ export function stateName(s: CircuitState): StateName {
 
 export interface BreakerListener {
   transition(breaker: UpstreamBreaker, to: StateName): void;
+  /** A new breaker (closed) exists. */
+  created?(breaker: UpstreamBreaker): void;
 }
 
 export type Admission =
@@ -84,6 +86,7 @@ export class UpstreamBreaker {
       { halfOpenAfter: config.half_open_after_ms, breaker },
     );
     this.policy.onStateChange((s) => listener.transition(this, stateName(s)));
+    listener.created?.(this);
   }
 
   get state(): StateName {

@@ -67,6 +67,9 @@ const NO_SERVICE = new GatewayError({
 });
 
 const listener: BreakerListener = {
+  created(b) {
+    metrics.breakerState.set({ upstream: b.upstreamLabel, tenant: b.tenantLabel }, 0);
+  },
   transition(b, to) {
     metrics.breakerState.set(
       { upstream: b.upstreamLabel, tenant: b.tenantLabel },

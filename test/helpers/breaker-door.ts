@@ -43,6 +43,8 @@ export const TENANTS = {
   // plan `free`: stays on the service's own target
   globex: 'globex-key',
   initech: 'initech-key',
+  // its own upstream entry: a fixed path and model (a dedicated deployment's)
+  hotel: 'hotel-key',
 } as const;
 export type TenantName = keyof typeof TENANTS;
 
@@ -56,6 +58,7 @@ const PLAN_OF: Record<TenantName, string> = {
   delta: 'premium',
   globex: 'free',
   initech: 'free',
+  hotel: 'free',
 };
 
 export interface BreakerDoor extends FrontDoor {
@@ -91,6 +94,12 @@ export async function startBreakerDoor(onClose: OnClose): Promise<BreakerDoor> {
     upstreams: {
       dedicated: { host: '127.0.0.1', port: dedicated.port },
       backup: { host: '127.0.0.1', port: backup.port, breaker_scope: 'upstream' },
+      'hotel-deployment': {
+        host: '127.0.0.1',
+        port: dedicated.port,
+        path: '/v1/chat/completions',
+        model: 'gpt-4.1',
+      },
     },
     plans: {
       dedicated: { upstream: 'dedicated' },
@@ -100,7 +109,7 @@ export async function startBreakerDoor(onClose: OnClose): Promise<BreakerDoor> {
         fallback_model: 'gpt-4o-mini',
       },
     },
-    tenants: { charlie: { max_in_flight: 2 } },
+    tenants: { charlie: { max_in_flight: 2 }, hotel: { upstream: 'hotel-deployment' } },
     breaker: BREAKER,
     bulkhead: BULKHEAD,
   };

@@ -33,6 +33,19 @@ test.serial('tenants are routed by plan: dedicated upstream, or the service targ
   t.is(door().dedicated.received[0]?.headers.host, '127.0.0.1');
 });
 
+test.serial("a tenant's own upstream entry: its path and model replace the client's", async (t) => {
+  const r = await door().ask('hotel', '/v1/anything', {
+    model: 'gpt-4o-mini',
+    messages: [{ role: 'user', content: 'hi' }],
+  });
+  t.is(r.status, 200);
+  const got = door().dedicated.received.find((x) => x.headers['x-test-id'] === r.testId);
+  t.is(got?.path, '/v1/chat/completions');
+  t.is((got?.json as { model?: string } | undefined)?.model, 'gpt-4.1');
+  t.is(got?.headers['x-tenant-id'], 'hotel');
+  t.is(r.headers['x-circuit-breaker-fallback'], undefined);
+});
+
 test.serial(
   "A's upstream fails → A's breaker opens and fails fast; B on a healthy upstream is unaffected",
   async (t) => {
