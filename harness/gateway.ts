@@ -104,10 +104,10 @@ export async function startGateway(
             () =>
               reject(
                 new Error(
-                  `plugin server '${spec.name}' did not listen on ${proc.socketPath} within 15 s`,
+                  `plugin server '${spec.name}' did not listen on ${proc.socketPath} within 30 s`,
                 ),
               ),
-            15000,
+            30000,
           ).unref(),
         );
         await Promise.race([ready, timeout]);
