@@ -24,6 +24,17 @@ export const miscPdk: Record<string, PdkFn> = {
     else st.ngxCtx.set(String(k), throughLua(v));
     return null;
   },
+  // kong/runloop/plugin_servers/plugin.lua (3.9.3) exposed_api: `return ngx_var[v]`. Only the
+  // variables our plugins read; in the log timer ngx.var raises (Kong's JS event then never
+  // settles: the harness answers with the Lua error instead of hanging).
+  'kong.nginx.get_var': (st, [name]) => {
+    if (st.inLogTimer) throw new KongLuaError('API disabled in the current context');
+    const n = String(name);
+    if (n === 'kong_request_id') return st.id;
+    if (n === 'request_method') return st.method;
+    if (n === 'remote_addr') return st.clientIp;
+    throw new KongLuaError(`harness: ngx.var.${n} is not mirrored`);
+  },
   'kong.nginx.get_subsystem': () => 'http',
   'kong.nginx.req_start_time': (st) => st.startTime / 1000,
   'kong.router.get_route': (st) => {

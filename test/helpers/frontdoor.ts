@@ -83,7 +83,8 @@ export async function startFrontDoor(
   const config = build(upstream.url);
   const names = new Set<string>();
   for (const p of (config.plugins as PluginEntry[] | undefined) ?? []) {
-    if (p.name !== 'key-auth') names.add(p.name);
+    // Kong's bundled plugins run inside the gateway, not in a plugin server.
+    if (p.name !== 'key-auth' && p.name !== 'post-function') names.add(p.name);
   }
   const gateway = await startGateway({
     config,
