@@ -21,7 +21,7 @@ import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics } from '../../lib/metrics/registry';
 import { bodyToBuffer, type KongPdk } from '../../lib/pdk/kong';
 import { guardPhase } from '../../lib/plugin/phase';
-import { createRedis, type RedisClient } from '../../lib/redis/client';
+import { createRedis, waitForRedis, type RedisClient } from '../../lib/redis/client';
 import { isRedisUnavailable } from '../../lib/redis/errors';
 import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
 import { readConfig } from '../../lib/schema/config';
@@ -89,6 +89,7 @@ export class Plugin {
         process.stderr.write(`token-meter: metrics endpoint failed: ${e.message}\n`);
       });
       this.startReplay();
+      this.redis(); // connect now, not on the first request
     } catch (e) {
       this.misconfigured = e instanceof Error ? e.message : String(e);
     }
@@ -100,6 +101,19 @@ export class Plugin {
       commandTimeoutMs: this.config.redis_timeout_ms,
     });
     return this.redisClient;
+  }
+
+  /**
+   * The client, given up to one command deadline to finish connecting: the first requests
+   * after a plugin server starts (or Redis comes back) must not be refused for a connection
+   * that is a few milliseconds from ready. Past the deadline, the call fails as unavailable.
+   */
+  private async readyRedis(): Promise<RedisClient> {
+    const redis = this.redis();
+    if (!redis.isReady) {
+      await waitForRedis(redis, this.config.redis_timeout_ms).catch(() => undefined);
+    }
+    return redis;
   }
 
   private startReplay(): void {
@@ -242,7 +256,7 @@ export class Plugin {
     let reserved: boolean;
     let remaining: { tokens: number | null; cost: number | null } = { tokens: null, cost: null };
     try {
-      const r = await reserveBudget(this.redis(), this.keys, ctx.tenantId, period.id, {
+      const r = await reserveBudget(await this.readyRedis(), this.keys, ctx.tenantId, period.id, {
         requestId,
         ttlMs: c.reservation_ttl_seconds * 1000,
         keyTtlMs: this.keyTtlMs(period, now),
@@ -359,7 +373,14 @@ export class Plugin {
     for (const p of periodsBetween(this.config.period, q.startMs, q.endMs)) {
       try {
         entries.push(
-          ...(await readLedger(this.redis(), this.keys, ctx.tenantId, p.id, q.startMs, q.endMs)),
+          ...(await readLedger(
+            await this.readyRedis(),
+            this.keys,
+            ctx.tenantId,
+            p.id,
+            q.startMs,
+            q.endMs,
+          )),
         );
       } catch (e) {
         if (!isRedisUnavailable(e)) throw e;
@@ -521,7 +542,13 @@ export class Plugin {
       ttlMs: Math.max(1000, periodEndMs - now) + this.config.ledger_retention_days * 86_400_000,
     };
     try {
-      const r = await settleBudget(this.redis(), this.keys, ctx.tenantId, period, settlement);
+      const r = await settleBudget(
+        await this.readyRedis(),
+        this.keys,
+        ctx.tenantId,
+        period,
+        settlement,
+      );
       return r.settled ? r : null;
     } catch (e) {
       if (!isRedisUnavailable(e)) throw e;

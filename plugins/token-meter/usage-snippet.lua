@@ -44,9 +44,12 @@ return function()
     return tonumber(string.match(w, '"' .. name .. '"%s*:%s*(%d+)'))
   end
   local prompt = num('prompt_tokens') or num('input_tokens')
+  local total = num('total_tokens')
+  -- Embeddings report prompt and total only: their completion is what is left (0).
   local completion = num('completion_tokens') or num('output_tokens')
+    or (prompt and total and total >= prompt and total - prompt)
   if not prompt or not completion then return end
-  local total = num('total_tokens') or (prompt + completion)
+  total = total or (prompt + completion)
   local cached = num('cached_tokens') or 0
   local usage = string.format('v=1;prompt=%d;completion=%d;total=%d;cached=%d;model=%s;from=%s',
     prompt, completion, total, cached, c.tm_model or '', c.tm_sse and 'sse' or 'json')

@@ -68,6 +68,13 @@ const cases: Case[] = [
     chunks: ['data: {"model":"gpt-4o","choices":[],"usage":null}\n\n', 'data: [DONE]\n\n'],
     expected: null,
   },
+  {
+    name: 'embeddings usage (prompt and total only)',
+    chunks: [
+      '{"object":"list","data":[],"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}',
+    ],
+    expected: 'v=1;prompt=8;completion=0;total=8;cached=0;model=text-embedding-3-small;from=json',
+  },
   { name: 'an error body', chunks: ['{"error":{"message":"no","type":"x"}}'], expected: null },
   {
     name: 'a model name with characters outside the wire pattern is cleaned',
