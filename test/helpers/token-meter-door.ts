@@ -52,7 +52,16 @@ export const METER_TENANTS: Record<string, keyof typeof AUTH_PLANS> = {
   badco: 'free',
   noplan: 'unpriced',
   bench: 'free',
+  isoa: 'tiny',
+  isob: 'tiny',
 };
+
+/** Consumers whose ids try to reach another tenant's keys (tenant-auth must refuse them). */
+const CRAFTED_CONSUMERS = [
+  { username: 'hashtag', custom_id: 'isoa}{t:isob', key: 'hashtag-key' },
+  { username: 'colon', custom_id: 'isoa:budget', key: 'colon-key' },
+  { username: 'glob', custom_id: 'isoa*', key: 'glob-key' },
+];
 
 export interface MeterDoor extends FrontDoor {
   namespace: string;
@@ -103,12 +112,20 @@ export async function startMeterDoor(
       { name: 'token-meter', route: 'ai', config: meterConfig(namespace, meterExtra) },
       { name: 'post-function', route: 'ai', config: { body_filter: [USAGE_SNIPPET] } },
     ],
-    consumers: Object.entries(METER_TENANTS).map(([tenant, plan]) => ({
-      username: `${tenant}-app`,
-      custom_id: tenant,
-      tags: [`plan:${plan}`],
-      keyauth_credentials: [{ key: `${tenant}-key` }],
-    })),
+    consumers: [
+      ...Object.entries(METER_TENANTS).map(([tenant, plan]) => ({
+        username: `${tenant}-app`,
+        custom_id: tenant,
+        tags: [`plan:${plan}`],
+        keyauth_credentials: [{ key: `${tenant}-key` }],
+      })),
+      ...CRAFTED_CONSUMERS.map((c) => ({
+        username: c.username,
+        custom_id: c.custom_id,
+        tags: ['plan:tiny'],
+        keyauth_credentials: [{ key: c.key }],
+      })),
+    ],
   }));
   onClose(async () => {
     const redis = createClient({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' });
