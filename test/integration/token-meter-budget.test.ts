@@ -3,6 +3,7 @@
  * against the real Redis at REDIS_URL, each test in its own random key namespace.
  */
 import test, { type ExecutionContext } from 'ava';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,7 +15,9 @@ import {
   settleBudget,
   type ReserveCandidate,
 } from '../../plugins/token-meter/budget';
-import { readLedger, Spool, spoolSettler } from '../../plugins/token-meter/ledger';
+import { chargeback } from '../../plugins/token-meter/chargeback';
+import { ledgerFields, readLedger, Spool, spoolSettler } from '../../plugins/token-meter/ledger';
+import { periodAt } from '../../plugins/token-meter/period';
 import { connectRedis, deleteKeyspace, randomKeyspace } from './services';
 
 const acme = parseTenantId('acme');
@@ -178,4 +181,76 @@ test('the spool replays into Redis once, deduplicated by request id', async (t) 
   t.deepEqual(spool.pending(), []);
   const ledger = await readLedger(redis, keys, acme, P, 0, Date.now() + 1000);
   t.is(ledger.length, 1);
+});
+
+test('chargeback totals every tenant per model over the range, and the CLI prints it as CSV', async (t) => {
+  const { redis, keys } = await setup(t);
+  const now = Date.now();
+  const period = periodAt('month', now).id;
+  const entry = (model: string, prompt: number, completion: number, cost: number) =>
+    ledgerFields({
+      ts: now,
+      modelAsked: model,
+      modelServed: model,
+      promptTokens: prompt,
+      completionTokens: completion,
+      cachedTokens: 0,
+      cost,
+      cacheHit: false,
+      estimated: false,
+      downgrade: 'none',
+      stream: false,
+      status: 200,
+    });
+  const settle = (tenant: typeof acme, id: string, model: string, p: number, c: number) =>
+    settleBudget(redis, keys, tenant, period, {
+      requestId: id,
+      tokens: p + c,
+      cost: 1000 * (p + c),
+      ttlMs: DAY,
+      ledger: entry(model, p, c, 1000 * (p + c)),
+    });
+  await settle(acme, 'c1', 'gpt-4o', 10, 5);
+  await settle(acme, 'c2', 'gpt-4o', 20, 5);
+  await settle(acme, 'c3', 'gpt-4o-mini', 1, 1);
+  await settle(globex, 'c1', 'gpt-4o', 7, 3);
+
+  const rows = await chargeback(redis, keys, 'month', now - DAY, now + DAY);
+  t.deepEqual(
+    rows.map((r) => [r.tenant, r.model, r.requests, r.prompt_tokens, r.completion_tokens]),
+    [
+      ['acme', 'gpt-4o', 2, 30, 10],
+      ['acme', 'gpt-4o-mini', 1, 1, 1],
+      ['globex', 'gpt-4o', 1, 7, 3],
+    ],
+  );
+  t.is(rows[0]?.cost_usd, 40_000 / 1e9);
+
+  const from = new Date(now - DAY).toISOString();
+  const to = new Date(now + DAY).toISOString();
+  const csv = execFileSync(
+    process.execPath,
+    [
+      '--import=tsx',
+      path.join(__dirname, '..', '..', 'scripts', 'chargeback.ts'),
+      '--from',
+      from,
+      '--to',
+      to,
+      '--format',
+      'csv',
+      '--namespace',
+      keys.namespace,
+      '--redis',
+      process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    ],
+    { encoding: 'utf8' },
+  );
+  const lines = csv.trim().split('\n');
+  t.is(
+    lines[0],
+    'tenant,model,requests,cache_hits,estimated,downgraded,prompt_tokens,completion_tokens,cached_tokens,cost_usd',
+  );
+  t.is(lines.length, 4);
+  t.true(lines[3]?.startsWith('globex,gpt-4o,1,0,0,0,7,3,0,'));
 });
