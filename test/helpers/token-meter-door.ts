@@ -54,7 +54,12 @@ export const METER_TENANTS: Record<string, keyof typeof AUTH_PLANS> = {
   bench: 'free',
   isoa: 'tiny',
   isob: 'tiny',
+  cacheco: 'free',
+  metricco: 'free',
 };
+
+/** The meter's metrics port in these tests (one plugin server per gateway). */
+export const METRICS_PORT = 19_000 + (process.pid % 1000);
 
 /** Consumers whose ids try to reach another tenant's keys (tenant-auth must refuse them). */
 const CRAFTED_CONSUMERS = [
@@ -86,6 +91,7 @@ export function meterConfig(namespace: string, extra: Record<string, unknown> = 
     redis_url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     redis_timeout_ms: 1000,
     key_namespace: namespace,
+    metrics_port: METRICS_PORT,
     plans: METER_PLANS,
     prices: PRICES,
     ...extra,
@@ -95,6 +101,7 @@ export function meterConfig(namespace: string, extra: Record<string, unknown> = 
 export async function startMeterDoor(
   onClose: (fn: () => Promise<void> | void) => void,
   meterExtra: Record<string, unknown> = {},
+  opts: { cacheProbe?: boolean } = {},
 ): Promise<MeterDoor> {
   const namespace = `tm${randomBytes(4).toString('hex')}`;
   const door = await startFrontDoor(onClose, (upstreamUrl) => ({
@@ -109,6 +116,8 @@ export async function startMeterDoor(
     plugins: [
       { name: 'key-auth', route: 'ai', config: { hide_credentials: true } },
       { name: 'tenant-auth', route: 'ai', config: { plans: AUTH_PLANS } },
+      // Stands in for tenant-cache answering a hit (test/fixtures/pluginservers).
+      ...(opts.cacheProbe ? [{ name: 'cache-hit-probe', route: 'ai' }] : []),
       { name: 'token-meter', route: 'ai', config: meterConfig(namespace, meterExtra) },
       { name: 'post-function', route: 'ai', config: { body_filter: [USAGE_SNIPPET] } },
     ],
@@ -171,7 +180,7 @@ export function sharedMeterDoor(test: TestFn): () => MeterDoor {
   let door: MeterDoor | undefined;
   const closers = new Closers();
   test.before(async () => {
-    door = await startMeterDoor(closers.add);
+    door = await startMeterDoor(closers.add, {}, { cacheProbe: true });
   });
   test.after.always(() => closers.closeAll());
   return () => {

@@ -4,8 +4,8 @@
  */
 import test from 'ava';
 import http from 'node:http';
-import { apiError, chat } from '../helpers/frontdoor';
-import { sharedMeterDoor, totals } from '../helpers/token-meter-door';
+import { apiError, chat, eventually, send } from '../helpers/frontdoor';
+import { METRICS_PORT, sharedMeterDoor, totals } from '../helpers/token-meter-door';
 
 const door = sharedMeterDoor(test);
 
@@ -223,4 +223,48 @@ test('a showback query without start_time is a 400', async (t) => {
   const { res } = await door().call('acme', '/v1/organization/usage/completions');
   t.is(res.status, 400);
   t.is(apiError(res).code, 'invalid_showback_query');
+});
+
+test('a cache hit is in the ledger as a hit with 0 upstream tokens, not billed from the cached body', async (t) => {
+  const d = door();
+  const { res, upstream } = await d.call('cacheco', '/v1/chat/completions', {
+    body: chat('asked before'),
+    headers: [['x-probe-cache', 'hit']],
+  });
+  t.is(res.status, 200);
+  t.is(res.headers['x-cache-status'], 'Hit');
+  t.is(upstream, undefined);
+  const start = Math.floor(Date.now() / 1000) - 86_400;
+  const page = await eventually(async () => {
+    const { res: r } = await d.call(
+      'cacheco',
+      `/v1/organization/usage/completions?start_time=${start}&limit=2`,
+    );
+    const results = (r.json as { data: Array<{ results: unknown[] }> }).data.flatMap(
+      (b) => b.results,
+    );
+    return results.length > 0 ? results : undefined;
+  });
+  t.like(page[0], { input_tokens: 0, output_tokens: 0, num_model_requests: 0 });
+  const costs = await d.call('cacheco', `/v1/organization/costs?start_time=${start}&limit=2`);
+  const amounts = (
+    costs.res.json as { data: Array<{ results: Array<{ amount: { value: number } }> }> }
+  ).data.flatMap((b) => b.results.map((x) => x.amount.value));
+  t.deepEqual(amounts, [0]);
+});
+
+test('metrics: tokens and cost per tenant and model on the metrics port', async (t) => {
+  const d = door();
+  await d.call('metricco', '/v1/chat/completions', { body: chat('measure me') });
+  await d.usage('metricco', (r) => totals(r).n >= 1);
+  const text = await eventually(async () => {
+    const r = await send(`http://127.0.0.1:${METRICS_PORT}/metrics`);
+    return r.text.includes('tenant="metricco"') ? r.text : undefined;
+  });
+  t.regex(
+    text,
+    /token_meter_tokens_total\{tenant="metricco",model="gpt-4o-mini",kind="prompt"\} [1-9]/,
+  );
+  t.regex(text, /token_meter_cost_usd_total\{tenant="metricco",model="gpt-4o-mini"\} [0-9.e-]+/);
+  t.regex(text, /token_meter_budget_used_ratio\{tenant="metricco",dimension="tokens"\} [0-9.e-]+/);
 });
