@@ -334,3 +334,18 @@ test('JWT: a token living longer than max_lifetime_seconds is refused', async (t
   const near = await sign(claims('initech'), 'RS256', keys().rsa.privateKey, { expiresIn: '5m' });
   t.is((await tenantDoor().call('/jwtshort/v1/models', { headers: bearer(near) })).res.status, 200);
 });
+
+test('refused and served requests leave no open event behind in the plugin server', async (t) => {
+  const door = tenantDoor();
+  const keys = ['no-plan-key', 'acme-key', 'no-tenant-key', 'globex-key'];
+  for (let round = 0; round < 25; round++) {
+    await Promise.all(keys.flatMap((k) => [door.call('/v1/models', { headers: key(k) })]));
+  }
+  // kong-pdk 0.6.0 kept one entry per refusal (an event ended by kong.response.exit) forever.
+  const pending = await eventually(async () => {
+    const text = await (await fetch(door.metricsUrl)).text();
+    const m = /^kta_pluginserver_pending_events (\d+)/m.exec(text);
+    return m && m[1] === '0' ? Number(m[1]) : undefined;
+  });
+  t.is(pending, 0);
+});
