@@ -59,16 +59,19 @@ test.serial('spool mode: a Redis pause loses no settlement and counts none twice
   });
 });
 
-test.serial('refuse mode (the default): Redis unavailable is a 503 with Retry-After, nothing proxied', async (t) => {
-  const server = await startPrivateRedis(t);
-  const door = await startMeterDoor(t.teardown, { redis_url: server.url, redis_timeout_ms: 300 });
-  t.is((await door.call('globex', '/v1/chat/completions', { body: chat('up') })).res.status, 200);
-  await server.stop();
-  const { res, upstream } = await door.call('globex', '/v1/chat/completions', {
-    body: chat('down'),
-  });
-  t.is(res.status, 503);
-  t.is((res.json as { error: { code: string } }).error.code, 'budget_unavailable');
-  t.is(res.headers['retry-after'], '2');
-  t.is(upstream, undefined);
-});
+test.serial(
+  'refuse mode (the default): Redis unavailable is a 503 with Retry-After, nothing proxied',
+  async (t) => {
+    const server = await startPrivateRedis(t);
+    const door = await startMeterDoor(t.teardown, { redis_url: server.url, redis_timeout_ms: 300 });
+    t.is((await door.call('globex', '/v1/chat/completions', { body: chat('up') })).res.status, 200);
+    await server.stop();
+    const { res, upstream } = await door.call('globex', '/v1/chat/completions', {
+      body: chat('down'),
+    });
+    t.is(res.status, 503);
+    t.is((res.json as { error: { code: string } }).error.code, 'budget_unavailable');
+    t.is(res.headers['retry-after'], '2');
+    t.is(upstream, undefined);
+  },
+);
