@@ -352,6 +352,9 @@ export class Plugin {
       );
     }
     const reset = new Date(period.endMs).toISOString();
+    metrics.budgetRefusals.inc({
+      tenant: metrics.tenantLabels(this.config.metrics_max_tenants).label(ctx.tenantId),
+    });
     return new GatewayError({
       status: 429,
       type: 'insufficient_quota',

@@ -37,6 +37,13 @@ export const refusals = new Counter({
   registers: [registry],
 });
 
+export const budgetRefusals = new Counter({
+  name: 'token_meter_budget_refusals_total',
+  help: 'Requests refused at the hard cap (429 budget_exhausted), by tenant.',
+  labelNames: ['tenant'] as const,
+  registers: [registry],
+});
+
 export const budgetUsedRatio = new Gauge({
   name: 'token_meter_budget_used_ratio',
   help: 'Share of the current period budget used (settled), by tenant and dimension (tokens, cost).',

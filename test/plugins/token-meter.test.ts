@@ -267,4 +267,12 @@ test('metrics: tokens and cost per tenant and model on the metrics port', async 
   );
   t.regex(text, /token_meter_cost_usd_total\{tenant="metricco",model="gpt-4o-mini"\} [0-9.e-]+/);
   t.regex(text, /token_meter_budget_used_ratio\{tenant="metricco",dimension="tokens"\} [0-9.e-]+/);
+  // tinyco is refused at its hard cap by another test of this file.
+  await eventually(async () => {
+    const r = await send(`http://127.0.0.1:${METRICS_PORT}/metrics`);
+    return /token_meter_budget_refusals_total\{tenant="tinyco"\} [1-9]/.test(r.text)
+      ? true
+      : undefined;
+  });
+  t.pass();
 });
