@@ -47,13 +47,6 @@ export interface KongPdk {
     /** Path and query string as the client sent them (normalised path). */
     getPathWithQuery(): Promise<string>;
   };
-  nginx: {
-    /**
-     * An nginx variable (plugin_servers exposed_api `ngx_var[v]`). Never in `log`: there it
-     * raises inside Kong's timer and the JS call never settles.
-     */
-    getVar(name: string): Promise<string | null | undefined>;
-  };
   client: {
     getConsumer(): Promise<KongConsumer | null | undefined>;
     getCredential(): Promise<KongCredential | null | undefined>;
