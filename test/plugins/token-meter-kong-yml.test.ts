@@ -1,7 +1,7 @@
 /**
  * The repo's own kong.yml (what `npm start` and the compose stack run): a demo tenant's chat
- * request is metered and its usage shows in its showback. Only the upstream URL, the Redis
- * key namespace and the metrics ports are changed for the test.
+ * request is metered and its usage shows in its showback. Only the upstream addresses, the
+ * Redis key namespace and the metrics ports are changed for the test.
  */
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
@@ -34,6 +34,16 @@ test('kong.yml meters a demo tenant end to end, the post-function snippet includ
         };
       }
       if (p.name === 'tenant-auth') p.config = { ...p.config, metrics_port: 0 };
+      if (p.name === 'circuit-breaker') {
+        // Its per-plan upstreams name the local mock's port too: point them at this one.
+        const mock = new URL(upstreamUrl);
+        const upstreams = (p.config?.upstreams ?? {}) as Record<string, Record<string, unknown>>;
+        for (const u of Object.values(upstreams)) {
+          u.host = mock.hostname;
+          u.port = Number(mock.port);
+        }
+        p.config = { ...p.config, metrics_port: 0 };
+      }
     }
     return doc as unknown as Record<string, unknown>;
   });
