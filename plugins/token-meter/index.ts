@@ -27,7 +27,7 @@ import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantContext } from '../../lib/tenant/context';
 import { readTenantContext } from '../../lib/tenant/read';
-import { decodeEstimate, ESTIMATE_KEY, sharedEstimate } from '../../lib/tokens/estimate';
+import type * as EstimateModule from '../../lib/tokens/estimate';
 import { decodeUsage, USAGE_KEY } from '../../lib/tokens/usage';
 import { reserveBudget, settleBudget, type BudgetCaps, type Settlement } from './budget';
 import { ladder, type LadderStep } from './ladder';
@@ -68,6 +68,18 @@ interface ResolvedBudget {
   readonly defaultMaxTokens: number;
 }
 
+/**
+ * The estimate module loads the BPE vocabularies (~1.5 s of CPU): loaded after start-up,
+ * not at require time, so the plugin server answers Kong's query and starts listening at
+ * once (under load a slow start-up is a failed start). Usually tenant-ratelimit has already
+ * published the estimate and the vocabularies are never used here.
+ */
+let estimateModule: Promise<typeof EstimateModule> | undefined;
+function estimates(): Promise<typeof EstimateModule> {
+  estimateModule ??= import('../../lib/tokens/estimate');
+  return estimateModule;
+}
+
 /** One replay timer per process, whatever the number of instances. */
 let replayTimer: NodeJS.Timeout | undefined;
 
@@ -90,6 +102,7 @@ export class Plugin {
       });
       this.startReplay();
       this.redis(); // connect now, not on the first request
+      setTimeout(() => void estimates(), 0).unref();
     } catch (e) {
       this.misconfigured = e instanceof Error ? e.message : String(e);
     }
@@ -211,6 +224,7 @@ export class Plugin {
       maxTokensCap: c.max_tokens_cap,
       maxChoices: c.max_choices,
     });
+    const { sharedEstimate } = await estimates();
     const estimate = await sharedEstimate(kong, () => Promise.resolve(req.body), {
       defaultMaxTokens: budget.defaultMaxTokens,
       maxTokensCap: c.max_tokens_cap,
@@ -500,6 +514,7 @@ export class Plugin {
     };
     const requestId = typeof serialized.request?.id === 'string' ? serialized.request.id : '';
     if (requestId === '') return;
+    const { decodeEstimate, ESTIMATE_KEY } = await estimates();
     const estimate = decodeEstimate(await kong.ctx.shared.get(ESTIMATE_KEY));
     const now = Date.now();
     const period = periodAt(this.config.period, now);
