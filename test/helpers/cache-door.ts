@@ -115,6 +115,8 @@ export interface CacheDoor extends FrontDoor {
   keyspace: Keyspace;
   redis: RedisClient;
   metricsUrl: string;
+  /** Lines `{id, status}` written by the cache-status-probe fixture's log phase (route ai). */
+  statusFile: string;
   gzipCalls: () => number;
   /** Sends with a fresh x-test-id; returns the response and what reached the upstream. */
   call(
@@ -133,6 +135,8 @@ export async function startCacheDoor(onClose: OnClose): Promise<CacheDoor> {
   chmodSync(dir, 0o755);
   const keyFile = path.join(dir, 'master.key');
   writeFileSync(keyFile, `${randomBytes(32).toString('hex')}\n`, { mode: 0o644 });
+  const statusFile = path.join(dir, 'cache-status.jsonl');
+  writeFileSync(statusFile, '', { mode: 0o666 });
   const metricsPort = await freePort();
   const gz = await startGzipUpstream(onClose);
 
@@ -160,13 +164,21 @@ export async function startCacheDoor(onClose: OnClose): Promise<CacheDoor> {
           { name: 'warm', paths: ['/warm'], strip_path: true },
           { name: 'nostatus', paths: ['/nostatus'], strip_path: true },
           { name: 'nokey', paths: ['/nokey'], strip_path: true },
+          { name: 'untenanted', paths: ['/untenanted'], strip_path: true },
         ],
       },
       { name: 'gzllm', url: gz.url, routes: [{ name: 'gz', paths: ['/gz'], strip_path: true }] },
     ],
     plugins: [
-      ...routes.map((r) => ({ name: 'key-auth', route: r, config: { hide_credentials: true } })),
+      ...[...routes, 'untenanted'].map((r) => ({
+        name: 'key-auth',
+        route: r,
+        config: { hide_credentials: true },
+      })),
+      // A route that forgot tenant-auth: tenant-cache must refuse, not serve untenanted traffic.
+      { name: 'tenant-cache', route: 'untenanted', config: cache() },
       ...routes.map((r) => ({ name: 'tenant-auth', route: r, config: tenantAuth })),
+      { name: 'cache-status-probe', route: 'ai', config: { file: statusFile } },
       {
         name: 'tenant-cache',
         route: 'ai',
@@ -210,6 +222,7 @@ export async function startCacheDoor(onClose: OnClose): Promise<CacheDoor> {
     keyspace,
     redis,
     metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
+    statusFile,
     gzipCalls: gz.calls,
     call,
     entries,
@@ -258,7 +271,7 @@ export async function eventually(what: string, probe: () => Promise<boolean>): P
 
 /** The value of one sample of the door's tenant-cache metrics (0 when absent). */
 export async function metric(
-  door: CacheDoor,
+  door: { metricsUrl: string },
   name: string,
   labels: Record<string, string>,
 ): Promise<number> {
