@@ -32,6 +32,25 @@ export const CACHE_PLANS = {
 };
 
 export const CACHE_CONSUMERS = [
+  // Ids tenant-auth refuses: they must never reach the cache.
+  {
+    username: 'upper',
+    custom_id: 'ACME',
+    tags: ['plan:pro'],
+    keyauth_credentials: [{ key: 'upper-key' }],
+  },
+  {
+    username: 'hashtag',
+    custom_id: 'acme}{t:globex',
+    tags: ['plan:pro'],
+    keyauth_credentials: [{ key: 'hashtag-key' }],
+  },
+  {
+    username: 'colon',
+    custom_id: 'acme:x',
+    tags: ['plan:pro'],
+    keyauth_credentials: [{ key: 'colon-key' }],
+  },
   {
     username: 'acme',
     custom_id: 'acme',
@@ -56,8 +75,7 @@ export const CACHE_CONSUMERS = [
     tags: ['plan:open'],
     keyauth_credentials: [{ key: 'umbrella-key' }],
   },
-  // Same tenant as acme, but another app: tenant-auth overrides give it other tool grants? No:
-  // grants are per tenant; `acme-tools` differs by the per-tenant override below.
+  // Plan pro like globex, but granted only `search` (tenants.hooli below).
   {
     username: 'hooli',
     custom_id: 'hooli',
