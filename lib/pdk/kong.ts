@@ -22,6 +22,13 @@ export interface KongConsumer {
   tags?: string[] | null;
 }
 
+/** The matched route entity (kong.router.get_route); `service` is a foreign key. */
+export interface KongRoute {
+  id: string;
+  name?: string | null;
+  service?: { id: string } | null;
+}
+
 export interface KongCredential {
   id: string;
   consumer?: { id: string } | null;
@@ -53,6 +60,7 @@ export interface KongPdk {
     getIp(): Promise<string>;
   };
   router: {
+    getRoute(): Promise<KongRoute | null | undefined>;
     getService(): Promise<KongService | null | undefined>;
   };
   nginx: {
@@ -68,6 +76,8 @@ export interface KongPdk {
       setHeaders(headers: Record<string, HeaderValue>): Promise<unknown>;
       clearHeader(name: string): Promise<unknown>;
       setRawBody(body: string): Promise<unknown>;
+      /** Access only: buffer this request's response so `log` can read its body. */
+      enableBuffering(): Promise<unknown>;
     };
     response: {
       getStatus(): Promise<number | null | undefined>;
@@ -84,6 +94,8 @@ export interface KongPdk {
     setHeader(name: string, value: string): Promise<unknown>;
     setHeaders(headers: Record<string, HeaderValue>): Promise<unknown>;
     getStatus(): Promise<number>;
+    getHeader(name: string): Promise<string | null | undefined>;
+    getHeaders(maxHeaders?: number): Promise<HeaderMap | null | undefined>;
     getSource(): Promise<'service' | 'error' | 'exit' | string>;
   };
   ctx: {

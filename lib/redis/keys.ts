@@ -22,6 +22,8 @@ export const DEFAULT_KEY_NAMESPACE = 'kta';
 const NAMESPACE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 /** Names chosen by configuration: limit names, queue names, upstream names. */
 const KEY_PART_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
+/** A cache entry's name: a keyed digest (lowercase hex), never request text. */
+const CACHE_DIGEST_PATTERN = /^[0-9a-f]{32,128}$/;
 
 export class InvalidKeyPartError extends Error {
   override readonly name = 'InvalidKeyPartError';
@@ -59,6 +61,16 @@ export interface Keyspace {
    * so a cached answer built from old knowledge is never served after a change.
    */
   knowledgeGeneration(tenant: TenantId): RedisKey;
+  /**
+   * String: one `tenant-cache` response entry, named by a per-tenant keyed digest of the
+   * request (plugins/tenant-cache/cache-key.ts); the value is encrypted under the tenant's key.
+   */
+  cacheEntry(tenant: TenantId, digest: string): RedisKey;
+  /**
+   * String: the tenant's cache generation, a random nonce replaced by a purge. Entries record
+   * the generation they were written under; one written under another is never served.
+   */
+  cacheGeneration(tenant: TenantId): RedisKey;
   /** A shared queue across tenants (e.g. per upstream), in its own slot. */
   sharedQueue(queue: string): RedisKey;
   /** Glob matching every key of this namespace (for SCAN in tests and maintenance). */
@@ -85,6 +97,9 @@ export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keysp
     usageLedgerPattern: (period) =>
       [ns, '{t:*}', 'ledger', checkPart(period, 'ledger period', KEY_PART_PATTERN)].join(':'),
     knowledgeGeneration: (tenant) => tenantKey(tenant, 'knowledge', 'gen'),
+    cacheEntry: (tenant, digest) =>
+      tenantKey(tenant, 'cache', 'e', checkPart(digest, 'cache digest', CACHE_DIGEST_PATTERN)),
+    cacheGeneration: (tenant) => tenantKey(tenant, 'cache', 'gen'),
     sharedQueue: (queue) =>
       [ns, `{q:${checkPart(queue, 'queue name', KEY_PART_PATTERN)}}`, 'queue'].join(
         ':',

@@ -22,6 +22,9 @@ function everyTenantKey(keys: Keyspace, tenant: TenantId): string[] {
     keys.rateBucket(tenant, 'tokens'),
     keys.concurrencyLeases(tenant),
     keys.budget(tenant, '2026-11'),
+    keys.knowledgeGeneration(tenant),
+    keys.cacheEntry(tenant, 'ab'.repeat(32)),
+    keys.cacheGeneration(tenant),
   ];
 }
 
@@ -87,5 +90,14 @@ test('configured names cannot forge a hash tag or a separator', (t) => {
   }
   for (const bad of ['', 'k{t', 'a:b', 'UPPER']) {
     t.throws(() => createKeyspace(bad), { instanceOf: InvalidKeyPartError }, bad);
+  }
+});
+
+test('cache entry names accept only a hex digest', (t) => {
+  const keys = createKeyspace('kta');
+  const acme = parseTenantId('acme');
+  t.is(String(keys.cacheEntry(acme, 'ab'.repeat(32))), `kta:{t:acme}:cache:e:${'ab'.repeat(32)}`);
+  for (const bad of ['', 'AB'.repeat(32), 'x}{t:globex', `${'ab'.repeat(32)}:x`, 'ab']) {
+    t.throws(() => keys.cacheEntry(acme, bad), { instanceOf: InvalidKeyPartError });
   }
 });

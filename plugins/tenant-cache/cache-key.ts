@@ -1,0 +1,76 @@
+/**
+ * The cache key: what makes two requests "the same request" for the cache.
+ *
+ * The Redis key is `<ns>:{t:<tenant>}:cache:e:<digest>`, where the digest is an HMAC under the
+ * tenant's own naming key (crypto.ts) over, length-prefixed so no field can bleed into the
+ * next:
+ *   the key-format version, the tenant id, the plan, the persona and the tool grants in
+ *   force, the knowledge namespace, the route and its service, the method, the path with its
+ *   query, and the canonical request body (canonical.ts).
+ * The generations (the tenant's knowledge generation, bumped by retrieval-injector when its
+ * corpus changes, and the cache generation, replaced by a purge) are read in the same Redis
+ * round trip as the entry and must equal the ones the entry was written under (entry.ts): an
+ * entry written under any other generation is never served.
+ *
+ * `cacheKeyFor` takes a TenantContext: there is no way to name an entry without one.
+ */
+import { createHmac } from 'node:crypto';
+import type { Keyspace, RedisKey } from '../../lib/redis/keys';
+import type { TenantContext } from '../../lib/tenant/context';
+import type { CacheKeyring } from './crypto';
+
+/** Bump when anything below changes meaning: every old entry is then unreachable. */
+export const KEY_FORMAT_VERSION = 'tc1';
+
+export interface RequestIdentity {
+  readonly method: string;
+  readonly pathWithQuery: string;
+  readonly routeId: string;
+  readonly serviceId: string;
+  /** canonical.ts `canonicalRequest(...).canonical` */
+  readonly canonicalBody: string;
+}
+
+export interface CacheKey {
+  readonly digest: string;
+  readonly redisKey: RedisKey;
+}
+
+function field(h: ReturnType<typeof createHmac>, value: string): void {
+  const bytes = Buffer.from(value, 'utf8');
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(bytes.length);
+  h.update(len).update(bytes);
+}
+
+/** The tenant's digest of a request: hex HMAC-SHA256 under the tenant's naming key. */
+export function cacheDigest(
+  ctx: TenantContext,
+  keyring: CacheKeyring,
+  req: RequestIdentity,
+): string {
+  const h = createHmac('sha256', keyring.forTenant(ctx).nameKey);
+  field(h, KEY_FORMAT_VERSION);
+  field(h, ctx.tenantId);
+  field(h, ctx.plan);
+  field(h, ctx.policy.persona ?? '\u0000none');
+  field(h, JSON.stringify([...ctx.policy.toolsAllowed].sort()));
+  field(h, ctx.policy.knowledgeNamespace);
+  field(h, req.routeId);
+  field(h, req.serviceId);
+  field(h, req.method.toUpperCase());
+  field(h, req.pathWithQuery);
+  field(h, req.canonicalBody);
+  return h.digest('hex');
+}
+
+/** The entry's Redis key for this tenant and request. */
+export function cacheKeyFor(
+  ctx: TenantContext,
+  keyring: CacheKeyring,
+  keyspace: Keyspace,
+  req: RequestIdentity,
+): CacheKey {
+  const digest = cacheDigest(ctx, keyring, req);
+  return { digest, redisKey: keyspace.cacheEntry(ctx.tenantId, digest) };
+}

@@ -1,0 +1,124 @@
+/**
+ * Per-tenant encryption of cached bodies, and the per-tenant key that names entries.
+ *
+ * The operator supplies one master secret outside kong.yml (an environment variable of the
+ * plugin server, or a file). From it, HKDF-SHA256 derives for each tenant:
+ * - an AES-256-GCM key that seals the entry (associated data: tenant, key id, the entry's
+ *   Redis key and the generations it was written under — see entry.ts), and
+ * - an HMAC-SHA256 key that names the entry (cache-key.ts), so identical requests of two
+ *   tenants have unrelated names, and nobody reading Redis can test "did acme ask X?".
+ *
+ * A value moved under another tenant's key, or another entry's key, fails GCM authentication.
+ * The key id is a fingerprint of the master secret: rotating the secret changes every name
+ * and id, so old entries are simply never found again and expire by their TTL.
+ */
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { TenantContext } from '../../lib/tenant/context';
+import type { TenantId } from '../../lib/tenant/tenant-id';
+
+const HKDF_SALT = 'kta/tenant-cache/v1';
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+export const MIN_SECRET_BYTES = 32;
+/** Derived keys kept per process; beyond it the map starts over (a derivation is ~10 µs). */
+const MAX_DERIVED = 10_000;
+
+export interface TenantCacheKeys {
+  readonly tenantId: TenantId;
+  readonly keyId: string;
+  readonly sealKey: Buffer;
+  readonly nameKey: Buffer;
+}
+
+/** Decodes a secret written as 64+ hex characters or as base64 (32+ bytes either way). */
+export function decodeSecret(text: string): Buffer {
+  const s = text.trim();
+  const bytes = /^(?:[0-9a-fA-F]{2})+$/.test(s) ? Buffer.from(s, 'hex') : Buffer.from(s, 'base64');
+  if (bytes.length < MIN_SECRET_BYTES) {
+    throw new Error(
+      `the master secret must hold at least ${MIN_SECRET_BYTES} bytes (hex or base64)`,
+    );
+  }
+  return bytes;
+}
+
+export type SecretSource = 'env' | 'file' | 'ephemeral';
+
+/** Where the secret comes from: the environment variable first, then the file. */
+export function loadMasterSecret(opts: { env: string; file: string | null; ephemeral: boolean }): {
+  secret: Buffer;
+  source: SecretSource;
+} {
+  const fromEnv = process.env[opts.env];
+  if (fromEnv !== undefined && fromEnv.trim() !== '') {
+    return { secret: decodeSecret(fromEnv), source: 'env' };
+  }
+  if (opts.file !== null) {
+    return { secret: decodeSecret(readFileSync(opts.file, 'utf8')), source: 'file' };
+  }
+  if (opts.ephemeral) return { secret: ephemeralSecret(), source: 'ephemeral' };
+  throw new Error(`no master secret: set ${opts.env} or master_key_file`);
+}
+
+let ephemeral: Buffer | undefined;
+function ephemeralSecret(): Buffer {
+  ephemeral ??= randomBytes(32);
+  return ephemeral;
+}
+
+function derive(master: Buffer, info: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', master, HKDF_SALT, info, 32));
+}
+
+/** The master secret and the per-tenant keys derived from it. */
+export class CacheKeyring {
+  readonly keyId: string;
+  private readonly derived = new Map<string, TenantCacheKeys>();
+
+  constructor(private readonly master: Buffer) {
+    if (master.length < MIN_SECRET_BYTES) throw new Error('master secret too short');
+    this.keyId = createHash('sha256').update(derive(master, 'key-id')).digest('hex').slice(0, 12);
+  }
+
+  /** The tenant's keys; only a TenantContext (or a TenantId) opens them. */
+  forTenant(tenant: TenantContext | TenantId): TenantCacheKeys {
+    const tenantId = typeof tenant === 'string' ? tenant : tenant.tenantId;
+    const hit = this.derived.get(tenantId);
+    if (hit) return hit;
+    if (this.derived.size >= MAX_DERIVED) this.derived.clear();
+    const keys: TenantCacheKeys = Object.freeze({
+      tenantId,
+      keyId: this.keyId,
+      sealKey: derive(this.master, `seal|${tenantId}`),
+      nameKey: derive(this.master, `name|${tenantId}`),
+    });
+    this.derived.set(tenantId, keys);
+    return keys;
+  }
+}
+
+/** AES-256-GCM: iv ‖ ciphertext ‖ tag. */
+export function seal(keys: TenantCacheKeys, aad: string, plaintext: Buffer): Buffer {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', keys.sealKey, iv);
+  cipher.setAAD(Buffer.from(aad, 'utf8'));
+  const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return Buffer.concat([iv, body, cipher.getAuthTag()]);
+}
+
+/** The plaintext, or null when the value was not sealed by these keys for this `aad`. */
+export function open(keys: TenantCacheKeys, aad: string, sealed: Buffer): Buffer | null {
+  if (sealed.length < IV_BYTES + TAG_BYTES) return null;
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', keys.sealKey, sealed.subarray(0, IV_BYTES));
+    decipher.setAAD(Buffer.from(aad, 'utf8'));
+    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+    return Buffer.concat([
+      decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)),
+      decipher.final(),
+    ]);
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,52 @@
+/** tenant-cache's Prometheus metrics, on the plugin server's per-process registry. */
+import { Counter } from 'prom-client';
+import { registry, TenantLabels } from '../../lib/metrics/registry';
+
+export const lookups = new Counter({
+  name: 'tenant_cache_requests_total',
+  help: 'Requests seen by tenant-cache, by tenant, status (hit, miss, bypass) and reason.',
+  labelNames: ['tenant', 'status', 'reason'] as const,
+  registers: [registry],
+});
+
+export const stores = new Counter({
+  name: 'tenant_cache_stores_total',
+  help: 'Cacheable misses after the response, by tenant and outcome (stored, or the reason it was not).',
+  labelNames: ['tenant', 'outcome'] as const,
+  registers: [registry],
+});
+
+export const storedBytes = new Counter({
+  name: 'tenant_cache_stored_bytes_total',
+  help: 'Response bytes (decoded, before encryption) written to the cache, by tenant.',
+  labelNames: ['tenant'] as const,
+  registers: [registry],
+});
+
+export const servedBytes = new Counter({
+  name: 'tenant_cache_served_bytes_total',
+  help: 'Response bytes answered from the cache, by tenant.',
+  labelNames: ['tenant'] as const,
+  registers: [registry],
+});
+
+export const decryptAlarms = new Counter({
+  name: 'tenant_cache_decrypt_alarms_total',
+  help: 'Entries under a tenant’s key that failed authenticated decryption (tampered, planted or moved), served as misses.',
+  labelNames: ['tenant'] as const,
+  registers: [registry],
+});
+
+export const redisFailures = new Counter({
+  name: 'tenant_cache_redis_failures_total',
+  help: 'Redis calls that failed or missed their deadline, by operation (lookup, store); the request carried on as a miss.',
+  labelNames: ['op'] as const,
+  registers: [registry],
+});
+
+let labels: TenantLabels | null = null;
+/** The bounded tenant label mapper; the bound comes from the first instance's config. */
+export function tenantLabels(maxTenants: number): TenantLabels {
+  labels ??= new TenantLabels(maxTenants);
+  return labels;
+}

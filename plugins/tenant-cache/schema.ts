@@ -1,0 +1,186 @@
+/**
+ * tenant-cache configuration: the Kong schema (pure data, with descriptions and defaults) and
+ * the typed view of the validated config. Cross-field rules live in `checkConfig`.
+ */
+import { field, type KongSchemaFields } from '../../lib/schema/fields';
+
+/** Longest entry TTL any plan may set; a purge's generation outlives it (store.ts). */
+export const MAX_TTL_SECONDS = 7 * 24 * 3600;
+
+export interface PlanCacheConfig {
+  enabled: boolean | null;
+  ttl_seconds: number | null;
+  max_temperature: number | null;
+}
+
+export interface TenantCacheConfig {
+  redis_url: string;
+  redis_timeout_ms: number;
+  key_namespace: string;
+  master_key_env: string;
+  master_key_file: string | null;
+  ephemeral_key_when_missing: boolean;
+  enabled: boolean;
+  ttl_seconds: number;
+  max_temperature: number;
+  plans: Record<string, PlanCacheConfig>;
+  cache_embeddings: boolean;
+  max_entry_bytes: number;
+  max_body_bytes: number;
+  status_header: boolean;
+  metrics_port: number;
+  metrics_host: string;
+  metrics_max_tenants: number;
+}
+
+const planFields: KongSchemaFields = [
+  {
+    enabled: field.boolean('Caches the plan’s requests; null keeps the top-level `enabled`.'),
+  },
+  {
+    ttl_seconds: field.integer('Entry lifetime for the plan; null keeps the top-level value.', {
+      between: [1, MAX_TTL_SECONDS],
+    }),
+  },
+  {
+    max_temperature: field.number(
+      'Highest chat `temperature` still cached for the plan; null keeps the top-level value.',
+      { between: [0, 2] },
+    ),
+  },
+];
+
+export const Schema: KongSchemaFields = [
+  {
+    redis_url: field.string(
+      'Redis holding the cache entries: `redis://[[user][:password]@]host[:port][/db]` (may be a vault reference).',
+      { default: 'redis://127.0.0.1:6379', required: true, referenceable: true },
+    ),
+  },
+  {
+    redis_timeout_ms: field.integer(
+      'Deadline of one Redis call. A lookup that misses it is served as a miss (the request goes upstream), never as an error.',
+      { default: 100, between: [1, 5000], required: true },
+    ),
+  },
+  {
+    key_namespace: field.string(
+      'Prefix of every Redis key, so several deployments can share one Redis.',
+      { default: 'kta', match: '^[a-z0-9][a-z0-9_-]*$', len_max: 32, required: true },
+    ),
+  },
+  {
+    master_key_env: field.string(
+      'Environment variable of the plugin server holding the master secret (32+ bytes, hex or base64). Per-tenant keys are derived from it; keep it out of kong.yml.',
+      { default: 'KTA_CACHE_MASTER_KEY', match: '^[A-Za-z_][A-Za-z0-9_]*$', required: true },
+    ),
+  },
+  {
+    master_key_file: field.string(
+      'File holding the master secret (hex or base64), read when the environment variable is unset. Readable by the plugin server only.',
+    ),
+  },
+  {
+    ephemeral_key_when_missing: field.boolean(
+      'Without a master secret, use a random one per plugin-server process (entries die with the process and are not shared between nodes). Off: no secret, no caching.',
+      { default: false, required: true },
+    ),
+  },
+  {
+    enabled: field.boolean('Caches requests of plans that do not say otherwise.', {
+      default: true,
+      required: true,
+    }),
+  },
+  {
+    ttl_seconds: field.integer('Entry lifetime for plans that do not set their own.', {
+      default: 300,
+      between: [1, MAX_TTL_SECONDS],
+      required: true,
+    }),
+  },
+  {
+    max_temperature: field.number(
+      'Highest chat `temperature` that is cached (an absent temperature means 1). 0: only deterministic requests.',
+      { default: 0, between: [0, 2], required: true },
+    ),
+  },
+  {
+    plans: field.map(
+      'Per-plan overrides of `enabled`, `ttl_seconds` and `max_temperature`, by plan name.',
+      field.string('Plan name.', { match: '^[a-z0-9][a-z0-9_.-]*$', len_max: 64 }),
+      field.record('Overrides for one plan; null fields keep the top-level value.', planFields),
+      { default: {}, required: true },
+    ),
+  },
+  {
+    cache_embeddings: field.boolean('Also caches `/embeddings` requests (always deterministic).', {
+      default: true,
+      required: true,
+    }),
+  },
+  {
+    max_entry_bytes: field.integer(
+      'Largest response body stored (after decompression); larger responses are passed on and not stored.',
+      { default: 262144, between: [256, 8388608], required: true },
+    ),
+  },
+  {
+    max_body_bytes: field.integer(
+      'Largest request body read to build a key; larger requests bypass the cache.',
+      { default: 1048576, between: [1, 8388608], required: true },
+    ),
+  },
+  {
+    status_header: field.boolean(
+      'Sends `X-Cache-Status: MISS` or `BYPASS` on requests that were not hits (one more PDK call each). Hits always carry `X-Cache-Status: HIT` and `Age`.',
+      { default: true, required: true },
+    ),
+  },
+  {
+    metrics_port: field.integer(
+      'Port where this plugin server serves Prometheus `/metrics` (on `metrics_host`); 0 disables.',
+      { default: 0, between: [0, 65535], required: true },
+    ),
+  },
+  {
+    metrics_host: field.string(
+      'Address the metrics endpoint listens on. Use `0.0.0.0` only where the scraper cannot share the gateway host.',
+      { default: '127.0.0.1', required: true },
+    ),
+  },
+  {
+    metrics_max_tenants: field.integer(
+      'Distinct tenant label values kept in metrics; later tenants fold into `__other__`.',
+      { default: 1000, between: [1, 100000], required: true },
+    ),
+  },
+];
+
+/** The policy in force for one plan. */
+export interface PlanPolicy {
+  readonly enabled: boolean;
+  readonly ttlSeconds: number;
+  readonly maxTemperature: number;
+}
+
+export function planPolicy(c: TenantCacheConfig, plan: string): PlanPolicy {
+  const p = Object.prototype.hasOwnProperty.call(c.plans, plan) ? c.plans[plan] : undefined;
+  return {
+    enabled: p?.enabled ?? c.enabled,
+    ttlSeconds: p?.ttl_seconds ?? c.ttl_seconds,
+    maxTemperature: p?.max_temperature ?? c.max_temperature,
+  };
+}
+
+/** Cross-field rules, with the bad value in the message. Throws on the first violation. */
+export function checkConfig(c: TenantCacheConfig): void {
+  try {
+    new URL(c.redis_url);
+  } catch {
+    throw new Error('redis_url is not a URL');
+  }
+  if (!c.redis_url.startsWith('redis://') && !c.redis_url.startsWith('rediss://')) {
+    throw new Error('redis_url must start with redis:// or rediss://');
+  }
+}
