@@ -17,6 +17,7 @@ import {
 } from './errors';
 import { addExitHook } from './exit-hooks';
 import { KONG_SERVER } from './kong-headers';
+import { metaschemaViolations } from './config/metaschema';
 import { configFieldsOf, validatePluginConfig } from './config/schema';
 import { KEY_AUTH_PRIORITY, keyAuthConfigFields } from './keyauth';
 import { setClientBodyBufferSize } from './pdk/request';
@@ -119,6 +120,13 @@ export async function startGateway(
         problems.push(`plugin server '${declared}' serves plugin '${d.Name}' (names must agree)`);
       dumpByName.set(d.Name, d);
     });
+
+    // kong/init.lua init loads (and metaschema-checks) every enabled plugin's schema before
+    // the declarative config: one bad schema and Kong does not start.
+    const schemaProblems = dumps.flatMap((d) =>
+      metaschemaViolations(d.Name, configFieldsOf(d.Schema ?? { fields: [] })),
+    );
+    if (schemaProblems.length) throw new Error(schemaProblems.join('\n'));
 
     for (const p of config.plugins) {
       const fields =

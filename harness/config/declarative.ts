@@ -236,6 +236,13 @@ class DeclarativeReader {
     }
     if (username && this.out.consumers.some((c) => c.username === username))
       r.fail('username', `UNIQUE violation: consumer '${username}' already declared`);
+    // kong/db/schema/others/declarative_config.lua validate_uniqueness (custom_id is unique in
+    // the consumers schema): Kong's message, as the real Kong 3.9.3 prints it.
+    if (customId !== undefined && this.out.consumers.some((c) => c.custom_id === customId)) {
+      this.errors.push(
+        `in 'consumers': in '${username ?? customId}': uniqueness violation: 'consumers' entity with custom_id set to '${customId}' already declared`,
+      );
+    }
     const consumer: ConsumerEntity = {
       id: r.string('id') ?? kongDeclarativeId('consumers', username),
       username,
