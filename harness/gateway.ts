@@ -2,7 +2,7 @@
 // config, query every plugin server (process.lua), validate plugin configs against the
 // dumped schemas (kong/db/schema/init.lua semantics), start the plugin servers, then serve.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -35,6 +35,22 @@ export interface HarnessGateway extends Gateway {
   /** Entries the runloop holds per request now (bounded: see Runloop.stats). */
   runloopSizes(): { stats: number; logWaiters: number };
 }
+
+/**
+ * The kong.conf settings kong-runner gives every real Kong of the project (kong-runner/index.ts,
+ * the compose stack sets the same): Kong's own errors in OpenAI's shape, JSON by default.
+ * The harness starts from the same so both gateways answer alike; `kongConf` overrides.
+ */
+export const PROJECT_KONG_CONF: Record<string, string> = {
+  error_default_type: 'application/json',
+  // From harness/ (tsx) or dist/harness/ (compiled): the repository root holds package.json.
+  error_template_json: resolvePath(
+    __dirname,
+    existsSync(join(__dirname, '..', 'package.json')) ? '..' : join('..', '..'),
+    'docker',
+    'error-template.json',
+  ),
+};
 
 const MIRRORED_KONG_CONF = new Set([
   'error_default_type',
@@ -74,7 +90,11 @@ export async function startGateway(
   for (const k of Object.keys(opts.kongConf ?? {}))
     if (!MIRRORED_KONG_CONF.has(k))
       log(`[harness] kong.conf '${k}' is not mirrored by the harness`);
-  const errorConf = errorConfFrom(opts.kongConf, (p) => readFileSync(p, 'utf8'), log);
+  const errorConf = errorConfFrom(
+    { ...PROJECT_KONG_CONF, ...(opts.kongConf ?? {}) },
+    (p) => readFileSync(p, 'utf8'),
+    log,
+  );
   const config = readDeclarative(opts.config);
   const ownPrefix = opts.prefix === undefined;
   const prefix = opts.prefix ?? mkdtempSync(join(tmpdir(), 'kong-harness-'));
