@@ -1,14 +1,23 @@
 // startGateway: Kong start-up in miniature. kong/init.lua (3.9.3) init: load the declarative
 // config, query every plugin server (process.lua), validate plugin configs against the
 // dumped schemas (kong/db/schema/init.lua semantics), start the plugin servers, then serve.
-import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { ConfigError, readDeclarative } from './config/declarative';
+import {
+  defaultErrorMessage,
+  errorBody,
+  errorConfFrom,
+  errorHandlerType,
+  type ErrorConf,
+} from './errors';
 import { addExitHook } from './exit-hooks';
+import { KONG_SERVER } from './kong-headers';
+import { metaschemaViolations } from './config/metaschema';
 import { configFieldsOf, validatePluginConfig } from './config/schema';
 import { KEY_AUTH_PRIORITY, keyAuthConfigFields } from './keyauth';
 import { postFunctionConfigFields, postFunctionPlugin } from './post-function';
@@ -22,11 +31,71 @@ import type { Gateway, GatewayOptions, PluginDump } from './types';
 
 const BUNDLED = new Set(['key-auth', 'post-function']);
 
+/** What the harness answers itself, beyond the Gateway interface (harness tests only). */
+export interface HarnessGateway extends Gateway {
+  /** Entries the runloop holds per request now (bounded: see Runloop.stats). */
+  runloopSizes(): { stats: number; logWaiters: number };
+}
+
+/**
+ * The kong.conf settings kong-runner gives every real Kong of the project (kong-runner/index.ts,
+ * the compose stack sets the same): Kong's own errors in OpenAI's shape, JSON by default.
+ * The harness starts from the same so both gateways answer alike; `kongConf` overrides.
+ */
+export const PROJECT_KONG_CONF: Record<string, string> = {
+  error_default_type: 'application/json',
+  // From harness/ (tsx) or dist/harness/ (compiled): the repository root holds package.json.
+  error_template_json: resolvePath(
+    __dirname,
+    existsSync(join(__dirname, '..', 'package.json')) ? '..' : join('..', '..'),
+    'docker',
+    'error-template.json',
+  ),
+};
+
+const MIRRORED_KONG_CONF = new Set([
+  'error_default_type',
+  'error_template_json',
+  'error_template_html',
+  'error_template_xml',
+  'error_template_plain',
+]);
+
+/**
+ * nginx answers a request its parser refuses (ngx_http_request.c) with kong/error_handlers.lua
+ * before any Kong phase: 400 "Bad request", or 494 sent as 400 "Request header or cookie too
+ * large" when the head is too big. No header was parsed, so the type is error_default_type.
+ * Node's parser (llhttp) refuses what nginx does not in a few cases (see docs/harness.md).
+ */
+function clientErrorResponse(code: string | undefined, errorConf: ErrorConf): string {
+  const id = randomBytes(16).toString('hex');
+  const status = code === 'HPE_HEADER_OVERFLOW' ? 494 : 400;
+  const ct = errorHandlerType(undefined, undefined, errorConf.defaultType);
+  const body = errorBody(ct, defaultErrorMessage(status), id, errorConf);
+  return (
+    `HTTP/1.1 400 Bad Request\r\nDate: ${new Date().toUTCString()}\r\nContent-Type: ${ct}\r\n` +
+    `Connection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Kong-Response-Latency: 0\r\n` +
+    `Server: ${KONG_SERVER}\r\nX-Kong-Request-Id: ${id}\r\n\r\n${body}`
+  );
+}
+
 export async function startGateway(
-  opts: GatewayOptions & { clientBodyBufferSize?: number },
-): Promise<Gateway> {
+  opts: GatewayOptions & {
+    clientBodyBufferSize?: number;
+    /** How many requests' PDK statistics to keep (default 1000, the newest). */
+    maxRequestStats?: number;
+  },
+): Promise<HarnessGateway> {
   const log = opts.logger ?? (() => undefined);
   if (opts.clientBodyBufferSize !== undefined) setClientBodyBufferSize(opts.clientBodyBufferSize);
+  for (const k of Object.keys(opts.kongConf ?? {}))
+    if (!MIRRORED_KONG_CONF.has(k))
+      log(`[harness] kong.conf '${k}' is not mirrored by the harness`);
+  const errorConf = errorConfFrom(
+    { ...PROJECT_KONG_CONF, ...(opts.kongConf ?? {}) },
+    (p) => readFileSync(p, 'utf8'),
+    log,
+  );
   const config = readDeclarative(opts.config);
   const ownPrefix = opts.prefix === undefined;
   const prefix = opts.prefix ?? mkdtempSync(join(tmpdir(), 'kong-harness-'));
@@ -72,6 +141,13 @@ export async function startGateway(
         problems.push(`plugin server '${declared}' serves plugin '${d.Name}' (names must agree)`);
       dumpByName.set(d.Name, d);
     });
+
+    // kong/init.lua init loads (and metaschema-checks) every enabled plugin's schema before
+    // the declarative config: one bad schema and Kong does not start.
+    const schemaProblems = dumps.flatMap((d) =>
+      metaschemaViolations(d.Name, configFieldsOf(d.Schema ?? { fields: [] })),
+    );
+    if (schemaProblems.length) throw new Error(schemaProblems.join('\n'));
 
     for (const p of config.plugins) {
       const fields =
@@ -135,13 +211,30 @@ export async function startGateway(
       nodeId: randomUUID(),
       serverPort: () => port,
       log,
+      errorConf,
+      maxRequestStats: opts.maxRequestStats,
     });
-    const server: Server = createServer((req, res) => {
+    // A head up to 64 KB reaches the runloop, which applies nginx's own limits (harness/nginx.ts:
+    // 4 x 8k buffers, 1000 lines); the Host check is nginx's too. Beyond that, Node's parser
+    // refuses, answered as nginx would.
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       runloop.handle(req, res).catch((e: unknown) => {
         log(`[harness] request failed: ${(e as Error).stack ?? String(e)}`);
         if (!res.headersSent) res.writeHead(500);
         res.end();
       });
+    };
+    const server: Server = createServer(
+      { maxHeaderSize: 65536, requireHostHeader: false },
+      onRequest,
+    );
+    // Node answers an Expect other than 100-continue with 417 by itself; nginx ignores it
+    // (and refuses a repeated Expect, harness/nginx.ts): the runloop decides.
+    server.on('checkExpectation', onRequest);
+    server.maxHeadersCount = 0;
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (socket.writable) socket.end(clientErrorResponse(err.code, errorConf));
+      else socket.destroy();
     });
     const host = opts.host ?? '127.0.0.1';
     await new Promise<void>((resolve, reject) => {
@@ -154,7 +247,8 @@ export async function startGateway(
     return {
       url: `http://${host}:${port}`,
       port,
-      requestStats: (id) => runloop.stats.get(id)?.stats,
+      requestStats: (id) => runloop.stats.get(id),
+      runloopSizes: () => runloop.sizes(),
       logDone: (id) => runloop.logDone(id),
       pluginServerInfo: (name) => {
         const ext = externals.get(name);

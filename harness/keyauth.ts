@@ -1,5 +1,6 @@
 // Kong's bundled key-auth plugin, mirrored from kong/plugins/key-auth/handler.lua and
 // schema.lua (3.9.3). PRIORITY 1250, access phase only, consumer scope not allowed (no_consumer).
+import { searchRemove } from './pdk/service';
 import type { FieldList } from './config/schema';
 import type { DeclarativeConfig } from './config/entities';
 import { normalizeHeaderName } from './headers';
@@ -98,10 +99,8 @@ function doAuthentication(
     if (typeof v === 'string') {
       key = v;
       if (conf.hide_credentials) {
-        st.upstream.query = st.upstream.query
-          .split('&')
-          .filter((p) => p !== '' && decodeURIComponent(p.split('=')[0] ?? '') !== name)
-          .join('&');
+        // kong.service.request.clear_query_arg (resty.ada.search.remove): re-encodes the query.
+        st.upstream.query = searchRemove(st.upstream.query, name);
         st.upstream.headers.delete(normalizeHeaderName(name));
         if (conf.key_in_body) {
           const b = getBody();

@@ -5,6 +5,7 @@
 // kong/error_handlers.lua).
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { joinedHeader } from './headers';
 import { KONG_SERVER } from './kong-headers';
 import type { RequestState } from './request-state';
 
@@ -12,9 +13,20 @@ export type ProxyResult =
   | { kind: 'response'; res: IncomingMessage; waitingMs: number }
   | { kind: 'error'; status: 502 | 504; reason: string };
 
-function kongUpstreamHeaders(st: RequestState): Record<string, string> {
+/** Lua's tostring of ngx.req.http_version() (1.1, 1.0 -> "1", 2.0 -> "2"). */
+function luaHttpVersion(v: string): string {
+  const n = Number(v);
+  return Number.isInteger(n) ? String(n) : v;
+}
+
+/**
+ * The `proxy_set_header` lines of kong/templates/nginx_kong.lua (3.9.3), in order, with the
+ * values kong/runloop/handler.lua (3.9.3) access.after gives them. An empty value sends no
+ * header, and the client's header of that name is not passed either (nginx replaces it).
+ */
+function kongUpstreamHeaders(st: RequestState): Array<[string, string]> {
   const svc = st.service;
-  if (!svc) return {};
+  if (!svc) return [];
   const clientHost = st.headers.get('host')?.[0] ?? '';
   const defaultPort = svc.protocol === 'https' ? 443 : 80;
   // kong.service.set_target sets ngx.var.upstream_host = host (kong/pdk/service.lua 3.9.3);
@@ -26,49 +38,87 @@ function kongUpstreamHeaders(st: RequestState): Record<string, string> {
       : svc.port === defaultPort
         ? svc.host
         : `${svc.host}:${svc.port}`;
-  const xff = st.headers.get('x-forwarded-for');
-  const via = st.headers.get('via')?.join(', ');
-  const inboundVia = `${st.httpVersion} ${KONG_SERVER}`;
-  const out: Record<string, string> = {
-    host,
-    via: via ? `${via}, ${inboundVia}` : inboundVia,
-    connection: 'keep-alive',
-    'x-forwarded-for': xff ? `${xff.join(', ')}, ${st.clientIp}` : st.clientIp,
-    'x-forwarded-proto': 'http',
-    'x-forwarded-host': st.host,
-    'x-forwarded-port': String(st.serverPort),
-    'x-forwarded-path': st.rawPath,
-    'x-real-ip': st.clientIp,
-    'x-kong-request-id': st.id,
-  };
-  if (st.matchedPrefix && st.matchedPrefix !== '/') out['x-forwarded-prefix'] = st.matchedPrefix;
+  const xff = joinedHeader(st.headers, 'x-forwarded-for');
+  const via = joinedHeader(st.headers, 'via');
+  const inboundVia = `${luaHttpVersion(st.httpVersion)} ${KONG_SERVER}`;
+  const upgrade = joinedHeader(st.headers, 'upgrade')?.toLowerCase() === 'websocket';
+  // "add te header only when client requests trailers (proxy removes it)"
+  const te = (joinedHeader(st.headers, 'te') ?? '')
+    .toLowerCase()
+    .split(',')
+    .some((x) => x.trim() === 'trailers');
+  const out: Array<[string, string]> = [
+    ['te', te ? 'trailers' : ''],
+    ['via', via ? `${via}, ${inboundVia}` : inboundVia],
+    ['host', host],
+    ['upgrade', upgrade ? 'websocket' : ''],
+    ['connection', upgrade ? 'keep-alive, Upgrade' : 'keep-alive'],
+    ['x-forwarded-for', xff ? `${xff}, ${st.clientIp}` : st.clientIp],
+    ['x-forwarded-proto', 'http'],
+    ['x-forwarded-host', st.host],
+    ['x-forwarded-port', String(st.serverPort)],
+    ['x-forwarded-path', st.rawPath],
+    // forwarded_prefix = match_t.prefix, which kong/router/atc.lua sets only for strip_path.
+    ['x-forwarded-prefix', st.matchedPrefix && st.matchedPrefix !== '/' ? st.matchedPrefix : ''],
+    ['x-real-ip', st.clientIp],
+    ['x-kong-request-id', st.id],
+  ];
   return out;
+}
+
+/**
+ * Client headers nginx's proxy module does not pass (its default proxy_set_header list:
+ * Keep-Alive, Expect, Upgrade, TE, Transfer-Encoding, Content-Length are its own) and those
+ * kong/runloop/handler.lua access.after clears: every name listed in Connection, Proxy,
+ * Proxy-Connection.
+ */
+function droppedClientHeaders(st: RequestState): Set<string> {
+  const drop = new Set([
+    'keep-alive',
+    'expect',
+    'transfer-encoding',
+    'content-length',
+    'proxy',
+    'proxy-connection',
+  ]);
+  const conn = (joinedHeader(st.headers, 'connection') ?? '').toLowerCase();
+  if (conn !== 'keep-alive' && conn !== 'close' && conn !== 'upgrade') {
+    for (const n of conn.split(',')) {
+      const name = n.trim();
+      if (name && name !== 'close' && name !== 'keep-alive' && name !== 'upgrade') drop.add(name);
+    }
+  }
+  return drop;
 }
 
 export function proxyToService(st: RequestState): Promise<ProxyResult> {
   const svc = st.service;
   if (!svc) return Promise.resolve({ kind: 'error', status: 502, reason: 'no service' });
-  const headers: Record<string, string | string[]> = {};
-  for (const [k, v] of st.upstream.headers) {
-    if (
-      k === 'transfer-encoding' ||
-      k === 'connection' ||
-      k === 'keep-alive' ||
-      k === 'te' ||
-      k === 'upgrade'
-    )
-      continue;
-    headers[k] = v.length === 1 ? (v[0] as string) : v;
-  }
   const kongSet = kongUpstreamHeaders(st);
   // A plugin-set Host wins (kong.service.request.set_header("host") sets $upstream_host).
-  if (
+  const pluginHost =
     st.upstream.headers.has('host') &&
     st.upstream.headers.get('host')?.[0] !== st.headers.get('host')?.[0]
-  )
-    delete kongSet.host;
-  Object.assign(headers, kongSet);
-  headers['content-length'] = String(st.upstream.body.length);
+      ? st.upstream.headers.get('host')?.[0]
+      : undefined;
+  if (pluginHost !== undefined) {
+    const h = kongSet.find(([k]) => k === 'host');
+    if (h) h[1] = pluginHost;
+  }
+  // proxy_set_header lines first, then the client's (and plugins') headers in order; a flat
+  // list keeps repeats and lets a header named `__proto__` through as Kong does.
+  const flat: string[] = [];
+  for (const [k, v] of kongSet) if (v !== '') flat.push(k, v);
+  const replaced = new Set(kongSet.map(([k]) => k));
+  const drop = droppedClientHeaders(st);
+  for (const [k, vs] of st.upstream.headers) {
+    if (replaced.has(k) || drop.has(k)) continue;
+    for (const v of vs) flat.push(k, v);
+  }
+  // nginx sends Content-Length ($proxy_internal_body_length) only for a request with a body
+  // (Content-Length or chunked, read whole) or one a plugin replaced (ngx.req.set_body_data).
+  if (st.headers.has('content-length') || st.headers.has('transfer-encoding') || st.bodyReplaced)
+    flat.push('content-length', String(st.upstream.body.length));
   const path = st.upstream.path + (st.upstream.query ? `?${st.upstream.query}` : '');
   const started = performance.now();
   return new Promise((resolve) => {
@@ -84,7 +134,7 @@ export function proxyToService(st: RequestState): Promise<ProxyResult> {
       port: st.target?.port ?? svc.port,
       method: st.upstream.method,
       path,
-      headers,
+      headers: flat,
       agent: false,
       rejectUnauthorized: false,
     });

@@ -5,6 +5,7 @@ import type {
   RouteEntity,
   ServiceEntity,
 } from './config/entities';
+import { DEFAULT_ERROR_CONF, type ErrorConf } from './errors';
 import type { HeaderMap } from './headers';
 import type { RequestStats } from './types';
 
@@ -57,6 +58,8 @@ export class RequestState {
     value: unknown;
     mode: 'set' | 'add' | 'replace';
   }> = [];
+  /** kong.conf error_default_type / error_template_* (kong/tools/http.lua). */
+  errorConf: ErrorConf = DEFAULT_ERROR_CONF;
   bufferedProxying = false;
   /**
    * kong.service.set_target (kong/pdk/service.lua 3.9.3): ctx.balancer_data.host/port replace
@@ -100,10 +103,16 @@ export class RequestState {
     readonly clientPort: number,
     readonly serverPort: number,
     readonly httpVersion: string,
+    /** Host of an absolute-form request target (`GET http://host/path`). */
+    readonly targetHost?: string,
   ) {}
 
+  /**
+   * nginx $host: the host of an absolute-form request line, else the Host header, else the
+   * server_name (`kong` in kong/templates/nginx_kong.lua); lower case, without the port.
+   */
   get host(): string {
-    const h = this.headers.get('host')?.[0] ?? '';
-    return h.replace(/:\d+$/, '').toLowerCase();
+    const h = this.targetHost ?? this.headers.get('host')?.[0] ?? 'kong';
+    return h.replace(/:\d+$/, '').toLowerCase() || 'kong';
   }
 }

@@ -9,11 +9,25 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Transform } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DeclarativeConfig, PluginEntity } from './config/entities';
-import { defaultErrorMessage, errorBody, errorHandlerType, responseType } from './errors';
+import {
+  defaultErrorMessage,
+  errorBody,
+  errorHandlerType,
+  responseType,
+  type ErrorConf,
+} from './errors';
 import { headerMapFromRaw, joinedHeader, type HeaderMap } from './headers';
 import { keyAuthAccess } from './keyauth';
 import { bodyFilterCode, runBodyFilter } from './post-function';
-import { addKongResponseHeaders } from './kong-headers';
+import { addKongResponseHeaders, KONG_SERVER } from './kong-headers';
+import {
+  dropInvalidHeaders,
+  nginxRefusal,
+  normalizePath,
+  escapeUri,
+  parseTarget,
+  type NginxRefusal,
+} from './nginx';
 import { ExitSignal, KongLuaError, normalizeHeaderValues, type PdkEnv } from './pdk/core';
 import { buildExit } from './pdk/response';
 import type { LoadedPlugin, PluginTable } from './plugins';
@@ -21,6 +35,7 @@ import { proxyToService, readUpstreamBody } from './proxy';
 import { RequestState, type DownstreamResponse, type KongPhase } from './request-state';
 import { Router, upstreamUriV0 } from './router';
 import { buildSerialize } from './serialize';
+import type { RequestStats } from './types';
 
 export interface RunloopDeps {
   config: DeclarativeConfig;
@@ -29,6 +44,9 @@ export interface RunloopDeps {
   nodeId: string;
   serverPort: () => number;
   log: (line: string) => void;
+  errorConf: ErrorConf;
+  /** How many requests' PDK statistics to keep (default MAX_REQUEST_STATS). */
+  maxRequestStats?: number;
 }
 
 type Collected = { plugin: LoadedPlugin; entity: PluginEntity };
@@ -43,14 +61,40 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   });
 }
 
-export class Runloop {
-  private readonly logWaiters = new Map<string, Promise<void>>();
-  readonly stats = new Map<string, RequestState>();
+/** How many requests' PDK statistics the harness keeps by default (the newest ones). */
+export const MAX_REQUEST_STATS = 1000;
 
-  constructor(private readonly deps: RunloopDeps) {}
+export class Runloop {
+  /** Log phases still running, by request id; an entry goes when its log phase ends. */
+  private readonly logWaiters = new Map<string, Promise<void>>();
+  /**
+   * PDK statistics of the last `maxRequestStats` requests (a Map iterates in insertion order:
+   * the oldest is dropped first). Only the counters are kept, never the request itself, so a
+   * gateway serving for days holds a bounded amount (issue 7 item 8: 11 KB per request before).
+   */
+  readonly stats = new Map<string, RequestStats>();
+  private readonly maxStats: number;
+
+  constructor(private readonly deps: RunloopDeps) {
+    this.maxStats = Math.max(1, deps.maxRequestStats ?? MAX_REQUEST_STATS);
+  }
 
   logDone(id: string): Promise<void> {
     return this.logWaiters.get(id) ?? Promise.resolve();
+  }
+
+  /** Entries held per request now: for the memory-bound test. */
+  sizes(): { stats: number; logWaiters: number } {
+    return { stats: this.stats.size, logWaiters: this.logWaiters.size };
+  }
+
+  private remember(id: string, stats: RequestStats): void {
+    this.stats.set(id, stats);
+    while (this.stats.size > this.maxStats) {
+      const oldest = this.stats.keys().next();
+      if (oldest.done) break;
+      this.stats.delete(oldest.value);
+    }
   }
 
   private env(st: RequestState, plugin: LoadedPlugin, phase: KongPhase): PdkEnv {
@@ -85,7 +129,11 @@ export class Runloop {
   private pdkError(st: RequestState, status: number, message: string): DownstreamResponse {
     const ct = responseType(joinedHeader(st.upstream.headers, 'accept'));
     st.exited = true;
-    return buildExit(status, errorBody(ct, message, st.id), new Map([['content-type', [ct]]]));
+    return buildExit(
+      status,
+      errorBody(ct, message, st.id, st.errorConf),
+      new Map([['content-type', [ct]]]),
+    );
   }
 
   /** kong/error_handlers.lua: Accept, else Content-Type, else text/plain. */
@@ -93,33 +141,81 @@ export class Runloop {
     const ct = errorHandlerType(
       joinedHeader(st.upstream.headers, 'accept'),
       joinedHeader(st.upstream.headers, 'content-type'),
+      st.errorConf.defaultType,
     );
     return buildExit(
       status,
-      errorBody(ct, defaultErrorMessage(status), st.id),
+      errorBody(ct, defaultErrorMessage(status), st.id, st.errorConf),
       new Map([['content-type', [ct]]]),
     );
+  }
+
+  /**
+   * A request nginx refuses before Kong runs (harness/nginx.ts): kong/error_handlers.lua
+   * renders it (494 sent as 400), with the headers header_filter adds to a Kong response;
+   * the connection closes. No plugin runs.
+   */
+  private async refuse(
+    req: IncomingMessage,
+    res: ServerResponse,
+    id: string,
+    startTime: number,
+    refusal: NginxRefusal,
+  ): Promise<void> {
+    this.deps.log(`[nginx] ${refusal.reason}, request id ${id}`);
+    const headers = headerMapFromRaw(req.rawHeaders);
+    const ct = errorHandlerType(
+      joinedHeader(headers, 'accept'),
+      joinedHeader(headers, 'content-type'),
+      this.deps.errorConf.defaultType,
+    );
+    const body = errorBody(ct, defaultErrorMessage(refusal.status), id, this.deps.errorConf);
+    req.resume();
+    await new Promise<void>((resolve) => {
+      res.once('close', () => resolve());
+      res.writeHead(refusal.status === 494 ? 400 : refusal.status, {
+        'content-type': ct,
+        connection: 'close',
+        'content-length': String(Buffer.byteLength(body)),
+        'x-kong-response-latency': String(Date.now() - startTime),
+        server: KONG_SERVER,
+        'x-kong-request-id': id,
+      });
+      res.end(body);
+    });
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const startTime = Date.now();
     const id = randomBytes(16).toString('hex');
+    const target = req.url ?? '/';
+    const refusal = nginxRefusal({
+      method: req.method ?? '',
+      target,
+      httpVersion: req.httpVersion,
+      rawHeaders: req.rawHeaders,
+    });
+    const parsed = parseTarget(target);
+    if (refusal || !parsed) {
+      await this.refuse(req, res, id, startTime, refusal ?? { status: 400, reason: 'bad target' });
+      return;
+    }
     const body = await readBody(req);
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
     const st = new RequestState(
       id,
       startTime,
       req.method ?? 'GET',
-      q < 0 ? url : url.slice(0, q),
-      q < 0 ? undefined : url.slice(q + 1),
-      headerMapFromRaw(req.rawHeaders),
+      parsed.path,
+      parsed.query,
+      headerMapFromRaw(dropInvalidHeaders(req.rawHeaders)),
       body,
       (req.socket.remoteAddress ?? '127.0.0.1').replace(/^::ffff:/, ''),
       req.socket.remotePort ?? 0,
       this.deps.serverPort(),
       req.httpVersion,
+      parsed.host,
     );
+    st.errorConf = this.deps.errorConf;
     st.upstream = {
       method: st.method,
       path: st.rawPath,
@@ -127,14 +223,22 @@ export class Runloop {
       headers: new Map(st.headers),
       body,
     };
-    this.stats.set(id, st);
+    this.remember(id, st.stats);
     let logResolve: () => void = () => undefined;
     this.logWaiters.set(id, new Promise((r) => (logResolve = r)));
 
     let collected: Collected[] | undefined;
-    const final = await this.phases(st, (c) => (collected = c));
-    addKongResponseHeaders(st, final.response.headers);
-    await this.send(st, res, final, this.bodyFilter(collected));
+    let final: Awaited<ReturnType<Runloop['phases']>>;
+    try {
+      final = await this.phases(st, (c) => (collected = c));
+      addKongResponseHeaders(st, final.response.headers);
+      await this.send(st, res, final, this.bodyFilter(collected));
+    } catch (e) {
+      // No log phase will run: nobody may wait on it, and nothing stays behind.
+      this.logWaiters.delete(id);
+      logResolve();
+      throw e;
+    }
     // Kong.log -> plugin.lua: each plugin's log handler runs in its own timer on a snapshot.
     st.response ??= {
       status: final.response.status,
@@ -158,7 +262,10 @@ export class Runloop {
     }
     void Promise.all(logPlugins.map((c) => this.runPlugin(st, c, 'log')))
       .catch((e: unknown) => this.deps.log(`[harness] log phase failed: ${String(e)}`))
-      .finally(() => logResolve());
+      .finally(() => {
+        this.logWaiters.delete(id);
+        logResolve();
+      });
   }
 
   private async phases(
@@ -176,17 +283,21 @@ export class Runloop {
     }
     // router (runloop access.before)
     st.phase = 'access';
-    const match = this.deps.router.match(st.method, st.host, st.rawPath);
+    // kong/router/atc.lua exec: the router sees strip_uri_args(request_uri), i.e. the path
+    // normalized by kong/tools/uri.lua (dot segments, `//`, %XX of unreserved characters).
+    const path = normalizePath(st.rawPath);
+    const match = this.deps.router.match(st.method, st.host, path);
     if (!match) return { response: this.pdkError(st, 404, 'no Route matched with those values') };
     st.route = match.route;
     st.service = match.service;
-    st.matchedPrefix = match.route.paths?.length ? match.prefix : undefined;
+    // match_t.prefix is set only for strip_path routes (kong/router/atc.lua matching), and
+    // X-Forwarded-Prefix follows it (kong/runloop/handler.lua access.after).
+    st.matchedPrefix =
+      match.route.paths?.length && match.route.strip_path ? match.prefix : undefined;
     if (st.service) {
-      st.upstream.path = upstreamUriV0(
-        match.route,
-        match.postfix,
-        st.rawPath,
-        st.service.path ?? '/',
+      // kong/runloop/handler.lua: var.upstream_uri = escape(match_t.upstream_uri)
+      st.upstream.path = escapeUri(
+        upstreamUriV0(match.route, match.postfix, path, st.service.path ?? '/'),
       );
     }
     // access, collecting
@@ -238,7 +349,7 @@ export class Runloop {
       // Content-Type. See docs/harness.md.
       const headers: HeaderMap = new Map(upstreamHeaders);
       for (const [k, v] of st.pendingResponseHeaders) headers.set(k, v);
-      headers.delete('content-length');
+      // nginx passes the upstream's Content-Length on (and chunks only what came chunked).
       return { response: { status, headers, body: Buffer.alloc(0) }, stream: result.res };
     }
     // kong/init.lua (3.9.3) Kong.response: kong.response.set_headers(res.header) runs after

@@ -15,6 +15,12 @@ export interface GatewayOptions {
   env?: Record<string, string>;
   /** Plugin-server stdout/stderr and harness notes; default silent. */
   logger?: (line: string) => void;
+  /**
+   * kong.conf lines (`key = value`), as kong-runner writes them. The harness honours
+   * `error_default_type` and `error_template_{json,html,xml,plain}` (kong/tools/http.lua) and
+   * logs any other key as not mirrored.
+   */
+  kongConf?: Record<string, string | number | boolean>;
 }
 
 /** Per plugin, per phase: PDK calls and round trips of one request. */

@@ -12,7 +12,7 @@ import type {
   RouteEntity,
   ServiceEntity,
 } from './entities';
-import { isUuid, stableId } from './ids';
+import { isUuid, kongDeclarativeId, stableId } from './ids';
 import { FieldReader, isObj, type Obj } from './reader';
 
 export class ConfigError extends Error {
@@ -133,7 +133,7 @@ class DeclarativeReader {
     if (!host) r.fail('host', 'required field missing');
     if (svcPath !== undefined && !svcPath.startsWith('/')) r.fail('path', 'should start with: /');
     const svc: ServiceEntity = {
-      id: r.string('id') ?? stableId('services', name ?? path),
+      id: r.string('id') ?? kongDeclarativeId('services', name),
       name,
       protocol: protocol === 'https' ? 'https' : 'http',
       host: host ?? '',
@@ -204,7 +204,7 @@ class DeclarativeReader {
     if (pathHandling !== 'v0' && pathHandling !== 'v1')
       r.fail('path_handling', 'expected one of: v0, v1');
     const route: RouteEntity = {
-      id: r.string('id') ?? stableId('routes', name ?? path),
+      id: r.string('id') ?? kongDeclarativeId('routes', name),
       name,
       paths,
       methods,
@@ -236,8 +236,15 @@ class DeclarativeReader {
     }
     if (username && this.out.consumers.some((c) => c.username === username))
       r.fail('username', `UNIQUE violation: consumer '${username}' already declared`);
+    // kong/db/schema/others/declarative_config.lua validate_uniqueness (custom_id is unique in
+    // the consumers schema): Kong's message, as the real Kong 3.9.3 prints it.
+    if (customId !== undefined && this.out.consumers.some((c) => c.custom_id === customId)) {
+      this.errors.push(
+        `in 'consumers': in '${username ?? customId}': uniqueness violation: 'consumers' entity with custom_id set to '${customId}' already declared`,
+      );
+    }
     const consumer: ConsumerEntity = {
-      id: r.string('id') ?? stableId('consumers', username ?? customId ?? path),
+      id: r.string('id') ?? kongDeclarativeId('consumers', username),
       username,
       custom_id: customId,
       tags: r.strings('tags'),
@@ -258,7 +265,7 @@ class DeclarativeReader {
     if (this.out.keyauthCredentials.some((k) => k.key === key))
       r.fail('key', 'UNIQUE violation: key already declared');
     const cred: KeyAuthCredentialEntity = {
-      id: r.string('id') ?? stableId('keyauth_credentials', key),
+      id: r.string('id') ?? kongDeclarativeId('keyauth_credentials', undefined),
       key,
       consumer: { id: consumer.id },
       tags: r.strings('tags'),

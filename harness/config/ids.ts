@@ -1,4 +1,29 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+
+/** RFC 4122 uuid v5 (SHA-1) of `name` in `namespace`, as lua-resty-jit-uuid factory_v5. */
+function uuidV5(name: string, namespace: string): string {
+  const h = createHash('sha1')
+    .update(Buffer.concat([Buffer.from(namespace.replace(/-/g, ''), 'hex'), Buffer.from(name)]))
+    .digest();
+  h[6] = ((h[6] as number) & 0x0f) | 0x50;
+  h[8] = ((h[8] as number) & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+const KONG_ENTITIES_NS = 'fd02801f-0957-4a15-a55a-c8d9606f30b5';
+
+/**
+ * The id Kong's declarative loader gives an entity declared without one
+ * (kong/db/schema/others/declarative_config.lua generate_ids / generate_uuid): uuid v5 of its
+ * globally unique endpoint key (services' and routes' `name`, consumers' `username`) in the
+ * namespace uuid v5(schema name, fd02801f-…); without such a key, a random uuid per start
+ * (observed for keyauth_credentials on Kong 3.9.3).
+ */
+export function kongDeclarativeId(schema: string, endpointKey: string | undefined): string {
+  if (endpointKey === undefined) return randomUUID();
+  return uuidV5(endpointKey, uuidV5(schema, KONG_ENTITIES_NS));
+}
 
 /**
  * Deterministic UUID-shaped ids for entities declared without an `id`: Kong's declarative loader

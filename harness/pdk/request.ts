@@ -1,5 +1,6 @@
 // kong.request.* (kong/pdk/request.lua 3.9.3); log-phase overrides from
 // kong/runloop/plugin_servers/plugin.lua (3.9.3) exposed_api.
+import { normalizePath } from '../nginx';
 import { headerMapToObject, joinedHeader, normalizeHeaderName, type HeaderMap } from '../headers';
 import type { RequestState } from '../request-state';
 import {
@@ -95,6 +96,10 @@ function decodeForm(text: string): Record<string, unknown> {
   return out;
 }
 
+/** The error lua-MessagePack raises when Kong packs a nil raw body (mp_rpc.lua fix_raw). */
+export const MSGPACK_NIL_BODY =
+  "/usr/local/share/lua/5.1/MessagePack.lua:126: attempt to get length of local 'str' (a nil value)";
+
 export const requestPdk: Record<string, PdkFn> = {
   'kong.request.get_scheme': (st) => (requireRequestContext(st), 'http'),
   'kong.request.get_host': (st) => (requireRequestContext(st), st.host),
@@ -110,14 +115,12 @@ export const requestPdk: Record<string, PdkFn> = {
   'kong.request.get_http_version': (st) => (requireRequestContext(st), Number(st.httpVersion)),
   // ngx.req.get_method(): what kong.service.request.set_method (ngx.req.set_method) left.
   'kong.request.get_method': (st) => (requireRequestContext(st), st.upstream.method),
-  'kong.request.get_path': (st) => {
-    requireRequestContext(st);
-    try {
-      return decodeURI(st.rawPath).replace(/\/+/g, '/');
-    } catch {
-      return st.rawPath;
-    }
-  },
+  // kong/pdk/request.lua get_path: normalize(get_raw_path(), true) (kong/tools/uri.lua); the
+  // decoded bytes travel as a string.
+  'kong.request.get_path': (st) => (
+    requireRequestContext(st),
+    Buffer.from(normalizePath(st.rawPath), 'latin1').toString('utf8')
+  ),
   'kong.request.get_raw_path': (st) => (requireRequestContext(st), st.rawPath),
   'kong.request.get_path_with_query': (st) => (
     requireRequestContext(st),
@@ -161,7 +164,13 @@ export const requestPdk: Record<string, PdkFn> = {
   'kong.request.get_raw_body': (st, [maxAllowedFileSize]) => {
     checkPhase(st, BEFORE_CONTENT);
     requireRequestContext(st);
-    return rawBody(st, maxAllowedFileSize);
+    const body = rawBody(st, maxAllowedFileSize);
+    // mp_rpc.lua call_pdk_method keeps only the first return value and passes it to fix_raw,
+    // whose packer does `#str`: a nil body (too big for the buffer / for the given maximum)
+    // is a Lua error while Kong packs the Step reply, so the phase fails with a 500. Observed
+    // on Kong 3.9.3 with a 2 MB chunked body and get_raw_body(1 MiB).
+    if (body === null) throw new KongLuaError(MSGPACK_NIL_BODY);
+    return body;
   },
   'kong.request.get_body': (st, [mimetype, , maxAllowedFileSize]) => {
     checkPhase(st, BEFORE_CONTENT);

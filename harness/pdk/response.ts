@@ -175,7 +175,7 @@ export const responsePdk: Record<string, PdkFn> = {
     h.set('content-type', [ct]);
     return finishExit(
       st,
-      buildExit(status, errorBody(ct, msg ?? defaultErrorMessage(status), st.id), h),
+      buildExit(status, errorBody(ct, msg ?? defaultErrorMessage(status), st.id, st.errorConf), h),
     );
   },
   'kong.response.get_raw_body': (st) => (checkPhase(st, ['body_filter']), null),

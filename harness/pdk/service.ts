@@ -61,6 +61,19 @@ function setHeader(map: HeaderMap, name: unknown, value: unknown, add = false): 
   map.set(n, add ? [...(map.get(n) ?? []), ...vs] : vs);
 }
 
+/**
+ * resty.ada.search.remove, what kong/pdk/service/request.lua clear_query_arg sets var.args to:
+ * the query parsed and serialized again as WHATWG URLSearchParams (ada), so the whole query is
+ * re-encoded (`a[]` -> `a%5B%5D`, `%20` -> `+`, `b` -> `b=`, a bare `%` -> `%25`), even when
+ * `name` is absent. Node's URLSearchParams is the same WHATWG algorithm.
+ */
+export function searchRemove(args: string, name: string): string {
+  if (args === '') return args;
+  const p = new URLSearchParams(args);
+  p.delete(name);
+  return p.toString();
+}
+
 function encodeArgs(args: Record<string, unknown>): string {
   const parts: string[] = [];
   for (const k of Object.keys(args).sort()) {
@@ -150,10 +163,7 @@ export const servicePdk: Record<string, PdkFn> = {
   'kong.service.request.clear_query_arg': (st, [name]) => {
     checkPhase(st, ACCESS_REWRITE_BALANCER);
     if (typeof name !== 'string') throw new KongLuaError('query argument name must be a string');
-    st.upstream.query = st.upstream.query
-      .split('&')
-      .filter((p) => p !== '' && decodeURIComponent(p.split('=')[0] ?? '') !== name)
-      .join('&');
+    st.upstream.query = searchRemove(st.upstream.query, name);
     return null;
   },
   'kong.service.request.set_header': (st, [name, value]) => {

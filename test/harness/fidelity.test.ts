@@ -4,7 +4,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { startGateway, type Gateway } from '../../harness/index';
-import { FIXTURES, PROBE_DIR, ORDER_DIR, send, startSink } from './helpers';
+import { FIXTURES, PROBE_DIR, ORDER_DIR, STOCK_ERRORS, send, startSink } from './helpers';
 
 const READER_DIR = join(FIXTURES, 'harness-reader');
 
@@ -45,6 +45,8 @@ test.before(async () => {
   sink = await startSink();
   const reader = (config: Record<string, unknown> = {}) => ({ name: 'harness-reader', config });
   gw = await startGateway({
+    // Kong's stock error pages (kong_defaults.lua), not the project's OpenAI-shaped template.
+    kongConf: STOCK_ERRORS,
     pluginServers: {
       'harness-probe': PROBE_DIR,
       'harness-order': ORDER_DIR,

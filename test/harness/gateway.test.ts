@@ -1,7 +1,15 @@
 import test from 'ava';
 import { request } from 'node:http';
 import { startGateway, type Gateway } from '../../harness/index';
-import { ORDER_DIR, PROBE_DIR, send, startSink, startUpstream, type Upstream } from './helpers';
+import {
+  ORDER_DIR,
+  PROBE_DIR,
+  STOCK_ERRORS,
+  send,
+  startSink,
+  startUpstream,
+  type Upstream,
+} from './helpers';
 
 let gw: Gateway;
 let upstream: Upstream;
@@ -13,6 +21,8 @@ test.before(async () => {
   sink = await startSink();
   const probe = (config: Record<string, unknown> = {}) => ({ name: 'harness-probe', config });
   gw = await startGateway({
+    // Kong's stock error pages (kong_defaults.lua), not the project's OpenAI-shaped template.
+    kongConf: STOCK_ERRORS,
     pluginServers: { 'harness-probe': PROBE_DIR, 'harness-order': ORDER_DIR },
     logger: (l) => logs.push(l),
     config: {

@@ -134,3 +134,6 @@ export function send(
     req.end(opts.body);
   });
 }
+
+/** kong.conf as Kong ships it (kong/templates/kong_defaults.lua): stock error pages. */
+export const STOCK_ERRORS = { error_default_type: 'text/plain', error_template_json: 'NONE' };
