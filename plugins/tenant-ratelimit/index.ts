@@ -189,6 +189,8 @@ export class Plugin {
         commandTimeoutMs: this.config.redis.command_timeout_ms,
         log: (m) => process.stderr.write(`tenant-ratelimit: ${m}\n`),
       });
+      // Subscribed before the first wait, so no early grant announcement is missed.
+      if (this.queueEnabled) this.listener().start();
       serveMetrics(this.config.metrics_port, this.config.metrics_host, (err) => {
         process.stderr.write(
           `tenant-ratelimit: metrics endpoint ${this.config.metrics_host}:${this.config.metrics_port} failed: ${err.message}\n`,
@@ -197,6 +199,14 @@ export class Plugin {
     } catch (err) {
       this.misconfigured = err instanceof Error ? err.message : String(err);
     }
+  }
+
+  private listener(): GrantListener {
+    return grantListener(
+      this.redis as RedisClient,
+      (this.queueKeys as FairQueueKeys).channel,
+      (m) => process.stderr.write(`tenant-ratelimit: ${m}\n`),
+    );
   }
 
   private get queueEnabled(): boolean {
@@ -361,9 +371,7 @@ export class Plugin {
     let r = await acquire();
     if (r.granted) return 0;
 
-    const listener: GrantListener = grantListener(redis, qk.channel, (m) =>
-      process.stderr.write(`tenant-ratelimit: ${m}\n`),
-    );
+    const listener = this.listener();
     listener.start();
     const deadline = started + q.max_wait_ms;
     metrics.waiting.inc({ tenant: tenantLabel });

@@ -191,7 +191,7 @@ export const Schema: KongSchemaFields = [
         {
           poll_interval_ms: field.integer(
             'Longest a waiter sleeps between two looks at the queue when no grant message wakes it.',
-            { default: 200, required: true, between: [10, 2000] },
+            { default: 100, required: true, between: [10, 2000] },
           ),
         },
         {
