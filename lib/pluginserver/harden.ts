@@ -61,4 +61,49 @@ export function hardenPluginServer(): void {
   proto[PATCHED] = true;
 }
 
+const cleanedLoggers = new WeakSet<object>();
+
+type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'success';
+interface ColorLogger {
+  isAllowedLevel(level: string): boolean;
+  [method: string]: unknown;
+}
+
+/** One log line: the arguments joined, control characters (escape codes, newlines) flattened. */
+export function logLine(level: string, args: readonly unknown[]): string {
+  const text = args
+    .map((a) => {
+      if (typeof a === 'string') return a;
+      if (a instanceof Error) return a.stack ?? a.message;
+      try {
+        return JSON.stringify(a);
+      } catch {
+        return String(a);
+      }
+    })
+    .join(' ');
+  const flat = text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/[\x00-\x1f\x7f]+/g, ' | ');
+  return `${level}: ${flat.trim()}`;
+}
+
+/**
+ * kong-pdk logs through node-color-log, whose coloured mode writes each message as several
+ * lines joined by cursor-movement codes ("joint"), growing with every call: in Kong's error
+ * log (which prefixes each plugin-server line with `[name:pid]`) that is noise with escape
+ * codes. Each level becomes one plain line; the level filter stays the logger's.
+ */
+export function cleanPluginServerLogs(write: (line: string) => void = (l) => console.log(l)): void {
+  const pdkDir = path.dirname(require.resolve('kong-pdk/package.json'));
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const logger = require(require.resolve('node-color-log', { paths: [pdkDir] })) as ColorLogger;
+  if (cleanedLoggers.has(logger)) return;
+  for (const level of ['error', 'warn', 'info', 'debug', 'success'] as LogLevel[]) {
+    logger[level] = (...args: unknown[]) => {
+      if (logger.isAllowedLevel(level === 'success' ? 'info' : level)) write(logLine(level, args));
+    };
+  }
+  cleanedLoggers.add(logger);
+}
+
 hardenPluginServer();
+cleanPluginServerLogs();
