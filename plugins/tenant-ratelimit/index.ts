@@ -172,7 +172,7 @@ export class Plugin {
       tokensPerMinute: q.tokens_per_minute,
       tokenBurst: q.token_burst ?? q.tokens_per_minute,
       seatLeaseMs: q.seat_ttl_seconds * 1000,
-      heartbeatMs: Math.max(1000, 5 * q.poll_interval_ms),
+      heartbeatMs: Math.max(2000, 4 * q.poll_interval_ms),
     };
     const e = this.config.estimate;
     this.estimateOptions = {

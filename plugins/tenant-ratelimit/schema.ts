@@ -190,8 +190,8 @@ export const Schema: KongSchemaFields = [
         },
         {
           poll_interval_ms: field.integer(
-            'Longest a waiter sleeps between two looks at the queue when no grant message wakes it.',
-            { default: 100, required: true, between: [10, 2000] },
+            'Longest a waiter sleeps between two looks at the queue when no grant message wakes it (a grant is announced on Redis pub/sub, so this is the safety net). A waiter silent for 4 intervals (at least 2 s) has left the queue.',
+            { default: 500, required: true, between: [10, 2000] },
           ),
         },
         {
