@@ -163,7 +163,7 @@ async function main(): Promise<void> {
       ...extra,
     },
   });
-  const routes = ['fifo', 'wfq', 'shares'];
+  const routes = ['fifo', 'wfq', 'wfqpipe', 'shares'];
   const config = {
     _format_version: '3.0',
     services: [
@@ -179,6 +179,11 @@ async function main(): Promise<void> {
         { name: 'tenant-auth', route: r, config: { plans: PLANS, validate_json_body: false } },
       ]),
       ratelimit('wfq'),
+      // One request more than the upstream's seats: the next one is already at the upstream
+      // when a seat frees, hiding the gateway's handoff time.
+      ratelimit('wfqpipe', {
+        queue: { upstream: 'bench-wfqpipe', max_concurrent: SEATS + 1, max_wait_ms: 20000 },
+      }),
       ratelimit('shares'),
     ],
     consumers: TENANTS.map(([id, plan]) => ({
@@ -261,7 +266,8 @@ async function main(): Promise<void> {
     const summary: string[] = [];
     for (const [name, route] of [
       ['plain FIFO (tenant-auth only; the upstream queues)', 'fifo'],
-      ['tenant-ratelimit fair queue', 'wfq'],
+      [`tenant-ratelimit fair queue, max_concurrent ${SEATS} (= the upstream's seats)`, 'wfq'],
+      [`tenant-ratelimit fair queue, max_concurrent ${SEATS + 1} (one in the pipe)`, 'wfqpipe'],
     ] as const) {
       const alone = await victimsAlone(route);
       await new Promise((r) => setTimeout(r, 500));
@@ -290,8 +296,10 @@ async function main(): Promise<void> {
         load(url('shares'), `${t}-key`, SEATS * 4, sharesUntil),
       ),
     );
+    // Only completions inside the window: after it, every tenant's backlog drains and would
+    // add the same count to each, flattening the shares.
     const done = shareRuns.map(
-      (s) => s.filter((x) => x.status === 200 && x.at >= measureFrom).length,
+      (s) => s.filter((x) => x.status === 200 && x.at >= measureFrom && x.at <= sharesUntil).length,
     );
     const total = done.reduce((a, b) => a + b, 0);
     const weights = [1, 2, 4];
@@ -320,8 +328,9 @@ ${SEATS * FLOOD_FACTOR} closed-loop workers (${FLOOD_FACTOR}× the seats) for ${
 each send one request at a time with ${VICTIM_THINK_MS} ms between them (well below their share).
 "alone" is the victims' p99 with no flood, measured just before, on the same route. Utilisation is
 the mean number of busy upstream seats / ${SEATS}, sampled every 10 ms while the victims run.
-tenant-ratelimit's queue declares the upstream's capacity (\`queue.max_concurrent: ${SEATS}\`),
-all tenants weight 1; no per-tenant limits are set, so nothing here is a 429.
+tenant-ratelimit's queue declares the upstream's capacity (\`queue.max_concurrent: ${SEATS}\`, or
+one more, so that the next request is already at the upstream when a seat frees); all tenants
+weight 1; no per-tenant limits are set, so nothing here is a 429.
 
 ${table(['setup', 'victim p99 alone ms', 'victim p99 under flood ms', 'under flood ÷ alone', 'upstream utilisation', 'victim 200s', 'flood 200s'], rows)}
 

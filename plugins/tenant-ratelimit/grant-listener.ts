@@ -9,7 +9,7 @@ import type { RedisClient } from '../../lib/redis/client';
 import { grantedTickets } from '../../lib/redis/fair-queue';
 
 export class GrantListener {
-  private readonly waiters = new Map<string, () => void>();
+  private readonly waiters = new Map<string, (granted: boolean) => void>();
   private started = false;
 
   constructor(
@@ -36,7 +36,7 @@ export class GrantListener {
       .connect()
       .then(() =>
         sub.subscribe(this.channel, (message: string) => {
-          for (const id of grantedTickets(message)) this.waiters.get(id)?.();
+          for (const id of grantedTickets(message)) this.waiters.get(id)?.(true);
         }),
       )
       .catch((err: unknown) => {
@@ -44,15 +44,15 @@ export class GrantListener {
       });
   }
 
-  /** Resolves when `ticket` is announced, or after `ms`. */
-  wait(ticket: string, ms: number): Promise<void> {
+  /** Resolves true when `ticket` is announced as granted, false after `ms`. */
+  wait(ticket: string, ms: number): Promise<boolean> {
     return new Promise((resolve) => {
-      const done = (): void => {
+      const done = (granted: boolean): void => {
         clearTimeout(timer);
         this.waiters.delete(ticket);
-        resolve();
+        resolve(granted);
       };
-      const timer = setTimeout(done, Math.max(0, ms));
+      const timer = setTimeout(() => done(false), Math.max(0, ms));
       this.waiters.set(ticket, done);
     });
   }

@@ -260,6 +260,21 @@ export class Plugin {
     metrics.inFlight.set({ tenant: tenantLabel }, decision.inFlight);
     const charged = chargeableTokens(limits, width);
 
+    const record: Record1 = {
+      v: 1,
+      tenant: ctx.tenantId,
+      lease,
+      scope,
+      charged,
+      width,
+      seat: this.queueEnabled ? scope : null,
+      limits,
+    };
+    // Written before any wait, so that a granted request goes on with one PDK call (the
+    // headers). If the wait ends in a refusal, log settles again: a no-op (lease gone,
+    // correction 0) and the release of a ticket no longer queued.
+    await kong.ctx.shared.set(RECORD_KEY, JSON.stringify(record));
+
     let seat: Scope | null = null;
     let waitedMs = 0;
     if (this.queueEnabled) {
@@ -271,31 +286,25 @@ export class Plugin {
       }
       seat = outcome.seat;
       waitedMs = outcome.waitedMs;
-      if (seat === 'local') scope = 'local';
       metrics.queueWait.observe({ tenant: tenantLabel }, waitedMs / 1000);
     }
+    // The tenant's lease stays where it was taken (record.scope); only the seat may move.
+    const localNode = scope === 'local' || seat === 'local';
     metrics.admitted.inc({
       tenant: tenantLabel,
       queued: waitedMs > 0 ? 'yes' : 'no',
-      scope: scope === 'local' ? LOCAL_SCOPE : 'cluster',
+      scope: localNode ? LOCAL_SCOPE : 'cluster',
     });
 
-    const record: Record1 = {
-      v: 1,
-      tenant: ctx.tenantId,
-      lease,
-      scope,
-      charged,
-      width,
-      seat,
-      limits,
-    };
-    await kong.ctx.shared.set(RECORD_KEY, JSON.stringify(record));
+    if (seat !== record.seat) {
+      // Redis failed during the wait and the per-node limiter gave the seat: log must know.
+      await kong.ctx.shared.set(RECORD_KEY, JSON.stringify({ ...record, seat }));
+    }
     const headers: Record<string, string> = this.config.ratelimit_headers
       ? rateLimitHeaders(limits, decision)
       : {};
     if (seat !== null) headers[QUEUE_WAIT_HEADER] = String(Math.round(waitedMs));
-    if (scope === 'local') headers[SCOPE_HEADER] = LOCAL_SCOPE;
+    if (localNode) headers[SCOPE_HEADER] = LOCAL_SCOPE;
     if (Object.keys(headers).length > 0) await kong.response.setHeaders(headers);
   }
 
@@ -380,7 +389,20 @@ export class Plugin {
         const left = deadline - Date.now();
         if (left <= 0) break;
         const hint = r.retryHintMs > 0 ? r.retryHintMs : q.poll_interval_ms;
-        await listener.wait(ticket, Math.min(left, q.poll_interval_ms, hint));
+        const announced = await listener.wait(ticket, Math.min(left, q.poll_interval_ms, hint));
+        if (announced) {
+          // The seat is ours (a claim window); the claim that makes it a full lease goes out
+          // without holding the request back.
+          acquire().then(
+            (claim) => {
+              if (!claim.granted) {
+                process.stderr.write(`tenant-ratelimit: seat claim of ${ticket} came too late\n`);
+              }
+            },
+            () => metrics.redisErrors.inc({ phase: 'queue' }),
+          );
+          return Date.now() - started;
+        }
         r = await acquire();
         if (r.granted) return Date.now() - started;
       }
@@ -436,6 +458,11 @@ export class Plugin {
     const parsed: unknown = JSON.parse(raw);
     if (!isRecord1(parsed)) return;
     const tenant = parseTenantId(parsed.tenant);
+    const jobs: Array<Promise<unknown>> = [];
+    // The next waiter should not wait for our PDK calls: without a tokens capacity the seat's
+    // release needs no usage, so it goes out first.
+    const seatNow = parsed.seat === 'cluster' && this.capacity.tokensPerMinute === 0;
+    if (seatNow) jobs.push(this.releaseClusterSeat(parsed.lease, 0));
     const usage = decodeUsage(await kong.ctx.shared.get(USAGE_KEY));
     const label = this.label(tenant);
     let correction = 0;
@@ -447,25 +474,24 @@ export class Plugin {
     } else {
       metrics.usageCorrections.inc({ tenant: label, kind: 'estimate_kept' });
     }
-    const jobs: Array<Promise<unknown>> = [
-      this.settle(tenant, parsed.limits, parsed.lease, correction, parsed.scope),
-    ];
+    jobs.push(this.settle(tenant, parsed.limits, parsed.lease, correction, parsed.scope));
     if (parsed.seat === 'local') localLimiter.releaseSeat(parsed.lease);
-    if (parsed.seat === 'cluster') {
-      jobs.push(
-        releaseSeat(
-          this.redis as RedisClient,
-          this.queueKeys as FairQueueKeys,
-          this.capacity,
-          parsed.lease,
-          upstreamCorrection,
-        )
-          .then((r) =>
-            metrics.seatsInUse.set({ upstream: this.config.queue.upstream }, r.seatsInUse),
-          )
-          .catch(() => metrics.redisErrors.inc({ phase: 'log' })),
-      );
+    if (parsed.seat === 'cluster' && !seatNow) {
+      jobs.push(this.releaseClusterSeat(parsed.lease, upstreamCorrection));
     }
     await Promise.all(jobs);
+  }
+
+  private releaseClusterSeat(ticket: string, correction: number): Promise<void> {
+    return releaseSeat(
+      this.redis as RedisClient,
+      this.queueKeys as FairQueueKeys,
+      this.capacity,
+      ticket,
+      correction,
+    ).then(
+      (r) => void metrics.seatsInUse.set({ upstream: this.config.queue.upstream }, r.seatsInUse),
+      () => void metrics.redisErrors.inc({ phase: 'log' }),
+    );
   }
 }

@@ -34,7 +34,10 @@ const door = sharedRatelimitDoor(test, [
     },
   },
   { name: 'queue', config: { queue: { max_concurrent: 1, max_wait_ms: 10000 } } },
-  { name: 'saturated', config: { queue: { max_concurrent: 1, max_wait_ms: 300 } } },
+  {
+    name: 'saturated',
+    config: { queue: { max_concurrent: 1, max_wait_ms: 300, poll_interval_ms: 100 } },
+  },
   { name: 'untenanted', config: {}, tenantAuth: false },
   {
     name: 'refuse',
