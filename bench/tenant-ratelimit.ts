@@ -14,7 +14,8 @@
  *
  * Run: `npm run bench` (or `npx tsx bench/tenant-ratelimit.ts` after `npm run build`).
  * BENCH_GATEWAY=kong runs it on the real Kong 3.9.3 (kong-runner), default the harness.
- * Knobs: BENCH_SECONDS (flood window, default 15), BENCH_FLOOD_FACTOR (default 20).
+ * Knobs: BENCH_SECONDS (flood window, default 15), BENCH_FLOOD_FACTOR (default 20),
+ * BENCH_SERVICE_MS (the upstream's time per request, default 100).
  * Loops are bounded in time and only reach 127.0.0.1.
  */
 import { randomBytes } from 'node:crypto';
@@ -32,9 +33,9 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const GATEWAY = process.env.BENCH_GATEWAY === 'kong' ? 'kong' : 'harness';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const FLOOD_FACTOR = Number(process.env.BENCH_FLOOD_FACTOR ?? 20);
-/** Upstream: 4 seats x 100 ms = 40 requests per second. */
+/** Upstream: 4 seats x 100 ms (BENCH_SERVICE_MS) = 40 requests per second. */
 const SEATS = 4;
-const SERVICE_MS = 100;
+const SERVICE_MS = Number(process.env.BENCH_SERVICE_MS ?? 100);
 const VICTIM_THINK_MS = 100;
 
 const PLANS = {
@@ -320,7 +321,7 @@ async function main(): Promise<void> {
 
     const body = `## tenant-ratelimit: noisy neighbour and weighted shares
 
-Command: \`npm run bench\` (bench/tenant-ratelimit.ts; \`BENCH_GATEWAY=${GATEWAY}\`), gateway: ${
+Command: \`npm run bench\` (bench/tenant-ratelimit.ts; \`BENCH_GATEWAY=${GATEWAY} BENCH_SECONDS=${SECONDS} BENCH_SERVICE_MS=${SERVICE_MS}\`), gateway: ${
       GATEWAY === 'kong' ? 'the real Kong 3.9.3 (2 workers)' : 'the harness'
     }, real Redis. Mock upstream: ${SEATS} seats × ${SERVICE_MS} ms
 (${(SEATS * 1000) / SERVICE_MS} requests/s), over capacity it queues FIFO. Tenant A floods with
@@ -354,7 +355,10 @@ tenant-settle + fair-queue release in log (the two log calls are sent together).
             .join('; ')}.`
         : ''
     }`;
-    writeSection(`tenant-ratelimit-${GATEWAY}`, body);
+    writeSection(
+      `tenant-ratelimit-${GATEWAY}${SERVICE_MS === 100 ? '' : `-${SERVICE_MS}ms`}`,
+      body,
+    );
     process.stdout.write(`${body}\n\n${summary.join('\n')}\n`);
   } finally {
     await redis.close();
