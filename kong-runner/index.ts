@@ -38,6 +38,13 @@ const ROOT = resolve(
   existsSync(join(__dirname, '..', 'package.json')) ? '' : '..',
 );
 const GENERATOR = join(ROOT, 'docker', 'kong-pluginservers.sh');
+/**
+ * Kong's own errors (no credential, no route, upstream unreachable, timeouts, nginx's 400s) in
+ * the shape OpenAI clients parse: `error_template_json` (Kong formats it with the message and
+ * the request id, kong/error_handlers.lua) and JSON as the default type when a client states
+ * no Accept (kong.conf `error_default_type`). The compose stack sets the same two.
+ */
+export const ERROR_TEMPLATE = join(ROOT, 'docker', 'error-template.json');
 const PLUGINSERVER_BIN = join(
   dirname(require.resolve('kong-pdk/package.json')),
   'bin',
@@ -202,6 +209,8 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
     anonymous_reports: 'off',
     nginx_worker_processes: opts.workers ?? 1,
     log_level: 'notice',
+    error_default_type: 'application/json',
+    error_template_json: ERROR_TEMPLATE,
     ...(process.getuid?.() === 0 ? { nginx_user: 'root root' } : {}),
     ...(opts.kongConf ?? {}),
   };

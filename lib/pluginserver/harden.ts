@@ -1,6 +1,8 @@
 /**
  * Loaded first in every plugin-server process (the build's entry file requires it before the
- * plugin), to close a hole in kong-pdk 0.6.0 that Kong turns into failing open.
+ * plugin), to fix three things in kong-pdk 0.6.0: a decoder crash Kong turns into failing open
+ * (below), log lines full of escape codes (`cleanPluginServerLogs`), and an event map that
+ * grew by one entry per refused request (`plugPendingEventLeak`).
  *
  * Kong sends header and query maps as MessagePack maps keyed by the client's names. A client
  * header (or query argument) named `__proto__` makes @msgpack/msgpack 2.x throw
@@ -14,6 +16,8 @@
  * left as it was.
  */
 import path from 'node:path';
+import { Gauge } from 'prom-client';
+import { registry } from '../metrics/registry';
 
 interface DecoderClass {
   prototype: { decode(this: unknown, buffer: ArrayLike<number> | ArrayBuffer): unknown };
@@ -105,5 +109,78 @@ export function cleanPluginServerLogs(write: (line: string) => void = (l) => con
   cleanedLoggers.add(logger);
 }
 
+/** The slice of kong-pdk's `Server` (server.js) the leak fix touches. */
+interface PdkServer {
+  events: Map<number, unknown>;
+  HandleEvent(event: unknown): Promise<StepReply>;
+  step(data: unknown, isError: boolean): Promise<StepReply>;
+}
+interface StepReply {
+  Data: unknown;
+  EventId: number;
+}
+
+const MSG_RET = 'ret';
+const liveServers = new Set<PdkServer>();
+
+/** An event Kong will never step again: finished, or handed Kong a `kong.response.exit`. */
+function eventIsOver(data: unknown): boolean {
+  if (data === MSG_RET) return true;
+  return (
+    typeof data === 'object' &&
+    data !== null &&
+    (data as { Method?: unknown }).Method === 'kong.response.exit'
+  );
+}
+
+/**
+ * kong-pdk 0.6.0 keeps one entry per event in `server.events` and drops it only inside a
+ * `step` that returns "ret". Two kinds of events never get there, so their entries (and the
+ * pipe pair each holds) stayed for the life of the process:
+ *  - a phase that ends without a PDK call: `HandleEvent` itself answers "ret";
+ *  - a phase that calls `kong.response.exit`: Kong runs the exit inside the plugin iterator's
+ *    coroutine and yields it (kong/pdk/response.lua, `ctx.delay_response`: coroutine.yield())
+ *    or ends the request (ngx.exit), and never sends the next Step
+ *    (kong/runloop/plugin_servers/rpc/mp_rpc.lua bridge_loop).
+ * Every refused request is the second kind. The entry is removed as the reply leaves.
+ */
+export function plugPendingEventLeak(): void {
+  const serverPath = require.resolve('kong-pdk/server.js');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Server = require(serverPath) as { prototype: PdkServer };
+  const proto = Server.prototype as PdkServer & { [PATCHED]?: true };
+  if (proto[PATCHED]) return;
+  const { HandleEvent, step } = proto;
+  const settle = (server: PdkServer, reply: StepReply): StepReply => {
+    liveServers.add(server);
+    if (reply && eventIsOver(reply.Data)) server.events.delete(reply.EventId);
+    return reply;
+  };
+  proto.HandleEvent = async function handleEvent(this: PdkServer, event) {
+    return settle(this, await HandleEvent.call(this, event));
+  };
+  proto.step = async function stepEvent(this: PdkServer, data, isError) {
+    return settle(this, await step.call(this, data, isError));
+  };
+  proto[PATCHED] = true;
+}
+
+/** Events the plugin server holds open right now (a gauge: it must return to 0 when idle). */
+export function pendingPluginServerEvents(): number {
+  let n = 0;
+  for (const s of liveServers) n += s.events.size;
+  return n;
+}
+
+new Gauge({
+  name: 'kta_pluginserver_pending_events',
+  help: 'Events (phase calls from Kong) this plugin server holds open; returns to 0 when idle',
+  registers: [registry],
+  collect() {
+    this.set(pendingPluginServerEvents());
+  },
+});
+
 hardenPluginServer();
 cleanPluginServerLogs();
+plugPendingEventLeak();
