@@ -149,10 +149,10 @@ test('a waiter that gives up leaves the queue and frees its place', async (t) =>
 
 test('a dead node: its seats expire with their lease, its waiters with their heartbeat', async (t) => {
   const { redis, q } = await setup(t);
-  const short = cap({ maxConcurrent: 1, seatLeaseMs: 300, heartbeatMs: 300 });
+  const short = cap({ maxConcurrent: 1, seatLeaseMs: 1500, heartbeatMs: 1500 });
   t.true((await acquireSeat(redis, q, short, 'dead-seat', A, 1, 1)).granted);
   t.false((await acquireSeat(redis, q, short, 'dead-waiter', A, 1, 1)).granted);
-  await new Promise((r) => setTimeout(r, 400));
+  await new Promise((r) => setTimeout(r, 1700));
   // Nobody released anything: the lease and the heartbeat ran out.
   t.like(await acquireSeat(redis, q, short, 'alive', B, 1, 1), {
     granted: true,
@@ -164,11 +164,11 @@ test('a dead node: its seats expire with their lease, its waiters with their hea
 
 test('a seat granted to an absent waiter is only a claim: it expires unless claimed', async (t) => {
   const { redis, q } = await setup(t);
-  const c = cap({ maxConcurrent: 1, heartbeatMs: 300 });
+  const c = cap({ maxConcurrent: 1, heartbeatMs: 1500 });
   await acquireSeat(redis, q, c, 'holder', A, 1, 1);
   await acquireSeat(redis, q, c, 'absent', B, 1, 1);
   t.like(await releaseSeat(redis, q, c, 'holder'), { granted: 1 });
-  await new Promise((r) => setTimeout(r, 400));
+  await new Promise((r) => setTimeout(r, 1700));
   t.like(await acquireSeat(redis, q, c, 'newcomer', C, 1, 1), { granted: true, seatsInUse: 1 });
 });
 

@@ -95,7 +95,7 @@ test('concurrency: leases cap in-flight requests; settle frees one; expiry frees
   const l = limits({ requestBurst: 100, tokensPerMinute: 0, maxConcurrent: 2 });
   const a = lease();
   t.true((await admitTenant(redis, keys, acme, l, 1, a, LEASE_MS)).allowed);
-  t.true((await admitTenant(redis, keys, acme, l, 1, lease(), 300)).allowed);
+  t.true((await admitTenant(redis, keys, acme, l, 1, lease(), 1500)).allowed);
   const third = await admitTenant(redis, keys, acme, l, 1, lease(), LEASE_MS);
   t.like(third, { allowed: false, refusedBy: 'concurrency', inFlight: 2 });
   t.true(third.retryAfterMs > 0 && third.retryAfterMs <= 1000);
@@ -106,8 +106,8 @@ test('concurrency: leases cap in-flight requests; settle frees one; expiry frees
     allowed: true,
     inFlight: 2,
   });
-  // The 300 ms lease was never released: it expires by itself.
-  await new Promise((r) => setTimeout(r, 400));
+  // The 1.5 s lease was never released: it expires by itself.
+  await new Promise((r) => setTimeout(r, 1700));
   t.like(await admitTenant(redis, keys, acme, l, 1, lease(), LEASE_MS), {
     allowed: true,
     inFlight: 2,
