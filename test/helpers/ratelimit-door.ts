@@ -65,6 +65,8 @@ export interface RouteSpec {
   config: Record<string, unknown>;
   /** false: no tenant-auth on this route (tenant-ratelimit must refuse). */
   tenantAuth?: boolean;
+  /** Observed usage published for log (test/fixtures/pluginservers/usage-stub). */
+  usage?: string;
 }
 
 export interface RatelimitDoor extends FrontDoor {
@@ -115,6 +117,7 @@ export async function startRatelimitDoor(
           },
         },
       },
+      ...(r.usage ? [{ name: 'usage-stub', route: r.name, config: { usage: r.usage } }] : []),
     ]),
     consumers: RATELIMIT_CONSUMERS,
   }));
