@@ -283,7 +283,7 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
   log(`[kong] Kong ${kong.version} started: http://${host}:${port} (prefix ${prefix})`);
 
   // Worker 0 spawns the plugin servers from a timer after start: wait for their sockets.
-  const sockDeadline = Date.now() + 20000;
+  const sockDeadline = Date.now() + 40000;
   const pending = () => names.filter((n) => !existsSync(join(socketDir, `${n}.sock`)));
   while (pending().length && Date.now() < sockDeadline) await sleep(50);
   if (pending().length) {
