@@ -73,8 +73,33 @@ export interface Keyspace {
   cacheGeneration(tenant: TenantId): RedisKey;
   /** A shared queue across tenants (e.g. per upstream), in its own slot. */
   sharedQueue(queue: string): RedisKey;
+  /**
+   * The weighted fair queue of one shared upstream (tenant-ratelimit): every key in the
+   * `{q:<upstream>}` slot, so one script schedules the whole cluster atomically.
+   */
+  fairQueue(upstream: string): FairQueueKeys;
   /** Glob matching every key of this namespace (for SCAN in tests and maintenance). */
   pattern(): string;
+}
+
+/** Keys of one upstream's fair queue (see scripts/fair-queue-acquire-6.lua). */
+export interface FairQueueKeys {
+  /** Sorted set ticket -> virtual finish tag: the waiting requests, in admission order. */
+  readonly waiting: RedisKey;
+  /** Sorted set ticket -> lease expiry ms: the upstream seats in use. */
+  readonly seats: RedisKey;
+  /** Hash ticket -> virtual start tag of a waiting ticket. */
+  readonly starts: RedisKey;
+  /** Sorted set ticket -> heartbeat expiry ms of a waiting ticket (a dead waiter expires). */
+  readonly alive: RedisKey;
+  /** Sorted set tenant -> virtual finish tag of its last request (per-tenant FIFO). */
+  readonly tags: RedisKey;
+  /** Hash {vtime, tokens, ts}: virtual time and the upstream tokens-per-minute bucket. */
+  readonly state: RedisKey;
+  /** Pub/sub channel announcing granted tickets (not a key; same slot for sharded pub/sub). */
+  readonly channel: string;
+  /** In the order the fair-queue scripts take them. */
+  readonly all: readonly RedisKey[];
 }
 
 export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keyspace {
@@ -104,6 +129,23 @@ export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keysp
       [ns, `{q:${checkPart(queue, 'queue name', KEY_PART_PATTERN)}}`, 'queue'].join(
         ':',
       ) as RedisKey,
+    fairQueue: (upstream) => {
+      const base = `${ns}:{q:${checkPart(upstream, 'upstream name', KEY_PART_PATTERN)}}`;
+      const k = (what: string): RedisKey => `${base}:${what}` as RedisKey;
+      const keys = {
+        waiting: k('waiting'),
+        seats: k('seats'),
+        starts: k('starts'),
+        alive: k('alive'),
+        tags: k('tags'),
+        state: k('state'),
+      };
+      return {
+        ...keys,
+        channel: `${base}:granted`,
+        all: [keys.waiting, keys.seats, keys.starts, keys.alive, keys.tags, keys.state],
+      };
+    },
     pattern: () => `${ns}:*`,
   };
 }

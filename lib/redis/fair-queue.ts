@@ -1,0 +1,130 @@
+/**
+ * Weighted fair queuing of one shared upstream across the cluster, in Redis
+ * (scripts/fair-queue-6.lua): every gateway node calls the same script on the same
+ * `{q:<upstream>}` keys, so all nodes schedule as one. This module is the typed call; the
+ * waiting loop (poll, wake-up, give up) is the caller's.
+ */
+import type { TenantId } from '../tenant/tenant-id';
+import type { RedisClient } from './client';
+import type { FairQueueKeys } from './keys';
+import { loadScript, runScript } from './lua-script';
+
+export interface UpstreamCapacity {
+  /** Requests in flight upstream at once; 0 = no concurrency capacity. */
+  readonly maxConcurrent: number;
+  /** Upstream LLM tokens per minute; 0 = no tokens capacity. */
+  readonly tokensPerMinute: number;
+  /** Tokens the upstream bucket holds (burst). */
+  readonly tokenBurst: number;
+  /** A seat's lease: released in `log`, or expiring by itself after this. */
+  readonly seatLeaseMs: number;
+  /** A waiter that has not polled for this long has left; also a granted seat's claim window. */
+  readonly heartbeatMs: number;
+}
+
+export interface AcquireResult {
+  readonly granted: boolean;
+  readonly position: number;
+  readonly seatsInUse: number;
+  readonly waiting: number;
+  readonly retryHintMs: number;
+}
+
+export interface ReleaseResult {
+  readonly was: 'seated' | 'waiting' | 'unknown';
+  readonly granted: number;
+  readonly seatsInUse: number;
+  readonly waiting: number;
+}
+
+export class FairQueueReplyError extends Error {
+  override readonly name = 'FairQueueReplyError';
+}
+
+function numbers(reply: unknown, length: number): number[] {
+  if (
+    Array.isArray(reply) &&
+    reply.length === length &&
+    reply.every((v): v is number => typeof v === 'number')
+  ) {
+    return reply;
+  }
+  throw new FairQueueReplyError(`unexpected fair-queue reply: ${JSON.stringify(reply)}`);
+}
+
+function commonArgs(
+  op: 'acquire' | 'release',
+  ticket: string,
+  cap: UpstreamCapacity,
+  channel: string,
+): Array<string | number> {
+  const tokens = cap.tokensPerMinute > 0;
+  return [
+    op,
+    ticket,
+    Math.max(0, cap.maxConcurrent),
+    tokens ? Math.max(1, cap.tokenBurst) : 0,
+    tokens ? cap.tokensPerMinute / 60 : 0,
+    Math.max(1, Math.ceil(cap.seatLeaseMs)),
+    Math.max(1, Math.ceil(cap.heartbeatMs)),
+    channel,
+  ];
+}
+
+/**
+ * Enters the queue (first call), renews the heartbeat and polls (later calls), or claims a
+ * seat granted meanwhile. `width` is the request's token estimate, `weight` its tenant's.
+ */
+export async function acquireSeat(
+  client: RedisClient,
+  keys: FairQueueKeys,
+  cap: UpstreamCapacity,
+  ticket: string,
+  tenant: TenantId,
+  weight: number,
+  width: number,
+): Promise<AcquireResult> {
+  const reply = await runScript(client, loadScript('fair-queue-6'), keys.all, [
+    ...commonArgs('acquire', ticket, cap, keys.channel),
+    tenant,
+    weight,
+    Math.max(1, Math.ceil(width)),
+  ]);
+  const [granted, position, seats, waiting, hint] = numbers(reply, 5) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  return { granted: granted === 1, position, seatsInUse: seats, waiting, retryHintMs: hint };
+}
+
+/**
+ * Frees the ticket's seat (request done: `correction` = actual - estimated tokens) or its
+ * place in the queue (waiter gave up), and admits whoever is next.
+ */
+export async function releaseSeat(
+  client: RedisClient,
+  keys: FairQueueKeys,
+  cap: UpstreamCapacity,
+  ticket: string,
+  correction = 0,
+): Promise<ReleaseResult> {
+  const reply = await runScript(client, loadScript('fair-queue-6'), keys.all, [
+    ...commonArgs('release', ticket, cap, keys.channel),
+    Math.round(correction),
+  ]);
+  const [was, granted, seats, waiting] = numbers(reply, 4) as [number, number, number, number];
+  return {
+    was: was === 1 ? 'seated' : was === 2 ? 'waiting' : 'unknown',
+    granted,
+    seatsInUse: seats,
+    waiting,
+  };
+}
+
+/** Ids of tickets granted for other waiters, from a message on `FairQueueKeys.channel`. */
+export function grantedTickets(message: string): string[] {
+  return message.split(',').filter((id) => id.length > 0);
+}

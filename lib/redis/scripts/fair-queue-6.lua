@@ -1,0 +1,194 @@
+--[[
+  Weighted fair queuing of one shared upstream, for the whole cluster: every gateway node
+  runs this script against the same keys, so they schedule as one.
+
+  Start-time fair queuing: a request of tenant t with width w (its token estimate) and
+  weight W gets start = max(V, last finish of t) and finish = start + w / W. Waiting
+  requests are admitted in order of finish tag (so a tenant's own requests stay FIFO, and a
+  tenant with 10,000 waiting requests is interleaved with one that has a single one); V, the
+  virtual time, is the largest start tag admitted so far. Work-conserving: whenever a seat
+  (and, with a tokens-per-minute capacity, enough tokens) is free, the head is admitted at
+  once, so an idle queue adds no wait.
+
+  Nothing is held forever: a seat carries a lease that expires; a waiting ticket carries a
+  heartbeat that its waiter renews on every poll; a seat granted to a waiter that was not
+  there to see it is a short claim, made a full lease only when the waiter claims it.
+
+  KEYS[1]  waiting: sorted set ticket -> finish tag
+  KEYS[2]  seats: sorted set ticket -> lease expiry ms
+  KEYS[3]  starts: hash ticket -> "<start tag>:<width>" of a waiting ticket
+  KEYS[4]  alive: sorted set ticket -> heartbeat expiry ms of a waiting ticket
+  KEYS[5]  tags: sorted set tenant -> finish tag of its last request
+  KEYS[6]  state: hash {vtime, tokens, ts}
+  ARGV[1]  operation: `acquire` (enter the queue / poll / claim) or `release`
+  ARGV[2]  ticket id (unique per request)
+  ARGV[3]  most seats (requests in flight upstream); 0 = no concurrency capacity
+  ARGV[4]  upstream tokens burst; 0 = no tokens-per-minute capacity
+  ARGV[5]  upstream tokens refill per second
+  ARGV[6]  seat lease ms
+  ARGV[7]  heartbeat ms (a waiter that does not poll within it leaves the queue; also the
+           claim window of a seat granted while its waiter was away)
+  ARGV[8]  pub/sub channel told the ids of tickets granted for other waiters
+  acquire: ARGV[9] tenant id, ARGV[10] weight (> 0), ARGV[11] width (tokens, >= 1)
+  release: ARGV[9] correction of the upstream tokens: actual - estimate (0 when unknown)
+
+  Reply to acquire: {granted, position, seatsInUse, waiting, retryHintMs}
+    granted      1 the ticket holds a seat now (proceed), 0 it waits
+    position     0-based rank among the waiting (0 when granted)
+    seatsInUse   seats held after this call
+    waiting      tickets waiting after this call
+    retryHintMs  when waiting on tokens: ms until the head's tokens are there; else 0
+  Reply to release: {was, granted, seatsInUse, waiting}
+    was          1 it held a seat, 2 it was waiting (gave up), 0 unknown (expired)
+    granted      tickets this call admitted (their waiters are told on the channel)
+]]
+local K_WAITING, K_SEATS, K_STARTS, K_ALIVE, K_TAGS, K_STATE =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local op = ARGV[1]
+local ticket = ARGV[2]
+local max_seats = tonumber(ARGV[3])
+local tok_cap = tonumber(ARGV[4])
+local tok_rate = tonumber(ARGV[5])
+local lease_ms = tonumber(ARGV[6])
+local heartbeat_ms = tonumber(ARGV[7])
+local channel = ARGV[8]
+if (op ~= 'acquire' and op ~= 'release') or ticket == nil or ticket == ''
+  or not max_seats or not tok_cap or not tok_rate or not lease_ms or not heartbeat_ms
+  or lease_ms <= 0 or heartbeat_ms <= 0 or (tok_cap > 0 and tok_rate <= 0) then
+  return redis.error_reply('ERR fair-queue: bad arguments')
+end
+
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+
+-- Housekeeping: expired seats and waiters that stopped polling leave.
+redis.call('ZREMRANGEBYSCORE', K_SEATS, '-inf', now)
+local dead = redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(dead) do
+  redis.call('ZREM', K_WAITING, id)
+  redis.call('HDEL', K_STARTS, id)
+  redis.call('ZREM', K_ALIVE, id)
+end
+
+local vtime = tonumber(redis.call('HGET', K_STATE, 'vtime')) or 0
+
+local function tokens_level()
+  if tok_cap <= 0 then return nil end
+  local st = redis.call('HMGET', K_STATE, 'tokens', 'ts')
+  local tokens = tonumber(st[1])
+  local ts = tonumber(st[2])
+  if tokens == nil or ts == nil then return tok_cap end
+  return math.min(tok_cap, tokens + math.max(0, now - ts) * tok_rate / 1000)
+end
+
+local function store_tokens(tokens)
+  if tokens == nil then return end
+  redis.call('HSET', K_STATE, 'tokens', string.format('%.17g', tokens), 'ts', now)
+end
+
+-- Admits waiting heads while capacity allows; the caller's own ticket gets a full lease,
+-- others a claim window. Returns the granted ids, a retry hint and the seats in use.
+local function grant(own)
+  local granted = {}
+  local hint = 0
+  local seats = redis.call('ZCARD', K_SEATS)
+  local tokens = tokens_level()
+  while max_seats <= 0 or seats < max_seats do
+    local head = redis.call('ZRANGE', K_WAITING, 0, 0)
+    local id = head[1]
+    if not id then break end
+    local info = redis.call('HGET', K_STARTS, id) or '0:1'
+    local sep = string.find(info, ':', 1, true)
+    local start = tonumber(string.sub(info, 1, sep - 1)) or 0
+    local width = tonumber(string.sub(info, sep + 1)) or 1
+    if tokens ~= nil then
+      local need = math.min(width, tok_cap)
+      if tokens < need then
+        hint = math.ceil((need - tokens) * 1000 / tok_rate)
+        break
+      end
+      tokens = tokens - need
+    end
+    redis.call('ZREM', K_WAITING, id)
+    redis.call('ZREM', K_ALIVE, id)
+    redis.call('HDEL', K_STARTS, id)
+    if id == own then
+      redis.call('ZADD', K_SEATS, now + lease_ms, id)
+    else
+      redis.call('ZADD', K_SEATS, now + heartbeat_ms, id)
+    end
+    seats = seats + 1
+    if start > vtime then vtime = start end
+    granted[#granted + 1] = id
+  end
+  store_tokens(tokens)
+  redis.call('HSET', K_STATE, 'vtime', string.format('%.17g', vtime))
+  -- A tenant whose last finish is behind the virtual time carries no history any more.
+  redis.call('ZREMRANGEBYSCORE', K_TAGS, '-inf', string.format('%.17g', vtime))
+  return granted, hint, seats
+end
+
+local function announce(granted, own)
+  local others = {}
+  for _, id in ipairs(granted) do
+    if id ~= own then others[#others + 1] = id end
+  end
+  if #others > 0 then redis.call('PUBLISH', channel, table.concat(others, ',')) end
+end
+
+local function expire_all()
+  -- Everything lives as long as the longest lease or heartbeat could.
+  local ttl = math.max(lease_ms, heartbeat_ms) + 60000
+  for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ttl) end
+end
+
+if op == 'acquire' then
+  local tenant = ARGV[9]
+  local weight = tonumber(ARGV[10])
+  local width = tonumber(ARGV[11])
+  if tenant == nil or tenant == '' or not weight or weight <= 0 or not width or width < 1 then
+    return redis.error_reply('ERR fair-queue acquire: bad tenant, weight or width')
+  end
+  if redis.call('ZSCORE', K_SEATS, ticket) then
+    -- Granted while this waiter was away: the claim becomes a full lease.
+    redis.call('ZADD', K_SEATS, now + lease_ms, ticket)
+    expire_all()
+    return { 1, 0, redis.call('ZCARD', K_SEATS), redis.call('ZCARD', K_WAITING), 0 }
+  end
+  if not redis.call('ZSCORE', K_WAITING, ticket) then
+    local last = tonumber(redis.call('ZSCORE', K_TAGS, tenant)) or 0
+    local start = math.max(vtime, last)
+    local finish = start + width / weight
+    redis.call('ZADD', K_TAGS, string.format('%.17g', finish), tenant)
+    redis.call('ZADD', K_WAITING, string.format('%.17g', finish), ticket)
+    redis.call('HSET', K_STARTS, ticket, string.format('%.17g', start) .. ':' .. width)
+  end
+  redis.call('ZADD', K_ALIVE, now + heartbeat_ms, ticket)
+  local granted, hint, seats = grant(ticket)
+  announce(granted, ticket)
+  expire_all()
+  local waiting = redis.call('ZCARD', K_WAITING)
+  for _, id in ipairs(granted) do
+    if id == ticket then return { 1, 0, seats, waiting, 0 } end
+  end
+  return { 0, redis.call('ZRANK', K_WAITING, ticket) or 0, seats, waiting, hint }
+end
+
+-- release: the request ended (held a seat) or its waiter gave up (still waiting).
+local delta = tonumber(ARGV[9]) or 0
+local was = 0
+if redis.call('ZREM', K_SEATS, ticket) == 1 then
+  was = 1
+elseif redis.call('ZREM', K_WAITING, ticket) == 1 then
+  was = 2
+  redis.call('ZREM', K_ALIVE, ticket)
+  redis.call('HDEL', K_STARTS, ticket)
+end
+if was == 1 and delta ~= 0 and tok_cap > 0 then
+  local tokens = tokens_level()
+  store_tokens(math.max(-tok_cap, math.min(tok_cap, tokens - delta)))
+end
+local granted, _, seats = grant(nil)
+announce(granted, nil)
+expire_all()
+return { was, #granted, seats, redis.call('ZCARD', K_WAITING) }

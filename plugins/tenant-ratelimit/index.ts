@@ -1,0 +1,497 @@
+/**
+ * tenant-ratelimit: performance isolation between tenants. Per-tenant limits (requests and
+ * LLM tokens per minute, a concurrency cap) enforced cluster-wide in Redis, and weighted fair
+ * queuing of the shared upstream's capacity, so one tenant's flood cannot raise another
+ * tenant's latency. Runs right after tenant-auth; refuses to run without its TenantContext.
+ *
+ * PDK calls (each one IPC round trip with Kong):
+ *   access: ctx.shared.get (TenantContext), ctx.shared.get (token estimate),
+ *           ctx.shared.set (our record for log), response.setHeaders             = 4
+ *           + request.getRawBody and ctx.shared.set when no estimate was published = 6
+ *           (response.setHeaders is skipped when there is no header to send: 3 / 5)
+ *           refusals: response.exit instead of ctx.shared.set + setHeaders
+ *   log:    ctx.shared.get (our record), ctx.shared.get (observed usage)           = 2
+ * Redis round trips: access 1 (tenant limits) + 1 (fair queue, when a capacity is set),
+ * plus one per poll while waiting; log 1 + 1, sent together.
+ */
+import { randomUUID } from 'node:crypto';
+import { GatewayError } from '../../lib/http/errors';
+import { serveMetrics } from '../../lib/metrics/registry';
+import { bodyToBuffer, type KongPdk } from '../../lib/pdk/kong';
+import { guardPhase } from '../../lib/plugin/phase';
+import { createRedis, type RedisClient } from '../../lib/redis/client';
+import { isRedisUnavailable } from '../../lib/redis/errors';
+import {
+  acquireSeat,
+  releaseSeat,
+  type AcquireResult,
+  type UpstreamCapacity,
+} from '../../lib/redis/fair-queue';
+import { createKeyspace, type FairQueueKeys, type Keyspace } from '../../lib/redis/keys';
+import {
+  admitTenant,
+  chargeableTokens,
+  settleTenant,
+  type AdmitDecision,
+  type TenantLimits,
+} from '../../lib/redis/tenant-limits';
+import { readConfig } from '../../lib/schema/config';
+import type { TenantContext } from '../../lib/tenant/context';
+import { readTenantContext } from '../../lib/tenant/read';
+import { parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
+import { sharedEstimate, type EstimateOptions } from '../../lib/tokens/estimate';
+import { USAGE_KEY, decodeUsage } from '../../lib/tokens/usage';
+import { grantListener, type GrantListener } from './grant-listener';
+import { LOCAL_SCOPE, QUEUE_WAIT_HEADER, SCOPE_HEADER, rateLimitHeaders } from './headers';
+import { resolveLimits } from './limits';
+import { LocalNodeLimiter } from './local-limiter';
+import * as metrics from './metrics';
+import { Schema, checkConfig, type TenantRatelimitConfig } from './schema';
+
+export const Name = 'tenant-ratelimit';
+export const Version = '0.1.0';
+/** Right after tenant-auth (1100), before the cache (900) and token-meter (800). */
+export const Priority = 1000;
+export { Schema };
+
+/** What access leaves in kong.ctx.shared for log (versioned JSON). */
+export const RECORD_KEY = 'tenant_ratelimit';
+
+type Scope = 'cluster' | 'local';
+
+interface Record1 {
+  v: 1;
+  tenant: string;
+  lease: string;
+  scope: Scope;
+  /** Tokens charged to the tenant's bucket (the estimate, capped at its burst). */
+  charged: number;
+  /** Tokens charged to the upstream's bucket (the estimate). */
+  width: number;
+  seat: Scope | null;
+  limits: TenantLimits;
+}
+
+const MISCONFIGURED = new GatewayError({
+  status: 500,
+  type: 'server_error',
+  code: 'plugin_misconfigured',
+  message: 'tenant-ratelimit is misconfigured on this route; the request was not forwarded',
+});
+
+const UNAVAILABLE = new GatewayError({
+  status: 503,
+  type: 'service_unavailable',
+  code: 'ratelimit_unavailable',
+  message: 'rate limiting is temporarily unavailable; the request was not forwarded',
+  retryAfterSeconds: 1,
+});
+
+const REFUSAL_CODES = {
+  requests: 'tenant_requests_per_minute_exceeded',
+  tokens: 'tenant_tokens_per_minute_exceeded',
+  concurrency: 'tenant_concurrency_exceeded',
+} as const;
+
+const REFUSAL_TEXT = {
+  requests: 'your requests per minute',
+  tokens: 'your LLM tokens per minute',
+  concurrency: 'your concurrent requests',
+} as const;
+
+/** Per-node limiter state lives for the process, shared by every instance (Kong recreates them). */
+const localLimiter = new LocalNodeLimiter();
+
+function tooMany(d: AdmitDecision, limits: TenantLimits, scope: Scope): GatewayError {
+  const by = d.refusedBy ?? 'requests';
+  const headers: Record<string, string> = { ...rateLimitHeaders(limits, d) };
+  if (scope === 'local') headers[SCOPE_HEADER] = LOCAL_SCOPE;
+  return new GatewayError({
+    status: 429,
+    type: 'rate_limit_error',
+    code: REFUSAL_CODES[by],
+    message: `you have exceeded ${REFUSAL_TEXT[by]} limit; retry after the time in Retry-After`,
+    retryAfterSeconds: Math.max(1, Math.ceil(d.retryAfterMs / 1000)),
+    headers,
+  });
+}
+
+function saturated(retryAfterSeconds: number, scope: Scope): GatewayError {
+  return new GatewayError({
+    status: 503,
+    type: 'service_unavailable',
+    code: 'upstream_saturated',
+    message:
+      'the upstream is at capacity for all tenants and no seat freed up in time; try again later',
+    retryAfterSeconds,
+    ...(scope === 'local' ? { headers: { [SCOPE_HEADER]: LOCAL_SCOPE } } : {}),
+  });
+}
+
+async function readJsonBody(kong: KongPdk): Promise<unknown> {
+  const raw = await kong.request.getRawBody(0);
+  const bytes = bodyToBuffer(raw);
+  if (bytes.length === 0) return undefined;
+  try {
+    return JSON.parse(bytes.toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function isRecord1(o: unknown): o is Record1 {
+  if (o === null || typeof o !== 'object') return false;
+  const r = o as Partial<Record1>;
+  return (
+    r.v === 1 &&
+    typeof r.tenant === 'string' &&
+    typeof r.lease === 'string' &&
+    (r.scope === 'cluster' || r.scope === 'local') &&
+    typeof r.charged === 'number' &&
+    typeof r.width === 'number' &&
+    typeof r.limits === 'object' &&
+    r.limits !== null
+  );
+}
+
+export class Plugin {
+  private readonly config: TenantRatelimitConfig;
+  private readonly misconfigured: string | null = null;
+  private readonly redis: RedisClient | null = null;
+  private readonly keys: Keyspace | null = null;
+  private readonly queueKeys: FairQueueKeys | null = null;
+  private readonly capacity: UpstreamCapacity;
+  private readonly estimateOptions: Partial<EstimateOptions>;
+
+  /** Never throws: an unusable config makes every request a 500 plugin_misconfigured. */
+  constructor(raw: unknown) {
+    this.config = readConfig<TenantRatelimitConfig>(Schema, raw);
+    const q = this.config.queue;
+    this.capacity = {
+      maxConcurrent: q.max_concurrent,
+      tokensPerMinute: q.tokens_per_minute,
+      tokenBurst: q.token_burst ?? q.tokens_per_minute,
+      seatLeaseMs: q.seat_ttl_seconds * 1000,
+      heartbeatMs: Math.max(2000, 4 * q.poll_interval_ms),
+    };
+    const e = this.config.estimate;
+    this.estimateOptions = {
+      defaultMaxTokens: e.default_max_tokens,
+      maxTokensCap: e.max_tokens_cap,
+      unknownPromptTokens: e.unknown_prompt_tokens,
+    };
+    try {
+      checkConfig(this.config);
+      this.keys = createKeyspace(this.config.redis.key_namespace);
+      this.queueKeys = this.keys.fairQueue(q.upstream);
+      this.redis = createRedis({
+        url: this.config.redis.url,
+        commandTimeoutMs: this.config.redis.command_timeout_ms,
+        log: (m) => process.stderr.write(`tenant-ratelimit: ${m}\n`),
+      });
+      // Subscribed before the first wait, so no early grant announcement is missed.
+      if (this.queueEnabled) this.listener().start();
+      serveMetrics(this.config.metrics_port, this.config.metrics_host, (err) => {
+        process.stderr.write(
+          `tenant-ratelimit: metrics endpoint ${this.config.metrics_host}:${this.config.metrics_port} failed: ${err.message}\n`,
+        );
+      });
+    } catch (err) {
+      this.misconfigured = err instanceof Error ? err.message : String(err);
+    }
+  }
+
+  private listener(): GrantListener {
+    return grantListener(
+      this.redis as RedisClient,
+      (this.queueKeys as FairQueueKeys).channel,
+      (m) => process.stderr.write(`tenant-ratelimit: ${m}\n`),
+    );
+  }
+
+  private get queueEnabled(): boolean {
+    return this.capacity.maxConcurrent > 0 || this.capacity.tokensPerMinute > 0;
+  }
+
+  private label(tenant: TenantId): string {
+    return metrics.tenantLabels(this.config.metrics_max_tenants).label(tenant);
+  }
+
+  async access(kong: unknown): Promise<void> {
+    let tenantLabel = '';
+    await guardPhase(
+      kong,
+      Name,
+      'access',
+      async (k) => {
+        if (this.misconfigured !== null) {
+          void k.log.err(`tenant-ratelimit is misconfigured, refusing: ${this.misconfigured}`);
+          throw MISCONFIGURED;
+        }
+        const ctx = await readTenantContext(k, Name);
+        tenantLabel = this.label(ctx.tenantId);
+        await this.admit(k, ctx, tenantLabel);
+      },
+      {
+        onRefusal: (e) => metrics.rejected.inc({ tenant: tenantLabel || 'none', reason: e.code }),
+      },
+    );
+  }
+
+  private async admit(kong: KongPdk, ctx: TenantContext, tenantLabel: string): Promise<void> {
+    const redis = this.redis as RedisClient;
+    const keys = this.keys as Keyspace;
+    const estimate = await sharedEstimate(kong, () => readJsonBody(kong), this.estimateOptions);
+    const limits = resolveLimits(this.config, ctx);
+    const lease = randomUUID();
+    const leaseTtlMs = this.config.queue.max_wait_ms + this.capacity.seatLeaseMs;
+    const width = Math.max(1, estimate.totalTokens);
+
+    let scope: Scope = 'cluster';
+    let decision: AdmitDecision;
+    try {
+      decision = await admitTenant(redis, keys, ctx.tenantId, limits, width, lease, leaseTtlMs);
+    } catch (err) {
+      scope = this.onRedisError(kong, err, 'access');
+      decision = localLimiter.admit(ctx.tenantId, limits, width, lease, leaseTtlMs);
+      metrics.localDecisions.inc({ tenant: tenantLabel });
+    }
+    if (!decision.allowed) throw tooMany(decision, limits, scope);
+    metrics.inFlight.set({ tenant: tenantLabel }, decision.inFlight);
+    const charged = chargeableTokens(limits, width);
+
+    const record: Record1 = {
+      v: 1,
+      tenant: ctx.tenantId,
+      lease,
+      scope,
+      charged,
+      width,
+      seat: this.queueEnabled ? scope : null,
+      limits,
+    };
+    // Written before any wait, so that a granted request goes on with one PDK call (the
+    // headers). If the wait ends in a refusal, log settles again: a no-op (lease gone,
+    // correction 0) and the release of a ticket no longer queued.
+    await kong.ctx.shared.set(RECORD_KEY, JSON.stringify(record));
+
+    let seat: Scope | null = null;
+    let waitedMs = 0;
+    if (this.queueEnabled) {
+      const outcome = await this.takeSeat(kong, ctx, lease, width, scope, tenantLabel);
+      if (outcome.seat === null) {
+        // Never ran: the lease and the whole charge go back.
+        await this.settle(ctx.tenantId, limits, lease, -charged, scope);
+        throw saturated(outcome.retryAfterSeconds, outcome.scope);
+      }
+      seat = outcome.seat;
+      waitedMs = outcome.waitedMs;
+      metrics.queueWait.observe({ tenant: tenantLabel }, waitedMs / 1000);
+    }
+    // The tenant's lease stays where it was taken (record.scope); only the seat may move.
+    const localNode = scope === 'local' || seat === 'local';
+    metrics.admitted.inc({
+      tenant: tenantLabel,
+      queued: waitedMs > 0 ? 'yes' : 'no',
+      scope: localNode ? LOCAL_SCOPE : 'cluster',
+    });
+
+    if (seat !== record.seat) {
+      // Redis failed during the wait and the per-node limiter gave the seat: log must know.
+      await kong.ctx.shared.set(RECORD_KEY, JSON.stringify({ ...record, seat }));
+    }
+    const headers: Record<string, string> = this.config.ratelimit_headers
+      ? rateLimitHeaders(limits, decision)
+      : {};
+    if (seat !== null) headers[QUEUE_WAIT_HEADER] = String(Math.round(waitedMs));
+    if (localNode) headers[SCOPE_HEADER] = LOCAL_SCOPE;
+    if (Object.keys(headers).length > 0) await kong.response.setHeaders(headers);
+  }
+
+  /** Applies on_redis_error: `local` goes on with the per-node limiter, `refuse` answers 503. */
+  private onRedisError(kong: KongPdk, err: unknown, phase: string): Scope {
+    if (!isRedisUnavailable(err)) throw err;
+    metrics.redisErrors.inc({ phase });
+    if (this.config.on_redis_error === 'refuse') {
+      void kong.log.warn(`tenant-ratelimit: Redis unavailable, refusing: ${String(err)}`);
+      throw UNAVAILABLE;
+    }
+    return 'local';
+  }
+
+  /** A seat of the shared upstream: at once, after a fair wait, or null (gave up). */
+  private async takeSeat(
+    kong: KongPdk,
+    ctx: TenantContext,
+    ticket: string,
+    width: number,
+    scope: Scope,
+    tenantLabel: string,
+  ): Promise<{ seat: Scope | null; waitedMs: number; retryAfterSeconds: number; scope: Scope }> {
+    if (scope === 'cluster') {
+      try {
+        const waited = await this.waitInQueue(ctx, ticket, width, tenantLabel);
+        if (waited !== null)
+          return { seat: 'cluster', waitedMs: waited, retryAfterSeconds: 0, scope };
+        return {
+          seat: null,
+          waitedMs: 0,
+          retryAfterSeconds: Math.max(1, Math.ceil(this.config.queue.max_wait_ms / 2000)),
+          scope,
+        };
+      } catch (err) {
+        scope = this.onRedisError(kong, err, 'queue');
+      }
+    }
+    metrics.localDecisions.inc({ tenant: tenantLabel });
+    const q = this.config.queue;
+    // Only a concurrency capacity has a per-node share; a tokens capacity has none.
+    const max = q.local_max_concurrent ?? q.max_concurrent;
+    if (max === 0 || localLimiter.takeSeat(ticket, max, this.capacity.seatLeaseMs)) {
+      return { seat: 'local', waitedMs: 0, retryAfterSeconds: 0, scope: 'local' };
+    }
+    return { seat: null, waitedMs: 0, retryAfterSeconds: 1, scope: 'local' };
+  }
+
+  /** Waits in the fair queue; the ms waited once granted, or null after max_wait_ms. */
+  private async waitInQueue(
+    ctx: TenantContext,
+    ticket: string,
+    width: number,
+    tenantLabel: string,
+  ): Promise<number | null> {
+    const redis = this.redis as RedisClient;
+    const qk = this.queueKeys as FairQueueKeys;
+    const q = this.config.queue;
+    const started = Date.now();
+    const acquire = async (): Promise<AcquireResult> => {
+      const r = await acquireSeat(
+        redis,
+        qk,
+        this.capacity,
+        ticket,
+        ctx.tenantId,
+        ctx.policy.weight,
+        width,
+      );
+      metrics.seatsInUse.set({ upstream: q.upstream }, r.seatsInUse);
+      return r;
+    };
+    let r = await acquire();
+    if (r.granted) return 0;
+
+    const listener = this.listener();
+    listener.start();
+    const deadline = started + q.max_wait_ms;
+    metrics.waiting.inc({ tenant: tenantLabel });
+    try {
+      for (;;) {
+        const left = deadline - Date.now();
+        if (left <= 0) break;
+        const hint = r.retryHintMs > 0 ? r.retryHintMs : q.poll_interval_ms;
+        const announced = await listener.wait(ticket, Math.min(left, q.poll_interval_ms, hint));
+        if (announced) {
+          // The seat is ours (a claim window); the claim that makes it a full lease goes out
+          // without holding the request back.
+          acquire().then(
+            (claim) => {
+              if (!claim.granted) {
+                process.stderr.write(`tenant-ratelimit: seat claim of ${ticket} came too late\n`);
+              }
+            },
+            () => metrics.redisErrors.inc({ phase: 'queue' }),
+          );
+          return Date.now() - started;
+        }
+        r = await acquire();
+        if (r.granted) return Date.now() - started;
+      }
+    } finally {
+      metrics.waiting.dec({ tenant: tenantLabel });
+    }
+    // Gave up: leave the queue (or hand back a seat granted in the last instant).
+    await releaseSeat(redis, qk, this.capacity, ticket).catch(() => undefined);
+    return null;
+  }
+
+  /** Ends a tenant lease and corrects its charge; Redis trouble is left to the lease TTL. */
+  private async settle(
+    tenant: TenantId,
+    limits: TenantLimits,
+    lease: string,
+    correction: number,
+    scope: Scope,
+  ): Promise<void> {
+    if (scope === 'local') {
+      localLimiter.settle(tenant, limits, lease, correction);
+      return;
+    }
+    try {
+      await settleTenant(
+        this.redis as RedisClient,
+        this.keys as Keyspace,
+        tenant,
+        limits,
+        lease,
+        correction,
+      );
+    } catch {
+      metrics.redisErrors.inc({ phase: 'log' });
+    }
+  }
+
+  async log(kong: unknown): Promise<void> {
+    await guardPhase(kong, Name, 'log', async (k) => {
+      try {
+        await this.release(k);
+      } catch (err) {
+        // Never let an error reach guardPhase here: a response.exit in log is not allowed.
+        void k.log.err(`tenant-ratelimit log: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    });
+  }
+
+  private async release(kong: KongPdk): Promise<void> {
+    if (this.misconfigured !== null) return;
+    const raw = await kong.ctx.shared.get(RECORD_KEY);
+    if (typeof raw !== 'string') return; // refused before admission: nothing to release
+    const parsed: unknown = JSON.parse(raw);
+    if (!isRecord1(parsed)) return;
+    const tenant = parseTenantId(parsed.tenant);
+    const jobs: Array<Promise<unknown>> = [];
+    // The next waiter should not wait for our PDK calls: without a tokens capacity the seat's
+    // release needs no usage, so it goes out first.
+    const seatNow = parsed.seat === 'cluster' && this.capacity.tokensPerMinute === 0;
+    if (seatNow) jobs.push(this.releaseClusterSeat(parsed.lease, 0));
+    const usage = decodeUsage(await kong.ctx.shared.get(USAGE_KEY));
+    const label = this.label(tenant);
+    let correction = 0;
+    let upstreamCorrection = 0;
+    if (usage) {
+      correction = usage.totalTokens - parsed.charged;
+      upstreamCorrection = usage.totalTokens - parsed.width;
+      metrics.usageCorrections.inc({ tenant: label, kind: correction < 0 ? 'refund' : 'charge' });
+    } else {
+      metrics.usageCorrections.inc({ tenant: label, kind: 'estimate_kept' });
+    }
+    jobs.push(this.settle(tenant, parsed.limits, parsed.lease, correction, parsed.scope));
+    if (parsed.seat === 'local') localLimiter.releaseSeat(parsed.lease);
+    if (parsed.seat === 'cluster' && !seatNow) {
+      jobs.push(this.releaseClusterSeat(parsed.lease, upstreamCorrection));
+    }
+    await Promise.all(jobs);
+  }
+
+  private releaseClusterSeat(ticket: string, correction: number): Promise<void> {
+    return releaseSeat(
+      this.redis as RedisClient,
+      this.queueKeys as FairQueueKeys,
+      this.capacity,
+      ticket,
+      correction,
+    ).then(
+      (r) => void metrics.seatsInUse.set({ upstream: this.config.queue.upstream }, r.seatsInUse),
+      () => void metrics.redisErrors.inc({ phase: 'log' }),
+    );
+  }
+}

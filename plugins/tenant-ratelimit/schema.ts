@@ -1,0 +1,290 @@
+/**
+ * tenant-ratelimit configuration: the Kong schema (pure data: descriptions, defaults,
+ * constraints) and the typed view of the validated config. Cross-field rules live in one
+ * validator, `checkConfig`, run when an instance starts; its messages name the field.
+ */
+import { field, type KongSchemaFields } from '../../lib/schema/fields';
+
+export interface LimitsConfig {
+  requests_per_minute: number;
+  request_burst: number | null;
+  tokens_per_minute: number;
+  token_burst: number | null;
+  max_concurrent: number;
+}
+
+export interface LimitsOverride {
+  requests_per_minute: number | null;
+  request_burst: number | null;
+  tokens_per_minute: number | null;
+  token_burst: number | null;
+  max_concurrent: number | null;
+}
+
+export type RedisErrorPolicy = 'refuse' | 'local';
+
+export interface TenantRatelimitConfig {
+  redis: { url: string; key_namespace: string; command_timeout_ms: number };
+  on_redis_error: RedisErrorPolicy;
+  default_limits: LimitsConfig;
+  plans: Record<string, LimitsConfig>;
+  tenants: Record<string, LimitsOverride>;
+  queue: {
+    upstream: string;
+    max_concurrent: number;
+    tokens_per_minute: number;
+    token_burst: number | null;
+    max_wait_ms: number;
+    poll_interval_ms: number;
+    seat_ttl_seconds: number;
+    local_max_concurrent: number | null;
+  };
+  estimate: { default_max_tokens: number; max_tokens_cap: number; unknown_prompt_tokens: number };
+  ratelimit_headers: boolean;
+  metrics_port: number;
+  metrics_host: string;
+  metrics_max_tenants: number;
+}
+
+const PER_MINUTE_MAX = 1_000_000_000;
+
+const limitFields = (override: boolean): KongSchemaFields => {
+  const d = (v: number) => (override ? {} : { default: v, required: true });
+  return [
+    {
+      requests_per_minute: field.integer(
+        override
+          ? 'Replaces the plan’s requests per minute for this tenant (0 turns the limit off).'
+          : 'Sustained requests per minute per tenant, cluster-wide (token bucket). 0 turns the limit off.',
+        { ...d(0), between: [0, PER_MINUTE_MAX] },
+      ),
+    },
+    {
+      request_burst: field.integer(
+        'Requests a tenant may send at once after a quiet spell (bucket size). Null: equal to requests_per_minute.',
+        { between: [1, PER_MINUTE_MAX] },
+      ),
+    },
+    {
+      tokens_per_minute: field.integer(
+        override
+          ? 'Replaces the plan’s LLM tokens per minute for this tenant (0 turns the limit off).'
+          : 'Sustained LLM tokens per minute per tenant (prompt + completion), charged with the request’s estimate and corrected to the observed usage. 0 turns the limit off.',
+        { ...d(0), between: [0, PER_MINUTE_MAX] },
+      ),
+    },
+    {
+      token_burst: field.integer(
+        'LLM tokens a tenant may spend at once (bucket size); a larger estimate is charged this much. Null: equal to tokens_per_minute.',
+        { between: [1, PER_MINUTE_MAX] },
+      ),
+    },
+    {
+      max_concurrent: field.integer(
+        override
+          ? 'Replaces the plan’s concurrency cap for this tenant (0 turns the cap off).'
+          : 'Requests of one tenant in flight at once, queued ones included, cluster-wide. 0 turns the cap off.',
+        { ...d(0), between: [0, 1_000_000] },
+      ),
+    },
+  ];
+};
+
+const NAME_MATCH = '^[a-z0-9][a-z0-9_.-]*$';
+
+export const Schema: KongSchemaFields = [
+  {
+    redis: field.record(
+      'The Redis that holds every bucket, lease and queue, shared by all gateway nodes.',
+      [
+        {
+          url: field.string(
+            'Redis URL, `redis://[[user][:password]@]host[:port][/db]` (may be a vault reference).',
+            { default: 'redis://127.0.0.1:6379', required: true, referenceable: true },
+          ),
+        },
+        {
+          key_namespace: field.string(
+            'Prefix of every key, so several deployments (or test runs) can share one Redis.',
+            { default: 'kta', required: true, match: '^[a-z0-9][a-z0-9_-]*$', len_max: 32 },
+          ),
+        },
+        {
+          command_timeout_ms: field.integer(
+            'Longest wait for one Redis reply; past it Redis counts as unavailable and on_redis_error applies.',
+            { default: 250, required: true, between: [10, 5000] },
+          ),
+        },
+      ],
+      { required: true },
+    ),
+  },
+  {
+    on_redis_error: field.string(
+      'When Redis cannot be reached: `refuse` answers 503 (ratelimit_unavailable); `local` applies the same limits per gateway node (a per-node limiter, announced in the X-RateLimit-Scope header and a metric). Never unlimited.',
+      { default: 'refuse', one_of: ['refuse', 'local'], required: true },
+    ),
+  },
+  {
+    default_limits: field.record(
+      'Limits of a tenant whose plan is not listed in plans.',
+      limitFields(false),
+      { required: true },
+    ),
+  },
+  {
+    plans: field.map(
+      'Limits by plan name (the plan tenant-auth put in the TenantContext).',
+      field.string('A plan name, as in tenant-auth.', { match: NAME_MATCH, len_max: 64 }),
+      field.record('The limits of every tenant on this plan.', limitFields(false)),
+      { default: {}, required: true },
+    ),
+  },
+  {
+    tenants: field.map(
+      'Per-tenant overrides layered over the plan’s limits, by tenant id.',
+      field.string('A tenant id, as in the TenantContext.', {
+        match: '^[a-z0-9][a-z0-9_-]*$',
+        len_max: 64,
+      }),
+      field.record(
+        'Overrides for one tenant; null fields keep the plan’s value.',
+        limitFields(true),
+      ),
+      { default: {}, required: true },
+    ),
+  },
+  {
+    queue: field.record(
+      'Weighted fair queuing of the shared upstream: its capacity, and how long a request may wait for it.',
+      [
+        {
+          upstream: field.string(
+            'Name of the shared capacity; routes that name the same upstream share one queue across the cluster.',
+            { default: 'llm', required: true, match: NAME_MATCH, len_max: 64 },
+          ),
+        },
+        {
+          max_concurrent: field.integer(
+            'Requests the upstream serves at once, all tenants together; beyond it requests wait in weighted fair order. 0: no concurrency capacity.',
+            { default: 0, required: true, between: [0, 1_000_000] },
+          ),
+        },
+        {
+          tokens_per_minute: field.integer(
+            'LLM tokens per minute the upstream grants, all tenants together (e.g. the provider’s org quota). 0: no tokens capacity.',
+            { default: 0, required: true, between: [0, PER_MINUTE_MAX] },
+          ),
+        },
+        {
+          token_burst: field.integer(
+            'Upstream tokens available at once (bucket size). Null: equal to tokens_per_minute.',
+            { between: [1, PER_MINUTE_MAX] },
+          ),
+        },
+        {
+          max_wait_ms: field.integer(
+            'Longest a request waits for upstream capacity before a 503; kept well below the 60 s after which Kong would proxy the request anyway.',
+            { default: 10000, required: true, between: [0, 30000] },
+          ),
+        },
+        {
+          poll_interval_ms: field.integer(
+            'Longest a waiter sleeps between two looks at the queue when no grant message wakes it (a grant is announced on Redis pub/sub, so this is the safety net). A waiter silent for 4 intervals (at least 2 s) has left the queue.',
+            { default: 500, required: true, between: [10, 2000] },
+          ),
+        },
+        {
+          seat_ttl_seconds: field.integer(
+            'Lease of an upstream seat: released in the log phase, or expiring by itself after this (lost log event, dead node). Above the upstream read timeout.',
+            { default: 180, required: true, between: [1, 3600] },
+          ),
+        },
+        {
+          local_max_concurrent: field.integer(
+            'Seats this node alone may use while Redis is unavailable and on_redis_error is `local`. Null: max_concurrent.',
+            { between: [1, 1_000_000] },
+          ),
+        },
+      ],
+      { required: true },
+    ),
+  },
+  {
+    estimate: field.record(
+      'The shared token estimate, computed here when no earlier plugin published one (token-meter reads the same).',
+      [
+        {
+          default_max_tokens: field.integer(
+            'Completion tokens assumed when a request sets no max_tokens.',
+            { default: 1024, required: true, between: [1, 1_000_000] },
+          ),
+        },
+        {
+          max_tokens_cap: field.integer(
+            'Upper bound on a client’s max_tokens: an absurd value cannot reserve the world.',
+            { default: 32768, required: true, between: [1, 10_000_000] },
+          ),
+        },
+        {
+          unknown_prompt_tokens: field.integer(
+            'Prompt tokens assumed when the body cannot be counted (no body, not JSON, unknown shape).',
+            { default: 256, required: true, between: [0, 10_000_000] },
+          ),
+        },
+      ],
+      { required: true },
+    ),
+  },
+  {
+    ratelimit_headers: field.boolean(
+      'Send the IETF `RateLimit` / `RateLimit-Policy` headers on admitted requests too (always sent on a 429).',
+      { default: true, required: true },
+    ),
+  },
+  {
+    metrics_port: field.integer(
+      'Port where this plugin server serves Prometheus `/metrics` (on metrics_host); 0 disables.',
+      { default: 0, between: [0, 65535], required: true },
+    ),
+  },
+  {
+    metrics_host: field.string('Address the metrics endpoint listens on.', {
+      default: '127.0.0.1',
+      required: true,
+    }),
+  },
+  {
+    metrics_max_tenants: field.integer(
+      'Distinct tenant label values kept in metrics; later tenants fold into `__other__`.',
+      { default: 1000, between: [1, 100000], required: true },
+    ),
+  },
+];
+
+/** Cross-field rules, with the field and the bad value in the message. */
+export function checkConfig(c: TenantRatelimitConfig): void {
+  const check = (l: LimitsConfig | LimitsOverride, where: string) => {
+    if (l.request_burst !== null && (l.requests_per_minute ?? 1) === 0) {
+      throw new Error(`${where}.request_burst is set but requests_per_minute is 0 (limit off)`);
+    }
+    if (l.token_burst !== null && (l.tokens_per_minute ?? 1) === 0) {
+      throw new Error(`${where}.token_burst is set but tokens_per_minute is 0 (limit off)`);
+    }
+  };
+  check(c.default_limits, 'default_limits');
+  for (const [name, l] of Object.entries(c.plans)) check(l, `plans.${name}`);
+  for (const [name, l] of Object.entries(c.tenants)) check(l, `tenants.${name}`);
+  const q = c.queue;
+  if (q.token_burst !== null && q.tokens_per_minute === 0) {
+    throw new Error('queue.token_burst is set but queue.tokens_per_minute is 0');
+  }
+  if (q.local_max_concurrent !== null && q.max_concurrent === 0) {
+    throw new Error('queue.local_max_concurrent is set but queue.max_concurrent is 0');
+  }
+  if (q.max_wait_ms > 0 && q.poll_interval_ms > q.max_wait_ms) {
+    throw new Error(
+      `queue.poll_interval_ms (${q.poll_interval_ms}) is longer than queue.max_wait_ms (${q.max_wait_ms})`,
+    );
+  }
+}

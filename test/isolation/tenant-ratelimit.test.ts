@@ -1,0 +1,127 @@
+/**
+ * Isolation suite, tenant-ratelimit: tenant B (`globex`) tries to use up, reach or jump
+ * ahead of tenant A's (`acme`) limits and queue place. Each case asserts what A still gets.
+ */
+import test from 'ava';
+import { apiError } from '../helpers/frontdoor';
+import { sharedRatelimitDoor } from '../helpers/ratelimit-door';
+
+const door = sharedRatelimitDoor(test, [
+  { name: 'bucket', config: { default_limits: { requests_per_minute: 1, request_burst: 3 } } },
+  { name: 'tokens', config: { default_limits: { tokens_per_minute: 4000 } } },
+  { name: 'conc', config: { default_limits: { max_concurrent: 2 } } },
+  { name: 'crafted', config: { default_limits: { requests_per_minute: 1, request_burst: 2 } } },
+  { name: 'hints', config: { default_limits: { requests_per_minute: 1, request_burst: 2 } } },
+  {
+    name: 'queue',
+    config: {
+      queue: { max_concurrent: 1, max_wait_ms: 15000 },
+      default_limits: { max_concurrent: 50 },
+    },
+  },
+]);
+
+const A = 'acme-key';
+const B = 'globex-key';
+
+const remaining = (h: unknown, policy: string): number =>
+  Number(new RegExp(`"${policy}";r=(-?\\d+)`).exec(String(h))?.[1]);
+
+test.serial(
+  "B's flood in the shared queue does not push A behind all of B's requests",
+  async (t) => {
+    door().upstream.configure({ latencyMs: 150 });
+    t.teardown(() => door().upstream.configure({ latencyMs: 0 }));
+    const flood = Array.from({ length: 8 }, () => door().call('queue', B));
+    await new Promise((r) => setTimeout(r, 100));
+    // A client-side "priority" header must play no part in this either way.
+    const a = await door().call('queue', A, { headers: [['x-priority', 'low']] });
+    const floodRes = await Promise.all(flood);
+    t.is(a.res.status, 200);
+    t.true(floodRes.every((r) => r.res.status === 200));
+    const aWait = Number(a.res.headers['x-queue-wait-ms']);
+    const bWaits = floodRes.map((r) => Number(r.res.headers['x-queue-wait-ms']));
+    // Admitted in fair order, A is served before most of B's backlog, not after all of it.
+    const servedAfterA = bWaits.filter((w) => w > aWait + 100).length;
+    t.true(servedAfterA >= 4, `A waited ${aWait} ms; B waited ${bWaits.join(', ')}`);
+  },
+);
+
+test.serial("B holding its concurrency cap does not take A's", async (t) => {
+  door().upstream.configure({ latencyMs: 800 });
+  t.teardown(() => door().upstream.configure({ latencyMs: 0 }));
+  const b = Promise.all([door().call('conc', B), door().call('conc', B), door().call('conc', B)]);
+  await new Promise((r) => setTimeout(r, 300));
+  const a = await Promise.all([door().call('conc', A), door().call('conc', A)]);
+  const bRes = await b;
+  t.deepEqual(bRes.map((r) => r.res.status).sort(), [200, 200, 429]);
+  t.is(apiError(bRes.find((r) => r.res.status === 429)!.res).code, 'tenant_concurrency_exceeded');
+  t.deepEqual(
+    a.map((r) => r.res.status),
+    [200, 200],
+  );
+});
+
+test("B exhausting its request bucket leaves A's bucket full", async (t) => {
+  for (let i = 0; i < 6; i++) await door().call('bucket', B);
+  t.is((await door().call('bucket', B)).res.status, 429);
+  const a = await door().call('bucket', A);
+  t.is(a.res.status, 200);
+  t.is(remaining(a.res.headers.ratelimit, 'rpm'), 2, "A's burst of 3 is intact");
+});
+
+test("B exhausting its tokens leaves A's tokens untouched", async (t) => {
+  const huge = {
+    model: 'gpt-4o-mini',
+    messages: [{ role: 'user', content: 'x' }],
+    max_tokens: 3900,
+  };
+  t.is((await door().call('tokens', B, { body: huge })).res.status, 200);
+  t.is((await door().call('tokens', B, { body: huge })).res.status, 429);
+  const a = await door().call('tokens', A, { body: huge });
+  t.is(a.res.status, 200);
+});
+
+test("crafted tenant ids cannot reach A's keys: refused at the edge or kept in their own bucket", async (t) => {
+  // Ids that would forge a hash tag or a key separator never become tenants (tenant-auth 403)
+  for (const key of ['hashtag-key', 'colon-key']) {
+    for (let i = 0; i < 3; i++) {
+      const r = await door().call('crafted', key);
+      t.is(r.res.status, 403);
+      t.is(r.upstream, undefined);
+    }
+  }
+  // A valid id that contains A's id and a limit name is a different tenant with its own bucket.
+  for (let i = 0; i < 3; i++) await door().call('crafted', 'lookalike-key');
+  t.is((await door().call('crafted', 'lookalike-key')).res.status, 429);
+  const a = await door().call('crafted', A);
+  t.is(a.res.status, 200);
+  t.is(remaining(a.res.headers.ratelimit, 'rpm'), 1, "A's burst of 2 is intact");
+});
+
+test('client headers that look like queue, priority or limit hints are ignored', async (t) => {
+  const hints: Array<[string, string]> = [
+    ['x-priority', 'urgent'],
+    ['priority', 'u=0, i'],
+    ['x-queue-priority', '0'],
+    ['x-tenant-weight', '1000'],
+    ['x-ratelimit-bypass', 'true'],
+    ['x-ratelimit-scope', 'local-node'],
+    ['ratelimit-policy', '"rpm";q=1000000;w=60'],
+    ['ratelimit', '"rpm";r=1000000;t=0'],
+    ['x-queue-wait-ms', '0'],
+    ['x-tenant-id', 'acme'],
+    ['x-tenant-plan', 'pro'],
+  ];
+  const statuses: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    const r = await door().call('hints', B, { headers: hints });
+    statuses.push(r.res.status);
+    if (r.res.status === 200) t.is(r.res.headers['x-ratelimit-scope'], undefined);
+  }
+  // The same burst of 2 as any other free tenant, however loudly it asks.
+  t.deepEqual(statuses, [200, 200, 429, 429]);
+  // And A, whose id B named in a header, was not charged.
+  const a = await door().call('hints', A);
+  t.is(remaining(a.res.headers.ratelimit, 'rpm'), 1);
+});

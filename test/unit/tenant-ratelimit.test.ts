@@ -1,0 +1,169 @@
+/**
+ * tenant-ratelimit, the pure parts: schema rules Kong enforces, limit resolution, config
+ * checks naming the field, the IETF headers, and the per-node limiter used when Redis is down.
+ */
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { readConfig } from '../../lib/schema/config';
+import type { KongField, KongSchemaFields } from '../../lib/schema/fields';
+import { createTenantContext, type TenantContext } from '../../lib/tenant/context';
+import { parseTenantId } from '../../lib/tenant/tenant-id';
+import { rateLimitHeaders } from '../../plugins/tenant-ratelimit/headers';
+import { resolveLimits } from '../../plugins/tenant-ratelimit/limits';
+import { LocalNodeLimiter } from '../../plugins/tenant-ratelimit/local-limiter';
+import {
+  Schema,
+  checkConfig,
+  type TenantRatelimitConfig,
+} from '../../plugins/tenant-ratelimit/schema';
+
+const config = (raw: Record<string, unknown> = {}) =>
+  readConfig<TenantRatelimitConfig>(Schema, raw);
+
+function ctx(tenantId: string, plan: string, weight = 1): TenantContext {
+  return createTenantContext({
+    tenantId,
+    plan,
+    source: 'consumer',
+    subject: 'x',
+    policy: {
+      toolsAllowed: ['*'],
+      preferredModel: null,
+      fallbackModel: null,
+      persona: null,
+      knowledgeNamespace: tenantId,
+      weight,
+    },
+  });
+}
+
+function descriptions(fields: KongSchemaFields, prefix = ''): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  const visit = (def: KongField, p: string) => {
+    out.push([p, def.description ?? '']);
+    if (def.fields) out.push(...descriptions(def.fields, p));
+    if (def.keys) visit(def.keys, `${p}.<key>`);
+    if (def.values) visit(def.values, `${p}.<value>`);
+    if (def.elements) visit(def.elements, `${p}[]`);
+  };
+  for (const entry of fields)
+    for (const [n, def] of Object.entries(entry)) visit(def, prefix ? `${prefix}.${n}` : n);
+  return out;
+}
+
+test("every description fits Kong's metaschema (10 to 500 characters)", (t) => {
+  for (const [p, d] of descriptions(Schema)) {
+    t.true(d.length >= 10 && d.length <= 500, `${p}: ${d.length} characters`);
+  }
+});
+
+test('limits: the plan, the default for unknown plans, per-tenant overrides, bursts default to a minute', (t) => {
+  const c = config({
+    default_limits: { requests_per_minute: 10 },
+    plans: { pro: { requests_per_minute: 600, tokens_per_minute: 1000, token_burst: 200 } },
+    tenants: { acme: { request_burst: 50, max_concurrent: 3 } },
+  });
+  t.deepEqual(resolveLimits(c, ctx('globex', 'pro')), {
+    requestsPerMinute: 600,
+    requestBurst: 600,
+    tokensPerMinute: 1000,
+    tokenBurst: 200,
+    maxConcurrent: 0,
+  });
+  t.like(resolveLimits(c, ctx('acme', 'pro')), { requestBurst: 50, maxConcurrent: 3 });
+  t.like(resolveLimits(c, ctx('initech', 'gold')), { requestsPerMinute: 10, tokensPerMinute: 0 });
+  // A plan named like an Object.prototype member is just an unknown plan.
+  t.like(resolveLimits(c, ctx('initech', 'constructor')), { requestsPerMinute: 10 });
+});
+
+test('config errors name the field', (t) => {
+  const bad: Array<[Record<string, unknown>, RegExp]> = [
+    [{ plans: { free: { request_burst: 5 } } }, /plans\.free\.request_burst/],
+    [{ tenants: { acme: { tokens_per_minute: 0, token_burst: 5 } } }, /tenants\.acme\.token_burst/],
+    [{ queue: { token_burst: 10 } }, /queue\.token_burst/],
+    [
+      { queue: { max_concurrent: 2, max_wait_ms: 50, poll_interval_ms: 100 } },
+      /queue\.poll_interval_ms/,
+    ],
+    [{ queue: { local_max_concurrent: 2 } }, /queue\.local_max_concurrent/],
+  ];
+  for (const [raw, message] of bad) t.throws(() => checkConfig(config(raw)), { message });
+  t.notThrows(() => checkConfig(config({})));
+});
+
+test("kong.yml's tenant-ratelimit entry is a valid config", (t) => {
+  const doc = parse(readFileSync(path.join(__dirname, '..', '..', 'kong.yml'), 'utf8')) as {
+    plugins: Array<{ name: string; config: Record<string, unknown> }>;
+  };
+  const names = doc.plugins.map((p) => p.name);
+  t.is(names.indexOf('tenant-ratelimit'), names.indexOf('tenant-auth') + 1);
+  const entry = doc.plugins.find((p) => p.name === 'tenant-ratelimit');
+  t.notThrows(() => checkConfig(config(entry?.config)));
+});
+
+test('IETF headers: one list item per enabled limit; none when no limit is on', (t) => {
+  const limits = {
+    requestsPerMinute: 600,
+    requestBurst: 100,
+    tokensPerMinute: 1000,
+    tokenBurst: 1000,
+    maxConcurrent: 4,
+  };
+  t.deepEqual(
+    rateLimitHeaders(limits, {
+      requestsLeft: 99,
+      tokensLeft: -40,
+      requestsResetMs: 100,
+      tokensResetMs: 62_400,
+    }),
+    {
+      'RateLimit-Policy': '"rpm";q=600;w=60, "tpm";q=1000;w=60',
+      RateLimit: '"rpm";r=99;t=1, "tpm";r=0;t=63',
+    },
+  );
+  t.deepEqual(
+    rateLimitHeaders(
+      { ...limits, requestsPerMinute: 0, tokensPerMinute: 0 },
+      { requestsLeft: null, tokensLeft: null, requestsResetMs: 0, tokensResetMs: 0 },
+    ),
+    {},
+  );
+});
+
+test('per-node limiter: the same all-or-nothing decision, leases that expire, a bounded memory', (t) => {
+  let now = 1_000_000;
+  const local = new LocalNodeLimiter(2, () => now);
+  const acme = parseTenantId('acme');
+  const limits = {
+    requestsPerMinute: 60,
+    requestBurst: 5,
+    tokensPerMinute: 600,
+    tokenBurst: 100,
+    maxConcurrent: 2,
+  };
+  t.like(local.admit(acme, limits, 80, 'l1', 1000), { allowed: true, tokensLeft: 20, inFlight: 1 });
+  t.like(local.admit(acme, limits, 50, 'l2', 1000), {
+    allowed: false,
+    refusedBy: 'tokens',
+    requestsLeft: 4,
+    inFlight: 1,
+  });
+  t.like(local.admit(acme, limits, 10, 'l3', 1000), { allowed: true, inFlight: 2 });
+  t.like(local.admit(acme, limits, 1, 'l4', 1000), { allowed: false, refusedBy: 'concurrency' });
+  local.settle(acme, limits, 'l1', -70);
+  t.like(local.admit(acme, limits, 1, 'l5', 1000), { allowed: true, tokensLeft: 79 });
+  now += 1001; // every lease expired by itself
+  t.like(local.admit(acme, limits, 1, 'l6', 1000), { allowed: true, inFlight: 1 });
+
+  for (const id of ['b', 'c', 'd']) local.admit(parseTenantId(id), limits, 1, `x-${id}`, 1000);
+  t.is(local.trackedTenants, 2);
+
+  t.true(local.takeSeat('s1', 1, 500));
+  t.false(local.takeSeat('s2', 1, 500));
+  local.releaseSeat('s1');
+  t.true(local.takeSeat('s3', 1, 500));
+  now += 501;
+  t.true(local.takeSeat('s4', 1, 500), 'a seat expires by itself');
+});
