@@ -23,6 +23,9 @@ const NAMESPACE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 /** Names chosen by configuration: limit names, queue names, upstream names. */
 const KEY_PART_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 
+/** A SHA-256 hex digest. */
+const DIGEST_PATTERN = /^[a-f0-9]{64}$/;
+
 export class InvalidKeyPartError extends Error {
   override readonly name = 'InvalidKeyPartError';
 }
@@ -48,6 +51,12 @@ export interface Keyspace {
    * so a cached answer built from old knowledge is never served after a change.
    */
   knowledgeGeneration(tenant: TenantId): RedisKey;
+  /**
+   * String: one cached query embedding of the tenant (`retrieval-injector`), by the SHA-256
+   * hex digest of model, dimension and text. Keyed by tenant so a cache hit can never hand
+   * one tenant the trace of another's query.
+   */
+  embeddingCache(tenant: TenantId, digest: string): RedisKey;
   /** A shared queue across tenants (e.g. per upstream), in its own slot. */
   sharedQueue(queue: string): RedisKey;
   /** Glob matching every key of this namespace (for SCAN in tests and maintenance). */
@@ -66,6 +75,8 @@ export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keysp
     budget: (tenant, period) =>
       tenantKey(tenant, 'budget', checkPart(period, 'budget period', KEY_PART_PATTERN)),
     knowledgeGeneration: (tenant) => tenantKey(tenant, 'knowledge', 'gen'),
+    embeddingCache: (tenant, digest) =>
+      tenantKey(tenant, 'emb', checkPart(digest, 'embedding digest', DIGEST_PATTERN)),
     sharedQueue: (queue) =>
       [ns, `{q:${checkPart(queue, 'queue name', KEY_PART_PATTERN)}}`, 'queue'].join(
         ':',
