@@ -19,7 +19,8 @@ import {
 } from '../milvus/client';
 import { tenantFilter } from '../milvus/tenant-filter';
 import type { TenantContext } from '../tenant/context';
-import { parseTenantId, type TenantId } from '../tenant/tenant-id';
+import type { TenantId } from '../tenant/tenant-id';
+import { knowledgeNamespace } from './namespace';
 import { ChunkIntegrityError, isChunkIntegrityError, type ChunkCipher } from './chunk-cipher';
 import { RetrievalIntegrityError, RetrievalUnavailableError, withTimeout } from './errors';
 
@@ -59,10 +60,7 @@ export interface ChunkToStore {
   readonly vector: readonly number[];
 }
 
-/** The namespace a context's retrieval is confined to, as a TenantId (validated again). */
-export function knowledgeNamespace(ctx: TenantContext): TenantId {
-  return parseTenantId(ctx.policy.knowledgeNamespace);
-}
+export { knowledgeNamespace };
 
 function ok(status: { error_code: string | number; reason: string }, what: string): void {
   if (status.error_code !== ErrorCode.SUCCESS) {
