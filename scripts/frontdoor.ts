@@ -1,34 +1,70 @@
 /**
- * The front door, locally: the mock OpenAI-compatible upstream on :9000 and the harness
- * gateway on :8000 running the repo's kong.yml with one real kong-js-pluginserver per plugin.
- * Redis and Milvus are started by scripts/start.sh before this runs. Ctrl-C stops everything.
+ * The front door, locally: the mock OpenAI-compatible upstream on :9000 and a gateway on :8000
+ * running the repo's kong.yml with one real kong-js-pluginserver per plugin. The gateway is the
+ * real Kong 3.9.3 when one is installed (scripts/services/kong.sh install), else the harness;
+ * `GATEWAY=kong|harness` chooses. Redis and Milvus are started by scripts/start.sh first.
+ * Ctrl-C stops everything.
  */
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { startGateway } from '../harness/index';
+import type { Gateway } from '../harness/types';
+import { locateKong, startKong } from '../kong-runner/index';
 import { startMockUpstream } from '../mock-upstream/index';
 
 const root = path.resolve(__dirname, '..', '..');
 const port = Number(process.env.GATEWAY_PORT ?? 8000);
 const upstreamPort = Number(process.env.UPSTREAM_PORT ?? 9000);
 
+/** Environment the plugin servers need (nginx passes a worker only what it is told to). */
+function pluginServerEnv(): Record<string, string> {
+  const names = ['REDIS_URL', 'MILVUS_ADDRESS', 'NODE_ENV'];
+  const fromPrefix = Object.keys(process.env).filter((k) => k.startsWith('KTA_'));
+  return Object.fromEntries(
+    [...names, ...fromPrefix]
+      .filter((k) => process.env[k] !== undefined)
+      .map((k) => [k, process.env[k] as string]),
+  );
+}
+
 async function main(): Promise<void> {
   const pluginsRoot = path.join(root, 'dist', 'pluginservers');
   const pluginServers = Object.fromEntries(
     readdirSync(pluginsRoot).map((name) => [name, path.join(pluginsRoot, name)]),
   );
+  const wanted = process.env.GATEWAY;
+  const useKong = wanted === 'kong' || (wanted !== 'harness' && locateKong() !== undefined);
   const upstream = await startMockUpstream({ port: upstreamPort });
-  const gateway = await startGateway({
+  const logger = (line: string) => process.stderr.write(`${line}\n`);
+  const opts = {
     config: path.join(root, 'kong.yml'),
     pluginServers,
     port,
-    logger: (line) => process.stderr.write(`${line}\n`),
-  });
+    env: pluginServerEnv(),
+    logger,
+  };
+  let gateway: Gateway;
+  let which: string;
+  try {
+    if (useKong) {
+      const kong = await startKong({ ...opts, workers: 2, label: 'npm-start' });
+      gateway = kong;
+      which = `the real Kong 3.9.3 (2 workers; its log: ${path.join(kong.prefix, 'logs', 'error.log')})`;
+    } else {
+      gateway = await startGateway(opts);
+      which =
+        'the harness (Kong in miniature: no Kong 3.9 is installed; `scripts/services/kong.sh install`)';
+    }
+  } catch (e) {
+    await upstream.close();
+    throw e;
+  }
   process.stdout.write(
     [
       '',
-      `front door ready: gateway ${gateway.url}, mock upstream ${upstream.url}`,
-      `plugin servers: ${Object.keys(pluginServers).join(', ')}`,
+      `front door ready on ${which}`,
+      `  gateway ${gateway.url}, mock upstream ${upstream.url}`,
+      `  plugin servers: ${Object.keys(pluginServers).join(', ')}`,
       '',
       'try (tenant acme, plan pro):',
       `  curl -s ${gateway.url}/v1/chat/completions -H 'apikey: acme-demo-key' -H 'content-type: application/json' \\`,

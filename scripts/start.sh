@@ -1,23 +1,69 @@
 #!/usr/bin/env bash
-# `npm start`: the front door on a fresh machine. Installs what is missing, builds, starts
-# Redis and Milvus, then the mock upstream, one plugin server per plugin and the harness
-# gateway on :8000 with the repo's kong.yml. Ctrl-C stops everything it started.
+# `npm start`: the front door on a fresh machine. Installs what is missing (npm packages,
+# Redis, Milvus, the real Kong from shared/kong), builds, starts Redis and Milvus, then the mock
+# upstream, one plugin server per plugin and the gateway on :8000 with the repo's kong.yml: the
+# real Kong 3.9.3 when installed, else the harness (it says which). Ctrl-C stops everything it
+# started; a second `npm start` while one runs says so and changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=services/lib.sh
+source scripts/services/lib.sh
+SERVICE_NAME=start
 
-[ -x node_modules/.bin/kong-js-pluginserver ] || npm ci --no-audit --no-fund
-npm run -s build
+GATEWAY_PORT="${GATEWAY_PORT:-8000}"
+UPSTREAM_PORT="${UPSTREAM_PORT:-9000}"
+PIDFILE="${RUN_DIR}/frontdoor.pid"
+mkdir -p "$RUN_DIR"
+
+running_pid="$(cat "$PIDFILE" 2>/dev/null || true)"
+if [ "$running_pid" != "$$" ] && pid_matches "$running_pid" "scripts/start.sh"; then
+  log "the front door already runs (pid ${running_pid}) on http://127.0.0.1:${GATEWAY_PORT}; nothing to do"
+  exit 0
+fi
+for p in "$GATEWAY_PORT" "$UPSTREAM_PORT"; do
+  port_in_use "$p" && die "port ${p} is taken by another process: stop it, or set GATEWAY_PORT / UPSTREAM_PORT"
+done
+# Claimed before the slow steps, so that a second `npm start` meanwhile sees this one.
+echo "$$" >"$PIDFILE"
+release() { [ "$(cat "$PIDFILE" 2>/dev/null)" = "$$" ] && rm -f "$PIDFILE"; return 0; }
+trap release EXIT
+
+[ -x node_modules/.bin/kong-js-pluginserver ] || npm ci --no-audit --no-fund || die "npm ci failed"
+npm run -s build || die "the build failed"
+scripts/services/all.sh install || die "could not install Redis or Milvus (see above)"
+kong_rc=0
+scripts/services/kong.sh install || kong_rc=$?
+if [ "$kong_rc" -ne 0 ] && [ "$kong_rc" -ne 3 ]; then die "could not install Kong (see above)"; fi
 
 started=""
 scripts/services/all.sh status >/dev/null 2>&1 || started=yes
-eval "$(scripts/services/all.sh start)"
-stop_services() {
+env_file="$(mktemp)"
+if ! scripts/services/all.sh start >"$env_file"; then
+  rm -f "$env_file"
+  if [ -n "$started" ]; then scripts/services/all.sh stop >/dev/null 2>&1 || true; fi
+  die "a service did not start (see above): the front door is not running"
+fi
+# shellcheck disable=SC1090
+. "$env_file"
+rm -f "$env_file"
+
+child=""
+stop_all() {
+  if [ -n "$child" ]; then
+    kill -TERM "$child" 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+  fi
+  release
   if [ -n "$started" ]; then scripts/services/all.sh stop >/dev/null 2>&1 || true; fi
 }
-trap stop_services EXIT
+trap stop_all EXIT
 trap 'exit 130' INT TERM
 
-node dist/scripts/frontdoor.js &
+GATEWAY_PORT="$GATEWAY_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" node dist/scripts/frontdoor.js &
 child=$!
-trap 'kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 130' INT TERM
+set +e
 wait "$child"
+rc=$?
+set -e
+child=""
+exit "$rc"

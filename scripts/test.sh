@@ -1,21 +1,40 @@
 #!/usr/bin/env bash
-# The test command (README, CI): installs what is missing, builds, starts the real Redis and
-# Milvus when they are not already up, runs every test, and stops what it started.
+# The test command (README, CI). On a fresh machine it installs what is missing (npm packages,
+# Redis, Milvus, the real Kong from shared/kong), builds, starts Redis and Milvus when they are
+# not already up, and runs:
+#   1. every test on the harness gateway (the fast loop);
+#   2. the end-to-end, isolation and parity suites again on the real Kong 3.9.3
+#      (GATEWAY=kong), when a Kong is installed; without one it says so.
+# It stops what it started, and its last line is the truth: "tests: N passed, M failed".
 #
-#   npm test                      # everything
-#   npm test -- test/unit/        # a subset (arguments go to ava)
-#   KEEP_SERVICES=1 npm test      # leave Redis/Milvus running afterwards (faster reruns)
+#   npm test                          # everything
+#   npm test -- test/unit/            # a subset on the harness (arguments go to ava)
+#   GATEWAY=kong npm test -- test/plugins/tenant-auth.test.ts   # a subset on the real Kong
+#   KEEP_SERVICES=1 npm test          # leave Redis/Milvus running afterwards (faster reruns)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[ -x node_modules/.bin/ava ] || npm ci
-npm run -s build
+fail() {
+  echo "npm test: $*" >&2
+  echo "tests: 0 passed, 1 failed"
+  exit 1
+}
+
+[ -x node_modules/.bin/ava ] || npm ci --no-audit --no-fund || fail "npm ci failed"
+npm run -s build || fail "the build failed"
+
+scripts/services/all.sh install || fail "could not install Redis or Milvus (see above)"
+kong_rc=0
+scripts/services/kong.sh install || kong_rc=$?
+if [ "$kong_rc" -ne 0 ] && [ "$kong_rc" -ne 3 ]; then fail "could not install Kong (see above)"; fi
 
 started=""
-if ! scripts/services/all.sh status >/dev/null 2>&1; then
-  started=yes
-fi
-eval "$(scripts/services/all.sh start)"
+scripts/services/all.sh status >/dev/null 2>&1 || started=yes
+env_file="$(mktemp)"
+scripts/services/all.sh start >"$env_file" || fail "a service did not start (see above)"
+# shellcheck disable=SC1090
+. "$env_file"
+rm -f "$env_file"
 cleanup() {
   if [ -n "$started" ] && [ -z "${KEEP_SERVICES:-}" ]; then
     scripts/services/all.sh stop >/dev/null 2>&1 || true
@@ -23,25 +42,61 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log="$(mktemp)"
-set +e
-npx ava "$@" 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-set -e
+total_pass=0
+total_fail=0
+rc=0
+# Runs ava with TAP output (its summary then always states passes and failures; the default
+# reporter omits the pass count once a test fails) and adds the counts up.
+run_ava() {
+  local label="$1"
+  shift
+  echo "== tests on the ${label}"
+  local log
+  log="$(mktemp)"
+  set +e
+  npx ava --tap "$@" 2>&1 | tee "$log"
+  local r=${PIPESTATUS[0]}
+  set -e
+  local pass fail skip todo
+  pass=$(grep -Eo '^# pass [0-9]+' "$log" | tail -n1 | grep -Eo '[0-9]+' || echo 0)
+  fail=$(grep -Eo '^# fail [0-9]+' "$log" | tail -n1 | grep -Eo '[0-9]+' || echo 0)
+  skip=$(grep -Eo '^# skip [0-9]+' "$log" | tail -n1 | grep -Eo '[0-9]+' || echo 0)
+  todo=$(grep -Eo '^# todo [0-9]+' "$log" | tail -n1 | grep -Eo '[0-9]+' || echo 0)
+  rm -f "$log"
+  if [ "$skip" -gt 0 ] || [ "$todo" -gt 0 ]; then
+    echo "skipped or todo tests are failures in this project" >&2
+    fail=$((fail + skip + todo))
+  fi
+  # A crash, an uncaught exception or a timed-out file fails the run even when no test
+  # reported a failure.
+  if [ "$r" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
+  echo "${label}: ${pass} passed, ${fail} failed"
+  total_pass=$((total_pass + pass))
+  total_fail=$((total_fail + fail))
+  if [ "$r" -ne 0 ] || [ "$fail" -gt 0 ]; then rc=1; fi
+}
 
-# One plain closing line for any reader of the log: "tests: N passed, N failed".
-count() { grep -Eo "[0-9]+ (tests? |)$1" "$log" | tail -n1 | grep -Eo '^[0-9]+' || echo 0; }
-passed=$(count passed)
-failed=$(count failed)
-uncaught=$(count 'uncaught exceptions?')
-skipped=$(count skipped)
-todo=$(count todo)
-if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=$((uncaught > 0 ? uncaught : 1)); fi
-if [ "$skipped" -gt 0 ] || [ "$todo" -gt 0 ]; then
-  echo "skipped or todo tests are failures in this project" >&2
-  failed=$((failed + skipped + todo))
-  rc=1
+# The parity suite starts both gateways itself: it runs with the real-Kong suites.
+KONG_SUITES=(test/plugins/ test/isolation/)
+[ -d test/parity ] && KONG_SUITES+=(test/parity/)
+if [ "${GATEWAY:-}" = kong ]; then
+  [ "$kong_rc" -eq 0 ] || fail "GATEWAY=kong, but no Kong 3.9 is installed"
+  if [ "$#" -gt 0 ]; then run_ava "real Kong 3.9.3" "$@"; else run_ava "real Kong 3.9.3" "${KONG_SUITES[@]}"; fi
+else
+  if [ "$#" -gt 0 ]; then
+    GATEWAY=harness run_ava harness "$@"
+  else
+    mapfile -t harness_files < <(find test -name '*.test.ts' -not -path 'test/parity/*' | sort)
+    GATEWAY=harness run_ava harness "${harness_files[@]}"
+  fi
+  if [ "$#" -eq 0 ]; then
+    if [ "$kong_rc" -eq 0 ]; then
+      GATEWAY=kong run_ava "real Kong 3.9.3" "${KONG_SUITES[@]}"
+    else
+      echo "== no Kong 3.9 on this machine: the end-to-end suites ran on the harness only"
+    fi
+  fi
 fi
-rm -f "$log"
-echo "tests: ${passed} passed, ${failed} failed"
+
+echo "tests: ${total_pass} passed, ${total_fail} failed"
 exit "$rc"

@@ -1,6 +1,8 @@
 /**
  * Loaded first in every plugin-server process (the build's entry file requires it before the
- * plugin), to close a hole in kong-pdk 0.6.0 that Kong turns into failing open.
+ * plugin), to fix three things in kong-pdk 0.6.0: a decoder crash Kong turns into failing open
+ * (below), log lines full of escape codes (`cleanPluginServerLogs`), and an event map that
+ * grew by one entry per refused request (`plugPendingEventLeak`).
  *
  * Kong sends header and query maps as MessagePack maps keyed by the client's names. A client
  * header (or query argument) named `__proto__` makes @msgpack/msgpack 2.x throw
@@ -14,6 +16,8 @@
  * left as it was.
  */
 import path from 'node:path';
+import { Gauge } from 'prom-client';
+import { registry } from '../metrics/registry';
 
 interface DecoderClass {
   prototype: { decode(this: unknown, buffer: ArrayLike<number> | ArrayBuffer): unknown };
@@ -61,4 +65,122 @@ export function hardenPluginServer(): void {
   proto[PATCHED] = true;
 }
 
+const cleanedLoggers = new WeakSet<object>();
+
+type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'success';
+interface ColorLogger {
+  isAllowedLevel(level: string): boolean;
+  [method: string]: unknown;
+}
+
+/** One log line: the arguments joined, control characters (escape codes, newlines) flattened. */
+export function logLine(level: string, args: readonly unknown[]): string {
+  const text = args
+    .map((a) => {
+      if (typeof a === 'string') return a;
+      if (a instanceof Error) return a.stack ?? a.message;
+      try {
+        return JSON.stringify(a);
+      } catch {
+        return String(a);
+      }
+    })
+    .join(' ');
+  const flat = text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/[\x00-\x1f\x7f]+/g, ' | ');
+  return `${level}: ${flat.trim()}`;
+}
+
+/**
+ * kong-pdk logs through node-color-log, whose coloured mode writes each message as several
+ * lines joined by cursor-movement codes ("joint"), growing with every call: in Kong's error
+ * log (which prefixes each plugin-server line with `[name:pid]`) that is noise with escape
+ * codes. Each level becomes one plain line; the level filter stays the logger's.
+ */
+export function cleanPluginServerLogs(write: (line: string) => void = (l) => console.log(l)): void {
+  const pdkDir = path.dirname(require.resolve('kong-pdk/package.json'));
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const logger = require(require.resolve('node-color-log', { paths: [pdkDir] })) as ColorLogger;
+  if (cleanedLoggers.has(logger)) return;
+  for (const level of ['error', 'warn', 'info', 'debug', 'success'] as LogLevel[]) {
+    logger[level] = (...args: unknown[]) => {
+      if (logger.isAllowedLevel(level === 'success' ? 'info' : level)) write(logLine(level, args));
+    };
+  }
+  cleanedLoggers.add(logger);
+}
+
+/** The slice of kong-pdk's `Server` (server.js) the leak fix touches. */
+interface PdkServer {
+  events: Map<number, unknown>;
+  HandleEvent(event: unknown): Promise<StepReply>;
+  step(data: unknown, isError: boolean): Promise<StepReply>;
+}
+interface StepReply {
+  Data: unknown;
+  EventId: number;
+}
+
+const MSG_RET = 'ret';
+const liveServers = new Set<PdkServer>();
+
+/** An event Kong will never step again: finished, or handed Kong a `kong.response.exit`. */
+function eventIsOver(data: unknown): boolean {
+  if (data === MSG_RET) return true;
+  return (
+    typeof data === 'object' &&
+    data !== null &&
+    (data as { Method?: unknown }).Method === 'kong.response.exit'
+  );
+}
+
+/**
+ * kong-pdk 0.6.0 keeps one entry per event in `server.events` and drops it only inside a
+ * `step` that returns "ret". Two kinds of events never get there, so their entries (and the
+ * pipe pair each holds) stayed for the life of the process:
+ *  - a phase that ends without a PDK call: `HandleEvent` itself answers "ret";
+ *  - a phase that calls `kong.response.exit`: Kong runs the exit inside the plugin iterator's
+ *    coroutine and yields it (kong/pdk/response.lua, `ctx.delay_response`: coroutine.yield())
+ *    or ends the request (ngx.exit), and never sends the next Step
+ *    (kong/runloop/plugin_servers/rpc/mp_rpc.lua bridge_loop).
+ * Every refused request is the second kind. The entry is removed as the reply leaves.
+ */
+export function plugPendingEventLeak(): void {
+  const serverPath = require.resolve('kong-pdk/server.js');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Server = require(serverPath) as { prototype: PdkServer };
+  const proto = Server.prototype as PdkServer & { [PATCHED]?: true };
+  if (proto[PATCHED]) return;
+  const { HandleEvent, step } = proto;
+  const settle = (server: PdkServer, reply: StepReply): StepReply => {
+    liveServers.add(server);
+    if (reply && eventIsOver(reply.Data)) server.events.delete(reply.EventId);
+    return reply;
+  };
+  proto.HandleEvent = async function handleEvent(this: PdkServer, event) {
+    return settle(this, await HandleEvent.call(this, event));
+  };
+  proto.step = async function stepEvent(this: PdkServer, data, isError) {
+    return settle(this, await step.call(this, data, isError));
+  };
+  proto[PATCHED] = true;
+}
+
+/** Events the plugin server holds open right now (a gauge: it must return to 0 when idle). */
+export function pendingPluginServerEvents(): number {
+  let n = 0;
+  for (const s of liveServers) n += s.events.size;
+  return n;
+}
+
+new Gauge({
+  name: 'kta_pluginserver_pending_events',
+  help: 'Events (phase calls from Kong) this plugin server holds open; returns to 0 when idle',
+  registers: [registry],
+  collect() {
+    this.set(pendingPluginServerEvents());
+  },
+});
+
 hardenPluginServer();
+cleanPluginServerLogs();
+plugPendingEventLeak();

@@ -206,7 +206,7 @@ export const Schema: KongSchemaFields = [
     plans: field.map(
       'Plans by name: the per-plan policy every tenant on it gets.',
       field.string('Plan name.', { match: '^[a-z0-9][a-z0-9_.-]*$', len_max: 64 }),
-      field.record('A plan.', planFields),
+      field.record('One plan: its tool grants, models, persona and weight.', planFields),
       { default: {}, required: true },
     ),
   },

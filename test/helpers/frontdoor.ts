@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import path from 'node:path';
 import { startGateway, type Gateway } from '../../harness/index';
+import { startKong } from '../../kong-runner/index';
 import { startMockUpstream, type MockUpstream } from '../../mock-upstream/index';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
@@ -17,6 +18,41 @@ export function pluginServerDir(name: string): string {
   const fixture = path.join(ROOT, 'test', 'fixtures', 'pluginservers', name);
   if (existsSync(fixture)) return fixture;
   throw new Error(`no plugin server directory for ${name}: run \`npm run build\` first`);
+}
+
+/**
+ * Which gateway the end-to-end and isolation suites run on: `GATEWAY=kong` (the real Kong
+ * 3.9.3, see kong-runner/) or `harness` (default; Kong in miniature, the fast loop).
+ * `npm test` runs those suites on both when a Kong is installed.
+ */
+export type GatewayKind = 'kong' | 'harness';
+export function gatewayKind(): GatewayKind {
+  const v = process.env.GATEWAY ?? 'harness';
+  if (v !== 'kong' && v !== 'harness') throw new Error(`GATEWAY must be kong or harness, got ${v}`);
+  return v;
+}
+
+/** Polls `check` until it returns a value other than undefined (log-phase effects). */
+export async function eventually<T>(
+  check: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 5000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function hasPluginServer(name: string): boolean {
+  try {
+    pluginServerDir(name);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export interface FrontDoor {
@@ -83,16 +119,18 @@ export async function startFrontDoor(
   const config = build(upstream.url);
   const names = new Set<string>();
   for (const p of (config.plugins as PluginEntry[] | undefined) ?? []) {
-    if (p.name !== 'key-auth') names.add(p.name);
+    // Ours (a built or fixture plugin-server dir); anything else is one of Kong's bundled plugins.
+    if (hasPluginServer(p.name)) names.add(p.name);
   }
-  const gateway = await startGateway({
+  const opts = {
     config,
     pluginServers: Object.fromEntries([...names].map((n) => [n, pluginServerDir(n)])),
-    // GATEWAY_LOG=1 shows plugin-server output and harness notes while debugging a test.
+    // GATEWAY_LOG=1 shows plugin-server output and gateway notes while debugging a test.
     ...(process.env.GATEWAY_LOG
       ? { logger: (line: string) => process.stderr.write(`${line}\n`) }
       : {}),
-  });
+  };
+  const gateway = gatewayKind() === 'kong' ? await startKong(opts) : await startGateway(opts);
   onClose(() => gateway.close());
   return { gateway, upstream, url: gateway.url };
 }

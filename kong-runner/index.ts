@@ -1,0 +1,325 @@
+/**
+ * startKong: the real Kong 3.9.3 (DB-less) around the project's plugin servers, with the same
+ * `Gateway` interface as the harness, so the end-to-end and isolation suites and `npm start`
+ * run on either (`GATEWAY=kong|harness`).
+ *
+ * Per run: a fresh prefix (nginx conf, pids, logs), a generated kong.conf (DB-less, the given
+ * declarative config, proxy on 127.0.0.1 only, admin/status off) and the plugin-server
+ * settings from `docker/kong-pluginservers.sh`, the same generator as the compose stack's.
+ * `close()` stops Kong, waits for every process it started (nginx and the plugin servers) to
+ * be gone, and keeps the error log under `.run/kong-logs/` for the test report.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { addExitHook } from '../harness/exit-hooks';
+import { queryPluginInfo } from '../harness/pluginserver/process';
+import type { Gateway, GatewayOptions, PluginDump } from '../harness/types';
+import { kongEnv, locateKong, type KongInstall } from './locate';
+
+export { locateKong } from './locate';
+
+const ROOT = resolve(
+  __dirname,
+  '..',
+  existsSync(join(__dirname, '..', 'package.json')) ? '' : '..',
+);
+const GENERATOR = join(ROOT, 'docker', 'kong-pluginservers.sh');
+const PLUGINSERVER_BIN = join(
+  dirname(require.resolve('kong-pdk/package.json')),
+  'bin',
+  'kong-js-pluginserver',
+);
+
+export class KongStartError extends Error {
+  override readonly name = 'KongStartError';
+}
+
+export interface KongOptions extends GatewayOptions {
+  /** nginx worker processes; default 1 (tests), `npm start` and benchmarks may ask for more. */
+  workers?: number;
+  /** Extra kong.conf lines (`key = value`), e.g. error templates. */
+  kongConf?: Record<string, string | number | boolean>;
+  /** A name for the kept logs (`.run/kong-logs/<label>-<id>.log`). */
+  label?: string;
+}
+
+export interface KongGateway extends Gateway {
+  readonly kind: 'kong';
+  readonly prefix: string;
+  /** Kong's error log so far (plugin-server output lands there too). */
+  errorLog(): string;
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = net.createServer();
+    srv.once('error', rej);
+    srv.listen(0, host, () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function runKongCli(
+  kong: KongInstall,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<{ ok: boolean; out: string }> {
+  const quoted = args.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const script = `${kong.envScript ? `. '${kong.envScript}' >/dev/null 2>&1 && ` : ''}exec '${kong.bin}' ${quoted}`;
+  return new Promise((res) => {
+    execFile('bash', ['-c', script], { env, timeout: timeoutMs }, (err, stdout, stderr) =>
+      res({ ok: !err, out: `${stdout}${stderr}` }),
+    );
+  });
+}
+
+/** The KONG_* settings docker/kong-pluginservers.sh derives for these plugin-server dirs. */
+export function pluginServerSettings(
+  dirs: string[],
+  socketDir: string,
+  envNames: string[],
+): Record<string, string> {
+  const out = execFileSync('sh', ['-c', `. '${GENERATOR}' && env -0`], {
+    encoding: 'utf8',
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      KTA_PLUGINSERVER_DIRS: dirs.join(' '),
+      KTA_PLUGINSERVER_CMD: `${process.execPath} ${PLUGINSERVER_BIN}`,
+      KTA_SOCKET_DIR: socketDir,
+      KTA_PLUGINSERVER_ENV: envNames.join(' '),
+    },
+  });
+  const settings: Record<string, string> = {};
+  for (const entry of out.split('\0')) {
+    const eq = entry.indexOf('=');
+    const k = entry.slice(0, eq);
+    if (k.startsWith('KONG_')) settings[k] = entry.slice(eq + 1);
+  }
+  return settings;
+}
+
+/** pids of live processes whose command line contains `marker`. */
+function pidsWith(marker: string): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (cmd.includes(marker)) pids.push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids.filter((p) => p !== process.pid);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function keepLogs(prefix: string, label: string): void {
+  const src = join(prefix, 'logs', 'error.log');
+  if (!existsSync(src)) return;
+  const dir = join(ROOT, '.run', 'kong-logs');
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(src, join(dir, `${label}.log`));
+}
+
+/** Starts a real Kong; throws KongStartError with Kong's own message when it refuses. */
+export async function startKong(opts: KongOptions): Promise<KongGateway> {
+  const kong = locateKong();
+  if (!kong) {
+    throw new KongStartError(
+      'no Kong 3.9 found (KONG_INSTALL_DIR, /opt/kong-3.9.3, PATH): run `scripts/services/kong.sh install`',
+    );
+  }
+  const host = opts.host ?? '127.0.0.1';
+  const id = randomBytes(4).toString('hex');
+  const label = `${opts.label ?? 'kong'}-${id}`;
+  // Unix socket paths are limited to 107 bytes: keep the prefix short, under the temp dir.
+  const prefix = mkdtempSync(join(tmpdir(), 'kta-kong-'));
+  const socketDir = join(prefix, 's');
+  mkdirSync(socketDir);
+  // Started as root, nginx workers (and the plugin servers they spawn) run as `nginx_user`;
+  // as root we keep them root (a test machine), else they run as the calling user anyway.
+  chmodSync(prefix, 0o755);
+  chmodSync(socketDir, 0o777);
+
+  let declarativePath: string;
+  if (typeof opts.config === 'string') {
+    declarativePath = isAbsolute(opts.config) ? opts.config : resolve(opts.config);
+  } else {
+    declarativePath = join(prefix, 'kong.json');
+    writeFileSync(declarativePath, JSON.stringify(opts.config));
+  }
+  const port = opts.port ?? (await freePort(host));
+  const dirs = Object.entries(opts.pluginServers).map(([name, dir]) => {
+    const abs = resolve(dir);
+    if (abs.split('/').pop() !== name) {
+      throw new KongStartError(
+        `plugin server '${name}': its directory must be named after the plugin (${abs})`,
+      );
+    }
+    return abs;
+  });
+  const names = Object.keys(opts.pluginServers);
+  const pluginEnv = { ...(opts.env ?? {}) };
+  const settings = pluginServerSettings(dirs, socketDir, Object.keys(pluginEnv));
+  const conf: Record<string, string | number | boolean> = {
+    prefix,
+    database: 'off',
+    declarative_config: declarativePath,
+    proxy_listen: `${host}:${port}`,
+    admin_listen: 'off',
+    admin_gui_listen: 'off',
+    status_listen: 'off',
+    anonymous_reports: 'off',
+    nginx_worker_processes: opts.workers ?? 1,
+    log_level: 'notice',
+    ...(process.getuid?.() === 0 ? { nginx_user: 'root root' } : {}),
+    ...(opts.kongConf ?? {}),
+  };
+  const confPath = join(prefix, 'kong.conf');
+  writeFileSync(
+    confPath,
+    Object.entries(conf)
+      .map(([k, v]) => `${k} = ${String(v)}`)
+      .join('\n') + '\n',
+  );
+  const env: NodeJS.ProcessEnv = { ...kongEnv(process.env), ...pluginEnv, ...settings };
+  const log = opts.logger ?? (() => undefined);
+  const errorLogPath = join(prefix, 'logs', 'error.log');
+  const errorLog = () => (existsSync(errorLogPath) ? readFileSync(errorLogPath, 'utf8') : '');
+
+  let stopped = false;
+  const killLeftovers = () => {
+    for (const pid of pidsWith(prefix)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  };
+  const removeExitHook = addExitHook(() => {
+    // The process is exiting without close(): no async work possible; take everything down.
+    killLeftovers();
+    rmSync(prefix, { recursive: true, force: true });
+  });
+
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await runKongCli(kong, ['stop', '-p', prefix], env, 30000);
+    // Kong's workers SIGTERM their plugin servers on exit; wait for all of them.
+    const deadline = Date.now() + 10000;
+    while (pidsWith(prefix).some(alive) && Date.now() < deadline) await sleep(50);
+    killLeftovers();
+    keepLogs(prefix, label);
+    removeExitHook();
+    rmSync(prefix, { recursive: true, force: true });
+  };
+
+  // What Kong will read from each plugin server (its query_cmd), for pluginServerInfo().
+  const dumpList = Promise.all(
+    dirs.map((dir, i) =>
+      queryPluginInfo({
+        name: names[i] as string,
+        dir,
+        prefix: socketDir,
+        env: pluginEnv,
+        logger: log,
+      }),
+    ),
+  );
+  const started = await runKongCli(kong, ['start', '-c', confPath], env, 60000);
+  if (!started.ok) {
+    const detail =
+      errorLog()
+        .split('\n')
+        .filter((l) => /\[(error|crit|emerg|alert)\]/.test(l))
+        .slice(-5)
+        .join('\n') || started.out.trim();
+    await stop();
+    throw new KongStartError(
+      `Kong ${kong.version} refused to start: ${started.out.trim()}\n${detail}`,
+    );
+  }
+  log(`[kong] Kong ${kong.version} started: http://${host}:${port} (prefix ${prefix})`);
+
+  // Worker 0 spawns the plugin servers from a timer after start: wait for their sockets.
+  const sockDeadline = Date.now() + 20000;
+  const pending = () => names.filter((n) => !existsSync(join(socketDir, `${n}.sock`)));
+  while (pending().length && Date.now() < sockDeadline) await sleep(50);
+  if (pending().length) {
+    const tail = errorLog().split('\n').slice(-20).join('\n');
+    await stop();
+    throw new KongStartError(`plugin servers did not come up: ${pending().join(', ')}\n${tail}`);
+  }
+  const dumps = new Map<string, PluginDump>();
+  try {
+    (await dumpList).forEach((d, i) => dumps.set(names[i] as string, d));
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+
+  return {
+    kind: 'kong',
+    url: `http://${host}:${port}`,
+    port,
+    prefix,
+    errorLog,
+    // The real Kong gives no per-request PDK counts: the harness measures those.
+    requestStats: () => undefined,
+    // Kong runs an external plugin's log phase from a timer after the response and signals
+    // nothing when it ends: allow it a moment. Tests that check a log effect poll for it.
+    logDone: () => sleep(300),
+    pluginServerInfo: (name) => {
+      if (!(name in opts.pluginServers)) throw new Error(`no plugin server '${name}'`);
+      const marker = `--sock-name ${name}.sock`;
+      const pid = pidsWith(prefix).find((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').includes(marker);
+        } catch {
+          return false;
+        }
+      });
+      const starts = errorLog()
+        .split('\n')
+        .filter((l) => l.includes(`starting pluginserver process for ${name}`)).length;
+      return {
+        pid: pid ?? -1,
+        restarts: Math.max(0, starts - 1),
+        dump: dumps.get(name) as PluginDump,
+      };
+    },
+    close: stop,
+  };
+}

@@ -1,0 +1,48 @@
+/**
+ * tenant-auth's PDK calls per request shape. Counted by the harness, which sees every RPC
+ * between Kong and the plugin server; the real Kong exposes no such count, so this file runs
+ * on the harness only (the plugin server issues the same calls whichever gateway answers).
+ */
+import test from 'ava';
+import { chat } from '../helpers/frontdoor';
+import { sharedTenantDoor } from '../helpers/tenant-routes';
+
+const tenantDoor = sharedTenantDoor(test);
+const key = (k: string): Array<[string, string]> => [['apikey', k]];
+
+test('PDK calls of the access path stay within budget', async (t) => {
+  const door = tenantDoor();
+  const open = await door.call('/v1/models', { headers: key('open-key') });
+  const lean = await door.call('/lean/v1/chat/completions', {
+    headers: key('open-key'),
+    body: chat('x'),
+  });
+  const get = await door.call('/v1/models', { headers: key('acme-key') });
+  const unchanged = await door.call('/v1/chat/completions', {
+    headers: key('globex-key'),
+    body: chat('x'),
+  });
+  const post = await door.call('/v1/chat/completions', {
+    headers: key('acme-key'),
+    body: chat('x'),
+  });
+  const access = (r: typeof get) =>
+    door.gateway.requestStats(String(r.res.headers['x-kong-request-id']))?.plugins['tenant-auth']
+      ?.access;
+  const calls = (r: typeof get) =>
+    Object.values(access(r)?.pdkCalls ?? {}).reduce((a, b) => a + b, 0);
+  t.is(calls(open), 5, 'no body policy (tools: *, no persona), GET');
+  t.is(calls(lean), 5, 'no body policy, validate_json_body off: body not read');
+  t.is(calls(get), 6, 'body policy: the body is read even without Content-Length');
+  t.is(calls(unchanged), 6, 'body policy, nothing to change: the client bytes go upstream');
+  t.is(calls(post), 7, 'body policy, persona applied: body rewritten');
+  // One HandleEvent exchange opens the phase; each PDK call is one more (docs/harness.md).
+  t.is(access(open)?.roundTrips, 6);
+  t.deepEqual(Object.keys(access(open)?.pdkCalls ?? {}).sort(), [
+    'kong.client.get_consumer',
+    'kong.ctx.shared.set',
+    'kong.log.set_serialize_value',
+    'kong.request.get_headers',
+    'kong.service.request.set_headers',
+  ]);
+});
