@@ -22,6 +22,8 @@ function everyTenantKey(keys: Keyspace, tenant: TenantId): string[] {
     keys.rateBucket(tenant, 'tokens'),
     keys.concurrencyLeases(tenant),
     keys.budget(tenant, '2026-11'),
+    keys.knowledgeGeneration(tenant),
+    keys.embeddingCache(tenant, 'a'.repeat(64)),
   ];
 }
 
@@ -87,5 +89,18 @@ test('configured names cannot forge a hash tag or a separator', (t) => {
   }
   for (const bad of ['', 'k{t', 'a:b', 'UPPER']) {
     t.throws(() => createKeyspace(bad), { instanceOf: InvalidKeyPartError }, bad);
+  }
+});
+
+test('embedding cache keys take only a SHA-256 hex digest', (t) => {
+  const keys = createKeyspace('kta');
+  t.is<string, string>(
+    keys.embeddingCache(parseTenantId('acme'), 'ab'.repeat(32)),
+    `kta:{t:acme}:emb:${'ab'.repeat(32)}`,
+  );
+  for (const bad of ['', 'x'.repeat(64), 'AB'.repeat(32), `${'a'.repeat(63)}}`, 'a'.repeat(65)]) {
+    t.throws(() => keys.embeddingCache(parseTenantId('acme'), bad), {
+      instanceOf: InvalidKeyPartError,
+    });
   }
 });
