@@ -98,7 +98,7 @@ export const Schema: KongSchemaFields = [
         {
           connect_timeout_ms: field.integer(
             'Deadline for connecting to Milvus and opening the collection.',
-            { default: 3000, between: [100, 30000], required: true },
+            { default: 10000, between: [100, 30000], required: true },
           ),
         },
         {
