@@ -17,11 +17,15 @@ function kongUpstreamHeaders(st: RequestState): Record<string, string> {
   if (!svc) return {};
   const clientHost = st.headers.get('host')?.[0] ?? '';
   const defaultPort = svc.protocol === 'https' ? 443 : 80;
-  const host = st.route?.preserve_host
-    ? clientHost
-    : svc.port === defaultPort
-      ? svc.host
-      : `${svc.host}:${svc.port}`;
+  // kong.service.set_target sets ngx.var.upstream_host = host (kong/pdk/service.lua 3.9.3);
+  // runloop access.after then keeps it (preserve_host) and balancer.set_host_header adds no port.
+  const host = st.target
+    ? st.target.host
+    : st.route?.preserve_host
+      ? clientHost
+      : svc.port === defaultPort
+        ? svc.host
+        : `${svc.host}:${svc.port}`;
   const xff = st.headers.get('x-forwarded-for');
   const via = st.headers.get('via')?.join(', ');
   const inboundVia = `${st.httpVersion} ${KONG_SERVER}`;
@@ -76,8 +80,8 @@ export function proxyToService(st: RequestState): Promise<ProxyResult> {
       }
     };
     const req = (svc.protocol === 'https' ? httpsRequest : httpRequest)({
-      host: svc.host,
-      port: svc.port,
+      host: st.target?.host ?? svc.host,
+      port: st.target?.port ?? svc.port,
       method: st.upstream.method,
       path,
       headers,

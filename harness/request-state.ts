@@ -59,6 +59,12 @@ export class RequestState {
   }> = [];
   bufferedProxying = false;
   /**
+   * kong.service.set_target (kong/pdk/service.lua 3.9.3): ctx.balancer_data.host/port replace
+   * the service's, and ngx.var.upstream_host = host, so the Host header sent upstream is the
+   * bare host (runloop access.after then treats it as preserve_host).
+   */
+  target?: { host: string; port: number };
+  /**
    * The request body was replaced (ngx.req.set_body_data via kong.service.request.set_raw_body /
    * set_body, or key-auth's hide_credentials): kong.request.get_raw_body/get_body read it.
    */

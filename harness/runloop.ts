@@ -215,6 +215,9 @@ export class Runloop {
     if (result.kind === 'error') {
       this.deps.log(`[harness] upstream error: ${result.reason}`);
       st.serviceResponse = { status: result.status, headers: new Map() };
+      // nginx's error_page 502/504 -> /kong_error_handler -> Kong.handle_error, which sets
+      // ctx.KONG_UNEXPECTED (kong/init.lua 3.9.3): kong.response.get_source() says "error".
+      st.unexpected = true;
       return { response: this.handlerError(st, result.status) };
     }
     st.upstreamLatency = result.waitingMs;
@@ -243,8 +246,10 @@ export class Runloop {
     const headers: HeaderMap = new Map(st.pendingResponseHeaders);
     for (const [k, v] of upstreamHeaders) headers.set(k, normalizeHeaderValues(v));
     const full = await readUpstreamBody(result.res, st.service.read_timeout);
-    if (full === 'timeout' || full === 'error')
+    if (full === 'timeout' || full === 'error') {
+      st.unexpected = true; // the error handler answers, as above
       return { response: this.handlerError(st, full === 'timeout' ? 504 : 502) };
+    }
     st.serviceResponse.body = full;
     st.response = { status, headers, body: full };
     for (const c of collected.filter((x) => x.plugin.phases.has('response'))) {

@@ -93,7 +93,9 @@ export function buildSerialize(st: RequestState): Table {
     consumer: st.consumer,
     client_ip: st.clientIp,
     started_at: st.startTime,
-    source: st.unexpected ? 'error' : st.exited ? 'exit' : st.proxied ? 'service' : 'error',
+    // TYPE_NAMES[kong.response.get_source(ctx)], kong/constants.lua (3.9.3) RESPONSE_SOURCE.NAMES:
+    // error and exit both read "kong", service reads "upstream".
+    source: !st.unexpected && !st.exited && st.proxied ? 'upstream' : 'kong',
     workspace: '00000000-0000-4000-8000-000000000000',
     workspace_name: 'default',
   };

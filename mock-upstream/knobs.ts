@@ -43,6 +43,11 @@ export interface MockKnobs {
    * arrive as separate writes and time-to-first-token differs from total time.
    */
   streamChunkDelayMs: number;
+  /**
+   * Extra: the provider key this upstream demands as `Authorization: Bearer <key>` (default
+   * null: none). Any other credential, or none, gets OpenAI's 401 `invalid_api_key`.
+   */
+  apiKey: string | null;
 }
 
 export const DEFAULT_KNOBS: Readonly<MockKnobs> = Object.freeze({
@@ -52,6 +57,7 @@ export const DEFAULT_KNOBS: Readonly<MockKnobs> = Object.freeze({
   failure: null,
   embeddingDim: 64,
   streamChunkDelayMs: 0,
+  apiKey: null,
 });
 
 const MAX_EMBEDDING_DIM = 8192;
@@ -136,6 +142,12 @@ export function parseKnobs(v: unknown): Partial<MockKnobs> {
         break;
       case 'capacity':
         out.capacity = nonNegativeInteger(key, value);
+        break;
+      case 'apiKey':
+        if (value !== null && (typeof value !== 'string' || value.length === 0)) {
+          throw new RangeError(`apiKey must be a non-empty string or null, got ${show(value)}`);
+        }
+        out.apiKey = value;
         break;
       case 'overCapacity':
         if (value !== 'queue' && value !== 'reject') {

@@ -160,6 +160,19 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       live.delete(abort);
     });
 
+    if (knobsNow.apiKey !== null && req.headers.authorization !== `Bearer ${knobsNow.apiKey}`) {
+      sendJson(
+        res,
+        401,
+        errorBody(
+          'Incorrect API key provided. You can find your API key at the provider.',
+          'invalid_request_error',
+          null,
+          'invalid_api_key',
+        ),
+      );
+      return;
+    }
     const failure = failures.decide(path);
     if (failure !== null) {
       inflictFailure(failure, req, res);

@@ -2,7 +2,14 @@
 // and the exposed_api overrides of kong/runloop/plugin_servers/plugin.lua (3.9.3).
 import { hostname } from 'node:os';
 import { buildSerialize } from '../serialize';
-import { KongLuaError, REQUEST_PHASES, checkPhase, throughLua, type PdkFn } from './core';
+import {
+  KongLuaError,
+  REQUEST_PHASES,
+  checkPhase,
+  requireRequestContext,
+  throughLua,
+  type PdkFn,
+} from './core';
 
 const LOG_LEVELS = ['debug', 'info', 'notice', 'warn', 'err', 'crit', 'alert', 'emerg'] as const;
 
@@ -22,6 +29,16 @@ export const miscPdk: Record<string, PdkFn> = {
   'kong.nginx.set_ctx': (st, [k, v]) => {
     if (v === null || v === undefined) st.ngxCtx.delete(String(k));
     else st.ngxCtx.set(String(k), throughLua(v));
+    return null;
+  },
+  // kong/runloop/plugin_servers/plugin.lua (3.9.3) exposed_api: `return ngx_var[v]`, which
+  // raises in the log timer. Only the variables plugins read are emulated; others are nil.
+  'kong.nginx.get_var': (st, [name]) => {
+    requireRequestContext(st);
+    if (name === 'kong_request_id') return st.id;
+    if (name === 'upstream_uri')
+      return st.upstream.path + (st.upstream.query ? `?${st.upstream.query}` : '');
+    if (name === 'remote_addr') return st.clientIp;
     return null;
   },
   'kong.nginx.get_subsystem': () => 'http',

@@ -98,6 +98,18 @@ function serviceResponseHeaders(st: RequestState, limit: number, forWire: boolea
 }
 
 export const servicePdk: Record<string, PdkFn> = {
+  // kong/pdk/service.lua (3.9.3) set_target: phases access, rewrite, balancer, preread;
+  // ngx.var.upstream_host = host; ctx.balancer_data.host/port = host/port.
+  'kong.service.set_target': (st, [host, port]) => {
+    checkPhase(st, ACCESS_REWRITE_BALANCER);
+    if (typeof host !== 'string') throw new KongLuaError('host must be a string');
+    if (typeof port !== 'number' || Math.floor(port) !== port)
+      throw new KongLuaError('port must be an integer');
+    if (port < 0 || port > 65535)
+      throw new KongLuaError(`port must be an integer between 0 and 65535: given ${port}`);
+    st.target = { host, port };
+    return null;
+  },
   'kong.service.request.enable_buffering': (st) => {
     checkPhase(st, ['rewrite', 'access']);
     st.bufferedProxying = true;

@@ -27,6 +27,15 @@ export interface KongCredential {
   consumer?: { id: string } | null;
 }
 
+/** The fields of a Kong Service entity our plugins read (kong.router.get_service). */
+export interface KongService {
+  id?: string;
+  name?: string | null;
+  host: string;
+  port: number;
+  protocol?: string;
+}
+
 export interface KongPdk {
   request: {
     getHeader(name: string): Promise<string | null | undefined>;
@@ -41,8 +50,18 @@ export interface KongPdk {
     getCredential(): Promise<KongCredential | null | undefined>;
     getIp(): Promise<string>;
   };
+  router: {
+    getService(): Promise<KongService | null | undefined>;
+  };
+  nginx: {
+    /** Raises in the log phase (a timer): the JS promise then never settles. Access only. */
+    getVar(name: string): Promise<string | null | undefined>;
+  };
   service: {
+    /** Direct host:port for this request, bypassing the load balancer (kong/pdk/service.lua). */
+    setTarget(host: string, port: number): Promise<unknown>;
     request: {
+      setPath(path: string): Promise<unknown>;
       setHeader(name: string, value: string): Promise<unknown>;
       setHeaders(headers: Record<string, HeaderValue>): Promise<unknown>;
       clearHeader(name: string): Promise<unknown>;

@@ -10,8 +10,19 @@ export const RETRIEVAL_CONTEXT_HEADER = 'x-retrieval-context';
 
 /** Any header starting with one of these prefixes is gateway-owned. */
 export const GATEWAY_OWNED_HEADER_PREFIXES: readonly string[] = ['x-tenant-'];
+/**
+ * Kong's acl plugin sets X-Consumer-Groups, and it runs after tenant-auth (priority 950): on a
+ * route without acl a client copy would reach the upstream as if Kong had set it. The other
+ * X-Consumer-* and X-Credential-Identifier headers are overwritten by the auth plugin that
+ * runs before tenant-auth, so they are left alone.
+ */
+export const CONSUMER_GROUPS_HEADER = 'x-consumer-groups';
+
 /** Exact gateway-owned header names outside the prefixes. */
-export const GATEWAY_OWNED_HEADERS: readonly string[] = [RETRIEVAL_CONTEXT_HEADER];
+export const GATEWAY_OWNED_HEADERS: readonly string[] = [
+  RETRIEVAL_CONTEXT_HEADER,
+  CONSUMER_GROUPS_HEADER,
+];
 
 /**
  * True when `name` is a header the gateway owns, or one the config names (`extra`, lower-case

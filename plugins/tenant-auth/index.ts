@@ -45,6 +45,7 @@ import * as metrics from './metrics';
 import { resolvePlanName, resolvePolicy } from './policy';
 import { spoofVerdict } from './spoof';
 import { Schema, checkConfig, type TenantAuthConfig } from './schema';
+import { UpstreamCredentials } from './upstream-auth';
 
 export const Name = 'tenant-auth';
 export const Version = '0.1.0';
@@ -81,6 +82,7 @@ export class Plugin {
   private readonly config: TenantAuthConfig;
   private readonly jwt: JwtVerifier | null = null;
   private readonly extraStrip: ReadonlySet<string> = new Set();
+  private readonly upstream: UpstreamCredentials | null = null;
   /** Why this instance cannot serve, when its config is unusable. */
   private readonly misconfigured: string | null = null;
 
@@ -99,6 +101,7 @@ export class Plugin {
       this.extraStrip = new Set(
         this.config.strip_headers.map((h) => h.toLowerCase().replace(/_/g, '-')),
       );
+      this.upstream = new UpstreamCredentials(this.config.upstream_auth);
       serveMetrics(this.config.metrics_port, this.config.metrics_host, (e) => {
         process.stderr.write(
           `tenant-auth: metrics endpoint ${this.config.metrics_host}:${this.config.metrics_port} failed: ${e.message}\n`,
@@ -139,9 +142,10 @@ export class Plugin {
     const newBody = await this.rewriteBody(kong, headers, ctx, tenantLabel);
 
     if (spoof.spoofed) metrics.spoofedHeaders.inc({ tenant: tenantLabel });
-    // One call removes the client copies and sets ours.
+    // One call removes the client copies and credentials, and sets ours.
     await kong.service.request.setHeaders({
       ...spoof.removals,
+      ...this.credentialHeaders(headers, ctx),
       [TENANT_ID_HEADER]: ctx.tenantId,
       [TENANT_PLAN_HEADER]: ctx.plan,
     });
@@ -153,6 +157,23 @@ export class Plugin {
       source: ctx.source,
     });
     metrics.authenticated.inc({ tenant: tenantLabel, plan: ctx.plan, source: ctx.source });
+  }
+
+  /**
+   * The client's credentials never travel upstream: every credential header it sent is
+   * removed, and the provider key for this tenant (if configured) takes the upstream header.
+   */
+  private credentialHeaders(
+    headers: HeaderMap,
+    ctx: TenantContext,
+  ): Record<string, string[] | string> {
+    const out: Record<string, string[] | string> = {};
+    const up = this.upstream;
+    if (!up) return out;
+    for (const name of up.stripped) if (name in headers) out[name] = [];
+    const value = up.valueFor(ctx);
+    if (value !== null) out[up.header] = value;
+    return out;
   }
 
   /** Every configured source that presents a credential must agree on the tenant. */

@@ -4,6 +4,7 @@
  * `checkConfig`, run when an instance starts.
  */
 import { field, type KongSchemaFields } from '../../lib/schema/fields';
+import type { UpstreamAuthConfig } from './upstream-auth';
 
 export type IdentitySourceName = 'consumer' | 'jwt';
 export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256';
@@ -47,6 +48,7 @@ export interface TenantAuthConfig {
   tool_policy: 'strip' | 'reject';
   persona_mode: 'prepend' | 'replace';
   strip_headers: string[];
+  upstream_auth: UpstreamAuthConfig;
   max_body_bytes: number;
   validate_json_body: boolean;
   metrics_port: number;
@@ -235,6 +237,59 @@ export const Schema: KongSchemaFields = [
       'Extra client header names to remove (any case), besides the gateway-owned `X-Tenant-*` and `X-Retrieval-Context`.',
       field.string('A header name.', { match: '^[A-Za-z0-9-]+$' }),
       { default: [] },
+    ),
+  },
+  {
+    upstream_auth: field.record(
+      'The provider credential sent upstream in place of the client’s, and the client credential headers removed from every upstream request.',
+      [
+        {
+          header: field.string('Upstream request header that carries the provider key.', {
+            default: 'Authorization',
+            match: '^[A-Za-z0-9-]+$',
+            required: true,
+          }),
+        },
+        {
+          scheme: field.string(
+            'Prefix of the header value before the key (`Bearer` for OpenAI-compatible APIs); empty sends the key alone.',
+            { default: 'Bearer', match: '^[A-Za-z0-9-]*$', required: true },
+          ),
+        },
+        {
+          default_key: field.string(
+            'Where the key for every tenant without a plan or tenant key is read: `env:NAME` or `file:/absolute/path`. Never the key itself. Null: no key is set (the client credential is still removed).',
+            {},
+          ),
+        },
+        {
+          plans: field.map(
+            'Key source per plan (`env:NAME` or `file:/path`), e.g. a dedicated deployment for a premium plan.',
+            field.string('Plan name.', { match: '^[a-z0-9][a-z0-9_.-]*$', len_max: 64 }),
+            field.string('Key source of the plan (checked when the instance starts).'),
+            { default: {}, required: true },
+          ),
+        },
+        {
+          tenants: field.map(
+            'Key source per tenant, for bring-your-own-key tenants; wins over the plan’s.',
+            field.string('Tenant id.', { match: '^[a-z0-9][a-z0-9_-]*$', len_max: 64 }),
+            field.string('Key source of the tenant (checked when the instance starts).'),
+            { default: {}, required: true },
+          ),
+        },
+        {
+          strip_client_credentials: field.array(
+            'Client headers that may carry a tenant’s credential, removed from every upstream request (any case). Add every `key_names` entry of your key-auth.',
+            field.string('A header name.', { match: '^[A-Za-z0-9-]+$' }),
+            {
+              default: ['Authorization', 'apikey', 'x-api-key', 'api-key', 'Proxy-Authorization'],
+              required: true,
+            },
+          ),
+        },
+      ],
+      { required: true },
     ),
   },
   {

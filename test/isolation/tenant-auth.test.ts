@@ -377,3 +377,21 @@ test('39. two Authorization headers on a JWT route', async (t) =>
     // runs; the harness mirrors it.
     400,
   ));
+
+test('40. B sends X-Consumer-Groups: admin (what Kong acl would set) on a route without acl', async (t) => {
+  const up = await assertStaysB(t, [
+    ['X-Consumer-Groups', 'admin'],
+    ['x-consumer-groups', 'acme-staff'],
+  ]);
+  t.is(up.headers['x-consumer-groups'], undefined);
+});
+
+test("41. B sends A's key in a second credential header: no tenant key reaches the upstream", async (t) => {
+  const up = await assertStaysB(t, [
+    ['x-api-key', 'acme-key'],
+    ['authorization', 'Bearer acme-key'],
+  ]);
+  t.is(up.headers['x-api-key'], undefined);
+  t.is(up.headers['authorization'], undefined);
+  t.is(up.headers['apikey'], undefined);
+});

@@ -95,3 +95,20 @@ test('a client giving up on a held request takes no capacity with it', async (t)
   t.is((await postJson(`${mock.url}/v1/chat/completions`, hello)).status, 200);
   t.is(mock.stats().inFlight, 0);
 });
+
+test('apiKey: the mock demands its provider key and answers 401 invalid_api_key otherwise', async (t) => {
+  const mock = await startMock(t, { apiKey: 'sk-mock' });
+  const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] });
+  const call = (auth?: string) =>
+    fetch(`${mock.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(auth ? { authorization: auth } : {}) },
+      body,
+    });
+  t.is((await call('Bearer sk-mock')).status, 200);
+  const wrong = await call('Bearer sk-other');
+  t.is(wrong.status, 401);
+  t.like(await wrong.json(), { error: { code: 'invalid_api_key' } });
+  t.is((await call()).status, 401);
+  t.throws(() => mock.configure({ apiKey: '' }), { instanceOf: RangeError });
+});

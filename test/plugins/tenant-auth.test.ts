@@ -3,12 +3,23 @@
  * OpenAI upstream recording what reached it.
  */
 import test from 'ava';
-import { readFileSync } from 'node:fs';
-import { apiError, chat, eventually } from '../helpers/frontdoor';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  apiError,
+  chat,
+  declarative,
+  eventually,
+  send,
+  startFrontDoor,
+} from '../helpers/frontdoor';
 import { HS_SECRET, hsKey, keys, sign } from '../helpers/jwt';
 import {
+  CONSUMERS,
   JWT_AUDIENCE,
   JWT_ISSUER,
+  PLANS,
   probedContext,
   sharedTenantDoor,
 } from '../helpers/tenant-routes';
@@ -348,4 +359,79 @@ test('refused and served requests leave no open event behind in the plugin serve
     return m && m[1] === '0' ? Number(m[1]) : undefined;
   });
   t.is(pending, 0);
+});
+
+test('the client credential never reaches the upstream; the provider key does (per tenant, per default)', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'provider-keys-'));
+  writeFileSync(path.join(dir, 'default'), 'sk-provider-default\n');
+  writeFileSync(path.join(dir, 'acme'), 'sk-acme-own-key');
+  const door = await startFrontDoor(t.teardown, (url) =>
+    declarative(
+      url,
+      [
+        { name: 'key-auth', route: 'ai', config: { key_names: ['apikey', 'x-api-key'] } },
+        {
+          name: 'tenant-auth',
+          route: 'ai',
+          config: {
+            plans: PLANS,
+            upstream_auth: {
+              default_key: `file:${path.join(dir, 'default')}`,
+              tenants: { acme: `file:${path.join(dir, 'acme')}` },
+            },
+          },
+        },
+      ],
+      CONSUMERS,
+    ),
+  );
+  // The provider demands its own key: only the gateway's gets through.
+  door.upstream.configure({ apiKey: 'sk-provider-default' });
+  const globex = await send(`${door.url}/v1/chat/completions`, {
+    headers: [
+      ['x-api-key', 'globex-key'],
+      ['authorization', 'Bearer globex-key'],
+    ],
+    body: chat('hi'),
+  });
+  t.is(globex.status, 200, globex.text);
+  const seen = door.upstream.received.at(-1)!;
+  t.is(seen.headers['authorization'], 'Bearer sk-provider-default');
+  t.is(seen.headers['apikey'], undefined, 'no tenant key travels upstream');
+  t.is(seen.headers['x-api-key'], undefined);
+  // acme brings its own key: the provider (demanding the default key) refuses it, as it must.
+  // It also sent globex's key in a second header: neither tenant's key travels upstream.
+  const acme = await send(`${door.url}/v1/chat/completions`, {
+    headers: [
+      ['apikey', 'acme-key'],
+      ['x-api-key', 'globex-key'],
+    ],
+    body: chat('hi'),
+  });
+  t.is(acme.status, 401);
+  const acmeSeen = door.upstream.received.at(-1)!;
+  t.is(acmeSeen.headers['authorization'], 'Bearer sk-acme-own-key');
+  t.is(acmeSeen.headers['apikey'], undefined);
+  t.is(acmeSeen.headers['x-api-key'], undefined);
+});
+
+test('a provider key source that cannot be read refuses requests (plugin_misconfigured), never sends them keyless', async (t) => {
+  const door = await startFrontDoor(t.teardown, (url) =>
+    declarative(
+      url,
+      [
+        { name: 'key-auth', route: 'ai', config: {} },
+        {
+          name: 'tenant-auth',
+          route: 'ai',
+          config: { plans: PLANS, upstream_auth: { default_key: 'file:/nonexistent/key' } },
+        },
+      ],
+      CONSUMERS,
+    ),
+  );
+  const r = await send(`${door.url}/v1/models`, { headers: [['apikey', 'globex-key']] });
+  t.is(r.status, 500);
+  t.is(apiError(r).code, 'plugin_misconfigured');
+  t.is(door.upstream.received.length, 0);
 });

@@ -1,0 +1,81 @@
+/**
+ * circuit-breaker's Prometheus metrics, on the plugin server's per-process registry. All of
+ * them are per gateway node: breakers and bulkheads live in this process.
+ * `upstream` is a configured upstream name or `service:<name>`; `tenant` is bounded, and is
+ * `*` on the state of a breaker shared by every tenant of an upstream.
+ */
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { registry, TenantLabels } from '../../lib/metrics/registry';
+
+export const breakerState = new Gauge({
+  name: 'circuit_breaker_state',
+  help: 'Breaker state by upstream and tenant: 0 closed, 1 open, 2 half-open.',
+  labelNames: ['upstream', 'tenant'] as const,
+  registers: [registry],
+});
+
+export const transitions = new Counter({
+  name: 'circuit_breaker_transitions_total',
+  help: 'Breaker state changes by upstream, tenant and the state entered.',
+  labelNames: ['upstream', 'tenant', 'to'] as const,
+  registers: [registry],
+});
+
+export const shortCircuited = new Counter({
+  name: 'circuit_breaker_short_circuited_total',
+  help: 'Requests answered 503 at once because their breaker was open or probing, by upstream, tenant and state.',
+  labelNames: ['upstream', 'tenant', 'state'] as const,
+  registers: [registry],
+});
+
+export const bulkheadRejections = new Counter({
+  name: 'circuit_breaker_bulkhead_rejections_total',
+  help: 'Requests refused by the tenant bulkhead, by tenant and reason (full, queue_timeout).',
+  labelNames: ['tenant', 'reason'] as const,
+  registers: [registry],
+});
+
+export const bulkheadQueued = new Counter({
+  name: 'circuit_breaker_bulkhead_queued_total',
+  help: 'Requests that waited in the tenant bulkhead queue before getting a slot, by tenant.',
+  labelNames: ['tenant'] as const,
+  registers: [registry],
+});
+
+export const fallbacks = new Counter({
+  name: 'circuit_breaker_fallbacks_total',
+  help: 'Requests routed to the fallback upstream because the primary breaker refused, by primary upstream, fallback and tenant.',
+  labelNames: ['upstream', 'fallback', 'tenant'] as const,
+  registers: [registry],
+});
+
+export const outcomes = new Counter({
+  name: 'circuit_breaker_outcomes_total',
+  help: 'Finished upstream calls by upstream, tenant and outcome (success, upstream_5xx, upstream_429, upstream_timeout, refused_by_plugin, lost, ...).',
+  labelNames: ['upstream', 'tenant', 'outcome'] as const,
+  registers: [registry],
+});
+
+export const upstreamLatency = new Histogram({
+  name: 'circuit_breaker_upstream_latency_seconds',
+  help: 'Time to the upstream response headers (the serializer latencies.proxy), by upstream.',
+  labelNames: ['upstream'] as const,
+  buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+  registers: [registry],
+});
+
+export const refusals = new Counter({
+  name: 'circuit_breaker_refusals_total',
+  help: 'Requests circuit-breaker refused, by reason (the error code) and status.',
+  labelNames: ['reason', 'status'] as const,
+  registers: [registry],
+});
+
+let labels: TenantLabels | null = null;
+/** The bounded tenant label mapper; the bound comes from the first instance's config. */
+export function tenantLabels(maxTenants: number): TenantLabels {
+  labels ??= new TenantLabels(maxTenants);
+  return labels;
+}
+
+export const STATE_VALUE = { closed: 0, open: 1, half_open: 2 } as const;
