@@ -128,7 +128,7 @@ async function main(): Promise<void> {
 
     // 1. Load TENANTS × CHUNKS sealed chunks (vectors from the mock's embedder, in process).
     const t0 = Date.now();
-    const BATCH = 10_000;
+    const BATCH = 2000;
     let rows: RowData[] = [];
     for (let t = 0; t < TENANTS; t++) {
       const tenant = parseTenantId(`t${t}`);
