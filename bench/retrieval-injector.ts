@@ -165,13 +165,15 @@ async function main(): Promise<void> {
     for (let i = 0; i < 50; i++)
       await store.search(ctxOf(`t${i % TENANTS}`), embedText(sentence(i), DIM), 4, 0);
     const searchMs: number[] = [];
+    let empty = 0;
     for (let i = 0; i < SEARCHES; i++) {
       const tenant = `t${(i * 7919) % TENANTS}`;
       const q = embedText(sentence(i + 99_991), DIM);
       const s = process.hrtime.bigint();
       const hits = await store.search(ctxOf(tenant), q, 4, 0);
       searchMs.push(Number(process.hrtime.bigint() - s) / 1e6);
-      if (hits.length === 0) throw new Error(`no hit for ${tenant}`);
+      // Every tenant has CHUNKS rows: an empty answer is a recall miss of the filtered HNSW search.
+      if (hits.length === 0) empty++;
     }
     const search = stats(searchMs);
 
@@ -287,7 +289,8 @@ Redis on this machine (2 shared cores), dim ${DIM}, HNSW (M 16, efConstruction 2
 loaded in ${loadSeconds.toFixed(0)} s, index ${indexSeconds.toFixed(0)} s more), ${SEARCHES} searches
 for rotating tenants, top 4, through \`KnowledgeStore.search\` (tenant filter, assembly
 assertion, decryption of every hit): **p50 ${f2(search.p50)} ms, p99 ${f2(search.p99)} ms**
-(mean ${f2(search.mean)} ms; target p99 ≤ 20 ms: ${search.p99 <= 20 ? 'met' : 'NOT met'}).
+(mean ${f2(search.mean)} ms; target p99 ≤ 20 ms: ${search.p99 <= 20 ? 'met' : 'NOT met'});
+${empty} of ${SEARCHES} searches returned no hit although the tenant has ${CHUNKS} chunks.
 
 **Ingest**: ${ingested.chunks} chunks (one 400-paragraph document, chunk size 400) split, embedded
 by the mock upstream's endpoint, sealed and inserted in ${ingestSeconds.toFixed(2)} s:
