@@ -11,6 +11,7 @@ import { ConfigError, readDeclarative } from './config/declarative';
 import { addExitHook } from './exit-hooks';
 import { configFieldsOf, validatePluginConfig } from './config/schema';
 import { KEY_AUTH_PRIORITY, keyAuthConfigFields } from './keyauth';
+import { postFunctionConfigFields, postFunctionPlugin } from './post-function';
 import { setClientBodyBufferSize } from './pdk/request';
 import { ExternalPlugin } from './pluginserver/bridge';
 import { PluginServerProcess, queryPluginInfo } from './pluginserver/process';
@@ -19,7 +20,7 @@ import { Router } from './router';
 import { Runloop } from './runloop';
 import type { Gateway, GatewayOptions, PluginDump } from './types';
 
-const BUNDLED = new Set(['key-auth']);
+const BUNDLED = new Set(['key-auth', 'post-function']);
 
 export async function startGateway(
   opts: GatewayOptions & { clientBodyBufferSize?: number },
@@ -76,7 +77,9 @@ export async function startGateway(
       const fields =
         p.name === 'key-auth'
           ? keyAuthConfigFields
-          : configFieldsOf(dumpByName.get(p.name)?.Schema ?? { fields: [] });
+          : p.name === 'post-function'
+            ? postFunctionConfigFields
+            : configFieldsOf(dumpByName.get(p.name)?.Schema ?? { fields: [] });
       const r = validatePluginConfig(fields, p.rawConfig);
       r.notes.forEach((n) => log(`[harness] plugin '${p.name}' ${p.scopeLabel}: ${n}`));
       r.errors.forEach((e) => problems.push(`plugin '${p.name}' ${p.scopeLabel}: ${e}`));
@@ -91,6 +94,7 @@ export async function startGateway(
         phases: new Set(['access']),
         noConsumer: true,
       },
+      postFunctionPlugin,
     ];
     const externals = new Map<string, ExternalPlugin>();
     await Promise.all(
@@ -104,10 +108,10 @@ export async function startGateway(
             () =>
               reject(
                 new Error(
-                  `plugin server '${spec.name}' did not listen on ${proc.socketPath} within 15 s`,
+                  `plugin server '${spec.name}' did not listen on ${proc.socketPath} within 30 s`,
                 ),
               ),
-            15000,
+            30000,
           ).unref(),
         );
         await Promise.race([ready, timeout]);

@@ -5,12 +5,14 @@
 // or error delays the response and skips the remaining access handlers but not collection)
 // -> proxy -> response (Kong.response: buffered, only when a collected plugin has `response`
 // or buffering was enabled) -> header_filter headers -> log (plugin.lua: from a timer, on a snapshot).
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { Transform } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DeclarativeConfig, PluginEntity } from './config/entities';
 import { defaultErrorMessage, errorBody, errorHandlerType, responseType } from './errors';
 import { headerMapFromRaw, joinedHeader, type HeaderMap } from './headers';
 import { keyAuthAccess } from './keyauth';
+import { bodyFilterCode, runBodyFilter } from './post-function';
 import { addKongResponseHeaders } from './kong-headers';
 import { ExitSignal, KongLuaError, normalizeHeaderValues, type PdkEnv } from './pdk/core';
 import { buildExit } from './pdk/response';
@@ -132,7 +134,7 @@ export class Runloop {
     let collected: Collected[] | undefined;
     const final = await this.phases(st, (c) => (collected = c));
     addKongResponseHeaders(st, final.response.headers);
-    await this.send(st, res, final);
+    await this.send(st, res, final, this.bodyFilter(collected));
     // Kong.log -> plugin.lua: each plugin's log handler runs in its own timer on a snapshot.
     st.response ??= {
       status: final.response.status,
@@ -264,22 +266,67 @@ export class Runloop {
     return { response: st.response };
   }
 
+  /**
+   * The body_filter of a collected post-function (the only Lua plugin with one here), run
+   * per chunk and once with eof, as nginx calls it: see post-function.ts.
+   */
+  private bodyFilter(
+    collected: Collected[] | undefined,
+  ): ((st: RequestState, chunk: Buffer, eof: boolean) => Promise<void>) | undefined {
+    const pf = collected?.find((c) => c.plugin.name === 'post-function');
+    const code = pf ? bodyFilterCode(pf.entity.config) : undefined;
+    if (!pf || !code) return undefined;
+    const key = `${pf.entity.id}:${createHash('sha1').update(code.join('\0')).digest('hex')}`;
+    return (st, chunk, eof) => runBodyFilter(key, code, st, chunk, eof);
+  }
+
   private send(
     st: RequestState,
     res: ServerResponse,
     final: { response: DownstreamResponse; stream?: IncomingMessage },
+    filter?: (st: RequestState, chunk: Buffer, eof: boolean) => Promise<void>,
   ): Promise<void> {
     st.response = final.response;
     st.phase = 'header_filter';
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of final.response.headers) headers[k] = v.length === 1 ? (v[0] as string) : v;
     return new Promise((resolve) => {
-      res.once('finish', () => resolve());
-      res.once('close', () => resolve());
+      // Resolved when the client got everything and the last body_filter call ran.
+      let filtered: Promise<void> = Promise.resolve();
+      const done = (): void => void filtered.finally(() => resolve());
+      res.once('finish', done);
+      res.once('close', done);
       res.writeHead(final.response.status, headers);
       if (final.stream) {
-        final.stream.pipe(res);
-        final.stream.on('error', () => res.destroy());
+        const source = final.stream;
+        if (filter) {
+          // Each chunk goes to the client as it comes; body_filter sees it on the way.
+          const tap = new Transform({
+            transform(chunk: Buffer, _enc, cb) {
+              filtered = filtered.then(() => filter(st, chunk, false));
+              filtered.then(
+                () => cb(null, chunk),
+                (e: unknown) => cb(e as Error),
+              );
+            },
+            flush(cb) {
+              filtered = filtered.then(() => filter(st, Buffer.alloc(0), true));
+              filtered.then(
+                () => cb(),
+                (e: unknown) => cb(e as Error),
+              );
+            },
+          });
+          source.pipe(tap).pipe(res);
+          tap.on('error', () => res.destroy());
+        } else source.pipe(res);
+        source.on('error', () => res.destroy());
+      } else if (filter) {
+        filtered = filter(st, final.response.body, true);
+        void filtered.then(
+          () => res.end(final.response.body),
+          () => res.end(final.response.body),
+        );
       } else res.end(final.response.body);
     });
   }

@@ -38,6 +38,13 @@ const ROOT = resolve(
   existsSync(join(__dirname, '..', 'package.json')) ? '' : '..',
 );
 const GENERATOR = join(ROOT, 'docker', 'kong-pluginservers.sh');
+/**
+ * Kong's own errors (no credential, no route, upstream unreachable, timeouts, nginx's 400s) in
+ * the shape OpenAI clients parse: `error_template_json` (Kong formats it with the message and
+ * the request id, kong/error_handlers.lua) and JSON as the default type when a client states
+ * no Accept (kong.conf `error_default_type`). The compose stack sets the same two.
+ */
+export const ERROR_TEMPLATE = join(ROOT, 'docker', 'error-template.json');
 const PLUGINSERVER_BIN = join(
   dirname(require.resolve('kong-pdk/package.json')),
   'bin',
@@ -202,6 +209,8 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
     anonymous_reports: 'off',
     nginx_worker_processes: opts.workers ?? 1,
     log_level: 'notice',
+    error_default_type: 'application/json',
+    error_template_json: ERROR_TEMPLATE,
     ...(process.getuid?.() === 0 ? { nginx_user: 'root root' } : {}),
     ...(opts.kongConf ?? {}),
   };
@@ -274,7 +283,7 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
   log(`[kong] Kong ${kong.version} started: http://${host}:${port} (prefix ${prefix})`);
 
   // Worker 0 spawns the plugin servers from a timer after start: wait for their sockets.
-  const sockDeadline = Date.now() + 20000;
+  const sockDeadline = Date.now() + 40000;
   const pending = () => names.filter((n) => !existsSync(join(socketDir, `${n}.sock`)));
   while (pending().length && Date.now() < sockDeadline) await sleep(50);
   if (pending().length) {

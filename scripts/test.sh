@@ -13,6 +13,8 @@
 #   KEEP_SERVICES=1 npm test          # leave Redis/Milvus running afterwards (faster reruns)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=services/lib.sh
+source scripts/services/lib.sh
 
 fail() {
   echo "npm test: $*" >&2
@@ -24,6 +26,12 @@ fail() {
 npm run -s build || fail "the build failed"
 
 scripts/services/all.sh install || fail "could not install Redis or Milvus (see above)"
+# LuaJIT (Kong's Lua) runs the Lua snippets the project ships in kong.yml in their unit tests.
+if ! command -v luajit >/dev/null 2>&1; then
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends luajit ||
+    { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends luajit; } ||
+    fail "could not install luajit"
+fi
 kong_rc=0
 scripts/services/kong.sh install || kong_rc=$?
 if [ "$kong_rc" -ne 0 ] && [ "$kong_rc" -ne 3 ]; then fail "could not install Kong (see above)"; fi

@@ -154,7 +154,7 @@ export class PluginServerProcess {
   }
 
   private async pollReady(child: ChildProcess): Promise<void> {
-    const deadline = Date.now() + 15000;
+    const deadline = Date.now() + 30000;
     while (
       !this.stopping &&
       this.child === child &&

@@ -44,6 +44,8 @@ export interface KongPdk {
     getRawBody(maxAllowedFileSize?: number): Promise<Uint8Array | string | null | undefined>;
     getMethod(): Promise<string>;
     getPath(): Promise<string>;
+    /** Path and query string as the client sent them (normalised path). */
+    getPathWithQuery(): Promise<string>;
   };
   client: {
     getConsumer(): Promise<KongConsumer | null | undefined>;

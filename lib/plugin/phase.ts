@@ -12,6 +12,11 @@ import { asKongPdk, type KongPdk } from '../pdk/kong';
 export interface PhaseHooks {
   /** Called with the refusal before the response is sent (metrics). */
   onRefusal?(error: GatewayError): void;
+  /**
+   * The response has already left (the `log` phase): an error is logged, never answered
+   * (kong.response.exit fails there, and its JS call would never settle).
+   */
+  afterResponse?: boolean;
 }
 
 export async function guardPhase(
@@ -33,6 +38,11 @@ export async function guardPhase(
           code: 'plugin_error',
           message: `${plugin} failed while handling the request; it was not forwarded`,
         });
+    if (hooks.afterResponse) {
+      const detail = e instanceof Error ? (e.stack ?? e.message) : String(e);
+      void kong.log.err(`${plugin} ${phase}: ${detail}`);
+      return;
+    }
     // The refusal goes out first: nothing after this line may stand between an error and it.
     exitWithError(kong, refusal.spec);
     if (!isGatewayError(e)) {

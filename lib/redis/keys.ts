@@ -43,8 +43,19 @@ export interface Keyspace {
   rateBucket(tenant: TenantId, limit: string): RedisKey;
   /** Sorted set of lease id -> expiry ms: a tenant's in-flight requests (concurrency cap). */
   concurrencyLeases(tenant: TenantId): RedisKey;
-  /** Hash of period -> spent amount: a tenant's budget counters. */
+  /**
+   * Hash: a tenant's budget counters for one period (used/reserved tokens and cost, one
+   * field per open reservation); see scripts/budget-reserve-2.lua.
+   */
   budget(tenant: TenantId, period: string): RedisKey;
+  /** Sorted set of request id -> expiry ms: the period's open budget reservations. */
+  budgetReservations(tenant: TenantId, period: string): RedisKey;
+  /** Set of request ids already settled in the period (settle exactly once). */
+  budgetSettled(tenant: TenantId, period: string): RedisKey;
+  /** Stream: the tenant's append-only usage ledger for one period (token-meter). */
+  usageLedger(tenant: TenantId, period: string): RedisKey;
+  /** Glob matching every tenant's usage ledger of one period (chargeback SCAN). */
+  usageLedgerPattern(period: string): string;
   /**
    * Integer bumped on every change of the tenant's retrieval corpus (ingest, delete,
    * offboarding) by `retrieval-injector`'s knowledge operations; `tenant-cache` keys on it,
@@ -74,6 +85,14 @@ export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keysp
     concurrencyLeases: (tenant) => tenantKey(tenant, 'leases'),
     budget: (tenant, period) =>
       tenantKey(tenant, 'budget', checkPart(period, 'budget period', KEY_PART_PATTERN)),
+    budgetReservations: (tenant, period) =>
+      tenantKey(tenant, 'budget-res', checkPart(period, 'budget period', KEY_PART_PATTERN)),
+    budgetSettled: (tenant, period) =>
+      tenantKey(tenant, 'budget-settled', checkPart(period, 'budget period', KEY_PART_PATTERN)),
+    usageLedger: (tenant, period) =>
+      tenantKey(tenant, 'ledger', checkPart(period, 'ledger period', KEY_PART_PATTERN)),
+    usageLedgerPattern: (period) =>
+      [ns, '{t:*}', 'ledger', checkPart(period, 'ledger period', KEY_PART_PATTERN)].join(':'),
     knowledgeGeneration: (tenant) => tenantKey(tenant, 'knowledge', 'gen'),
     embeddingCache: (tenant, digest) =>
       tenantKey(tenant, 'emb', checkPart(digest, 'embedding digest', DIGEST_PATTERN)),

@@ -180,7 +180,13 @@ export function send(
   return new Promise((resolve, reject) => {
     const req = http.request(
       url,
-      { method: init.method ?? (body !== undefined ? 'POST' : 'GET'), headers: pairs.flat() },
+      // A fresh connection per request: a reused keep-alive socket can be closed by the server's
+      // idle timeout just as a test on a loaded machine sends on it (ECONNRESET).
+      {
+        method: init.method ?? (body !== undefined ? 'POST' : 'GET'),
+        headers: pairs.flat(),
+        agent: false,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

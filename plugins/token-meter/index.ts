@@ -1,0 +1,578 @@
+/**
+ * token-meter: every token attributed to its tenant, budgets checked before the call, never a
+ * silent overage. In access it reserves the request's worst case in Redis atomically (the
+ * ladder: preferred model, plan fallback, clamped max_tokens, or a 429), bounds the request
+ * to what it reserved and asks streams for their usage. In log it settles exactly once per
+ * request id from the usage Kong's post-function read in body_filter (usage-snippet.lua), and
+ * appends the ledger entry; Redis outages spool locally and replay. It also answers the
+ * tenant's showback endpoints from its own ledger.
+ *
+ * PDK calls (each one IPC round trip with Kong):
+ *   access, metered POST: ctx.shared.get (tenant), request.getMethod, request.getPath,
+ *     request.getRawBody, ctx.shared.get (estimate) [+ ctx.shared.set when no earlier plugin
+ *     published it], nginx.getVar (request id), ctx.shared.set (state),
+ *     [service.request.setRawBody when the body changes], response.setHeaders   = 8 to 10
+ *   access, showback GET: ctx.shared.get, getMethod, getPathWithQuery, response.exit = 4
+ *   access, other methods: ctx.shared.get, getMethod                               = 2
+ *   log: ctx.shared.get ×3 (tenant, state, usage), response.getStatus               = 4
+ *     (no state: + ctx.shared.get cache status; a cache hit: + log.serialize + estimate)
+ */
+import { GatewayError } from '../../lib/http/errors';
+import { serveMetrics } from '../../lib/metrics/registry';
+import { bodyToBuffer, type KongPdk } from '../../lib/pdk/kong';
+import { guardPhase } from '../../lib/plugin/phase';
+import { createRedis, waitForRedis, type RedisClient } from '../../lib/redis/client';
+import { isRedisUnavailable } from '../../lib/redis/errors';
+import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
+import { readConfig } from '../../lib/schema/config';
+import type { TenantContext } from '../../lib/tenant/context';
+import { readTenantContext } from '../../lib/tenant/read';
+import type * as EstimateModule from '../../lib/tokens/estimate';
+import { decodeUsage, USAGE_KEY } from '../../lib/tokens/usage';
+import { reserveBudget, settleBudget, type BudgetCaps, type Settlement } from './budget';
+import { ladder, type LadderStep } from './ladder';
+import { ledgerFields, readLedger, Spool, spoolSettler, type LedgerEntry } from './ledger';
+import * as metrics from './metrics';
+import { periodAt, periodsBetween, type PeriodWindow } from './period';
+import { costOf, NANO_USD_PER_USD, priceOf, type TokenPrice } from './pricing';
+import { readMeteredRequest, rewriteBody } from './request-body';
+import { Schema, checkConfig, type TokenMeterConfig } from './schema';
+import { parseShowbackQuery, showbackKind, showbackPage } from './showback';
+import { decodeMeterState, encodeMeterState, METER_STATE_KEY, type MeterState } from './state';
+
+export const Name = 'token-meter';
+export const Version = '0.1.0';
+/** After tenant-cache (900: a cache hit never reaches us), before retrieval-injector (700). */
+export const Priority = 800;
+export { Schema };
+
+/** Set by tenant-cache when it served the request from its cache. */
+export const CACHE_STATUS_KEY = 'tenant_cache_status';
+
+/** Largest body read; bigger requests are refused 413 (tenant-auth bounds them earlier). */
+const MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+const MISCONFIGURED = new GatewayError({
+  status: 500,
+  type: 'server_error',
+  code: 'plugin_misconfigured',
+  message: 'token-meter is misconfigured on this route; the request was not forwarded',
+});
+
+interface ResolvedBudget {
+  readonly caps: BudgetCaps;
+  readonly softThreshold: number;
+  readonly allowDowngrade: boolean;
+  readonly allowClamp: boolean;
+  readonly minClampTokens: number;
+  readonly defaultMaxTokens: number;
+}
+
+/**
+ * The estimate module loads the BPE vocabularies (~1.5 s of CPU): loaded after start-up,
+ * not at require time, so the plugin server answers Kong's query and starts listening at
+ * once (under load a slow start-up is a failed start). Usually tenant-ratelimit has already
+ * published the estimate and the vocabularies are never used here.
+ */
+let estimateModule: Promise<typeof EstimateModule> | undefined;
+function estimates(): Promise<typeof EstimateModule> {
+  estimateModule ??= import('../../lib/tokens/estimate');
+  return estimateModule;
+}
+
+/** One replay timer per process, whatever the number of instances. */
+let replayTimer: NodeJS.Timeout | undefined;
+
+export class Plugin {
+  private readonly config: TokenMeterConfig;
+  private readonly misconfigured: string | null = null;
+  private readonly keys: Keyspace;
+  private readonly spool: Spool;
+  private redisClient: RedisClient | null = null;
+
+  constructor(raw: unknown) {
+    this.config = readConfig<TokenMeterConfig>(Schema, raw);
+    this.keys = createKeyspace('kta');
+    this.spool = new Spool(this.config.spool_dir);
+    try {
+      checkConfig(this.config);
+      this.keys = createKeyspace(this.config.key_namespace);
+      serveMetrics(this.config.metrics_port, this.config.metrics_host, (e) => {
+        process.stderr.write(`token-meter: metrics endpoint failed: ${e.message}\n`);
+      });
+      this.startReplay();
+      this.redis(); // connect now, not on the first request
+      setTimeout(() => void estimates(), 0).unref();
+    } catch (e) {
+      this.misconfigured = e instanceof Error ? e.message : String(e);
+    }
+  }
+
+  private redis(): RedisClient {
+    this.redisClient ??= createRedis({
+      url: this.config.redis_url,
+      commandTimeoutMs: this.config.redis_timeout_ms,
+    });
+    return this.redisClient;
+  }
+
+  /**
+   * The client, given up to one command deadline to finish connecting: the first requests
+   * after a plugin server starts (or Redis comes back) must not be refused for a connection
+   * that is a few milliseconds from ready. Past the deadline, the call fails as unavailable.
+   */
+  private async readyRedis(): Promise<RedisClient> {
+    const redis = this.redis();
+    if (!redis.isReady) {
+      await waitForRedis(redis, this.config.redis_timeout_ms).catch(() => undefined);
+    }
+    return redis;
+  }
+
+  private startReplay(): void {
+    if (replayTimer) return;
+    const run = async (): Promise<void> => {
+      if (this.spool.pending().length === 0) return;
+      const r = await this.spool.replay(spoolSettler(this.redis(), this.keys));
+      metrics.replayed.inc({ result: 'settled' }, r.settled);
+      metrics.replayed.inc({ result: 'duplicate' }, r.duplicate);
+      metrics.replayed.inc({ result: 'failed' }, r.failed);
+    };
+    replayTimer = setInterval(() => {
+      run().catch((e: unknown) =>
+        process.stderr.write(`token-meter: replay failed: ${String(e)}\n`),
+      );
+    }, this.config.replay_interval_seconds * 1000);
+    replayTimer.unref();
+  }
+
+  async access(kong: unknown): Promise<void> {
+    await guardPhase(
+      kong,
+      Name,
+      'access',
+      async (k) => {
+        if (this.misconfigured !== null) {
+          void k.log.err(`token-meter is misconfigured, refusing: ${this.misconfigured}`);
+          throw MISCONFIGURED;
+        }
+        const ctx = await readTenantContext(k, Name);
+        const method = await k.request.getMethod();
+        if (method === 'POST') return this.meter(k, ctx);
+        if ((method === 'GET' || method === 'HEAD') && this.config.showback) {
+          const pathWithQuery = await k.request.getPathWithQuery();
+          const q = pathWithQuery.indexOf('?');
+          const path = q < 0 ? pathWithQuery : pathWithQuery.slice(0, q);
+          const kind = showbackKind(path);
+          if (kind) await this.showback(k, ctx, kind, q < 0 ? '' : pathWithQuery.slice(q + 1));
+        }
+      },
+      { onRefusal: (e) => metrics.refusals.inc({ reason: e.code, status: String(e.status) }) },
+    );
+  }
+
+  private resolveBudget(ctx: TenantContext): ResolvedBudget | null {
+    const plan = Object.prototype.hasOwnProperty.call(this.config.plans, ctx.plan)
+      ? this.config.plans[ctx.plan]
+      : undefined;
+    if (!plan) {
+      if (this.config.unlisted_plan === 'meter_only') {
+        return {
+          caps: { tokens: null, cost: null },
+          softThreshold: 1,
+          allowDowngrade: false,
+          allowClamp: false,
+          minClampTokens: 1,
+          defaultMaxTokens: this.config.default_max_tokens,
+        };
+      }
+      return null;
+    }
+    const o = Object.prototype.hasOwnProperty.call(this.config.tenants, ctx.tenantId)
+      ? this.config.tenants[ctx.tenantId]
+      : undefined;
+    const tokens = o?.budget_tokens ?? plan.budget_tokens;
+    const usd = o?.budget_usd ?? plan.budget_usd;
+    return {
+      caps: { tokens, cost: usd === null ? null : Math.floor(usd * NANO_USD_PER_USD) },
+      softThreshold: o?.soft_threshold ?? plan.soft_threshold,
+      allowDowngrade: plan.allow_downgrade,
+      allowClamp: plan.allow_clamp,
+      minClampTokens: plan.min_clamp_tokens,
+      defaultMaxTokens: plan.default_max_tokens ?? this.config.default_max_tokens,
+    };
+  }
+
+  private async meter(kong: KongPdk, ctx: TenantContext): Promise<void> {
+    const c = this.config;
+    const budget = this.resolveBudget(ctx);
+    if (!budget) {
+      void kong.log.err(`token-meter: plan '${ctx.plan}' has no budget and unlisted_plan=refuse`);
+      throw MISCONFIGURED;
+    }
+    const path = await kong.request.getPath();
+    const raw = await kong.request.getRawBody(MAX_BODY_BYTES);
+    if (raw === null || raw === undefined) {
+      throw new GatewayError({
+        status: 413,
+        type: 'invalid_request_error',
+        code: 'request_too_large',
+        message: `request bodies over ${MAX_BODY_BYTES} bytes are not metered here`,
+      });
+    }
+    const req = readMeteredRequest(bodyToBuffer(raw), path, {
+      maxTokensCap: c.max_tokens_cap,
+      maxChoices: c.max_choices,
+    });
+    const { sharedEstimate } = await estimates();
+    const estimate = await sharedEstimate(kong, () => Promise.resolve(req.body), {
+      defaultMaxTokens: budget.defaultMaxTokens,
+      maxTokensCap: c.max_tokens_cap,
+      maxChoices: c.max_choices,
+    });
+    const askedPrice = priceOf(c, req.model);
+    if (!askedPrice) {
+      throw new GatewayError({
+        status: 400,
+        type: 'invalid_request_error',
+        code: 'model_not_priced',
+        message: `the model '${req.model}' has no price on this gateway`,
+        param: 'model',
+      });
+    }
+    const fallbackModel = ctx.policy.fallbackModel;
+    const fallbackPrice =
+      budget.allowDowngrade && fallbackModel !== null && fallbackModel !== req.model
+        ? priceOf(c, fallbackModel)
+        : undefined;
+    const perChoice = req.promptOnly ? 0 : (req.askedMaxTokens ?? budget.defaultMaxTokens);
+    const steps = ladder({
+      askedModel: req.model,
+      askedPrice,
+      fallback:
+        fallbackModel !== null && fallbackPrice
+          ? { model: fallbackModel, price: fallbackPrice }
+          : null,
+      allowClamp: budget.allowClamp,
+      minClampTokens: budget.minClampTokens,
+      softThreshold: budget.softThreshold,
+      promptTokens: estimate.promptTokens + c.context_headroom_tokens,
+      choices: req.n,
+      maxTokensPerChoice: perChoice,
+    });
+    const requestId = String((await kong.nginx.getVar('kong_request_id')) ?? '');
+    if (requestId === '') throw new Error('no kong_request_id');
+    const now = Date.now();
+    const period = periodAt(c.period, now);
+
+    let step: LadderStep;
+    let units: number;
+    let reserved: boolean;
+    let remaining: { tokens: number | null; cost: number | null } = { tokens: null, cost: null };
+    try {
+      const r = await reserveBudget(await this.readyRedis(), this.keys, ctx.tenantId, period.id, {
+        requestId,
+        ttlMs: c.reservation_ttl_seconds * 1000,
+        keyTtlMs: this.keyTtlMs(period, now),
+        caps: budget.caps,
+        candidates: steps.map((s) => s.candidate),
+      });
+      if (r.chosen === 'duplicate') throw new Error(`request id ${requestId} reserved twice`);
+      const chosen = r.chosen >= 0 ? steps[r.chosen] : undefined;
+      if (!chosen) throw this.exhausted(ctx, period, budget.caps, r.totals, now);
+      step = chosen;
+      units = r.units;
+      reserved = true;
+      const t = r.totals;
+      remaining = {
+        tokens:
+          budget.caps.tokens === null ? null : budget.caps.tokens - t.usedTokens - t.reservedTokens,
+        cost: budget.caps.cost === null ? null : budget.caps.cost - t.usedCost - t.reservedCost,
+      };
+    } catch (e) {
+      if (!isRedisUnavailable(e)) throw e;
+      if (c.on_redis_unavailable === 'refuse') {
+        throw new GatewayError({
+          status: 503,
+          type: 'service_unavailable',
+          code: 'budget_unavailable',
+          message: 'the budget store is unavailable; the request was not forwarded',
+          retryAfterSeconds: 2,
+        });
+      }
+      // spool mode: serve unchecked at the requested bound, settle later from the spool.
+      step = steps[0] as LadderStep;
+      units = perChoice;
+      reserved = false;
+    }
+
+    const state: MeterState = {
+      v: 1,
+      requestId,
+      tenant: ctx.tenantId,
+      period: period.id,
+      periodEndMs: period.endMs,
+      modelAsked: req.model,
+      modelServed: step.model,
+      downgrade: step.downgrade,
+      stream: req.stream,
+      promptTokens: estimate.promptTokens,
+      maxTokensPerChoice: units,
+      n: req.n,
+      price: step.price,
+      reserved,
+    };
+    await kong.ctx.shared.set(METER_STATE_KEY, encodeMeterState(state));
+    const newBody = rewriteBody(req, step.model, units);
+    if (newBody !== null) await kong.service.request.setRawBody(newBody);
+
+    const labels = metrics.tenantLabels(c.metrics_max_tenants);
+    if (step.downgrade !== 'none') {
+      metrics.downgrades.inc({ tenant: labels.label(ctx.tenantId), kind: step.downgrade });
+    }
+    const headers: Record<string, string> = {
+      'X-Budget-State': !reserved ? 'unchecked' : step.downgrade === 'none' ? 'ok' : step.downgrade,
+      'X-Model-Requested': req.model,
+      'X-Model-Served': step.model,
+      'X-Budget-Reset': new Date(period.endMs).toISOString(),
+    };
+    if (remaining.tokens !== null) headers['X-Budget-Remaining-Tokens'] = String(remaining.tokens);
+    if (remaining.cost !== null) {
+      headers['X-Budget-Remaining-Usd'] = (remaining.cost / NANO_USD_PER_USD).toFixed(6);
+    }
+    await kong.response.setHeaders(headers);
+  }
+
+  /** TTL of a period's keys: to its end, plus the ledger retention. */
+  private keyTtlMs(period: PeriodWindow, now: number): number {
+    return Math.max(1000, period.endMs - now) + this.config.ledger_retention_days * 86_400_000;
+  }
+
+  /** The hard cap: one typed error; the numbers are the tenant's own (it is the caller). */
+  private exhausted(
+    ctx: TenantContext,
+    period: PeriodWindow,
+    caps: BudgetCaps,
+    t: { usedTokens: number; reservedTokens: number; usedCost: number; reservedCost: number },
+    now: number,
+  ): GatewayError {
+    const parts: string[] = [];
+    if (caps.tokens !== null) {
+      parts.push(`${t.usedTokens} of ${caps.tokens} tokens used, ${t.reservedTokens} in flight`);
+    }
+    if (caps.cost !== null) {
+      parts.push(
+        `$${(t.usedCost / NANO_USD_PER_USD).toFixed(4)} of $${(caps.cost / NANO_USD_PER_USD).toFixed(2)} spent`,
+      );
+    }
+    const reset = new Date(period.endMs).toISOString();
+    metrics.budgetRefusals.inc({
+      tenant: metrics.tenantLabels(this.config.metrics_max_tenants).label(ctx.tenantId),
+    });
+    return new GatewayError({
+      status: 429,
+      type: 'insufficient_quota',
+      code: 'budget_exhausted',
+      message: `the ${this.config.period}ly budget of tenant ${ctx.tenantId} does not cover this request (${parts.join('; ')}); it resets at ${reset}`,
+      retryAfterSeconds: Math.ceil((period.endMs - now) / 1000),
+      headers: { 'X-Budget-State': 'exhausted', 'X-Budget-Reset': reset },
+    });
+  }
+
+  private async showback(
+    kong: KongPdk,
+    ctx: TenantContext,
+    kind: 'usage' | 'costs',
+    rawQuery: string,
+  ): Promise<void> {
+    const q = parseShowbackQuery(kind, rawQuery);
+    const entries = [];
+    for (const p of periodsBetween(this.config.period, q.startMs, q.endMs)) {
+      try {
+        entries.push(
+          ...(await readLedger(
+            await this.readyRedis(),
+            this.keys,
+            ctx.tenantId,
+            p.id,
+            q.startMs,
+            q.endMs,
+          )),
+        );
+      } catch (e) {
+        if (!isRedisUnavailable(e)) throw e;
+        throw new GatewayError({
+          status: 503,
+          type: 'service_unavailable',
+          code: 'ledger_unavailable',
+          message: 'the usage ledger is unavailable; try again shortly',
+          retryAfterSeconds: 2,
+        });
+      }
+    }
+    void kong.response.exit(200, JSON.stringify(showbackPage(q, entries)), {
+      'Content-Type': 'application/json',
+      'Cache-Control': 'no-store',
+    });
+  }
+
+  async log(kong: unknown): Promise<void> {
+    await guardPhase(kong, Name, 'log', (k) => this.settle(k), { afterResponse: true });
+  }
+
+  private async settle(kong: KongPdk): Promise<void> {
+    if (this.misconfigured !== null) return;
+    const ctx = await readTenantContext(kong, Name);
+    const state = decodeMeterState(await kong.ctx.shared.get(METER_STATE_KEY));
+    if (!state) {
+      // Not metered in access: a cache hit (tenant-cache answered before us) is recorded.
+      if ((await kong.ctx.shared.get(CACHE_STATUS_KEY)) === 'hit')
+        await this.settleCacheHit(kong, ctx);
+      return;
+    }
+    if (state.tenant !== ctx.tenantId) {
+      void kong.log.err('token-meter: meter state and tenant context disagree; not settled');
+      return;
+    }
+    const usage = decodeUsage(await kong.ctx.shared.get(USAGE_KEY));
+    const status = await kong.response.getStatus();
+    const labels = metrics.tenantLabels(this.config.metrics_max_tenants);
+    const tenantLabel = labels.label(ctx.tenantId);
+    const ok = status >= 200 && status < 300;
+    if (!usage && !ok) {
+      // An error or a refusal after us: nothing billed, the reservation is released.
+      await this.commit(ctx, state.period, state.periodEndMs, {
+        requestId: state.requestId,
+        tokens: 0,
+        cost: 0,
+        ttlMs: 0,
+        ledger: null,
+      });
+      metrics.requests.inc({ tenant: tenantLabel, outcome: 'released' });
+      return;
+    }
+    const counts = usage
+      ? {
+          promptTokens: usage.promptTokens,
+          completionTokens: usage.completionTokens,
+          cachedTokens: usage.cachedTokens,
+        }
+      : {
+          // No usage (upstream sent none, client aborted): the tokenizer's prompt count and
+          // the completion bound the request was held to; flagged as estimated.
+          promptTokens: state.promptTokens,
+          completionTokens: state.maxTokensPerChoice * state.n,
+          cachedTokens: 0,
+        };
+    const cost = costOf(state.price, counts);
+    const entry: LedgerEntry = {
+      ts: Date.now(),
+      modelAsked: state.modelAsked,
+      modelServed: state.modelServed,
+      ...counts,
+      cost,
+      cacheHit: false,
+      estimated: !usage,
+      downgrade: state.downgrade,
+      stream: state.stream,
+      status,
+    };
+    const used = await this.commit(ctx, state.period, state.periodEndMs, {
+      requestId: state.requestId,
+      tokens: counts.promptTokens + counts.completionTokens,
+      cost,
+      ttlMs: 0,
+      ledger: ledgerFields(entry),
+    });
+    metrics.requests.inc({ tenant: tenantLabel, outcome: usage ? 'metered' : 'estimated' });
+    const model = state.modelServed;
+    metrics.tokens.inc({ tenant: tenantLabel, model, kind: 'prompt' }, counts.promptTokens);
+    metrics.tokens.inc({ tenant: tenantLabel, model, kind: 'completion' }, counts.completionTokens);
+    metrics.tokens.inc({ tenant: tenantLabel, model, kind: 'cached' }, counts.cachedTokens);
+    metrics.cost.inc({ tenant: tenantLabel, model }, cost / NANO_USD_PER_USD);
+    if (used) {
+      const budget = this.resolveBudget(ctx);
+      if (budget?.caps.tokens) {
+        metrics.budgetUsedRatio.set(
+          { tenant: tenantLabel, dimension: 'tokens' },
+          used.usedTokens / budget.caps.tokens,
+        );
+      }
+      if (budget?.caps.cost) {
+        metrics.budgetUsedRatio.set(
+          { tenant: tenantLabel, dimension: 'cost' },
+          used.usedCost / budget.caps.cost,
+        );
+      }
+    }
+  }
+
+  private async settleCacheHit(kong: KongPdk, ctx: TenantContext): Promise<void> {
+    const serialized = JSON.parse(String(await kong.log.serialize())) as {
+      request?: { id?: unknown };
+      response?: { status?: unknown };
+    };
+    const requestId = typeof serialized.request?.id === 'string' ? serialized.request.id : '';
+    if (requestId === '') return;
+    const { decodeEstimate, ESTIMATE_KEY } = await estimates();
+    const estimate = decodeEstimate(await kong.ctx.shared.get(ESTIMATE_KEY));
+    const now = Date.now();
+    const period = periodAt(this.config.period, now);
+    const model = estimate?.model ?? '';
+    const zero: TokenPrice = { prompt: 0, completion: 0, cachedPrompt: 0 };
+    const entry: LedgerEntry = {
+      ts: now,
+      modelAsked: model,
+      modelServed: model,
+      promptTokens: 0,
+      completionTokens: 0,
+      cachedTokens: 0,
+      cost: costOf(zero, { promptTokens: 0, completionTokens: 0, cachedTokens: 0 }),
+      cacheHit: true,
+      estimated: false,
+      downgrade: 'none',
+      stream: estimate?.stream ?? false,
+      status: typeof serialized.response?.status === 'number' ? serialized.response.status : 200,
+    };
+    await this.commit(ctx, period.id, period.endMs, {
+      requestId,
+      tokens: 0,
+      cost: 0,
+      ttlMs: 0,
+      ledger: ledgerFields(entry),
+    });
+    metrics.requests.inc({
+      tenant: metrics.tenantLabels(this.config.metrics_max_tenants).label(ctx.tenantId),
+      outcome: 'cache_hit',
+    });
+  }
+
+  /** Settles in Redis, or spools when Redis is unavailable. Returns the totals when settled. */
+  private async commit(
+    ctx: TenantContext,
+    period: string,
+    periodEndMs: number,
+    s: Settlement,
+  ): Promise<{ usedTokens: number; usedCost: number } | null> {
+    const now = Date.now();
+    const settlement: Settlement = {
+      ...s,
+      ttlMs: Math.max(1000, periodEndMs - now) + this.config.ledger_retention_days * 86_400_000,
+    };
+    try {
+      const r = await settleBudget(
+        await this.readyRedis(),
+        this.keys,
+        ctx.tenantId,
+        period,
+        settlement,
+      );
+      return r.settled ? r : null;
+    } catch (e) {
+      if (!isRedisUnavailable(e)) throw e;
+      this.spool.append({ tenant: ctx.tenantId, period, settlement });
+      metrics.spooled.inc();
+      return null;
+    }
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * Prices and costs. Costs are integers in nano-USD (1e-9 USD): a price per million tokens
+ * in USD is `price_per_million × 1000` nano-USD per token,
+ * exact for prices with up to three decimals, and Redis adds integers exactly.
+ */
+import type { ModelPrice, TokenMeterConfig } from './schema';
+
+export const NANO_USD_PER_USD = 1e9;
+
+export interface TokenPrice {
+  /** nano-USD per prompt token (may be fractional). */
+  readonly prompt: number;
+  readonly completion: number;
+  readonly cachedPrompt: number;
+}
+
+function toTokenPrice(p: ModelPrice): TokenPrice {
+  return {
+    prompt: p.prompt_per_million * 1000,
+    completion: p.completion_per_million * 1000,
+    cachedPrompt: (p.cached_prompt_per_million ?? p.prompt_per_million) * 1000,
+  };
+}
+
+/** The model's price, the default price when allowed, or undefined (refuse). */
+export function priceOf(config: TokenMeterConfig, model: string): TokenPrice | undefined {
+  if (Object.prototype.hasOwnProperty.call(config.prices, model)) {
+    const p = config.prices[model];
+    if (p) return toTokenPrice(p);
+  }
+  return config.unknown_model === 'default_price' ? toTokenPrice(config.default_price) : undefined;
+}
+
+export interface UsageCounts {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly cachedTokens: number;
+}
+
+/** Cost of a usage, nano-USD, rounded up. */
+export function costOf(price: TokenPrice, u: UsageCounts): number {
+  const cached = Math.min(u.cachedTokens, u.promptTokens);
+  return Math.ceil(
+    (u.promptTokens - cached) * price.prompt +
+      cached * price.cachedPrompt +
+      u.completionTokens * price.completion,
+  );
+}
+
+export function nanoUsdToUsd(n: number): number {
+  return n / NANO_USD_PER_USD;
+}

@@ -1,0 +1,300 @@
+/**
+ * token-meter configuration: the Kong schema (pure data) and its typed view. Cross-field
+ * rules live in `checkConfig`, run when an instance starts.
+ */
+import { field, type KongSchemaFields } from '../../lib/schema/fields';
+
+export type Period = 'month' | 'day' | 'hour';
+
+export interface ModelPrice {
+  prompt_per_million: number;
+  completion_per_million: number;
+  cached_prompt_per_million: number | null;
+}
+
+export interface PlanBudget {
+  budget_tokens: number | null;
+  budget_usd: number | null;
+  soft_threshold: number;
+  allow_downgrade: boolean;
+  allow_clamp: boolean;
+  min_clamp_tokens: number;
+  default_max_tokens: number | null;
+}
+
+export interface TenantBudgetOverride {
+  budget_tokens: number | null;
+  budget_usd: number | null;
+  soft_threshold: number | null;
+}
+
+export interface TokenMeterConfig {
+  redis_url: string;
+  redis_timeout_ms: number;
+  key_namespace: string;
+  period: Period;
+  plans: Record<string, PlanBudget>;
+  tenants: Record<string, TenantBudgetOverride>;
+  unlisted_plan: 'refuse' | 'meter_only';
+  prices: Record<string, ModelPrice>;
+  unknown_model: 'refuse' | 'default_price';
+  default_price: ModelPrice;
+  default_max_tokens: number;
+  max_tokens_cap: number;
+  max_choices: number;
+  context_headroom_tokens: number;
+  reservation_ttl_seconds: number;
+  ledger_retention_days: number;
+  on_redis_unavailable: 'refuse' | 'spool';
+  spool_dir: string;
+  replay_interval_seconds: number;
+  showback: boolean;
+  metrics_port: number;
+  metrics_host: string;
+  metrics_max_tenants: number;
+}
+
+const priceFields: KongSchemaFields = [
+  {
+    prompt_per_million: field.number('Price of one million prompt (input) tokens, in USD.', {
+      required: true,
+      between: [0, 100000],
+    }),
+  },
+  {
+    completion_per_million: field.number(
+      'Price of one million completion (output) tokens, in USD.',
+      { required: true, between: [0, 100000] },
+    ),
+  },
+  {
+    cached_prompt_per_million: field.number(
+      'Price of one million prompt tokens served from the provider prompt cache; null uses the prompt price.',
+      { between: [0, 100000] },
+    ),
+  },
+];
+
+const planFields: KongSchemaFields = [
+  {
+    budget_tokens: field.integer(
+      'Tokens (prompt + completion) a tenant of this plan may use per period; null: no token cap.',
+      { gt: 0 },
+    ),
+  },
+  {
+    budget_usd: field.number(
+      'Money a tenant of this plan may spend per period, in USD at the configured prices; null: no money cap.',
+      { gt: 0 },
+    ),
+  },
+  {
+    soft_threshold: field.number(
+      'Share of the budget (0–1) past which requests go to the plan fallback model when one is set and allowed.',
+      { default: 0.8, between: [0, 1], required: true },
+    ),
+  },
+  {
+    allow_downgrade: field.boolean(
+      'Rewrite the model to the tenant fallback model (tenant-auth policy) near or at the cap.',
+      { default: true, required: true },
+    ),
+  },
+  {
+    allow_clamp: field.boolean(
+      'Lower max_tokens to what the remaining budget covers instead of refusing, when it stays above min_clamp_tokens.',
+      { default: true, required: true },
+    ),
+  },
+  {
+    min_clamp_tokens: field.integer(
+      'Smallest max_tokens per choice a clamped request may keep; below it the request is refused.',
+      { default: 16, between: [1, 1000000], required: true },
+    ),
+  },
+  {
+    default_max_tokens: field.integer(
+      'max_tokens set on requests of this plan that give none; null uses the plugin default_max_tokens.',
+      { between: [1, 1000000] },
+    ),
+  },
+];
+
+const overrideFields: KongSchemaFields = [
+  { budget_tokens: field.integer('Replaces the plan token budget for this tenant.', { gt: 0 }) },
+  { budget_usd: field.number('Replaces the plan money budget (USD) for this tenant.', { gt: 0 }) },
+  {
+    soft_threshold: field.number('Replaces the plan soft threshold for this tenant.', {
+      between: [0, 1],
+    }),
+  },
+];
+
+const NAME = { match: '^[a-z0-9][a-z0-9_.-]*$', len_max: 64 };
+
+export const Schema: KongSchemaFields = [
+  {
+    redis_url: field.string(
+      'Redis holding budgets, reservations and the ledger: redis://[[user][:password]@]host[:port][/db].',
+      { default: 'redis://127.0.0.1:6379', required: true, referenceable: true },
+    ),
+  },
+  {
+    redis_timeout_ms: field.integer(
+      'Deadline of each Redis call; past it Redis counts as unavailable (see on_redis_unavailable).',
+      { default: 250, between: [10, 5000], required: true },
+    ),
+  },
+  {
+    key_namespace: field.string(
+      'Prefix of every Redis key of this deployment, shared with the other plugins.',
+      { default: 'kta', match: '^[a-z0-9][a-z0-9_-]*$', len_max: 32, required: true },
+    ),
+  },
+  {
+    period: field.string(
+      'Budget period, calendar UTC: `month`, `day` or `hour`. Budgets reset at its start.',
+      { default: 'month', one_of: ['month', 'day', 'hour'], required: true },
+    ),
+  },
+  {
+    plans: field.map(
+      'Budgets by plan name (the plan in the TenantContext).',
+      field.string('Plan name.', NAME),
+      field.record('The budget of one plan.', planFields),
+      { default: {}, required: true },
+    ),
+  },
+  {
+    tenants: field.map(
+      'Per-tenant budget overrides, by tenant id.',
+      field.string('Tenant id.', { match: '^[a-z0-9][a-z0-9_-]*$', len_max: 64 }),
+      field.record('Overrides of one tenant; null fields keep the plan value.', overrideFields),
+      { default: {}, required: true },
+    ),
+  },
+  {
+    unlisted_plan: field.string(
+      'A tenant whose plan is not in `plans`: `refuse` (500 plugin_misconfigured) or `meter_only` (ledger, no cap).',
+      { default: 'refuse', one_of: ['refuse', 'meter_only'], required: true },
+    ),
+  },
+  {
+    prices: field.map(
+      'Prices by model name as sent in the request `model` field (exact match).',
+      field.string('Model name.', { match: '^[A-Za-z0-9][A-Za-z0-9_.:/-]*$', len_max: 128 }),
+      field.record('Prices of one model.', priceFields),
+      { default: {}, required: true },
+    ),
+  },
+  {
+    unknown_model: field.string(
+      'A model without a price: `refuse` (400 model_not_priced) or meter it at `default_price`.',
+      { default: 'refuse', one_of: ['refuse', 'default_price'], required: true },
+    ),
+  },
+  {
+    default_price: field.record(
+      'Prices used for unknown models when unknown_model is default_price.',
+      priceFields,
+      {
+        required: true,
+        default: { prompt_per_million: 10, completion_per_million: 30 },
+      },
+    ),
+  },
+  {
+    default_max_tokens: field.integer(
+      'max_tokens the gateway sets on a request that gives none, so its worst case is bounded.',
+      { default: 1024, between: [1, 1000000], required: true },
+    ),
+  },
+  {
+    max_tokens_cap: field.integer(
+      'Largest max_tokens a request may ask for; more is refused (400 max_tokens_too_large).',
+      { default: 32768, between: [1, 1000000], required: true },
+    ),
+  },
+  {
+    max_choices: field.integer('Largest `n` a request may ask for; more is refused (400).', {
+      default: 8,
+      between: [1, 128],
+      required: true,
+    }),
+  },
+  {
+    context_headroom_tokens: field.integer(
+      'Prompt tokens reserved on top of the estimate for context a later plugin injects (retrieval).',
+      { default: 0, between: [0, 1000000], required: true },
+    ),
+  },
+  {
+    reservation_ttl_seconds: field.integer(
+      'A reservation not settled within this time expires and frees its budget (lost log event, dead node).',
+      { default: 600, between: [10, 86400], required: true },
+    ),
+  },
+  {
+    ledger_retention_days: field.integer(
+      'Days the ledger of a period is kept in Redis after the period ends (showback, chargeback).',
+      { default: 400, between: [1, 3650], required: true },
+    ),
+  },
+  {
+    on_redis_unavailable: field.string(
+      'When Redis cannot reserve: `refuse` (503, Retry-After) or `spool` (serve unchecked, settle from the local spool once Redis is back).',
+      { default: 'refuse', one_of: ['refuse', 'spool'], required: true },
+    ),
+  },
+  {
+    spool_dir: field.string(
+      'Directory where settlements wait while Redis is unavailable; replayed and deduplicated by request id.',
+      { default: '/tmp/kong-token-meter-spool', required: true, len_min: 1 },
+    ),
+  },
+  {
+    replay_interval_seconds: field.integer('How often the spool is replayed into Redis.', {
+      default: 5,
+      between: [1, 3600],
+      required: true,
+    }),
+  },
+  {
+    showback: field.boolean(
+      'Answer GET /v1/organization/usage/completions and /v1/organization/costs with the tenant own ledger.',
+      { default: true, required: true },
+    ),
+  },
+  {
+    metrics_port: field.integer(
+      'Port where this plugin server serves Prometheus `/metrics` (on `metrics_host`); 0 disables.',
+      { default: 0, between: [0, 65535], required: true },
+    ),
+  },
+  {
+    metrics_host: field.string('Address the metrics endpoint listens on.', {
+      default: '127.0.0.1',
+      required: true,
+    }),
+  },
+  {
+    metrics_max_tenants: field.integer(
+      'Distinct tenant label values kept in metrics; later tenants fold into `__other__`.',
+      { default: 1000, between: [1, 100000], required: true },
+    ),
+  },
+];
+
+/** Cross-field rules, with the bad value in the message. Throws on the first violation. */
+export function checkConfig(c: TokenMeterConfig): void {
+  if (c.default_max_tokens > c.max_tokens_cap) {
+    throw new Error(
+      `default_max_tokens (${c.default_max_tokens}) exceeds max_tokens_cap (${c.max_tokens_cap})`,
+    );
+  }
+  for (const [name, p] of Object.entries(c.plans)) {
+    if (p.default_max_tokens !== null && p.default_max_tokens > c.max_tokens_cap) {
+      throw new Error(`plans.${name}.default_max_tokens exceeds max_tokens_cap`);
+    }
+  }
+}

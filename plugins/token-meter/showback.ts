@@ -1,0 +1,140 @@
+/**
+ * Showback: a tenant reads its own usage and costs through the gateway, in the shape of
+ * OpenAI's organization Usage and Costs APIs (so existing tooling reads it):
+ *   GET /v1/organization/usage/completions?start_time=&end_time=&bucket_width=1m|1h|1d&group_by=model&limit=
+ *   GET /v1/organization/costs?start_time=&end_time=&bucket_width=1d&group_by=line_item&limit=
+ * The tenant comes from the TenantContext only: no parameter names a tenant or a project.
+ */
+import { GatewayError } from '../../lib/http/errors';
+import type { StoredLedgerEntry } from './ledger';
+import { nanoUsdToUsd } from './pricing';
+
+export const USAGE_PATH = '/v1/organization/usage/completions';
+export const COSTS_PATH = '/v1/organization/costs';
+
+export type ShowbackKind = 'usage' | 'costs';
+
+export interface ShowbackQuery {
+  readonly kind: ShowbackKind;
+  readonly startMs: number;
+  readonly endMs: number;
+  readonly bucketMs: number;
+  readonly groupByModel: boolean;
+}
+
+const BUCKETS: Record<string, { ms: number; defLimit: number; maxLimit: number }> = {
+  '1m': { ms: 60_000, defLimit: 60, maxLimit: 1440 },
+  '1h': { ms: 3_600_000, defLimit: 24, maxLimit: 168 },
+  '1d': { ms: 86_400_000, defLimit: 7, maxLimit: 31 },
+};
+
+function bad(message: string, param: string): GatewayError {
+  return new GatewayError({
+    status: 400,
+    type: 'invalid_request_error',
+    code: 'invalid_showback_query',
+    message,
+    param,
+  });
+}
+
+/** The showback endpoint a path names, or undefined. */
+export function showbackKind(path: string): ShowbackKind | undefined {
+  const p = path.replace(/\/+$/, '');
+  if (p.endsWith(USAGE_PATH)) return 'usage';
+  if (p.endsWith(COSTS_PATH)) return 'costs';
+  return undefined;
+}
+
+export function parseShowbackQuery(kind: ShowbackKind, rawQuery: string): ShowbackQuery {
+  const q = new URLSearchParams(rawQuery);
+  const startRaw = q.get('start_time');
+  if (startRaw === null || !/^\d{1,11}$/.test(startRaw)) {
+    throw bad('start_time (Unix seconds) is required', 'start_time');
+  }
+  const width = q.get('bucket_width') ?? '1d';
+  const bucket = BUCKETS[width];
+  if (!bucket || (kind === 'costs' && width !== '1d')) {
+    throw bad(
+      kind === 'costs' ? 'bucket_width must be 1d' : 'bucket_width must be 1m, 1h or 1d',
+      'bucket_width',
+    );
+  }
+  const limitRaw = q.get('limit');
+  const limit = limitRaw === null ? bucket.defLimit : Number(limitRaw);
+  if (!Number.isInteger(limit) || limit < 1 || limit > bucket.maxLimit) {
+    throw bad(`limit must be between 1 and ${bucket.maxLimit}`, 'limit');
+  }
+  const startMs = Math.floor((Number(startRaw) * 1000) / bucket.ms) * bucket.ms;
+  const endRaw = q.get('end_time');
+  if (endRaw !== null && !/^\d{1,11}$/.test(endRaw))
+    throw bad('end_time must be Unix seconds', 'end_time');
+  const endWanted = endRaw === null ? Infinity : Number(endRaw) * 1000;
+  const endMs = Math.min(endWanted, startMs + limit * bucket.ms);
+  if (endMs <= startMs) throw bad('end_time must be after start_time', 'end_time');
+  const groups = [...q.getAll('group_by'), ...q.getAll('group_by[]')].flatMap((g) => g.split(','));
+  const groupKey = kind === 'usage' ? 'model' : 'line_item';
+  for (const g of groups) {
+    if (g !== groupKey && g !== 'project_id') {
+      throw bad(`group_by supports ${groupKey} (and project_id, always null here)`, 'group_by');
+    }
+  }
+  return { kind, startMs, endMs, bucketMs: bucket.ms, groupByModel: groups.includes(groupKey) };
+}
+
+interface Sums {
+  input: number;
+  output: number;
+  cached: number;
+  requests: number;
+  cost: number;
+}
+
+/** The page answering the query from the tenant's ledger entries. */
+export function showbackPage(q: ShowbackQuery, entries: readonly StoredLedgerEntry[]): unknown {
+  const buckets: Array<{ start: number; groups: Map<string, Sums> }> = [];
+  for (let s = q.startMs; s < q.endMs; s += q.bucketMs)
+    buckets.push({ start: s, groups: new Map() });
+  for (const e of entries) {
+    if (e.ts < q.startMs || e.ts >= q.endMs) continue;
+    const b = buckets[Math.floor((e.ts - q.startMs) / q.bucketMs)];
+    if (!b) continue;
+    const key = q.groupByModel ? e.modelServed : '';
+    const sums = b.groups.get(key) ?? { input: 0, output: 0, cached: 0, requests: 0, cost: 0 };
+    sums.input += e.promptTokens;
+    sums.output += e.completionTokens;
+    sums.cached += e.cachedTokens;
+    sums.cost += e.cost;
+    if (!e.cacheHit) sums.requests += 1;
+    b.groups.set(key, sums);
+  }
+  const data = buckets.map((b) => ({
+    object: 'bucket',
+    start_time: Math.floor(b.start / 1000),
+    end_time: Math.floor(Math.min(b.start + q.bucketMs, q.endMs) / 1000),
+    results: [...b.groups.entries()].map(([model, s]) =>
+      q.kind === 'usage'
+        ? {
+            object: 'organization.usage.completions.result',
+            input_tokens: s.input,
+            output_tokens: s.output,
+            input_cached_tokens: s.cached,
+            input_audio_tokens: 0,
+            output_audio_tokens: 0,
+            num_model_requests: s.requests,
+            project_id: null,
+            user_id: null,
+            api_key_id: null,
+            model: q.groupByModel ? model : null,
+            batch: null,
+          }
+        : {
+            object: 'organization.costs.result',
+            amount: { value: nanoUsdToUsd(s.cost), currency: 'usd' },
+            line_item: q.groupByModel ? model : null,
+            project_id: null,
+          },
+    ),
+  }));
+  return { object: 'page', data, has_more: false, next_page: null };
+}

@@ -1,0 +1,70 @@
+/**
+ * What token-meter's access phase passes to its own log phase through `kong.ctx.shared`
+ * (the two run as separate events; nothing per request may live on the instance).
+ */
+import type { Downgrade } from './ladder';
+import type { TokenPrice } from './pricing';
+
+export const METER_STATE_KEY = 'token_meter';
+
+export interface MeterState {
+  readonly v: 1;
+  readonly requestId: string;
+  readonly tenant: string;
+  readonly period: string;
+  readonly periodEndMs: number;
+  readonly modelAsked: string;
+  readonly modelServed: string;
+  readonly downgrade: Downgrade;
+  readonly stream: boolean;
+  /** Prompt tokens counted by the tokenizer (without the injected-context headroom). */
+  readonly promptTokens: number;
+  /** The completion bound per choice the request was sent with. */
+  readonly maxTokensPerChoice: number;
+  readonly n: number;
+  readonly price: TokenPrice;
+  /** false: Redis was unavailable in access and the request went out unchecked (spool mode). */
+  readonly reserved: boolean;
+}
+
+export function encodeMeterState(s: MeterState): string {
+  return JSON.stringify(s);
+}
+
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+
+export function decodeMeterState(raw: unknown): MeterState | undefined {
+  if (typeof raw !== 'string' || raw === '') return undefined;
+  let o: unknown;
+  try {
+    o = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  if (typeof o !== 'object' || o === null) return undefined;
+  const s = o as Record<string, unknown>;
+  const price = s.price as Record<string, unknown> | null | undefined;
+  if (
+    s.v !== 1 ||
+    typeof s.requestId !== 'string' ||
+    s.requestId === '' ||
+    typeof s.tenant !== 'string' ||
+    typeof s.period !== 'string' ||
+    !isNum(s.periodEndMs) ||
+    typeof s.modelAsked !== 'string' ||
+    typeof s.modelServed !== 'string' ||
+    (s.downgrade !== 'none' && s.downgrade !== 'fallback' && s.downgrade !== 'clamp') ||
+    typeof s.stream !== 'boolean' ||
+    !isNum(s.promptTokens) ||
+    !isNum(s.maxTokensPerChoice) ||
+    !isNum(s.n) ||
+    typeof s.reserved !== 'boolean' ||
+    !price ||
+    !isNum(price.prompt) ||
+    !isNum(price.completion) ||
+    !isNum(price.cachedPrompt)
+  ) {
+    return undefined;
+  }
+  return s as unknown as MeterState;
+}

@@ -1,0 +1,61 @@
+-- token-meter usage reader: Kong's bundled post-function runs this in body_filter (sandboxed,
+-- no require). It reads the upstream's token usage from the final SSE event of a stream
+-- (stream_options.include_usage) or from a JSON body, and writes it to kong.ctx.shared.llm_usage
+-- for every JS plugin's log phase (format: lib/tokens/usage.ts). It never changes the body and
+-- keeps at most a few KiB per request: streams stay streams.
+return function()
+  local chunk, eof = ngx.arg[1], ngx.arg[2]
+  local c = ngx.ctx
+  if c.tm_done then return end
+  chunk = chunk or ''
+  if c.tm_sse == nil then
+    -- SSE or JSON, from the first bytes of the body (which may come a byte at a time).
+    local head = string.match((c.tm_head or '') .. chunk, '^%s*(.*)$')
+    if #head >= 5 or eof then
+      c.tm_sse = string.sub(head, 1, 5) == 'data:'
+    else
+      c.tm_head = head
+    end
+  end
+  local data = (c.tm_carry or '') .. chunk
+  if c.tm_model == nil then
+    local m = string.match(data, '"model"%s*:%s*"([^"]*)"')
+    if m then c.tm_model = string.sub(string.gsub(m, '[^%w_.:/-]', ''), 1, 128) end
+  end
+  -- The last `"usage": {` seen starts a window of up to 1 KiB (the usage object).
+  local at, pos = nil, 1
+  while true do
+    local s, e = string.find(data, '"usage"%s*:%s*{', pos)
+    if not s then break end
+    at, pos = s, e + 1
+  end
+  if at then
+    c.tm_win = string.sub(data, at, at + 1023)
+  elseif c.tm_win and #c.tm_win < 1024 then
+    c.tm_win = c.tm_win .. string.sub(chunk, 1, 1024 - #c.tm_win)
+  end
+  -- Keep a short tail so a key split across two chunks is still found.
+  c.tm_carry = string.sub(data, -64)
+  if not eof then return end
+  c.tm_done = true
+  local w = c.tm_win
+  if not w then return end
+  local function num(name)
+    return tonumber(string.match(w, '"' .. name .. '"%s*:%s*(%d+)'))
+  end
+  local prompt = num('prompt_tokens') or num('input_tokens')
+  local total = num('total_tokens')
+  -- Embeddings report prompt and total only: their completion is what is left (0).
+  local completion = num('completion_tokens') or num('output_tokens')
+    or (prompt and total and total >= prompt and total - prompt)
+  if not prompt or not completion then return end
+  total = total or (prompt + completion)
+  local cached = num('cached_tokens') or 0
+  local usage = string.format('v=1;prompt=%d;completion=%d;total=%d;cached=%d;model=%s;from=%s',
+    prompt, completion, total, cached, c.tm_model or '', c.tm_sse and 'sse' or 'json')
+  kong.ctx.shared.llm_usage = usage
+  kong.log.set_serialize_value('llm_usage', {
+    prompt_tokens = prompt, completion_tokens = completion, total_tokens = total,
+    cached_tokens = cached, source = c.tm_sse and 'sse' or 'json',
+  })
+end

@@ -1,0 +1,163 @@
+/**
+ * The usage snippet (plugins/token-meter/usage-snippet.lua): the text kong.yml ships to Kong's
+ * post-function is the file's; it reads usage from SSE and JSON bodies however the body is
+ * cut into chunks; and LuaJIT (what Kong runs; Debian's `luajit`) and the harness's Lua VM
+ * (wasmoon) give the same answer for every case.
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { runBodyFilter } from '../../harness/post-function';
+import { RequestState } from '../../harness/request-state';
+import { decodeUsage } from '../../lib/tokens/usage';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const SNIPPET = readFileSync(path.join(ROOT, 'plugins/token-meter/usage-snippet.lua'), 'utf8');
+
+const usageJson = (p: number, c: number, cached = 0): string =>
+  `{"prompt_tokens":${p},"completion_tokens":${c},"total_tokens":${p + c},"prompt_tokens_details":{"cached_tokens":${cached},"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}`;
+
+const sseBody = (model: string, p: number, c: number, cached = 0): string =>
+  [
+    `data: {"id":"c1","object":"chat.completion.chunk","model":"${model}","choices":[{"index":0,"delta":{"role":"assistant","content":""}}],"usage":null}`,
+    `data: {"id":"c1","object":"chat.completion.chunk","model":"${model}","choices":[{"index":0,"delta":{"content":"the usage: {\\"prompt_tokens\\": 999}"}}],"usage":null}`,
+    `data: {"id":"c1","object":"chat.completion.chunk","model":"${model}","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}`,
+    `data: {"id":"c1","object":"chat.completion.chunk","model":"${model}","choices":[],"usage":${usageJson(p, c, cached)}}`,
+    'data: [DONE]',
+    '',
+  ].join('\n\n');
+
+const jsonBody = (model: string, p: number, c: number): string =>
+  `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"${model}","choices":[{"index":0,"message":{"role":"assistant","content":"\\"usage\\": {\\"prompt_tokens\\": 1}"},"finish_reason":"stop"}],"usage":${usageJson(p, c)},"system_fingerprint":"fp"}`;
+
+const responsesBody = `{"id":"resp_1","object":"response","model":"gpt-4o","output":[],"usage":{"input_tokens":11,"input_tokens_details":{"cached_tokens":2},"output_tokens":4,"total_tokens":15}}`;
+
+function cut(body: string, size: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < body.length; i += size) out.push(body.slice(i, i + size));
+  return out;
+}
+
+interface Case {
+  name: string;
+  chunks: string[];
+  expected: string | null;
+}
+
+const cases: Case[] = [
+  ...[1, 7, 64, 100000].map((size) => ({
+    name: `SSE cut every ${size} bytes`,
+    chunks: cut(sseBody('gpt-4o-mini', 21, 9, 3), size),
+    expected: 'v=1;prompt=21;completion=9;total=30;cached=3;model=gpt-4o-mini;from=sse',
+  })),
+  ...[5, 100000].map((size) => ({
+    name: `JSON cut every ${size} bytes`,
+    chunks: cut(jsonBody('gpt-4o', 14, 6), size),
+    expected: 'v=1;prompt=14;completion=6;total=20;cached=0;model=gpt-4o;from=json',
+  })),
+  {
+    name: 'Responses API usage (input/output tokens)',
+    chunks: [responsesBody],
+    expected: 'v=1;prompt=11;completion=4;total=15;cached=2;model=gpt-4o;from=json',
+  },
+  {
+    name: 'a stream without usage',
+    chunks: ['data: {"model":"gpt-4o","choices":[],"usage":null}\n\n', 'data: [DONE]\n\n'],
+    expected: null,
+  },
+  {
+    name: 'embeddings usage (prompt and total only)',
+    chunks: [
+      '{"object":"list","data":[],"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}',
+    ],
+    expected: 'v=1;prompt=8;completion=0;total=8;cached=0;model=text-embedding-3-small;from=json',
+  },
+  { name: 'an error body', chunks: ['{"error":{"message":"no","type":"x"}}'], expected: null },
+  {
+    name: 'a model name with characters outside the wire pattern is cleaned',
+    chunks: [`{"model":"gpt;4o=x","usage":${usageJson(1, 2)}}`],
+    expected: 'v=1;prompt=1;completion=2;total=3;cached=0;model=gpt4ox;from=json',
+  },
+];
+
+test('kong.yml ships the snippet file verbatim in post-function body_filter', (t) => {
+  const doc = parse(readFileSync(path.join(ROOT, 'kong.yml'), 'utf8')) as {
+    plugins: Array<{ name: string; config?: { body_filter?: string[] } }>;
+  };
+  const pf = doc.plugins.filter((p) => p.name === 'post-function');
+  t.is(pf.length, 1);
+  t.deepEqual(pf[0]?.config?.body_filter, [SNIPPET]);
+});
+
+async function runInHarness(chunks: string[]): Promise<{ usage: string | null; errors: string[] }> {
+  const st = new RequestState(
+    `r-${Math.random()}`,
+    Date.now(),
+    'POST',
+    '/v1/chat/completions',
+    undefined,
+    new Map(),
+    Buffer.alloc(0),
+    '127.0.0.1',
+    1,
+    8000,
+    '1.1',
+  );
+  for (const c of chunks) await runBodyFilter('unit', [SNIPPET], st, Buffer.from(c), false);
+  await runBodyFilter('unit', [SNIPPET], st, Buffer.alloc(0), true);
+  const v = st.ctxShared.get('llm_usage');
+  return { usage: typeof v === 'string' ? v : null, errors: st.stats.pdkErrors };
+}
+
+// The sandbox env of kong/tools/kong-lua-sandbox.lua (the parts a snippet can reach), then
+// the snippet's 0.2.0-style function driven chunk by chunk as nginx's body_filter does.
+const LUAJIT_DRIVER = `
+local code = assert(io.open(arg[1])):read('*a')
+local chunks = dofile(arg[2])
+local shared, serialized = {}, {}
+local env = {
+  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
+  select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
+  string = string, math = math, table = table,
+  ngx = { arg = {}, ctx = {} },
+  kong = { ctx = { shared = shared }, log = { set_serialize_value = function(k, v) serialized[k] = v end } },
+}
+local f = assert(loadstring(code, '=post-function'))
+setfenv(f, env)
+local fn = f()
+assert(type(fn) == 'function', 'the snippet returns its body_filter function')
+for _, c in ipairs(chunks) do env.ngx.arg[1] = c; env.ngx.arg[2] = false; fn() end
+env.ngx.arg[1] = ''; env.ngx.arg[2] = true; fn()
+local s = serialized.llm_usage
+if shared.llm_usage and (not s or s.prompt_tokens == nil) then error('serialize value missing') end
+io.write(shared.llm_usage or 'nil')
+`;
+
+function runInLuaJit(chunks: string[]): string | null {
+  const dir = mkdtempSync(path.join(tmpdir(), 'usage-snippet-'));
+  const snippet = path.join(dir, 'snippet.lua');
+  const data = path.join(dir, 'chunks.lua');
+  const driver = path.join(dir, 'driver.lua');
+  writeFileSync(snippet, SNIPPET);
+  // JSON string escapes of ASCII text are valid Lua string escapes.
+  writeFileSync(data, `return { ${chunks.map((c) => JSON.stringify(c)).join(', ')} }`);
+  writeFileSync(driver, LUAJIT_DRIVER);
+  const out = execFileSync('luajit', [driver, snippet, data], { encoding: 'utf8' });
+  return out === 'nil' ? null : out;
+}
+
+for (const c of cases) {
+  test(`harness Lua VM: ${c.name}`, async (t) => {
+    const r = await runInHarness(c.chunks);
+    t.deepEqual(r.errors, []);
+    t.is(r.usage, c.expected);
+    if (c.expected !== null) t.truthy(decodeUsage(r.usage), 'the JS side decodes what Lua wrote');
+  });
+
+  test(`LuaJIT (apt-get install luajit): ${c.name}`, (t) => {
+    t.is(runInLuaJit(c.chunks), c.expected);
+  });
+}
