@@ -5,7 +5,8 @@
  * `GATEWAY=kong|harness` chooses. Redis and Milvus are started by scripts/start.sh first.
  * Ctrl-C stops everything.
  */
-import { readdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startGateway } from '../harness/index';
 import type { Gateway } from '../harness/types';
@@ -15,6 +16,21 @@ import { startMockUpstream } from '../mock-upstream/index';
 const root = path.resolve(__dirname, '..', '..');
 const port = Number(process.env.GATEWAY_PORT ?? 8000);
 const upstreamPort = Number(process.env.UPSTREAM_PORT ?? 9000);
+
+/**
+ * The chunk-key secret of retrieval-injector (kong.yml: `encryption.secret_env`): from the
+ * environment, else `.run/knowledge.secret`, created once. `npm run knowledge:example` reads
+ * the same file, so the example knowledge it loads opens in the plugin.
+ */
+function ensureKnowledgeSecret(): void {
+  if (process.env.KTA_KNOWLEDGE_SECRET) return;
+  const file = path.join(root, '.run', 'knowledge.secret');
+  if (!existsSync(file)) {
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600 });
+  }
+  process.env.KTA_KNOWLEDGE_SECRET = readFileSync(file, 'utf8').trim();
+}
 
 /** Environment the plugin servers need (nginx passes a worker only what it is told to). */
 function pluginServerEnv(): Record<string, string> {
@@ -28,6 +44,7 @@ function pluginServerEnv(): Record<string, string> {
 }
 
 async function main(): Promise<void> {
+  ensureKnowledgeSecret();
   const pluginsRoot = path.join(root, 'dist', 'pluginservers');
   const pluginServers = Object.fromEntries(
     readdirSync(pluginsRoot).map((name) => [name, path.join(pluginsRoot, name)]),

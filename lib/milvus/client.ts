@@ -72,6 +72,37 @@ export interface TenantCollectionSpec {
   readonly metricType: VectorMetric;
   /** Longest chunk text in bytes; default 8192 (Milvus caps VarChar at 65535). */
   readonly textMaxLength?: number;
+  /**
+   * The embedding model whose vectors the collection holds. Recorded with the collection (its
+   * description, with the dimension) when it is created; an existing collection recorded for
+   * another model, or for none, is refused: vectors of two models are not comparable, and a
+   * search across them returns confident nonsense.
+   */
+  readonly embeddingModel?: string;
+}
+
+/** What a collection records about its vectors (JSON in the collection description). */
+export interface EmbeddingRecord {
+  readonly embedding_model: string;
+  readonly dim: number;
+}
+
+export function embeddingRecord(spec: TenantCollectionSpec): string {
+  if (spec.embeddingModel === undefined) return '';
+  const record: EmbeddingRecord = { embedding_model: spec.embeddingModel, dim: spec.dim };
+  return JSON.stringify(record);
+}
+
+function parseEmbeddingRecord(description: string): EmbeddingRecord | null {
+  try {
+    const o = JSON.parse(description) as Partial<EmbeddingRecord> | null;
+    if (o && typeof o.embedding_model === 'string' && typeof o.dim === 'number') {
+      return { embedding_model: o.embedding_model, dim: o.dim };
+    }
+  } catch {
+    // not a record
+  }
+  return null;
 }
 
 export class MilvusOperationError extends Error {
@@ -140,6 +171,14 @@ async function assertTenantSchema(client: MilvusClient, spec: TenantCollectionSp
       `collection ${spec.name} exists with embedding dim ${String(dim)}, expected ${spec.dim}`,
     );
   }
+  if (spec.embeddingModel !== undefined) {
+    const recorded = parseEmbeddingRecord(desc.schema.description);
+    if (recorded?.embedding_model !== spec.embeddingModel || recorded.dim !== spec.dim) {
+      throw new MilvusOperationError(
+        `collection ${spec.name} holds vectors of ${recorded ? `${recorded.embedding_model}/${recorded.dim}` : 'an unrecorded model'}, expected ${spec.embeddingModel}/${spec.dim}`,
+      );
+    }
+  }
 }
 
 async function ensureIndex(client: MilvusClient, spec: TenantCollectionSpec): Promise<void> {
@@ -186,6 +225,10 @@ export async function ensureTenantCollection(
       fields: schemaFields(spec),
       num_partitions: spec.numPartitions,
       consistency_level: 'Bounded',
+      description: embeddingRecord(spec),
+      // Room for per-row attributes outside the fixed schema (retrieval keys documents by a
+      // `source` digest so a re-ingested document replaces its old chunks).
+      enable_dynamic_field: true,
     });
     // Another gateway process may have created it between our check and our create.
     const raced = await client.hasCollection({ collection_name: spec.name });

@@ -25,6 +25,9 @@ const KEY_PART_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 /** A cache entry's name: a keyed digest (lowercase hex), never request text. */
 const CACHE_DIGEST_PATTERN = /^[0-9a-f]{32,128}$/;
 
+/** A SHA-256 hex digest. */
+const DIGEST_PATTERN = /^[a-f0-9]{64}$/;
+
 export class InvalidKeyPartError extends Error {
   override readonly name = 'InvalidKeyPartError';
 }
@@ -71,6 +74,12 @@ export interface Keyspace {
    * the generation they were written under; one written under another is never served.
    */
   cacheGeneration(tenant: TenantId): RedisKey;
+  /**
+   * String: one cached query embedding of the tenant (`retrieval-injector`), by the SHA-256
+   * hex digest of model, dimension and text. Keyed by tenant so a cache hit can never hand
+   * one tenant the trace of another's query.
+   */
+  embeddingCache(tenant: TenantId, digest: string): RedisKey;
   /** A shared queue across tenants (e.g. per upstream), in its own slot. */
   sharedQueue(queue: string): RedisKey;
   /**
@@ -125,6 +134,8 @@ export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keysp
     cacheEntry: (tenant, digest) =>
       tenantKey(tenant, 'cache', 'e', checkPart(digest, 'cache digest', CACHE_DIGEST_PATTERN)),
     cacheGeneration: (tenant) => tenantKey(tenant, 'cache', 'gen'),
+    embeddingCache: (tenant, digest) =>
+      tenantKey(tenant, 'emb', checkPart(digest, 'embedding digest', DIGEST_PATTERN)),
     sharedQueue: (queue) =>
       [ns, `{q:${checkPart(queue, 'queue name', KEY_PART_PATTERN)}}`, 'queue'].join(
         ':',

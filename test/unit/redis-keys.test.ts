@@ -25,6 +25,7 @@ function everyTenantKey(keys: Keyspace, tenant: TenantId): string[] {
     keys.knowledgeGeneration(tenant),
     keys.cacheEntry(tenant, 'ab'.repeat(32)),
     keys.cacheGeneration(tenant),
+    keys.embeddingCache(tenant, 'a'.repeat(64)),
   ];
 }
 
@@ -99,5 +100,18 @@ test('cache entry names accept only a hex digest', (t) => {
   t.is(String(keys.cacheEntry(acme, 'ab'.repeat(32))), `kta:{t:acme}:cache:e:${'ab'.repeat(32)}`);
   for (const bad of ['', 'AB'.repeat(32), 'x}{t:globex', `${'ab'.repeat(32)}:x`, 'ab']) {
     t.throws(() => keys.cacheEntry(acme, bad), { instanceOf: InvalidKeyPartError });
+  }
+});
+
+test('embedding cache keys take only a SHA-256 hex digest', (t) => {
+  const keys = createKeyspace('kta');
+  t.is<string, string>(
+    keys.embeddingCache(parseTenantId('acme'), 'ab'.repeat(32)),
+    `kta:{t:acme}:emb:${'ab'.repeat(32)}`,
+  );
+  for (const bad of ['', 'x'.repeat(64), 'AB'.repeat(32), `${'a'.repeat(63)}}`, 'a'.repeat(65)]) {
+    t.throws(() => keys.embeddingCache(parseTenantId('acme'), bad), {
+      instanceOf: InvalidKeyPartError,
+    });
   }
 });

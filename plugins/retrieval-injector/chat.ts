@@ -1,0 +1,72 @@
+/**
+ * The chat body: which text is the query, and where the context message goes.
+ */
+import type { QuerySource } from './schema';
+
+export interface ChatMessage {
+  role?: unknown;
+  content?: unknown;
+  [k: string]: unknown;
+}
+
+export interface ChatBody {
+  messages: ChatMessage[];
+  [k: string]: unknown;
+}
+
+/** A parsed JSON object with a `messages` array, else null (nothing to augment). */
+export function parseChatBody(bytes: Buffer): ChatBody | null {
+  if (bytes.length === 0) return null;
+  let body: unknown;
+  try {
+    body = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return null;
+  const messages = (body as { messages?: unknown }).messages;
+  return Array.isArray(messages) ? (body as ChatBody) : null;
+}
+
+/** Text of a message's content: a string, or the text parts of an array. */
+export function contentText(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  return content
+    .map((p: unknown) => {
+      const part = p as { type?: unknown; text?: unknown } | null;
+      return part?.type === 'text' && typeof part.text === 'string' ? part.text : '';
+    })
+    .filter((s) => s.length > 0)
+    .join('\n');
+}
+
+/** The query: the last user message (or all user messages), its last `maxChars` kept. */
+export function extractQuery(body: ChatBody, source: QuerySource, maxChars: number): string {
+  const users = body.messages.filter(
+    (m): m is ChatMessage => m !== null && typeof m === 'object' && m.role === 'user',
+  );
+  const texts =
+    source === 'last_user'
+      ? [contentText(users.at(-1)?.content)]
+      : users.map((m) => contentText(m.content));
+  const query = texts
+    .filter((t) => t.trim().length > 0)
+    .join('\n')
+    .trim();
+  // The end of a long message is usually the question; keep it.
+  return query.length > maxChars ? query.slice(query.length - maxChars) : query;
+}
+
+/** Inserts the context system message after the leading system messages (persona first). */
+export function insertSystemMessage(body: ChatBody, content: string): ChatBody {
+  const messages = [...body.messages];
+  let at = 0;
+  while (at < messages.length) {
+    const m = messages[at];
+    if (!m || typeof m !== 'object' || (m.role !== 'system' && m.role !== 'developer')) break;
+    at++;
+  }
+  messages.splice(at, 0, { role: 'system', content });
+  return { ...body, messages };
+}
