@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { startGateway } from '../harness/index';
 import type { Gateway } from '../harness/types';
@@ -30,6 +31,22 @@ function ensureKnowledgeSecret(): void {
     writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600 });
   }
   process.env.KTA_KNOWLEDGE_SECRET = readFileSync(file, 'utf8').trim();
+}
+
+function loadExampleKnowledge(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'bash',
+      [path.join(root, 'scripts', 'load-example-knowledge.sh')],
+      { env: process.env, timeout: 300_000 },
+      (err, _stdout, stderr) =>
+        err
+          ? reject(
+              new Error(`loading the example knowledge failed: ${stderr.trim() || err.message}`),
+            )
+          : resolve(),
+    );
+  });
 }
 
 /** Environment the plugin servers need (nginx passes a worker only what it is told to). */
@@ -73,6 +90,15 @@ async function main(): Promise<void> {
         'the harness (Kong in miniature: no Kong 3.9 is installed; `scripts/services/kong.sh install`)';
     }
   } catch (e) {
+    await upstream.close();
+    throw e;
+  }
+  // The example tenants' knowledge (examples/knowledge/), embedded through the mock upstream
+  // and stored in Milvus, so retrieval has something to find; re-loading replaces, never doubles.
+  try {
+    await loadExampleKnowledge();
+  } catch (e) {
+    await gateway.close();
     await upstream.close();
     throw e;
   }
