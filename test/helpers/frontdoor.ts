@@ -113,6 +113,12 @@ export class Closers {
 export async function startFrontDoor(
   onClose: OnClose,
   build: (upstreamUrl: string) => Record<string, unknown>,
+  options: {
+    /** Environment of the plugin servers (secrets named by the config). */ env?: Record<
+      string,
+      string
+    >;
+  } = {},
 ): Promise<FrontDoor> {
   const upstream = await startMockUpstream();
   onClose(() => upstream.close());
@@ -125,6 +131,7 @@ export async function startFrontDoor(
   const opts = {
     config,
     pluginServers: Object.fromEntries([...names].map((n) => [n, pluginServerDir(n)])),
+    ...(options.env ? { env: options.env } : {}),
     // GATEWAY_LOG=1 shows plugin-server output and gateway notes while debugging a test.
     ...(process.env.GATEWAY_LOG
       ? { logger: (line: string) => process.stderr.write(`${line}\n`) }

@@ -18,35 +18,48 @@ interface Entry {
 
 test('kong.yml meters a demo tenant end to end, the post-function snippet included', async (t) => {
   const namespace = `tmy${randomBytes(4).toString('hex')}`;
-  const door = await startFrontDoor(t.teardown, (upstreamUrl) => {
-    const doc = parse(readFileSync(path.join(ROOT, 'kong.yml'), 'utf8')) as {
-      services: Array<{ url: string }>;
-      plugins: Entry[];
-    };
-    for (const s of doc.services) s.url = upstreamUrl;
-    for (const p of doc.plugins) {
-      if (p.name === 'token-meter') {
-        p.config = {
-          ...p.config,
-          key_namespace: namespace,
-          metrics_port: 0,
-          redis_url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-        };
-      }
-      if (p.name === 'tenant-auth') p.config = { ...p.config, metrics_port: 0 };
-      if (p.name === 'circuit-breaker') {
-        // Its per-plan upstreams name the local mock's port too: point them at this one.
-        const mock = new URL(upstreamUrl);
-        const upstreams = (p.config?.upstreams ?? {}) as Record<string, Record<string, unknown>>;
-        for (const u of Object.values(upstreams)) {
-          u.host = mock.hostname;
-          u.port = Number(mock.port);
+  const door = await startFrontDoor(
+    t.teardown,
+    (upstreamUrl) => {
+      const doc = parse(readFileSync(path.join(ROOT, 'kong.yml'), 'utf8')) as {
+        services: Array<{ url: string }>;
+        plugins: Entry[];
+      };
+      for (const s of doc.services) s.url = upstreamUrl;
+      for (const p of doc.plugins) {
+        // Metrics servers off everywhere: another run may hold the configured ports.
+        if (p.config && 'metrics_port' in p.config) p.config = { ...p.config, metrics_port: 0 };
+        if (p.name === 'retrieval-injector') {
+          const embeddings = (p.config?.embeddings ?? {}) as Record<string, unknown>;
+          p.config = {
+            ...p.config,
+            embeddings: { ...embeddings, url: `${upstreamUrl}/v1/embeddings` },
+          };
         }
-        p.config = { ...p.config, metrics_port: 0 };
+        if (p.name === 'token-meter') {
+          p.config = {
+            ...p.config,
+            key_namespace: namespace,
+            metrics_port: 0,
+            redis_url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+          };
+        }
+        if (p.name === 'tenant-auth') p.config = { ...p.config, metrics_port: 0 };
+        if (p.name === 'circuit-breaker') {
+          // Its per-plan upstreams name the local mock's port too: point them at this one.
+          const mock = new URL(upstreamUrl);
+          const upstreams = (p.config?.upstreams ?? {}) as Record<string, Record<string, unknown>>;
+          for (const u of Object.values(upstreams)) {
+            u.host = mock.hostname;
+            u.port = Number(mock.port);
+          }
+          p.config = { ...p.config, metrics_port: 0 };
+        }
       }
-    }
-    return doc as unknown as Record<string, unknown>;
-  });
+      return doc as unknown as Record<string, unknown>;
+    },
+    { env: { KTA_KNOWLEDGE_SECRET: randomBytes(32).toString('hex') } },
+  );
   t.teardown(async () => {
     const redis = createClient({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' });
     await redis.connect();
@@ -59,7 +72,7 @@ test('kong.yml meters a demo tenant end to end, the post-function snippet includ
     headers: [['apikey', 'acme-demo-key']],
     body: chat('hello'),
   });
-  t.is(res.status, 200);
+  t.is(res.status, 200, res.text);
   t.is(res.headers['x-budget-state'], 'ok');
   t.truthy(res.headers['x-budget-remaining-usd'], 'acme is on pro: a money budget');
   const usage = (res.json as { usage: { prompt_tokens: number } }).usage;
