@@ -39,6 +39,19 @@ function chainConfig(upstreamUrl: string, ours: boolean): Declarative {
   for (const p of doc.plugins) {
     // Metrics servers off: a running `npm start` may hold the configured ports.
     if (p.config && 'metrics_port' in p.config) p.config.metrics_port = 0;
+    // Every address kong.yml gives the local mock (:9000) goes to this run's mock.
+    const mock = new URL(upstreamUrl);
+    if (p.name === 'retrieval-injector' && p.config) {
+      const embeddings = (p.config.embeddings ?? {}) as Record<string, unknown>;
+      p.config.embeddings = { ...embeddings, url: `${upstreamUrl}/v1/embeddings` };
+    }
+    if (p.name === 'circuit-breaker' && p.config) {
+      const upstreams = (p.config.upstreams ?? {}) as Record<string, Record<string, unknown>>;
+      for (const u of Object.values(upstreams)) {
+        u.host = mock.hostname;
+        u.port = Number(mock.port);
+      }
+    }
     // The benchmark measures the chain's cost, not the demo plan's limits: lift them.
     if (p.name === 'tenant-ratelimit' && p.config) {
       const lifted = {
@@ -128,7 +141,10 @@ async function measure(url: string, pids: number[]): Promise<Run> {
   const cpu0 = pids.reduce((a, p) => a + cpuMs(p), 0);
   for (let i = 0; i < SEQUENTIAL && Date.now() < deadline; i++) {
     const r = await chat(url);
-    if (r.status !== 200) errors++;
+    if (r.status !== 200) {
+      errors++;
+      if (errors === 1) process.stdout.write(`first non-200: ${r.status}\n`);
+    }
     c1.push(r.ms);
   }
   const c16: number[] = [];
