@@ -118,3 +118,32 @@ export function undescribedFields(fields: KongSchemaFields, prefix = ''): string
   }
   return out;
 }
+
+/** The config every plugin server's `/metrics` endpoint reads (see lib/metrics/registry.ts). */
+export interface MetricsConfig {
+  metrics_port: number;
+  metrics_host: string;
+  metrics_max_tenants: number;
+}
+
+/** Schema entries of `MetricsConfig`, the same in every plugin of the chain. */
+export const METRICS_FIELDS: KongSchemaFields = [
+  {
+    metrics_port: field.integer(
+      'Port where this plugin server serves Prometheus `/metrics` (on `metrics_host`); 0 disables. One port per plugin server: instances of the plugin on several routes share it.',
+      { default: 0, between: [0, 65535], required: true },
+    ),
+  },
+  {
+    metrics_host: field.string(
+      'Address the metrics endpoint listens on. Use `0.0.0.0` only where the scraper cannot share the gateway host or network namespace.',
+      { default: '127.0.0.1', required: true },
+    ),
+  },
+  {
+    metrics_max_tenants: field.integer(
+      'Distinct tenant label values kept in metrics; later tenants fold into `__other__`.',
+      { default: 1000, between: [1, 100000], required: true },
+    ),
+  },
+];

@@ -3,7 +3,7 @@
  * and the typed view of the validated config. Cross-field rules live in `checkConfig`, run
  * when an instance starts.
  */
-import { field, type KongSchemaFields } from '../../lib/schema/fields';
+import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
 
 export type BreakerScope = 'upstream' | 'tenant';
 
@@ -253,24 +253,7 @@ export const Schema: KongSchemaFields = [
       { default: 1048576, between: [1, 8388608], required: true },
     ),
   },
-  {
-    metrics_port: field.integer(
-      'Port where this plugin server serves Prometheus `/metrics` (on `metrics_host`); 0 disables.',
-      { default: 0, between: [0, 65535], required: true },
-    ),
-  },
-  {
-    metrics_host: field.string('Address the metrics endpoint listens on.', {
-      default: '127.0.0.1',
-      required: true,
-    }),
-  },
-  {
-    metrics_max_tenants: field.integer(
-      'Distinct tenant label values kept in metrics; later tenants fold into `__other__`.',
-      { default: 1000, between: [1, 100000], required: true },
-    ),
-  },
+  ...METRICS_FIELDS,
 ];
 
 /** Cross-field rules, with the bad value in the message. Throws on the first violation. */

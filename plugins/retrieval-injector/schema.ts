@@ -2,7 +2,7 @@
  * retrieval-injector configuration: the Kong schema (pure data) and its typed view.
  * Cross-field rules live in `checkConfig`, run when an instance starts.
  */
-import { field, type KongSchemaFields } from '../../lib/schema/fields';
+import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
 
 export type InjectMode = 'system_message' | 'header' | 'both';
 export type QuerySource = 'last_user' | 'all_user';
@@ -297,24 +297,7 @@ export const Schema: KongSchemaFields = [
       required: true,
     }),
   },
-  {
-    metrics_port: field.integer(
-      'Port where this plugin server serves Prometheus `/metrics` (on `metrics_host`); 0 disables.',
-      { default: 0, between: [0, 65535], required: true },
-    ),
-  },
-  {
-    metrics_host: field.string('Address the metrics endpoint listens on.', {
-      default: '127.0.0.1',
-      required: true,
-    }),
-  },
-  {
-    metrics_max_tenants: field.integer(
-      'Distinct tenant label values kept in metrics; later tenants fold into `__other__`.',
-      { default: 1000, between: [1, 100000], required: true },
-    ),
-  },
+  ...METRICS_FIELDS,
 ];
 
 /** Cross-field rules, with the bad value in the message. Throws on the first violation. */

@@ -3,7 +3,7 @@
  * the typed view of the validated config. Cross-field rules live in one validator,
  * `checkConfig`, run when an instance starts.
  */
-import { field, type KongSchemaFields } from '../../lib/schema/fields';
+import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
 import type { UpstreamAuthConfig } from './upstream-auth';
 
 export type IdentitySourceName = 'consumer' | 'jwt';
@@ -308,24 +308,7 @@ export const Schema: KongSchemaFields = [
       { default: true, required: true },
     ),
   },
-  {
-    metrics_port: field.integer(
-      'Port where this plugin server serves Prometheus `/metrics` (on `metrics_host`); 0 disables. One port per plugin server: instances of the plugin on several routes share it.',
-      { default: 0, between: [0, 65535], required: true },
-    ),
-  },
-  {
-    metrics_host: field.string(
-      'Address the metrics endpoint listens on. Use `0.0.0.0` only where the scraper cannot share the gateway host or network namespace.',
-      { default: '127.0.0.1', required: true },
-    ),
-  },
-  {
-    metrics_max_tenants: field.integer(
-      'Distinct tenant label values kept in metrics; later tenants fold into `__other__`.',
-      { default: 1000, between: [1, 100000], required: true },
-    ),
-  },
+  ...METRICS_FIELDS,
 ];
 
 /** Cross-field rules, with the bad value in the message. Throws on the first violation. */

@@ -2,7 +2,7 @@
  * tenant-cache configuration: the Kong schema (pure data, with descriptions and defaults) and
  * the typed view of the validated config. Cross-field rules live in `checkConfig`.
  */
-import { field, type KongSchemaFields } from '../../lib/schema/fields';
+import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
 
 /** Longest entry TTL any plan may set; a purge's generation outlives it (store.ts). */
 export const MAX_TTL_SECONDS = 7 * 24 * 3600;
@@ -137,24 +137,7 @@ export const Schema: KongSchemaFields = [
       { default: true, required: true },
     ),
   },
-  {
-    metrics_port: field.integer(
-      'Port where this plugin server serves Prometheus `/metrics` (on `metrics_host`); 0 disables.',
-      { default: 0, between: [0, 65535], required: true },
-    ),
-  },
-  {
-    metrics_host: field.string(
-      'Address the metrics endpoint listens on. Use `0.0.0.0` only where the scraper cannot share the gateway host.',
-      { default: '127.0.0.1', required: true },
-    ),
-  },
-  {
-    metrics_max_tenants: field.integer(
-      'Distinct tenant label values kept in metrics; later tenants fold into `__other__`.',
-      { default: 1000, between: [1, 100000], required: true },
-    ),
-  },
+  ...METRICS_FIELDS,
 ];
 
 /** The policy in force for one plan. */

@@ -3,7 +3,7 @@
  * constraints) and the typed view of the validated config. Cross-field rules live in one
  * validator, `checkConfig`, run when an instance starts; its messages name the field.
  */
-import { field, type KongSchemaFields } from '../../lib/schema/fields';
+import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
 
 export interface LimitsConfig {
   requests_per_minute: number;
@@ -242,24 +242,7 @@ export const Schema: KongSchemaFields = [
       { default: true, required: true },
     ),
   },
-  {
-    metrics_port: field.integer(
-      'Port where this plugin server serves Prometheus `/metrics` (on metrics_host); 0 disables.',
-      { default: 0, between: [0, 65535], required: true },
-    ),
-  },
-  {
-    metrics_host: field.string('Address the metrics endpoint listens on.', {
-      default: '127.0.0.1',
-      required: true,
-    }),
-  },
-  {
-    metrics_max_tenants: field.integer(
-      'Distinct tenant label values kept in metrics; later tenants fold into `__other__`.',
-      { default: 1000, between: [1, 100000], required: true },
-    ),
-  },
+  ...METRICS_FIELDS,
 ];
 
 /** Cross-field rules, with the field and the bad value in the message. */
