@@ -7,8 +7,8 @@
  *    compose stack's and the repo's alert rules: every target is up, a per-tenant query
  *    returns both tenants, every rule evaluates without error;
  *  - promtool checks the compose stack's config and the rules, and runs their unit tests.
- * Only the upstream addresses, Redis key namespaces and metrics ports of kong.yml are changed
- * (and globex's request rate, so that a refusal is cheap to provoke).
+ * Only the upstream addresses, Redis key namespaces, the Milvus collection and the metrics ports
+ * of kong.yml are changed (and globex's request rate, so that a refusal is cheap to provoke).
  */
 import test from 'ava';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -20,6 +20,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { createClient } from 'redis';
 import { parse } from 'yaml';
+import { createMilvus } from '../../lib/milvus/client';
 import {
   metricsTargets,
   prometheusConfig,
@@ -110,7 +111,9 @@ test.before(async () => {
             break;
           case 'retrieval-injector':
             c.redis = { ...(c.redis as object), url: REDIS_URL, key_namespace: namespace };
-            c.milvus = { ...(c.milvus as object), address: MILVUS_ADDRESS };
+            // A collection of its own: the shared one may hold chunks sealed under another
+            // run's knowledge secret (an integrity refusal here, by design).
+            c.milvus = { ...(c.milvus as object), address: MILVUS_ADDRESS, collection: namespace };
             c.embeddings = { ...(c.embeddings as object), url: `${upstreamUrl}/v1/embeddings` };
             break;
           case 'circuit-breaker':
@@ -128,6 +131,15 @@ test.before(async () => {
     { env: { KTA_KNOWLEDGE_SECRET: randomBytes(32).toString('hex') } },
   );
   doorUrl = door.url;
+  closers.add(async () => {
+    const milvus = await createMilvus({ address: MILVUS_ADDRESS, timeoutMs: 30_000 });
+    try {
+      const has = await milvus.hasCollection({ collection_name: namespace });
+      if (has.value) await milvus.dropCollection({ collection_name: namespace });
+    } finally {
+      await milvus.closeConnection();
+    }
+  });
   closers.add(async () => {
     const redis = createClient({ url: REDIS_URL });
     await redis.connect();
@@ -185,7 +197,7 @@ test('every plugin server exports its tenants’ series after the traffic', asyn
       hasSample(s.exported, 'tenant_cache_requests_total', { tenant: 'acme', status: 'hit' })
       ? s
       : undefined;
-  }, 15_000);
+  }, 30_000);
   t.deepEqual([...byPlugin.keys()].sort(), targets.map((x) => x.plugin).sort());
   for (const tenant of ['acme', 'globex']) {
     t.true(hasSample(exported, 'tenant_auth_requests_total', { tenant }), tenant);
@@ -342,6 +354,45 @@ test('the real Prometheus scrapes every plugin server and answers per-tenant que
     }, 30_000),
   );
   t.deepEqual(series, ['acme', 'globex']);
+
+  // Every dashboard query runs without an error for both tenants, and the panels the issue
+  // names show data (rates need two scrapes in the window: poll until they do).
+  const queries = dashboardExprs(JSON.parse(readFileSync(DASHBOARD, 'utf8')) as unknown).map(
+    (d) => ({
+      where: d.where,
+      expr: expandGrafanaVariables(d.expr, { tenant: 'acme|globex', datasource: 'prometheus' }),
+    }),
+  );
+  const mustShow = [
+    'tenant_auth_requests_total',
+    'token_meter_tokens_total',
+    'token_meter_cost_usd_total',
+    'token_meter_budget_used_ratio',
+    'tenant_cache_requests_total{tenant=~"acme|globex",status="hit"}',
+    'tenant_ratelimit_queue_wait_seconds_bucket',
+    'tenant_ratelimit_rejected_total',
+    'circuit_breaker_outcomes_total',
+  ];
+  let lastBlank: string[] = [];
+  const empty = await within(
+    eventually(async () => {
+      const results = await Promise.all(
+        queries.map(async (q) => {
+          const d = await api<{ result: unknown[] }>(
+            base,
+            `/api/v1/query?query=${encodeURIComponent(q.expr)}`,
+          );
+          return { ...q, n: d.result.length };
+        }),
+      );
+      const blank = mustShow.filter((m) =>
+        results.filter((r) => r.expr.includes(m)).every((r) => r.n === 0),
+      );
+      lastBlank = blank;
+      return blank.length === 0 ? blank : undefined;
+    }, 30_000).catch(() => lastBlank),
+  );
+  t.deepEqual(empty, [], 'panels without data');
 
   // The rules are loaded and evaluate against the real series without an error.
   const groups = await within(
