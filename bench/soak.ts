@@ -78,6 +78,7 @@ function label(pid: number): string {
   if (/frontdoor\.js/.test(joined)) return 'front door (node: mock upstream, harness if no Kong)';
   if (/redis-server/.test(joined)) return 'Redis';
   if (/milvus/.test(joined)) return 'Milvus';
+  if (/prometheus/.test(joined)) return 'Prometheus';
   return joined.slice(0, 60);
 }
 
@@ -102,7 +103,11 @@ function stackProcesses(startPid: number, kongPrefix: string | undefined): Proc[
       }
     }
   }
-  for (const file of [`.run/redis/redis-6379.pid`, `.run/milvus/milvus.pid`]) {
+  for (const file of [
+    `.run/redis/redis-6379.pid`,
+    `.run/milvus/milvus.pid`,
+    `.run/prometheus/prometheus.pid`,
+  ]) {
     try {
       found.push(Number(readFileSync(path.join(root, file), 'utf8').trim()));
     } catch {

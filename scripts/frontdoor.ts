@@ -61,6 +61,23 @@ function pluginServerEnv(): Record<string, string> {
   );
 }
 
+/**
+ * kong.yml gives the local mock's address (127.0.0.1:9000) to the service, the embeddings
+ * endpoint and the breaker's upstreams: with another UPSTREAM_PORT, a copy pointed at it.
+ */
+function declarativeConfig(): string {
+  const file = path.join(root, 'kong.yml');
+  if (upstreamPort === 9000) return file;
+  const text = readFileSync(file, 'utf8')
+    .replace(/127\.0\.0\.1:9000\b/g, `127.0.0.1:${upstreamPort}`)
+    .replace(/host: 127\.0\.0\.1, port: 9000\b/g, `host: 127.0.0.1, port: ${upstreamPort}`);
+  const copy = path.join(root, '.run', `kong.upstream-${upstreamPort}.yml`);
+  mkdirSync(path.dirname(copy), { recursive: true });
+  writeFileSync(copy, text);
+  process.env.KTA_EMBEDDINGS_URL ??= `http://127.0.0.1:${upstreamPort}/v1/embeddings`;
+  return copy;
+}
+
 async function main(): Promise<void> {
   ensureKnowledgeSecret();
   const pluginsRoot = path.join(root, 'dist', 'pluginservers');
@@ -72,7 +89,7 @@ async function main(): Promise<void> {
   const upstream = await startMockUpstream({ port: upstreamPort });
   const logger = (line: string) => process.stderr.write(`${line}\n`);
   const opts = {
-    config: path.join(root, 'kong.yml'),
+    config: declarativeConfig(),
     pluginServers,
     port,
     env: pluginServerEnv(),
