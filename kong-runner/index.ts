@@ -150,6 +150,38 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Parent pid of a process, from /proc/<pid>/stat (field 4, after the parenthesised name). */
+function parentPid(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `root` and every process below it (nginx workers carry no prefix in their command line). */
+function processTree(root: number): number[] {
+  const all = readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number);
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) {
+    for (const p of all) if (parentPid(p) === tree[i] && !tree.includes(p)) tree.push(p);
+  }
+  return tree;
+}
+
+/** Alive and not a zombie waiting for a parent to reap it. */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 function keepLogs(prefix: string, label: string): void {
   const src = join(prefix, 'logs', 'error.log');
   if (!existsSync(src)) return;
@@ -255,6 +287,25 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
     rmSync(prefix, { recursive: true, force: true });
   };
 
+  /** SIGKILL the master first (so no worker is respawned), then its workers and plugin servers. */
+  const kill = async () => {
+    const pidFile = join(prefix, 'pids', 'nginx.pid');
+    const master = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : NaN;
+    const victims = [
+      ...(Number.isInteger(master) ? processTree(master) : []),
+      ...pidsWith(prefix),
+    ].filter((p, i, a) => a.indexOf(p) === i && p !== process.pid);
+    for (const pid of victims) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    const deadline = Date.now() + 10000;
+    while (victims.some(running) && Date.now() < deadline) await sleep(20);
+  };
+
   // What Kong will read from each plugin server (its query_cmd), for pluginServerInfo().
   const dumpList = Promise.all(
     dirs.map((dir, i) =>
@@ -329,6 +380,7 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
         dump: dumps.get(name) as PluginDump,
       };
     },
+    kill,
     close: stop,
   };
 }
