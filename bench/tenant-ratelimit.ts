@@ -31,9 +31,11 @@ import path from 'node:path';
 import { createClient } from 'redis';
 import { startGateway } from '../harness/index';
 import type { Gateway } from '../harness/types';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { locateKong, startKong } from '../kong-runner/index';
-import { startMockUpstream, type MockUpstream } from '../mock-upstream/index';
+import type { MockStats } from '../mock-upstream/index';
 import { latencyChart, type Series } from './lib/svg-chart';
 import { percentile, table, writeSection } from './report';
 
@@ -154,22 +156,88 @@ async function load(
   return out;
 }
 
-/** Mean seats busy / capacity, sampled every 10 ms while `during` runs. */
-async function utilisation<T>(upstream: MockUpstream, during: Promise<T>): Promise<[T, number]> {
+/**
+ * The mock upstream in its own process (dist/mock-upstream/cli.js): the load generator's
+ * event loop (80 flood workers, a stream of 429s) must not slow the upstream's service
+ * time down, nor its clock.
+ */
+interface UpstreamProcess {
+  url: string;
+  stats(): Promise<MockStats>;
+  close(): Promise<void>;
+}
+
+async function startUpstreamProcess(): Promise<UpstreamProcess> {
+  const child = spawn(
+    process.execPath,
+    [
+      path.join(ROOT, 'dist', 'mock-upstream', 'cli.js'),
+      '--port',
+      '0',
+      '--latency-ms',
+      String(SERVICE_MS),
+      '--capacity',
+      String(SEATS),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout });
+    lines.on('line', (l) => {
+      const m = /^mock-upstream ready (\S+)/.exec(l);
+      if (m?.[1]) resolve(m[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`mock upstream exited (${code})`)));
+  });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  return {
+    url,
+    stats: () =>
+      new Promise((resolve, reject) => {
+        http
+          .get(`${url}/__mock/stats`, { agent }, (res) => {
+            let text = '';
+            res.on('data', (c: Buffer) => (text += c.toString('utf8')));
+            res.on('end', () => resolve(JSON.parse(text) as MockStats));
+          })
+          .on('error', reject);
+      }),
+    close: () =>
+      new Promise((resolve) => {
+        agent.destroy();
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/**
+ * From now until `until` (the end of the flood): the upstream's utilisation (requests it
+ * completed ÷ what its seats could complete in that time) and the mean busy seats ÷ seats
+ * (sampled every 25 ms). `during` (the victims) is awaited too.
+ */
+async function utilisation<T>(
+  upstream: UpstreamProcess,
+  until: number,
+  during: Promise<T>,
+): Promise<[T, { util: number; busy: number }]> {
   let sum = 0;
   let n = 0;
-  let done = false;
-  const sampler = (async () => {
-    while (!done) {
-      sum += upstream.stats().inFlight;
-      n++;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  })();
+  const t0 = Date.now();
+  const served0 = (await upstream.stats()).served;
+  while (Date.now() < until) {
+    sum += (await upstream.stats()).inFlight;
+    n++;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const served = (await upstream.stats()).served - served0;
+  const elapsed = Math.max(1, Date.now() - t0);
   const result = await during;
-  done = true;
-  await sampler;
-  return [result, n ? sum / n / SEATS : 0];
+  return [
+    result,
+    { util: (served * SERVICE_MS) / (elapsed * SEATS), busy: n ? sum / n / SEATS : 0 },
+  ];
 }
 
 const p99 = (s: Sample[]) =>
@@ -228,13 +296,14 @@ interface Outcome {
   flood: number;
   ratio: number;
   util: number;
+  busy: number;
   victims: Sample[];
   floodSamples: Sample[];
   start: number;
 }
 
 async function main(): Promise<void> {
-  const upstream = await startMockUpstream({ latencyMs: SERVICE_MS, capacity: SEATS });
+  const upstream = await startUpstreamProcess();
   const run = randomBytes(4).toString('hex');
   const ratelimit = (route: string, extra: Record<string, unknown> = {}) => ({
     name: 'tenant-ratelimit',
@@ -360,13 +429,14 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 1500));
       const [[b, c], util] = await utilisation(
         upstream,
+        until,
         Promise.all([
           load(url(route), 'victim-b-key', 1, until, VICTIM_THINK_MS),
           load(url(route), 'victim-c-key', 1, until, VICTIM_THINK_MS),
         ]),
       );
       const a = await floodP;
-      return { victims: [...b, ...c], flood: a, util, start };
+      return { victims: [...b, ...c], flood: a, util: util.util, busy: util.busy, start };
     };
     const setups: Setup[] = [
       {
@@ -405,6 +475,7 @@ async function main(): Promise<void> {
         flood: p99(f.victims),
         ratio: p99(f.victims) / p99(alone),
         util: f.util,
+        busy: f.busy,
         victims: f.victims,
         floodSamples: f.flood,
         start: f.start,
@@ -416,6 +487,7 @@ async function main(): Promise<void> {
       o.flood.toFixed(0),
       `**${o.ratio.toFixed(2)}×**`,
       pct(o.util),
+      pct(o.busy),
       `${ok(o.victims)}/${o.victims.length}`,
       `${ok(o.floodSamples)}/${o.floodSamples.length}`,
       o.ratio <= GOAL_RATIO && o.util >= GOAL_UTIL ? 'yes' : 'no',
@@ -512,7 +584,10 @@ ${SEATS * FLOOD_FACTOR} closed-loop workers (${FLOOD_FACTOR}× the seats) for ${
     }; victims B and C
 each send one request at a time with ${VICTIM_THINK_MS} ms between them (well below their share).
 "alone" is the victims' p99 with no flood, measured just before, on the same route. Utilisation is
-the mean number of busy upstream seats / ${SEATS}, sampled every 10 ms while the victims run.
+the requests the upstream completed from the victims' start to the flood's end ÷ what its ${SEATS} seats could complete in that
+time; "seats busy" is the mean number of occupied seats ÷ ${SEATS} (sampled every 25 ms; a request
+counts as long as the mock holds it, so it reads higher when the machine slows the mock down).
+The mock upstream runs in its own process.
 ${
   rlRoutes.length
     ? `Kong's bundled \`rate-limiting\` (what platform teams use today) limits every consumer to a
@@ -524,7 +599,7 @@ tenant-ratelimit's queue declares the upstream's capacity (\`queue.max_concurren
 one more, so that the next request is already at the upstream when a seat frees); all tenants
 weight 1; no per-tenant limits are set, so tenant-ratelimit answers no 429 here.
 
-${table(['setup', 'victim p99 alone ms', 'victim p99 under flood ms', 'under flood ÷ alone', 'upstream utilisation', 'victim 200s', 'flood 200s', 'both goals'], rows)}
+${table(['setup', 'victim p99 alone ms', 'victim p99 under flood ms', 'under flood ÷ alone', 'upstream utilisation', 'seats busy', 'victim 200s', 'flood 200s', 'both goals'], rows)}
 
 ${verdict}
 

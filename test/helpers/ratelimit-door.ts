@@ -73,6 +73,8 @@ export interface RouteSpec {
   config: Record<string, unknown>;
   /** false: no tenant-auth on this route (tenant-ratelimit must refuse). */
   tenantAuth?: boolean;
+  /** More tenant-auth config (e.g. `validate_json_body: false`, so bad bodies reach tenant-ratelimit). */
+  tenantAuthConfig?: Record<string, unknown>;
   /** Observed usage published for log (test/fixtures/pluginservers/usage-stub). */
   usage?: string;
 }
@@ -109,7 +111,13 @@ function ratelimitConfig(routes: RouteSpec[]): (upstreamUrl: string) => Record<s
       { name: 'key-auth', route: r.name, config: { hide_credentials: true } },
       ...(r.tenantAuth === false
         ? []
-        : [{ name: 'tenant-auth', route: r.name, config: { plans: AUTH_PLANS } }]),
+        : [
+            {
+              name: 'tenant-auth',
+              route: r.name,
+              config: { plans: AUTH_PLANS, ...(r.tenantAuthConfig ?? {}) },
+            },
+          ]),
       {
         name: 'tenant-ratelimit',
         route: r.name,
