@@ -25,6 +25,7 @@ const ROUTES: RouteSpec[] = [
   { name: 'rpm', config: { default_limits: { requests_per_minute: 1, request_burst: 4 } } },
   { name: 'conc', config: { default_limits: { max_concurrent: 2 } } },
   { name: 'queue', config: { queue: { max_concurrent: SEATS, max_wait_ms: 25000 } } },
+  { name: 'fair', config: { queue: { max_concurrent: 1, max_wait_ms: 15000 } } },
   {
     name: 'dead',
     config: {
@@ -132,6 +133,27 @@ test.serial(
     const waited = (node: number) =>
       calls.filter((c, i) => i % 2 === node && Number(c.res.headers['x-queue-wait-ms']) > 0);
     t.true(waited(0).length > 0 && waited(1).length > 0, 'requests waited on both nodes');
+  },
+);
+
+test.serial(
+  "one scheduler: B's backlog queued through both nodes does not push A, on one node, behind all of it",
+  async (t) => {
+    const c = nodes();
+    c.upstream.configure({ latencyMs: 150 });
+    t.teardown(() => c.upstream.configure({ latencyMs: 0 }));
+    const flood = Array.from({ length: 8 }, (_, i) => c.call(i % 2, 'fair', GLOBEX));
+    await new Promise((r) => setTimeout(r, 100));
+    const a = await c.call(1, 'fair', ACME);
+    const floodRes = await Promise.all(flood);
+    t.is(a.res.status, 200);
+    t.true(floodRes.every((r) => r.res.status === 200));
+    const aWait = Number(a.res.headers['x-queue-wait-ms']);
+    const bWaits = floodRes.map((r) => Number(r.res.headers['x-queue-wait-ms']));
+    // Per-node queues would serve A after node 1's share of B at best; one weighted fair
+    // queue for the cluster serves A before most of B's whole backlog.
+    const servedAfterA = bWaits.filter((w) => w > aWait + 100).length;
+    t.true(servedAfterA >= 4, `A waited ${aWait} ms; B waited ${bWaits.join(', ')}`);
   },
 );
 
