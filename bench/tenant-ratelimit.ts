@@ -33,6 +33,7 @@ import { startGateway } from '../harness/index';
 import type { Gateway } from '../harness/types';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { createInterface } from 'node:readline';
 import { locateKong, startKong } from '../kong-runner/index';
 import type { MockStats } from '../mock-upstream/index';
@@ -305,6 +306,7 @@ interface Outcome {
 }
 
 async function main(): Promise<void> {
+  const load1 = os.loadavg()[0] ?? 0;
   const upstream = await startUpstreamProcess();
   const run = randomBytes(4).toString('hex');
   const ratelimit = (route: string, extra: Record<string, unknown> = {}) => ({
@@ -578,7 +580,7 @@ async function main(): Promise<void> {
 
 Command: \`npm run bench\` (bench/tenant-ratelimit.ts; \`BENCH_GATEWAY=${GATEWAY} BENCH_SECONDS=${SECONDS} BENCH_SERVICE_MS=${SERVICE_MS} BENCH_RL_LIMITS=${RL_LIMITS.join(',')} BENCH_REJECT_PAUSE_MS=${REJECT_PAUSE_MS}\`), gateway: ${
       GATEWAY === 'kong' ? 'the real Kong 3.9.3 (2 workers)' : 'the harness'
-    }, real Redis. Mock upstream: ${SEATS} seats × ${SERVICE_MS} ms
+    }, real Redis; 1-minute load average at the start: ${load1.toFixed(1)} on ${os.cpus().length} CPUs (above that, timings are the machine's as much as the gateway's). Mock upstream: ${SEATS} seats × ${SERVICE_MS} ms
 (${(SEATS * 1000) / SERVICE_MS} requests/s), over capacity it queues FIFO. Tenant A floods with
 ${SEATS * FLOOD_FACTOR} closed-loop workers (${FLOOD_FACTOR}× the seats) for ${SECONDS} s${
       REJECT_PAUSE_MS > 0
