@@ -321,12 +321,15 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
   );
   const started = await runKongCli(kong, ['start', '-c', confPath], env, 60000);
   if (!started.ok) {
-    const detail =
-      errorLog()
-        .split('\n')
-        .filter((l) => /\[(error|crit|emerg|alert)\]/.test(l))
-        .slice(-5)
-        .join('\n') || started.out.trim();
+    // The last error lines and what follows them: a declarative-config error goes on over
+    // several lines (the field paths) that carry no level of their own. When the CLI was cut
+    // off by its timeout (a loaded machine), this is all the message there is.
+    const lines = errorLog().split('\n');
+    const levels = lines
+      .map((l, i) => (/\[(error|crit|emerg|alert)\]/.test(l) ? i : -1))
+      .filter((i) => i >= 0);
+    const from = levels.length ? (levels[Math.max(0, levels.length - 5)] as number) : -1;
+    const detail = (from >= 0 ? lines.slice(from, from + 60).join('\n') : '') || started.out.trim();
     await stop();
     throw new KongStartError(
       `Kong ${kong.version} refused to start: ${started.out.trim()}\n${detail}`,
