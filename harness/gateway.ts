@@ -269,6 +269,13 @@ export async function startGateway(
         if (!ext) throw new Error(`no plugin server '${name}'`);
         return { pid: ext.proc.pid, restarts: ext.proc.restarts, dump: ext.dump };
       },
+      kill: async () => {
+        // No more RPC from this node: phases still pending (log of requests in flight) fail.
+        externals.forEach((e) => e.rpc.close());
+        await Promise.all(procs.map((p) => p.killNow()));
+        server.close();
+        server.closeAllConnections();
+      },
       close: async () => {
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
