@@ -77,7 +77,8 @@ function label(pid: number): string {
   if (/^nginx: worker/.test(joined)) return 'nginx worker (Kong)';
   if (/frontdoor\.js/.test(joined)) return 'front door (node: mock upstream, harness if no Kong)';
   if (/redis-server/.test(joined)) return 'Redis';
-  if (/milvus/.test(joined)) return 'Milvus';
+  if (/milvus run standalone/.test(joined)) return 'Milvus';
+  if (/milvus-server/.test(joined)) return 'Milvus launcher (python)';
   if (/prometheus/.test(joined)) return 'Prometheus';
   return joined.slice(0, 60);
 }
@@ -109,7 +110,9 @@ function stackProcesses(startPid: number, kongPrefix: string | undefined): Proc[
     `.run/prometheus/prometheus.pid`,
   ]) {
     try {
-      found.push(Number(readFileSync(path.join(root, file), 'utf8').trim()));
+      const pid = Number(readFileSync(path.join(root, file), 'utf8').trim());
+      found.push(pid);
+      walk(pid); // Milvus's launcher runs the server as its child
     } catch {
       // not ours
     }
