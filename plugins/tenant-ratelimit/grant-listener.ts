@@ -57,6 +57,11 @@ export class GrantListener {
     });
   }
 
+  /** Wakes `ticket`'s waiter if it is in this process (a release here granted it). */
+  wake(ticket: string): void {
+    this.waiters.get(ticket)?.(true);
+  }
+
   /** Waiters in this process now. */
   get size(): number {
     return this.waiters.size;

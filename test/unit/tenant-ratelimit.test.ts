@@ -88,6 +88,7 @@ test('config errors name the field', (t) => {
       /queue\.poll_interval_ms/,
     ],
     [{ queue: { local_max_concurrent: 2 } }, /queue\.local_max_concurrent/],
+    [{ queue: { max_wait_ms: 20000 }, flex: { max_wait_ms: 10000 } }, /flex\.max_wait_ms/],
   ];
   for (const [raw, message] of bad) t.throws(() => checkConfig(config(raw)), { message });
   t.notThrows(() => checkConfig(config({})));
