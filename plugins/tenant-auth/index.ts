@@ -2,13 +2,20 @@
  * tenant-auth: establishes the tenant at the edge from a verified credential and publishes
  * the TenantContext — to later plugins (kong.ctx.shared), to the upstream (gateway-owned
  * headers, client copies removed) and to Kong's log serializer. Applies the tenant's policy
- * to chat requests (tool grants, persona). Fails closed: no verified tenant, no proxying.
+ * to chat requests (model tier, tool grants, persona) and answers `GET /v1/models` from the
+ * tier. Fails closed: no verified tenant, no proxying.
  *
  * PDK calls on the access path (each one IPC round trip with Kong):
  *   request.getHeaders, client.getConsumer (consumer source), service.request.setHeaders,
  *   ctx.shared.set, log.setSerializeValue                          = 5
  *   + request.getRawBody when the plan polices the body, or a declared body is validated = 6
  *   + service.request.setRawBody when the checked body differs from the client's bytes   = 7
+ * On a plan with a model tier: + request.getPath, and the body is always read (the model
+ * decision itself costs no call)                                                = 7 / 8
+ *   + response.setHeaders (X-Model-Requested/-Served) when the served model is not the
+ *     string the client sent                                                           = 9
+ *   GET /v1/models[/{id}]: getHeaders, getConsumer, getPath, getMethod, ctx.shared.set,
+ *   log.setSerializeValue, response.exit                                               = 7
  */
 import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics, type TenantLabels } from '../../lib/metrics/registry';

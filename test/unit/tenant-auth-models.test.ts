@@ -1,4 +1,9 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import test from 'ava';
+import { parse } from 'yaml';
+import { readConfig } from '../../lib/schema/config';
+import { checkConfig, Schema, type TenantAuthConfig } from '../../plugins/tenant-auth/schema';
 import { isGatewayError } from '../../lib/http/errors';
 import {
   buildModelTier,
@@ -230,4 +235,18 @@ test('the model list is the tier in OpenAI’s shape; retrieving outside the tie
   t.like(modelsAnswer({ kind: 'retrieve', id: 'default' }, tier('pro')), {
     body: { id: 'gpt-4o' },
   });
+});
+
+test("kong.yml's example plans each show a tier: free the small model only, pro both", (t) => {
+  const doc = parse(readFileSync(path.join(__dirname, '..', '..', 'kong.yml'), 'utf8')) as {
+    plugins: Array<{ name: string; config: Record<string, unknown> }>;
+  };
+  const entry = doc.plugins.find((p) => p.name === 'tenant-auth');
+  const cfg = readConfig<TenantAuthConfig>(Schema, entry?.config);
+  t.notThrows(() => checkConfig(cfg));
+  const tiers = new ModelTiers(cfg);
+  const chat = (plan: string) =>
+    tiers.tierFor(plan, parseTenantId('someone'))?.models.filter((m) => !m.includes('embedding'));
+  t.deepEqual(chat('free'), ['gpt-4o-mini']);
+  t.deepEqual(chat('pro'), ['gpt-4o', 'gpt-4o-mini']);
 });
