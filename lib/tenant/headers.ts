@@ -53,3 +53,30 @@ export function isGatewayOwnedHeader(name: string, extra: ReadonlySet<string>): 
   if (GATEWAY_OWNED_HEADERS.includes(n)) return true;
   return GATEWAY_OWNED_HEADER_PREFIXES.some((p) => n.startsWith(p));
 }
+
+/** Response headers saying which model a request asked for and which one serves it. */
+export const MODEL_REQUESTED_HEADER = 'X-Model-Requested';
+export const MODEL_SERVED_HEADER = 'X-Model-Served';
+
+/**
+ * A client-chosen string as a header value: printable ASCII kept, every other byte (CR, LF,
+ * NUL, non-ASCII) percent-encoded, so a model name can neither split nor corrupt a header.
+ */
+export function headerSafe(value: string): string {
+  let out = '';
+  for (const byte of Buffer.from(value, 'utf8')) {
+    out +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** The two model headers: what the client asked for (`(none)` when it named no model), what serves it. */
+export function modelHeaders(requested: string, served: string): Record<string, string> {
+  return {
+    [MODEL_REQUESTED_HEADER]: requested === '' ? '(none)' : headerSafe(requested),
+    [MODEL_SERVED_HEADER]: headerSafe(served),
+  };
+}

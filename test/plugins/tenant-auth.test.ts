@@ -50,7 +50,7 @@ test('a key-auth consumer becomes its tenant: headers to the upstream, context t
   t.is(upstream?.headers.apikey, undefined, 'key-auth hide_credentials');
   t.is(upstream?.headers['x-probe-saw-apikey'], 'no', 'later plugins read the headers as changed');
   const ctx = probedContext(upstream);
-  t.like(ctx, { v: 1, tenantId: 'acme', plan: 'pro', source: 'consumer' });
+  t.like(ctx, { v: 2, tenantId: 'acme', plan: 'pro', source: 'consumer', model: null });
   t.like((ctx as { policy: object }).policy, {
     toolsAllowed: ['search', 'calculator', 'crm_write'],
     preferredModel: 'gpt-4o',

@@ -17,6 +17,7 @@ const policy = (tools: string[], persona: string | null = null): TenantPolicy =>
   persona,
   knowledgeNamespace: 'acme',
   weight: 1,
+  models: [],
 });
 const fn = (name: string) => ({ type: 'function', function: { name, parameters: {} } });
 
