@@ -21,7 +21,12 @@ import { parseNginxSize } from './nginx';
 import { metaschemaViolations } from './config/metaschema';
 import { configFieldsOf, validatePluginConfig } from './config/schema';
 import { KEY_AUTH_PRIORITY, keyAuthConfigFields } from './keyauth';
-import { postFunctionConfigFields, postFunctionPlugin } from './post-function';
+import {
+  postFunctionConfigFields,
+  postFunctionPlugin,
+  preFunctionConfigFields,
+  preFunctionPlugin,
+} from './post-function';
 import { setClientBodyBufferSize } from './pdk/request';
 import { ExternalPlugin } from './pluginserver/bridge';
 import { PluginServerProcess, queryPluginInfo } from './pluginserver/process';
@@ -30,7 +35,7 @@ import { Router } from './router';
 import { Runloop } from './runloop';
 import type { Gateway, GatewayOptions, PluginDump } from './types';
 
-const BUNDLED = new Set(['key-auth', 'post-function']);
+const BUNDLED = new Set(['key-auth', 'post-function', 'pre-function']);
 
 /** What the harness answers itself, beyond the Gateway interface (harness tests only). */
 export interface HarnessGateway extends Gateway {
@@ -165,7 +170,9 @@ export async function startGateway(
           ? keyAuthConfigFields
           : p.name === 'post-function'
             ? postFunctionConfigFields
-            : configFieldsOf(dumpByName.get(p.name)?.Schema ?? { fields: [] });
+            : p.name === 'pre-function'
+              ? preFunctionConfigFields
+              : configFieldsOf(dumpByName.get(p.name)?.Schema ?? { fields: [] });
       const r = validatePluginConfig(fields, p.rawConfig);
       r.notes.forEach((n) => log(`[harness] plugin '${p.name}' ${p.scopeLabel}: ${n}`));
       r.errors.forEach((e) => problems.push(`plugin '${p.name}' ${p.scopeLabel}: ${e}`));
@@ -181,6 +188,7 @@ export async function startGateway(
         noConsumer: true,
       },
       postFunctionPlugin,
+      preFunctionPlugin,
     ];
     const externals = new Map<string, ExternalPlugin>();
     await Promise.all(

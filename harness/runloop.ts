@@ -18,7 +18,7 @@ import {
 } from './errors';
 import { headerMapFromRaw, joinedHeader, type HeaderMap } from './headers';
 import { keyAuthAccess } from './keyauth';
-import { bodyFilterCode, runBodyFilter } from './post-function';
+import { accessCode, bodyFilterCode, runAccess, runBodyFilter } from './post-function';
 import { addKongResponseHeaders, KONG_SERVER } from './kong-headers';
 import {
   dropInvalidHeaders,
@@ -114,6 +114,12 @@ export class Runloop {
     st.phase = phase;
     const env = this.env(st, c.plugin, phase);
     if (c.plugin.external) return c.plugin.external.handleEvent(st, c.entity, env);
+    if (c.plugin.name === 'pre-function' && phase === 'access') {
+      const code = accessCode(c.entity.config);
+      if (!code) return 'ret';
+      const key = `pre:${c.entity.id}:${createHash('sha1').update(code.join('\0')).digest('hex')}`;
+      return runAccess(key, code, st, env);
+    }
     try {
       if (c.plugin.name === 'key-auth' && phase === 'access')
         keyAuthAccess(st, c.entity.config, this.deps.config, env);

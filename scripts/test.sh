@@ -34,6 +34,8 @@ if ! command -v luajit >/dev/null 2>&1; then
     { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends luajit; } ||
     fail "could not install luajit"
 fi
+# The OpenAI Python SDK (test/sdk/openai-python.test.ts drives it) in its venv under .run/.
+scripts/services/python-sdk.sh install || fail "could not install the OpenAI Python SDK (see above)"
 kong_rc=0
 scripts/services/kong.sh install || kong_rc=$?
 if [ "$kong_rc" -ne 0 ] && [ "$kong_rc" -ne 3 ]; then fail "could not install Kong (see above)"; fi
