@@ -89,7 +89,7 @@ run_ava() {
 }
 
 # The parity suite starts both gateways itself: it runs with the real-Kong suites.
-KONG_SUITES=(test/plugins/ test/isolation/)
+KONG_SUITES=(test/plugins/ test/isolation/ test/sdk/)
 [ -d test/parity ] && KONG_SUITES+=(test/parity/)
 if [ "${GATEWAY:-}" = kong ]; then
   [ "$kong_rc" -eq 0 ] || fail "GATEWAY=kong, but no Kong 3.9 is installed"
