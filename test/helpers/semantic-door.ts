@@ -252,7 +252,13 @@ export function question(text: string, tag: string, extra: Record<string, unknow
   };
 }
 
-export const tag = (): string => `ref${randomBytes(4).toString('hex')}`;
+/**
+ * Random words appended to a test's questions: enough of them that two tests' questions are
+ * far apart (the mock's embedding is a bag of words), while a question and its near-duplicate
+ * within one test share them all.
+ */
+export const tag = (): string =>
+  Array.from({ length: 6 }, () => `r${randomBytes(4).toString('hex')}`).join(' ');
 
 /** One sample's value summed over the series matching `labels` (0 when absent). */
 export async function metricAt(
