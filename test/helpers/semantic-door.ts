@@ -190,6 +190,7 @@ export async function startSemanticDoor(onClose: OnClose): Promise<SemanticDoor>
             redis_timeout_ms: 2000,
             key_namespace: keyspace.namespace,
             metrics_port: meterPort,
+            period: 'month',
             plans: { pro: { budget_tokens: 10_000_000 }, free: { budget_tokens: 10_000_000 } },
             prices: PRICES,
           },
