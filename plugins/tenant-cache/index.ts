@@ -15,6 +15,9 @@
  *           response.setHeader (when status_header): 4 for a GET, 6 for a streamed chat.
  * log: ctx.shared.get (pending) = 1 when nothing is to be stored; a store adds ctx.shared.get
  *   (TenantContext), response.getStatus, response.getHeaders, service.response.getRawBody = 5.
+ * The semantic cache (semantic.ts, off by default) adds no PDK call: after an exact miss it
+ * looks up in Milvus under its own deadline (a hit exits like an exact hit, with
+ * `X-Cache-Match: semantic`); its scope and question ride in the same pending value to log.
  */
 import type { RedisClient } from '../../lib/redis/client';
 import { CACHE_STATUS_KEY, type CacheStatus } from '../../lib/cache/status';
