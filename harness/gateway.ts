@@ -17,6 +17,7 @@ import {
 } from './errors';
 import { addExitHook } from './exit-hooks';
 import { KONG_SERVER } from './kong-headers';
+import { parseNginxSize } from './nginx';
 import { metaschemaViolations } from './config/metaschema';
 import { configFieldsOf, validatePluginConfig } from './config/schema';
 import { KEY_AUTH_PRIORITY, keyAuthConfigFields } from './keyauth';
@@ -44,6 +45,13 @@ export interface HarnessGateway extends Gateway {
  */
 export const PROJECT_KONG_CONF: Record<string, string> = {
   error_default_type: 'application/json',
+  // Kong's default is 0 (no limit): a chunked body of any size would be read into the plugin
+  // servers. 8m is tenant-auth's largest max_body_bytes; larger bodies get nginx's 413.
+  nginx_http_client_max_body_size: '8m',
+  // Read the whole body before Kong's phases, so a body over that limit gets nginx's 413
+  // there: read later inside a plugin's PDK call, nginx ends the request mid-call and the
+  // plugin server's event never ends (kong-pdk holds it forever).
+  nginx_proxy_lua_need_request_body: 'on',
   // From harness/ (tsx) or dist/harness/ (compiled): the repository root holds package.json.
   error_template_json: resolvePath(
     __dirname,
@@ -54,6 +62,8 @@ export const PROJECT_KONG_CONF: Record<string, string> = {
 };
 
 const MIRRORED_KONG_CONF = new Set([
+  'nginx_http_client_max_body_size',
+  'nginx_proxy_lua_need_request_body',
   'error_default_type',
   'error_template_json',
   'error_template_html',
@@ -212,6 +222,10 @@ export async function startGateway(
       serverPort: () => port,
       log,
       errorConf,
+      clientMaxBodySize: parseNginxSize(
+        { ...PROJECT_KONG_CONF, ...(opts.kongConf ?? {}) }.nginx_http_client_max_body_size,
+        Infinity,
+      ),
       maxRequestStats: opts.maxRequestStats,
     });
     // A head up to 64 KB reaches the runloop, which applies nginx's own limits (harness/nginx.ts:

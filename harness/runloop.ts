@@ -22,6 +22,7 @@ import { bodyFilterCode, runBodyFilter } from './post-function';
 import { addKongResponseHeaders, KONG_SERVER } from './kong-headers';
 import {
   dropInvalidHeaders,
+  bodyLimitRefusal,
   nginxRefusal,
   normalizePath,
   escapeUri,
@@ -45,6 +46,8 @@ export interface RunloopDeps {
   serverPort: () => number;
   log: (line: string) => void;
   errorConf: ErrorConf;
+  /** nginx client_max_body_size in bytes (Infinity: no limit). */
+  clientMaxBodySize: number;
   /** How many requests' PDK statistics to keep (default MAX_REQUEST_STATS). */
   maxRequestStats?: number;
 }
@@ -200,7 +203,20 @@ export class Runloop {
       await this.refuse(req, res, id, startTime, refusal ?? { status: 400, reason: 'bad target' });
       return;
     }
+    const declaredLength = req.headers['transfer-encoding']
+      ? undefined
+      : Number(req.headers['content-length'] ?? '0');
+    const early = bodyLimitRefusal(declaredLength, 0, this.deps.clientMaxBodySize);
+    if (early) {
+      await this.refuse(req, res, id, startTime, early);
+      return;
+    }
     const body = await readBody(req);
+    const late = bodyLimitRefusal(undefined, body.length, this.deps.clientMaxBodySize);
+    if (late) {
+      await this.refuse(req, res, id, startTime, late);
+      return;
+    }
     const st = new RequestState(
       id,
       startTime,

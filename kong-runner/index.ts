@@ -26,6 +26,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { addExitHook } from '../harness/exit-hooks';
+import { PROJECT_KONG_CONF } from '../harness/gateway';
 import { queryPluginInfo } from '../harness/pluginserver/process';
 import type { Gateway, GatewayOptions, PluginDump } from '../harness/types';
 import { kongEnv, locateKong, type KongInstall } from './locate';
@@ -209,7 +210,7 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
     anonymous_reports: 'off',
     nginx_worker_processes: opts.workers ?? 1,
     log_level: 'notice',
-    error_default_type: 'application/json',
+    ...PROJECT_KONG_CONF,
     error_template_json: ERROR_TEMPLATE,
     ...(process.getuid?.() === 0 ? { nginx_user: 'root root' } : {}),
     ...(opts.kongConf ?? {}),

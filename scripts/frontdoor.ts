@@ -2,7 +2,8 @@
  * The front door, locally: the mock OpenAI-compatible upstream on :9000 and a gateway on :8000
  * running the repo's kong.yml with one real kong-js-pluginserver per plugin. The gateway is the
  * real Kong 3.9.3 when one is installed (scripts/services/kong.sh install), else the harness;
- * `GATEWAY=kong|harness` chooses. Redis and Milvus are started by scripts/start.sh first.
+ * `GATEWAY=kong|harness` chooses. Redis, Milvus and Prometheus are started by scripts/start.sh
+ * first (PROMETHEUS_URL names the Prometheus the banner points at).
  * Ctrl-C stops everything.
  */
 import { randomBytes } from 'node:crypto';
@@ -108,6 +109,12 @@ async function main(): Promise<void> {
       `front door ready on ${which}`,
       `  gateway ${gateway.url}, mock upstream ${upstream.url}`,
       `  plugin servers: ${Object.keys(pluginServers).join(', ')}`,
+      ...(process.env.PROMETHEUS_URL
+        ? [
+            `  prometheus ${process.env.PROMETHEUS_URL} (targets: /targets, alerts: /alerts), scraping every plugin server's metrics port`,
+            `  dashboard for Grafana: docker/grafana/dashboards/tenants.json (docs/operations.md)`,
+          ]
+        : []),
       '',
       'try (tenant acme, plan pro):',
       `  curl -s ${gateway.url}/v1/chat/completions -H 'apikey: acme-demo-key' -H 'content-type: application/json' \\`,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, CI). On a fresh machine it installs what is missing (npm packages,
-# Redis, Milvus, the real Kong from shared/kong), builds, starts Redis and Milvus when they are
-# not already up, and runs:
+# Redis, Milvus, Prometheus, the real Kong from shared/kong), builds, starts Redis and Milvus
+# when they are not already up, and runs:
 #   1. every test on the harness gateway (the fast loop);
 #   2. the end-to-end, isolation and parity suites again on the real Kong 3.9.3
 #      (GATEWAY=kong), when a Kong is installed; without one it says so.
@@ -26,6 +26,8 @@ fail() {
 npm run -s build || fail "the build failed"
 
 scripts/services/all.sh install || fail "could not install Redis or Milvus (see above)"
+# Prometheus and promtool (Debian's package): the monitoring test runs both itself.
+scripts/services/prometheus.sh install || fail "could not install Prometheus (see above)"
 # LuaJIT (Kong's Lua) runs the Lua snippets the project ships in kong.yml in their unit tests.
 if ! command -v luajit >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends luajit ||

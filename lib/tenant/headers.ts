@@ -11,10 +11,10 @@ export const RETRIEVAL_CONTEXT_HEADER = 'x-retrieval-context';
 /** Any header starting with one of these prefixes is gateway-owned. */
 export const GATEWAY_OWNED_HEADER_PREFIXES: readonly string[] = ['x-tenant-'];
 /**
- * Kong's acl plugin sets X-Consumer-Groups, and it runs after tenant-auth (priority 950): on a
- * route without acl a client copy would reach the upstream as if Kong had set it. The other
- * X-Consumer-* and X-Credential-Identifier headers are overwritten by the auth plugin that
- * runs before tenant-auth, so they are left alone.
+ * Kong's acl plugin sets X-Consumer-Groups (and X-Authenticated-Groups), and it runs after
+ * tenant-auth (priority 950): on a route without acl a client copy would reach the upstream
+ * as if Kong had set it. oauth2 and ldap-auth set X-Authenticated-Scope/-Userid/-Groups; the
+ * chain's upstream reads the tenant from X-Tenant-*, so every copy is removed.
  */
 export const CONSUMER_GROUPS_HEADER = 'x-consumer-groups';
 
@@ -22,6 +22,23 @@ export const CONSUMER_GROUPS_HEADER = 'x-consumer-groups';
 export const GATEWAY_OWNED_HEADERS: readonly string[] = [
   RETRIEVAL_CONTEXT_HEADER,
   CONSUMER_GROUPS_HEADER,
+  'x-authenticated-groups',
+  'x-authenticated-scope',
+  'x-authenticated-userid',
+];
+
+/**
+ * The identity headers every Kong auth plugin sets when it authenticates (kong/constants.lua
+ * HEADERS, set_consumer in each auth handler), overwriting client copies. When the tenant was
+ * not identified by a Kong consumer (a JWT), no auth plugin vouched for them: `tenant-auth`
+ * removes them. Their underscore spellings are never overwritten, so they are refused always.
+ */
+export const AUTH_IDENTITY_HEADERS: readonly string[] = [
+  'x-consumer-id',
+  'x-consumer-custom-id',
+  'x-consumer-username',
+  'x-credential-identifier',
+  'x-anonymous-consumer',
 ];
 
 /**

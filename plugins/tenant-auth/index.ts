@@ -8,6 +8,7 @@
  *   request.getHeaders, client.getConsumer (consumer source), service.request.setHeaders,
  *   ctx.shared.set, log.setSerializeValue                          = 5
  *   + request.getRawBody when the plan polices the body, or a declared body is validated = 6
+ *   (a request declaring no body: + request.getMethod, and the read when its method needs one)
  *   + service.request.setRawBody when the checked body differs from the client's bytes   = 7
  */
 import { GatewayError } from '../../lib/http/errors';
@@ -35,6 +36,7 @@ import {
   applyToolPolicy,
   assertJsonContentType,
   bodyTooLarge,
+  emptyBody,
   parseJsonObject,
   precheckBody,
 } from './body';
@@ -43,7 +45,7 @@ import { JwtVerifier } from './identity/jwt';
 import type { VerifiedIdentity } from './identity/types';
 import * as metrics from './metrics';
 import { resolvePlanName, resolvePolicy } from './policy';
-import { spoofVerdict } from './spoof';
+import { identityHeaderRemovals, spoofVerdict } from './spoof';
 import { Schema, checkConfig, type TenantAuthConfig } from './schema';
 import { UpstreamCredentials } from './upstream-auth';
 
@@ -83,6 +85,8 @@ export class Plugin {
   private readonly jwt: JwtVerifier | null = null;
   private readonly extraStrip: ReadonlySet<string> = new Set();
   private readonly upstream: UpstreamCredentials | null = null;
+  /** Methods whose requests must carry a JSON body (upper case). */
+  private readonly bodyMethods: ReadonlySet<string>;
   /** Why this instance cannot serve, when its config is unusable. */
   private readonly misconfigured: string | null = null;
 
@@ -93,6 +97,7 @@ export class Plugin {
    */
   constructor(raw: unknown) {
     this.config = readConfig<TenantAuthConfig>(Schema, raw);
+    this.bodyMethods = new Set(this.config.require_body_methods.map((m) => m.toUpperCase()));
     try {
       checkConfig(this.config);
       this.jwt = this.config.identity_sources.includes('jwt')
@@ -145,6 +150,7 @@ export class Plugin {
     // One call removes the client copies and credentials, and sets ours.
     await kong.service.request.setHeaders({
       ...spoof.removals,
+      ...identityHeaderRemovals(headers, identity.source === 'consumer'),
       ...this.credentialHeaders(headers, ctx),
       [TENANT_ID_HEADER]: ctx.tenantId,
       [TENANT_PLAN_HEADER]: ctx.plan,
@@ -242,17 +248,37 @@ export class Plugin {
     const max = this.config.max_body_bytes;
     const declared = precheckBody(headers, max);
     const policyNeedsBody = !ctx.policy.toolsAllowed.includes('*') || ctx.policy.persona !== null;
+    const validate = this.config.validate_json_body;
+    if (!policyNeedsBody && !validate) return null;
     // Where a policy applies the body is read whatever the headers declare: an HTTP/2 request
-    // can carry one with neither Content-Length nor Transfer-Encoding.
-    if (!policyNeedsBody && !(declared && this.config.validate_json_body)) return null;
+    // can carry one with neither Content-Length nor Transfer-Encoding. So is a request whose
+    // method needs a body and declares none, to refuse it rather than forward it empty.
+    // (The method costs a PDK call: asked only of requests that declare no body.)
+    const mustCarryBody = async () =>
+      validate &&
+      this.bodyMethods.size > 0 &&
+      this.bodyMethods.has((await kong.request.getMethod()).toUpperCase());
+    let needsBody = false;
+    if (!declared.present && !policyNeedsBody) {
+      needsBody = await mustCarryBody();
+      if (!needsBody) return null;
+    }
 
-    // With max_allowed_file_size, Kong also reads a body nginx buffered to a file (over
-    // client_body_buffer_size, 8 KiB by default) and answers nil for one larger than that.
-    const raw = await kong.request.getRawBody(max);
+    // A length-checked body is read up to the limit (with max_allowed_file_size Kong also
+    // reads a body nginx buffered to a file, over client_body_buffer_size). A chunked one is
+    // read whole and measured here: get_raw_body(max) would answer nil for one over the limit,
+    // which the plugin server cannot return (a 500); nginx's client_max_body_size bounds it.
+    const raw = await kong.request.getRawBody(declared.lengthKnown ? max : 0);
     if (raw === null || raw === undefined) throw bodyTooLarge(max);
     const bytes = bodyToBuffer(raw);
-    if (bytes.length === 0) return null;
-    if (!declared) assertJsonContentType(headers);
+    if (bytes.length > max) throw bodyTooLarge(max);
+    if (bytes.length === 0) {
+      if (declared.present || needsBody || (!declared.present && (await mustCarryBody()))) {
+        throw emptyBody();
+      }
+      return null;
+    }
+    if (!declared.present) assertJsonContentType(headers);
     const body = parseJsonObject(bytes, max);
     if (!policyNeedsBody) return null;
 

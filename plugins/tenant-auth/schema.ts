@@ -51,6 +51,7 @@ export interface TenantAuthConfig {
   upstream_auth: UpstreamAuthConfig;
   max_body_bytes: number;
   validate_json_body: boolean;
+  require_body_methods: string[];
   metrics_port: number;
   metrics_host: string;
   metrics_max_tenants: number;
@@ -234,7 +235,7 @@ export const Schema: KongSchemaFields = [
   },
   {
     strip_headers: field.array(
-      'Extra client header names to remove (any case), besides the gateway-owned `X-Tenant-*` and `X-Retrieval-Context`.',
+      'Extra client header names to remove (any case), besides the gateway-owned `X-Tenant-*`, `X-Retrieval-Context`, `X-Consumer-Groups` and the identity headers of Kong auth plugins.',
       field.string('A header name.', { match: '^[A-Za-z0-9-]+$' }),
       { default: [] },
     ),
@@ -306,6 +307,13 @@ export const Schema: KongSchemaFields = [
     validate_json_body: field.boolean(
       'Read and parse every request body (400 on malformed JSON) even when no policy needs it. Off saves one PDK round trip per request for plans without tool limits or persona.',
       { default: true, required: true },
+    ),
+  },
+  {
+    require_body_methods: field.array(
+      'With validate_json_body, requests of these methods must carry a non-empty JSON body (400 empty_body otherwise). Empty the list on routes whose POSTs take none, such as cancel endpoints.',
+      field.string('An HTTP method.', { match: '^[A-Za-z]+$' }),
+      { default: ['POST', 'PUT', 'PATCH'], required: true },
     ),
   },
   ...METRICS_FIELDS,
