@@ -45,6 +45,14 @@ function chainConfig(upstreamUrl: string, ours: boolean): Declarative {
       const embeddings = (p.config.embeddings ?? {}) as Record<string, unknown>;
       p.config.embeddings = { ...embeddings, url: `${upstreamUrl}/v1/embeddings` };
     }
+    if (p.name === 'tenant-cache' && p.config) {
+      const semantic = (p.config.semantic ?? {}) as Record<string, unknown>;
+      const embeddings = (semantic.embeddings ?? {}) as Record<string, unknown>;
+      p.config.semantic = {
+        ...semantic,
+        embeddings: { ...embeddings, url: `${upstreamUrl}/v1/embeddings` },
+      };
+    }
     if (p.name === 'circuit-breaker' && p.config) {
       const upstreams = (p.config.upstreams ?? {}) as Record<string, Record<string, unknown>>;
       for (const u of Object.values(upstreams)) {

@@ -2,10 +2,15 @@
  * Operator command: purge one tenant's response cache (tenant-cache) in O(1).
  *
  *   npm run cache:purge -- --tenant acme [--redis redis://127.0.0.1:6379] [--namespace kta]
+ *                          [--milvus 127.0.0.1:19530] [--semantic-collection kta_semantic_cache]
  *
- * Writes a new random cache generation for the tenant: all its entries become unreachable at
- * once and expire by their TTL; other tenants are untouched. REDIS_URL and KTA_KEY_NAMESPACE
- * are read when the flags are absent. Exit status: 0 purged, 2 bad arguments, 1 Redis failed.
+ * Writes a new random cache generation for the tenant: all its entries, exact and semantic,
+ * become unreachable at once (the generation is part of both keys) and expire by their TTL;
+ * other tenants are untouched. With `--milvus` (or MILVUS_ADDRESS), the tenant's semantic-cache
+ * rows are then also deleted from Milvus. REDIS_URL and KTA_KEY_NAMESPACE are read when the
+ * flags are absent. Exit status: 0 purged, 2 bad arguments, 1 Redis or Milvus failed (the
+ * generation is written first: a Milvus failure leaves the purge in force, only the rows'
+ * deletion to retry).
  */
 import { parseArgs } from 'node:util';
 import { closeAllRedis, createRedis, waitForRedis } from '../lib/redis/client';
@@ -15,7 +20,7 @@ import { purgeTenant } from '../plugins/tenant-cache/store';
 
 function usage(message: string): never {
   process.stderr.write(
-    `${message}\nusage: npm run cache:purge -- --tenant <id> [--redis <url>] [--namespace <ns>]\n`,
+    `${message}\nusage: npm run cache:purge -- --tenant <id> [--redis <url>] [--namespace <ns>] [--milvus <host:port>] [--semantic-collection <name>]\n`,
   );
   process.exit(2);
 }
@@ -28,6 +33,8 @@ async function main(): Promise<void> {
         tenant: { type: 'string' },
         redis: { type: 'string' },
         namespace: { type: 'string' },
+        milvus: { type: 'string' },
+        'semantic-collection': { type: 'string' },
       },
       strict: true,
     }));
@@ -53,6 +60,19 @@ async function main(): Promise<void> {
     await waitForRedis(client, 5000);
     const gen = await purgeTenant(client, keyspace, tenant);
     process.stdout.write(`purged the cache of tenant ${tenant} (generation ${gen})\n`);
+    const milvusAddress = values.milvus ?? process.env.MILVUS_ADDRESS;
+    if (milvusAddress) {
+      const collection = values['semantic-collection'] ?? 'kta_semantic_cache';
+      const { createMilvus } = await import('../lib/milvus/client');
+      const { deleteTenantRows } = await import('../plugins/tenant-cache/semantic');
+      const milvus = await createMilvus({ address: milvusAddress, logLevel: 'error' });
+      try {
+        await deleteTenantRows(milvus, collection, client, keyspace, tenant);
+      } finally {
+        milvus.closeConnection();
+      }
+      process.stdout.write(`deleted the semantic-cache rows of ${tenant} from ${collection}\n`);
+    }
   } finally {
     await closeAllRedis();
   }

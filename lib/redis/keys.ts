@@ -75,6 +75,12 @@ export interface Keyspace {
    */
   cacheGeneration(tenant: TenantId): RedisKey;
   /**
+   * Sorted set of Milvus row id -> expiry ms: the tenant's semantic-cache rows
+   * (plugins/tenant-cache/semantic.ts), so each tenant's rows are bounded in number and age
+   * (see scripts/semantic-index-add-1.lua).
+   */
+  semanticIndex(tenant: TenantId): RedisKey;
+  /**
    * String: one cached query embedding of the tenant (`retrieval-injector`), by the SHA-256
    * hex digest of model, dimension and text. Keyed by tenant so a cache hit can never hand
    * one tenant the trace of another's query.
@@ -138,6 +144,7 @@ export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keysp
     cacheEntry: (tenant, digest) =>
       tenantKey(tenant, 'cache', 'e', checkPart(digest, 'cache digest', CACHE_DIGEST_PATTERN)),
     cacheGeneration: (tenant) => tenantKey(tenant, 'cache', 'gen'),
+    semanticIndex: (tenant) => tenantKey(tenant, 'cache', 's', 'index'),
     embeddingCache: (tenant, digest) =>
       tenantKey(tenant, 'emb', checkPart(digest, 'embedding digest', DIGEST_PATTERN)),
     sharedQueue: (queue) =>

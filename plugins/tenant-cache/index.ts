@@ -15,6 +15,9 @@
  *           response.setHeader (when status_header): 4 for a GET, 6 for a streamed chat.
  * log: ctx.shared.get (pending) = 1 when nothing is to be stored; a store adds ctx.shared.get
  *   (TenantContext), response.getStatus, response.getHeaders, service.response.getRawBody = 5.
+ * The semantic cache (semantic.ts, off by default) adds no PDK call: after an exact miss it
+ * looks up in Milvus under its own deadline (a hit exits like an exact hit, with
+ * `X-Cache-Match: semantic`); its scope and question ride in the same pending value to log.
  */
 import type { RedisClient } from '../../lib/redis/client';
 import { CACHE_STATUS_KEY, type CacheStatus } from '../../lib/cache/status';
@@ -30,7 +33,7 @@ import { readTenantContext } from '../../lib/tenant/read';
 import { NotCanonicalisable, canonicalRequest } from './canonical';
 import { cacheKeyFor } from './cache-key';
 import { CacheKeyring, loadMasterSecret } from './crypto';
-import { decodeEntry, encodeEntry, type Generations } from './entry';
+import { decodeEntry, encodeEntry, type CachedResponse, type Generations } from './entry';
 import * as metrics from './metrics';
 import {
   bodyVerdict,
@@ -44,6 +47,14 @@ import {
 } from './policy';
 import { Schema, checkConfig, planPolicy, type TenantCacheConfig } from './schema';
 import { lookup, storeEntry } from './store';
+import type { SemanticStore } from './semantic';
+import { semanticStoreFor } from './semantic-runtime';
+import {
+  SCOPE_PATTERN,
+  semanticRequest,
+  semanticScope,
+  type SemanticRequest,
+} from './semantic-key';
 
 export const Name = 'tenant-cache';
 export const Version = '0.1.0';
@@ -63,6 +74,8 @@ interface Pending {
   /** The model that will serve the request (the stored answer must come from it). */
   m: string;
   ttl: number;
+  /** Semantic cache: the scope and the question, when the plan has it on. */
+  s?: { sc: string; q: string };
 }
 
 function decodePending(raw: unknown): Pending | null {
@@ -75,7 +88,13 @@ function decodePending(raw: unknown): Pending | null {
       typeof p.kg === 'string' &&
       typeof p.cg === 'string' &&
       typeof p.m === 'string' &&
-      typeof p.ttl === 'number'
+      typeof p.ttl === 'number' &&
+      (p.s === undefined ||
+        (typeof p.s === 'object' &&
+          p.s !== null &&
+          typeof p.s.sc === 'string' &&
+          SCOPE_PATTERN.test(p.s.sc) &&
+          typeof p.s.q === 'string'))
     ) {
       return p as Pending;
     }
@@ -105,10 +124,26 @@ async function readyClient(client: RedisClient, ms: number): Promise<void> {
   await waitForRedis(client, ms).catch(() => undefined);
 }
 
+function hitOf(match: 'exact' | 'semantic', r: CachedResponse): Outcome {
+  return {
+    status: 'hit',
+    match,
+    body: r.body,
+    contentType: r.contentType,
+    ageSeconds: Math.max(0, Math.floor((Date.now() - r.createdAt) / 1000)),
+  };
+}
+
 type Outcome =
   | { status: 'bypass'; reason: BypassReason; pending?: Pending }
   | { status: 'miss'; reason: string; pending?: Pending }
-  | { status: 'hit'; body: string; contentType: string; ageSeconds: number };
+  | {
+      status: 'hit';
+      match: 'exact' | 'semantic';
+      body: string;
+      contentType: string;
+      ageSeconds: number;
+    };
 
 export class Plugin {
   private readonly config: TenantCacheConfig;
@@ -152,7 +187,12 @@ export class Plugin {
       const labels = metrics.tenantLabels(this.config.metrics_max_tenants);
       const tenant = labels.label(ctx.tenantId);
       const outcome = await this.decide(k, ctx, tenant);
-      const reason = outcome.status === 'hit' ? 'hit' : outcome.reason;
+      const reason =
+        outcome.status === 'hit'
+          ? outcome.match === 'exact'
+            ? 'hit'
+            : 'semantic'
+          : outcome.reason;
       metrics.lookups.inc({ tenant, status: outcome.status, reason });
       await k.ctx.shared.set(CACHE_STATUS_KEY, outcome.status satisfies CacheStatus);
       if (outcome.status === 'hit') {
@@ -161,6 +201,7 @@ export class Plugin {
           'Content-Type': outcome.contentType,
           'X-Cache-Status': 'HIT',
           Age: String(outcome.ageSeconds),
+          ...(outcome.match === 'semantic' ? { 'X-Cache-Match': 'semantic' } : {}),
         });
         return;
       }
@@ -214,15 +255,41 @@ export class Plugin {
       serviceId: route.service?.id ?? '',
       canonicalBody: parsed.canonical,
     });
-    const pendingFor = (gens: Generations): Pending => ({
-      v: 1,
-      d: key.digest,
-      kg: gens.knowledge,
-      cg: gens.cache,
-      // The model that serves the request: tenant-auth's decision on a tiered plan.
-      m: ctx.model?.served ?? (parsed.body.model as string),
-      ttl: policy.ttlSeconds,
-    });
+    // The semantic cache: chat only, when the plan has it on and the request has a question.
+    let question: SemanticRequest | null = null;
+    if (policy.semantic && endpoint === 'chat') {
+      const q = semanticRequest(parsed.body, this.config.semantic.max_question_chars);
+      if (typeof q === 'string') metrics.semanticLookups.inc({ tenant, outcome: q });
+      else question = q;
+    }
+    const keyring = this.keyring;
+    const scopeFor = (gens: Generations): string | null =>
+      question &&
+      semanticScope(
+        ctx,
+        keyring,
+        {
+          method: 'POST',
+          pathWithQuery,
+          routeId: route.id,
+          serviceId: route.service?.id ?? '',
+          context: question.context,
+        },
+        gens,
+      );
+    const pendingFor = (gens: Generations): Pending => {
+      const scope = scopeFor(gens);
+      return {
+        v: 1,
+        d: key.digest,
+        kg: gens.knowledge,
+        cg: gens.cache,
+        // The model that serves the request: tenant-auth's decision on a tiered plan.
+        m: ctx.model?.served ?? (parsed.body.model as string),
+        ttl: policy.ttlSeconds,
+        ...(scope && question ? { s: { sc: scope, q: question.question } } : {}),
+      };
+    };
 
     let found;
     try {
@@ -241,28 +308,91 @@ export class Plugin {
       return { status: 'bypass', reason: 'no_cache', pending: pendingFor(found.generations) };
     }
     const pending = pendingFor(found.generations);
-    if (found.value === null) return { status: 'miss', reason: 'absent', pending };
+    const exactMiss = async (reason: string): Promise<Outcome> => {
+      if (pending.s) {
+        const hit = await this.semanticLookup(
+          k,
+          ctx,
+          tenant,
+          pending.s,
+          policy.similarityThreshold,
+        );
+        if (hit) return hit;
+      }
+      return { status: 'miss', reason, pending };
+    };
+    if (found.value === null) return exactMiss('absent');
     const entry = decodeEntry(
       this.keyring.forTenant(ctx),
       key.redisKey,
       found.generations,
       found.value,
     );
-    if (entry.kind === 'stale') return { status: 'miss', reason: 'stale', pending };
+    if (entry.kind === 'stale') return exactMiss('stale');
     if (entry.kind === 'forged') {
       metrics.decryptAlarms.inc({ tenant });
       await k.log.err(
         `tenant-cache: ALARM: an entry under tenant ${ctx.tenantId}'s key failed authentication; served as a miss`,
       );
-      return { status: 'miss', reason: 'decrypt_failed', pending };
+      return exactMiss('decrypt_failed');
     }
-    const ageSeconds = Math.max(0, Math.floor((Date.now() - entry.response.createdAt) / 1000));
-    return {
-      status: 'hit',
-      body: entry.response.body,
-      contentType: entry.response.contentType,
-      ageSeconds,
-    };
+    return hitOf('exact', entry.response);
+  }
+
+  /**
+   * The semantic lookup after an exact miss, under its own deadline. Anything but a verified
+   * hit of the tenant's own scope is a miss (null), with a metric; nothing here is an error.
+   */
+  private async semanticLookup(
+    k: KongPdk,
+    ctx: TenantContext,
+    tenant: string,
+    s: { sc: string; q: string },
+    threshold: number,
+  ): Promise<Outcome | null> {
+    if (!this.keyring || !this.keyspace || !this.redis) return null;
+    const c = this.config.semantic;
+    let store: SemanticStore | undefined;
+    const keys = this.keyring.forTenant(ctx);
+    let result;
+    try {
+      const { withinDeadline } = await import('./semantic');
+      result = await withinDeadline(
+        (async () => {
+          store = await semanticStoreFor(c, this.redis as RedisClient, this.keyspace as Keyspace);
+          return store.lookup(ctx, keys, s.sc, s.q, threshold, Date.now());
+        })(),
+        c.lookup_timeout_ms,
+        'semantic lookup',
+      );
+    } catch (e) {
+      const { isSemanticUnavailable } = await import('./semantic');
+      const outcome = isSemanticUnavailable(e) && e.kind === 'timeout' ? 'timeout' : 'unavailable';
+      metrics.semanticLookups.inc({ tenant, outcome });
+      return null;
+    }
+    if (result.similarity !== null) {
+      metrics.semanticSimilarity.observe({ tenant }, result.similarity);
+    }
+    switch (result.kind) {
+      case 'hit':
+        metrics.semanticLookups.inc({ tenant, outcome: 'hit' });
+        return hitOf('semantic', result.response);
+      case 'miss':
+        metrics.semanticLookups.inc({
+          tenant,
+          outcome: result.similarity === null ? 'miss' : 'below_threshold',
+        });
+        return null;
+      case 'stale':
+        metrics.semanticLookups.inc({ tenant, outcome: 'stale' });
+        return null;
+      case 'forged':
+        metrics.semanticLookups.inc({ tenant, outcome: 'alarm' });
+        metrics.decryptAlarms.inc({ tenant });
+        await k.log.err(`tenant-cache: ALARM: semantic cache: ${result.detail}; served as a miss`);
+        return null;
+    }
   }
 
   async log(kong: unknown): Promise<void> {
@@ -275,8 +405,12 @@ export class Plugin {
         if (!pending || !this.keyring || !this.keyspace || !this.redis) return;
         const ctx = await readTenantContext(k, Name);
         tenant = metrics.tenantLabels(this.config.metrics_max_tenants).label(ctx.tenantId);
-        const outcome = await this.store(k, ctx, pending, tenant);
+        const stored = await this.store(k, ctx, pending, tenant);
+        const outcome = typeof stored === 'string' ? stored : 'stored';
         metrics.stores.inc({ tenant, outcome });
+        if (typeof stored !== 'string' && pending.s) {
+          await this.semanticStore(ctx, tenant, pending, pending.s, stored);
+        }
       } catch (e) {
         metrics.stores.inc({ tenant, outcome: 'error' satisfies SkipReason });
         const detail = e instanceof Error ? e.message : String(e);
@@ -290,7 +424,7 @@ export class Plugin {
     ctx: TenantContext,
     pending: Pending,
     tenant: string,
-  ): Promise<SkipReason | 'stored'> {
+  ): Promise<SkipReason | CachedResponse> {
     if (!this.keyring || !this.keyspace || !this.redis) return 'error';
     // In log these read the snapshot Kong saved (plugin_servers/plugin.lua): safe in the timer.
     if ((await k.response.getStatus()) !== 200) return 'status';
@@ -313,16 +447,17 @@ export class Plugin {
     if (!servedModelMatches(pending.m, served)) return 'model_mismatch';
 
     const redisKey = this.keyspace.cacheEntry(ctx.tenantId, pending.d);
+    const response: CachedResponse = {
+      createdAt: Date.now(),
+      contentType: jsonContentType(firstHeader(headers, 'content-type')),
+      model: served as string,
+      body: text,
+    };
     const value = encodeEntry(
       this.keyring.forTenant(ctx),
       redisKey,
       { knowledge: pending.kg, cache: pending.cg },
-      {
-        createdAt: Date.now(),
-        contentType: jsonContentType(firstHeader(headers, 'content-type')),
-        model: served as string,
-        body: text,
-      },
+      response,
     );
     try {
       await storeEntry(this.redis, redisKey, value, pending.ttl);
@@ -332,6 +467,47 @@ export class Plugin {
       return 'redis_unavailable';
     }
     metrics.storedBytes.inc({ tenant }, body.length);
-    return 'stored';
+    return response;
+  }
+
+  /** Stores the answer the exact cache just stored in the semantic cache too; never throws. */
+  private async semanticStore(
+    ctx: TenantContext,
+    tenant: string,
+    pending: Pending,
+    s: { sc: string; q: string },
+    response: CachedResponse,
+  ): Promise<void> {
+    if (!this.keyring || !this.keyspace || !this.redis) return;
+    const c = this.config.semantic;
+    const keys = this.keyring.forTenant(ctx);
+    const { withinDeadline, isSemanticUnavailable } = await import('./semantic');
+    try {
+      const outcome = await withinDeadline(
+        (async () => {
+          const store = await semanticStoreFor(
+            c,
+            this.redis as RedisClient,
+            this.keyspace as Keyspace,
+          );
+          return store.store(
+            ctx,
+            keys,
+            s.sc,
+            s.q,
+            response,
+            pending.ttl,
+            c.max_entries_per_tenant,
+            Date.now(),
+          );
+        })(),
+        c.store_timeout_ms,
+        'semantic store',
+      );
+      metrics.semanticStores.inc({ tenant, outcome });
+    } catch (e) {
+      const outcome = isSemanticUnavailable(e) && e.kind === 'timeout' ? 'timeout' : 'unavailable';
+      metrics.semanticStores.inc({ tenant, outcome });
+    }
   }
 }

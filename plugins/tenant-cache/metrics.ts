@@ -1,5 +1,5 @@
 /** tenant-cache's Prometheus metrics, on the plugin server's per-process registry. */
-import { Counter } from 'prom-client';
+import { Counter, Histogram } from 'prom-client';
 import { registry, TenantLabels } from '../../lib/metrics/registry';
 
 export const lookups = new Counter({
@@ -41,6 +41,28 @@ export const redisFailures = new Counter({
   name: 'tenant_cache_redis_failures_total',
   help: 'Redis calls that failed or missed their deadline, by operation (lookup, store); the request carried on as a miss.',
   labelNames: ['op'] as const,
+  registers: [registry],
+});
+
+export const semanticLookups = new Counter({
+  name: 'tenant_cache_semantic_lookups_total',
+  help: 'Semantic-cache lookups after an exact miss, by tenant and outcome (hit, miss, below_threshold, stale, alarm, unavailable, timeout).',
+  labelNames: ['tenant', 'outcome'] as const,
+  registers: [registry],
+});
+
+export const semanticStores = new Counter({
+  name: 'tenant_cache_semantic_stores_total',
+  help: 'Semantic-cache stores from the log phase, by tenant and outcome (stored, too_large, unavailable, timeout).',
+  labelNames: ['tenant', 'outcome'] as const,
+  registers: [registry],
+});
+
+export const semanticSimilarity = new Histogram({
+  name: 'tenant_cache_semantic_similarity',
+  help: 'Cosine similarity of the best stored question of the scope to the new one, per lookup that found a row.',
+  labelNames: ['tenant'] as const,
+  buckets: [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.97, 0.98, 0.99, 0.995, 1],
   registers: [registry],
 });
 

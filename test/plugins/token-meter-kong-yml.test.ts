@@ -36,6 +36,18 @@ test('kong.yml meters a demo tenant end to end, the post-function snippet includ
             embeddings: { ...embeddings, url: `${upstreamUrl}/v1/embeddings` },
           };
         }
+        if (p.name === 'tenant-cache') {
+          // The semantic cache's embeddings, like retrieval's, come from this run's mock.
+          const semantic = (p.config?.semantic ?? {}) as Record<string, unknown>;
+          const embeddings = (semantic.embeddings ?? {}) as Record<string, unknown>;
+          p.config = {
+            ...p.config,
+            semantic: {
+              ...semantic,
+              embeddings: { ...embeddings, url: `${upstreamUrl}/v1/embeddings` },
+            },
+          };
+        }
         if (p.name === 'token-meter') {
           p.config = {
             ...p.config,

@@ -53,9 +53,28 @@ test('plan overrides fall back to the top level', (t) => {
     ttl_seconds: 100,
     plans: { free: { ttl_seconds: 5 }, off: { enabled: false } },
   });
-  t.deepEqual(planPolicy(c, 'free'), { enabled: true, ttlSeconds: 5, maxTemperature: 0 });
-  t.deepEqual(planPolicy(c, 'off'), { enabled: false, ttlSeconds: 100, maxTemperature: 0 });
-  t.deepEqual(planPolicy(c, 'constructor'), { enabled: true, ttlSeconds: 100, maxTemperature: 0 });
+  const sem = { semantic: false, similarityThreshold: 0.95 };
+  t.deepEqual(planPolicy(c, 'free'), { enabled: true, ttlSeconds: 5, maxTemperature: 0, ...sem });
+  t.deepEqual(planPolicy(c, 'off'), { enabled: false, ttlSeconds: 100, maxTemperature: 0, ...sem });
+  t.deepEqual(planPolicy(c, 'constructor'), {
+    enabled: true,
+    ttlSeconds: 100,
+    maxTemperature: 0,
+    ...sem,
+  });
+});
+
+test('the semantic cache is off by default; a plan turns it on with its own threshold', (t) => {
+  const c = config({
+    plans: { pro: { semantic_enabled: true, similarity_threshold: 0.9 }, free: {} },
+  });
+  t.false(c.semantic.enabled, 'the schema default');
+  t.like(planPolicy(c, 'pro'), { semantic: true, similarityThreshold: 0.9 });
+  t.like(planPolicy(c, 'free'), { semantic: false, similarityThreshold: 0.95 });
+  t.like(planPolicy(c, 'other'), { semantic: false });
+  const on = config({ semantic: { enabled: true }, plans: { free: { semantic_enabled: false } } });
+  t.like(planPolicy(on, 'pro'), { semantic: true });
+  t.like(planPolicy(on, 'free'), { semantic: false });
 });
 
 test('served model: the same or its dated snapshot, never a sibling', (t) => {

@@ -1,0 +1,107 @@
+/**
+ * The process-wide semantic-cache runtime per configuration: one Milvus client, one opened
+ * collection, one embedder (with the tenant-keyed embedding cache in Redis). Plugin instances
+ * are recreated by Kong, so these live at module level, keyed by the settings that define
+ * them. Opening is retried after a cool-down, not by every request: during a Milvus outage a
+ * lookup fails at once (a miss), it does not wait for a connect timeout each time.
+ *
+ * The Milvus SDK (gRPC) is loaded on first use: plans without the semantic cache never load it.
+ */
+import type { RedisClient } from '../../lib/redis/client';
+import type { Keyspace } from '../../lib/redis/keys';
+import type { SemanticStore } from './semantic';
+import type { SemanticConfig } from './schema';
+
+const RETRY_COOLDOWN_MS = 1000;
+const MAX_RUNTIMES = 8;
+
+interface Slot {
+  promise: Promise<SemanticStore>;
+  failedAt: number | null;
+}
+
+const slots = new Map<string, Slot>();
+
+async function open(
+  c: SemanticConfig,
+  redis: RedisClient,
+  keyspace: Keyspace,
+): Promise<SemanticStore> {
+  const { createMilvus } = await import('../../lib/milvus/client');
+  const { Embedder } = await import('../../lib/retrieval/embedder');
+  const { SemanticStore, SemanticUnavailableError, withinDeadline } = await import('./semantic');
+  const timeout = c.milvus.connect_timeout_ms;
+  const client = await withinDeadline(
+    createMilvus({ address: c.milvus.address, timeoutMs: timeout, logLevel: 'error' }),
+    timeout,
+    'connecting to Milvus',
+  ).catch((e: unknown) => {
+    throw new SemanticUnavailableError(
+      'milvus',
+      `Milvus at ${c.milvus.address}: ${e instanceof Error ? e.message : String(e)}`,
+    );
+  });
+  try {
+    const apiKey = c.embeddings.api_key_env
+      ? (process.env[c.embeddings.api_key_env] ?? null)
+      : null;
+    const embedder = new Embedder({
+      url: c.embeddings.url,
+      model: c.embeddings.model,
+      dim: c.embeddings.dimensions,
+      sendDimensions: c.embeddings.send_dimensions,
+      apiKey,
+      timeoutMs: c.embeddings.timeout_ms,
+      cache:
+        c.embeddings.cache_ttl_seconds > 0
+          ? { redis, keyspace, ttlSeconds: c.embeddings.cache_ttl_seconds }
+          : null,
+    });
+    return await withinDeadline(
+      SemanticStore.open({
+        client,
+        collection: {
+          name: c.milvus.collection,
+          dim: c.embeddings.dimensions,
+          numPartitions: c.milvus.num_partitions,
+          metricType: 'COSINE',
+          textMaxLength: 65535,
+          embeddingModel: c.embeddings.model,
+        },
+        embedder,
+        redis,
+        keyspace,
+        consistency: c.milvus.consistency_level,
+      }),
+      timeout,
+      'opening the semantic collection',
+    );
+  } catch (e) {
+    client.closeConnection();
+    throw e;
+  }
+}
+
+/** The store for this configuration, opening it (again, after the cool-down) if needed. */
+export function semanticStoreFor(
+  c: SemanticConfig,
+  redis: RedisClient,
+  keyspace: Keyspace,
+): Promise<SemanticStore> {
+  const key = JSON.stringify([c.milvus, c.embeddings, keyspace.namespace]);
+  const slot = slots.get(key);
+  if (slot && (slot.failedAt === null || Date.now() - slot.failedAt < RETRY_COOLDOWN_MS)) {
+    return slot.promise;
+  }
+  if (!slot && slots.size >= MAX_RUNTIMES) {
+    return Promise.reject(
+      new Error(`more than ${MAX_RUNTIMES} distinct semantic-cache configurations in one process`),
+    );
+  }
+  const fresh: Slot = { promise: open(c, redis, keyspace), failedAt: null };
+  fresh.promise.catch(() => {
+    fresh.failedAt = Date.now();
+  });
+  slots.set(key, fresh);
+  return fresh.promise;
+}
