@@ -29,7 +29,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { PerformanceObserver } from 'node:perf_hooks';
 import http from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startGateway } from '../harness/index';
 import type { Gateway } from '../harness/types';
@@ -533,7 +533,7 @@ async function main(): Promise<void> {
     const section = `### retrieval-injector
 
 Command: \`npm run bench -- retrieval-injector\` (bench/retrieval-injector.ts); Milvus 2.3.5
-(embedded standalone) and Redis on this machine (2 shared cores), dim ${DIM}, COSINE,
+(embedded standalone) and Redis on this machine (2 shared cores, load average ${(os.loadavg()[0] ?? 0).toFixed(1)} at the end), dim ${DIM}, COSINE,
 index ${S.spec.indexType ?? 'FLAT'}, ${S.spec.numPartitions} partition-key partitions.
 
 **Partition-key search** over ${TENANTS} tenants × ${CHUNKS} chunks (${TENANTS * CHUNKS} rows,
