@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   const root = resolve(values['plugins-root'] as string);
   const pluginServers: Record<string, string> = {};
   for (const p of readDeclarative(configPath).plugins) {
-    if (p.name === 'key-auth' || p.name === 'post-function') continue;
+    if (p.name === 'key-auth' || p.name === 'post-function' || p.name === 'pre-function') continue;
     const dir = join(root, p.name);
     if (!existsSync(dir))
       throw new Error(`plugin '${p.name}' is used in ${configPath} but ${dir} does not exist`);

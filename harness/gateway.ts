@@ -17,10 +17,16 @@ import {
 } from './errors';
 import { addExitHook } from './exit-hooks';
 import { KONG_SERVER } from './kong-headers';
+import { parseNginxSize } from './nginx';
 import { metaschemaViolations } from './config/metaschema';
 import { configFieldsOf, validatePluginConfig } from './config/schema';
 import { KEY_AUTH_PRIORITY, keyAuthConfigFields } from './keyauth';
-import { postFunctionConfigFields, postFunctionPlugin } from './post-function';
+import {
+  postFunctionConfigFields,
+  postFunctionPlugin,
+  preFunctionConfigFields,
+  preFunctionPlugin,
+} from './post-function';
 import { setClientBodyBufferSize } from './pdk/request';
 import { ExternalPlugin } from './pluginserver/bridge';
 import { PluginServerProcess, queryPluginInfo } from './pluginserver/process';
@@ -29,7 +35,7 @@ import { Router } from './router';
 import { Runloop } from './runloop';
 import type { Gateway, GatewayOptions, PluginDump } from './types';
 
-const BUNDLED = new Set(['key-auth', 'post-function']);
+const BUNDLED = new Set(['key-auth', 'post-function', 'pre-function']);
 
 /** What the harness answers itself, beyond the Gateway interface (harness tests only). */
 export interface HarnessGateway extends Gateway {
@@ -44,6 +50,13 @@ export interface HarnessGateway extends Gateway {
  */
 export const PROJECT_KONG_CONF: Record<string, string> = {
   error_default_type: 'application/json',
+  // Kong's default is 0 (no limit): a chunked body of any size would be read into the plugin
+  // servers. 8m is tenant-auth's largest max_body_bytes; larger bodies get nginx's 413.
+  nginx_http_client_max_body_size: '8m',
+  // Read the whole body before Kong's phases, so a body over that limit gets nginx's 413
+  // there: read later inside a plugin's PDK call, nginx ends the request mid-call and the
+  // plugin server's event never ends (kong-pdk holds it forever).
+  nginx_proxy_lua_need_request_body: 'on',
   // From harness/ (tsx) or dist/harness/ (compiled): the repository root holds package.json.
   error_template_json: resolvePath(
     __dirname,
@@ -54,6 +67,8 @@ export const PROJECT_KONG_CONF: Record<string, string> = {
 };
 
 const MIRRORED_KONG_CONF = new Set([
+  'nginx_http_client_max_body_size',
+  'nginx_proxy_lua_need_request_body',
   'error_default_type',
   'error_template_json',
   'error_template_html',
@@ -155,7 +170,9 @@ export async function startGateway(
           ? keyAuthConfigFields
           : p.name === 'post-function'
             ? postFunctionConfigFields
-            : configFieldsOf(dumpByName.get(p.name)?.Schema ?? { fields: [] });
+            : p.name === 'pre-function'
+              ? preFunctionConfigFields
+              : configFieldsOf(dumpByName.get(p.name)?.Schema ?? { fields: [] });
       const r = validatePluginConfig(fields, p.rawConfig);
       r.notes.forEach((n) => log(`[harness] plugin '${p.name}' ${p.scopeLabel}: ${n}`));
       r.errors.forEach((e) => problems.push(`plugin '${p.name}' ${p.scopeLabel}: ${e}`));
@@ -171,6 +188,7 @@ export async function startGateway(
         noConsumer: true,
       },
       postFunctionPlugin,
+      preFunctionPlugin,
     ];
     const externals = new Map<string, ExternalPlugin>();
     await Promise.all(
@@ -212,6 +230,10 @@ export async function startGateway(
       serverPort: () => port,
       log,
       errorConf,
+      clientMaxBodySize: parseNginxSize(
+        { ...PROJECT_KONG_CONF, ...(opts.kongConf ?? {}) }.nginx_http_client_max_body_size,
+        Infinity,
+      ),
       maxRequestStats: opts.maxRequestStats,
     });
     // A head up to 64 KB reaches the runloop, which applies nginx's own limits (harness/nginx.ts:
@@ -254,6 +276,13 @@ export async function startGateway(
         const ext = externals.get(name);
         if (!ext) throw new Error(`no plugin server '${name}'`);
         return { pid: ext.proc.pid, restarts: ext.proc.restarts, dump: ext.dump };
+      },
+      kill: async () => {
+        // No more RPC from this node: phases still pending (log of requests in flight) fail.
+        externals.forEach((e) => e.rpc.close());
+        await Promise.all(procs.map((p) => p.killNow()));
+        server.close();
+        server.closeAllConnections();
       },
       close: async () => {
         await new Promise<void>((resolve) => {

@@ -45,7 +45,7 @@ export interface RequestHead {
 
 export interface NginxRefusal {
   /** 400, 414 or 494 (kong/error_handlers.lua sends 494 as 400). */
-  status: 400 | 414 | 494;
+  status: 400 | 413 | 414 | 494;
   reason: string;
 }
 
@@ -210,4 +210,44 @@ export function escapeUri(uri: string): string {
     /[^!#$&'()*+,/:;=?@[\]A-Za-z0-9\-_.~%]/g,
     (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`,
   );
+}
+
+/**
+ * nginx's size syntax (ngx_parse_offset): a number with an optional k/m/g suffix, any case.
+ * `client_max_body_size 0` means no limit (Infinity here).
+ */
+export function parseNginxSize(
+  value: string | number | boolean | undefined,
+  fallback: number,
+): number {
+  if (value === undefined || typeof value === 'boolean') return fallback;
+  const m = /^\s*(\d+)\s*([kKmMgG]?)\s*$/.exec(String(value));
+  if (!m) return fallback;
+  const n = Number(m[1]) * ({ k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase()] ?? 1);
+  return n === 0 ? Infinity : n;
+}
+
+/**
+ * client_max_body_size (ngx_http_core_module.c, ngx_http_request_body.c): a Content-Length
+ * over the limit is refused with 413 as soon as the location is found, before any phase; a
+ * chunked body when its running total passes the limit while it is read. Kong's generated
+ * config reads bodies before its phases (`lua_need_request_body on`, the project's kong.conf
+ * `nginx_proxy_lua_need_request_body`), so either way the 413 comes before any plugin, from
+ * kong/error_handlers.lua.
+ */
+export function bodyLimitRefusal(
+  declaredLength: number | undefined,
+  receivedLength: number,
+  limit: number,
+): NginxRefusal | undefined {
+  if (declaredLength !== undefined && declaredLength > limit) {
+    return {
+      status: 413,
+      reason: `client intended to send too large body: ${declaredLength} bytes`,
+    };
+  }
+  if (receivedLength > limit) {
+    return { status: 413, reason: 'client intended to send too large chunked body' };
+  }
+  return undefined;
 }

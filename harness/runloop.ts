@@ -18,10 +18,11 @@ import {
 } from './errors';
 import { headerMapFromRaw, joinedHeader, type HeaderMap } from './headers';
 import { keyAuthAccess } from './keyauth';
-import { bodyFilterCode, runBodyFilter } from './post-function';
+import { accessCode, bodyFilterCode, runAccess, runBodyFilter } from './post-function';
 import { addKongResponseHeaders, KONG_SERVER } from './kong-headers';
 import {
   dropInvalidHeaders,
+  bodyLimitRefusal,
   nginxRefusal,
   normalizePath,
   escapeUri,
@@ -45,6 +46,8 @@ export interface RunloopDeps {
   serverPort: () => number;
   log: (line: string) => void;
   errorConf: ErrorConf;
+  /** nginx client_max_body_size in bytes (Infinity: no limit). */
+  clientMaxBodySize: number;
   /** How many requests' PDK statistics to keep (default MAX_REQUEST_STATS). */
   maxRequestStats?: number;
 }
@@ -111,6 +114,12 @@ export class Runloop {
     st.phase = phase;
     const env = this.env(st, c.plugin, phase);
     if (c.plugin.external) return c.plugin.external.handleEvent(st, c.entity, env);
+    if (c.plugin.name === 'pre-function' && phase === 'access') {
+      const code = accessCode(c.entity.config);
+      if (!code) return 'ret';
+      const key = `pre:${c.entity.id}:${createHash('sha1').update(code.join('\0')).digest('hex')}`;
+      return runAccess(key, code, st, env);
+    }
     try {
       if (c.plugin.name === 'key-auth' && phase === 'access')
         keyAuthAccess(st, c.entity.config, this.deps.config, env);
@@ -200,7 +209,20 @@ export class Runloop {
       await this.refuse(req, res, id, startTime, refusal ?? { status: 400, reason: 'bad target' });
       return;
     }
+    const declaredLength = req.headers['transfer-encoding']
+      ? undefined
+      : Number(req.headers['content-length'] ?? '0');
+    const early = bodyLimitRefusal(declaredLength, 0, this.deps.clientMaxBodySize);
+    if (early) {
+      await this.refuse(req, res, id, startTime, early);
+      return;
+    }
     const body = await readBody(req);
+    const late = bodyLimitRefusal(undefined, body.length, this.deps.clientMaxBodySize);
+    if (late) {
+      await this.refuse(req, res, id, startTime, late);
+      return;
+    }
     const st = new RequestState(
       id,
       startTime,

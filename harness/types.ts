@@ -84,6 +84,12 @@ export interface Gateway {
   /** Resolves when the log phase of that request has finished (or been abandoned as in Kong). */
   logDone(requestId: string): Promise<void>;
   pluginServerInfo(name: string): { pid: number; restarts: number; dump: PluginDump };
+  /**
+   * Dies like a node that loses power: every process it started is SIGKILLed at once, open
+   * connections drop, no phase (log included) runs any more, nothing is released. For tests of
+   * what the rest of a cluster sees when one node dies. `close()` still tidies up after it.
+   */
+  kill(): Promise<void>;
   /** Stops every process it started and removes the prefix it created. */
   close(): Promise<void>;
 }

@@ -26,6 +26,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { addExitHook } from '../harness/exit-hooks';
+import { PROJECT_KONG_CONF } from '../harness/gateway';
 import { queryPluginInfo } from '../harness/pluginserver/process';
 import type { Gateway, GatewayOptions, PluginDump } from '../harness/types';
 import { kongEnv, locateKong, type KongInstall } from './locate';
@@ -150,6 +151,38 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Parent pid of a process, from /proc/<pid>/stat (field 4, after the parenthesised name). */
+function parentPid(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `root` and every process below it (nginx workers carry no prefix in their command line). */
+function processTree(root: number): number[] {
+  const all = readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number);
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) {
+    for (const p of all) if (parentPid(p) === tree[i] && !tree.includes(p)) tree.push(p);
+  }
+  return tree;
+}
+
+/** Alive and not a zombie waiting for a parent to reap it. */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 function keepLogs(prefix: string, label: string): void {
   const src = join(prefix, 'logs', 'error.log');
   if (!existsSync(src)) return;
@@ -209,7 +242,7 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
     anonymous_reports: 'off',
     nginx_worker_processes: opts.workers ?? 1,
     log_level: 'notice',
-    error_default_type: 'application/json',
+    ...PROJECT_KONG_CONF,
     error_template_json: ERROR_TEMPLATE,
     ...(process.getuid?.() === 0 ? { nginx_user: 'root root' } : {}),
     ...(opts.kongConf ?? {}),
@@ -255,6 +288,25 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
     rmSync(prefix, { recursive: true, force: true });
   };
 
+  /** SIGKILL the master first (so no worker is respawned), then its workers and plugin servers. */
+  const kill = async () => {
+    const pidFile = join(prefix, 'pids', 'nginx.pid');
+    const master = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : NaN;
+    const victims = [
+      ...(Number.isInteger(master) ? processTree(master) : []),
+      ...pidsWith(prefix),
+    ].filter((p, i, a) => a.indexOf(p) === i && p !== process.pid);
+    for (const pid of victims) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    const deadline = Date.now() + 10000;
+    while (victims.some(running) && Date.now() < deadline) await sleep(20);
+  };
+
   // What Kong will read from each plugin server (its query_cmd), for pluginServerInfo().
   const dumpList = Promise.all(
     dirs.map((dir, i) =>
@@ -269,12 +321,15 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
   );
   const started = await runKongCli(kong, ['start', '-c', confPath], env, 60000);
   if (!started.ok) {
-    const detail =
-      errorLog()
-        .split('\n')
-        .filter((l) => /\[(error|crit|emerg|alert)\]/.test(l))
-        .slice(-5)
-        .join('\n') || started.out.trim();
+    // The last error lines and what follows them: a declarative-config error goes on over
+    // several lines (the field paths) that carry no level of their own. When the CLI was cut
+    // off by its timeout (a loaded machine), this is all the message there is.
+    const lines = errorLog().split('\n');
+    const levels = lines
+      .map((l, i) => (/\[(error|crit|emerg|alert)\]/.test(l) ? i : -1))
+      .filter((i) => i >= 0);
+    const from = levels.length ? (levels[Math.max(0, levels.length - 5)] as number) : -1;
+    const detail = (from >= 0 ? lines.slice(from, from + 60).join('\n') : '') || started.out.trim();
     await stop();
     throw new KongStartError(
       `Kong ${kong.version} refused to start: ${started.out.trim()}\n${detail}`,
@@ -329,6 +384,7 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
         dump: dumps.get(name) as PluginDump,
       };
     },
+    kill,
     close: stop,
   };
 }

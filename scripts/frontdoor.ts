@@ -2,7 +2,8 @@
  * The front door, locally: the mock OpenAI-compatible upstream on :9000 and a gateway on :8000
  * running the repo's kong.yml with one real kong-js-pluginserver per plugin. The gateway is the
  * real Kong 3.9.3 when one is installed (scripts/services/kong.sh install), else the harness;
- * `GATEWAY=kong|harness` chooses. Redis and Milvus are started by scripts/start.sh first.
+ * `GATEWAY=kong|harness` chooses. Redis, Milvus and Prometheus are started by scripts/start.sh
+ * first (PROMETHEUS_URL names the Prometheus the banner points at).
  * Ctrl-C stops everything.
  */
 import { randomBytes } from 'node:crypto';
@@ -60,6 +61,23 @@ function pluginServerEnv(): Record<string, string> {
   );
 }
 
+/**
+ * kong.yml gives the local mock's address (127.0.0.1:9000) to the service, the embeddings
+ * endpoint and the breaker's upstreams: with another UPSTREAM_PORT, a copy pointed at it.
+ */
+function declarativeConfig(): string {
+  const file = path.join(root, 'kong.yml');
+  if (upstreamPort === 9000) return file;
+  const text = readFileSync(file, 'utf8')
+    .replace(/127\.0\.0\.1:9000\b/g, `127.0.0.1:${upstreamPort}`)
+    .replace(/host: 127\.0\.0\.1, port: 9000\b/g, `host: 127.0.0.1, port: ${upstreamPort}`);
+  const copy = path.join(root, '.run', `kong.upstream-${upstreamPort}.yml`);
+  mkdirSync(path.dirname(copy), { recursive: true });
+  writeFileSync(copy, text);
+  process.env.KTA_EMBEDDINGS_URL ??= `http://127.0.0.1:${upstreamPort}/v1/embeddings`;
+  return copy;
+}
+
 async function main(): Promise<void> {
   ensureKnowledgeSecret();
   const pluginsRoot = path.join(root, 'dist', 'pluginservers');
@@ -71,7 +89,7 @@ async function main(): Promise<void> {
   const upstream = await startMockUpstream({ port: upstreamPort });
   const logger = (line: string) => process.stderr.write(`${line}\n`);
   const opts = {
-    config: path.join(root, 'kong.yml'),
+    config: declarativeConfig(),
     pluginServers,
     port,
     env: pluginServerEnv(),
@@ -108,6 +126,12 @@ async function main(): Promise<void> {
       `front door ready on ${which}`,
       `  gateway ${gateway.url}, mock upstream ${upstream.url}`,
       `  plugin servers: ${Object.keys(pluginServers).join(', ')}`,
+      ...(process.env.PROMETHEUS_URL
+        ? [
+            `  prometheus ${process.env.PROMETHEUS_URL} (targets: /targets, alerts: /alerts), scraping every plugin server's metrics port`,
+            `  dashboard for Grafana: docker/grafana/dashboards/tenants.json (docs/operations.md)`,
+          ]
+        : []),
       '',
       'try (tenant acme, plan pro):',
       `  curl -s ${gateway.url}/v1/chat/completions -H 'apikey: acme-demo-key' -H 'content-type: application/json' \\`,

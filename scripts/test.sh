@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, CI). On a fresh machine it installs what is missing (npm packages,
-# Redis, Milvus, the real Kong from shared/kong), builds, starts Redis and Milvus when they are
-# not already up, and runs:
+# Redis, Milvus, Prometheus, the real Kong from shared/kong), builds, starts Redis and Milvus
+# when they are not already up, and runs:
 #   1. every test on the harness gateway (the fast loop);
 #   2. the end-to-end, isolation and parity suites again on the real Kong 3.9.3
 #      (GATEWAY=kong), when a Kong is installed; without one it says so.
@@ -26,12 +26,16 @@ fail() {
 npm run -s build || fail "the build failed"
 
 scripts/services/all.sh install || fail "could not install Redis or Milvus (see above)"
+# Prometheus and promtool (Debian's package): the monitoring test runs both itself.
+scripts/services/prometheus.sh install || fail "could not install Prometheus (see above)"
 # LuaJIT (Kong's Lua) runs the Lua snippets the project ships in kong.yml in their unit tests.
 if ! command -v luajit >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends luajit ||
     { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends luajit; } ||
     fail "could not install luajit"
 fi
+# The OpenAI Python SDK (test/sdk/openai-python.test.ts drives it) in its venv under .run/.
+scripts/services/python-sdk.sh install || fail "could not install the OpenAI Python SDK (see above)"
 kong_rc=0
 scripts/services/kong.sh install || kong_rc=$?
 if [ "$kong_rc" -ne 0 ] && [ "$kong_rc" -ne 3 ]; then fail "could not install Kong (see above)"; fi

@@ -182,6 +182,17 @@ export class PluginServerProcess {
     if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
   }
 
+  /** SIGKILL (a node dying), no respawn; resolves when the process has exited. */
+  async killNow(): Promise<void> {
+    this.stopping = true;
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill('SIGKILL');
+    });
+  }
+
   /** SIGTERM, as stop_pluginservers does; resolves when the process has exited. */
   async stop(): Promise<void> {
     this.stopping = true;

@@ -1,6 +1,6 @@
 /**
  * Weighted fair queuing of one shared upstream across the cluster, in Redis
- * (scripts/fair-queue-6.lua): every gateway node calls the same script on the same
+ * (scripts/fair-queue-8.lua): every gateway node calls the same script on the same
  * `{q:<upstream>}` keys, so all nodes schedule as one. This module is the typed call; the
  * waiting loop (poll, wake-up, give up) is the caller's.
  */
@@ -20,7 +20,12 @@ export interface UpstreamCapacity {
   readonly seatLeaseMs: number;
   /** A waiter that has not polled for this long has left; also a granted seat's claim window. */
   readonly heartbeatMs: number;
+  /** Seats a flex (non-urgent) request leaves free for urgent ones; 0 = none. */
+  readonly flexReserve?: number;
 }
+
+/** Scheduling class: urgent (the default) before flex, which only uses idle capacity. */
+export type ServiceClass = 'urgent' | 'flex';
 
 export interface AcquireResult {
   readonly granted: boolean;
@@ -35,6 +40,8 @@ export interface ReleaseResult {
   readonly granted: number;
   readonly seatsInUse: number;
   readonly waiting: number;
+  /** Ids of the tickets admitted by this release (their waiters are also told on the channel). */
+  readonly grantedIds: readonly string[];
 }
 
 export class FairQueueReplyError extends Error {
@@ -68,6 +75,7 @@ function commonArgs(
     Math.max(1, Math.ceil(cap.seatLeaseMs)),
     Math.max(1, Math.ceil(cap.heartbeatMs)),
     channel,
+    Math.max(0, Math.floor(cap.flexReserve ?? 0)),
   ];
 }
 
@@ -83,12 +91,14 @@ export async function acquireSeat(
   tenant: TenantId,
   weight: number,
   width: number,
+  serviceClass: ServiceClass = 'urgent',
 ): Promise<AcquireResult> {
-  const reply = await runScript(client, loadScript('fair-queue-6'), keys.all, [
+  const reply = await runScript(client, loadScript('fair-queue-8'), keys.all, [
     ...commonArgs('acquire', ticket, cap, keys.channel),
     tenant,
     weight,
     Math.max(1, Math.ceil(width)),
+    serviceClass,
   ]);
   const [granted, position, seats, waiting, hint] = numbers(reply, 5) as [
     number,
@@ -111,16 +121,26 @@ export async function releaseSeat(
   ticket: string,
   correction = 0,
 ): Promise<ReleaseResult> {
-  const reply = await runScript(client, loadScript('fair-queue-6'), keys.all, [
+  const reply = await runScript(client, loadScript('fair-queue-8'), keys.all, [
     ...commonArgs('release', ticket, cap, keys.channel),
     Math.round(correction),
   ]);
-  const [was, granted, seats, waiting] = numbers(reply, 4) as [number, number, number, number];
+  const ids: unknown = Array.isArray(reply) ? reply[4] : undefined;
+  if (!Array.isArray(reply) || typeof ids !== 'string') {
+    throw new FairQueueReplyError(`unexpected fair-queue reply: ${JSON.stringify(reply)}`);
+  }
+  const [was, granted, seats, waiting] = numbers(reply.slice(0, 4), 4) as [
+    number,
+    number,
+    number,
+    number,
+  ];
   return {
     was: was === 1 ? 'seated' : was === 2 ? 'waiting' : 'unknown',
     granted,
     seatsInUse: seats,
     waiting,
+    grantedIds: grantedTickets(ids),
   };
 }
 

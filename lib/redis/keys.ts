@@ -91,7 +91,7 @@ export interface Keyspace {
   pattern(): string;
 }
 
-/** Keys of one upstream's fair queue (see scripts/fair-queue-acquire-6.lua). */
+/** Keys of one upstream's fair queue (see scripts/fair-queue-8.lua). */
 export interface FairQueueKeys {
   /** Sorted set ticket -> virtual finish tag: the waiting requests, in admission order. */
   readonly waiting: RedisKey;
@@ -103,8 +103,12 @@ export interface FairQueueKeys {
   readonly alive: RedisKey;
   /** Sorted set tenant -> virtual finish tag of its last request (per-tenant FIFO). */
   readonly tags: RedisKey;
-  /** Hash {vtime, tokens, ts}: virtual time and the upstream tokens-per-minute bucket. */
+  /** Hash {vtime, fvtime, tokens, ts}: virtual times and the upstream tokens-per-minute bucket. */
   readonly state: RedisKey;
+  /** Sorted set ticket -> virtual finish tag: the waiting flex (non-urgent) requests. */
+  readonly flexWaiting: RedisKey;
+  /** Sorted set tenant -> virtual finish tag of its last flex request. */
+  readonly flexTags: RedisKey;
   /** Pub/sub channel announcing granted tickets (not a key; same slot for sharded pub/sub). */
   readonly channel: string;
   /** In the order the fair-queue scripts take them. */
@@ -150,11 +154,22 @@ export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keysp
         alive: k('alive'),
         tags: k('tags'),
         state: k('state'),
+        flexWaiting: k('flex-waiting'),
+        flexTags: k('flex-tags'),
       };
       return {
         ...keys,
         channel: `${base}:granted`,
-        all: [keys.waiting, keys.seats, keys.starts, keys.alive, keys.tags, keys.state],
+        all: [
+          keys.waiting,
+          keys.seats,
+          keys.starts,
+          keys.alive,
+          keys.tags,
+          keys.state,
+          keys.flexWaiting,
+          keys.flexTags,
+        ],
       };
     },
     pattern: () => `${ns}:*`,

@@ -17,7 +17,8 @@ import {
 } from './tenant-id';
 
 export const TENANT_CONTEXT_KEY = 'tenant_context';
-export const TENANT_CONTEXT_VERSION = 1;
+/** 2: the model tier (`policy.models`) and the request's model decision (`model`). */
+export const TENANT_CONTEXT_VERSION = 2;
 
 /** Where the identity came from. */
 export type IdentitySource = 'consumer' | 'jwt';
@@ -35,7 +36,54 @@ export interface TenantPolicy {
   readonly knowledgeNamespace: string;
   /** Scheduling weight for fair queuing (plan tier). */
   readonly weight: number;
+  /**
+   * The model tier: the only models the tenant's requests may be served by, in the spelling
+   * sent upstream. Empty: the plan has no tier (any model passes, unchanged).
+   */
+  readonly models: readonly string[];
 }
+
+/** What `tenant-auth` made of the request's `model`. */
+export type ModelDecision =
+  /** the client named a model of the tier, exactly */
+  | 'as_asked'
+  /** a case/whitespace/Unicode variant of a tier model, sent in the tier's spelling */
+  | 'normalised'
+  /** an alias (`default`, or a configured one) resolved to a tier model */
+  | 'alias'
+  /** the body named no model: the plan's preferred one */
+  | 'default'
+  /** a model outside the tier, replaced by the plan's preferred one */
+  | 'rewritten';
+
+export const MODEL_DECISIONS: readonly ModelDecision[] = [
+  'as_asked',
+  'normalised',
+  'alias',
+  'default',
+  'rewritten',
+];
+
+/** Longest model name carried (the client's string is cut to it; served names are config). */
+export const MAX_MODEL_NAME_LENGTH = 256;
+
+/**
+ * The model of this request, decided by `tenant-auth` on a plan with a tier: later plugins
+ * price (token-meter) and key (tenant-cache) on `served`, which is what the body sent upstream
+ * names, and report `requested`.
+ */
+export interface ModelChoice {
+  /** What the client's body named, as sent (cut to 256 characters); '' when it named none. */
+  readonly requested: string;
+  /** The model the upstream is asked for: always one of `policy.models`. */
+  readonly served: string;
+  readonly decision: ModelDecision;
+}
+
+/** The policy as callers build it: a policy without `models` has no tier. */
+export type TenantPolicyInput = Omit<TenantPolicy, 'models'> & {
+  readonly models?: readonly string[];
+};
 
 export interface TenantContextFields {
   readonly tenantId: TenantId;
@@ -44,6 +92,11 @@ export interface TenantContextFields {
   /** The verified subject: Kong consumer id, or the JWT `sub`. */
   readonly subject: string;
   readonly policy: TenantPolicy;
+  /**
+   * The request's model decision; null when none was made (a plan without a tier, a request
+   * without a JSON body, `GET /v1/models`).
+   */
+  readonly model: ModelChoice | null;
 }
 
 declare const tenantContextBrand: unique symbol;
@@ -97,6 +150,10 @@ function validatePolicy(p: unknown): TenantPolicy {
   if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) {
     throw new TenantContextError('malformed', 'policy.weight: expected a positive number');
   }
+  const models = o.models ?? [];
+  if (!Array.isArray(models) || !models.every(isModelName)) {
+    throw new TenantContextError('malformed', 'policy.models: expected model names');
+  }
   return Object.freeze({
     toolsAllowed: Object.freeze([...(tools as string[])]),
     preferredModel: assertString(o.preferredModel, 'policy.preferredModel', true),
@@ -104,6 +161,35 @@ function validatePolicy(p: unknown): TenantPolicy {
     persona: assertString(o.persona, 'policy.persona', true),
     knowledgeNamespace: assertNamespace(o.knowledgeNamespace),
     weight,
+    models: Object.freeze([...(models as string[])]),
+  });
+}
+
+function isModelName(v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && v.length <= MAX_MODEL_NAME_LENGTH;
+}
+
+/** The decision must stay inside the tier: a context that says otherwise is refused. */
+function validateModel(m: unknown, policy: TenantPolicy): ModelChoice | null {
+  if (m === null || m === undefined) return null;
+  if (typeof m !== 'object') throw new TenantContextError('malformed', 'model: expected object');
+  const o = m as Record<string, unknown>;
+  if (typeof o.requested !== 'string' || o.requested.length > MAX_MODEL_NAME_LENGTH) {
+    throw new TenantContextError('malformed', 'model.requested: expected a string');
+  }
+  if (!isModelName(o.served)) {
+    throw new TenantContextError('malformed', 'model.served: expected a model name');
+  }
+  if (!MODEL_DECISIONS.includes(o.decision as ModelDecision)) {
+    throw new TenantContextError('malformed', 'model.decision: unknown decision');
+  }
+  if (policy.models.length > 0 && !policy.models.includes(o.served)) {
+    throw new TenantContextError('malformed', 'model.served: not a model of the tier');
+  }
+  return Object.freeze({
+    requested: o.requested,
+    served: o.served,
+    decision: o.decision as ModelDecision,
   });
 }
 
@@ -113,7 +199,8 @@ export function createTenantContext(fields: {
   plan: string;
   source: IdentitySource;
   subject: string;
-  policy: TenantPolicy;
+  policy: TenantPolicyInput;
+  model?: ModelChoice | null;
 }): TenantContext {
   const tenantId = parseTenantId(fields.tenantId);
   if (!PLAN_PATTERN.test(fields.plan)) {
@@ -132,12 +219,14 @@ export function createTenantContext(fields: {
       `subject: expected 1 to ${MAX_SUBJECT_LENGTH} characters`,
     );
   }
+  const policy = validatePolicy(fields.policy);
   return Object.freeze({
     tenantId,
     plan: fields.plan,
     source: fields.source,
     subject: fields.subject,
-    policy: validatePolicy(fields.policy),
+    policy,
+    model: validateModel(fields.model, policy),
   }) as TenantContext;
 }
 
@@ -174,6 +263,7 @@ export function decodeTenantContext(raw: unknown): TenantContext {
       source: o.source as IdentitySource,
       subject: o.subject as string,
       policy: o.policy as TenantPolicy,
+      model: o.model as ModelChoice | null,
     });
   } catch (e) {
     if (isInvalidTenantIdError(e))

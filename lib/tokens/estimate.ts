@@ -35,6 +35,12 @@ export interface TokenEstimate {
   readonly n: number;
   readonly stream: boolean;
   readonly source: EstimateSource;
+  /**
+   * The body's `service_tier` (OpenAI: `auto`, `default`, `flex`, `priority`), read here so
+   * that the plugins scheduling by it need not read the body again: the string as sent, ''
+   * when the field is present but not a string, null when absent (or no JSON body).
+   */
+  readonly serviceTier: string | null;
 }
 
 export interface EstimateOptions {
@@ -97,6 +103,13 @@ function countableMessages(body: Record<string, unknown>): CountableMessage[] | 
   return undefined;
 }
 
+function serviceTierOf(rec: Record<string, unknown> | undefined): string | null {
+  if (!rec || !Object.prototype.hasOwnProperty.call(rec, 'service_tier')) return null;
+  const v = rec.service_tier;
+  if (v === null || v === undefined) return null;
+  return typeof v === 'string' ? v : '';
+}
+
 /**
  * Estimates a request from its parsed JSON body (`undefined` when there is none or it is not
  * JSON). Never throws: every request gets a defined cost.
@@ -137,6 +150,7 @@ export function estimateRequest(
     n,
     stream: rec?.stream === true,
     source,
+    serviceTier: serviceTierOf(rec),
   });
 }
 
@@ -161,6 +175,9 @@ export function decodeEstimate(raw: unknown): TokenEstimate | undefined {
     return undefined;
   if (typeof o.model !== 'string' || typeof o.stream !== 'boolean') return undefined;
   if (o.source !== 'tokenizer' && o.source !== 'default') return undefined;
+  // Published before the field existed: absent means no service tier.
+  if (o.serviceTier === undefined) o.serviceTier = null;
+  if (o.serviceTier !== null && typeof o.serviceTier !== 'string') return undefined;
   return Object.freeze(o as unknown as TokenEstimate);
 }
 

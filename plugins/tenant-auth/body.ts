@@ -17,21 +17,54 @@ export function bodyTooLarge(maxBytes: number): GatewayError {
   return badRequest(413, 'body_too_large', `request body is larger than ${maxBytes} bytes`);
 }
 
+/** What the headers say of the body, before anything is read. */
+export interface DeclaredBody {
+  /** The client declares a body: Content-Length > 0 or Transfer-Encoding. */
+  readonly present: boolean;
+  /**
+   * Its length is known and within the limit (Content-Length): reading it with the limit as
+   * `max_allowed_file_size` is safe. False for a chunked body, whose size Kong learns only by
+   * reading it: `get_raw_body(max)` answers nil for one larger than `max`, which the plugin
+   * server cannot send back (a Lua error, so a 500), so it is read whole (`getRawBody(0)`,
+   * bounded by nginx's `client_max_body_size`) and measured here.
+   */
+  readonly lengthKnown: boolean;
+}
+
 /**
  * From headers alone: does the client declare a body (Content-Length > 0 or chunked)?
  * A declared length over the limit is refused before anything is read (413), a declared body
- * that is not JSON too (415).
+ * that is not JSON too (415), and so is a compressed one (415): Kong does not decode request
+ * bodies, and a gzip body would reach the checks below as bytes that are not JSON.
  */
-export function precheckBody(headers: HeaderMap, maxBytes: number): boolean {
+export function precheckBody(headers: HeaderMap, maxBytes: number): DeclaredBody {
   const length = firstHeader(headers, 'content-length');
   const chunked = firstHeader(headers, 'transfer-encoding') !== undefined;
   const declared = length === undefined ? undefined : Number(length);
   if (declared !== undefined && Number.isFinite(declared) && declared > maxBytes) {
     throw bodyTooLarge(maxBytes);
   }
-  const hasBody = chunked || (declared !== undefined && declared > 0);
-  if (hasBody) assertJsonContentType(headers);
-  return hasBody;
+  const present = chunked || (declared !== undefined && declared > 0);
+  if (present) {
+    assertJsonContentType(headers);
+    assertIdentityEncoding(headers);
+  }
+  return { present, lengthKnown: !chunked && declared !== undefined && Number.isFinite(declared) };
+}
+
+/** 415 for a body sent with a Content-Encoding other than `identity`. */
+export function assertIdentityEncoding(headers: HeaderMap): void {
+  const encoding = (firstHeader(headers, 'content-encoding') ?? '').trim().toLowerCase();
+  if (encoding === '' || encoding === 'identity') return;
+  throw badRequest(
+    415,
+    'unsupported_content_encoding',
+    `request bodies sent with Content-Encoding '${printable(encoding, 32)}' are not accepted: send the JSON uncompressed`,
+  );
+}
+
+export function emptyBody(): GatewayError {
+  return badRequest(400, 'empty_body', 'request body is empty: this endpoint takes a JSON object');
 }
 
 /** 415 unless the Content-Type is application/json or a +json type. */
@@ -45,18 +78,62 @@ export function assertJsonContentType(headers: HeaderMap): void {
 
 export type JsonObject = Record<string, unknown>;
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * Keys that mean something to JavaScript objects rather than to the API: a body carrying one
+ * (at any depth, however escaped) is refused, so no plugin or upstream written in JavaScript
+ * can be handed a prototype-polluting object by us.
+ */
+export const FORBIDDEN_JSON_KEYS: ReadonlySet<string> = new Set([
+  '__proto__',
+  'constructor',
+  'prototype',
+]);
+
+/** A client string quoted in an error message: printable ASCII only, bounded. */
+export function printable(s: string, max: number): string {
+  const cut = s.length > max ? `${s.slice(0, max)}…` : s;
+  return cut.replace(/[^\x20-\x7e…]/g, '?');
+}
+
+/** Where V8 says the JSON broke, without the excerpt of the body it also quotes. */
+function jsonErrorPosition(e: unknown): string {
+  const m = /position (\d+)/.exec(e instanceof Error ? e.message : '');
+  return m ? ` (at character ${m[1]})` : '';
+}
+
 export function parseJsonObject(raw: Buffer, maxBytes: number): JsonObject {
   if (raw.length > maxBytes) {
     throw bodyTooLarge(maxBytes);
   }
+  let text: string;
+  try {
+    text = UTF8.decode(raw);
+  } catch {
+    throw badRequest(400, 'invalid_encoding', 'request body is not valid UTF-8');
+  }
+  // The reviver costs a walk of every value: only taken when one of the keys (or a \u escape
+  // that could spell one) appears in the text at all.
+  const suspicious = /__proto__|constructor|prototype|\\u/.test(text);
+  const found: { key: string | null } = { key: null };
   let parsed: unknown;
   try {
-    parsed = JSON.parse(raw.toString('utf8'));
+    parsed = suspicious
+      ? JSON.parse(text, function (this: unknown, key: string, value: unknown) {
+          if (found.key === null && FORBIDDEN_JSON_KEYS.has(key)) found.key = key;
+          return value;
+        })
+      : JSON.parse(text);
   } catch (e) {
+    throw badRequest(400, 'invalid_json', `request body is not valid JSON${jsonErrorPosition(e)}`);
+  }
+  if (found.key !== null) {
     throw badRequest(
       400,
-      'invalid_json',
-      `request body is not valid JSON: ${(e as Error).message}`,
+      'forbidden_json_key',
+      `request body contains the key '${found.key}', which is not accepted at any depth`,
+      found.key,
     );
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
@@ -70,7 +147,7 @@ function forbiddenTool(name: string, param: string): GatewayError {
     status: 403,
     type: 'permission_error',
     code: 'tool_not_permitted',
-    message: `tool '${name.slice(0, 64)}' is not permitted for this tenant`,
+    message: `tool '${printable(name, 64)}' is not permitted for this tenant`,
     param,
   });
 }

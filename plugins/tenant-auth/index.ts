@@ -2,13 +2,21 @@
  * tenant-auth: establishes the tenant at the edge from a verified credential and publishes
  * the TenantContext — to later plugins (kong.ctx.shared), to the upstream (gateway-owned
  * headers, client copies removed) and to Kong's log serializer. Applies the tenant's policy
- * to chat requests (tool grants, persona). Fails closed: no verified tenant, no proxying.
+ * to chat requests (model tier, tool grants, persona) and answers `GET /v1/models` from the
+ * tier. Fails closed: no verified tenant, no proxying.
  *
  * PDK calls on the access path (each one IPC round trip with Kong):
  *   request.getHeaders, client.getConsumer (consumer source), service.request.setHeaders,
  *   ctx.shared.set, log.setSerializeValue                          = 5
  *   + request.getRawBody when the plan polices the body, or a declared body is validated = 6
+ *   (a request declaring no body: + request.getMethod, and the read when its method needs one)
  *   + service.request.setRawBody when the checked body differs from the client's bytes   = 7
+ * On a plan with a model tier: + request.getPath, and the body is always read (the model
+ * decision itself costs no call)                                                = 7 / 8
+ *   + response.setHeaders (X-Model-Requested/-Served) when the served model is not the
+ *     string the client sent                                                           = 9
+ *   GET /v1/models[/{id}]: getHeaders, getConsumer, getPath, getMethod, ctx.shared.set,
+ *   log.setSerializeValue, response.exit                                               = 7
  */
 import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics, type TenantLabels } from '../../lib/metrics/registry';
@@ -26,15 +34,17 @@ import {
   TENANT_CONTEXT_KEY,
   createTenantContext,
   encodeTenantContext,
+  type ModelChoice,
   type TenantContext,
 } from '../../lib/tenant/context';
-import { TENANT_ID_HEADER, TENANT_PLAN_HEADER } from '../../lib/tenant/headers';
+import { TENANT_ID_HEADER, TENANT_PLAN_HEADER, modelHeaders } from '../../lib/tenant/headers';
 import { isInvalidTenantIdError, parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
 import {
   applyPersona,
   applyToolPolicy,
   assertJsonContentType,
   bodyTooLarge,
+  emptyBody,
   parseJsonObject,
   precheckBody,
 } from './body';
@@ -42,8 +52,16 @@ import { identityFromConsumer } from './identity/consumer';
 import { JwtVerifier } from './identity/jwt';
 import type { VerifiedIdentity } from './identity/types';
 import * as metrics from './metrics';
-import { resolvePlanName, resolvePolicy } from './policy';
-import { spoofVerdict } from './spoof';
+import {
+  decideModel,
+  endpointKind,
+  modelsAnswer,
+  modelsRequest,
+  type ModelTier,
+  type ModelsRequest,
+} from './models';
+import { ModelTiers, resolvePlanName, resolvePolicy } from './policy';
+import { identityHeaderRemovals, spoofVerdict } from './spoof';
 import { Schema, checkConfig, type TenantAuthConfig } from './schema';
 import { UpstreamCredentials } from './upstream-auth';
 
@@ -83,6 +101,9 @@ export class Plugin {
   private readonly jwt: JwtVerifier | null = null;
   private readonly extraStrip: ReadonlySet<string> = new Set();
   private readonly upstream: UpstreamCredentials | null = null;
+  private readonly tiers: ModelTiers;
+  /** Methods whose requests must carry a JSON body (upper case). */
+  private readonly bodyMethods: ReadonlySet<string>;
   /** Why this instance cannot serve, when its config is unusable. */
   private readonly misconfigured: string | null = null;
 
@@ -93,6 +114,8 @@ export class Plugin {
    */
   constructor(raw: unknown) {
     this.config = readConfig<TenantAuthConfig>(Schema, raw);
+    this.tiers = new ModelTiers(this.config);
+    this.bodyMethods = new Set(this.config.require_body_methods.map((m) => m.toUpperCase()));
     try {
       checkConfig(this.config);
       this.jwt = this.config.identity_sources.includes('jwt')
@@ -136,27 +159,93 @@ export class Plugin {
     // Before anything else: decide the fate of client-sent gateway-owned headers.
     const spoof = spoofVerdict(headers, this.extraStrip);
     const identity = await this.identify(kong, headers);
-    const ctx = this.buildContext(identity);
-    const tenantLabel = labels.label(ctx.tenantId);
+    const { ctx: tenant, tier } = this.buildContext(identity);
+    const tenantLabel = labels.label(tenant.tenantId);
 
-    const newBody = await this.rewriteBody(kong, headers, ctx, tenantLabel);
+    // Only a tiered plan needs the path: for /v1/models and to tell /embeddings apart.
+    const path = tier === null ? '' : await kong.request.getPath();
+    if (tier !== null && this.config.models_endpoint) {
+      const models = modelsRequest(path);
+      if (models !== null) return this.answerModels(kong, tenant, tier, models, tenantLabel);
+    }
+
+    const { body: newBody, model } = await this.rewriteBody(
+      kong,
+      headers,
+      tenant,
+      tier,
+      path,
+      tenantLabel,
+    );
+    const ctx = model === null ? tenant : withModel(tenant, model);
+    if (model !== null)
+      metrics.modelDecisions.inc({ tenant: tenantLabel, decision: model.decision });
 
     if (spoof.spoofed) metrics.spoofedHeaders.inc({ tenant: tenantLabel });
     // One call removes the client copies and credentials, and sets ours.
     await kong.service.request.setHeaders({
       ...spoof.removals,
+      ...identityHeaderRemovals(headers, identity.source === 'consumer'),
       ...this.credentialHeaders(headers, ctx),
       [TENANT_ID_HEADER]: ctx.tenantId,
       [TENANT_PLAN_HEADER]: ctx.plan,
     });
     if (newBody !== null) await kong.service.request.setRawBody(newBody);
+    await this.publish(kong, ctx);
+    // Set in access, these reach the client with the upstream's answer (and with any later
+    // plugin's exit); token-meter sets the same two on every metered request.
+    if (model !== null && model.served !== model.requested) {
+      await kong.response.setHeaders(modelHeaders(model.requested, model.served));
+    }
+    metrics.authenticated.inc({ tenant: tenantLabel, plan: ctx.plan, source: ctx.source });
+  }
+
+  /** The TenantContext to later plugins and to Kong's log serializer. */
+  private async publish(kong: KongPdk, ctx: TenantContext): Promise<void> {
     await kong.ctx.shared.set(TENANT_CONTEXT_KEY, encodeTenantContext(ctx));
     await kong.log.setSerializeValue('tenant', {
       id: ctx.tenantId,
       plan: ctx.plan,
       source: ctx.source,
+      ...(ctx.model === null ? {} : { model: ctx.model }),
     });
+  }
+
+  /**
+   * `GET /v1/models[/{id}]` answered from the tenant's tier, never forwarded: the upstream
+   * lists every model it serves, the tenant may use only its tier's. Other methods on these
+   * paths (e.g. `DELETE` of a fine-tuned model shared by every tenant) are refused.
+   */
+  private async answerModels(
+    kong: KongPdk,
+    ctx: TenantContext,
+    tier: ModelTier,
+    req: ModelsRequest,
+    tenantLabel: string,
+  ): Promise<void> {
+    const method = (await kong.request.getMethod()).toUpperCase();
+    // Later plugins' log phases still run after an exit in access: they find the tenant.
+    await this.publish(kong, ctx);
     metrics.authenticated.inc({ tenant: tenantLabel, plan: ctx.plan, source: ctx.source });
+    if (method !== 'GET' && method !== 'HEAD') {
+      throw new GatewayError({
+        status: 405,
+        type: 'invalid_request_error',
+        code: 'method_not_allowed',
+        message: `${method} is not allowed on the models endpoint of this gateway`,
+        headers: { Allow: 'GET, HEAD' },
+      });
+    }
+    const answer = modelsAnswer(req, tier);
+    metrics.modelListings.inc({
+      tenant: tenantLabel,
+      kind: req.kind,
+      status: String(answer.status),
+    });
+    void kong.response.exit(answer.status, JSON.stringify(answer.body), {
+      'Content-Type': 'application/json',
+      'Cache-Control': 'private, no-store',
+    });
   }
 
   /**
@@ -205,7 +294,7 @@ export class Plugin {
     return first;
   }
 
-  private buildContext(identity: VerifiedIdentity): TenantContext {
+  private buildContext(identity: VerifiedIdentity): { ctx: TenantContext; tier: ModelTier | null } {
     let tenantId: TenantId;
     try {
       // The one place a tenant id is validated; every later use relies on the brand.
@@ -220,42 +309,81 @@ export class Plugin {
       });
     }
     const plan = resolvePlanName(this.config, identity.plan);
-    return createTenantContext({
+    const tier = this.tiers.tierFor(plan, tenantId);
+    const policy = resolvePolicy(this.config, tenantId, plan);
+    const ctx = createTenantContext({
       tenantId,
       plan,
       source: identity.source,
       subject: identity.subject,
-      policy: resolvePolicy(this.config, tenantId, plan),
+      // On a tiered plan, later plugins see the tier's models in the spelling sent upstream.
+      policy:
+        tier === null
+          ? policy
+          : {
+              ...policy,
+              preferredModel: tier.preferred,
+              fallbackModel: tier.fallback,
+              models: tier.models,
+            },
+      model: null,
     });
+    return { ctx, tier };
   }
 
   /**
-   * Reads the body when it must be checked or policed; returns the body to forward, or null
-   * to forward the client's bytes unchanged.
+   * Reads the body when it must be checked or policed; returns the body to forward (null:
+   * the client's bytes unchanged) and, on a tiered plan, the model decision.
    */
   private async rewriteBody(
     kong: KongPdk,
     headers: HeaderMap,
     ctx: TenantContext,
+    tier: ModelTier | null,
+    path: string,
     tenantLabel: string,
-  ): Promise<string | null> {
+  ): Promise<{ body: string | null; model: ModelChoice | null }> {
+    const unchanged = { body: null, model: null };
     const max = this.config.max_body_bytes;
     const declared = precheckBody(headers, max);
-    const policyNeedsBody = !ctx.policy.toolsAllowed.includes('*') || ctx.policy.persona !== null;
+    const policyNeedsBody =
+      tier !== null || !ctx.policy.toolsAllowed.includes('*') || ctx.policy.persona !== null;
+    const validate = this.config.validate_json_body;
+    if (!policyNeedsBody && !validate) return unchanged;
     // Where a policy applies the body is read whatever the headers declare: an HTTP/2 request
-    // can carry one with neither Content-Length nor Transfer-Encoding.
-    if (!policyNeedsBody && !(declared && this.config.validate_json_body)) return null;
+    // can carry one with neither Content-Length nor Transfer-Encoding. So is a request whose
+    // method needs a body and declares none, to refuse it rather than forward it empty.
+    // (The method costs a PDK call: asked only of requests that declare no body.)
+    const mustCarryBody = async () =>
+      validate &&
+      this.bodyMethods.size > 0 &&
+      this.bodyMethods.has((await kong.request.getMethod()).toUpperCase());
+    let needsBody = false;
+    if (!declared.present && !policyNeedsBody) {
+      needsBody = await mustCarryBody();
+      if (!needsBody) return unchanged;
+    }
 
-    // With max_allowed_file_size, Kong also reads a body nginx buffered to a file (over
-    // client_body_buffer_size, 8 KiB by default) and answers nil for one larger than that.
-    const raw = await kong.request.getRawBody(max);
+    // A length-checked body is read up to the limit (with max_allowed_file_size Kong also
+    // reads a body nginx buffered to a file, over client_body_buffer_size). A chunked one is
+    // read whole and measured here: get_raw_body(max) would answer nil for one over the limit,
+    // which the plugin server cannot return (a 500); nginx's client_max_body_size bounds it.
+    const raw = await kong.request.getRawBody(declared.lengthKnown ? max : 0);
     if (raw === null || raw === undefined) throw bodyTooLarge(max);
     const bytes = bodyToBuffer(raw);
-    if (bytes.length === 0) return null;
-    if (!declared) assertJsonContentType(headers);
+    if (bytes.length > max) throw bodyTooLarge(max);
+    if (bytes.length === 0) {
+      if (declared.present || needsBody || (!declared.present && (await mustCarryBody()))) {
+        throw emptyBody();
+      }
+      return unchanged;
+    }
+    if (!declared.present) assertJsonContentType(headers);
     const body = parseJsonObject(bytes, max);
-    if (!policyNeedsBody) return null;
+    if (!policyNeedsBody) return unchanged;
 
+    // The tier first: a refused model costs nothing more.
+    const model = tier === null ? null : decideModel(body, tier, endpointKind(path), ctx.plan);
     const stripped = applyToolPolicy(body, ctx.policy, this.config.tool_policy);
     if (stripped.length > 0) metrics.toolsStripped.inc({ tenant: tenantLabel }, stripped.length);
     if (applyPersona(body, ctx.policy.persona, this.config.persona_mode)) {
@@ -264,6 +392,11 @@ export class Plugin {
     // Forward what was checked, never different bytes: with duplicate keys, JSON can mean one
     // thing here (the last key wins) and another upstream (some parsers keep the first).
     const checked = JSON.stringify(body);
-    return checked === bytes.toString('utf8') ? null : checked;
+    return { body: checked === bytes.toString('utf8') ? null : checked, model };
   }
+}
+
+/** The context with the request's model decision (re-validated: served must be in the tier). */
+function withModel(ctx: TenantContext, model: ModelChoice): TenantContext {
+  return createTenantContext({ ...ctx, model });
 }

@@ -37,6 +37,20 @@ export const personaApplied = new Counter({
   registers: [registry],
 });
 
+export const modelDecisions = new Counter({
+  name: 'tenant_auth_model_decisions_total',
+  help: 'Model decisions on tiered plans, by tenant and decision (as_asked, normalised, alias, default, rewritten).',
+  labelNames: ['tenant', 'decision'] as const,
+  registers: [registry],
+});
+
+export const modelListings = new Counter({
+  name: 'tenant_auth_model_listings_total',
+  help: 'GET /v1/models (list) and /v1/models/{id} (retrieve) answered from the tier, by tenant, kind and status.',
+  labelNames: ['tenant', 'kind', 'status'] as const,
+  registers: [registry],
+});
+
 let labels: TenantLabels | null = null;
 /** The bounded tenant label mapper; the bound comes from the first instance's config. */
 export function tenantLabels(maxTenants: number): TenantLabels {

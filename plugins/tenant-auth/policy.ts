@@ -7,6 +7,7 @@
 import { GatewayError } from '../../lib/http/errors';
 import type { TenantPolicy } from '../../lib/tenant/context';
 import type { TenantId } from '../../lib/tenant/tenant-id';
+import { buildModelTier, type ModelTier } from './models';
 import type { TenantAuthConfig } from './schema';
 
 export function resolvePlanName(cfg: TenantAuthConfig, credentialPlan: string | null): string {
@@ -42,10 +43,31 @@ export function resolvePolicy(
     persona: o?.persona ?? plan.persona ?? null,
     knowledgeNamespace: o?.knowledge_namespace ?? tenantId,
     weight: o?.weight ?? plan.weight ?? 1,
+    models: o?.models ?? plan.models,
   };
 }
 
 /** True when the tenant may offer `tool` to the model. */
 export function toolAllowed(policy: TenantPolicy, tool: string): boolean {
   return policy.toolsAllowed.includes('*') || policy.toolsAllowed.includes(tool);
+}
+
+/**
+ * Every tenant's tier, built once per (plan, tenant override): a plan's tier serves every
+ * tenant without an override. Bounded by plans × overridden tenants of the config.
+ */
+export class ModelTiers {
+  private readonly built = new Map<string, ModelTier | null>();
+  constructor(private readonly cfg: TenantAuthConfig) {}
+
+  tierFor(plan: string, tenantId: TenantId): ModelTier | null {
+    const overridden = Object.prototype.hasOwnProperty.call(this.cfg.tenants, tenantId);
+    const key = overridden ? `${plan}\u0000${tenantId}` : plan;
+    let tier = this.built.get(key);
+    if (tier === undefined) {
+      tier = buildModelTier(this.cfg, plan, overridden ? tenantId : '');
+      this.built.set(key, tier);
+    }
+    return tier;
+  }
 }

@@ -4,9 +4,12 @@
  * `checkConfig`, run when an instance starts.
  */
 import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
+import { MAX_MODEL_NAME_LENGTH } from '../../lib/tenant/context';
+import { checkModelTiers } from './models';
 import type { UpstreamAuthConfig } from './upstream-auth';
 
 export type IdentitySourceName = 'consumer' | 'jwt';
+export type ModelPolicyMode = 'rewrite' | 'reject';
 export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256';
 
 export interface PlanConfig {
@@ -15,6 +18,10 @@ export interface PlanConfig {
   fallback_model: string | null;
   persona: string | null;
   weight: number;
+  models: string[];
+  model_aliases: Record<string, string>;
+  model_policy: ModelPolicyMode | null;
+  embedding_model: string | null;
 }
 
 export interface TenantOverride {
@@ -24,6 +31,10 @@ export interface TenantOverride {
   persona: string | null;
   knowledge_namespace: string | null;
   weight: number | null;
+  models: string[] | null;
+  model_aliases: Record<string, string> | null;
+  model_policy: ModelPolicyMode | null;
+  embedding_model: string | null;
 }
 
 export interface TenantAuthConfig {
@@ -46,11 +57,15 @@ export interface TenantAuthConfig {
   plans: Record<string, PlanConfig>;
   tenants: Record<string, TenantOverride>;
   tool_policy: 'strip' | 'reject';
+  model_policy: ModelPolicyMode;
+  model_aliases: Record<string, string>;
+  models_endpoint: boolean;
   persona_mode: 'prepend' | 'replace';
   strip_headers: string[];
   upstream_auth: UpstreamAuthConfig;
   max_body_bytes: number;
   validate_json_body: boolean;
+  require_body_methods: string[];
   metrics_port: number;
   metrics_host: string;
   metrics_max_tenants: number;
@@ -65,11 +80,15 @@ const planFields: KongSchemaFields = [
     ),
   },
   {
-    preferred_model: field.string('Model tier the plan normally runs on (read by later plugins).'),
+    preferred_model: field.string(
+      'Model the plan normally runs on: what `default`, a request without a model and (in `rewrite` mode) a model outside the tier are served by. Must be one of `models` when the plan has a tier.',
+      { len_max: MAX_MODEL_NAME_LENGTH },
+    ),
   },
   {
     fallback_model: field.string(
-      'Cheaper model to downgrade to near the budget cap (read by token-meter).',
+      'Cheaper model to downgrade to near the budget cap (read by token-meter). Must be one of `models` when the plan has a tier.',
+      { len_max: MAX_MODEL_NAME_LENGTH },
     ),
   },
   { persona: field.string('System prompt applied to every chat request of the plan.') },
@@ -79,7 +98,56 @@ const planFields: KongSchemaFields = [
       gt: 0,
     }),
   },
+  ...modelTierFields('plan'),
 ];
+
+/** The model-tier fields, the same for a plan and for a tenant override (which replaces). */
+function modelTierFields(of: 'plan' | 'tenant'): KongSchemaFields {
+  const tenant = of === 'tenant';
+  return [
+    {
+      models: field.array(
+        tenant
+          ? 'Replaces the plan’s model tier for this tenant.'
+          : 'The model tier: the only models this plan’s requests are served by, in the spelling sent upstream (matched ignoring case, surrounding whitespace and Unicode compatibility forms). Empty: no tier, every model passes unchanged.',
+        field.string('A model name.', { len_min: 1, len_max: MAX_MODEL_NAME_LENGTH }),
+        tenant ? {} : { default: [] },
+      ),
+    },
+    {
+      model_aliases: field.map(
+        tenant
+          ? 'Aliases of this tenant, layered over the plan’s (same alias: the tenant’s wins).'
+          : 'Aliases of this plan, layered over the top-level `model_aliases`: alias → model. An alias to a model outside the tier is treated as that model.',
+        field.string('An alias (matched like a model name).', {
+          len_min: 1,
+          len_max: MAX_MODEL_NAME_LENGTH,
+        }),
+        field.string('The model the alias stands for.', {
+          len_min: 1,
+          len_max: MAX_MODEL_NAME_LENGTH,
+        }),
+        tenant ? {} : { default: {} },
+      ),
+    },
+    {
+      model_policy: field.string(
+        tenant
+          ? 'Replaces the plan’s `model_policy` for this tenant.'
+          : 'What a request for a model outside the tier gets on this plan; null uses the top-level `model_policy`.',
+        { one_of: ['rewrite', 'reject'] },
+      ),
+    },
+    {
+      embedding_model: field.string(
+        tenant
+          ? 'Replaces the plan’s embedding model.'
+          : 'Model an `/embeddings` request without a model, or (in `rewrite` mode) outside the tier, is served by. Null: such requests are refused. Must be one of `models`.',
+        { len_max: MAX_MODEL_NAME_LENGTH },
+      ),
+    },
+  ];
+}
 
 const overrideFields: KongSchemaFields = [
   {
@@ -88,8 +156,16 @@ const overrideFields: KongSchemaFields = [
       field.string('A tool name, or `*`.'),
     ),
   },
-  { preferred_model: field.string('Replaces the plan’s preferred model.') },
-  { fallback_model: field.string('Replaces the plan’s fallback model.') },
+  {
+    preferred_model: field.string('Replaces the plan’s preferred model.', {
+      len_max: MAX_MODEL_NAME_LENGTH,
+    }),
+  },
+  {
+    fallback_model: field.string('Replaces the plan’s fallback model.', {
+      len_max: MAX_MODEL_NAME_LENGTH,
+    }),
+  },
   { persona: field.string('Replaces the plan’s persona.') },
   {
     knowledge_namespace: field.string(
@@ -98,6 +174,7 @@ const overrideFields: KongSchemaFields = [
     ),
   },
   { weight: field.number('Replaces the plan’s fair-queuing weight.', { gt: 0 }) },
+  ...modelTierFields('tenant'),
 ];
 
 export const Schema: KongSchemaFields = [
@@ -227,6 +304,32 @@ export const Schema: KongSchemaFields = [
     ),
   },
   {
+    model_policy: field.string(
+      'What a request for a model outside its plan’s tier gets: `rewrite` it to the plan’s preferred model (the response says `X-Model-Requested` and `X-Model-Served`), or `reject` it (403 `model_not_allowed`). Plans and tenants may override it.',
+      { default: 'rewrite', one_of: ['rewrite', 'reject'], required: true },
+    ),
+  },
+  {
+    model_aliases: field.map(
+      'Aliases every tiered plan understands: alias → model (e.g. `fast: gpt-4o-mini`). `default` always means the plan’s preferred model unless an alias named `default` says otherwise.',
+      field.string('An alias (matched like a model name).', {
+        len_min: 1,
+        len_max: MAX_MODEL_NAME_LENGTH,
+      }),
+      field.string('The model the alias stands for.', {
+        len_min: 1,
+        len_max: MAX_MODEL_NAME_LENGTH,
+      }),
+      { default: {}, required: true },
+    ),
+  },
+  {
+    models_endpoint: field.boolean(
+      'Answer `GET /v1/models` and `GET /v1/models/{id}` at the gateway from the tenant’s tier (other methods on those paths: 405), so SDKs list only the tenant’s models. Plans without a tier are forwarded.',
+      { default: true, required: true },
+    ),
+  },
+  {
     persona_mode: field.string(
       'How the persona enters the chat: `prepend` a system message, or `replace` all client system messages.',
       { default: 'prepend', one_of: ['prepend', 'replace'], required: true },
@@ -234,7 +337,7 @@ export const Schema: KongSchemaFields = [
   },
   {
     strip_headers: field.array(
-      'Extra client header names to remove (any case), besides the gateway-owned `X-Tenant-*` and `X-Retrieval-Context`.',
+      'Extra client header names to remove (any case), besides the gateway-owned `X-Tenant-*`, `X-Retrieval-Context`, `X-Consumer-Groups` and the identity headers of Kong auth plugins.',
       field.string('A header name.', { match: '^[A-Za-z0-9-]+$' }),
       { default: [] },
     ),
@@ -308,6 +411,13 @@ export const Schema: KongSchemaFields = [
       { default: true, required: true },
     ),
   },
+  {
+    require_body_methods: field.array(
+      'With validate_json_body, requests of these methods must carry a non-empty JSON body (400 empty_body otherwise). Empty the list on routes whose POSTs take none, such as cancel endpoints.',
+      field.string('An HTTP method.', { match: '^[A-Za-z]+$' }),
+      { default: ['POST', 'PUT', 'PATCH'], required: true },
+    ),
+  },
   ...METRICS_FIELDS,
 ];
 
@@ -327,4 +437,5 @@ export function checkConfig(c: TenantAuthConfig): void {
   if (c.default_plan !== null && !Object.prototype.hasOwnProperty.call(c.plans, c.default_plan)) {
     throw new Error(`default_plan '${c.default_plan}' is not one of plans`);
   }
+  checkModelTiers(c);
 }

@@ -9,7 +9,7 @@
  */
 import { GatewayError } from '../../lib/http/errors';
 import type { HeaderMap, HeaderValue } from '../../lib/pdk/kong';
-import { isGatewayOwnedHeader } from '../../lib/tenant/headers';
+import { AUTH_IDENTITY_HEADERS, isGatewayOwnedHeader } from '../../lib/tenant/headers';
 
 export interface SpoofVerdict {
   /** Header updates that remove every removable client copy. */
@@ -17,20 +17,46 @@ export interface SpoofVerdict {
   readonly spoofed: boolean;
 }
 
+function reserved(name: string): GatewayError {
+  return new GatewayError({
+    status: 400,
+    type: 'invalid_request_error',
+    code: 'reserved_header',
+    message: `header '${name.slice(0, 64)}' is reserved for the gateway`,
+    param: name.slice(0, 64),
+  });
+}
+
 export function spoofVerdict(headers: HeaderMap, extra: ReadonlySet<string>): SpoofVerdict {
   const removals: Record<string, HeaderValue> = {};
   for (const name of Object.keys(headers)) {
+    if (
+      name.includes('_') &&
+      AUTH_IDENTITY_HEADERS.includes(name.toLowerCase().replace(/_/g, '-'))
+    ) {
+      throw reserved(name);
+    }
     if (!isGatewayOwnedHeader(name, extra)) continue;
     if (name.includes('_')) {
-      throw new GatewayError({
-        status: 400,
-        type: 'invalid_request_error',
-        code: 'reserved_header',
-        message: `header '${name.slice(0, 64)}' is reserved for the gateway`,
-        param: name.slice(0, 64),
-      });
+      throw reserved(name);
     }
     removals[name] = [];
   }
   return { removals, spoofed: Object.keys(removals).length > 0 };
+}
+
+/**
+ * Removals of the auth plugins' identity headers when no Kong consumer identified the tenant:
+ * they are then client copies, or an anonymous consumer's, and name nobody's tenant.
+ */
+export function identityHeaderRemovals(
+  headers: HeaderMap,
+  identifiedByConsumer: boolean,
+): Record<string, HeaderValue> {
+  const removals: Record<string, HeaderValue> = {};
+  if (identifiedByConsumer) return removals;
+  for (const name of Object.keys(headers)) {
+    if (AUTH_IDENTITY_HEADERS.includes(name.toLowerCase())) removals[name] = [];
+  }
+  return removals;
 }

@@ -5,7 +5,9 @@
  * tenant's own naming key (crypto.ts) over, length-prefixed so no field can bleed into the
  * next:
  *   the key-format version, the tenant id, the plan, the persona and the tool grants in
- *   force, the knowledge namespace, the route and its service, the method, the path with its
+ *   force, the knowledge namespace, the model tier and the model tenant-auth decided will
+ *   serve the request (so an answer written under one tier's rewrite is never found under
+ *   another tier, even for the same tenant), the route and its service, the method, the path with its
  *   query, and the canonical request body (canonical.ts).
  * The generations (the tenant's knowledge generation, bumped by retrieval-injector when its
  * corpus changes, and the cache generation, replaced by a purge) are read in the same Redis
@@ -20,7 +22,7 @@ import type { TenantContext } from '../../lib/tenant/context';
 import type { CacheKeyring } from './crypto';
 
 /** Bump when anything below changes meaning: every old entry is then unreachable. */
-export const KEY_FORMAT_VERSION = 'tc1';
+export const KEY_FORMAT_VERSION = 'tc2';
 
 export interface RequestIdentity {
   readonly method: string;
@@ -56,6 +58,8 @@ export function cacheDigest(
   field(h, ctx.policy.persona ?? '\u0000none');
   field(h, JSON.stringify([...ctx.policy.toolsAllowed].sort()));
   field(h, ctx.policy.knowledgeNamespace);
+  field(h, JSON.stringify(ctx.policy.models));
+  field(h, ctx.model?.served ?? '\u0000none');
   field(h, req.routeId);
   field(h, req.serviceId);
   field(h, req.method.toUpperCase());

@@ -60,7 +60,7 @@ interface Pending {
   d: string;
   kg: string;
   cg: string;
-  /** The model asked for. */
+  /** The model that will serve the request (the stored answer must come from it). */
   m: string;
   ttl: number;
 }
@@ -219,7 +219,8 @@ export class Plugin {
       d: key.digest,
       kg: gens.knowledge,
       cg: gens.cache,
-      m: parsed.body.model as string,
+      // The model that serves the request: tenant-auth's decision on a tiered plan.
+      m: ctx.model?.served ?? (parsed.body.model as string),
       ttl: policy.ttlSeconds,
     });
 

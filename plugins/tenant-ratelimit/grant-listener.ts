@@ -8,8 +8,18 @@
 import type { RedisClient } from '../../lib/redis/client';
 import { grantedTickets } from '../../lib/redis/fair-queue';
 
+/** How long a grant that arrived before its waiter registered is kept for it. */
+const EARLY_GRANT_MS = 5000;
+
 export class GrantListener {
   private readonly waiters = new Map<string, (granted: boolean) => void>();
+  /**
+   * Grants announced while their waiter was between two waits (its poll in flight, or the
+   * microtasks between its first look at the queue and its first wait): kept briefly so the
+   * next wait returns at once instead of at the next poll.
+   */
+  private readonly early = new Map<string, number>();
+  private lastPrune = 0;
   private started = false;
 
   constructor(
@@ -36,7 +46,7 @@ export class GrantListener {
       .connect()
       .then(() =>
         sub.subscribe(this.channel, (message: string) => {
-          for (const id of grantedTickets(message)) this.waiters.get(id)?.(true);
+          for (const id of grantedTickets(message)) this.wake(id);
         }),
       )
       .catch((err: unknown) => {
@@ -46,6 +56,7 @@ export class GrantListener {
 
   /** Resolves true when `ticket` is announced as granted, false after `ms`. */
   wait(ticket: string, ms: number): Promise<boolean> {
+    if (this.early.delete(ticket)) return Promise.resolve(true);
     return new Promise((resolve) => {
       const done = (granted: boolean): void => {
         clearTimeout(timer);
@@ -55,6 +66,25 @@ export class GrantListener {
       const timer = setTimeout(() => done(false), Math.max(0, ms));
       this.waiters.set(ticket, done);
     });
+  }
+
+  /**
+   * Wakes `ticket`'s waiter (a grant announced on the channel, or made by a release in this
+   * process); a grant whose waiter is not waiting right now is kept for its next wait.
+   */
+  wake(ticket: string): void {
+    const waiter = this.waiters.get(ticket);
+    if (waiter) {
+      waiter(true);
+      return;
+    }
+    const now = Date.now();
+    if (this.early.size >= 1000 && now - this.lastPrune > 1000) {
+      this.lastPrune = now;
+      for (const [id, at] of this.early) if (now - at > EARLY_GRANT_MS) this.early.delete(id);
+    }
+    // Bounded: a grant for a waiter of another process is never claimed here.
+    if (this.early.size < 10_000) this.early.set(ticket, now);
   }
 
   /** Waiters in this process now. */

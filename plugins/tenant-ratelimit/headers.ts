@@ -6,6 +6,8 @@
 import type { AdmitDecision, TenantLimits } from '../../lib/redis/tenant-limits';
 
 export const QUEUE_WAIT_HEADER = 'X-Queue-Wait-Ms';
+/** The class that served (or refused) the request: `urgent` or `flex`. */
+export const SERVICE_CLASS_HEADER = 'X-Service-Class';
 /** Present only when the limits were applied per gateway node (Redis unavailable). */
 export const SCOPE_HEADER = 'X-RateLimit-Scope';
 export const LOCAL_SCOPE = 'local-node';

@@ -8,11 +8,14 @@
  *   access: ctx.shared.get (TenantContext), ctx.shared.get (token estimate),
  *           ctx.shared.set (our record for log), response.setHeaders             = 4
  *           + request.getRawBody and ctx.shared.set when no estimate was published = 6
- *           (response.setHeaders is skipped when there is no header to send: 3 / 5)
+ *           + request.getHeader (the flex header) when flex is on, the tenant's plan may
+ *             mark flex work and the body did not already say service_tier "flex"  = 5 / 7
+ *           (response.setHeaders is skipped when there is no header to send)
  *           refusals: response.exit instead of ctx.shared.set + setHeaders
  *   log:    ctx.shared.get (our record), ctx.shared.get (observed usage)           = 2
  * Redis round trips: access 1 (tenant limits) + 1 (fair queue, when a capacity is set),
- * plus one per poll while waiting; log 1 + 1, sent together.
+ * plus one per poll while waiting (a flex request near its tenant's limits: one more per
+ * retry); log 1 + 1, sent together.
  */
 import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../../lib/http/errors';
@@ -25,6 +28,7 @@ import {
   acquireSeat,
   releaseSeat,
   type AcquireResult,
+  type ServiceClass,
   type UpstreamCapacity,
 } from '../../lib/redis/fair-queue';
 import { createKeyspace, type FairQueueKeys, type Keyspace } from '../../lib/redis/keys';
@@ -39,10 +43,20 @@ import { readConfig } from '../../lib/schema/config';
 import type { TenantContext } from '../../lib/tenant/context';
 import { readTenantContext } from '../../lib/tenant/read';
 import { parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
-import { sharedEstimate, type EstimateOptions } from '../../lib/tokens/estimate';
+import {
+  sharedEstimate,
+  type EstimateOptions,
+  type TokenEstimate,
+} from '../../lib/tokens/estimate';
 import { USAGE_KEY, decodeUsage } from '../../lib/tokens/usage';
 import { grantListener, type GrantListener } from './grant-listener';
-import { LOCAL_SCOPE, QUEUE_WAIT_HEADER, SCOPE_HEADER, rateLimitHeaders } from './headers';
+import {
+  LOCAL_SCOPE,
+  QUEUE_WAIT_HEADER,
+  SCOPE_HEADER,
+  SERVICE_CLASS_HEADER,
+  rateLimitHeaders,
+} from './headers';
 import { resolveLimits } from './limits';
 import { LocalNodeLimiter } from './local-limiter';
 import * as metrics from './metrics';
@@ -102,9 +116,14 @@ const REFUSAL_TEXT = {
 /** Per-node limiter state lives for the process, shared by every instance (Kong recreates them). */
 const localLimiter = new LocalNodeLimiter();
 
-function tooMany(d: AdmitDecision, limits: TenantLimits, scope: Scope): GatewayError {
+function tooMany(
+  d: AdmitDecision,
+  limits: TenantLimits,
+  scope: Scope,
+  extra: Record<string, string>,
+): GatewayError {
   const by = d.refusedBy ?? 'requests';
-  const headers: Record<string, string> = { ...rateLimitHeaders(limits, d) };
+  const headers: Record<string, string> = { ...rateLimitHeaders(limits, d), ...extra };
   if (scope === 'local') headers[SCOPE_HEADER] = LOCAL_SCOPE;
   return new GatewayError({
     status: 429,
@@ -116,7 +135,13 @@ function tooMany(d: AdmitDecision, limits: TenantLimits, scope: Scope): GatewayE
   });
 }
 
-function saturated(retryAfterSeconds: number, scope: Scope): GatewayError {
+function saturated(
+  retryAfterSeconds: number,
+  scope: Scope,
+  serviceClass: ServiceClass,
+): GatewayError {
+  const headers: Record<string, string> = { [SERVICE_CLASS_HEADER]: serviceClass };
+  if (scope === 'local') headers[SCOPE_HEADER] = LOCAL_SCOPE;
   return new GatewayError({
     status: 503,
     type: 'service_unavailable',
@@ -124,9 +149,24 @@ function saturated(retryAfterSeconds: number, scope: Scope): GatewayError {
     message:
       'the upstream is at capacity for all tenants and no seat freed up in time; try again later',
     retryAfterSeconds,
-    ...(scope === 'local' ? { headers: { [SCOPE_HEADER]: LOCAL_SCOPE } } : {}),
+    headers,
   });
 }
+
+/** `service_tier` values forwarded upstream; anything else is refused before it gets there. */
+const SERVICE_TIERS = new Set(['auto', 'default', 'flex']);
+
+function unsupportedServiceTier(value: string): GatewayError {
+  return new GatewayError({
+    status: 400,
+    type: 'invalid_request_error',
+    code: 'unsupported_service_tier',
+    param: 'service_tier',
+    message: `service_tier ${JSON.stringify(value)} is not available through this gateway; use "auto", "default" or "flex" (non-urgent work)`,
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
 async function readJsonBody(kong: KongPdk): Promise<unknown> {
   const raw = await kong.request.getRawBody(0);
@@ -173,6 +213,8 @@ export class Plugin {
       tokenBurst: q.token_burst ?? q.tokens_per_minute,
       seatLeaseMs: q.seat_ttl_seconds * 1000,
       heartbeatMs: Math.max(2000, 4 * q.poll_interval_ms),
+      // Never all seats: a flex request must be able to run when nothing urgent waits.
+      flexReserve: Math.min(this.config.flex.reserved_seats, Math.max(0, q.max_concurrent - 1)),
     };
     const e = this.config.estimate;
     this.estimateOptions = {
@@ -219,6 +261,7 @@ export class Plugin {
 
   async access(kong: unknown): Promise<void> {
     let tenantLabel = '';
+    const classOf: { value: ServiceClass | 'none' } = { value: 'none' };
     await guardPhase(
       kong,
       Name,
@@ -230,33 +273,97 @@ export class Plugin {
         }
         const ctx = await readTenantContext(k, Name);
         tenantLabel = this.label(ctx.tenantId);
-        await this.admit(k, ctx, tenantLabel);
+        await this.admit(k, ctx, tenantLabel, classOf);
       },
       {
-        onRefusal: (e) => metrics.rejected.inc({ tenant: tenantLabel || 'none', reason: e.code }),
+        onRefusal: (e) =>
+          metrics.rejected.inc({
+            tenant: tenantLabel || 'none',
+            class: classOf.value,
+            reason: e.code,
+          }),
       },
     );
   }
 
-  private async admit(kong: KongPdk, ctx: TenantContext, tenantLabel: string): Promise<void> {
+  /**
+   * Urgent (the default) or flex: the body's `service_tier` (read once, in the shared
+   * estimate) or the configured header, for tenants whose plan may mark flex work. Nothing a
+   * client sends promotes a request: an unknown tier is refused, other header values ignored.
+   */
+  private async serviceClass(
+    kong: KongPdk,
+    ctx: TenantContext,
+    estimate: TokenEstimate,
+  ): Promise<ServiceClass> {
+    const tier = estimate.serviceTier;
+    if (tier !== null && !SERVICE_TIERS.has(tier)) throw unsupportedServiceTier(tier);
+    const f = this.config.flex;
+    if (!f.enabled) return 'urgent';
+    if (f.allowed_plans !== null && !f.allowed_plans.includes(ctx.plan)) return 'urgent';
+    if (tier === 'flex') return 'flex';
+    if (f.header === null) return 'urgent';
+    const v = await kong.request.getHeader(f.header);
+    return typeof v === 'string' && v.trim().toLowerCase() === f.header_value.toLowerCase()
+      ? 'flex'
+      : 'urgent';
+  }
+
+  private async admit(
+    kong: KongPdk,
+    ctx: TenantContext,
+    tenantLabel: string,
+    classOf: { value: ServiceClass | 'none' },
+  ): Promise<void> {
     const redis = this.redis as RedisClient;
     const keys = this.keys as Keyspace;
     const estimate = await sharedEstimate(kong, () => readJsonBody(kong), this.estimateOptions);
+    const serviceClass = await this.serviceClass(kong, ctx, estimate);
+    classOf.value = serviceClass;
+    const flex = serviceClass === 'flex';
     const limits = resolveLimits(this.config, ctx);
     const lease = randomUUID();
-    const leaseTtlMs = this.config.queue.max_wait_ms + this.capacity.seatLeaseMs;
+    const started = Date.now();
+    const maxWaitMs = flex ? this.config.flex.max_wait_ms : this.config.queue.max_wait_ms;
+    const deadline = started + maxWaitMs;
+    const leaseTtlMs = maxWaitMs + this.capacity.seatLeaseMs;
     const width = Math.max(1, estimate.totalTokens);
 
-    let scope: Scope = 'cluster';
-    let decision: AdmitDecision;
-    try {
-      decision = await admitTenant(redis, keys, ctx.tenantId, limits, width, lease, leaseTtlMs);
-    } catch (err) {
-      scope = this.onRedisError(kong, err, 'access');
-      decision = localLimiter.admit(ctx.tenantId, limits, width, lease, leaseTtlMs);
+    let scope = 'cluster' as Scope;
+    const decide = async (): Promise<AdmitDecision> => {
+      if (scope === 'cluster') {
+        try {
+          return await admitTenant(redis, keys, ctx.tenantId, limits, width, lease, leaseTtlMs);
+        } catch (err) {
+          scope = this.onRedisError(kong, err, 'access');
+        }
+      }
       metrics.localDecisions.inc({ tenant: tenantLabel });
+      return localLimiter.admit(ctx.tenantId, limits, width, lease, leaseTtlMs);
+    };
+    let decision = await decide();
+    let limitWaited = false;
+    // Flex work near its tenant's per-minute limits waits for them rather than taking a 429;
+    // a concurrency refusal has no time after which it clears, so it is never waited for.
+    while (
+      !decision.allowed &&
+      flex &&
+      this.config.flex.wait_for_tenant_limits &&
+      decision.refusedBy !== 'concurrency' &&
+      Date.now() + decision.retryAfterMs < deadline
+    ) {
+      await sleep(Math.max(20, decision.retryAfterMs));
+      limitWaited = true;
+      decision = await decide();
     }
-    if (!decision.allowed) throw tooMany(decision, limits, scope);
+    if (!decision.allowed) {
+      throw tooMany(
+        decision,
+        limits,
+        scope,
+        this.config.flex.enabled ? { [SERVICE_CLASS_HEADER]: serviceClass } : {},
+      );
+    }
     metrics.inFlight.set({ tenant: tenantLabel }, decision.inFlight);
     const charged = chargeableTokens(limits, width);
 
@@ -276,22 +383,36 @@ export class Plugin {
     await kong.ctx.shared.set(RECORD_KEY, JSON.stringify(record));
 
     let seat: Scope | null = null;
-    let waitedMs = 0;
+    let queued = false;
     if (this.queueEnabled) {
-      const outcome = await this.takeSeat(kong, ctx, lease, width, scope, tenantLabel);
+      const outcome = await this.takeSeat(
+        kong,
+        ctx,
+        lease,
+        width,
+        scope,
+        tenantLabel,
+        serviceClass,
+        deadline,
+      );
       if (outcome.seat === null) {
         // Never ran: the lease and the whole charge go back.
         await this.settle(ctx.tenantId, limits, lease, -charged, scope);
-        throw saturated(outcome.retryAfterSeconds, outcome.scope);
+        throw saturated(outcome.retryAfterSeconds, outcome.scope, serviceClass);
       }
       seat = outcome.seat;
-      waitedMs = outcome.waitedMs;
-      metrics.queueWait.observe({ tenant: tenantLabel }, waitedMs / 1000);
+      queued = outcome.queued;
+    }
+    // Waited for capacity (and, flex work, for its tenant's limits).
+    const waitedMs = queued || limitWaited ? Date.now() - started : 0;
+    if (seat !== null || limitWaited) {
+      metrics.queueWait.observe({ tenant: tenantLabel, class: serviceClass }, waitedMs / 1000);
     }
     // The tenant's lease stays where it was taken (record.scope); only the seat may move.
     const localNode = scope === 'local' || seat === 'local';
     metrics.admitted.inc({
       tenant: tenantLabel,
+      class: serviceClass,
       queued: waitedMs > 0 ? 'yes' : 'no',
       scope: localNode ? LOCAL_SCOPE : 'cluster',
     });
@@ -303,8 +424,9 @@ export class Plugin {
     const headers: Record<string, string> = this.config.ratelimit_headers
       ? rateLimitHeaders(limits, decision)
       : {};
-    if (seat !== null) headers[QUEUE_WAIT_HEADER] = String(Math.round(waitedMs));
+    if (seat !== null || limitWaited) headers[QUEUE_WAIT_HEADER] = String(Math.round(waitedMs));
     if (localNode) headers[SCOPE_HEADER] = LOCAL_SCOPE;
+    if (this.config.flex.enabled) headers[SERVICE_CLASS_HEADER] = serviceClass;
     if (Object.keys(headers).length > 0) await kong.response.setHeaders(headers);
   }
 
@@ -327,15 +449,24 @@ export class Plugin {
     width: number,
     scope: Scope,
     tenantLabel: string,
-  ): Promise<{ seat: Scope | null; waitedMs: number; retryAfterSeconds: number; scope: Scope }> {
+    serviceClass: ServiceClass,
+    deadline: number,
+  ): Promise<{ seat: Scope | null; queued: boolean; retryAfterSeconds: number; scope: Scope }> {
     if (scope === 'cluster') {
       try {
-        const waited = await this.waitInQueue(ctx, ticket, width, tenantLabel);
-        if (waited !== null)
-          return { seat: 'cluster', waitedMs: waited, retryAfterSeconds: 0, scope };
+        const granted = await this.waitInQueue(
+          ctx,
+          ticket,
+          width,
+          tenantLabel,
+          serviceClass,
+          deadline,
+        );
+        if (granted !== null)
+          return { seat: 'cluster', queued: granted, retryAfterSeconds: 0, scope };
         return {
           seat: null,
-          waitedMs: 0,
+          queued: true,
           retryAfterSeconds: Math.max(1, Math.ceil(this.config.queue.max_wait_ms / 2000)),
           scope,
         };
@@ -346,24 +477,32 @@ export class Plugin {
     metrics.localDecisions.inc({ tenant: tenantLabel });
     const q = this.config.queue;
     // Only a concurrency capacity has a per-node share; a tokens capacity has none.
-    const max = q.local_max_concurrent ?? q.max_concurrent;
+    const all = q.local_max_concurrent ?? q.max_concurrent;
+    const max =
+      serviceClass === 'flex' && all > 1
+        ? Math.max(1, all - Math.min(this.config.flex.reserved_seats, all - 1))
+        : all;
     if (max === 0 || localLimiter.takeSeat(ticket, max, this.capacity.seatLeaseMs)) {
-      return { seat: 'local', waitedMs: 0, retryAfterSeconds: 0, scope: 'local' };
+      return { seat: 'local', queued: false, retryAfterSeconds: 0, scope: 'local' };
     }
-    return { seat: null, waitedMs: 0, retryAfterSeconds: 1, scope: 'local' };
+    return { seat: null, queued: false, retryAfterSeconds: 1, scope: 'local' };
   }
 
-  /** Waits in the fair queue; the ms waited once granted, or null after max_wait_ms. */
+  /**
+   * Waits in the fair queue until granted: false at once, true after a wait; null at the
+   * deadline (it left the queue).
+   */
   private async waitInQueue(
     ctx: TenantContext,
     ticket: string,
     width: number,
     tenantLabel: string,
-  ): Promise<number | null> {
+    serviceClass: ServiceClass,
+    deadline: number,
+  ): Promise<boolean | null> {
     const redis = this.redis as RedisClient;
     const qk = this.queueKeys as FairQueueKeys;
     const q = this.config.queue;
-    const started = Date.now();
     const acquire = async (): Promise<AcquireResult> => {
       const r = await acquireSeat(
         redis,
@@ -373,17 +512,18 @@ export class Plugin {
         ctx.tenantId,
         ctx.policy.weight,
         width,
+        serviceClass,
       );
       metrics.seatsInUse.set({ upstream: q.upstream }, r.seatsInUse);
       return r;
     };
     let r = await acquire();
-    if (r.granted) return 0;
+    if (r.granted) return false;
 
     const listener = this.listener();
     listener.start();
-    const deadline = started + q.max_wait_ms;
-    metrics.waiting.inc({ tenant: tenantLabel });
+    const labels = { tenant: tenantLabel, class: serviceClass };
+    metrics.waiting.inc(labels);
     try {
       for (;;) {
         const left = deadline - Date.now();
@@ -401,13 +541,15 @@ export class Plugin {
             },
             () => metrics.redisErrors.inc({ phase: 'queue' }),
           );
-          return Date.now() - started;
+          return true;
         }
         r = await acquire();
-        if (r.granted) return Date.now() - started;
+        if (r.granted) {
+          return true;
+        }
       }
     } finally {
-      metrics.waiting.dec({ tenant: tenantLabel });
+      metrics.waiting.dec(labels);
     }
     // Gave up: leave the queue (or hand back a seat granted in the last instant).
     await releaseSeat(redis, qk, this.capacity, ticket).catch(() => undefined);
@@ -490,7 +632,12 @@ export class Plugin {
       ticket,
       correction,
     ).then(
-      (r) => void metrics.seatsInUse.set({ upstream: this.config.queue.upstream }, r.seatsInUse),
+      (r) => {
+        // Waiters of this process learn of their grant now, not a pub/sub round trip later.
+        const listener = this.listener();
+        for (const id of r.grantedIds) listener.wake(id);
+        metrics.seatsInUse.set({ upstream: this.config.queue.upstream }, r.seatsInUse);
+      },
       () => void metrics.redisErrors.inc({ phase: 'log' }),
     );
   }

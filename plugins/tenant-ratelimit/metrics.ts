@@ -4,30 +4,30 @@ import { registry, TenantLabels } from '../../lib/metrics/registry';
 
 export const admitted = new Counter({
   name: 'tenant_ratelimit_admitted_total',
-  help: 'Requests admitted, by tenant, whether they waited in the fair queue, and the scope of the limiter (cluster, or local-node while Redis was unavailable).',
-  labelNames: ['tenant', 'queued', 'scope'] as const,
+  help: 'Requests admitted, by tenant, service class (urgent or flex), whether they waited in the fair queue, and the scope of the limiter (cluster, or local-node while Redis was unavailable).',
+  labelNames: ['tenant', 'class', 'queued', 'scope'] as const,
   registers: [registry],
 });
 
 export const rejected = new Counter({
   name: 'tenant_ratelimit_rejected_total',
-  help: 'Requests refused, by tenant and reason (the error code).',
-  labelNames: ['tenant', 'reason'] as const,
+  help: 'Requests refused, by tenant, service class (urgent, flex; none when refused before it was known) and reason (the error code).',
+  labelNames: ['tenant', 'class', 'reason'] as const,
   registers: [registry],
 });
 
 export const queueWait = new Histogram({
   name: 'tenant_ratelimit_queue_wait_seconds',
-  help: 'Time admitted requests waited for upstream capacity, by tenant (0 when none was needed).',
-  labelNames: ['tenant'] as const,
-  buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  help: 'Time admitted requests waited (for upstream capacity; a flex request also for its tenant limits), by tenant and service class (0 when none was needed).',
+  labelNames: ['tenant', 'class'] as const,
+  buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 45],
   registers: [registry],
 });
 
 export const waiting = new Gauge({
   name: 'tenant_ratelimit_waiting',
-  help: 'Requests waiting in the fair queue on this plugin server, by tenant.',
-  labelNames: ['tenant'] as const,
+  help: 'Requests waiting in the fair queue on this plugin server, by tenant and service class.',
+  labelNames: ['tenant', 'class'] as const,
   registers: [registry],
 });
 

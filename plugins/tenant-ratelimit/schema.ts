@@ -39,6 +39,15 @@ export interface TenantRatelimitConfig {
     seat_ttl_seconds: number;
     local_max_concurrent: number | null;
   };
+  flex: {
+    enabled: boolean;
+    header: string | null;
+    header_value: string;
+    allowed_plans: string[] | null;
+    max_wait_ms: number;
+    reserved_seats: number;
+    wait_for_tenant_limits: boolean;
+  };
   estimate: { default_max_tokens: number; max_tokens_cap: number; unknown_prompt_tokens: number };
   ratelimit_headers: boolean;
   metrics_port: number;
@@ -211,6 +220,56 @@ export const Schema: KongSchemaFields = [
     ),
   },
   {
+    flex: field.record(
+      'Non-urgent (flex) work: a lower class within each tenant that runs on idle upstream capacity and waits longer instead of being refused.',
+      [
+        {
+          enabled: field.boolean(
+            'Honour flex markers (the body’s `service_tier: "flex"` and the header below). Off: every request is urgent.',
+            { default: true, required: true },
+          ),
+        },
+        {
+          header: field.string(
+            'Request header that marks a request as flex when it carries `header_value` (other values are ignored: no header promotes a request). Null: only the body’s service_tier marks flex work.',
+            { default: 'X-Request-Priority', len_min: 1, match: '^[A-Za-z0-9-]+$' },
+          ),
+        },
+        {
+          header_value: field.string(
+            'Value of `header` (case-insensitive) that marks a request as flex.',
+            { default: 'low', required: true, len_min: 1, len_max: 64 },
+          ),
+        },
+        {
+          allowed_plans: field.array(
+            'Plans whose tenants may mark work as flex; other tenants’ markers are ignored (served urgent). Null: every plan.',
+            field.string('A plan name (the plan in the TenantContext).', { len_min: 1 }),
+          ),
+        },
+        {
+          max_wait_ms: field.integer(
+            'Longest a flex request waits (for upstream capacity, and for its tenant’s per-minute limits) before a 503; kept well below Kong’s 60 s.',
+            { default: 30000, required: true, between: [0, 45000] },
+          ),
+        },
+        {
+          reserved_seats: field.integer(
+            'Seats of queue.max_concurrent a flex request leaves free for urgent ones, so an urgent arrival finds a seat at once (capped at max_concurrent - 1).',
+            { default: 1, required: true, between: [0, 1_000_000] },
+          ),
+        },
+        {
+          wait_for_tenant_limits: field.boolean(
+            'A flex request over its tenant’s requests/tokens per minute waits for them (within max_wait_ms) instead of a 429. Concurrency refusals are never waited for.',
+            { default: true, required: true },
+          ),
+        },
+      ],
+      { required: true },
+    ),
+  },
+  {
     estimate: field.record(
       'The shared token estimate, computed here when no earlier plugin published one (token-meter reads the same).',
       [
@@ -264,6 +323,12 @@ export function checkConfig(c: TenantRatelimitConfig): void {
   }
   if (q.local_max_concurrent !== null && q.max_concurrent === 0) {
     throw new Error('queue.local_max_concurrent is set but queue.max_concurrent is 0');
+  }
+  const f = c.flex;
+  if (f.enabled && f.max_wait_ms < q.max_wait_ms) {
+    throw new Error(
+      `flex.max_wait_ms (${f.max_wait_ms}) is shorter than queue.max_wait_ms (${q.max_wait_ms}): flex work waits longer, not less`,
+    );
   }
   if (q.max_wait_ms > 0 && q.poll_interval_ms > q.max_wait_ms) {
     throw new Error(

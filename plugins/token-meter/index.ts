@@ -26,6 +26,7 @@ import { isRedisUnavailable } from '../../lib/redis/errors';
 import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantContext } from '../../lib/tenant/context';
+import { modelHeaders } from '../../lib/tenant/headers';
 import { readTenantContext } from '../../lib/tenant/read';
 import type * as EstimateModule from '../../lib/tokens/estimate';
 import { decodeUsage, USAGE_KEY } from '../../lib/tokens/usage';
@@ -230,24 +231,39 @@ export class Plugin {
       maxTokensCap: c.max_tokens_cap,
       maxChoices: c.max_choices,
     });
-    const askedPrice = priceOf(c, req.model);
+    // tenant-auth decided the model on a tiered plan and wrote it into the body: price what
+    // will be served, report what the client asked for.
+    const tierModel = ctx.model?.served ?? req.model;
+    const modelAsked = ctx.model ? ctx.model.requested : req.model;
+    if (ctx.model && ctx.model.served !== req.model) {
+      void kong.log.warn(
+        `token-meter: the body names '${req.model}' but tenant-auth serves '${ctx.model.served}'; metering and sending the latter`,
+      );
+    }
+    const askedPrice = priceOf(c, tierModel);
     if (!askedPrice) {
       throw new GatewayError({
         status: 400,
         type: 'invalid_request_error',
         code: 'model_not_priced',
-        message: `the model '${req.model}' has no price on this gateway`,
+        message: `the model '${tierModel}' has no price on this gateway`,
         param: 'model',
       });
     }
-    const fallbackModel = ctx.policy.fallbackModel;
+    // The downgrade ladder stays inside the tenant's tier: a fallback outside it is not used.
+    const tier = ctx.policy.models;
+    const fallbackModel =
+      ctx.policy.fallbackModel !== null &&
+      (tier.length === 0 || tier.includes(ctx.policy.fallbackModel))
+        ? ctx.policy.fallbackModel
+        : null;
     const fallbackPrice =
-      budget.allowDowngrade && fallbackModel !== null && fallbackModel !== req.model
+      budget.allowDowngrade && fallbackModel !== null && fallbackModel !== tierModel
         ? priceOf(c, fallbackModel)
         : undefined;
     const perChoice = req.promptOnly ? 0 : (req.askedMaxTokens ?? budget.defaultMaxTokens);
     const steps = ladder({
-      askedModel: req.model,
+      askedModel: tierModel,
       askedPrice,
       fallback:
         fallbackModel !== null && fallbackPrice
@@ -312,7 +328,7 @@ export class Plugin {
       tenant: ctx.tenantId,
       period: period.id,
       periodEndMs: period.endMs,
-      modelAsked: req.model,
+      modelAsked,
       modelServed: step.model,
       downgrade: step.downgrade,
       stream: req.stream,
@@ -332,8 +348,7 @@ export class Plugin {
     }
     const headers: Record<string, string> = {
       'X-Budget-State': !reserved ? 'unchecked' : step.downgrade === 'none' ? 'ok' : step.downgrade,
-      'X-Model-Requested': req.model,
-      'X-Model-Served': step.model,
+      ...modelHeaders(modelAsked, step.model),
       'X-Budget-Reset': new Date(period.endMs).toISOString(),
     };
     if (remaining.tokens !== null) headers['X-Budget-Remaining-Tokens'] = String(remaining.tokens);
@@ -518,11 +533,12 @@ export class Plugin {
     const estimate = decodeEstimate(await kong.ctx.shared.get(ESTIMATE_KEY));
     const now = Date.now();
     const period = periodAt(this.config.period, now);
-    const model = estimate?.model ?? '';
+    // The served model: tenant-auth's decision on a tiered plan, else what the body named.
+    const model = ctx.model?.served ?? estimate?.model ?? '';
     const zero: TokenPrice = { prompt: 0, completion: 0, cachedPrompt: 0 };
     const entry: LedgerEntry = {
       ts: now,
-      modelAsked: model,
+      modelAsked: ctx.model?.requested ?? model,
       modelServed: model,
       promptTokens: 0,
       completionTokens: 0,

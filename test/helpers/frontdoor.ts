@@ -110,16 +110,40 @@ export class Closers {
   }
 }
 
+export interface FrontDoorOptions {
+  /** Environment of the plugin servers (secrets named by the config). */
+  env?: Record<string, string>;
+}
+
 export async function startFrontDoor(
   onClose: OnClose,
   build: (upstreamUrl: string) => Record<string, unknown>,
-  options: {
-    /** Environment of the plugin servers (secrets named by the config). */ env?: Record<
-      string,
-      string
-    >;
-  } = {},
+  options: FrontDoorOptions = {},
 ): Promise<FrontDoor> {
+  const { gateways, upstream } = await startFrontDoors(onClose, build, { ...options, nodes: 1 });
+  const gateway = gateways[0] as Gateway;
+  return { gateway, upstream, url: gateway.url };
+}
+
+/** Several gateway nodes on one declarative config, one mock upstream (and whatever Redis it names). */
+export interface Cluster {
+  /** One per node, each with its own port and its own plugin-server processes. */
+  gateways: Gateway[];
+  upstream: MockUpstream;
+  urls: string[];
+}
+
+/**
+ * `nodes` gateways of the kind `GATEWAY` names (real Kongs, each with its own prefix, port and
+ * plugin servers; or harness gateways, each with its own plugin servers), all on the same
+ * declarative config and the same mock upstream: a cluster, as far as anything shared
+ * through the config (a Redis) is concerned. Started one after the other.
+ */
+export async function startFrontDoors(
+  onClose: OnClose,
+  build: (upstreamUrl: string) => Record<string, unknown>,
+  options: FrontDoorOptions & { nodes: number },
+): Promise<Cluster> {
   const upstream = await startMockUpstream();
   onClose(() => upstream.close());
   const config = build(upstream.url);
@@ -128,18 +152,28 @@ export async function startFrontDoor(
     // Ours (a built or fixture plugin-server dir); anything else is one of Kong's bundled plugins.
     if (hasPluginServer(p.name)) names.add(p.name);
   }
-  const opts = {
-    config,
-    pluginServers: Object.fromEntries([...names].map((n) => [n, pluginServerDir(n)])),
-    ...(options.env ? { env: options.env } : {}),
-    // GATEWAY_LOG=1 shows plugin-server output and gateway notes while debugging a test.
-    ...(process.env.GATEWAY_LOG
-      ? { logger: (line: string) => process.stderr.write(`${line}\n`) }
-      : {}),
-  };
-  const gateway = gatewayKind() === 'kong' ? await startKong(opts) : await startGateway(opts);
-  onClose(() => gateway.close());
-  return { gateway, upstream, url: gateway.url };
+  const gateways: Gateway[] = [];
+  for (let node = 0; node < options.nodes; node++) {
+    const opts = {
+      config,
+      pluginServers: Object.fromEntries([...names].map((n) => [n, pluginServerDir(n)])),
+      ...(options.env ? { env: options.env } : {}),
+      // GATEWAY_LOG=1 shows plugin-server output and gateway notes while debugging a test.
+      ...(process.env.GATEWAY_LOG
+        ? {
+            logger: (line: string) =>
+              process.stderr.write(`${options.nodes > 1 ? `[node ${node}] ` : ''}${line}\n`),
+          }
+        : {}),
+    };
+    const gateway =
+      gatewayKind() === 'kong'
+        ? await startKong({ ...opts, ...(options.nodes > 1 ? { label: `kong-node${node}` } : {}) })
+        : await startGateway(opts);
+    onClose(() => gateway.close());
+    gateways.push(gateway);
+  }
+  return { gateways, upstream, urls: gateways.map((g) => g.url) };
 }
 
 export interface Sent {

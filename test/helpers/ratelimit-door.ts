@@ -7,7 +7,15 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { TestFn } from 'ava';
 import type { ReceivedRequest } from '../../mock-upstream/index';
-import { Closers, send, startFrontDoor, type FrontDoor, type Sent } from './frontdoor';
+import {
+  Closers,
+  send,
+  startFrontDoor,
+  startFrontDoors,
+  type Cluster,
+  type FrontDoor,
+  type Sent,
+} from './frontdoor';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** Nothing listens here: a Redis that is down. */
@@ -65,6 +73,8 @@ export interface RouteSpec {
   config: Record<string, unknown>;
   /** false: no tenant-auth on this route (tenant-ratelimit must refuse). */
   tenantAuth?: boolean;
+  /** More tenant-auth config (e.g. `validate_json_body: false`, so bad bodies reach tenant-ratelimit). */
+  tenantAuthConfig?: Record<string, unknown>;
   /** Observed usage published for log (test/fixtures/pluginservers/usage-stub). */
   usage?: string;
 }
@@ -85,12 +95,10 @@ export function chatBody(content = 'hello', extra: Record<string, unknown> = {})
   return { model: 'gpt-4o-mini', messages: [{ role: 'user', content }], ...extra };
 }
 
-export async function startRatelimitDoor(
-  onClose: (fn: () => Promise<void> | void) => void,
-  routes: RouteSpec[],
-): Promise<RatelimitDoor> {
+/** The declarative config of the door: every route, its plugins, the consumers. */
+function ratelimitConfig(routes: RouteSpec[]): (upstreamUrl: string) => Record<string, unknown> {
   const run = randomBytes(4).toString('hex');
-  const door = await startFrontDoor(onClose, (upstreamUrl) => ({
+  return (upstreamUrl) => ({
     _format_version: '3.0',
     services: [
       {
@@ -103,7 +111,13 @@ export async function startRatelimitDoor(
       { name: 'key-auth', route: r.name, config: { hide_credentials: true } },
       ...(r.tenantAuth === false
         ? []
-        : [{ name: 'tenant-auth', route: r.name, config: { plans: AUTH_PLANS } }]),
+        : [
+            {
+              name: 'tenant-auth',
+              route: r.name,
+              config: { plans: AUTH_PLANS, ...(r.tenantAuthConfig ?? {}) },
+            },
+          ]),
       {
         name: 'tenant-ratelimit',
         route: r.name,
@@ -120,19 +134,57 @@ export async function startRatelimitDoor(
       ...(r.usage ? [{ name: 'usage-stub', route: r.name, config: { usage: r.usage } }] : []),
     ]),
     consumers: RATELIMIT_CONSUMERS,
-  }));
-  const call: RatelimitDoor['call'] = async (route, key, init = {}) => {
+  });
+}
+
+type Call = RatelimitDoor['call'];
+
+function caller(url: string, upstream: FrontDoor['upstream']): Call {
+  return async (route, key, init = {}) => {
     const testId = randomUUID();
     const headers: Array<[string, string]> = [...(init.headers ?? []), ['x-test-id', testId]];
     if (key !== null) headers.push(['apikey', key]);
-    const res = await send(`${door.url}/${route}${init.pathname ?? '/v1/chat/completions'}`, {
+    const res = await send(`${url}/${route}${init.pathname ?? '/v1/chat/completions'}`, {
       headers,
       ...(init.body === null ? {} : { body: init.body ?? chatBody() }),
     });
-    const upstream = door.upstream.received.find((r) => r.headers['x-test-id'] === testId);
-    return { res, upstream };
+    const received = upstream.received.find((r) => r.headers['x-test-id'] === testId);
+    return { res, upstream: received };
   };
-  return { ...door, call };
+}
+
+export async function startRatelimitDoor(
+  onClose: (fn: () => Promise<void> | void) => void,
+  routes: RouteSpec[],
+): Promise<RatelimitDoor> {
+  const door = await startFrontDoor(onClose, ratelimitConfig(routes));
+  return { ...door, call: caller(door.url, door.upstream) };
+}
+
+export interface RatelimitCluster extends Cluster {
+  /** The same as RatelimitDoor.call, through node `node` (0-based). */
+  call(node: number, ...args: Parameters<Call>): ReturnType<Call>;
+}
+
+/**
+ * The door's routes on `nodes` gateway nodes (real Kongs with GATEWAY=kong, each with its own
+ * plugin servers), one declarative config, one mock upstream, one Redis: one cluster.
+ */
+export async function startRatelimitCluster(
+  onClose: (fn: () => Promise<void> | void) => void,
+  routes: RouteSpec[],
+  nodes = 2,
+): Promise<RatelimitCluster> {
+  const cluster = await startFrontDoors(onClose, ratelimitConfig(routes), { nodes });
+  const calls = cluster.urls.map((u) => caller(u, cluster.upstream));
+  return {
+    ...cluster,
+    call: (node, ...args) => {
+      const c = calls[node];
+      if (!c) throw new Error(`no node ${node} (${calls.length} nodes)`);
+      return c(...args);
+    },
+  };
 }
 
 /** One door for a whole test file. */

@@ -1,7 +1,8 @@
 /**
- * scripts/fair-queue-6.lua against the real Redis at REDIS_URL: work-conserving admission,
+ * scripts/fair-queue-8.lua against the real Redis at REDIS_URL: work-conserving admission,
  * weighted fair order across tenants, FIFO within a tenant, give-up, expiry of dead seats and
- * dead waiters, the tokens capacity, and the grant announcement on the channel.
+ * dead waiters, the tokens capacity, the grant announcement on the channel, and the flex
+ * (non-urgent) class: after every urgent request, only on idle seats, weighted on its own.
  */
 import test, { type ExecutionContext } from 'ava';
 import { closeAllRedis, type RedisClient } from '../../lib/redis/client';
@@ -63,7 +64,12 @@ test('a released seat goes to the head of the queue, and the grant is announced'
 
   t.true((await acquireSeat(redis, q, c, 'first', A, 1, 10)).granted);
   t.false((await acquireSeat(redis, q, c, 'second', B, 1, 10)).granted);
-  t.like(await releaseSeat(redis, q, c, 'first'), { was: 'seated', granted: 1, seatsInUse: 1 });
+  t.like(await releaseSeat(redis, q, c, 'first'), {
+    was: 'seated',
+    granted: 1,
+    seatsInUse: 1,
+    grantedIds: ['second'],
+  });
   for (let i = 0; i < 50 && messages.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
   t.deepEqual(messages.flatMap(grantedTickets), ['second']);
   // The waiter claims its seat on its next poll.
@@ -193,4 +199,78 @@ test('the queue keys expire by themselves', async (t) => {
   for (const k of [q.waiting, q.seats, q.state, q.tags]) {
     t.true((await redis.pTTL(k)) > 0, k);
   }
+});
+
+test('a victim arriving behind a flood is admitted at the next release', async (t) => {
+  const { redis, q } = await setup(t);
+  const c = cap({ maxConcurrent: 2 });
+  for (let i = 0; i < 2; i++) t.true((await acquireSeat(redis, q, c, `a${i}`, A, 1, 25)).granted);
+  for (let i = 2; i < 22; i++) await acquireSeat(redis, q, c, `a${i}`, A, 1, 25);
+  t.like(await releaseSeat(redis, q, c, 'a0'), { grantedIds: ['a2'] });
+  // B arrives with 19 of A's requests waiting: it goes first.
+  t.like(await acquireSeat(redis, q, c, 'victim', B, 1, 25), { granted: false, position: 0 });
+  t.like(await releaseSeat(redis, q, c, 'a1'), { grantedIds: ['victim'] });
+});
+
+test('flex: waits behind every urgent request, its own tenant’s included', async (t) => {
+  const { redis, q } = await setup(t);
+  const c = cap({ maxConcurrent: 1 });
+  t.true((await acquireSeat(redis, q, c, 'blocker', C, 1, 10)).granted);
+  t.false((await acquireSeat(redis, q, c, 'a-flex', A, 1, 10, 'flex')).granted);
+  t.false((await acquireSeat(redis, q, c, 'b-urgent', B, 1, 1000)).granted);
+  t.false((await acquireSeat(redis, q, c, 'a-urgent', A, 1, 10)).granted);
+  t.like(await releaseSeat(redis, q, c, 'blocker'), { grantedIds: ['a-urgent'] });
+  t.like(await releaseSeat(redis, q, c, 'a-urgent'), { grantedIds: ['b-urgent'] });
+  t.like(await releaseSeat(redis, q, c, 'b-urgent'), { grantedIds: ['a-flex'], waiting: 0 });
+});
+
+test('flex: uses idle seats but leaves the reserve free for urgent arrivals', async (t) => {
+  const { redis, q } = await setup(t);
+  const c = cap({ maxConcurrent: 3, flexReserve: 1 });
+  t.like(await acquireSeat(redis, q, c, 'f1', A, 1, 10, 'flex'), { granted: true });
+  t.like(await acquireSeat(redis, q, c, 'f2', A, 1, 10, 'flex'), { granted: true });
+  t.like(await acquireSeat(redis, q, c, 'f3', A, 1, 10, 'flex'), { granted: false });
+  // An urgent request of any tenant finds the reserved seat.
+  t.like(await acquireSeat(redis, q, c, 'u1', B, 1, 10), { granted: true, seatsInUse: 3 });
+  // A freed seat goes to flex only when the reserve stays free.
+  t.like(await releaseSeat(redis, q, c, 'u1'), { granted: 0, seatsInUse: 2 });
+  t.like(await releaseSeat(redis, q, c, 'f1'), { grantedIds: ['f3'], seatsInUse: 2 });
+});
+
+test('flex: without a reserve flex work fills every idle seat', async (t) => {
+  const { redis, q } = await setup(t);
+  const c = cap({ maxConcurrent: 2, flexReserve: 0 });
+  t.true((await acquireSeat(redis, q, c, 'f1', A, 1, 10, 'flex')).granted);
+  t.true((await acquireSeat(redis, q, c, 'f2', A, 1, 10, 'flex')).granted);
+  t.false((await acquireSeat(redis, q, c, 'u1', B, 1, 10)).granted);
+  t.like(await releaseSeat(redis, q, c, 'f1'), { grantedIds: ['u1'] });
+});
+
+test('flex: shares across tenants follow the weights within the class', async (t) => {
+  const { redis, q } = await setup(t);
+  const c = cap({ maxConcurrent: 1 });
+  t.true((await acquireSeat(redis, q, c, 'blocker', C, 1, 1)).granted);
+  for (let i = 0; i < 8; i++) await acquireSeat(redis, q, c, `a${i}`, A, 1, 10, 'flex');
+  for (let i = 0; i < 8; i++) await acquireSeat(redis, q, c, `b${i}`, B, 3, 10, 'flex');
+  const order: string[] = [];
+  let holder = 'blocker';
+  for (let i = 0; i < 8; i++) {
+    const r = await releaseSeat(redis, q, c, holder);
+    holder = r.grantedIds[0] ?? '';
+    order.push(holder);
+  }
+  t.is(order.filter((id) => id.startsWith('b')).length, 6, order.join(' '));
+  t.deepEqual(
+    order.filter((id) => id.startsWith('a')),
+    ['a0', 'a1'],
+  );
+});
+
+test('flex: a flex waiter that gives up leaves the flex queue', async (t) => {
+  const { redis, q } = await setup(t);
+  const c = cap({ maxConcurrent: 1 });
+  t.true((await acquireSeat(redis, q, c, 'blocker', C, 1, 1)).granted);
+  t.false((await acquireSeat(redis, q, c, 'f', A, 1, 10, 'flex')).granted);
+  t.like(await releaseSeat(redis, q, c, 'f'), { was: 'waiting', waiting: 0 });
+  t.like(await releaseSeat(redis, q, c, 'blocker'), { granted: 0, seatsInUse: 0 });
 });

@@ -395,3 +395,70 @@ test("41. B sends A's key in a second credential header: no tenant key reaches t
   t.is(up.headers['authorization'], undefined);
   t.is(up.headers['apikey'], undefined);
 });
+
+test('42. B on a JWT route sends the identity headers a Kong auth plugin would set for A: none reach the upstream', async (t) => {
+  const token = await sign(claims('initech'), 'RS256', keys().rsa.privateKey);
+  const { res, upstream } = await tenantDoor().call('/jwt/v1/chat/completions', {
+    headers: [
+      ...bearer(token),
+      ['X-Consumer-ID', 'acme-consumer-id'],
+      ['X-Consumer-Custom-ID', 'acme'],
+      ['X-Consumer-Username', 'acme-app'],
+      ['X-Credential-Identifier', 'acme-key-id'],
+      ['X-Anonymous-Consumer', 'false'],
+      ['X-Authenticated-Userid', 'acme-admin'],
+    ],
+    body: chat('hi'),
+  });
+  t.is(res.status, 200);
+  t.is(upstream?.headers['x-tenant-id'], 'initech');
+  for (const h of [
+    'x-consumer-id',
+    'x-consumer-custom-id',
+    'x-consumer-username',
+    'x-credential-identifier',
+    'x-anonymous-consumer',
+    'x-authenticated-userid',
+  ]) {
+    t.is(upstream?.headers[h], undefined, h);
+  }
+});
+
+test("43. B's consumer headers are Kong's, not B's copies; X-Authenticated-* copies are removed", async (t) => {
+  const up = await assertStaysB(t, [
+    ['X-Consumer-Username', 'acme-app'],
+    ['X-Consumer-Custom-ID', 'acme'],
+    ['X-Authenticated-Scope', 'admin'],
+    ['X-Authenticated-Groups', 'acme-staff'],
+  ]);
+  // key-auth overwrote the consumer headers with B's own consumer.
+  t.is(up.headers['x-consumer-username'], 'globex-app');
+  t.is(up.headers['x-consumer-custom-id'], 'globex');
+  t.is(up.headers['x-authenticated-scope'], undefined);
+  t.is(up.headers['x-authenticated-groups'], undefined);
+});
+
+test('44. B spells an identity header with underscores (X_Consumer_Custom_ID: acme): refused', (t) =>
+  assertRefused(
+    t,
+    '/v1/chat/completions',
+    [...B_KEY, ['X_Consumer_Custom_ID', 'acme']],
+    400,
+    'reserved_header',
+  ));
+
+test('45. B smuggles __proto__ / constructor keys in the body of a plan granted no tools', async (t) => {
+  for (const body of [
+    '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"__proto__":{"tools":[{"type":"function","function":{"name":"crm_write"}}]}}',
+    '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"tool_choice":{"constructor":{"name":"crm_write"}}}',
+    '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"\\u005f_proto__":{"tenant_id":"acme"}}',
+  ]) {
+    const { res, upstream } = await tenantDoor().call('/v1/chat/completions', {
+      headers: [...B_KEY, ['content-type', 'application/json']],
+      body,
+    });
+    t.is(res.status, 400, body);
+    t.is(apiError(res).code, 'forbidden_json_key');
+    t.is(upstream, undefined);
+  }
+});

@@ -19,6 +19,15 @@ const door = sharedRatelimitDoor(test, [
       default_limits: { max_concurrent: 50 },
     },
   },
+  {
+    name: 'flexflood',
+    config: { queue: { max_concurrent: 2, max_wait_ms: 15000 }, flex: { reserved_seats: 1 } },
+  },
+  { name: 'flexpro', config: { flex: { allowed_plans: ['pro'] } } },
+  {
+    name: 'flexpromote',
+    config: { queue: { max_concurrent: 1, max_wait_ms: 15000 }, flex: { reserved_seats: 0 } },
+  },
 ]);
 
 const A = 'acme-key';
@@ -46,6 +55,63 @@ test.serial(
     t.true(servedAfterA >= 4, `A waited ${aWait} ms; B waited ${bWaits.join(', ')}`);
   },
 );
+
+test.serial("B's flex flood cannot delay A's urgent work", async (t) => {
+  door().upstream.configure({ latencyMs: 300 });
+  t.teardown(() => door().upstream.configure({ latencyMs: 0 }));
+  const flex = {
+    service_tier: 'flex',
+    model: 'gpt-4o-mini',
+    messages: [{ role: 'user', content: 'x' }],
+  };
+  const flood = Array.from({ length: 8 }, () => door().call('flexflood', B, { body: flex }));
+  await new Promise((r) => setTimeout(r, 150));
+  // B's flex work holds at most the unreserved seat: A's urgent request finds one at once,
+  // every time, while B's backlog is still waiting.
+  for (let i = 0; i < 3; i++) {
+    const a = await door().call('flexflood', A);
+    t.is(a.res.status, 200);
+    t.is(a.res.headers['x-service-class'], 'urgent');
+    t.is(a.res.headers['x-queue-wait-ms'], '0');
+  }
+  const floodRes = await Promise.all(flood);
+  t.true(
+    floodRes.every((r) => r.res.status === 200 && r.res.headers['x-service-class'] === 'flex'),
+  );
+});
+
+test.serial('a client cannot promote its own flex work', async (t) => {
+  door().upstream.configure({ latencyMs: 300 });
+  t.teardown(() => door().upstream.configure({ latencyMs: 0 }));
+  const flex = {
+    service_tier: 'flex',
+    model: 'gpt-4o-mini',
+    messages: [{ role: 'user', content: 'x' }],
+  };
+  const holder = door().call('flexpromote', A);
+  await new Promise((r) => setTimeout(r, 100));
+  // B's flex request asks loudly to be urgent; A's urgent request arrives after it.
+  const promoted = door().call('flexpromote', B, {
+    body: flex,
+    headers: [
+      ['x-request-priority', 'high'],
+      ['x-priority', 'urgent'],
+      ['priority', 'u=0'],
+      ['x-service-class', 'urgent'],
+    ],
+  });
+  await new Promise((r) => setTimeout(r, 100));
+  const urgent = door().call('flexpromote', A);
+  const [p, u] = await Promise.all([promoted, urgent, holder]);
+  t.is(p.res.headers['x-service-class'], 'flex');
+  t.true((u.upstream?.at ?? Infinity) < (p.upstream?.at ?? 0), "A's urgent work went first");
+  // Nor through the body: a tier above the default is refused, not served.
+  const priority = await door().call('flexpromote', B, {
+    body: { ...flex, service_tier: 'priority' },
+  });
+  t.is(priority.res.status, 400);
+  t.is(priority.upstream, undefined);
+});
 
 test.serial("B holding its concurrency cap does not take A's", async (t) => {
   door().upstream.configure({ latencyMs: 800 });
@@ -124,4 +190,13 @@ test('client headers that look like queue, priority or limit hints are ignored',
   // And A, whose id B named in a header, was not charged.
   const a = await door().call('hints', A);
   t.is(remaining(a.res.headers.ratelimit, 'rpm'), 1);
+});
+
+test('flex hints from a tenant whose plan may not mark flex work are ignored', async (t) => {
+  // globex (free) is not allowed: its low-priority header and flex tier are served urgent.
+  const b = await door().call('flexpro', B, { headers: [['x-request-priority', 'low']] });
+  t.is(b.res.status, 200);
+  t.is(b.res.headers['x-service-class'], 'urgent');
+  const a = await door().call('flexpro', A, { headers: [['x-request-priority', 'low']] });
+  t.is(a.res.headers['x-service-class'], 'flex');
 });

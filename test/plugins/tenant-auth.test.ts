@@ -50,7 +50,7 @@ test('a key-auth consumer becomes its tenant: headers to the upstream, context t
   t.is(upstream?.headers.apikey, undefined, 'key-auth hide_credentials');
   t.is(upstream?.headers['x-probe-saw-apikey'], 'no', 'later plugins read the headers as changed');
   const ctx = probedContext(upstream);
-  t.like(ctx, { v: 1, tenantId: 'acme', plan: 'pro', source: 'consumer' });
+  t.like(ctx, { v: 2, tenantId: 'acme', plan: 'pro', source: 'consumer', model: null });
   t.like((ctx as { policy: object }).policy, {
     toolsAllowed: ['search', 'calculator', 'crm_write'],
     preferredModel: 'gpt-4o',
@@ -175,6 +175,7 @@ test('tools the tenant is not granted are stripped before the upstream sees them
     headers: key('initech-key'),
     body: chat('hi', { tools: tools('search', 'crm_write') }),
   });
+  t.is(pro.res.status, 200);
   t.deepEqual((pro.upstream?.json as { tools: unknown }).tools, tools('search'));
 });
 
@@ -262,6 +263,92 @@ test('bad bodies: 400 malformed JSON, 413 too large, 415 not JSON; the plugin se
   });
   t.is(after.res.status, 200);
   t.is(tenantDoor().gateway.pluginServerInfo('tenant-auth').restarts, 0);
+});
+
+test('bad input at the edge: empty, not UTF-8, compressed, oversized however sent; nothing goes upstream', async (t) => {
+  const door = tenantDoor();
+  const json: Array<[string, string]> = [...key('acme-key'), ['content-type', 'application/json']];
+  const chunked: Array<[string, string]> = [...json, ['transfer-encoding', 'chunked']];
+  const cases: Array<[string, Awaited<ReturnType<typeof door.call>>, number, string]> = [
+    [
+      'Content-Length: 0',
+      await door.call('/v1/chat/completions', {
+        method: 'POST',
+        headers: [...json, ['content-length', '0']],
+      }),
+      400,
+      'empty_body',
+    ],
+    [
+      'empty chunked body',
+      await door.call('/v1/chat/completions', { method: 'POST', headers: chunked, body: '' }),
+      400,
+      'empty_body',
+    ],
+    [
+      'not UTF-8',
+      await door.call('/v1/chat/completions', {
+        headers: json,
+        body: Buffer.concat([
+          Buffer.from('{"model":"'),
+          Buffer.from([0xc3, 0x28, 0xff]),
+          Buffer.from('"}'),
+        ]),
+      }),
+      400,
+      'invalid_encoding',
+    ],
+    [
+      'gzip',
+      await door.call('/v1/chat/completions', {
+        headers: [...json, ['content-encoding', 'gzip']],
+        body: JSON.stringify(chat('hi')),
+      }),
+      415,
+      'unsupported_content_encoding',
+    ],
+    [
+      'chunked, over max_body_bytes (1 MiB) and under nginx client_max_body_size (8m)',
+      await door.call('/v1/chat/completions', {
+        headers: chunked,
+        body: JSON.stringify(chat('x'.repeat(2_000_000))),
+      }),
+      413,
+      'body_too_large',
+    ],
+  ];
+  for (const [name, r, status, code] of cases) {
+    t.is(r.res.status, status, name);
+    t.like(apiError(r.res), { type: 'invalid_request_error', code }, name);
+    t.is(r.upstream, undefined, name);
+  }
+  // Over nginx's client_max_body_size (the project's kong.conf: 8m), chunked or not: nginx's
+  // 413 through Kong's error template, before any plugin, in the OpenAI shape.
+  for (const headers of [chunked, json]) {
+    const r = await door.call('/v1/chat/completions', {
+      headers,
+      body: JSON.stringify(chat('x'.repeat(9_000_000))),
+    });
+    t.is(r.res.status, 413);
+    t.like(apiError(r.res), { type: 'gateway_error', message: 'Payload too large' });
+    t.is(r.upstream, undefined);
+  }
+  // A request without a body where none is needed still passes.
+  t.is((await door.call('/v1/models', { headers: key('acme-key') })).res.status, 200);
+  // The malformed-JSON message quotes nothing of the body.
+  const leaky = await door.call('/v1/chat/completions', {
+    headers: json,
+    body: '{"model": SECRET-\u0001\u0002',
+  });
+  t.is(leaky.res.status, 400);
+  t.false(apiError(leaky.res).message.includes('SECRET'));
+  // No phase call stays open in the plugin server (a body refused by nginx mid-read would).
+  const pending = await eventually(async () => {
+    const text = await (await fetch(door.metricsUrl)).text();
+    const m = /^kta_pluginserver_pending_events (\d+)/m.exec(text);
+    return m && m[1] === '0' ? Number(m[1]) : undefined;
+  });
+  t.is(pending, 0);
 });
 
 test("a body larger than nginx's 8 KiB client buffer is still read and policed", async (t) => {

@@ -17,6 +17,7 @@ const policy = (tools: string[], persona: string | null = null): TenantPolicy =>
   persona,
   knowledgeNamespace: 'acme',
   weight: 1,
+  models: [],
 });
 const fn = (name: string) => ({ type: 'function', function: { name, parameters: {} } });
 
@@ -30,8 +31,8 @@ function status(f: () => unknown): number | undefined {
 }
 
 test('precheck: no body, nothing to read', (t) => {
-  t.false(precheckBody({}, 100));
-  t.false(precheckBody({ 'content-length': ['0'] }, 100));
+  t.false(precheckBody({}, 100).present);
+  t.false(precheckBody({ 'content-length': ['0'] }, 100).present);
 });
 
 test('precheck: 413 from content-length without reading', (t) => {
@@ -52,17 +53,20 @@ test('precheck: 415 for non-JSON content types, JSON variants accepted', (t) => 
     status(() => precheckBody({ 'content-length': ['5'] }, 100)),
     415,
   );
-  t.true(
+  t.deepEqual(
     precheckBody(
       { 'content-length': ['5'], 'content-type': ['application/json; charset=utf-8'] },
       100,
     ),
+    { present: true, lengthKnown: true },
   );
-  t.true(
+  // A chunked body's size is known only once read: it must not be read with a limit.
+  t.deepEqual(
     precheckBody(
       { 'transfer-encoding': ['chunked'], 'content-type': ['application/vnd.api+json'] },
       100,
     ),
+    { present: true, lengthKnown: false },
   );
 });
 
@@ -84,6 +88,73 @@ test('parse: 400 for malformed JSON and non-objects, 413 for a long chunked body
     413,
   );
   t.deepEqual(parseJsonObject(Buffer.from('{"a":1}'), 100), { a: 1 });
+});
+
+test('precheck: 415 for a compressed body; identity is fine', (t) => {
+  const h = (enc: string) => ({
+    'content-length': ['5'],
+    'content-type': ['application/json'],
+    'content-encoding': [enc],
+  });
+  for (const enc of ['gzip', 'br', 'deflate', 'GZIP', 'zstd']) {
+    t.is(
+      status(() => precheckBody(h(enc), 100)),
+      415,
+      enc,
+    );
+  }
+  t.true(precheckBody(h('identity'), 100).present);
+});
+
+test('parse: 400 invalid_encoding for bytes that are not UTF-8', (t) => {
+  const bad = Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]);
+  t.is(
+    status(() => parseJsonObject(bad, 100)),
+    400,
+  );
+  try {
+    parseJsonObject(bad, 100);
+  } catch (e) {
+    t.true(isGatewayError(e) && e.code === 'invalid_encoding');
+  }
+  // Valid multi-byte UTF-8 is fine.
+  t.deepEqual(parseJsonObject(Buffer.from('{"a":"żółw 🐢"}'), 100), { a: 'żółw 🐢' });
+});
+
+test('parse: the error message never quotes the body (no raw bytes echoed)', (t) => {
+  const secretish = '{"model": "x", "messages": \u0007SECRET\u0001';
+  try {
+    parseJsonObject(Buffer.from(secretish), 1000);
+    t.fail();
+  } catch (e) {
+    t.true(isGatewayError(e));
+    const msg = (e as Error).message;
+    t.false(msg.includes('SECRET'), msg);
+    t.regex(msg, /^request body is not valid JSON( \(at character \d+\))?$/);
+  }
+});
+
+test('parse: __proto__, constructor and prototype keys are refused at any depth, however escaped', (t) => {
+  const code = (s: string) => {
+    try {
+      parseJsonObject(Buffer.from(s), 10_000);
+      return 'accepted';
+    } catch (e) {
+      return isGatewayError(e) ? `${e.status} ${e.code} ${String(e.spec.param)}` : 'crash';
+    }
+  };
+  t.is(code('{"__proto__":{"admin":true}}'), '400 forbidden_json_key __proto__');
+  t.is(code('{"a":[{"b":{"constructor":{"prototype":1}}}]}'), '400 forbidden_json_key prototype');
+  t.is(code('{"\\u005f_proto__":{"x":1}}'), '400 forbidden_json_key __proto__');
+  t.is(code('{"constr\\u0075ctor":1}'), '400 forbidden_json_key constructor');
+  // The words as values, or inside longer keys, are ordinary text.
+  t.is(
+    code('{"messages":[{"role":"user","content":"what is __proto__ or a constructor?"}]}'),
+    'accepted',
+  );
+  t.is(code('{"my_constructor":1,"\\u0041":2}'), 'accepted');
+  // Nothing was polluted by the attempts.
+  t.is(({} as Record<string, unknown>).admin, undefined);
 });
 
 test('tools: strip removes ungranted tools and keeps granted ones', (t) => {

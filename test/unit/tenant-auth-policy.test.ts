@@ -6,6 +6,8 @@ import { isGatewayError } from '../../lib/http/errors';
 import { parseTenantId } from '../../lib/tenant/tenant-id';
 import { tenantAuthConfig } from '../helpers/tenant-auth-config';
 
+const NO_TIER = { models: [], model_aliases: {}, model_policy: null, embedding_model: null };
+
 const plans = {
   free: {
     tools_allowed: [],
@@ -13,6 +15,7 @@ const plans = {
     fallback_model: null,
     persona: null,
     weight: 1,
+    ...NO_TIER,
   },
   pro: {
     tools_allowed: ['search'],
@@ -20,6 +23,7 @@ const plans = {
     fallback_model: 'small',
     persona: 'Pro bot',
     weight: 4,
+    ...NO_TIER,
   },
 };
 
@@ -47,6 +51,10 @@ test('tenant overrides layer over the plan; knowledge namespace defaults to the 
         persona: 'Acme bot',
         knowledge_namespace: 'acme-kb',
         weight: null,
+        models: null,
+        model_aliases: null,
+        model_policy: null,
+        embedding_model: null,
       },
     },
   });
@@ -58,6 +66,7 @@ test('tenant overrides layer over the plan; knowledge namespace defaults to the 
     persona: 'Acme bot',
     knowledgeNamespace: 'acme-kb',
     weight: 4,
+    models: [],
   });
   const globex = resolvePolicy(cfg, parseTenantId('globex'), 'pro');
   t.deepEqual(globex.toolsAllowed, ['search']);

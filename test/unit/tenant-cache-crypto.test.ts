@@ -21,6 +21,7 @@ const policy = (p: Partial<TenantPolicy> = {}): TenantPolicy => ({
   persona: 'You help.',
   knowledgeNamespace: 'acme',
   weight: 1,
+  models: [],
   ...p,
 });
 const tenant = (id: string, p: Partial<TenantPolicy> = {}, plan = 'pro'): TenantContext =>

@@ -48,9 +48,11 @@ test('absent context is a "missing" error', (t) => {
 });
 
 test('another version is refused', (t) => {
-  const raw = JSON.stringify({ ...JSON.parse(encodeTenantContext(ctx())), v: 2 });
-  const e = t.throws(() => decodeTenantContext(raw));
-  t.is((e as { kind?: string }).kind, 'version');
+  for (const v of [1, TENANT_CONTEXT_VERSION + 1]) {
+    const raw = JSON.stringify({ ...JSON.parse(encodeTenantContext(ctx())), v });
+    const e = t.throws(() => decodeTenantContext(raw));
+    t.is((e as { kind?: string }).kind, 'version');
+  }
 });
 
 test('a tampered tenant id is re-validated on decode', (t) => {
@@ -85,4 +87,43 @@ test('the knowledge namespace obeys the tenant-id pattern; the subject is bounde
   }
   t.throws(() => decodeTenantContext(JSON.stringify({ ...o, subject: 's'.repeat(257) })));
   t.notThrows(() => decodeTenantContext(JSON.stringify({ ...o, subject: 's'.repeat(256) })));
+});
+
+function tiered(model: unknown) {
+  return createTenantContext({
+    tenantId: 'acme',
+    plan: 'free',
+    source: 'consumer',
+    subject: 'c-1',
+    policy: { ...policy, models: ['gpt-4o-mini'] },
+    model: model as never,
+  });
+}
+
+test('the model decision and the tier round-trip; none is null', (t) => {
+  const c = tiered({ requested: 'GPT-4o', served: 'gpt-4o-mini', decision: 'rewritten' });
+  t.deepEqual(decodeTenantContext(encodeTenantContext(c)), c);
+  t.deepEqual(c.policy.models, ['gpt-4o-mini']);
+  t.true(Object.isFrozen(c.model) && Object.isFrozen(c.policy.models));
+  t.is(ctx().model, null);
+  t.deepEqual(ctx().policy.models, []);
+});
+
+test('a decision that serves a model outside the tier, or is malformed, is refused', (t) => {
+  for (const bad of [
+    { requested: 'gpt-4o', served: 'gpt-4o', decision: 'as_asked' },
+    { requested: 'x', served: '', decision: 'default' },
+    { requested: 'x', served: 'gpt-4o-mini', decision: 'maybe' },
+    { requested: 1, served: 'gpt-4o-mini', decision: 'alias' },
+    { requested: 'x'.repeat(257), served: 'gpt-4o-mini', decision: 'alias' },
+    'gpt-4o-mini',
+  ]) {
+    t.throws(() => tiered(bad), undefined, JSON.stringify(bad));
+  }
+  const o = JSON.parse(encodeTenantContext(tiered(null)));
+  const forged = { ...o, model: { requested: 'a', served: 'gpt-4o', decision: 'alias' } };
+  t.throws(() => decodeTenantContext(JSON.stringify(forged)));
+  t.throws(() =>
+    decodeTenantContext(JSON.stringify({ ...o, policy: { ...o.policy, models: [''] } })),
+  );
 });

@@ -10,6 +10,7 @@ import { readConfig } from '../../lib/schema/config';
 import type { KongField, KongSchemaFields } from '../../lib/schema/fields';
 import { createTenantContext, type TenantContext } from '../../lib/tenant/context';
 import { parseTenantId } from '../../lib/tenant/tenant-id';
+import { GrantListener } from '../../plugins/tenant-ratelimit/grant-listener';
 import { rateLimitHeaders } from '../../plugins/tenant-ratelimit/headers';
 import { resolveLimits } from '../../plugins/tenant-ratelimit/limits';
 import { LocalNodeLimiter } from '../../plugins/tenant-ratelimit/local-limiter';
@@ -88,6 +89,7 @@ test('config errors name the field', (t) => {
       /queue\.poll_interval_ms/,
     ],
     [{ queue: { local_max_concurrent: 2 } }, /queue\.local_max_concurrent/],
+    [{ queue: { max_wait_ms: 20000 }, flex: { max_wait_ms: 10000 } }, /flex\.max_wait_ms/],
   ];
   for (const [raw, message] of bad) t.throws(() => checkConfig(config(raw)), { message });
   t.notThrows(() => checkConfig(config({})));
@@ -166,4 +168,23 @@ test('per-node limiter: the same all-or-nothing decision, leases that expire, a 
   t.true(local.takeSeat('s3', 1, 500));
   now += 501;
   t.true(local.takeSeat('s4', 1, 500), 'a seat expires by itself');
+});
+
+test('grant listener: a grant that arrives between two waits is not lost', async (t) => {
+  const listener = new GrantListener(
+    {} as unknown as ConstructorParameters<typeof GrantListener>[0],
+    'channel',
+    () => undefined,
+  );
+  // Announced before its waiter waits (its poll in flight): the next wait returns at once.
+  listener.wake('early');
+  t.true(await listener.wait('early', 10_000));
+  // Only once: a later wait for the same ticket times out.
+  t.false(await listener.wait('early', 10));
+  // A waiter that is waiting is woken; one that is not announced times out.
+  const woken = listener.wait('waiting', 10_000);
+  listener.wake('waiting');
+  t.true(await woken);
+  t.false(await listener.wait('other', 10));
+  t.is(listener.size, 0);
 });

@@ -90,6 +90,21 @@ test('encode/decode round-trips; anything else decodes to undefined', (t) => {
     t.is(decodeEstimate(bad), undefined);
 });
 
+test('service_tier is read with the estimate: as sent, empty when not a string, null when absent', (t) => {
+  t.is(estimateRequest(chat('hi', { service_tier: 'flex' })).serviceTier, 'flex');
+  t.is(estimateRequest(chat('hi', { service_tier: 'Priority' })).serviceTier, 'Priority');
+  t.is(estimateRequest(chat('hi', { service_tier: 3 })).serviceTier, '');
+  t.is(estimateRequest(chat('hi', { service_tier: null })).serviceTier, null);
+  t.is(estimateRequest(chat('hi')).serviceTier, null);
+  t.is(estimateRequest(undefined).serviceTier, null);
+  const e = estimateRequest(chat('hi', { service_tier: 'flex' }));
+  t.is(decodeEstimate(encodeEstimate(e))?.serviceTier, 'flex');
+  // Published before the field existed: no service tier.
+  const { serviceTier: _dropped, ...older } = e;
+  t.is(decodeEstimate(JSON.stringify(older))?.serviceTier, null);
+  t.is(decodeEstimate(JSON.stringify({ ...e, serviceTier: 7 })), undefined);
+});
+
 function fakeKong(store: Map<string, unknown>): KongPdk {
   return {
     ctx: {

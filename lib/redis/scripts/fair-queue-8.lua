@@ -10,16 +10,27 @@
   (and, with a tokens-per-minute capacity, enough tokens) is free, the head is admitted at
   once, so an idle queue adds no wait.
 
+  Two classes. `urgent` requests (the default) and `flex` requests (non-urgent work, e.g.
+  OpenAI's service_tier "flex") wait in separate queues, each with its own virtual time and
+  per-tenant tags, so each class is weighted-fair across tenants on its own. A flex request
+  is admitted only when no urgent request waits (any tenant's, its own tenant's included: the
+  tenant's urgent work overtakes its flex work) and fewer than `max seats - flex reserve`
+  seats are busy: the reserve stays free for urgent arrivals, so idle capacity is what flex
+  work gets. Flex never takes an urgent request's place; an urgent request never waits for a
+  flex one that has not started.
+
   Nothing is held forever: a seat carries a lease that expires; a waiting ticket carries a
   heartbeat that its waiter renews on every poll; a seat granted to a waiter that was not
   there to see it is a short claim, made a full lease only when the waiter claims it.
 
-  KEYS[1]  waiting: sorted set ticket -> finish tag
+  KEYS[1]  waiting: sorted set ticket -> finish tag (urgent class)
   KEYS[2]  seats: sorted set ticket -> lease expiry ms
   KEYS[3]  starts: hash ticket -> "<start tag>:<width>" of a waiting ticket
   KEYS[4]  alive: sorted set ticket -> heartbeat expiry ms of a waiting ticket
-  KEYS[5]  tags: sorted set tenant -> finish tag of its last request
-  KEYS[6]  state: hash {vtime, tokens, ts}
+  KEYS[5]  tags: sorted set tenant -> finish tag of its last urgent request
+  KEYS[6]  state: hash {vtime, fvtime, tokens, ts}
+  KEYS[7]  flex waiting: sorted set ticket -> finish tag (flex class)
+  KEYS[8]  flex tags: sorted set tenant -> finish tag of its last flex request
   ARGV[1]  operation: `acquire` (enter the queue / poll / claim) or `release`
   ARGV[2]  ticket id (unique per request)
   ARGV[3]  most seats (requests in flight upstream); 0 = no concurrency capacity
@@ -29,21 +40,25 @@
   ARGV[7]  heartbeat ms (a waiter that does not poll within it leaves the queue; also the
            claim window of a seat granted while its waiter was away)
   ARGV[8]  pub/sub channel told the ids of tickets granted for other waiters
-  acquire: ARGV[9] tenant id, ARGV[10] weight (> 0), ARGV[11] width (tokens, >= 1)
-  release: ARGV[9] correction of the upstream tokens: actual - estimate (0 when unknown)
+  ARGV[9]  flex reserve: seats a flex request leaves free for urgent ones (0 = none)
+  acquire: ARGV[10] tenant id, ARGV[11] weight (> 0), ARGV[12] width (tokens, >= 1),
+           ARGV[13] class: `urgent` or `flex`
+  release: ARGV[10] correction of the upstream tokens: actual - estimate (0 when unknown)
 
   Reply to acquire: {granted, position, seatsInUse, waiting, retryHintMs}
     granted      1 the ticket holds a seat now (proceed), 0 it waits
-    position     0-based rank among the waiting (0 when granted)
+    position     0-based rank among the waiting of its class (0 when granted)
     seatsInUse   seats held after this call
-    waiting      tickets waiting after this call
+    waiting      tickets waiting after this call (both classes)
     retryHintMs  when waiting on tokens: ms until the head's tokens are there; else 0
-  Reply to release: {was, granted, seatsInUse, waiting}
+  Reply to release: {was, granted, seatsInUse, waiting, grantedIds}
     was          1 it held a seat, 2 it was waiting (gave up), 0 unknown (expired)
     granted      tickets this call admitted (their waiters are told on the channel)
+    grantedIds   their ids, comma-separated ('' when none): the caller wakes its own
+                 process's waiters at once, without waiting for the channel
 ]]
-local K_WAITING, K_SEATS, K_STARTS, K_ALIVE, K_TAGS, K_STATE =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local K_WAITING, K_SEATS, K_STARTS, K_ALIVE, K_TAGS, K_STATE, K_FWAITING, K_FTAGS =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local op = ARGV[1]
 local ticket = ARGV[2]
 local max_seats = tonumber(ARGV[3])
@@ -52,6 +67,10 @@ local tok_rate = tonumber(ARGV[5])
 local lease_ms = tonumber(ARGV[6])
 local heartbeat_ms = tonumber(ARGV[7])
 local channel = ARGV[8]
+local flex_reserve = tonumber(ARGV[9])
+if not flex_reserve or flex_reserve < 0 then
+  return redis.error_reply('ERR fair-queue: bad flex reserve')
+end
 if (op ~= 'acquire' and op ~= 'release') or ticket == nil or ticket == ''
   or not max_seats or not tok_cap or not tok_rate or not lease_ms or not heartbeat_ms
   or lease_ms <= 0 or heartbeat_ms <= 0 or (tok_cap > 0 and tok_rate <= 0) then
@@ -66,11 +85,14 @@ redis.call('ZREMRANGEBYSCORE', K_SEATS, '-inf', now)
 local dead = redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(dead) do
   redis.call('ZREM', K_WAITING, id)
+  redis.call('ZREM', K_FWAITING, id)
   redis.call('HDEL', K_STARTS, id)
   redis.call('ZREM', K_ALIVE, id)
 end
 
-local vtime = tonumber(redis.call('HGET', K_STATE, 'vtime')) or 0
+local vt = redis.call('HMGET', K_STATE, 'vtime', 'fvtime')
+local vtime = tonumber(vt[1]) or 0
+local fvtime = tonumber(vt[2]) or 0
 
 local function tokens_level()
   if tok_cap <= 0 then return nil end
@@ -86,16 +108,22 @@ local function store_tokens(tokens)
   redis.call('HSET', K_STATE, 'tokens', string.format('%.17g', tokens), 'ts', now)
 end
 
--- Admits waiting heads while capacity allows; the caller's own ticket gets a full lease,
--- others a claim window. Returns the granted ids, a retry hint and the seats in use.
+-- Admits waiting heads while capacity allows: urgent ones first; a flex head only when no
+-- urgent request waits and the flex reserve stays free. The caller's own ticket gets a full
+-- lease, others a claim window. Returns the granted ids, a retry hint and the seats in use.
 local function grant(own)
   local granted = {}
   local hint = 0
   local seats = redis.call('ZCARD', K_SEATS)
   local tokens = tokens_level()
   while max_seats <= 0 or seats < max_seats do
-    local head = redis.call('ZRANGE', K_WAITING, 0, 0)
-    local id = head[1]
+    local flex = false
+    local id = redis.call('ZRANGE', K_WAITING, 0, 0)[1]
+    if not id then
+      if max_seats > 0 and seats >= max_seats - flex_reserve then break end
+      id = redis.call('ZRANGE', K_FWAITING, 0, 0)[1]
+      flex = true
+    end
     if not id then break end
     local info = redis.call('HGET', K_STARTS, id) or '0:1'
     local sep = string.find(info, ':', 1, true)
@@ -109,7 +137,7 @@ local function grant(own)
       end
       tokens = tokens - need
     end
-    redis.call('ZREM', K_WAITING, id)
+    redis.call('ZREM', flex and K_FWAITING or K_WAITING, id)
     redis.call('ZREM', K_ALIVE, id)
     redis.call('HDEL', K_STARTS, id)
     if id == own then
@@ -118,13 +146,19 @@ local function grant(own)
       redis.call('ZADD', K_SEATS, now + heartbeat_ms, id)
     end
     seats = seats + 1
-    if start > vtime then vtime = start end
+    if flex then
+      if start > fvtime then fvtime = start end
+    elseif start > vtime then
+      vtime = start
+    end
     granted[#granted + 1] = id
   end
   store_tokens(tokens)
-  redis.call('HSET', K_STATE, 'vtime', string.format('%.17g', vtime))
+  redis.call('HSET', K_STATE, 'vtime', string.format('%.17g', vtime),
+    'fvtime', string.format('%.17g', fvtime))
   -- A tenant whose last finish is behind the virtual time carries no history any more.
   redis.call('ZREMRANGEBYSCORE', K_TAGS, '-inf', string.format('%.17g', vtime))
+  redis.call('ZREMRANGEBYSCORE', K_FTAGS, '-inf', string.format('%.17g', fvtime))
   return granted, hint, seats
 end
 
@@ -142,44 +176,53 @@ local function expire_all()
   for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ttl) end
 end
 
+local function waiting_count()
+  return redis.call('ZCARD', K_WAITING) + redis.call('ZCARD', K_FWAITING)
+end
+
 if op == 'acquire' then
-  local tenant = ARGV[9]
-  local weight = tonumber(ARGV[10])
-  local width = tonumber(ARGV[11])
-  if tenant == nil or tenant == '' or not weight or weight <= 0 or not width or width < 1 then
-    return redis.error_reply('ERR fair-queue acquire: bad tenant, weight or width')
+  local tenant = ARGV[10]
+  local weight = tonumber(ARGV[11])
+  local width = tonumber(ARGV[12])
+  local class = ARGV[13]
+  if tenant == nil or tenant == '' or not weight or weight <= 0 or not width or width < 1
+    or (class ~= 'urgent' and class ~= 'flex') then
+    return redis.error_reply('ERR fair-queue acquire: bad tenant, weight, width or class')
   end
+  local flex = class == 'flex'
+  local k_wait = flex and K_FWAITING or K_WAITING
   if redis.call('ZSCORE', K_SEATS, ticket) then
     -- Granted while this waiter was away: the claim becomes a full lease.
     redis.call('ZADD', K_SEATS, now + lease_ms, ticket)
     expire_all()
-    return { 1, 0, redis.call('ZCARD', K_SEATS), redis.call('ZCARD', K_WAITING), 0 }
+    return { 1, 0, redis.call('ZCARD', K_SEATS), waiting_count(), 0 }
   end
-  if not redis.call('ZSCORE', K_WAITING, ticket) then
-    local last = tonumber(redis.call('ZSCORE', K_TAGS, tenant)) or 0
-    local start = math.max(vtime, last)
+  if not redis.call('ZSCORE', k_wait, ticket) then
+    local k_tags = flex and K_FTAGS or K_TAGS
+    local last = tonumber(redis.call('ZSCORE', k_tags, tenant)) or 0
+    local start = math.max(flex and fvtime or vtime, last)
     local finish = start + width / weight
-    redis.call('ZADD', K_TAGS, string.format('%.17g', finish), tenant)
-    redis.call('ZADD', K_WAITING, string.format('%.17g', finish), ticket)
+    redis.call('ZADD', k_tags, string.format('%.17g', finish), tenant)
+    redis.call('ZADD', k_wait, string.format('%.17g', finish), ticket)
     redis.call('HSET', K_STARTS, ticket, string.format('%.17g', start) .. ':' .. width)
   end
   redis.call('ZADD', K_ALIVE, now + heartbeat_ms, ticket)
   local granted, hint, seats = grant(ticket)
   announce(granted, ticket)
   expire_all()
-  local waiting = redis.call('ZCARD', K_WAITING)
+  local waiting = waiting_count()
   for _, id in ipairs(granted) do
     if id == ticket then return { 1, 0, seats, waiting, 0 } end
   end
-  return { 0, redis.call('ZRANK', K_WAITING, ticket) or 0, seats, waiting, hint }
+  return { 0, redis.call('ZRANK', k_wait, ticket) or 0, seats, waiting, hint }
 end
 
 -- release: the request ended (held a seat) or its waiter gave up (still waiting).
-local delta = tonumber(ARGV[9]) or 0
+local delta = tonumber(ARGV[10]) or 0
 local was = 0
 if redis.call('ZREM', K_SEATS, ticket) == 1 then
   was = 1
-elseif redis.call('ZREM', K_WAITING, ticket) == 1 then
+elseif redis.call('ZREM', K_WAITING, ticket) + redis.call('ZREM', K_FWAITING, ticket) > 0 then
   was = 2
   redis.call('ZREM', K_ALIVE, ticket)
   redis.call('HDEL', K_STARTS, ticket)
@@ -191,4 +234,4 @@ end
 local granted, _, seats = grant(nil)
 announce(granted, nil)
 expire_all()
-return { was, #granted, seats, redis.call('ZCARD', K_WAITING) }
+return { was, #granted, seats, waiting_count(), table.concat(granted, ',') }

@@ -1,0 +1,104 @@
+/**
+ * The repo's own kong.yml (what `npm start` and the compose stack run) as a front door for a
+ * test, on whichever gateway GATEWAY names: the whole chain, with only what must differ per run
+ * changed: the upstream addresses (this run's mock), Redis key namespaces (random, removed in
+ * teardown), metrics servers off, secrets through the plugin servers' environment. `adjust`
+ * may change a plugin's config further (a lower limit to reach a refusal quickly).
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { createClient } from 'redis';
+import { parse } from 'yaml';
+import {
+  ROOT,
+  startFrontDoor,
+  type ConsumerEntry,
+  type FrontDoor,
+  type OnClose,
+} from './frontdoor';
+
+export interface KongYmlEntry {
+  name: string;
+  config?: Record<string, unknown>;
+}
+
+export interface KongYmlDoor extends FrontDoor {
+  namespace: string;
+}
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+export async function startKongYmlDoor(
+  onClose: OnClose,
+  adjust: (p: KongYmlEntry) => void = () => undefined,
+  /** Consumers added to kong.yml's (a tenant of the test's own). */
+  extraConsumers: ConsumerEntry[] = [],
+  /** Plugins of kong.yml left out (by name). */
+  without: string[] = [],
+): Promise<KongYmlDoor> {
+  const namespace = `kyd${randomBytes(4).toString('hex')}`;
+  onClose(async () => {
+    const redis = createClient({ url: REDIS_URL });
+    await redis.connect();
+    for await (const keys of redis.scanIterator({ MATCH: `${namespace}*` })) {
+      if (keys.length > 0) await redis.del(keys);
+    }
+    await redis.close();
+  });
+  const door = await startFrontDoor(
+    onClose,
+    (upstreamUrl) => {
+      const doc = parse(readFileSync(path.join(ROOT, 'kong.yml'), 'utf8')) as {
+        services: Array<{ url: string }>;
+        plugins: KongYmlEntry[];
+        consumers: ConsumerEntry[];
+      };
+      doc.consumers = [...doc.consumers, ...extraConsumers];
+      doc.plugins = doc.plugins.filter((p) => !without.includes(p.name));
+      const mock = new URL(upstreamUrl);
+      for (const s of doc.services) s.url = upstreamUrl;
+      for (const p of doc.plugins) {
+        const c = p.config;
+        if (!c) continue;
+        // Metrics servers off everywhere: another run may hold the configured ports.
+        if ('metrics_port' in c) c.metrics_port = 0;
+        const redis = c.redis as Record<string, unknown> | undefined;
+        if (p.name === 'tenant-ratelimit' && redis)
+          c.redis = { ...redis, url: REDIS_URL, key_namespace: `${namespace}rl` };
+        if (p.name === 'tenant-cache') {
+          c.redis_url = REDIS_URL;
+          c.key_namespace = `${namespace}tc`;
+        }
+        if (p.name === 'token-meter') {
+          c.redis_url = REDIS_URL;
+          c.key_namespace = `${namespace}tm`;
+        }
+        if (p.name === 'retrieval-injector') {
+          const embeddings = (c.embeddings ?? {}) as Record<string, unknown>;
+          c.embeddings = { ...embeddings, url: `${upstreamUrl}/v1/embeddings` };
+          if (redis) c.redis = { ...redis, url: REDIS_URL, key_namespace: `${namespace}ri` };
+          const milvus = (c.milvus ?? {}) as Record<string, unknown>;
+          if (process.env.MILVUS_ADDRESS)
+            c.milvus = { ...milvus, address: process.env.MILVUS_ADDRESS };
+        }
+        if (p.name === 'circuit-breaker') {
+          const upstreams = (c.upstreams ?? {}) as Record<string, Record<string, unknown>>;
+          for (const u of Object.values(upstreams)) {
+            u.host = mock.hostname;
+            u.port = Number(mock.port);
+          }
+        }
+        adjust(p);
+      }
+      return doc as unknown as Record<string, unknown>;
+    },
+    {
+      env: {
+        KTA_KNOWLEDGE_SECRET: randomBytes(32).toString('hex'),
+        KTA_CACHE_MASTER_KEY: randomBytes(32).toString('hex'),
+      },
+    },
+  );
+  return { ...door, namespace };
+}
