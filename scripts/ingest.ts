@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createMilvus } from '../lib/milvus/client';
+import { createMilvus, type VectorIndexType } from '../lib/milvus/client';
 import { closeAllRedis, createRedis, waitForRedis } from '../lib/redis/client';
 import { createKeyspace } from '../lib/redis/keys';
 import { ChunkCipher, loadKnowledgeSecret } from '../lib/retrieval/chunk-cipher';
@@ -26,6 +26,7 @@ options (environment variable in brackets):
   --milvus <host:port>        [MILVUS_ADDRESS]        default 127.0.0.1:19530
   --collection <name>         [KTA_KNOWLEDGE_COLLECTION] default kta_knowledge
   --num-partitions <n>        default 64 (when the collection is created)
+  --index-type FLAT|HNSW      default FLAT; must match the plugin's milvus.index_type
   --embeddings-url <url>      [KTA_EMBEDDINGS_URL]    default http://127.0.0.1:9000/v1/embeddings
   --model <name>              [KTA_EMBEDDINGS_MODEL]  default text-embedding-3-small
   --dim <n>                   [KTA_EMBEDDINGS_DIM]    default 64
@@ -47,6 +48,11 @@ function positiveInt(name: string, v: string): number {
   return n;
 }
 
+function indexType(value: string | undefined): VectorIndexType {
+  if (value !== 'FLAT' && value !== 'HNSW') fail(`--index-type must be FLAT or HNSW`);
+  return value;
+}
+
 async function main(): Promise<void> {
   const env = process.env;
   const { values, positionals } = parseArgs({
@@ -57,6 +63,7 @@ async function main(): Promise<void> {
       milvus: { type: 'string', default: env.MILVUS_ADDRESS ?? '127.0.0.1:19530' },
       collection: { type: 'string', default: env.KTA_KNOWLEDGE_COLLECTION ?? 'kta_knowledge' },
       'num-partitions': { type: 'string', default: '64' },
+      'index-type': { type: 'string', default: 'FLAT' },
       'embeddings-url': {
         type: 'string',
         default: env.KTA_EMBEDDINGS_URL ?? 'http://127.0.0.1:9000/v1/embeddings',
@@ -100,6 +107,7 @@ async function main(): Promise<void> {
         name: values.collection,
         dim,
         numPartitions: positiveInt('num-partitions', values['num-partitions']),
+        indexType: indexType(values['index-type']),
         metricType: 'COSINE',
         textMaxLength: 16384,
         embeddingModel: values.model,

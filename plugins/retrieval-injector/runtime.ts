@@ -65,6 +65,7 @@ async function open(c: RetrievalInjectorConfig, cipher: ChunkCipher): Promise<Re
           name: c.milvus.collection,
           dim: c.embeddings.dimensions,
           numPartitions: c.milvus.num_partitions,
+          indexType: c.milvus.index_type,
           metricType: 'COSINE',
           textMaxLength: c.milvus.text_max_bytes,
           embeddingModel: c.embeddings.model,

@@ -19,6 +19,7 @@ export interface RetrievalInjectorConfig {
     address: string;
     collection: string;
     num_partitions: number;
+    index_type: 'FLAT' | 'HNSW';
     text_max_bytes: number;
     consistency_level: ConsistencyLevel;
     connect_timeout_ms: number;
@@ -77,6 +78,12 @@ export const Schema: KongSchemaFields = [
           num_partitions: field.integer(
             'Hash partitions the tenants are spread over when the collection is created.',
             { default: 64, between: [1, 1024], required: true },
+          ),
+        },
+        {
+          index_type: field.string(
+            'Vector index of the collection. `FLAT` is exact within the tenant partition; `HNSW` is approximate and misses rows under the tenant filter on Milvus 2.3 (see README). A different existing index is rebuilt.',
+            { default: 'FLAT', one_of: ['FLAT', 'HNSW'], required: true },
           ),
         },
         {

@@ -116,7 +116,9 @@ test('ensureTenantCollection is idempotent and builds the partition-key schema',
 
   const index = await client.describeIndex({ collection_name: spec.name, field_name: F.embedding });
   const params = new Map(index.index_descriptions[0]?.params.map((p) => [p.key, p.value]));
-  t.is(params.get('index_type'), 'HNSW');
+  // FLAT by default: exact search within the tenant's partition (HNSW misses rows under the
+  // tenant filter on Milvus 2.3, see test/integration/retrieval-recall.test.ts).
+  t.is(params.get('index_type'), 'FLAT');
   t.is(params.get('metric_type'), 'COSINE');
 
   // The same collection asked for with another metric or dimension is refused, not reused.
@@ -126,6 +128,38 @@ test('ensureTenantCollection is idempotent and builds the partition-key schema',
   await t.throwsAsync(ensureTenantCollection(client, { ...spec, dim: 16 }), {
     instanceOf: MilvusOperationError,
   });
+});
+
+test('an existing collection indexed with another type gets its index rebuilt, rows kept', async (t) => {
+  const client = await milvus(t);
+  const spec: TenantCollectionSpec = {
+    name: uniqueName(t, client, 'kta_it_reindex'),
+    dim: 4,
+    numPartitions: 4,
+    metricType: 'COSINE',
+    indexType: 'HNSW',
+  };
+  await ensureTenantCollection(client, spec);
+  const inserted = await client.insert({
+    collection_name: spec.name,
+    data: [{ [F.tenantId]: 'acme', [F.text]: 'kept', [F.embedding]: [1, 0, 0, 0] }],
+  });
+  t.is(inserted.status.error_code, ErrorCode.SUCCESS, inserted.status.reason);
+  const indexType = async () => {
+    const index = await client.describeIndex({
+      collection_name: spec.name,
+      field_name: F.embedding,
+    });
+    return index.index_descriptions[0]?.params.find((p) => p.key === 'index_type')?.value;
+  };
+  t.is(await indexType(), 'HNSW');
+
+  await ensureTenantCollection(client, { ...spec, indexType: 'FLAT' });
+  t.is(await indexType(), 'FLAT');
+  t.deepEqual(
+    await searchTexts(client, { ...spec, indexType: 'FLAT' }, tenantFilter(parseTenantId('acme'))),
+    ['acme:kept'],
+  );
 });
 
 test('an existing collection without the tenant partition key is refused', async (t) => {
