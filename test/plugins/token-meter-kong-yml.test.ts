@@ -31,9 +31,13 @@ test('kong.yml meters a demo tenant end to end, the post-function snippet includ
         if (p.config && 'metrics_port' in p.config) p.config = { ...p.config, metrics_port: 0 };
         if (p.name === 'retrieval-injector') {
           const embeddings = (p.config?.embeddings ?? {}) as Record<string, unknown>;
+          const milvus = (p.config?.milvus ?? {}) as Record<string, unknown>;
           p.config = {
             ...p.config,
             embeddings: { ...embeddings, url: `${upstreamUrl}/v1/embeddings` },
+            // A collection of its own: the shared one may hold chunks sealed under another
+            // run's knowledge secret (npm start's), which fail the integrity check by design.
+            milvus: { ...milvus, collection: `kta_knowledge_${namespace}` },
           };
         }
         if (p.name === 'tenant-cache') {
