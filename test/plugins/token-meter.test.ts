@@ -133,8 +133,9 @@ test('clamp: max_tokens lowered to what the budget still covers', async (t) => {
 test('bad input: each a defined 400, nothing proxied', async (t) => {
   const d = door();
   const cases: Array<[string | object | undefined, string]> = [
-    [undefined, 'invalid_request_body'],
-    // tenant-auth (validate_json_body) refuses malformed JSON before the meter sees it.
+    // tenant-auth (validate_json_body) refuses a POST without a body (require_body_methods)
+    // and malformed JSON before the meter sees them.
+    [undefined, 'empty_body'],
     ['{not json', 'invalid_json'],
     [chat('hi', { model: 'gpt-unknown' }), 'model_not_priced'],
     [chat('hi', { max_tokens: -5 }), 'invalid_max_tokens'],
