@@ -2,7 +2,8 @@
  * Runs the mock upstream as a process (benchmarks, `npm start`):
  *
  *   node dist/mock-upstream/cli.js --port 9000 [--host 127.0.0.1] [--latency-ms N]
- *       [--capacity N] [--over-capacity queue|reject] [--embedding-dim N]
+ *       [--capacity N] [--rate-per-second N] [--rate-burst N] [--over-capacity queue|reject]
+ *       [--embedding-dim N]
  *
  * Prints one line, `mock-upstream ready <url>`, once listening (scripts wait for it), and
  * exits 0 after closing on SIGINT or SIGTERM. Knobs can be changed later via `/__mock/config`.
@@ -26,6 +27,8 @@ function parseCli(argv: string[]): StartOptions {
       port: { type: 'string' },
       'latency-ms': { type: 'string' },
       capacity: { type: 'string' },
+      'rate-per-second': { type: 'string' },
+      'rate-burst': { type: 'string' },
       'over-capacity': { type: 'string' },
       'embedding-dim': { type: 'string' },
     },
@@ -40,6 +43,8 @@ function parseCli(argv: string[]): StartOptions {
     port: toNumber('port', values.port) ?? 0,
     latencyMs: toNumber('latency-ms', values['latency-ms']),
     capacity: toNumber('capacity', values.capacity),
+    ratePerSecond: toNumber('rate-per-second', values['rate-per-second']),
+    rateBurst: toNumber('rate-burst', values['rate-burst']),
     overCapacity: over,
     embeddingDim: toNumber('embedding-dim', values['embedding-dim']),
   };

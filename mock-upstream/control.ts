@@ -19,6 +19,7 @@ export interface Controllable {
   configure(knobs: Partial<MockKnobs>): void;
   reset(): void;
   stats(): MockStats;
+  startTimes(): number[];
 }
 
 function badRequest(res: ServerResponse, message: string): void {
@@ -41,6 +42,9 @@ export async function handleControl(
       return;
     case 'GET /__mock/stats':
       sendJson(res, 200, target.stats());
+      return;
+    case 'GET /__mock/starts':
+      sendJson(res, 200, target.startTimes());
       return;
     case 'GET /__mock/config':
       sendJson(res, 200, target.knobs());

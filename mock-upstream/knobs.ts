@@ -32,7 +32,18 @@ export interface MockKnobs {
   latencyMs: number;
   /** Max concurrent requests being served; 0 = unlimited (default 0). */
   capacity: number;
-  /** Beyond capacity: wait FIFO for a slot (like a GPU) or answer 429 (default 'queue'). */
+  /**
+   * Request starts per second the upstream grants, all clients together (a provider's
+   * requests-per-minute quota ÷ 60); 0 = no rate quota (default 0). Unlike `capacity` it
+   * limits when requests start, not how many are in service.
+   */
+  ratePerSecond: number;
+  /** Starts the rate quota grants at once after a quiet spell (bucket size, default 1). */
+  rateBurst: number;
+  /**
+   * Beyond capacity or the rate quota: wait FIFO for a slot or a start (like a GPU, or a
+   * provider that holds requests) or answer 429 (default 'queue').
+   */
   overCapacity: 'queue' | 'reject';
   /** Injected failures (default null). */
   failure: FailureSpec | null;
@@ -53,6 +64,8 @@ export interface MockKnobs {
 export const DEFAULT_KNOBS: Readonly<MockKnobs> = Object.freeze({
   latencyMs: 0,
   capacity: 0,
+  ratePerSecond: 0,
+  rateBurst: 1,
   overCapacity: 'queue',
   failure: null,
   embeddingDim: 64,
@@ -143,6 +156,15 @@ export function parseKnobs(v: unknown): Partial<MockKnobs> {
       case 'capacity':
         out.capacity = nonNegativeInteger(key, value);
         break;
+      case 'ratePerSecond':
+        out.ratePerSecond = nonNegativeNumber(key, value);
+        break;
+      case 'rateBurst': {
+        const burst = nonNegativeInteger(key, value);
+        if (burst < 1) throw new RangeError(`rateBurst must be an integer >= 1, got ${burst}`);
+        out.rateBurst = burst;
+        break;
+      }
       case 'apiKey':
         if (value !== null && (typeof value !== 'string' || value.length === 0)) {
           throw new RangeError(`apiKey must be a non-empty string or null, got ${show(value)}`);

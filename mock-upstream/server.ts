@@ -1,6 +1,6 @@
 /**
  * The mock upstream's HTTP server: records each request, then applies the knobs in order —
- * injected failure, capacity, latency — and hands the request to its endpoint.
+ * injected failure, rate quota, capacity, latency — and hands the request to its endpoint.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,6 +10,7 @@ import { CONTROL_PREFIX, handleControl, type Controllable } from './control';
 import { embeddings } from './embeddings';
 import type { Endpoint, EndpointContext } from './endpoint';
 import { createFailurePlan, inflictFailure } from './failures';
+import { createRateGate } from './rate';
 import { DEFAULT_KNOBS, parseKnobs, type MockKnobs } from './knobs';
 import { listModels, retrieveModel } from './models';
 import { errorBody, isInvalidRequestError, sendInvalidRequest, sendJson } from './openai-error';
@@ -27,6 +28,10 @@ export interface MockStats {
   rejected: number;
   /** Requests waiting for a slot right now. */
   queued: number;
+  /** Requests waiting for a start of the rate quota (`ratePerSecond`) right now. */
+  rateQueued: number;
+  /** Requests that began service (passed the rate quota and capacity) since start or reset. */
+  started: number;
   /** Failures injected since the failure knob was last set. */
   injected: number;
 }
@@ -42,6 +47,11 @@ export interface MockUpstream {
   /** Clears `received` and the counters, and puts every knob back to its default. */
   reset(): void;
   stats(): MockStats;
+  /**
+   * When each of the last 20 000 requests began service (ms since the epoch, oldest first):
+   * a benchmark reads from it when the upstream had a start to give.
+   */
+  startTimes(): number[];
   /** Stops listening and ends every open socket, including ones held by a `timeout` failure. */
   close(): Promise<void>;
 }
@@ -52,6 +62,9 @@ export interface StartOptions extends Partial<MockKnobs> {
   /** Default 0 (an ephemeral port). */
   port?: number;
 }
+
+/** Bound on the start times kept (`startTimes()`). */
+const MAX_STARTS = 20_000;
 
 function pause(ms: number, signal: AbortSignal): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(false);
@@ -106,6 +119,8 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
   const { host = '127.0.0.1', port = 0, ...initialKnobs } = opts;
   let knobs: MockKnobs = { ...DEFAULT_KNOBS, ...parseKnobs(initialKnobs) };
   const gate = createCapacityGate(knobs.capacity);
+  const rate = createRateGate(knobs.ratePerSecond, knobs.rateBurst);
+  const starts: number[] = [];
   const failures = createFailurePlan();
   failures.set(knobs.failure);
   const received: ReceivedRequest[] = [];
@@ -113,6 +128,7 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
   const live = new Set<AbortController>();
   let served = 0;
   let rejected = 0;
+  let started = 0;
   let sequence = 0;
 
   const handle: Controllable & { stats(): MockStats } = {
@@ -122,13 +138,19 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       const parsed = parseKnobs(partial);
       knobs = { ...knobs, ...parsed };
       if (parsed.capacity !== undefined) gate.setCapacity(parsed.capacity);
+      if (parsed.ratePerSecond !== undefined || parsed.rateBurst !== undefined) {
+        rate.setRate(knobs.ratePerSecond, knobs.rateBurst);
+      }
       if (parsed.failure !== undefined) failures.set(parsed.failure);
     },
     reset() {
       received.length = 0;
       knobs = { ...DEFAULT_KNOBS };
       gate.setCapacity(knobs.capacity);
+      rate.setRate(knobs.ratePerSecond, knobs.rateBurst);
       gate.resetMaxInFlight();
+      starts.length = 0;
+      started = 0;
       failures.set(null);
       served = 0;
       rejected = 0;
@@ -139,8 +161,11 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       served,
       rejected,
       queued: gate.queued,
+      rateQueued: rate.queued,
+      started,
       injected: failures.injected,
     }),
+    startTimes: () => [...starts],
   };
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -178,7 +203,10 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       inflictFailure(failure, req, res);
       return;
     }
-    const admission = await gate.enter(knobsNow.overCapacity, abort.signal);
+    const quota = await rate.enter(knobsNow.overCapacity, abort.signal);
+    if (quota.kind === 'abandoned') return;
+    const admission =
+      quota.kind === 'rejected' ? quota : await gate.enter(knobsNow.overCapacity, abort.signal);
     if (admission.kind === 'abandoned') return;
     if (admission.kind === 'rejected') {
       rejected += 1;
@@ -200,6 +228,9 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       return;
     }
     res.on('close', admission.release);
+    started += 1;
+    starts.push(Date.now());
+    if (starts.length > MAX_STARTS) starts.splice(0, starts.length - MAX_STARTS);
 
     const signal = abort.signal;
     if (knobsNow.latencyMs > 0 && !(await pause(knobsNow.latencyMs, signal))) return;
@@ -237,6 +268,7 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
     configure: handle.configure,
     reset: handle.reset,
     stats: handle.stats,
+    startTimes: handle.startTimes,
     close() {
       closed ??= new Promise<void>((resolve) => {
         for (const a of live) a.abort();

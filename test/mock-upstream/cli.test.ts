@@ -11,7 +11,21 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   test(`the CLI prints one ready line, takes flags, and exits 0 on ${signal}`, async (t) => {
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', cli, '--port', '0', '--capacity', '2', '--latency-ms', '5'],
+      [
+        '--import',
+        'tsx',
+        cli,
+        '--port',
+        '0',
+        '--capacity',
+        '2',
+        '--latency-ms',
+        '5',
+        '--rate-per-second',
+        '40',
+        '--rate-burst',
+        '3',
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     t.teardown(() => {
@@ -22,7 +36,12 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     const match = /^mock-upstream ready (http:\/\/127\.0\.0\.1:\d+)$/.exec(first);
     t.truthy(match, first);
     const url = match?.[1] ?? '';
-    t.like((await getJson(`${url}/__mock/config`)).body, { capacity: 2, latencyMs: 5 });
+    t.like((await getJson(`${url}/__mock/config`)).body, {
+      capacity: 2,
+      latencyMs: 5,
+      ratePerSecond: 40,
+      rateBurst: 3,
+    });
 
     const exited = once(child, 'exit');
     child.kill(signal);
