@@ -60,6 +60,7 @@ import {
 import { resolveLimits } from './limits';
 import { LocalNodeLimiter } from './local-limiter';
 import * as metrics from './metrics';
+import { nextLookMs } from './pacing';
 import { Schema, checkConfig, type TenantRatelimitConfig } from './schema';
 
 export const Name = 'tenant-ratelimit';
@@ -528,8 +529,8 @@ export class Plugin {
       for (;;) {
         const left = deadline - Date.now();
         if (left <= 0) break;
-        const hint = r.retryHintMs > 0 ? r.retryHintMs : q.poll_interval_ms;
-        const announced = await listener.wait(ticket, Math.min(left, q.poll_interval_ms, hint));
+        const sleepMs = nextLookMs(r, width, this.capacity, q.poll_interval_ms, left);
+        const announced = await listener.wait(ticket, sleepMs);
         if (announced) {
           // The seat is ours (a claim window); the claim that makes it a full lease goes out
           // without holding the request back.

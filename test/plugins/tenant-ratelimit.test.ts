@@ -4,6 +4,7 @@
  * it. Each route has its own limits and its own key namespace.
  */
 import test from 'ava';
+import { estimateRequest } from '../../lib/tokens/estimate';
 import { apiError } from '../helpers/frontdoor';
 import {
   DEAD_REDIS_URL,
@@ -11,6 +12,10 @@ import {
   eventually,
   sharedRatelimitDoor,
 } from '../helpers/ratelimit-door';
+
+/** A request of a fixed width: the paced route's quota is five of them per second. */
+const PACED_BODY = chatBody('hello', { max_tokens: 90 });
+const PACED_WIDTH = estimateRequest(PACED_BODY).totalTokens;
 
 const door = sharedRatelimitDoor(test, [
   { name: 'open', config: {} },
@@ -37,6 +42,19 @@ const door = sharedRatelimitDoor(test, [
   {
     name: 'saturated',
     config: { queue: { max_concurrent: 1, max_wait_ms: 300, poll_interval_ms: 100 } },
+  },
+  {
+    // The upstream's capacity declared as a quota: five requests' tokens per second, one at
+    // once. A waiter that slept its whole poll interval would reach its max wait (503).
+    name: 'paced',
+    config: {
+      queue: {
+        tokens_per_minute: PACED_WIDTH * 300,
+        token_burst: PACED_WIDTH,
+        poll_interval_ms: 2000,
+        max_wait_ms: 2000,
+      },
+    },
   },
   { name: 'untenanted', config: {}, tenantAuth: false },
   {
@@ -114,6 +132,22 @@ test.serial(
     t.truthy(direct.upstream);
   },
 );
+
+test('a tokens capacity (a quota): waiters are admitted as the tokens come, before their max wait', async (t) => {
+  const keys = [GLOBEX, ACME, GLOBEX, 'initech-key', GLOBEX];
+  const calls = await Promise.all(keys.map((k) => door().call('paced', k, { body: PACED_BODY })));
+  t.deepEqual(
+    calls.map((c) => c.res.status),
+    [200, 200, 200, 200, 200],
+  );
+  t.true(calls.every((c) => c.upstream !== undefined));
+  // One request's tokens at once (then one every 200 ms): the others waited for theirs.
+  const waited = calls.filter((c) => Number(c.res.headers['x-queue-wait-ms']) > 0);
+  t.true(
+    waited.length >= 2,
+    `queue waits ${calls.map((c) => c.res.headers['x-queue-wait-ms']).join(', ')}`,
+  );
+});
 
 test.serial(
   'saturated past the max wait: 503 upstream_saturated with Retry-After, and the waiter left',

@@ -14,6 +14,7 @@ import { GrantListener } from '../../plugins/tenant-ratelimit/grant-listener';
 import { rateLimitHeaders } from '../../plugins/tenant-ratelimit/headers';
 import { resolveLimits } from '../../plugins/tenant-ratelimit/limits';
 import { LocalNodeLimiter } from '../../plugins/tenant-ratelimit/local-limiter';
+import { nextLookMs } from '../../plugins/tenant-ratelimit/pacing';
 import {
   Schema,
   checkConfig,
@@ -187,4 +188,31 @@ test('grant listener: a grant that arrives between two waits is not lost', async
   t.true(await woken);
   t.false(await listener.wait('other', 10));
   t.is(listener.size, 0);
+});
+
+test('a waiter on upstream tokens looks again when its turn comes, not the whole queue at every hint', (t) => {
+  // 40 requests of 25 tokens per second: one request's tokens every 25 ms.
+  const quota = { tokensPerMinute: 40 * 60 * 25, tokenBurst: 50 };
+  // The head: exactly when its tokens are there (its own poll admits it).
+  t.is(nextLookMs({ retryHintMs: 7, position: 0 }, 25, quota, 500, 10_000), 7);
+  // Three places behind it: three requests' tokens later.
+  t.is(nextLookMs({ retryHintMs: 7, position: 3 }, 25, quota, 500, 10_000), 7 + 3 * 25);
+  // Far behind: the poll interval stays the longest sleep (the heartbeat depends on it)...
+  t.is(nextLookMs({ retryHintMs: 7, position: 80 }, 25, quota, 500, 10_000), 500);
+  // ...and the deadline the shortest.
+  t.is(nextLookMs({ retryHintMs: 7, position: 3 }, 25, quota, 500, 40), 40);
+  // A width above the burst is charged the burst.
+  t.is(nextLookMs({ retryHintMs: 1, position: 1 }, 1000, quota, 500, 10_000), 1 + 50);
+  // Waiting on seats (no hint): a release announces the grant; the poll is the safety net.
+  t.is(nextLookMs({ retryHintMs: 0, position: 2 }, 25, quota, 500, 10_000), 500);
+  t.is(
+    nextLookMs(
+      { retryHintMs: 0, position: 2 },
+      25,
+      { tokensPerMinute: 0, tokenBurst: 0 },
+      300,
+      10_000,
+    ),
+    300,
+  );
 });
