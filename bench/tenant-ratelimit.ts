@@ -1,41 +1,56 @@
 /**
  * tenant-ratelimit against the noisy neighbour, in one run, against the mock upstream with a
- * fixed capacity and service time:
+ * fixed capacity and service time, in the two ways an upstream's capacity comes:
  *
  * 1. Noisy neighbour. Victims B and C send sequential traffic well below their share; tenant
- *    A floods with closed-loop workers (20x the upstream's seats by default). Victim p99
- *    under the flood / victim p99 alone, and the upstream's utilisation during the flood,
- *    for plain FIFO (tenant-auth only: the upstream's own queue), for Kong's bundled
+ *    A floods with closed-loop workers (20x the upstream's capacity in flight by default).
+ *    Victim p99 under the flood / victim p99 alone, and the upstream's utilisation during the
+ *    flood, for plain FIFO (tenant-auth only: the upstream's own queue), for Kong's bundled
  *    `rate-limiting` with a static per-consumer limit (redis policy; what platform teams use
  *    today; real Kong only, the harness has no such plugin) and for tenant-ratelimit's
- *    weighted fair queue (queue.max_concurrent = the upstream's capacity). The victims'
- *    latency over time is drawn as an SVG chart (docs/noisy-neighbour-<gateway>.svg).
+ *    weighted fair queue declared with the upstream's capacity. Against two upstreams:
+ *    - a **quota** (the issue's "mock capacity 40 req/s": a provider's requests or tokens
+ *      per minute): 40 request starts per second through a small-burst bucket, FIFO over it,
+ *      then 100 ms of service with no limit on requests in service. The fair queue declares
+ *      the quota as `queue.tokens_per_minute` (a fixed width per request, `max_tokens` fixed
+ *      here); utilisation = starts ÷ quota.
+ *    - **seats** (a GPU box): 4 seats x 100 ms, FIFO beyond them. The fair queue declares
+ *      `queue.max_concurrent`; utilisation = busy seats ÷ seats.
+ *    For each, "ideal scheduler" is measured, not claimed: the victims' latency alone plus
+ *    the wait for the next start the saturated upstream had to give (its start times in the
+ *    FIFO run, probed every millisecond): the best any scheduler without pre-emption and
+ *    with no hand-off time could do for a victim while keeping the upstream busy.
+ *    The victims' latency over time is drawn as SVG charts
+ *    (docs/noisy-neighbour-<gateway>[-quota].svg).
  * 2. Weighted shares: three tenants with plan weights 1:2:4, all backlogged; achieved
  *    throughput shares against the weights, and Jain's index over weight-normalised shares,
  *    on one gateway node and on two nodes sharing the one Redis (half the workers on each).
  * 3. The unqueued path: Redis round trips per request (INFO commandstats) and the plugin's
  *    PDK calls per phase (harness counts).
  *
- * Run: `npm run bench` (or `npx tsx bench/tenant-ratelimit.ts` after `npm run build`).
- * On the real Kong 3.9.3 (kong-runner) when one is installed, else the harness;
- * BENCH_GATEWAY=kong|harness chooses. Knobs: BENCH_SECONDS (flood window, default 10),
- * BENCH_FLOOD_FACTOR (default 20), BENCH_SERVICE_MS (the upstream's time per request,
- * default 100), BENCH_RL_LIMITS (rate-limiting's per-consumer limits per second, default
- * "20,35"), BENCH_REJECT_PAUSE_MS (a flood worker's pause after a 429, default 0: the
- * flood is closed-loop whatever it gets back).
- * Loops are bounded in time and only reach 127.0.0.1.
+ * Run: `npm run bench -- tenant-ratelimit` (or `npx tsx bench/tenant-ratelimit.ts` after
+ * `npm run build`). On the real Kong 3.9.3 (kong-runner) when one is installed, else the
+ * harness; BENCH_GATEWAY=kong|harness chooses. Knobs: BENCH_MODELS (default "quota,seats"),
+ * BENCH_QUOTA_SECONDS (the quota model's flood window, default 20), BENCH_SECONDS (the seat
+ * model's flood window and the shares', default 10), BENCH_FLOOD_FACTOR (default 20),
+ * BENCH_SERVICE_MS (the upstream's time per request, default 100), BENCH_QUOTA_RPS (default
+ * 40), BENCH_QUOTA_BURST (the upstream's bucket, default 4 starts), BENCH_RL_LIMITS
+ * (rate-limiting's per-consumer limits per second, default "20,35"), BENCH_REJECT_PAUSE_MS (a
+ * flood worker's pause after a 429, default 0: the flood is closed-loop whatever it gets
+ * back). Loops are bounded in time and only reach 127.0.0.1.
  */
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { createClient } from 'redis';
 import { startGateway } from '../harness/index';
 import type { Gateway } from '../harness/types';
-import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import os from 'node:os';
-import { createInterface } from 'node:readline';
 import { locateKong, startKong } from '../kong-runner/index';
+import { estimateRequest } from '../lib/tokens/estimate';
 import type { MockStats } from '../mock-upstream/index';
 import { latencyChart, type Series } from './lib/svg-chart';
 import { percentile, table, writeSection } from './report';
@@ -48,7 +63,11 @@ const GATEWAY: 'kong' | 'harness' =
     : locateKong()
       ? 'kong'
       : 'harness';
+const MODELS = (process.env.BENCH_MODELS ?? 'quota,seats')
+  .split(',')
+  .filter((m): m is Model => m === 'quota' || m === 'seats');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const QUOTA_SECONDS = Number(process.env.BENCH_QUOTA_SECONDS ?? 20);
 const RL_LIMITS = (process.env.BENCH_RL_LIMITS ?? '20,35')
   .split(',')
   .map(Number)
@@ -58,10 +77,19 @@ const REJECT_PAUSE_MS = Number(process.env.BENCH_REJECT_PAUSE_MS ?? 0);
 const GOAL_RATIO = 1.3;
 const GOAL_UTIL = 0.95;
 const FLOOD_FACTOR = Number(process.env.BENCH_FLOOD_FACTOR ?? 20);
-/** Upstream: 4 seats x 100 ms (BENCH_SERVICE_MS) = 40 requests per second. */
+/** Seats: 4 seats x 100 ms (BENCH_SERVICE_MS) = 40 requests per second. */
 const SEATS = 4;
 const SERVICE_MS = Number(process.env.BENCH_SERVICE_MS ?? 100);
+/** Quota: 40 request starts per second, a bucket of 4 starts (100 ms of quota). */
+const QUOTA_RPS = Number(process.env.BENCH_QUOTA_RPS ?? 40);
+const QUOTA_BURST = Number(process.env.BENCH_QUOTA_BURST ?? 4);
+/** The fair queue's own bucket over the quota, in requests (its `queue.token_burst`). */
+const QUEUE_BURST = 2;
 const VICTIM_THINK_MS = 100;
+/** Flood workers: 20x what the upstream has in service at once (4 either way). */
+const FLOOD_WORKERS = SEATS * FLOOD_FACTOR;
+
+type Model = 'quota' | 'seats';
 
 const PLANS = {
   w1: { tools_allowed: ['*'], weight: 1 },
@@ -76,17 +104,22 @@ const TENANTS: Array<[string, string]> = [
   ['share-2', 'w2'],
   ['share-4', 'w4'],
 ];
-const CHAT = JSON.stringify({
+const CHAT_BODY = {
   model: 'gpt-4o-mini',
   messages: [{ role: 'user', content: 'hello there' }],
   max_tokens: 16,
-});
+};
+const CHAT = JSON.stringify(CHAT_BODY);
+/** Every request's width (prompt + max_tokens), as the plugin estimates it: constant here. */
+const WIDTH = estimateRequest(CHAT_BODY).totalTokens;
 
 interface Sample {
   ms: number;
   status: number;
   at: number;
   id: string;
+  /** tenant-ratelimit's X-Queue-Wait-Ms (NaN without it). */
+  wait: number;
 }
 
 function request(agent: http.Agent, url: string, key: string): Promise<Sample> {
@@ -111,6 +144,7 @@ function request(agent: http.Agent, url: string, key: string): Promise<Sample> {
             status: res.statusCode ?? 0,
             at: Date.now(),
             id: String(res.headers['x-kong-request-id'] ?? ''),
+            wait: Number(res.headers['x-queue-wait-ms'] ?? NaN),
           }),
         );
       },
@@ -121,6 +155,7 @@ function request(agent: http.Agent, url: string, key: string): Promise<Sample> {
         status: 0,
         at: Date.now(),
         id: '',
+        wait: NaN,
       }),
     );
     req.end(CHAT);
@@ -158,17 +193,23 @@ async function load(
 }
 
 /**
- * The mock upstream in its own process (dist/mock-upstream/cli.js): the load generator's
+ * A mock upstream in its own process (dist/mock-upstream/cli.js): the load generator's
  * event loop (80 flood workers, a stream of 429s) must not slow the upstream's service
  * time down, nor its clock.
  */
 interface UpstreamProcess {
   url: string;
   stats(): Promise<MockStats>;
+  /** When the upstream began serving each request (ms since the epoch). */
+  starts(): Promise<number[]>;
   close(): Promise<void>;
 }
 
-async function startUpstreamProcess(): Promise<UpstreamProcess> {
+async function startUpstreamProcess(model: Model): Promise<UpstreamProcess> {
+  const capacity =
+    model === 'seats'
+      ? ['--capacity', String(SEATS)]
+      : ['--rate-per-second', String(QUOTA_RPS), '--rate-burst', String(QUOTA_BURST)];
   const child = spawn(
     process.execPath,
     [
@@ -177,8 +218,7 @@ async function startUpstreamProcess(): Promise<UpstreamProcess> {
       '0',
       '--latency-ms',
       String(SERVICE_MS),
-      '--capacity',
-      String(SEATS),
+      ...capacity,
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
@@ -191,18 +231,20 @@ async function startUpstreamProcess(): Promise<UpstreamProcess> {
     child.once('exit', (code) => reject(new Error(`mock upstream exited (${code})`)));
   });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  const get = <T>(what: string): Promise<T> =>
+    new Promise((resolve, reject) => {
+      http
+        .get(`${url}/__mock/${what}`, { agent }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString('utf8')));
+          res.on('end', () => resolve(JSON.parse(text) as T));
+        })
+        .on('error', reject);
+    });
   return {
     url,
-    stats: () =>
-      new Promise((resolve, reject) => {
-        http
-          .get(`${url}/__mock/stats`, { agent }, (res) => {
-            let text = '';
-            res.on('data', (c: Buffer) => (text += c.toString('utf8')));
-            res.on('end', () => resolve(JSON.parse(text) as MockStats));
-          })
-          .on('error', reject);
-      }),
+    stats: () => get<MockStats>('stats'),
+    starts: () => get<number[]>('starts'),
     close: () =>
       new Promise((resolve) => {
         agent.destroy();
@@ -213,43 +255,82 @@ async function startUpstreamProcess(): Promise<UpstreamProcess> {
   };
 }
 
+interface Utilisation {
+  /** Mean busy seats ÷ seats (sampled every 25 ms). */
+  busy: number;
+  /** Requests completed ÷ what the seats could complete. */
+  done: number;
+  /** Requests started ÷ what the quota allows. */
+  starts: number;
+  /** Mean requests waiting at the upstream (for a seat or a start of the quota). */
+  queued: number;
+}
+
 /**
- * From now until `until` (the end of the flood): the upstream's utilisation (requests it
- * completed ÷ what its seats could complete in that time) and the mean busy seats ÷ seats
- * (sampled every 25 ms). `during` (the victims) is awaited too.
+ * From now until `until` (the end of the flood): the upstream's utilisation. `during` (the
+ * victims) is awaited too.
  */
 async function utilisation<T>(
   upstream: UpstreamProcess,
   until: number,
   during: Promise<T>,
-): Promise<[T, { util: number; busy: number }]> {
+): Promise<[T, Utilisation]> {
   let sum = 0;
+  let queued = 0;
   let n = 0;
   const t0 = Date.now();
-  const served0 = (await upstream.stats()).served;
+  const first = await upstream.stats();
   while (Date.now() < until) {
-    sum += (await upstream.stats()).inFlight;
+    const st = await upstream.stats();
+    sum += st.inFlight;
+    queued += st.queued + st.rateQueued;
     n++;
     await new Promise((r) => setTimeout(r, 25));
   }
-  const served = (await upstream.stats()).served - served0;
+  const last = await upstream.stats();
   const elapsed = Math.max(1, Date.now() - t0);
   const result = await during;
   return [
     result,
-    { util: (served * SERVICE_MS) / (elapsed * SEATS), busy: n ? sum / n / SEATS : 0 },
+    {
+      busy: n ? sum / n / SEATS : 0,
+      done: ((last.served - first.served) * SERVICE_MS) / (elapsed * SEATS),
+      starts: ((last.started - first.started) * 1000) / (elapsed * QUOTA_RPS),
+      queued: n ? queued / n : 0,
+    },
   ];
 }
 
+const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
 const p99 = (s: Sample[]) =>
-  percentile(
-    s
-      .filter((x) => x.status === 200)
-      .map((x) => x.ms)
-      .sort((a, b) => a - b),
-    99,
-  );
+  percentile(sorted(s.filter((x) => x.status === 200).map((x) => x.ms)), 99);
 const ok = (s: Sample[]) => s.filter((x) => x.status === 200).length;
+
+/**
+ * The wait for the next start the upstream gave, from every millisecond of [from, to): what
+ * a victim arriving then would wait under an ideal scheduler that hands it the very next start
+ * (the next seat to free, the next start of the quota) with no hand-off time.
+ */
+function nextStartWaits(starts: number[], from: number, to: number): number[] {
+  const s = sorted(starts.filter((x) => x >= from));
+  const waits: number[] = [];
+  let i = 0;
+  for (let t = from; t < to; t++) {
+    while (i < s.length && (s[i] ?? 0) < t) i++;
+    if (i >= s.length) break;
+    waits.push((s[i] ?? t) - t);
+  }
+  return waits;
+}
+
+/** p99 of alone + wait over every pair (the two independent): the ideal scheduler's p99. */
+function idealP99(alone: Sample[], waits: number[]): number {
+  const a = alone.filter((x) => x.status === 200).map((x) => x.ms);
+  const step = Math.max(1, Math.floor(waits.length / 2000));
+  const sums: number[] = [];
+  for (let j = 0; j < waits.length; j += step) for (const x of a) sums.push(x + (waits[j] ?? 0));
+  return percentile(sorted(sums), 99);
+}
 
 /** Throughput shares of the 1:2:4 tenants, all backlogged, through `urls` (one or more nodes). */
 async function weightedShares(urls: string[]): Promise<{
@@ -289,6 +370,7 @@ interface Setup {
   /** Short name in the chart and the summary. */
   short: string;
   color?: string;
+  kind: 'fifo' | 'rl' | 'wfq';
 }
 
 interface Outcome {
@@ -296,71 +378,172 @@ interface Outcome {
   alone: number;
   flood: number;
   ratio: number;
-  /** Mean busy seats ÷ seats. */
+  /** The goal's utilisation: starts ÷ quota (quota), busy seats ÷ seats (seats). */
   util: number;
-  /** Completed requests ÷ what the seats could complete. */
-  done: number;
+  /** Beside it: completed ÷ capacity (seats), or busy seats ÷ 4 (quota: in service, for info). */
+  other: number;
   victims: Sample[];
+  aloneSamples: Sample[];
   floodSamples: Sample[];
   start: number;
+  /** Waits for the next start the upstream gave during this flood (ideal scheduler). */
+  waits: number[];
+  /** Mean requests waiting at the upstream during the flood. */
+  upstreamQueued: number;
+}
+
+interface ModelResult {
+  model: Model;
+  seconds: number;
+  outcomes: Outcome[];
+  ideal: { p99: number; alone: number; ratio: number; util: number; waitP99: number } | null;
+  chartFile: string;
+}
+
+interface PluginEntry {
+  name: string;
+  route: string;
+  config: Record<string, unknown>;
+}
+
+const met = (o: { ratio: number; util: number }) => o.ratio <= GOAL_RATIO && o.util >= GOAL_UTIL;
+
+function verdictOf(outcomes: Outcome[]): string {
+  const yes = outcomes.filter(met);
+  const no = outcomes.filter((o) => !met(o));
+  return `In this run, ${
+    yes.length
+      ? `${list(yes.map((o) => `**${o.setup.short}**`))} met both goals`
+      : 'no setup met both goals'
+  } (victim p99 under the flood ≤ ${GOAL_RATIO}× alone **and** utilisation ≥ ${pct(GOAL_UTIL, 0)})${
+    no.length
+      ? `; ${list(
+          no.map(
+            (o) =>
+              `${o.setup.short} gave ${o.ratio.toFixed(2)}× at ${pct(o.util)}${
+                o.ratio > GOAL_RATIO && o.util < GOAL_UTIL
+                  ? ' (missed both)'
+                  : o.ratio > GOAL_RATIO
+                    ? ' (latency missed)'
+                    : ' (utilisation missed)'
+              }`,
+          ),
+        )}`
+      : ''
+  }.`;
 }
 
 async function main(): Promise<void> {
   const load1 = os.loadavg()[0] ?? 0;
-  const upstream = await startUpstreamProcess();
+  const upstreams = new Map<Model, UpstreamProcess>();
+  for (const m of MODELS) upstreams.set(m, await startUpstreamProcess(m));
+  // The shares run on seats; without the seat model they get an upstream of their own.
+  const seatsUpstream = upstreams.get('seats') ?? (await startUpstreamProcess('seats'));
   const run = randomBytes(4).toString('hex');
-  const ratelimit = (route: string, extra: Record<string, unknown> = {}) => ({
+  const prefix = (m: Model) => (m === 'quota' ? 'q' : '');
+  const ratelimit = (route: string, queue: Record<string, unknown>) => ({
     name: 'tenant-ratelimit',
     route,
     config: {
       redis: { url: REDIS_URL, key_namespace: `bench-${run}-${route}`, command_timeout_ms: 1000 },
-      queue: { upstream: `bench-${route}`, max_concurrent: SEATS, max_wait_ms: 20000 },
-      ...extra,
+      queue: { upstream: `bench-${route}`, max_wait_ms: 20000, ...queue },
     },
   });
+  const seatsQueue = (seats: number) => ({ max_concurrent: seats });
+  // The quota, declared as tokens: every request is WIDTH tokens wide (max_tokens fixed).
+  const quotaQueue = {
+    tokens_per_minute: QUOTA_RPS * 60 * WIDTH,
+    token_burst: QUEUE_BURST * WIDTH,
+  };
   const redisAt = new URL(REDIS_URL);
   // Kong's bundled rate-limiting, what platform teams use today: a static limit per consumer
   // per second, counted in the same Redis (redis policy, synchronous counters).
-  const rlRoutes = GATEWAY === 'kong' ? RL_LIMITS.map((n) => `rl${n}`) : [];
-  const bundledRateLimiting = RL_LIMITS.map((n) => ({
+  const bundledRateLimiting = (route: string, n: number) => ({
     name: 'rate-limiting',
-    route: `rl${n}`,
+    route,
     config: {
       second: n,
       limit_by: 'consumer',
       policy: 'redis',
       sync_rate: -1,
       fault_tolerant: false,
-      redis: {
-        host: redisAt.hostname,
-        port: Number(redisAt.port || 6379),
-        timeout: 1000,
-      },
+      redis: { host: redisAt.hostname, port: Number(redisAt.port || 6379), timeout: 1000 },
     },
-  }));
-  const routes = ['fifo', ...rlRoutes, 'wfq', 'wfqpipe', 'shares'];
+  });
+  const setupsOf = (m: Model): Setup[] => [
+    {
+      name: 'plain FIFO (tenant-auth only; the upstream queues)',
+      route: `${prefix(m)}fifo`,
+      short: 'plain FIFO',
+      color: '#d62728',
+      kind: 'fifo',
+    },
+    ...(GATEWAY === 'kong' ? RL_LIMITS : []).map((n, i): Setup => ({
+      name: `Kong's rate-limiting, ${n}/s per consumer (redis policy)`,
+      route: `${prefix(m)}rl${n}`,
+      short: `rate-limiting ${n}/s`,
+      color: ['#ff7f0e', '#9467bd', '#8c564b'][i] ?? '#7f7f7f',
+      kind: 'rl',
+    })),
+    m === 'quota'
+      ? {
+          name: `tenant-ratelimit fair queue, queue.tokens_per_minute ${quotaQueue.tokens_per_minute} (= the quota: ${QUOTA_RPS}/s × ${WIDTH} tokens), token_burst ${quotaQueue.token_burst}`,
+          route: 'qwfq',
+          short: 'fair queue',
+          color: '#2ca02c',
+          kind: 'wfq',
+        }
+      : {
+          name: `tenant-ratelimit fair queue, max_concurrent ${SEATS} (= the upstream's seats)`,
+          route: 'wfq',
+          short: 'fair queue',
+          color: '#2ca02c',
+          kind: 'wfq',
+        },
+    ...(m === 'seats'
+      ? [
+          {
+            name: `tenant-ratelimit fair queue, max_concurrent ${SEATS + 1} (one in the pipe)`,
+            route: 'wfqpipe',
+            short: 'fair queue +1',
+            kind: 'wfq' as const,
+          },
+        ]
+      : []),
+  ];
+  const services = [
+    ...MODELS.map((m) => ({
+      name: `llm-${m}`,
+      url: (upstreams.get(m) as UpstreamProcess).url,
+      routes: setupsOf(m).map((s) => s.route),
+    })),
+    { name: 'llm-shares', url: seatsUpstream.url, routes: ['shares'] },
+  ];
+  const routes = services.flatMap((s) => s.routes);
   const config = {
     _format_version: '3.0',
-    services: [
-      {
-        name: 'llm',
-        url: upstream.url,
-        routes: routes.map((r) => ({ name: r, paths: [`/${r}`], strip_path: true })),
-      },
-    ],
+    services: services.map((s) => ({
+      name: s.name,
+      url: s.url,
+      routes: s.routes.map((r) => ({ name: r, paths: [`/${r}`], strip_path: true })),
+    })),
     plugins: [
       ...routes.flatMap((r) => [
         { name: 'key-auth', route: r },
         { name: 'tenant-auth', route: r, config: { plans: PLANS, validate_json_body: false } },
       ]),
-      ...(GATEWAY === 'kong' ? bundledRateLimiting : []),
-      ratelimit('wfq'),
-      // One request more than the upstream's seats: the next one is already at the upstream
-      // when a seat frees, hiding the gateway's handoff time.
-      ratelimit('wfqpipe', {
-        queue: { upstream: 'bench-wfqpipe', max_concurrent: SEATS + 1, max_wait_ms: 20000 },
-      }),
-      ratelimit('shares'),
+      ...MODELS.flatMap((m) =>
+        setupsOf(m).flatMap((s): PluginEntry[] => {
+          if (s.kind === 'rl')
+            return [bundledRateLimiting(s.route, Number(s.route.replace(/^q?rl/, '')))];
+          if (s.kind !== 'wfq') return [];
+          if (m === 'quota') return [ratelimit(s.route, quotaQueue)];
+          // One request more than the upstream's seats: the next one is already at the upstream
+          // when a seat frees, hiding the gateway's handoff time.
+          return [ratelimit(s.route, seatsQueue(s.route === 'wfqpipe' ? SEATS + 1 : SEATS))];
+        }),
+      ),
+      ratelimit('shares', seatsQueue(SEATS)),
     ],
     consumers: TENANTS.map(([id, plan]) => ({
       username: id,
@@ -400,7 +583,7 @@ async function main(): Promise<void> {
       return calls;
     };
     const before = await evalCalls();
-    const seq = await load(url('wfq'), 'victim-c-key', 1, Date.now() + 3000);
+    const seq = await load(url('shares'), 'victim-c-key', 1, Date.now() + 3000);
     await new Promise((r) => setTimeout(r, 300)); // last log phases
     const scriptsPerRequest = ((await evalCalls()) - before) / seq.length;
     const pdk = new Map<string, number>();
@@ -416,120 +599,103 @@ async function main(): Promise<void> {
       }
     }
 
-    // --- 1. Noisy neighbour.
-    const victimsAlone = async (route: string) => {
-      const until = Date.now() + SECONDS * 1000 * 0.6;
-      const [b, c] = await Promise.all([
+    // --- 1. Noisy neighbour, per model.
+    const victims = (route: string, until: number) =>
+      Promise.all([
         load(url(route), 'victim-b-key', 1, until, VICTIM_THINK_MS),
         load(url(route), 'victim-c-key', 1, until, VICTIM_THINK_MS),
-      ]);
-      return [...b, ...c];
-    };
-    const flood = async (route: string) => {
-      const start = Date.now();
-      const until = start + SECONDS * 1000;
-      const floodP = load(url(route), 'flood-key', SEATS * FLOOD_FACTOR, until, 0, REJECT_PAUSE_MS);
-      // Victims start once the flood has filled the queue.
-      await new Promise((r) => setTimeout(r, 1500));
-      const [[b, c], util] = await utilisation(
-        upstream,
-        until,
-        Promise.all([
-          load(url(route), 'victim-b-key', 1, until, VICTIM_THINK_MS),
-          load(url(route), 'victim-c-key', 1, until, VICTIM_THINK_MS),
-        ]),
-      );
-      const a = await floodP;
-      // The goal's utilisation: no seat left idle (seats busy); completions are reported beside it.
-      return { victims: [...b, ...c], flood: a, util: util.busy, done: util.util, start };
-    };
-    const setups: Setup[] = [
-      {
-        name: 'plain FIFO (tenant-auth only; the upstream queues)',
-        route: 'fifo',
-        short: 'plain FIFO',
-        color: '#d62728',
-      },
-      ...rlRoutes.map((r, i) => ({
-        name: `Kong's rate-limiting, ${RL_LIMITS[i]}/s per consumer (redis policy)`,
-        route: r,
-        short: `rate-limiting ${RL_LIMITS[i]}/s`,
-        color: ['#ff7f0e', '#9467bd', '#8c564b'][i] ?? '#7f7f7f',
-      })),
-      {
-        name: `tenant-ratelimit fair queue, max_concurrent ${SEATS} (= the upstream's seats)`,
-        route: 'wfq',
-        short: 'fair queue',
-        color: '#2ca02c',
-      },
-      {
-        name: `tenant-ratelimit fair queue, max_concurrent ${SEATS + 1} (one in the pipe)`,
-        route: 'wfqpipe',
-        short: `fair queue +1`,
-      },
-    ];
-    const outcomes: Outcome[] = [];
-    for (const setup of setups) {
-      const alone = await victimsAlone(setup.route);
-      await new Promise((r) => setTimeout(r, 500));
-      const f = await flood(setup.route);
-      await new Promise((r) => setTimeout(r, 2500)); // drain
-      outcomes.push({
-        setup,
-        alone: p99(alone),
-        flood: p99(f.victims),
-        ratio: p99(f.victims) / p99(alone),
-        util: f.util,
-        done: f.done,
-        victims: f.victims,
-        floodSamples: f.flood,
-        start: f.start,
-      });
-    }
-    const rows = outcomes.map((o) => [
-      o.setup.name,
-      o.alone.toFixed(0),
-      o.flood.toFixed(0),
-      `**${o.ratio.toFixed(2)}×**`,
-      pct(o.util),
-      pct(o.done),
-      `${ok(o.victims)}/${o.victims.length}`,
-      `${ok(o.floodSamples)}/${o.floodSamples.length}`,
-      o.ratio <= GOAL_RATIO && o.util >= GOAL_UTIL ? 'yes' : 'no',
-    ]);
-    const summary = outcomes.map(
-      (o) =>
-        `${o.setup.route}: victim p99 ${o.ratio.toFixed(2)}x alone, utilisation ${pct(o.util)}`,
-    );
-
-    // The chart: victim latency over time under the flood, one series per setup drawn.
-    const charted = outcomes.filter((o) => o.setup.color !== undefined);
-    const series: Series[] = charted.map((o) => ({
-      label: `${o.setup.short}: p99 ${o.flood.toFixed(0)} ms (${o.ratio.toFixed(1)}× alone), utilisation ${pct(o.util, 0)}`,
-      color: o.setup.color as string,
-      points: o.victims
-        .filter((v) => v.status === 200)
-        .map((v) => ({ t: (v.at - v.ms - o.start) / 1000, ms: v.ms })),
-    }));
-    const fifo = outcomes.find((o) => o.setup.route === 'fifo');
-    const chartFile = `noisy-neighbour-${GATEWAY}${SERVICE_MS === 100 ? '' : `-${SERVICE_MS}ms`}.svg`;
-    writeFileSync(
-      path.join(ROOT, 'docs', chartFile),
-      latencyChart({
-        title: `Victim latency under a ${FLOOD_FACTOR}× flood (${GATEWAY === 'kong' ? 'real Kong 3.9.3' : 'harness'})`,
-        subtitle: `Upstream ${SEATS} seats × ${SERVICE_MS} ms; tenant A: ${SEATS * FLOOD_FACTOR} closed-loop workers; victims B and C: one request at a time. Victims start 1.5 s in.`,
-        seconds: SECONDS,
-        series,
-        ...(fifo
+      ]).then(([b, c]) => [...b, ...c]);
+    const summary: string[] = [];
+    const results: ModelResult[] = [];
+    for (const model of MODELS) {
+      const upstream = upstreams.get(model) as UpstreamProcess;
+      const seconds = model === 'quota' ? QUOTA_SECONDS : SECONDS;
+      const outcomes: Outcome[] = [];
+      for (const setup of setupsOf(model)) {
+        const alone = await victims(setup.route, Date.now() + seconds * 1000 * 0.6);
+        await new Promise((r) => setTimeout(r, 500));
+        const start = Date.now();
+        const until = start + seconds * 1000;
+        const floodP = load(
+          url(setup.route),
+          'flood-key',
+          FLOOD_WORKERS,
+          until,
+          0,
+          REJECT_PAUSE_MS,
+        );
+        // Victims start once the flood has filled the queue.
+        await new Promise((r) => setTimeout(r, 1500));
+        const from = Date.now();
+        const [v, u] = await utilisation(upstream, until, victims(setup.route, until));
+        const floodSamples = await floodP;
+        const waits = nextStartWaits(await upstream.starts(), from, until - 300);
+        await new Promise((r) => setTimeout(r, 2500)); // drain
+        const util = model === 'quota' ? u.starts : u.busy;
+        outcomes.push({
+          setup,
+          alone: p99(alone),
+          flood: p99(v),
+          ratio: p99(v) / p99(alone),
+          util,
+          other: model === 'quota' ? u.busy : u.done,
+          victims: v,
+          aloneSamples: alone,
+          floodSamples,
+          start,
+          waits,
+          upstreamQueued: u.queued,
+        });
+        summary.push(
+          `${model} ${setup.route}: victim p99 ${(p99(v) / p99(alone)).toFixed(2)}x alone, utilisation ${pct(util)}`,
+        );
+      }
+      // The ideal scheduler: the fair queue's victims alone, plus the wait for the next start
+      // the upstream gave while FIFO kept it saturated.
+      const fifo = outcomes.find((o) => o.setup.kind === 'fifo');
+      const wfq = outcomes.find((o) => o.setup.kind === 'wfq');
+      const ideal =
+        fifo && wfq && fifo.waits.length > 0
           ? {
-              reference: {
-                ms: fifo.alone,
-                label: `victim p99 alone (FIFO route): ${fifo.alone.toFixed(0)} ms`,
-              },
+              p99: idealP99(wfq.aloneSamples, fifo.waits),
+              alone: wfq.alone,
+              ratio: idealP99(wfq.aloneSamples, fifo.waits) / wfq.alone,
+              util: fifo.util,
+              waitP99: percentile(sorted(fifo.waits), 99),
             }
-          : {}),
-      }),
-    );
+          : null;
+      const chartFile = `noisy-neighbour-${GATEWAY}${model === 'quota' ? '-quota' : ''}${SERVICE_MS === 100 ? '' : `-${SERVICE_MS}ms`}.svg`;
+      const charted = outcomes.filter((o) => o.setup.color !== undefined);
+      const series: Series[] = charted.map((o) => ({
+        label: `${o.setup.short}: p99 ${o.flood.toFixed(0)} ms (${o.ratio.toFixed(1)}× alone), utilisation ${pct(o.util, 0)}`,
+        color: o.setup.color as string,
+        points: o.victims
+          .filter((v) => v.status === 200)
+          .map((v) => ({ t: (v.at - v.ms - o.start) / 1000, ms: v.ms })),
+      }));
+      const capacityText =
+        model === 'quota'
+          ? `a quota of ${QUOTA_RPS} request starts/s (bucket of ${QUOTA_BURST}), ${SERVICE_MS} ms each, no seat limit`
+          : `${SEATS} seats × ${SERVICE_MS} ms`;
+      writeFileSync(
+        path.join(ROOT, 'docs', chartFile),
+        latencyChart({
+          title: `Victim latency under a ${FLOOD_FACTOR}× flood, upstream with ${model === 'quota' ? 'a rate quota' : 'seats'} (${GATEWAY === 'kong' ? 'real Kong 3.9.3' : 'harness'})`,
+          subtitle: `Upstream: ${capacityText}; tenant A: ${FLOOD_WORKERS} closed-loop workers; victims B and C: one request at a time. Victims start 1.5 s in.`,
+          seconds,
+          series,
+          ...(wfq
+            ? {
+                reference: {
+                  ms: wfq.alone,
+                  label: `victim p99 alone (fair-queue route): ${wfq.alone.toFixed(0)} ms`,
+                },
+              }
+            : {}),
+        }),
+      );
+      results.push({ model, seconds, outcomes, ideal, chartFile });
+    }
 
     // --- 2. Weighted shares, all backlogged: one node, then two nodes on the one Redis.
     const one = await weightedShares([url('shares')]);
@@ -548,76 +714,132 @@ async function main(): Promise<void> {
     const within = (r: { off: number[] }) => r.off.every((o) => Math.abs(o) <= 0.05);
     summary.push(`shares 1 node ${one.done.join(':')}, Jain ${one.jain.toFixed(4)}`);
     summary.push(`shares 2 nodes ${two.done.join(':')}, Jain ${two.jain.toFixed(4)}`);
-
-    const met = outcomes.filter((o) => o.ratio <= GOAL_RATIO && o.util >= GOAL_UTIL);
-    const missed = outcomes.filter((o) => !met.includes(o));
-    const verdict = `In this run, ${
-      met.length
-        ? `${list(met.map((o) => `**${o.setup.short}**`))} met both goals`
-        : 'no setup met both goals'
-    } (victim p99 under the flood ≤ ${GOAL_RATIO}× alone **and** utilisation ≥ ${pct(GOAL_UTIL, 0)})${
-      missed.length
-        ? `; ${list(
-            missed.map(
-              (o) =>
-                `${o.setup.short} gave ${o.ratio.toFixed(2)}× at ${pct(o.util)}${
-                  o.ratio > GOAL_RATIO && o.util < GOAL_UTIL
-                    ? ' (missed both)'
-                    : o.ratio > GOAL_RATIO
-                      ? ' (latency missed)'
-                      : ' (utilisation missed)'
-                }`,
-            ),
-          )}`
-        : ''
-    }.`;
     const sharesVerdict = (r: { off: number[]; jain: number }, where: string) =>
       `${where}: Jain's index **${r.jain.toFixed(4)}** (goal ≥ 0.99: ${r.jain >= 0.99 ? 'met' : 'missed'}), every share ${
         within(r) ? 'within' : '**not** within'
       } ±5 % of its weight (largest deviation ${pct(Math.max(...r.off.map(Math.abs)))}).`;
 
+    const modelSection = (r: ModelResult): string => {
+      const quota = r.model === 'quota';
+      const rows = r.outcomes.map((o) => [
+        o.setup.name,
+        o.alone.toFixed(0),
+        o.flood.toFixed(0),
+        `**${o.ratio.toFixed(2)}×**`,
+        pct(o.util),
+        pct(o.other),
+        `${ok(o.victims)}/${o.victims.length}`,
+        `${ok(o.floodSamples)}/${o.floodSamples.length}`,
+        met(o) ? 'yes' : 'no',
+      ]);
+      if (r.ideal) {
+        rows.push([
+          `_ideal scheduler, measured: no hand-off, the victim takes the next ${quota ? 'start of the quota' : 'seat to free'} (FIFO run's upstream timeline; fair queue's victims alone)_`,
+          r.ideal.alone.toFixed(0),
+          r.ideal.p99.toFixed(0),
+          `_${r.ideal.ratio.toFixed(2)}×_`,
+          pct(r.ideal.util),
+          '—',
+          '—',
+          '—',
+          met(r.ideal) ? 'yes' : 'no',
+        ]);
+      }
+      const pOf = (xs: number[], q: number) =>
+        xs.length ? percentile(sorted(xs), q).toFixed(0) : '—';
+      const breakdown = r.outcomes.map((o) => {
+        const good = o.victims.filter((v) => v.status === 200);
+        const alone = o.aloneSamples.filter((v) => v.status === 200);
+        const waited = good.filter((v) => Number.isFinite(v.wait));
+        return [
+          o.setup.short,
+          `${pOf(
+            alone.map((v) => v.ms),
+            50,
+          )} / ${pOf(
+            alone.map((v) => v.ms),
+            99,
+          )}`,
+          `${pOf(
+            good.map((v) => v.ms),
+            50,
+          )} / ${pOf(
+            good.map((v) => v.ms),
+            99,
+          )}`,
+          waited.length
+            ? `${pOf(
+                waited.map((v) => v.wait),
+                50,
+              )} / ${pOf(
+                waited.map((v) => v.wait),
+                99,
+              )}`
+            : '—',
+          waited.length
+            ? `${pOf(
+                waited.map((v) => v.ms - v.wait),
+                50,
+              )} / ${pOf(
+                waited.map((v) => v.ms - v.wait),
+                99,
+              )}`
+            : '—',
+          o.upstreamQueued.toFixed(1),
+          String(good.length),
+        ];
+      });
+      const heading = quota
+        ? `### Against a rate quota (the issue's "40 req/s": a provider's RPM/TPM)`
+        : `### Against seats (concurrency: a GPU box)`;
+      const model = quota
+        ? `Mock upstream: a quota of ${QUOTA_RPS} request **starts** per second (a bucket of ${QUOTA_BURST} starts, refilled continuously; beyond it requests wait FIFO), then ${SERVICE_MS} ms of service each with no limit on requests in service — how a hosted provider's requests/tokens-per-minute quota behaves (\`ratePerSecond\`/\`rateBurst\` knobs, docs/mock-upstream.md). tenant-ratelimit declares the quota: \`queue.tokens_per_minute: ${quotaQueue.tokens_per_minute}\` (${QUOTA_RPS}/s × ${WIDTH} tokens, every request here being ${WIDTH} tokens wide: its prompt + a fixed \`max_tokens\` 16), \`queue.token_burst: ${quotaQueue.token_burst}\` (${QUEUE_BURST} requests), no \`max_concurrent\`. **Utilisation = requests the upstream started ÷ what the quota allows** in the window; beside it, the mean requests in service ÷ 4 (for information).`
+        : `Mock upstream: ${SEATS} seats × ${SERVICE_MS} ms (${(SEATS * 1000) / SERVICE_MS} requests/s), FIFO beyond them. tenant-ratelimit declares the seats (\`queue.max_concurrent: ${SEATS}\`, or one more, so that the next request is already at the upstream when a seat frees). **Utilisation = mean busy seats ÷ ${SEATS}**, sampled every 25 ms; beside it, completed ÷ what the seats could complete (below the utilisation when the machine slows the mock's service time down). A scheduler that keeps the seats busy (≥ 95 %) cannot start an arriving victim before the first of the ${SEATS} busy seats frees (no pre-emption): about ${SERVICE_MS}·(1 − 0.01^(1/${SEATS})) ≈ ${(SERVICE_MS * (1 - 0.01 ** (1 / SEATS))).toFixed(0)} ms at p99 if the seats' phases were independent; measured on this run's saturated (FIFO) seat timeline: p99 ${r.ideal ? r.ideal.waitP99.toFixed(0) : '—'} ms. With the victims' p99 alone at ${r.ideal ? r.ideal.alone.toFixed(0) : '—'} ms, 1.3× leaves ${r.ideal ? (0.3 * r.ideal.alone).toFixed(0) : '—'} ms for that wait and every hand-off; the ideal-scheduler row adds only the wait.`;
+      return `${heading}
+
+${model} Flood window ${r.seconds} s.
+
+${table(['setup', 'victim p99 alone ms', 'victim p99 under flood ms', 'under flood ÷ alone', quota ? 'utilisation (starts ÷ quota)' : 'utilisation (seats busy)', quota ? 'in service ÷ 4' : 'completed ÷ capacity', 'victim 200s', 'flood 200s', 'both goals'], rows)}
+
+Where the victims' time went (ms, p50 / p99): their latency alone and under the flood; under
+the flood, the fair queue's wait (its \`X-Queue-Wait-Ms\`) and the rest (gateway, proxying, the
+upstream); and the mean number of requests waiting at the upstream itself during the flood.
+
+${table(['setup', 'victim alone', 'victim under flood', 'of which fair-queue wait', 'of which the rest', 'waiting at the upstream (mean)', 'victim samples'], breakdown)}
+
+${verdictOf(r.outcomes)}${
+        r.ideal
+          ? ` The ideal scheduler (measured, above) would give ${r.ideal.ratio.toFixed(2)}× (the wait for the next ${quota ? 'start' : 'free seat'}: p99 ${r.ideal.waitP99.toFixed(0)} ms).`
+          : ''
+      }
+
+![Victim latency over time under the flood](${r.chartFile})
+
+[${r.chartFile}](${r.chartFile}): every victim request during the flood, by its start time and latency (log scale), for ${list(r.outcomes.filter((o) => o.setup.color).map((o) => o.setup.short))}.`;
+    };
+
     const body = `## tenant-ratelimit: noisy neighbour and weighted shares
 
-Command: \`npm run bench\` (bench/tenant-ratelimit.ts; \`BENCH_GATEWAY=${GATEWAY} BENCH_SECONDS=${SECONDS} BENCH_SERVICE_MS=${SERVICE_MS} BENCH_RL_LIMITS=${RL_LIMITS.join(',')} BENCH_REJECT_PAUSE_MS=${REJECT_PAUSE_MS}\`), gateway: ${
+Command: \`npm run bench -- tenant-ratelimit\` (bench/tenant-ratelimit.ts; \`BENCH_GATEWAY=${GATEWAY} BENCH_MODELS=${MODELS.join(',')} BENCH_QUOTA_SECONDS=${QUOTA_SECONDS} BENCH_SECONDS=${SECONDS} BENCH_SERVICE_MS=${SERVICE_MS} BENCH_QUOTA_RPS=${QUOTA_RPS} BENCH_QUOTA_BURST=${QUOTA_BURST} BENCH_RL_LIMITS=${RL_LIMITS.join(',')} BENCH_REJECT_PAUSE_MS=${REJECT_PAUSE_MS}\`), gateway: ${
       GATEWAY === 'kong' ? 'the real Kong 3.9.3 (2 workers)' : 'the harness'
-    }, real Redis; 1-minute load average at the start: ${load1.toFixed(1)} on ${os.cpus().length} CPUs (above that, timings are the machine's as much as the gateway's). Mock upstream: ${SEATS} seats × ${SERVICE_MS} ms
-(${(SEATS * 1000) / SERVICE_MS} requests/s), over capacity it queues FIFO. Tenant A floods with
-${SEATS * FLOOD_FACTOR} closed-loop workers (${FLOOD_FACTOR}× the seats) for ${SECONDS} s${
+    }, real Redis; 1-minute load average at the start: ${load1.toFixed(1)} on ${os.cpus().length} CPUs (above that, timings are the machine's as much as the gateway's). Each mock upstream runs in its own process.
+
+Noisy neighbour: tenant A floods with ${FLOOD_WORKERS} closed-loop workers (${FLOOD_FACTOR}× the ${SEATS} requests the upstream has in service at once)${
       REJECT_PAUSE_MS > 0
         ? `, pausing ${REJECT_PAUSE_MS} ms after a 429`
         : ', retrying at once after a 429'
-    }; victims B and C
-each send one request at a time with ${VICTIM_THINK_MS} ms between them (well below their share).
-"alone" is the victims' p99 with no flood, measured just before, on the same route. Utilisation is
-the mean number of busy upstream seats ÷ ${SEATS}, sampled every 25 ms from the victims' start to the
-flood's end (idle seats are capacity the protection left unused). "completed ÷ capacity" is what
-the upstream finished in that time ÷ what ${SEATS} seats × ${SERVICE_MS} ms could finish: below the
-utilisation when the machine slows the mock's service time down.
-The mock upstream runs in its own process.
-${
-  rlRoutes.length
-    ? `Kong's bundled \`rate-limiting\` (what platform teams use today) limits every consumer to a
-static number of requests per second (${RL_LIMITS.map((n) => `${n}/s`).join(', ')}; \`policy: redis\` on the same Redis,
-\`limit_by: consumer\`); its 429s count as the flood's non-200s.`
-    : `Kong's bundled \`rate-limiting\` rows need the real Kong (the harness has no such plugin).`
-}
-tenant-ratelimit's queue declares the upstream's capacity (\`queue.max_concurrent: ${SEATS}\`, or
-one more, so that the next request is already at the upstream when a seat frees); all tenants
-weight 1; no per-tenant limits are set, so tenant-ratelimit answers no 429 here.
+    }; victims B and C each send one request at a time with ${VICTIM_THINK_MS} ms between them (well below their share), from 1.5 s into the flood to its end. "alone" is the victims' p99 with no flood, measured just before, on the same route. ${
+      GATEWAY === 'kong'
+        ? `Kong's bundled \`rate-limiting\` (what platform teams use today) limits every consumer to a static number of requests per second (${RL_LIMITS.map((n) => `${n}/s`).join(', ')}; \`policy: redis\` on the same Redis, \`limit_by: consumer\`); its 429s count as the flood's non-200s.`
+        : `Kong's bundled \`rate-limiting\` rows need the real Kong (the harness has no such plugin).`
+    } All tenants weight 1; no per-tenant limits are set, so tenant-ratelimit answers no 429 here.
 
-${table(['setup', 'victim p99 alone ms', 'victim p99 under flood ms', 'under flood ÷ alone', 'upstream utilisation (seats busy)', 'completed ÷ capacity', 'victim 200s', 'flood 200s', 'both goals'], rows)}
-
-${verdict}
-
-![Victim latency over time under the flood](${chartFile})
-
-[${chartFile}](${chartFile}): every victim request during the flood, by its start time and latency
-(log scale), for ${list(charted.map((o) => o.setup.short))}.
+${results.map(modelSection).join('\n\n')}
 
 ### Weighted shares
 
 Three tenants on plans of weight 1, 2 and 4, each with ${SEATS * 4} closed-loop workers on the same
-fair queue (${SEATS} seats) for ${SECONDS} s; completions counted after the first 2 s. First
+fair queue (${SEATS} seats × ${SERVICE_MS} ms) for ${SECONDS} s; completions counted after the first 2 s. First
 through one gateway node, then through two ${
       GATEWAY === 'kong'
         ? 'real Kong nodes (each with its own plugin servers)'
@@ -650,7 +872,7 @@ tenant-settle + fair-queue release in log (the two log calls are sent together).
     await redis.close();
     if (second) await second.close();
     await gateway.close();
-    await upstream.close();
+    for (const u of new Set([...upstreams.values(), seatsUpstream])) await u.close();
   }
 }
 
