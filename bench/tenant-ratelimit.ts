@@ -34,7 +34,8 @@
  * BENCH_QUOTA_SECONDS (the quota model's flood window, default 20), BENCH_SECONDS (the seat
  * model's flood window and the shares', default 10), BENCH_FLOOD_FACTOR (default 20),
  * BENCH_SERVICE_MS (the upstream's time per request, default 100), BENCH_QUOTA_RPS (default
- * 40), BENCH_QUOTA_BURST (the upstream's bucket, default 4 starts), BENCH_RL_LIMITS
+ * 40), BENCH_QUOTA_BURST (the upstream's bucket, default 4 starts), BENCH_QUOTA_DECLARED (the
+ * share of the quota the fair queue declares, default 0.97), BENCH_RL_LIMITS
  * (rate-limiting's per-consumer limits per second, default "20,35"), BENCH_REJECT_PAUSE_MS (a
  * flood worker's pause after a 429, default 0: the flood is closed-loop whatever it gets
  * back). Loops are bounded in time and only reach 127.0.0.1.
@@ -83,6 +84,12 @@ const SERVICE_MS = Number(process.env.BENCH_SERVICE_MS ?? 100);
 /** Quota: 40 request starts per second, a bucket of 4 starts (100 ms of quota). */
 const QUOTA_RPS = Number(process.env.BENCH_QUOTA_RPS ?? 40);
 const QUOTA_BURST = Number(process.env.BENCH_QUOTA_BURST ?? 4);
+/**
+ * Share of the quota the fair queue declares: a little below it, so that the upstream's own
+ * limiter is never critically loaded (at exactly its rate, any bunching of the gateway's
+ * starts leaves a queue at the upstream that never drains).
+ */
+const QUOTA_DECLARED = Number(process.env.BENCH_QUOTA_DECLARED ?? 0.97);
 /** The fair queue's own bucket over the quota, in requests (its `queue.token_burst`). */
 const QUEUE_BURST = 2;
 const VICTIM_THINK_MS = 100;
@@ -452,7 +459,7 @@ async function main(): Promise<void> {
   const seatsQueue = (seats: number) => ({ max_concurrent: seats });
   // The quota, declared as tokens: every request is WIDTH tokens wide (max_tokens fixed).
   const quotaQueue = {
-    tokens_per_minute: QUOTA_RPS * 60 * WIDTH,
+    tokens_per_minute: Math.round(QUOTA_DECLARED * QUOTA_RPS * 60 * WIDTH),
     token_burst: QUEUE_BURST * WIDTH,
   };
   const redisAt = new URL(REDIS_URL);
@@ -487,7 +494,7 @@ async function main(): Promise<void> {
     })),
     m === 'quota'
       ? {
-          name: `tenant-ratelimit fair queue, queue.tokens_per_minute ${quotaQueue.tokens_per_minute} (= the quota: ${QUOTA_RPS}/s × ${WIDTH} tokens), token_burst ${quotaQueue.token_burst}`,
+          name: `tenant-ratelimit fair queue, queue.tokens_per_minute ${quotaQueue.tokens_per_minute} (${pct(QUOTA_DECLARED, 0)} of the quota: ${QUOTA_RPS}/s × ${WIDTH} tokens), token_burst ${quotaQueue.token_burst}`,
           route: 'qwfq',
           short: 'fair queue',
           color: '#2ca02c',
@@ -675,13 +682,13 @@ async function main(): Promise<void> {
       }));
       const capacityText =
         model === 'quota'
-          ? `a quota of ${QUOTA_RPS} request starts/s (bucket of ${QUOTA_BURST}), ${SERVICE_MS} ms each, no seat limit`
+          ? `${QUOTA_RPS} starts/s (bucket ${QUOTA_BURST}), ${SERVICE_MS} ms each, no seat limit`
           : `${SEATS} seats × ${SERVICE_MS} ms`;
       writeFileSync(
         path.join(ROOT, 'docs', chartFile),
         latencyChart({
           title: `Victim latency under a ${FLOOD_FACTOR}× flood, upstream with ${model === 'quota' ? 'a rate quota' : 'seats'} (${GATEWAY === 'kong' ? 'real Kong 3.9.3' : 'harness'})`,
-          subtitle: `Upstream: ${capacityText}; tenant A: ${FLOOD_WORKERS} closed-loop workers; victims B and C: one request at a time. Victims start 1.5 s in.`,
+          subtitle: `Upstream: ${capacityText}. A: ${FLOOD_WORKERS} closed-loop workers; B, C: one request at a time, from 1.5 s.`,
           seconds,
           series,
           ...(wfq
@@ -793,7 +800,7 @@ async function main(): Promise<void> {
         ? `### Against a rate quota (the issue's "40 req/s": a provider's RPM/TPM)`
         : `### Against seats (concurrency: a GPU box)`;
       const model = quota
-        ? `Mock upstream: a quota of ${QUOTA_RPS} request **starts** per second (a bucket of ${QUOTA_BURST} starts, refilled continuously; beyond it requests wait FIFO), then ${SERVICE_MS} ms of service each with no limit on requests in service — how a hosted provider's requests/tokens-per-minute quota behaves (\`ratePerSecond\`/\`rateBurst\` knobs, docs/mock-upstream.md). tenant-ratelimit declares the quota: \`queue.tokens_per_minute: ${quotaQueue.tokens_per_minute}\` (${QUOTA_RPS}/s × ${WIDTH} tokens, every request here being ${WIDTH} tokens wide: its prompt + a fixed \`max_tokens\` 16), \`queue.token_burst: ${quotaQueue.token_burst}\` (${QUEUE_BURST} requests), no \`max_concurrent\`. **Utilisation = requests the upstream started ÷ what the quota allows** in the window; beside it, the mean requests in service ÷ 4 (for information).`
+        ? `Mock upstream: a quota of ${QUOTA_RPS} request **starts** per second (a bucket of ${QUOTA_BURST} starts, refilled continuously; beyond it requests wait FIFO), then ${SERVICE_MS} ms of service each with no limit on requests in service — how a hosted provider's requests/tokens-per-minute quota behaves (\`ratePerSecond\`/\`rateBurst\` knobs, docs/mock-upstream.md). tenant-ratelimit declares the quota: \`queue.tokens_per_minute: ${quotaQueue.tokens_per_minute}\` (${pct(QUOTA_DECLARED, 0)} of ${QUOTA_RPS}/s × ${WIDTH} tokens, every request here being ${WIDTH} tokens wide: its prompt + a fixed \`max_tokens\` 16; a little below the quota, so that the upstream's own limiter is never critically loaded: at exactly its rate, any bunching of the gateway's starts leaves a queue at the upstream that never drains), \`queue.token_burst: ${quotaQueue.token_burst}\` (${QUEUE_BURST} requests), no \`max_concurrent\`. **Utilisation = requests the upstream started ÷ what the quota allows** in the window; beside it, the mean requests in service ÷ 4 (for information).`
         : `Mock upstream: ${SEATS} seats × ${SERVICE_MS} ms (${(SEATS * 1000) / SERVICE_MS} requests/s), FIFO beyond them. tenant-ratelimit declares the seats (\`queue.max_concurrent: ${SEATS}\`, or one more, so that the next request is already at the upstream when a seat frees). **Utilisation = mean busy seats ÷ ${SEATS}**, sampled every 25 ms; beside it, completed ÷ what the seats could complete (below the utilisation when the machine slows the mock's service time down). A scheduler that keeps the seats busy (≥ 95 %) cannot start an arriving victim before the first of the ${SEATS} busy seats frees (no pre-emption): about ${SERVICE_MS}·(1 − 0.01^(1/${SEATS})) ≈ ${(SERVICE_MS * (1 - 0.01 ** (1 / SEATS))).toFixed(0)} ms at p99 if the seats' phases were independent; measured on this run's saturated (FIFO) seat timeline: p99 ${r.ideal ? r.ideal.waitP99.toFixed(0) : '—'} ms. With the victims' p99 alone at ${r.ideal ? r.ideal.alone.toFixed(0) : '—'} ms, 1.3× leaves ${r.ideal ? (0.3 * r.ideal.alone).toFixed(0) : '—'} ms for that wait and every hand-off; the ideal-scheduler row adds only the wait.`;
       return `${heading}
 
@@ -820,7 +827,7 @@ ${verdictOf(r.outcomes)}${
 
     const body = `## tenant-ratelimit: noisy neighbour and weighted shares
 
-Command: \`npm run bench -- tenant-ratelimit\` (bench/tenant-ratelimit.ts; \`BENCH_GATEWAY=${GATEWAY} BENCH_MODELS=${MODELS.join(',')} BENCH_QUOTA_SECONDS=${QUOTA_SECONDS} BENCH_SECONDS=${SECONDS} BENCH_SERVICE_MS=${SERVICE_MS} BENCH_QUOTA_RPS=${QUOTA_RPS} BENCH_QUOTA_BURST=${QUOTA_BURST} BENCH_RL_LIMITS=${RL_LIMITS.join(',')} BENCH_REJECT_PAUSE_MS=${REJECT_PAUSE_MS}\`), gateway: ${
+Command: \`npm run bench -- tenant-ratelimit\` (bench/tenant-ratelimit.ts; \`BENCH_GATEWAY=${GATEWAY} BENCH_MODELS=${MODELS.join(',')} BENCH_QUOTA_SECONDS=${QUOTA_SECONDS} BENCH_SECONDS=${SECONDS} BENCH_SERVICE_MS=${SERVICE_MS} BENCH_QUOTA_RPS=${QUOTA_RPS} BENCH_QUOTA_BURST=${QUOTA_BURST} BENCH_QUOTA_DECLARED=${QUOTA_DECLARED} BENCH_RL_LIMITS=${RL_LIMITS.join(',')} BENCH_REJECT_PAUSE_MS=${REJECT_PAUSE_MS}\`), gateway: ${
       GATEWAY === 'kong' ? 'the real Kong 3.9.3 (2 workers)' : 'the harness'
     }, real Redis; 1-minute load average at the start: ${load1.toFixed(1)} on ${os.cpus().length} CPUs (above that, timings are the machine's as much as the gateway's). Each mock upstream runs in its own process.
 
