@@ -5,9 +5,10 @@
  * careless or hostile client sends: chats of two tenants (cacheable, not, streamed), model
  * lists, a refused tool, malformed JSON, no key, an empty body. Samples the RSS of every
  * process of the stack (the gateway's nginx and plugin servers, the front door's node process
- * with the mock upstream, Redis, Milvus) after a warm-up, along the way and after an idle
- * pause, and each plugin server's open events. Fails (exit 1) when a process keeps growing
- * after the warm-up or an event stays open; writes its figures to docs/benchmarks.md.
+ * with the mock upstream, Redis, Milvus) every 2 s, and each plugin server's open events at the
+ * end. Fails (exit 1) when a process's RSS band (floor or ceiling) rises from the first half
+ * of the run after the warm-up to the second, or above it when idle, or an event stays open;
+ * writes its figures to docs/benchmarks.md.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -31,6 +32,9 @@ const UPSTREAM_PORT = arg('upstream-port', 19000);
 /** Growth allowed between the sample after warm-up and the end: noise, not a leak. */
 const SLACK_FRACTION = 0.15;
 const SLACK_MB = 32;
+/** How often every process's RSS is sampled, and the idle pause at the end. */
+const SAMPLE_MS = 2000;
+const IDLE_MS = 20_000;
 /** The plugin servers' metrics ports in kong.yml (tenant-auth … circuit-breaker). */
 const METRICS_PORTS = [9201, 9202, 9203, 9204, 9205, 9206];
 
@@ -154,6 +158,21 @@ function startFrontDoor(): Promise<{ child: ChildProcess; banner: string }> {
   });
 }
 
+/** Every 5xx answer, by status and the error body's `code`: each one explained in the report. */
+const serverErrors = new Map<string, number>();
+
+function noteServerError(status: number, body: string): void {
+  let code = 'no OpenAI-style body';
+  try {
+    const parsed = JSON.parse(body) as { error?: { code?: unknown } };
+    if (typeof parsed.error?.code === 'string') code = parsed.error.code;
+  } catch {
+    // not JSON: counted as such
+  }
+  const key = `${status} ${code}`;
+  serverErrors.set(key, (serverErrors.get(key) ?? 0) + 1);
+}
+
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 
 function request(
@@ -166,8 +185,15 @@ function request(
     const req = http.request(
       { host: '127.0.0.1', port: GATEWAY_PORT, method, path: pathname, headers, agent },
       (res) => {
-        res.on('data', () => undefined);
-        res.on('end', () => resolve(res.statusCode ?? 0));
+        const status = res.statusCode ?? 0;
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => {
+          if (status >= 500) chunks.push(d);
+        });
+        res.on('end', () => {
+          if (status >= 500) noteServerError(status, Buffer.concat(chunks).toString('utf8'));
+          resolve(status);
+        });
         res.on('error', () => resolve(-1));
       },
     );
@@ -273,6 +299,34 @@ function nth(i: number): Promise<number> {
   }
 }
 
+const ERROR_KINDS = 8;
+
+/**
+ * Kong's error-log lines at level error or above, counted by message (request-specific parts
+ * cut off): a soak should leave none but the ones a hostile mix explains.
+ */
+function kongErrorLines(prefix: string | undefined): Map<string, number> | undefined {
+  if (!prefix) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(path.join(prefix, 'logs', 'error.log'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /\[(error|crit|alert|emerg)\] \d+#\d+: (?:\*\d+ )?(.*)$/.exec(line);
+    if (!m?.[2]) continue;
+    const message = m[2]
+      .replace(/, (client|context|request|upstream|host|server|request_id): .*$/, '')
+      .replace(/\b[0-9a-f]{32}\b|\b[0-9a-f-]{36}\b/g, '<id>')
+      .replace(/\d+/g, 'N')
+      .slice(0, 140);
+    out.set(message, (out.get(message) ?? 0) + 1);
+  }
+  return out;
+}
+
 async function pendingEvents(): Promise<Record<number, number | undefined>> {
   const out: Record<number, number | undefined> = {};
   for (const port of METRICS_PORTS) {
@@ -286,6 +340,18 @@ async function pendingEvents(): Promise<Record<number, number | undefined>> {
   }
   return out;
 }
+
+/** One process's samples in one stretch of the run: the band its RSS moved in. */
+interface Band {
+  min: number;
+  max: number;
+  n: number;
+}
+
+const addTo = (b: Band | undefined, v: number): Band =>
+  b ? { min: Math.min(b.min, v), max: Math.max(b.max, v), n: b.n + 1 } : { min: v, max: v, n: 1 };
+
+const band = (b: Band | undefined): string => (b ? `${b.min.toFixed(0)}–${b.max.toFixed(0)}` : '—');
 
 async function main(): Promise<void> {
   const t0 = Date.now();
@@ -301,20 +367,28 @@ async function main(): Promise<void> {
     process.stdout.write(`soak: ${banner}\n`);
     const kongPrefix = /its log: (\S+)\/logs\/error\.log/.exec(banner)?.[1];
     const procs = stackProcesses(child.pid ?? 0, kongPrefix);
-    const marks = [0.1, 0.25, 0.5, 0.75, 1];
-    const samples: Array<{ at: string; rss: Map<number, number | undefined> }> = [];
-    const sample = (at: string) => {
-      samples.push({ at, rss: new Map(procs.map((p) => [p.pid, rssMb(p.pid)])) });
-      process.stdout.write(
-        `soak: ${at}: ${procs.map((p) => `${p.label.split(' ').pop()}=${rssMb(p.pid)?.toFixed(0)}`).join(' ')}\n`,
-      );
+    // The stretches of the run: the warm-up (first 10 %), the two halves of the rest, and an
+    // idle pause. A garbage-collected process's RSS saws up and down between collections (the
+    // plugin servers' V8 heaps by tens of MB); a leak lifts the whole band, floor and ceiling,
+    // from the first half to the second. Sampled every SAMPLE_MS, so each half holds several
+    // collections.
+    const stretches = ['warm-up (0–10 %)', '10–55 %', '55–100 %', `${IDLE_MS / 1000} s idle`];
+    let stretch = 0;
+    const bands = new Map<number, Array<Band | undefined>>(procs.map((p) => [p.pid, []]));
+    const ready = new Map(procs.map((p) => [p.pid, rssMb(p.pid)]));
+    const sampleAll = () => {
+      for (const p of procs) {
+        const mb = rssMb(p.pid);
+        const row = bands.get(p.pid)!;
+        if (mb !== undefined) row[stretch] = addTo(row[stretch], mb);
+      }
     };
-    sample('ready');
+    const sampler = setInterval(sampleAll, SAMPLE_MS);
     const statuses = new Map<number, number>();
     let next = 0;
     let done = 0;
-    let markIdx = 0;
     const loadStart = Date.now();
+    let lastReport = 0;
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
         for (;;) {
@@ -323,34 +397,59 @@ async function main(): Promise<void> {
           const s = await nth(i);
           statuses.set(s, (statuses.get(s) ?? 0) + 1);
           done++;
-          while (markIdx < marks.length && done >= (marks[markIdx] ?? 1) * REQUESTS) {
-            sample(`${Math.round((marks[markIdx] ?? 1) * 100)} % (${done} requests)`);
-            markIdx++;
+          const want = done >= 0.55 * REQUESTS ? 2 : done >= 0.1 * REQUESTS ? 1 : 0;
+          if (want !== stretch) {
+            sampleAll();
+            stretch = want;
+          }
+          if (done - lastReport >= REQUESTS / 10) {
+            lastReport = done;
+            process.stdout.write(
+              `soak: ${done} requests: ${procs.map((p) => `${p.label.split(' ').pop()}=${rssMb(p.pid)?.toFixed(0)}`).join(' ')}\n`,
+            );
           }
         }
       }),
     );
     const loadSeconds = (Date.now() - loadStart) / 1000;
+    sampleAll();
     agent.destroy();
-    await sleep(15_000);
-    sample('after 15 s idle');
+    stretch = 3;
+    await sleep(IDLE_MS);
+    sampleAll();
+    clearInterval(sampler);
     const events = await pendingEvents();
+    const errorLines = kongErrorLines(kongPrefix);
 
-    const warm = samples.find((s) => s.at.startsWith('10 %'))!;
-    const end = samples.at(-1)!;
     const rows: Array<Array<string | number>> = [];
     const growing: string[] = [];
     for (const p of procs) {
-      const a = warm.rss.get(p.pid);
-      const b = end.rss.get(p.pid);
-      const grew = a !== undefined && b !== undefined ? b - a : undefined;
-      const flat = grew !== undefined && grew <= Math.max(SLACK_MB, a! * SLACK_FRACTION);
-      if (!flat) growing.push(`${p.label} (pid ${p.pid})`);
+      const [, first, second, idle] = bands.get(p.pid)!;
+      let verdict = 'gone';
+      if (first && second) {
+        const slack = (b: Band) => Math.max(SLACK_MB, b.max * SLACK_FRACTION);
+        const floorRise = second.min - first.min;
+        const ceilingRise = second.max - first.max;
+        const idleAbove = idle ? idle.max - first.max : 0;
+        const flat =
+          floorRise <= slack(first) && ceilingRise <= slack(first) && idleAbove <= slack(first);
+        verdict = flat ? 'flat' : '**grows**';
+        if (!flat) growing.push(`${p.label} (pid ${p.pid})`);
+      } else {
+        growing.push(`${p.label} (pid ${p.pid}, gone)`);
+      }
+      const [w, f, sec, i] = bands.get(p.pid)!;
       rows.push([
         p.label,
-        ...samples.map((s) => s.rss.get(p.pid)?.toFixed(0) ?? 'gone'),
-        grew === undefined ? '—' : `${grew >= 0 ? '+' : ''}${grew.toFixed(0)}`,
-        flat ? 'flat' : '**grows**',
+        ready.get(p.pid)?.toFixed(0) ?? '—',
+        band(w),
+        band(f),
+        band(sec),
+        band(i),
+        first && second
+          ? `${second.min - first.min >= 0 ? '+' : ''}${(second.min - first.min).toFixed(0)} / ${second.max - first.max >= 0 ? '+' : ''}${(second.max - first.max).toFixed(0)}`
+          : '—',
+        verdict,
       ]);
     }
     const openEvents = Object.entries(events).filter(([, n]) => n !== 0);
@@ -359,6 +458,7 @@ async function main(): Promise<void> {
       .map(([s, n]) => `${s === -1 ? 'connection error' : s}: ${n}`)
       .join(', ');
     const ok = growing.length === 0 && openEvents.length === 0;
+    const samplesTaken = [...bands.values()][0]?.reduce((n, b) => n + (b?.n ?? 0), 0) ?? 0;
     writeSection(
       'soak',
       [
@@ -371,11 +471,33 @@ async function main(): Promise<void> {
         `${CONCURRENCY} keep-alive connections. ${banner.replace(/\s*\(.*$/, '')}.`,
         '',
         `${REQUESTS} requests in ${loadSeconds.toFixed(0)} s (${(REQUESTS / loadSeconds).toFixed(0)} req/s); statuses: ${statusLine}.`,
+        serverErrors.size > 0
+          ? `The 5xx answers by error code: ${[...serverErrors.entries()].map(([k, n]) => `${k}: ${n}`).join(', ')}.`
+          : 'No 5xx answer.',
         '',
-        'RSS in MB of every process of the stack; "growth" is the end (after 15 s idle) minus the',
-        `sample at 10 %, after the warm-up; flat means within ${SLACK_MB} MB or ${SLACK_FRACTION * 100} %.`,
+        `RSS in MB of every process of the stack, sampled every ${SAMPLE_MS / 1000} s (${samplesTaken} samples a process): the`,
+        'band (lowest–highest) it moved in during each stretch. A garbage-collected process saws',
+        "between collections (a plugin server's V8 heap grows by tens of MB of garbage before a",
+        'full collection frees it), so one sample says little; a leak lifts the whole band. Flat',
+        'means the floor and the ceiling of the second half are within',
+        `${SLACK_MB} MB or ${SLACK_FRACTION * 100} % of the first half's, and the idle pause stays under that ceiling too.`,
         '',
-        table(['process', ...samples.map((s) => s.at), 'growth MB', 'verdict'], rows),
+        table(
+          ['process', 'ready', ...stretches, 'second half − first: floor / ceiling MB', 'verdict'],
+          rows,
+        ),
+        '',
+        errorLines === undefined
+          ? "Kong's error log: not found."
+          : errorLines.size === 0
+            ? "Kong's error log: no line at level error or above."
+            : `Kong's error log, lines at level error or above by message (first ${ERROR_KINDS} kinds):\n\n${table(
+                ['lines', 'message'],
+                [...errorLines.entries()]
+                  .sort((a, b) => b[1] - a[1])
+                  .slice(0, ERROR_KINDS)
+                  .map(([m, n]) => [n, `\`${m}\``]),
+              )}`,
         '',
         `Open events in the plugin servers at the end (kta_pluginserver_pending_events): ${Object.values(
           events,

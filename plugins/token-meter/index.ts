@@ -437,14 +437,16 @@ export class Plugin {
 
   private async settle(kong: KongPdk): Promise<void> {
     if (this.misconfigured !== null) return;
-    const ctx = await readTenantContext(kong, Name);
+    // The meter state first: a request refused before token-meter (tenant-auth's 400s, a 429
+    // of tenant-ratelimit) has neither state nor tenant context, and is no error here.
     const state = decodeMeterState(await kong.ctx.shared.get(METER_STATE_KEY));
     if (!state) {
       // Not metered in access: a cache hit (tenant-cache answered before us) is recorded.
       if ((await kong.ctx.shared.get(CACHE_STATUS_KEY)) === 'hit')
-        await this.settleCacheHit(kong, ctx);
+        await this.settleCacheHit(kong, await readTenantContext(kong, Name));
       return;
     }
+    const ctx = await readTenantContext(kong, Name);
     if (state.tenant !== ctx.tenantId) {
       void kong.log.err('token-meter: meter state and tenant context disagree; not settled');
       return;
