@@ -12,7 +12,7 @@ import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { createClient } from 'redis';
 import { createKeyspace } from '../../lib/redis/keys';
-import { Closers, apiError, send } from '../helpers/frontdoor';
+import { Closers, apiError, eventually, send } from '../helpers/frontdoor';
 import { REDIS_URL, startRatelimitDoor, type RatelimitDoor } from '../helpers/ratelimit-door';
 import { startTurnsProxy, type TurnsProxy } from '../helpers/redis-turns-proxy';
 import { freePort } from '../helpers/upstreams';
@@ -47,6 +47,7 @@ test.before(async () => {
       queue: { ...QUEUE, tokens_per_minute: 5_000_000 },
     }),
     route('limits', { plans: { free: FREE_LIMITS } }),
+    route('claim', { queue: { upstream: 'llm', max_concurrent: 1, max_wait_ms: 8000 } }),
     route('refused', {
       plans: { free: { requests_per_minute: 1, request_burst: 1 } },
       queue: QUEUE,
@@ -69,6 +70,12 @@ async function roundTrips(): Promise<Record<string, number>> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function lateClaims(): Promise<number> {
+  const text = (await send(metricsUrl)).text;
+  const m = /^tenant_ratelimit_late_claims_total\{upstream="llm"\} (\d+)/m.exec(text);
+  return Number(m?.[1] ?? 0);
+}
 
 /**
  * One request on `route`, then the wire's turns and the metric's round trips it caused, once
@@ -104,6 +111,7 @@ test.serial('warm-up: the plugin server connects and loads its scripts', async (
   }
   // Another tenant, so that globex's one request on `refused` is still there.
   t.is((await (door as RatelimitDoor).call('refused', 'acme-key')).res.status, 200);
+  t.is((await (door as RatelimitDoor).call('claim', 'acme-key')).res.status, 200);
   await sleep(300);
   t.true((proxy as TurnsProxy).turns() > 0);
 });
@@ -146,5 +154,38 @@ test.serial(
       tag === null || tag <= (tagBefore ?? 0),
       `the refused request did not move globex's finish tag (${tagBefore} -> ${tag})`,
     );
+  },
+);
+
+test.serial(
+  'a waiter granted a seat goes on at once and its claim makes the seat a full lease',
+  async (t) => {
+    const d = door as RatelimitDoor;
+    const redis = createClient({ url: REDIS_URL });
+    await redis.connect();
+    t.teardown(() => redis.close());
+    const q = createKeyspace(ns('claim')).fairQueue('llm');
+    const lateBefore = await lateClaims();
+    d.upstream.configure({ latencyMs: 1500 });
+    t.teardown(() => d.upstream.configure({ latencyMs: 0 }));
+    const holder = d.call('claim', GLOBEX);
+    await eventually(async () => ((await redis.zCard(q.seats)) === 1 ? true : undefined));
+    const waiter = d.call('claim', 'acme-key');
+    await eventually(async () => ((await redis.zCard(q.waiting)) === 1 ? true : undefined));
+    t.is((await holder).res.status, 200);
+    // The holder's log granted the seat to the waiter (a claim window of 2 s); the waiter
+    // went on and claimed it: while it is at the upstream its seat is a full lease (180 s).
+    const leased = await eventually(async () => {
+      const seats = await redis.zRangeWithScores(q.seats, 0, -1);
+      const seat = seats[0];
+      return seat && seat.score - Date.now() > 60_000 ? seat : undefined;
+    });
+    t.truthy(leased);
+    const w = await waiter;
+    t.is(w.res.status, 200);
+    t.true(Number(w.res.headers['x-queue-wait-ms']) > 0, 'the waiter did wait');
+    t.is(await lateClaims(), lateBefore, 'no claim came too late');
+    await eventually(async () => ((await redis.zCard(q.seats)) === 0 ? true : undefined));
+    t.is(await redis.zCard(q.waiting), 0);
   },
 );
