@@ -66,6 +66,7 @@ import {
   rateLimitHeaders,
 } from './headers';
 import { resolveLimits } from './limits';
+import { releasePlan } from './release-plan';
 import { LocalNodeLimiter } from './local-limiter';
 import * as metrics from './metrics';
 import { Schema, checkConfig, type TenantRatelimitConfig } from './schema';
@@ -736,21 +737,19 @@ export class Plugin {
     const parsed: unknown = JSON.parse(raw);
     if (!isRecord1(parsed)) return;
     const tenant = parseTenantId(parsed.tenant);
-    const clusterSeat = parsed.seat === 'cluster';
-    const clusterLease = parsed.scope === 'cluster';
-    // What in Redis needs the observed usage: the tenant's tokens bucket, the upstream's.
-    const leaseNeedsUsage = clusterLease && parsed.limits.tokensPerMinute > 0;
-    const seatNeedsUsage = clusterSeat && this.capacity.tokensPerMinute > 0;
-    // One batch of Redis calls when possible. What needs no usage goes out before the usage
-    // is read: the seat, when the queue was busy (the next waiter should not wait for our PDK
-    // call), and then the lease with it; the rest after, together.
-    const earlySeat = clusterSeat && !seatNeedsUsage && (parsed.busy !== false || !leaseNeedsUsage);
-    const earlyLease = clusterLease && !leaseNeedsUsage && (earlySeat || !clusterSeat);
+    const plan = releasePlan({
+      seat: parsed.seat,
+      lease: parsed.scope,
+      busy: parsed.busy,
+      tenantTokens: parsed.limits.tokensPerMinute > 0,
+      upstreamTokens: this.capacity.tokensPerMinute > 0,
+    });
     const jobs: Array<Promise<unknown>> = [];
-    if (earlySeat || earlyLease) this.trip('log');
-    if (earlySeat) jobs.push(this.releaseClusterSeat(parsed.lease, 0));
-    if (earlyLease)
+    if (plan.early.seat || plan.early.lease) this.trip('log');
+    if (plan.early.seat) jobs.push(this.releaseClusterSeat(parsed.lease, 0));
+    if (plan.early.lease) {
       jobs.push(this.settle(tenant, parsed.limits, parsed.lease, 0, 'cluster', 'log'));
+    }
     const usage = decodeUsage(await kong.ctx.shared.get(USAGE_KEY));
     const label = this.label(tenant);
     let correction = 0;
@@ -762,14 +761,12 @@ export class Plugin {
     } else {
       metrics.usageCorrections.inc({ tenant: label, kind: 'estimate_kept' });
     }
-    const lateSeat = clusterSeat && !earlySeat;
-    const lateLease = clusterLease && !earlyLease;
-    if (lateSeat || lateLease) this.trip('log');
-    if (!clusterLease || lateLease) {
+    if (plan.late.seat || plan.late.lease) this.trip('log');
+    if (parsed.scope === 'local' || plan.late.lease) {
       jobs.push(this.settle(tenant, parsed.limits, parsed.lease, correction, parsed.scope, 'log'));
     }
     if (parsed.seat === 'local') localLimiter.releaseSeat(parsed.lease);
-    if (lateSeat) jobs.push(this.releaseClusterSeat(parsed.lease, upstreamCorrection));
+    if (plan.late.seat) jobs.push(this.releaseClusterSeat(parsed.lease, upstreamCorrection));
     await Promise.all(jobs);
   }
 
