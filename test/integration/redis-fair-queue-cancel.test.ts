@@ -70,19 +70,42 @@ test('a cancelled seat is freed for the next waiter and its upstream tokens come
   t.is(await redis.zScore(q.tags, A), null);
 });
 
-test('cancel leaves the tag alone once a later request of the tenant built on it', async (t) => {
+test('cancels of one tenant racing each other give back every width, in any order', async (t) => {
+  const { redis, q } = await setup(t);
+  const c = cap();
+  t.true((await acquireSeat(redis, q, c, 'holder', B, 1, 10)).granted);
+  const kept = await acquireSeat(redis, q, c, 'a0', A, 1, 100);
+  const tagKept = await redis.zScore(q.tags, A);
+  const refused = [];
+  for (let i = 1; i <= 4; i++) refused.push(await acquireSeat(redis, q, c, `a${i}`, A, 1, 100));
+  t.is(await redis.zScore(q.tags, A), (tagKept ?? 0) + 400);
+  // The first cancelled is not the last request: A's tag stays (a note remembers the width).
+  for (const i of [2, 1, 4, 3]) {
+    const r = refused[i - 1];
+    if (!r) throw new Error(`no a${i}`);
+    t.like(await cancelSeat(redis, q, c, `a${i}`, A, 'urgent', 100, r.tags), { was: 'waiting' });
+  }
+  t.is(await redis.zScore(q.tags, A), tagKept, 'back to the kept request’s finish');
+  t.false(kept.granted);
+  // Cancelling an unknown (expired, released) ticket changes nothing.
+  t.like(await cancelSeat(redis, q, c, 'a1', A, 'urgent', 100, refused[0]?.tags ?? ''), {
+    was: 'unknown',
+  });
+  t.is(await redis.zScore(q.tags, A), tagKept);
+  // The notes are gone with the chain; only tenants are left in the tags.
+  t.deepEqual((await redis.zRange(q.tags, 0, -1)).sort(), [A, B].sort());
+  t.like(await releaseSeat(redis, q, c, 'holder'), { grantedIds: ['a0'] });
+});
+
+test('a cancel while a later request of the tenant is kept leaves the tag to it', async (t) => {
   const { redis, q } = await setup(t);
   const c = cap();
   t.true((await acquireSeat(redis, q, c, 'holder', B, 1, 10)).granted);
   const first = await acquireSeat(redis, q, c, 'a1', A, 1, 100);
-  const second = await acquireSeat(redis, q, c, 'a2', A, 1, 100);
+  await acquireSeat(redis, q, c, 'a2', A, 1, 100);
   const tagA = await redis.zScore(q.tags, A);
   t.like(await cancelSeat(redis, q, c, 'a1', A, 'urgent', 100, first.tags), { was: 'waiting' });
   t.is(await redis.zScore(q.tags, A), tagA, 'a2 started at a1’s finish: A’s tag stays');
-  t.false(second.granted);
-  // Cancelling an unknown (expired, released) ticket changes nothing.
-  t.like(await cancelSeat(redis, q, c, 'a1', A, 'urgent', 100, first.tags), { was: 'unknown' });
-  t.is(await redis.zScore(q.tags, A), tagA);
   t.like(await releaseSeat(redis, q, c, 'holder'), { grantedIds: ['a2'] });
 });
 

@@ -28,17 +28,19 @@
 
   `cancel` undoes an `acquire` whose request will not run after all (its tenant's own limits
   refused it, decided in the same round trip on another slot): like `release`, and its
-  tenant's finish tag goes back to where it was when no later request of the tenant has
-  built on it, so a refused request costs its tenant no place in the queue.
+  tenant's finish tag goes back by its width, also when cancels of one tenant race each
+  other (a note carries a cancelled width until the tag comes back to it), so a refused
+  request costs its tenant no place in the queue.
 
   KEYS[1]  waiting: sorted set ticket -> finish tag (urgent class)
   KEYS[2]  seats: sorted set ticket -> lease expiry ms
   KEYS[3]  starts: hash ticket -> "<start tag>:<width>" of a waiting ticket
   KEYS[4]  alive: sorted set ticket -> heartbeat expiry ms of a waiting ticket
-  KEYS[5]  tags: sorted set tenant -> finish tag of its last urgent request
+  KEYS[5]  tags: sorted set tenant -> finish tag of its last urgent request (and the
+           cancel notes, `<tenant>:<start>` -> finish of a cancelled request)
   KEYS[6]  state: hash {vtime, fvtime, tokens, ts}
   KEYS[7]  flex waiting: sorted set ticket -> finish tag (flex class)
-  KEYS[8]  flex tags: sorted set tenant -> finish tag of its last flex request
+  KEYS[8]  flex tags: sorted set tenant -> finish tag of its last flex request (and notes)
   ARGV[1]  operation: `acquire` (enter the queue / poll), `claim` (make a granted claim a
            full lease), `release` (done, or gave up) or `cancel` (undo an acquire)
   ARGV[2]  ticket id (unique per request)
@@ -270,17 +272,37 @@ if op == 'cancel' and was ~= 0 then
   if tenant == nil or tenant == '' or (class ~= 'urgent' and class ~= 'flex') then
     return redis.error_reply('ERR fair-queue cancel: bad tenant or class')
   end
-  if sep then
-    local start = tonumber(string.sub(tags, 1, sep - 1))
-    local finish = tonumber(string.sub(tags, sep + 1))
+  local start = sep and tonumber(string.sub(tags, 1, sep - 1))
+  local finish = sep and tonumber(string.sub(tags, sep + 1))
+  if start and finish then
     local k_tags = class == 'flex' and K_FTAGS or K_TAGS
-    -- Only when no later request of the tenant took its start from this finish tag.
-    if start and finish and tonumber(redis.call('ZSCORE', k_tags, tenant)) == finish then
-      if start <= (class == 'flex' and fvtime or vtime) then
+    local v = class == 'flex' and fvtime or vtime
+    local current = tonumber(redis.call('ZSCORE', k_tags, tenant))
+    local note_prefix = tenant .. ':'
+    if current == finish then
+      -- The tenant's last request: its tag goes back to this one's start, and on through
+      -- the notes of cancelled requests that ended where that one started.
+      for _ = 1, 100 do
+        local at = string.format('%.17g', start)
+        local note = nil
+        for _, m in ipairs(redis.call('ZRANGEBYSCORE', k_tags, at, at)) do
+          if string.sub(m, 1, #note_prefix) == note_prefix then note = m break end
+        end
+        if not note then break end
+        redis.call('ZREM', k_tags, note)
+        start = tonumber(string.sub(note, #note_prefix + 1)) or start
+      end
+      if start <= v then
         redis.call('ZREM', k_tags, tenant)
       else
         redis.call('ZADD', k_tags, string.format('%.17g', start), tenant)
       end
+    elseif current and current > finish then
+      -- A later request of the tenant started from this finish tag: leave a note (member
+      -- `<tenant>:<start>`, scored by this finish; no tenant id holds a ':'), so that when
+      -- the tag comes back here it goes on back to this start. Notes behind the virtual
+      -- time are dropped with the tags.
+      redis.call('ZADD', k_tags, string.format('%.17g', finish), note_prefix .. string.format('%.17g', start))
     end
   end
 end
