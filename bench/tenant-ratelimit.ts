@@ -25,8 +25,9 @@
  * 2. Weighted shares: three tenants with plan weights 1:2:4, all backlogged; achieved
  *    throughput shares against the weights, and Jain's index over weight-normalised shares,
  *    on one gateway node and on two nodes sharing the one Redis (half the workers on each).
- * 3. The unqueued path: Redis round trips per request (INFO commandstats) and the plugin's
- *    PDK calls per phase (harness counts).
+ * 3. The unqueued path: Redis round trips per request by phase (the plugin's own
+ *    tenant_ratelimit_redis_round_trips_total, scraped from its metrics port, so other clients
+ *    of a shared Redis do not count) and the plugin's PDK calls per phase (harness counts).
  *
  * Run: `npm run bench -- tenant-ratelimit` (or `npx tsx bench/tenant-ratelimit.ts` after
  * `npm run build`). On the real Kong 3.9.3 (kong-runner) when one is installed, else the
@@ -450,10 +451,17 @@ async function main(): Promise<void> {
   const seatsUpstream = upstreams.get('seats') ?? (await startUpstreamProcess('seats'));
   const run = randomBytes(4).toString('hex');
   const prefix = (m: Model) => (m === 'quota' ? 'q' : '');
+  const metricsPort = await new Promise<number>((resolve) => {
+    const probe = http.createServer().listen(0, '127.0.0.1', () => {
+      const a = probe.address();
+      probe.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
   const ratelimit = (route: string, queue: Record<string, unknown>) => ({
     name: 'tenant-ratelimit',
     route,
     config: {
+      metrics_port: metricsPort,
       redis: { url: REDIS_URL, key_namespace: `bench-${run}-${route}`, command_timeout_ms: 1000 },
       queue: { upstream: `bench-${route}`, max_wait_ms: 20000, ...queue },
     },
@@ -585,16 +593,35 @@ async function main(): Promise<void> {
     for (const r of routes) await load(url(r), 'victim-b-key', 2, Date.now() + 1500);
 
     // --- 3. The unqueued path: Redis round trips and PDK calls.
-    const evalCalls = async () => {
-      const info = await redis.info('commandstats');
-      let calls = 0;
-      for (const m of info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)) calls += Number(m[1]);
-      return calls;
+    // The plugin's own count of the batches it sent to Redis, by phase: only this route's
+    // requests run meanwhile, and other clients of the Redis do not count.
+    const roundTrips = async (): Promise<Record<string, number>> => {
+      const text = await new Promise<string>((resolve, reject) => {
+        http
+          .get(`http://127.0.0.1:${metricsPort}/metrics`, (res) => {
+            let b = '';
+            res.setEncoding('utf8');
+            res.on('data', (c: string) => (b += c));
+            res.on('end', () => resolve(b));
+          })
+          .on('error', reject);
+      });
+      const out: Record<string, number> = { access: 0, queue: 0, log: 0 };
+      for (const m of text.matchAll(
+        /^tenant_ratelimit_redis_round_trips_total\{phase="(\w+)"\} (\d+)/gm,
+      )) {
+        out[m[1] ?? ''] = Number(m[2]);
+      }
+      return out;
     };
-    const before = await evalCalls();
+    const before = await roundTrips();
     const seq = await load(url('shares'), 'victim-c-key', 1, Date.now() + 3000);
     await new Promise((r) => setTimeout(r, 300)); // last log phases
-    const scriptsPerRequest = ((await evalCalls()) - before) / seq.length;
+    const after = await roundTrips();
+    const trips = Object.fromEntries(
+      ['access', 'queue', 'log'].map((p) => [p, ((after[p] ?? 0) - (before[p] ?? 0)) / seq.length]),
+    );
+    const tripsPerRequest = Object.values(trips).reduce((a, b) => a + b, 0);
     const pdk = new Map<string, number>();
     if (GATEWAY === 'harness') {
       for (const s of seq) {
@@ -840,10 +867,12 @@ ${table(['tenant', 'weight', 'target share', '1 node: completed', '1 node: share
 
 ### The unqueued path
 
-One tenant, sequential requests, seats free: **${scriptsPerRequest.toFixed(2)} Redis scripts per
-request** (INFO commandstats, EVALSHA + EVAL, counted on the whole Redis: other clients of a
-shared Redis add to it): tenant-admit + fair-queue acquire in access,
-tenant-settle + fair-queue release in log (the two log calls are sent together).${
+One tenant, sequential requests, seats free: **${tripsPerRequest.toFixed(2)} Redis round trips
+per request** (target ≤ 2): access ${trips.access?.toFixed(2)}, queue ${trips.queue?.toFixed(2)},
+log ${trips.log?.toFixed(2)} (${seq.length} requests; the plugin's
+\`tenant_ratelimit_redis_round_trips_total\` by phase, one per batch of scripts written
+together: tenant-admit + fair-queue acquire in access, tenant-settle + fair-queue release in
+log).${
       pdk.size
         ? ` PDK calls of tenant-ratelimit (harness counts): ${[...pdk.entries()]
             .map(([k, n]) => `${k} (${n} requests)`)

@@ -33,6 +33,18 @@ export interface AcquireResult {
   readonly seatsInUse: number;
   readonly waiting: number;
   readonly retryHintMs: number;
+  /**
+   * `"<start>:<finish>"`, the virtual tags the ticket got on entering the queue ('' on a
+   * poll): what `cancelSeat` needs to give its tenant's place back.
+   */
+  readonly tags: string;
+}
+
+export interface ClaimResult {
+  /** true: the claim was held and is a full lease now; false: it had lapsed (nothing changed). */
+  readonly claimed: boolean;
+  readonly seatsInUse: number;
+  readonly waiting: number;
 }
 
 export interface ReleaseResult {
@@ -60,7 +72,7 @@ function numbers(reply: unknown, length: number): number[] {
 }
 
 function commonArgs(
-  op: 'acquire' | 'release',
+  op: 'acquire' | 'claim' | 'release' | 'cancel',
   ticket: string,
   cap: UpstreamCapacity,
   channel: string,
@@ -100,14 +112,46 @@ export async function acquireSeat(
     Math.max(1, Math.ceil(width)),
     serviceClass,
   ]);
-  const [granted, position, seats, waiting, hint] = numbers(reply, 5) as [
+  const tags: unknown = Array.isArray(reply) ? reply[5] : undefined;
+  if (!Array.isArray(reply) || reply.length !== 6 || typeof tags !== 'string') {
+    throw new FairQueueReplyError(`unexpected fair-queue reply: ${JSON.stringify(reply)}`);
+  }
+  const [granted, position, seats, waiting, hint] = numbers(reply.slice(0, 5), 5) as [
     number,
     number,
     number,
     number,
     number,
   ];
-  return { granted: granted === 1, position, seatsInUse: seats, waiting, retryHintMs: hint };
+  return {
+    granted: granted === 1,
+    position,
+    seatsInUse: seats,
+    waiting,
+    retryHintMs: hint,
+    tags,
+  };
+}
+
+/**
+ * Makes a seat granted to this ticket while its waiter was away (a claim, held for the
+ * heartbeat window) a full lease. Never enters the queue: a claim that comes after its window
+ * answers `claimed: false` and changes nothing, since its request has already gone on.
+ */
+export async function claimSeat(
+  client: RedisClient,
+  keys: FairQueueKeys,
+  cap: UpstreamCapacity,
+  ticket: string,
+): Promise<ClaimResult> {
+  const reply = await runScript(
+    client,
+    loadScript('fair-queue-8'),
+    keys.all,
+    commonArgs('claim', ticket, cap, keys.channel),
+  );
+  const [claimed, seats, waiting] = numbers(reply, 3) as [number, number, number];
+  return { claimed: claimed === 1, seatsInUse: seats, waiting };
 }
 
 /**
@@ -121,10 +165,43 @@ export async function releaseSeat(
   ticket: string,
   correction = 0,
 ): Promise<ReleaseResult> {
-  const reply = await runScript(client, loadScript('fair-queue-8'), keys.all, [
-    ...commonArgs('release', ticket, cap, keys.channel),
-    Math.round(correction),
-  ]);
+  return releaseReply(
+    await runScript(client, loadScript('fair-queue-8'), keys.all, [
+      ...commonArgs('release', ticket, cap, keys.channel),
+      Math.round(correction),
+    ]),
+  );
+}
+
+/**
+ * Undoes an `acquireSeat` whose request will not run (its tenant's limits refused it in the
+ * same round trip): leaves the queue or frees the seat, hands the upstream tokens back
+ * (`width`, when it had been granted), and puts the tenant's finish tag back to where it was
+ * (`acquired.tags`) unless a later request of the tenant already built on it.
+ */
+export async function cancelSeat(
+  client: RedisClient,
+  keys: FairQueueKeys,
+  cap: UpstreamCapacity,
+  ticket: string,
+  tenant: TenantId,
+  serviceClass: ServiceClass,
+  width: number,
+  tags: string,
+): Promise<ReleaseResult> {
+  return releaseReply(
+    await runScript(client, loadScript('fair-queue-8'), keys.all, [
+      ...commonArgs('cancel', ticket, cap, keys.channel),
+      // The grant took min(width, burst) upstream tokens (acquire's width is at least 1).
+      -Math.min(Math.max(1, Math.ceil(width)), Math.max(1, cap.tokenBurst)),
+      tenant,
+      serviceClass,
+      tags,
+    ]),
+  );
+}
+
+function releaseReply(reply: unknown): ReleaseResult {
   const ids: unknown = Array.isArray(reply) ? reply[4] : undefined;
   if (!Array.isArray(reply) || typeof ids !== 'string') {
     throw new FairQueueReplyError(`unexpected fair-queue reply: ${JSON.stringify(reply)}`);

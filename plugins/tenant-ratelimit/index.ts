@@ -13,9 +13,15 @@
  *           (response.setHeaders is skipped when there is no header to send)
  *           refusals: response.exit instead of ctx.shared.set + setHeaders
  *   log:    ctx.shared.get (our record), ctx.shared.get (observed usage)           = 2
- * Redis round trips: access 1 (tenant limits) + 1 (fair queue, when a capacity is set),
- * plus one per poll while waiting (a flex request near its tenant's limits: one more per
- * retry); log 1 + 1, sent together.
+ * Redis round trips (tenant_ratelimit_redis_round_trips_total, by phase), each a batch of
+ * scripts written together on the one connection:
+ *   access: 1 (tenant limits + fair-queue acquire together; the limits alone without a queue)
+ *           + 1 when the limits refuse and a ticket was taken (its cancel)
+ *   queue:  1 per poll while waiting, 1 for the claim of an announced grant, 1 to give up
+ *           (a flex request waiting for its tenant's limits: 1 per retry, then 1 acquire)
+ *   log:    1 (settle + release); 2 when the queue was busy, the tenant has a tokens limit
+ *           and the upstream none: the seat then goes back before the usage is read
+ * So the unqueued path (a free seat, nobody waiting) is 2: access 1, log 1.
  */
 import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../../lib/http/errors';
@@ -26,6 +32,8 @@ import { createRedis, type RedisClient } from '../../lib/redis/client';
 import { isRedisUnavailable } from '../../lib/redis/errors';
 import {
   acquireSeat,
+  cancelSeat,
+  claimSeat,
   releaseSeat,
   type AcquireResult,
   type ServiceClass,
@@ -58,6 +66,7 @@ import {
   rateLimitHeaders,
 } from './headers';
 import { resolveLimits } from './limits';
+import { releasePlan } from './release-plan';
 import { LocalNodeLimiter } from './local-limiter';
 import * as metrics from './metrics';
 import { nextLookMs } from './pacing';
@@ -85,7 +94,21 @@ interface Record1 {
   width: number;
   seat: Scope | null;
   limits: TenantLimits;
+  /**
+   * The queue had waiters when this request was admitted (or it waited itself): log then
+   * hands the seat back before reading the usage, so the next waiter does not wait for a PDK
+   * call. Absent in records of earlier versions.
+   */
+  busy?: boolean;
 }
+
+/** Where a batch of Redis calls was sent from (tenant_ratelimit_redis_round_trips_total). */
+type TripPhase = 'access' | 'queue' | 'log';
+
+/** What the access phase's first round trip brought back from the fair queue. */
+type FirstAcquire =
+  | { readonly ok: true; readonly result: AcquireResult }
+  | { readonly ok: false; readonly error: unknown };
 
 const MISCONFIGURED = new GatewayError({
   status: 500,
@@ -191,7 +214,8 @@ function isRecord1(o: unknown): o is Record1 {
     typeof r.charged === 'number' &&
     typeof r.width === 'number' &&
     typeof r.limits === 'object' &&
-    r.limits !== null
+    r.limits !== null &&
+    (r.busy === undefined || typeof r.busy === 'boolean')
   );
 }
 
@@ -334,6 +358,7 @@ export class Plugin {
     const decide = async (): Promise<AdmitDecision> => {
       if (scope === 'cluster') {
         try {
+          this.trip('access');
           return await admitTenant(redis, keys, ctx.tenantId, limits, width, lease, leaseTtlMs);
         } catch (err) {
           scope = this.onRedisError(kong, err, 'access');
@@ -342,7 +367,43 @@ export class Plugin {
       metrics.localDecisions.inc({ tenant: tenantLabel });
       return localLimiter.admit(ctx.tenantId, limits, width, lease, leaseTtlMs);
     };
-    let decision = await decide();
+    // One round trip: the tenant's limits and the fair queue's acquire are written together
+    // on the one connection (two scripts: their keys live in different hash-tag slots, a
+    // tenant's `{t:..}` and the upstream's `{q:..}`, so no one script may touch both on Redis
+    // Cluster). When the limits refuse, the ticket is cancelled: one more round trip, on the
+    // refused path only.
+    let first: FirstAcquire | null = null;
+    const firstDecision = async (): Promise<AdmitDecision> => {
+      if (!this.queueEnabled) return decide();
+      this.trip('access');
+      const [admitted, acquired] = await Promise.allSettled([
+        admitTenant(redis, keys, ctx.tenantId, limits, width, lease, leaseTtlMs),
+        this.acquire(ctx, lease, width, serviceClass),
+      ]);
+      first =
+        acquired.status === 'fulfilled'
+          ? { ok: true, result: acquired.value }
+          : { ok: false, error: acquired.reason };
+      if (admitted.status === 'fulfilled') return admitted.value;
+      // Redis failed for the limits: the per-node limiter decides, and the per-node seats
+      // follow; a ticket that did reach the queue is handed back.
+      if (acquired.status === 'fulfilled') {
+        void this.cancelTicket(ctx, lease, serviceClass, width, acquired.value.tags);
+      }
+      first = null;
+      scope = this.onRedisError(kong, admitted.reason, 'access');
+      metrics.localDecisions.inc({ tenant: tenantLabel });
+      return localLimiter.admit(ctx.tenantId, limits, width, lease, leaseTtlMs);
+    };
+    let decision = await firstDecision();
+    const sent = first as FirstAcquire | null;
+    if (!decision.allowed) {
+      // Refused by its own limits: the request never runs, its place or seat goes back.
+      first = null;
+      if (sent?.ok === true) {
+        await this.cancelTicket(ctx, lease, serviceClass, width, sent.result.tags);
+      }
+    }
     let limitWaited = false;
     // Flex work near its tenant's per-minute limits waits for them rather than taking a 429;
     // a concurrency refusal has no time after which it clears, so it is never waited for.
@@ -367,6 +428,7 @@ export class Plugin {
     }
     metrics.inFlight.set({ tenant: tenantLabel }, decision.inFlight);
     const charged = chargeableTokens(limits, width);
+    const acquired = first as FirstAcquire | null;
 
     const record: Record1 = {
       v: 1,
@@ -377,6 +439,11 @@ export class Plugin {
       width,
       seat: this.queueEnabled ? scope : null,
       limits,
+      busy:
+        acquired === null ||
+        !acquired.ok ||
+        !acquired.result.granted ||
+        acquired.result.waiting > 0,
     };
     // Written before any wait, so that a granted request goes on with one PDK call (the
     // headers). If the wait ends in a refusal, log settles again: a no-op (lease gone,
@@ -395,10 +462,12 @@ export class Plugin {
         tenantLabel,
         serviceClass,
         deadline,
+        acquired,
       );
       if (outcome.seat === null) {
         // Never ran: the lease and the whole charge go back.
-        await this.settle(ctx.tenantId, limits, lease, -charged, scope);
+        if (scope === 'cluster') this.trip('queue');
+        await this.settle(ctx.tenantId, limits, lease, -charged, scope, 'queue');
         throw saturated(outcome.retryAfterSeconds, outcome.scope, serviceClass);
       }
       seat = outcome.seat;
@@ -431,6 +500,67 @@ export class Plugin {
     if (Object.keys(headers).length > 0) await kong.response.setHeaders(headers);
   }
 
+  /** Counts one batch of Redis calls written together (one round trip). */
+  private trip(phase: TripPhase): void {
+    metrics.redisRoundTrips.inc({ phase });
+  }
+
+  /** One fair-queue acquire (enter, or poll); the caller counts the round trip. */
+  private async acquire(
+    ctx: TenantContext,
+    ticket: string,
+    width: number,
+    serviceClass: ServiceClass,
+  ): Promise<AcquireResult> {
+    const r = await acquireSeat(
+      this.redis as RedisClient,
+      this.queueKeys as FairQueueKeys,
+      this.capacity,
+      ticket,
+      ctx.tenantId,
+      ctx.policy.weight,
+      width,
+      serviceClass,
+    );
+    metrics.seatsInUse.set({ upstream: this.config.queue.upstream }, r.seatsInUse);
+    return r;
+  }
+
+  /** Undoes the first round trip's acquire of a request that will not run; never throws. */
+  private async cancelTicket(
+    ctx: TenantContext,
+    ticket: string,
+    serviceClass: ServiceClass,
+    width: number,
+    tags: string,
+  ): Promise<void> {
+    this.trip('access');
+    try {
+      const r = await cancelSeat(
+        this.redis as RedisClient,
+        this.queueKeys as FairQueueKeys,
+        this.capacity,
+        ticket,
+        ctx.tenantId,
+        serviceClass,
+        width,
+        tags,
+      );
+      this.wakeGranted(r.grantedIds);
+      metrics.seatsInUse.set({ upstream: this.config.queue.upstream }, r.seatsInUse);
+    } catch {
+      // Left to the ticket's heartbeat (a waiter) or its lease (a seat).
+      metrics.redisErrors.inc({ phase: 'access' });
+    }
+  }
+
+  /** Waiters of this process learn of their grant now, not a pub/sub round trip later. */
+  private wakeGranted(ids: readonly string[]): void {
+    if (ids.length === 0) return;
+    const listener = this.listener();
+    for (const id of ids) listener.wake(id);
+  }
+
   /** Applies on_redis_error: `local` goes on with the per-node limiter, `refuse` answers 503. */
   private onRedisError(kong: KongPdk, err: unknown, phase: string): Scope {
     if (!isRedisUnavailable(err)) throw err;
@@ -442,7 +572,11 @@ export class Plugin {
     return 'local';
   }
 
-  /** A seat of the shared upstream: at once, after a fair wait, or null (gave up). */
+  /**
+   * A seat of the shared upstream: at once, after a fair wait, or null (gave up). `first` is
+   * the acquire sent with the tenant limits (null when none was: Redis failed, or flex work
+   * waited for its limits).
+   */
   private async takeSeat(
     kong: KongPdk,
     ctx: TenantContext,
@@ -452,9 +586,11 @@ export class Plugin {
     tenantLabel: string,
     serviceClass: ServiceClass,
     deadline: number,
+    first: FirstAcquire | null,
   ): Promise<{ seat: Scope | null; queued: boolean; retryAfterSeconds: number; scope: Scope }> {
     if (scope === 'cluster') {
       try {
+        if (first !== null && !first.ok) throw first.error;
         const granted = await this.waitInQueue(
           ctx,
           ticket,
@@ -462,6 +598,7 @@ export class Plugin {
           tenantLabel,
           serviceClass,
           deadline,
+          first?.result ?? null,
         );
         if (granted !== null)
           return { seat: 'cluster', queued: granted, retryAfterSeconds: 0, scope };
@@ -491,7 +628,7 @@ export class Plugin {
 
   /**
    * Waits in the fair queue until granted: false at once, true after a wait; null at the
-   * deadline (it left the queue).
+   * deadline (it left the queue). `first`: the acquire already sent, if any.
    */
   private async waitInQueue(
     ctx: TenantContext,
@@ -500,25 +637,16 @@ export class Plugin {
     tenantLabel: string,
     serviceClass: ServiceClass,
     deadline: number,
+    first: AcquireResult | null,
   ): Promise<boolean | null> {
     const redis = this.redis as RedisClient;
     const qk = this.queueKeys as FairQueueKeys;
     const q = this.config.queue;
-    const acquire = async (): Promise<AcquireResult> => {
-      const r = await acquireSeat(
-        redis,
-        qk,
-        this.capacity,
-        ticket,
-        ctx.tenantId,
-        ctx.policy.weight,
-        width,
-        serviceClass,
-      );
-      metrics.seatsInUse.set({ upstream: q.upstream }, r.seatsInUse);
-      return r;
+    const poll = (): Promise<AcquireResult> => {
+      this.trip('queue');
+      return this.acquire(ctx, ticket, width, serviceClass);
     };
-    let r = await acquire();
+    let r = first ?? (await poll());
     if (r.granted) return false;
 
     const listener = this.listener();
@@ -533,10 +661,14 @@ export class Plugin {
         const announced = await listener.wait(ticket, sleepMs);
         if (announced) {
           // The seat is ours (a claim window); the claim that makes it a full lease goes out
-          // without holding the request back.
-          acquire().then(
+          // without holding the request back. A claim that comes too late (the window passed,
+          // the seat went on) changes nothing in the queue: the request goes on without a
+          // seat, counted in tenant_ratelimit_late_claims_total.
+          this.trip('queue');
+          claimSeat(redis, qk, this.capacity, ticket).then(
             (claim) => {
-              if (!claim.granted) {
+              if (!claim.claimed) {
+                metrics.lateClaims.inc({ upstream: q.upstream });
                 process.stderr.write(`tenant-ratelimit: seat claim of ${ticket} came too late\n`);
               }
             },
@@ -544,7 +676,7 @@ export class Plugin {
           );
           return true;
         }
-        r = await acquire();
+        r = await poll();
         if (r.granted) {
           return true;
         }
@@ -553,7 +685,11 @@ export class Plugin {
       metrics.waiting.dec(labels);
     }
     // Gave up: leave the queue (or hand back a seat granted in the last instant).
-    await releaseSeat(redis, qk, this.capacity, ticket).catch(() => undefined);
+    this.trip('queue');
+    await releaseSeat(redis, qk, this.capacity, ticket).then(
+      (rel) => this.wakeGranted(rel.grantedIds),
+      () => undefined,
+    );
     return null;
   }
 
@@ -564,6 +700,7 @@ export class Plugin {
     lease: string,
     correction: number,
     scope: Scope,
+    phase: TripPhase,
   ): Promise<void> {
     if (scope === 'local') {
       localLimiter.settle(tenant, limits, lease, correction);
@@ -579,7 +716,7 @@ export class Plugin {
         correction,
       );
     } catch {
-      metrics.redisErrors.inc({ phase: 'log' });
+      metrics.redisErrors.inc({ phase });
     }
   }
 
@@ -601,11 +738,19 @@ export class Plugin {
     const parsed: unknown = JSON.parse(raw);
     if (!isRecord1(parsed)) return;
     const tenant = parseTenantId(parsed.tenant);
+    const plan = releasePlan({
+      seat: parsed.seat,
+      lease: parsed.scope,
+      busy: parsed.busy,
+      tenantTokens: parsed.limits.tokensPerMinute > 0,
+      upstreamTokens: this.capacity.tokensPerMinute > 0,
+    });
     const jobs: Array<Promise<unknown>> = [];
-    // The next waiter should not wait for our PDK calls: without a tokens capacity the seat's
-    // release needs no usage, so it goes out first.
-    const seatNow = parsed.seat === 'cluster' && this.capacity.tokensPerMinute === 0;
-    if (seatNow) jobs.push(this.releaseClusterSeat(parsed.lease, 0));
+    if (plan.early.seat || plan.early.lease) this.trip('log');
+    if (plan.early.seat) jobs.push(this.releaseClusterSeat(parsed.lease, 0));
+    if (plan.early.lease) {
+      jobs.push(this.settle(tenant, parsed.limits, parsed.lease, 0, 'cluster', 'log'));
+    }
     const usage = decodeUsage(await kong.ctx.shared.get(USAGE_KEY));
     const label = this.label(tenant);
     let correction = 0;
@@ -617,11 +762,12 @@ export class Plugin {
     } else {
       metrics.usageCorrections.inc({ tenant: label, kind: 'estimate_kept' });
     }
-    jobs.push(this.settle(tenant, parsed.limits, parsed.lease, correction, parsed.scope));
-    if (parsed.seat === 'local') localLimiter.releaseSeat(parsed.lease);
-    if (parsed.seat === 'cluster' && !seatNow) {
-      jobs.push(this.releaseClusterSeat(parsed.lease, upstreamCorrection));
+    if (plan.late.seat || plan.late.lease) this.trip('log');
+    if (parsed.scope === 'local' || plan.late.lease) {
+      jobs.push(this.settle(tenant, parsed.limits, parsed.lease, correction, parsed.scope, 'log'));
     }
+    if (parsed.seat === 'local') localLimiter.releaseSeat(parsed.lease);
+    if (plan.late.seat) jobs.push(this.releaseClusterSeat(parsed.lease, upstreamCorrection));
     await Promise.all(jobs);
   }
 
@@ -634,9 +780,7 @@ export class Plugin {
       correction,
     ).then(
       (r) => {
-        // Waiters of this process learn of their grant now, not a pub/sub round trip later.
-        const listener = this.listener();
-        for (const id of r.grantedIds) listener.wake(id);
+        this.wakeGranted(r.grantedIds);
         metrics.seatsInUse.set({ upstream: this.config.queue.upstream }, r.seatsInUse);
       },
       () => void metrics.redisErrors.inc({ phase: 'log' }),

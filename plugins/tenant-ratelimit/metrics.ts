@@ -72,3 +72,17 @@ export function tenantLabels(maxTenants: number): TenantLabels {
   labels ??= new TenantLabels(maxTenants);
   return labels;
 }
+
+export const redisRoundTrips = new Counter({
+  name: 'tenant_ratelimit_redis_round_trips_total',
+  help: 'Round trips to Redis this plugin server started, by phase (access, queue, log): one per batch of script calls written together on the one connection, whatever the batch holds.',
+  labelNames: ['phase'] as const,
+  registers: [registry],
+});
+
+export const lateClaims = new Counter({
+  name: 'tenant_ratelimit_late_claims_total',
+  help: 'Seats granted to a waiter of this plugin server whose claim reached Redis after its window (the seat had gone on): the request went on without a seat, by upstream.',
+  labelNames: ['upstream'] as const,
+  registers: [registry],
+});

@@ -3,8 +3,13 @@
  * ahead of tenant A's (`acme`) limits and queue place. Each case asserts what A still gets.
  */
 import test from 'ava';
-import { apiError } from '../helpers/frontdoor';
-import { sharedRatelimitDoor } from '../helpers/ratelimit-door';
+import { randomBytes } from 'node:crypto';
+import { createClient } from 'redis';
+import { createKeyspace } from '../../lib/redis/keys';
+import { apiError, eventually } from '../helpers/frontdoor';
+import { REDIS_URL, sharedRatelimitDoor } from '../helpers/ratelimit-door';
+
+const REFUSED_NS = `iso-${randomBytes(3).toString('hex')}-refused`;
 
 const door = sharedRatelimitDoor(test, [
   { name: 'bucket', config: { default_limits: { requests_per_minute: 1, request_burst: 3 } } },
@@ -24,6 +29,14 @@ const door = sharedRatelimitDoor(test, [
     config: { queue: { max_concurrent: 2, max_wait_ms: 15000 }, flex: { reserved_seats: 1 } },
   },
   { name: 'flexpro', config: { flex: { allowed_plans: ['pro'] } } },
+  {
+    name: 'refusedq',
+    config: {
+      redis: { key_namespace: REFUSED_NS },
+      queue: { max_concurrent: 1, max_wait_ms: 15000 },
+      plans: { free: { requests_per_minute: 1, request_burst: 1 } },
+    },
+  },
   {
     name: 'flexpromote',
     config: { queue: { max_concurrent: 1, max_wait_ms: 15000 }, flex: { reserved_seats: 0 } },
@@ -53,6 +66,36 @@ test.serial(
     // Admitted in fair order, A is served before most of B's backlog, not after all of it.
     const servedAfterA = bWaits.filter((w) => w > aWait + 100).length;
     t.true(servedAfterA >= 4, `A waited ${aWait} ms; B waited ${bWaits.join(', ')}`);
+  },
+);
+
+test.serial(
+  "B's requests refused by its own limits take no place in the shared queue",
+  async (t) => {
+    const redis = createClient({ url: REDIS_URL });
+    await redis.connect();
+    t.teardown(() => redis.close());
+    const q = createKeyspace(REFUSED_NS).fairQueue('llm');
+    door().upstream.configure({ latencyMs: 1500 });
+    t.teardown(() => door().upstream.configure({ latencyMs: 0 }));
+    // A (pro, no per-minute limit here) holds the one seat; B's one allowed request waits.
+    const holder = door().call('refusedq', A);
+    await eventually(async () => ((await redis.zCard(q.seats)) === 1 ? true : undefined));
+    const waiting = door().call('refusedq', B);
+    await eventually(async () => ((await redis.zCard(q.waiting)) === 1 ? true : undefined));
+    const tagB = await redis.zScore(q.tags, 'globex');
+    // B floods past its requests per minute: every request went to the queue with its limits
+    // check, and every one is refused and leaves it again.
+    const refused = await Promise.all(Array.from({ length: 6 }, () => door().call('refusedq', B)));
+    for (const r of refused) {
+      t.is(r.res.status, 429);
+      t.is(apiError(r.res).code, 'tenant_requests_per_minute_exceeded');
+    }
+    t.is(await redis.zCard(q.waiting), 1, 'only B’s admitted request waits');
+    t.is(await redis.zCard(q.seats), 1, 'the seat is still A’s');
+    t.is(await redis.zScore(q.tags, 'globex'), tagB, 'B’s refusals did not move its place');
+    t.is((await holder).res.status, 200);
+    t.is((await waiting).res.status, 200);
   },
 );
 

@@ -78,6 +78,23 @@ const door = sharedRatelimitDoor(test, [
     },
   },
   {
+    name: 'refuseq',
+    config: {
+      redis: { url: DEAD_REDIS_URL, command_timeout_ms: 100 },
+      on_redis_error: 'refuse',
+      queue: { max_concurrent: 1 },
+    },
+  },
+  {
+    name: 'localq',
+    config: {
+      redis: { url: DEAD_REDIS_URL, command_timeout_ms: 100 },
+      on_redis_error: 'local',
+      default_limits: { requests_per_minute: 1, request_burst: 2 },
+      queue: { max_concurrent: 1, local_max_concurrent: 2 },
+    },
+  },
+  {
     name: 'broken',
     config: { default_limits: { tokens_per_minute: 0, token_burst: 10 } },
   },
@@ -253,6 +270,26 @@ test('Redis down, on_redis_error=local: a per-node limiter, announced, still lim
   const scopes: unknown[] = [];
   for (let i = 0; i < 3; i++) {
     const { res } = await door().call('local', ACME);
+    statuses.push(res.status);
+    scopes.push(res.headers['x-ratelimit-scope']);
+  }
+  t.deepEqual(statuses, [200, 200, 429]);
+  t.deepEqual(scopes, ['local-node', 'local-node', 'local-node']);
+});
+
+// With a queue, the limits and the queue's acquire go to Redis together: both fail together.
+test('Redis down with a queue, on_redis_error=refuse: 503 ratelimit_unavailable', async (t) => {
+  const { res, upstream } = await door().call('refuseq', GLOBEX);
+  t.is(res.status, 503);
+  t.like(apiError(res), { type: 'service_unavailable', code: 'ratelimit_unavailable' });
+  t.is(upstream, undefined);
+});
+
+test('Redis down with a queue, on_redis_error=local: per-node limits and seats, announced', async (t) => {
+  const statuses: number[] = [];
+  const scopes: unknown[] = [];
+  for (let i = 0; i < 3; i++) {
+    const { res } = await door().call('localq', 'initech-key');
     statuses.push(res.status);
     scopes.push(res.headers['x-ratelimit-scope']);
   }

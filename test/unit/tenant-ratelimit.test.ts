@@ -15,6 +15,7 @@ import { rateLimitHeaders } from '../../plugins/tenant-ratelimit/headers';
 import { resolveLimits } from '../../plugins/tenant-ratelimit/limits';
 import { LocalNodeLimiter } from '../../plugins/tenant-ratelimit/local-limiter';
 import { nextLookMs } from '../../plugins/tenant-ratelimit/pacing';
+import { releasePlan, roundTrips } from '../../plugins/tenant-ratelimit/release-plan';
 import {
   Schema,
   checkConfig,
@@ -214,5 +215,75 @@ test('a waiter on upstream tokens looks again when its turn comes, not the whole
       10_000,
     ),
     300,
+  );
+});
+
+test('log plan: the unqueued path releases seat and lease in one round trip', (t) => {
+  const base = { seat: 'cluster', lease: 'cluster', busy: false } as const;
+  for (const tenantTokens of [false, true]) {
+    for (const upstreamTokens of [false, true]) {
+      const plan = releasePlan({ ...base, tenantTokens, upstreamTokens });
+      t.is(roundTrips(plan), 1, `tenant tokens ${tenantTokens}, upstream tokens ${upstreamTokens}`);
+      t.true(
+        (plan.early.seat && plan.early.lease) || (plan.late.seat && plan.late.lease),
+        'the two calls go together',
+      );
+    }
+  }
+  // Nothing needs the usage: both go before it is read.
+  t.deepEqual(releasePlan({ ...base, tenantTokens: false, upstreamTokens: false }).early, {
+    seat: true,
+    lease: true,
+  });
+});
+
+test('log plan: a busy queue gets its seat back before the usage is read', (t) => {
+  const busy = { seat: 'cluster', lease: 'cluster', upstreamTokens: false } as const;
+  // The tenant's tokens bucket needs the usage: the seat goes first, the settle after.
+  const plan = releasePlan({ ...busy, busy: true, tenantTokens: true });
+  t.deepEqual(plan, { early: { seat: true, lease: false }, late: { seat: false, lease: true } });
+  t.is(roundTrips(plan), 2);
+  // A record of an earlier version (no `busy`) is treated as busy.
+  t.deepEqual(releasePlan({ ...busy, busy: undefined, tenantTokens: true }), plan);
+  // An upstream tokens capacity needs the usage for the seat too: one batch, after it.
+  t.deepEqual(releasePlan({ ...busy, busy: true, tenantTokens: true, upstreamTokens: true }), {
+    early: { seat: false, lease: false },
+    late: { seat: true, lease: true },
+  });
+});
+
+test('log plan: per-node seats and leases cost no round trip', (t) => {
+  const local = releasePlan({
+    seat: 'local',
+    lease: 'local',
+    busy: true,
+    tenantTokens: true,
+    upstreamTokens: true,
+  });
+  t.is(roundTrips(local), 0);
+  // The lease in Redis, the seat per node (Redis failed during the wait): one for the lease.
+  t.is(
+    roundTrips(
+      releasePlan({
+        seat: 'local',
+        lease: 'cluster',
+        busy: true,
+        tenantTokens: true,
+        upstreamTokens: false,
+      }),
+    ),
+    1,
+  );
+  t.is(
+    roundTrips(
+      releasePlan({
+        seat: null,
+        lease: 'cluster',
+        busy: false,
+        tenantTokens: false,
+        upstreamTokens: false,
+      }),
+    ),
+    1,
   );
 });

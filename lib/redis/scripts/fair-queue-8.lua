@@ -21,17 +21,28 @@
 
   Nothing is held forever: a seat carries a lease that expires; a waiting ticket carries a
   heartbeat that its waiter renews on every poll; a seat granted to a waiter that was not
-  there to see it is a short claim, made a full lease only when the waiter claims it.
+  there to see it is a short claim (the heartbeat window), made a full lease only by the
+  `claim` operation. A claim never enters the queue: its request is already on its way to
+  the upstream, so a claim that comes after its window answers "not granted" and changes
+  nothing (no phantom waiter, no tag moved).
+
+  `cancel` undoes an `acquire` whose request will not run after all (its tenant's own limits
+  refused it, decided in the same round trip on another slot): like `release`, and its
+  tenant's finish tag goes back by its width, also when cancels of one tenant race each
+  other (a note carries a cancelled width until the tag comes back to it), so a refused
+  request costs its tenant no place in the queue.
 
   KEYS[1]  waiting: sorted set ticket -> finish tag (urgent class)
   KEYS[2]  seats: sorted set ticket -> lease expiry ms
   KEYS[3]  starts: hash ticket -> "<start tag>:<width>" of a waiting ticket
   KEYS[4]  alive: sorted set ticket -> heartbeat expiry ms of a waiting ticket
-  KEYS[5]  tags: sorted set tenant -> finish tag of its last urgent request
+  KEYS[5]  tags: sorted set tenant -> finish tag of its last urgent request (and the
+           cancel notes, `<tenant>:<start>` -> finish of a cancelled request)
   KEYS[6]  state: hash {vtime, fvtime, tokens, ts}
   KEYS[7]  flex waiting: sorted set ticket -> finish tag (flex class)
-  KEYS[8]  flex tags: sorted set tenant -> finish tag of its last flex request
-  ARGV[1]  operation: `acquire` (enter the queue / poll / claim) or `release`
+  KEYS[8]  flex tags: sorted set tenant -> finish tag of its last flex request (and notes)
+  ARGV[1]  operation: `acquire` (enter the queue / poll), `claim` (make a granted claim a
+           full lease), `release` (done, or gave up) or `cancel` (undo an acquire)
   ARGV[2]  ticket id (unique per request)
   ARGV[3]  most seats (requests in flight upstream); 0 = no concurrency capacity
   ARGV[4]  upstream tokens burst; 0 = no tokens-per-minute capacity
@@ -44,14 +55,21 @@
   acquire: ARGV[10] tenant id, ARGV[11] weight (> 0), ARGV[12] width (tokens, >= 1),
            ARGV[13] class: `urgent` or `flex`
   release: ARGV[10] correction of the upstream tokens: actual - estimate (0 when unknown)
+  cancel:  ARGV[10] correction of the upstream tokens (minus the width: nothing was used),
+           ARGV[11] tenant id, ARGV[12] class, ARGV[13] the `tags` of its acquire's reply
+  claim:   no more arguments
 
-  Reply to acquire: {granted, position, seatsInUse, waiting, retryHintMs}
+  Reply to acquire: {granted, position, seatsInUse, waiting, retryHintMs, tags}
     granted      1 the ticket holds a seat now (proceed), 0 it waits
     position     0-based rank among the waiting of its class (0 when granted)
     seatsInUse   seats held after this call
     waiting      tickets waiting after this call (both classes)
     retryHintMs  when waiting on tokens: ms until the head's tokens are there; else 0
-  Reply to release: {was, granted, seatsInUse, waiting, grantedIds}
+    tags         "<start>:<finish>" given to a ticket on entering the queue ('' on a poll)
+  Reply to claim: {claimed, seatsInUse, waiting}
+    claimed      1 the claim was held: it is a full lease now; 0 it had lapsed (the seat
+                 went on to others): nothing changed, the ticket is not queued
+  Reply to release and cancel: {was, granted, seatsInUse, waiting, grantedIds}
     was          1 it held a seat, 2 it was waiting (gave up), 0 unknown (expired)
     granted      tickets this call admitted (their waiters are told on the channel)
     grantedIds   their ids, comma-separated ('' when none): the caller wakes its own
@@ -71,7 +89,7 @@ local flex_reserve = tonumber(ARGV[9])
 if not flex_reserve or flex_reserve < 0 then
   return redis.error_reply('ERR fair-queue: bad flex reserve')
 end
-if (op ~= 'acquire' and op ~= 'release') or ticket == nil or ticket == ''
+if (op ~= 'acquire' and op ~= 'release' and op ~= 'claim' and op ~= 'cancel') or ticket == nil or ticket == ''
   or not max_seats or not tok_cap or not tok_rate or not lease_ms or not heartbeat_ms
   or lease_ms <= 0 or heartbeat_ms <= 0 or (tok_cap > 0 and tok_rate <= 0) then
   return redis.error_reply('ERR fair-queue: bad arguments')
@@ -180,6 +198,18 @@ local function waiting_count()
   return redis.call('ZCARD', K_WAITING) + redis.call('ZCARD', K_FWAITING)
 end
 
+if op == 'claim' then
+  -- The waiter was told of its grant and its request went on: hold the seat for the request,
+  -- or, when the claim window has passed (housekeeping above dropped it), change nothing.
+  local claimed = 0
+  if redis.call('ZSCORE', K_SEATS, ticket) then
+    redis.call('ZADD', K_SEATS, now + lease_ms, ticket)
+    claimed = 1
+  end
+  expire_all()
+  return { claimed, redis.call('ZCARD', K_SEATS), waiting_count() }
+end
+
 if op == 'acquire' then
   local tenant = ARGV[10]
   local weight = tonumber(ARGV[11])
@@ -195,8 +225,9 @@ if op == 'acquire' then
     -- Granted while this waiter was away: the claim becomes a full lease.
     redis.call('ZADD', K_SEATS, now + lease_ms, ticket)
     expire_all()
-    return { 1, 0, redis.call('ZCARD', K_SEATS), waiting_count(), 0 }
+    return { 1, 0, redis.call('ZCARD', K_SEATS), waiting_count(), 0, '' }
   end
+  local tags = ''
   if not redis.call('ZSCORE', k_wait, ticket) then
     local k_tags = flex and K_FTAGS or K_TAGS
     local last = tonumber(redis.call('ZSCORE', k_tags, tenant)) or 0
@@ -205,6 +236,7 @@ if op == 'acquire' then
     redis.call('ZADD', k_tags, string.format('%.17g', finish), tenant)
     redis.call('ZADD', k_wait, string.format('%.17g', finish), ticket)
     redis.call('HSET', K_STARTS, ticket, string.format('%.17g', start) .. ':' .. width)
+    tags = string.format('%.17g', start) .. ':' .. string.format('%.17g', finish)
   end
   redis.call('ZADD', K_ALIVE, now + heartbeat_ms, ticket)
   local granted, hint, seats = grant(ticket)
@@ -212,12 +244,13 @@ if op == 'acquire' then
   expire_all()
   local waiting = waiting_count()
   for _, id in ipairs(granted) do
-    if id == ticket then return { 1, 0, seats, waiting, 0 } end
+    if id == ticket then return { 1, 0, seats, waiting, 0, tags } end
   end
-  return { 0, redis.call('ZRANK', k_wait, ticket) or 0, seats, waiting, hint }
+  return { 0, redis.call('ZRANK', k_wait, ticket) or 0, seats, waiting, hint, tags }
 end
 
 -- release: the request ended (held a seat) or its waiter gave up (still waiting).
+-- cancel: the same, for a request that never ran, and its tenant's tag goes back.
 local delta = tonumber(ARGV[10]) or 0
 local was = 0
 if redis.call('ZREM', K_SEATS, ticket) == 1 then
@@ -230,6 +263,48 @@ end
 if was == 1 and delta ~= 0 and tok_cap > 0 then
   local tokens = tokens_level()
   store_tokens(math.max(-tok_cap, math.min(tok_cap, tokens - delta)))
+end
+if op == 'cancel' and was ~= 0 then
+  local tenant = ARGV[11]
+  local class = ARGV[12]
+  local tags = ARGV[13] or ''
+  local sep = string.find(tags, ':', 1, true)
+  if tenant == nil or tenant == '' or (class ~= 'urgent' and class ~= 'flex') then
+    return redis.error_reply('ERR fair-queue cancel: bad tenant or class')
+  end
+  local start = sep and tonumber(string.sub(tags, 1, sep - 1))
+  local finish = sep and tonumber(string.sub(tags, sep + 1))
+  if start and finish then
+    local k_tags = class == 'flex' and K_FTAGS or K_TAGS
+    local v = class == 'flex' and fvtime or vtime
+    local current = tonumber(redis.call('ZSCORE', k_tags, tenant))
+    local note_prefix = tenant .. ':'
+    if current == finish then
+      -- The tenant's last request: its tag goes back to this one's start, and on through
+      -- the notes of cancelled requests that ended where that one started.
+      for _ = 1, 100 do
+        local at = string.format('%.17g', start)
+        local note = nil
+        for _, m in ipairs(redis.call('ZRANGEBYSCORE', k_tags, at, at)) do
+          if string.sub(m, 1, #note_prefix) == note_prefix then note = m break end
+        end
+        if not note then break end
+        redis.call('ZREM', k_tags, note)
+        start = tonumber(string.sub(note, #note_prefix + 1)) or start
+      end
+      if start <= v then
+        redis.call('ZREM', k_tags, tenant)
+      else
+        redis.call('ZADD', k_tags, string.format('%.17g', start), tenant)
+      end
+    elseif current and current > finish then
+      -- A later request of the tenant started from this finish tag: leave a note (member
+      -- `<tenant>:<start>`, scored by this finish; no tenant id holds a ':'), so that when
+      -- the tag comes back here it goes on back to this start. Notes behind the virtual
+      -- time are dropped with the tags.
+      redis.call('ZADD', k_tags, string.format('%.17g', finish), note_prefix .. string.format('%.17g', start))
+    end
+  end
 end
 local granted, _, seats = grant(nil)
 announce(granted, nil)
