@@ -16,6 +16,7 @@ import { listModels, retrieveModel } from './models';
 import { errorBody, isInvalidRequestError, sendInvalidRequest, sendJson } from './openai-error';
 import { appendBounded, recordRequest, type ReceivedRequest } from './recording';
 import { readBody } from './request-body';
+import { loadEncodings } from '../lib/tokens/tokenize';
 
 export interface MockStats {
   /** Requests holding a capacity slot right now. */
@@ -117,6 +118,9 @@ async function runEndpoint(ctx: EndpointContext, method: string, path: string): 
 /** Starts the mock upstream; resolves once it is listening. */
 export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUpstream> {
   const { host = '127.0.0.1', port = 0, ...initialKnobs } = opts;
+  // The BPE vocabularies are built before listening (once per process), not in the first
+  // request's service time.
+  loadEncodings();
   let knobs: MockKnobs = { ...DEFAULT_KNOBS, ...parseKnobs(initialKnobs) };
   const gate = createCapacityGate(knobs.capacity);
   const rate = createRateGate(knobs.ratePerSecond, knobs.rateBurst);

@@ -12,6 +12,8 @@
 import type { KongPdk } from '../pdk/kong';
 import { countChatPromptTokens, countTextTokens, type CountableMessage } from './tokenize';
 
+export { loadEncodings } from './tokenize';
+
 export const ESTIMATE_KEY = 'token_estimate';
 export const ESTIMATE_VERSION = 1;
 

@@ -52,6 +52,7 @@ import type { TenantContext } from '../../lib/tenant/context';
 import { readTenantContext } from '../../lib/tenant/read';
 import { parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
 import {
+  loadEncodings,
   sharedEstimate,
   type EstimateOptions,
   type TokenEstimate,
@@ -258,6 +259,8 @@ export class Plugin {
       });
       // Subscribed before the first wait, so no early grant announcement is missed.
       if (this.queueEnabled) this.listener().start();
+      // The BPE vocabularies are built now, off the first request's path (~0.7 s, once).
+      setTimeout(() => loadEncodings(), 0).unref();
       serveMetrics(this.config.metrics_port, this.config.metrics_host, (err) => {
         process.stderr.write(
           `tenant-ratelimit: metrics endpoint ${this.config.metrics_host}:${this.config.metrics_port} failed: ${err.message}\n`,

@@ -240,6 +240,21 @@ test('a request without a usable body still has a defined cost', async (t) => {
   t.is(left, 3000 - 256 - 1000, 'unknown_prompt_tokens + default_max_tokens');
 });
 
+test('a prompt that spells out special tokens is counted as text, not refused', async (t) => {
+  // A pure-JS BPE encoder throws on "<|endoftext|>" by default: the estimate failed and every
+  // such prompt (a question about tokenizers, or a hostile one) was a 500.
+  const content = 'What does <|endoftext|> mean, and <|im_start|>system<|im_sep|>?';
+  const body = chatBody(content, { max_tokens: 10 });
+  // A free-plan tenant no other test sends to this route: its bucket starts full.
+  const { res } = await door().call('tpm', 'lookalike-key', { body });
+  t.is(res.status, 200);
+  const left = Number(/"tpm";r=(\d+)/.exec(String(res.headers.ratelimit))?.[1]);
+  // Charged exactly the estimate, which counts those characters as ordinary text.
+  const width = estimateRequest(body).totalTokens;
+  t.true(width > 10 + 20, `the special-token text counts as many tokens (width ${width})`);
+  t.is(left, 3000 - width, String(res.headers.ratelimit));
+});
+
 test('per-tenant override: one tenant gets a bigger burst than its plan', async (t) => {
   const burst = async (key: string) => {
     const s: number[] = [];

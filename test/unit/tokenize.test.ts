@@ -5,6 +5,7 @@ import {
   countChatPromptTokens,
   countTextTokens,
   decodeTokens,
+  encodeText,
   encodingForModel,
 } from '../../lib/tokens/tokenize';
 
@@ -41,4 +42,19 @@ test('decoding tokens that end inside a character does not spill into the next d
   t.true(cut >= 0, 'the cup is split across tokens');
   t.true(decodeTokens(tokens.slice(0, cut + 1), 'gpt-4o').endsMidCharacter);
   t.deepEqual(decodeTokens(tokens, 'gpt-4o'), { text: 'tea ☕ time', endsMidCharacter: false });
+});
+
+test('text that spells out special tokens is encoded as ordinary text, as the reference does', (t) => {
+  const text = 'a <|endoftext|> b <|im_start|>user<|im_sep|> c <|fim_prefix|> d';
+  for (const [model, ref] of [
+    ['gpt-4o-mini', o200k],
+    ['gpt-4', cl100k],
+  ] as const) {
+    // gpt-tokenizer throws here unless told the special tokens are ordinary text.
+    t.throws(() => ref.encode(text));
+    const reference = ref.encode(text, { allowedSpecial: new Set(), disallowedSpecial: new Set() });
+    t.deepEqual(encodeText(text, model), reference, model);
+    t.is(countTextTokens(text, model), reference.length);
+    t.is(decodeTokens(encodeText(text, model), model).text, text);
+  }
 });
