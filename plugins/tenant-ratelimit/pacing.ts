@@ -6,8 +6,17 @@
  * `retryHintMs`; its own poll admits it), and a waiter `position` places behind it about
  * `position` request widths later, instead of the whole queue polling at every hint. Waiting
  * on seats, the poll interval is only the safety net.
+ *
+ * A sleep held to the poll interval is shortened by a random 0-25 %: waiters that entered
+ * together (a flood's first requests, all arriving at once) would otherwise look again
+ * together at every interval, in waves of tens of scripts that hold up whoever is at the
+ * head of the queue at that moment. Measured on the real Kong: 58 of a flood's 80 first
+ * requests slept the full interval and polled within the same few milliseconds.
  */
 import type { UpstreamCapacity } from '../../lib/redis/fair-queue';
+
+/** The share of the poll interval a full sleep may be cut by, to spread waves. */
+export const POLL_JITTER = 0.25;
 
 export function nextLookMs(
   reply: { readonly retryHintMs: number; readonly position: number },
@@ -15,6 +24,7 @@ export function nextLookMs(
   capacity: Pick<UpstreamCapacity, 'tokensPerMinute' | 'tokenBurst'>,
   pollIntervalMs: number,
   leftMs: number,
+  random: () => number = Math.random,
 ): number {
   let ms = pollIntervalMs;
   if (reply.retryHintMs > 0 && capacity.tokensPerMinute > 0) {
@@ -22,5 +32,6 @@ export function nextLookMs(
     const perRequest = (Math.min(width, capacity.tokenBurst) * 60_000) / capacity.tokensPerMinute;
     ms = reply.retryHintMs + Math.max(0, reply.position) * Math.ceil(perRequest);
   }
-  return Math.max(0, Math.min(leftMs, pollIntervalMs, ms));
+  if (ms >= pollIntervalMs) ms = Math.round(pollIntervalMs * (1 - POLL_JITTER * random()));
+  return Math.max(0, Math.min(leftMs, ms));
 }

@@ -194,18 +194,19 @@ test('grant listener: a grant that arrives between two waits is not lost', async
 test('a waiter on upstream tokens looks again when its turn comes, not the whole queue at every hint', (t) => {
   // 40 requests of 25 tokens per second: one request's tokens every 25 ms.
   const quota = { tokensPerMinute: 40 * 60 * 25, tokenBurst: 50 };
+  const top = () => 0; // no jitter: the full interval
   // The head: exactly when its tokens are there (its own poll admits it).
-  t.is(nextLookMs({ retryHintMs: 7, position: 0 }, 25, quota, 500, 10_000), 7);
+  t.is(nextLookMs({ retryHintMs: 7, position: 0 }, 25, quota, 500, 10_000, top), 7);
   // Three places behind it: three requests' tokens later.
-  t.is(nextLookMs({ retryHintMs: 7, position: 3 }, 25, quota, 500, 10_000), 7 + 3 * 25);
+  t.is(nextLookMs({ retryHintMs: 7, position: 3 }, 25, quota, 500, 10_000, top), 7 + 3 * 25);
   // Far behind: the poll interval stays the longest sleep (the heartbeat depends on it)...
-  t.is(nextLookMs({ retryHintMs: 7, position: 80 }, 25, quota, 500, 10_000), 500);
+  t.is(nextLookMs({ retryHintMs: 7, position: 80 }, 25, quota, 500, 10_000, top), 500);
   // ...and the deadline the shortest.
-  t.is(nextLookMs({ retryHintMs: 7, position: 3 }, 25, quota, 500, 40), 40);
+  t.is(nextLookMs({ retryHintMs: 7, position: 3 }, 25, quota, 500, 40, top), 40);
   // A width above the burst is charged the burst.
-  t.is(nextLookMs({ retryHintMs: 1, position: 1 }, 1000, quota, 500, 10_000), 1 + 50);
+  t.is(nextLookMs({ retryHintMs: 1, position: 1 }, 1000, quota, 500, 10_000, top), 1 + 50);
   // Waiting on seats (no hint): a release announces the grant; the poll is the safety net.
-  t.is(nextLookMs({ retryHintMs: 0, position: 2 }, 25, quota, 500, 10_000), 500);
+  t.is(nextLookMs({ retryHintMs: 0, position: 2 }, 25, quota, 500, 10_000, top), 500);
   t.is(
     nextLookMs(
       { retryHintMs: 0, position: 2 },
@@ -213,9 +214,36 @@ test('a waiter on upstream tokens looks again when its turn comes, not the whole
       { tokensPerMinute: 0, tokenBurst: 0 },
       300,
       10_000,
+      top,
     ),
     300,
   );
+});
+
+test('waiters held to the poll interval look again spread over its last quarter, not in one wave', (t) => {
+  const quota = { tokensPerMinute: 40 * 60 * 25, tokenBurst: 50 };
+  // The jitter only ever shortens a full sleep, by at most a quarter: the heartbeat holds.
+  t.is(
+    nextLookMs({ retryHintMs: 7, position: 80 }, 25, quota, 500, 10_000, () => 0.999),
+    375,
+  );
+  t.is(
+    nextLookMs({ retryHintMs: 0, position: 2 }, 25, quota, 400, 10_000, () => 0.5),
+    350,
+  );
+  // A paced sleep shorter than the interval is the waiter's turn: left as it is.
+  t.is(
+    nextLookMs({ retryHintMs: 7, position: 3 }, 25, quota, 500, 10_000, () => 0.999),
+    82,
+  );
+  // 80 waiters that entered together (a flood's first requests) with the real random source:
+  // their next looks spread over the interval's last quarter instead of one instant.
+  const looks = Array.from({ length: 80 }, () =>
+    nextLookMs({ retryHintMs: 7, position: 80 }, 25, quota, 500, 10_000),
+  );
+  t.true(looks.every((ms) => ms >= 375 && ms <= 500));
+  t.true(new Set(looks).size >= 30, `only ${new Set(looks).size} distinct looks among 80`);
+  t.true(Math.max(...looks) - Math.min(...looks) >= 60);
 });
 
 test('log plan: the unqueued path releases seat and lease in one round trip', (t) => {
