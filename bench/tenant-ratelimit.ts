@@ -32,8 +32,9 @@
  * Run: `npm run bench -- tenant-ratelimit` (or `npx tsx bench/tenant-ratelimit.ts` after
  * `npm run build`). On the real Kong 3.9.3 (kong-runner) when one is installed, else the
  * harness; BENCH_GATEWAY=kong|harness chooses. Knobs: BENCH_MODELS (default "quota,seats"),
- * BENCH_QUOTA_SECONDS (the quota model's flood window, default 20), BENCH_SECONDS (the seat
- * model's flood window and the shares', default 10), BENCH_FLOOD_FACTOR (default 20),
+ * BENCH_QUOTA_SECONDS (the quota model's flood window, default 40: ~330 victim samples, so that
+ * the p99 is not one stray sample), BENCH_SECONDS (the seat
+ * model's flood window and the shares', default 20), BENCH_FLOOD_FACTOR (default 20),
  * BENCH_SERVICE_MS (the upstream's time per request, default 100), BENCH_QUOTA_RPS (default
  * 40), BENCH_QUOTA_BURST (the upstream's bucket, default 4 starts), BENCH_QUOTA_DECLARED (the
  * share of the quota the fair queue declares, default 0.97), BENCH_RL_LIMITS
@@ -68,8 +69,8 @@ const GATEWAY: 'kong' | 'harness' =
 const MODELS = (process.env.BENCH_MODELS ?? 'quota,seats')
   .split(',')
   .filter((m): m is Model => m === 'quota' || m === 'seats');
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const QUOTA_SECONDS = Number(process.env.BENCH_QUOTA_SECONDS ?? 20);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
+const QUOTA_SECONDS = Number(process.env.BENCH_QUOTA_SECONDS ?? 40);
 const RL_LIMITS = (process.env.BENCH_RL_LIMITS ?? '20,35')
   .split(',')
   .map(Number)
@@ -130,6 +131,10 @@ interface Sample {
   id: string;
   /** tenant-ratelimit's X-Queue-Wait-Ms (NaN without it). */
   wait: number;
+  /** Kong's X-Kong-Proxy-Latency: its time before proxying, the plugins' access included. */
+  proxy: number;
+  /** Kong's X-Kong-Upstream-Latency: from proxying to the upstream's first byte. */
+  upstream: number;
 }
 
 function request(agent: http.Agent, url: string, key: string): Promise<Sample> {
@@ -155,6 +160,8 @@ function request(agent: http.Agent, url: string, key: string): Promise<Sample> {
             at: Date.now(),
             id: String(res.headers['x-kong-request-id'] ?? ''),
             wait: Number(res.headers['x-queue-wait-ms'] ?? NaN),
+            proxy: Number(res.headers['x-kong-proxy-latency'] ?? NaN),
+            upstream: Number(res.headers['x-kong-upstream-latency'] ?? NaN),
           }),
         );
       },
@@ -166,6 +173,8 @@ function request(agent: http.Agent, url: string, key: string): Promise<Sample> {
         at: Date.now(),
         id: '',
         wait: NaN,
+        proxy: NaN,
+        upstream: NaN,
       }),
     );
     req.end(CHAT);
@@ -798,6 +807,8 @@ async function main(): Promise<void> {
           settled.length ? `${settledP99.toFixed(0)} (${(settledP99 / o.alone).toFixed(2)}×)` : '—',
           p5099(waited.map((v) => v.wait)),
           p5099(waited.map((v) => v.ms - v.wait)),
+          p5099(good.filter((v) => Number.isFinite(v.proxy)).map((v) => v.proxy - (v.wait || 0))),
+          p5099(good.filter((v) => Number.isFinite(v.upstream)).map((v) => v.upstream)),
           o.upstreamQueued.toFixed(1),
           String(good.length),
         ];
@@ -817,9 +828,12 @@ ${table(['setup', 'victim p99 alone ms', 'victim p99 under flood ms', 'under flo
 Where the victims' time went (ms, p50 / p99): their latency alone and under the flood (and its
 p99 once the flood's onset, its ${FLOOD_WORKERS} first requests at once, is ${ONSET_MS / 1000} s past); under
 the flood, the fair queue's wait (its \`X-Queue-Wait-Ms\`) and the rest (gateway, proxying, the
-upstream); and the mean number of requests waiting at the upstream itself during the flood.
+upstream), the rest split into the gateway's time outside the queue (Kong's
+\`X-Kong-Proxy-Latency\` minus the queue wait: the plugins' access phases, where a pause of a
+plugin server shows) and the upstream's (\`X-Kong-Upstream-Latency\`: its quota and its 100 ms);
+and the mean number of requests waiting at the upstream itself during the flood.
 
-${table(['setup', 'victim alone', 'victim under flood', `p99 from ${ONSET_MS / 1000} s in (÷ p99 alone)`, 'of which fair-queue wait', 'of which the rest', 'waiting at the upstream (mean)', 'victim samples'], breakdown)}
+${table(['setup', 'victim alone', 'victim under flood', `p99 from ${ONSET_MS / 1000} s in (÷ p99 alone)`, 'of which fair-queue wait', 'of which the rest', 'gateway outside the queue', 'upstream', 'waiting at the upstream (mean)', 'victim samples'], breakdown)}
 
 ${verdictOf(r.outcomes)}${
         r.ideal
