@@ -255,6 +255,21 @@ test('a prompt that spells out special tokens is counted as text, not refused', 
   t.is(left, 3000 - width, String(res.headers.ratelimit));
 });
 
+test('a prompt of one long run (100 KB of "a") is estimated at once, not in 21 s of BPE merging', async (t) => {
+  // Unbounded, counting it held tenant-ratelimit's plugin server (every tenant's requests)
+  // for 21 s, and 1 MB made the tokenizer trap (a 500). Sliced runs: a count at once.
+  const body = chatBody('a'.repeat(100_000), { max_tokens: 10 });
+  const started = Date.now();
+  const [big, other] = await Promise.all([
+    door().call('open', ACME, { body }),
+    // Another tenant's request sent meanwhile is answered too.
+    new Promise((r) => setTimeout(r, 20)).then(() => door().call('open', GLOBEX)),
+  ]);
+  t.is(big.res.status, 200);
+  t.is(other.res.status, 200);
+  t.true(Date.now() - started < 8000, 'both answered well before the test times out');
+});
+
 test('per-tenant override: one tenant gets a bigger burst than its plan', async (t) => {
   const burst = async (key: string) => {
     const s: number[] = [];

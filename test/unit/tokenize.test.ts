@@ -7,6 +7,8 @@ import {
   decodeTokens,
   encodeText,
   encodingForModel,
+  MAX_COUNTED,
+  MAX_RUN,
 } from '../../lib/tokens/tokenize';
 
 test('picks o200k_base for current model families and cl100k_base otherwise', (t) => {
@@ -57,4 +59,43 @@ test('text that spells out special tokens is encoded as ordinary text, as the re
     t.is(countTextTokens(text, model), reference.length);
     t.is(decodeTokens(encodeText(text, model), model).text, text);
   }
+});
+
+test('a run without a break is counted in slices: bounded work, never below the exact count', (t) => {
+  // Unsliced, BPE merging is quadratic in a run: 100,000 x "a" took 21 s to count and
+  // 1,000,000 x "a" made tiktoken trap (RuntimeError: unreachable). This test would time out.
+  for (const model of ['gpt-4o-mini', 'gpt-4']) {
+    const ref = model === 'gpt-4' ? cl100k : o200k;
+    // Short enough to count exactly with the reference: the slices add nothing here.
+    const a = 'a'.repeat(MAX_RUN * 5 + 17);
+    t.true(countTextTokens(a, model) >= ref.encode(a).length, model);
+    t.true(countTextTokens(a, model) <= ref.encode(a).length + 5, model);
+    const cjk = '这是一个测试'.repeat(200);
+    t.true(
+      Math.abs(countTextTokens(cjk, model) - ref.encode(cjk).length) <= cjk.length / MAX_RUN + 1,
+    );
+    // Long runs of letters, of spaces, of CJK, of emoji: a count, at once.
+    for (const text of [
+      'a'.repeat(100_000),
+      ' '.repeat(50_000),
+      '这是一个测试'.repeat(3400),
+      '\u{1F600}'.repeat(30_000),
+    ]) {
+      const n = countTextTokens(text, model);
+      t.true(n > 0 && n <= Buffer.byteLength(text, 'utf8'), `${n} tokens for ${text.length} chars`);
+    }
+  }
+});
+
+test('text past MAX_COUNTED characters counts one token per UTF-8 byte, the most BPE can give', (t) => {
+  const head = 'word '.repeat(Math.ceil(MAX_COUNTED / 5)).slice(0, MAX_COUNTED);
+  t.is(head.length, MAX_COUNTED);
+  const headCount = countTextTokens(head, 'gpt-4o-mini');
+  t.is(headCount, o200k.encode(head).length, 'up to the limit: exact');
+  const tail = 'é'.repeat(1000); // 2 bytes each
+  t.is(countTextTokens(head + tail, 'gpt-4o-mini'), headCount + 2000);
+  // 1,000,000 x "a": no trap, and an upper bound.
+  const huge = 'a'.repeat(1_000_000);
+  const n = countTextTokens(huge, 'gpt-4o-mini');
+  t.true(n >= 1_000_000 / 8 && n <= 1_000_000, String(n));
 });
