@@ -191,6 +191,11 @@ function unsupportedServiceTier(value: string): GatewayError {
   });
 }
 
+// The BPE vocabularies (~0.7 s of CPU) are built when the plugin server loads this module,
+// before it listens: built later, from a constructor or the first request, they block the
+// event loop while the first requests' Redis commands run against their timeout (503s).
+loadEncodings();
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
 async function readJsonBody(kong: KongPdk): Promise<unknown> {
@@ -259,8 +264,6 @@ export class Plugin {
       });
       // Subscribed before the first wait, so no early grant announcement is missed.
       if (this.queueEnabled) this.listener().start();
-      // The BPE vocabularies are built now, off the first request's path (~0.7 s, once).
-      setTimeout(() => loadEncodings(), 0).unref();
       serveMetrics(this.config.metrics_port, this.config.metrics_host, (err) => {
         process.stderr.write(
           `tenant-ratelimit: metrics endpoint ${this.config.metrics_host}:${this.config.metrics_port} failed: ${err.message}\n`,
