@@ -175,6 +175,26 @@ export function waitForRedis(client: RedisClient, timeoutMs: number): Promise<vo
   });
 }
 
+const everReady = new WeakSet<RedisClient>();
+
+/**
+ * Gives the client's very first connection up to `timeoutMs`: the first requests after a
+ * plugin server starts (its plugin instance, and so its client, is created by the first
+ * request) must not be refused for a connection a few milliseconds from ready. Once the
+ * client has been ready, returns at once: during an outage callers fail fast.
+ */
+export async function untilFirstConnected(client: RedisClient, timeoutMs: number): Promise<void> {
+  if (client.isReady) {
+    everReady.add(client);
+    return;
+  }
+  if (everReady.has(client)) return;
+  await waitForRedis(client, timeoutMs).then(
+    () => everReady.add(client),
+    () => undefined,
+  );
+}
+
 /** Closes every client this module created (plugin-server shutdown, test teardown). */
 export async function closeAllRedis(): Promise<void> {
   const all = [...clients.values()];

@@ -24,7 +24,7 @@ import { CACHE_STATUS_KEY, type CacheStatus } from '../../lib/cache/status';
 import { serveMetrics } from '../../lib/metrics/registry';
 import { bodyToBuffer, firstHeader, normaliseHeaderMap, type KongPdk } from '../../lib/pdk/kong';
 import { guardPhase } from '../../lib/plugin/phase';
-import { createRedis, waitForRedis } from '../../lib/redis/client';
+import { createRedis, untilFirstConnected } from '../../lib/redis/client';
 import { isRedisUnavailable } from '../../lib/redis/errors';
 import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
 import { readConfig } from '../../lib/schema/config';
@@ -112,18 +112,6 @@ function jsonContentType(ct: string | undefined): string {
 }
 
 /** Clients that have been connected once: before that, a lookup waits for the connection. */
-const everReady = new WeakSet<RedisClient>();
-
-async function readyClient(client: RedisClient, ms: number): Promise<void> {
-  if (client.isReady) {
-    everReady.add(client);
-    return;
-  }
-  // During an outage, fail at once; only the very first connection is worth a short wait.
-  if (everReady.has(client)) return;
-  await waitForRedis(client, ms).catch(() => undefined);
-}
-
 function hitOf(match: 'exact' | 'semantic', r: CachedResponse): Outcome {
   return {
     status: 'hit',
@@ -293,7 +281,7 @@ export class Plugin {
 
     let found;
     try {
-      await readyClient(this.redis, this.config.redis_timeout_ms);
+      await untilFirstConnected(this.redis, this.config.redis_timeout_ms);
       found = await lookup(this.redis, this.keyspace, ctx, key.redisKey);
     } catch (e) {
       if (!isRedisUnavailable(e)) throw e;

@@ -28,7 +28,7 @@ import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics } from '../../lib/metrics/registry';
 import { bodyToBuffer, type KongPdk } from '../../lib/pdk/kong';
 import { guardPhase } from '../../lib/plugin/phase';
-import { createRedis, type RedisClient } from '../../lib/redis/client';
+import { createRedis, untilFirstConnected, type RedisClient } from '../../lib/redis/client';
 import { isRedisUnavailable } from '../../lib/redis/errors';
 import {
   acquireSeat,
@@ -348,6 +348,9 @@ export class Plugin {
   ): Promise<void> {
     const redis = this.redis as RedisClient;
     const keys = this.keys as Keyspace;
+    // The instance (and its client) is created by the first request: its first connection
+    // gets one command deadline instead of a 503 "client is offline".
+    await untilFirstConnected(redis, this.config.redis.command_timeout_ms);
     const estimate = await sharedEstimate(kong, () => readJsonBody(kong), this.estimateOptions);
     const serviceClass = await this.serviceClass(kong, ctx, estimate);
     classOf.value = serviceClass;
