@@ -111,7 +111,6 @@ function jsonContentType(ct: string | undefined): string {
     : 'application/json';
 }
 
-/** Clients that have been connected once: before that, a lookup waits for the connection. */
 function hitOf(match: 'exact' | 'semantic', r: CachedResponse): Outcome {
   return {
     status: 'hit',

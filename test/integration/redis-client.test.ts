@@ -9,6 +9,7 @@ import {
   closeAllRedis,
   createRedis,
   RedisDeadlineError,
+  untilFirstConnected,
   waitForRedis,
   withDeadline,
 } from '../../lib/redis/client';
@@ -133,3 +134,36 @@ test.serial('one client per process per URL and timeouts', async (t) => {
   t.not(createRedis({ url, commandTimeoutMs: 1000, ...quiet }), a);
   t.throws(() => createRedis({ url, commandTimeoutMs: 0 }), { instanceOf: RangeError });
 });
+
+test.serial(
+  'the first connection is waited for once; an outage after it fails at once',
+  async (t) => {
+    const port = await freePort();
+    closeClientsAtEnd(t);
+    const redis = createRedis({ url: `redis://127.0.0.1:${port}`, log: () => undefined });
+    // A client created by the first request: a command sent at once finds it offline.
+    t.true(isRedisUnavailable(await errorOf(redis.ping())));
+    // Redis comes up while the first request waits: it gets through.
+    const up = new Promise((r) => setTimeout(r, 300)).then(() => startPrivateRedis(t, port));
+    await untilFirstConnected(redis, 10_000);
+    t.true(redis.isReady);
+    t.is(await redis.ping(), 'PONG');
+    // Once it has been ready, an outage is decided at once (no wait per request).
+    await (await up).stop();
+    const started = Date.now();
+    await untilFirstConnected(redis, 10_000);
+    t.true(Date.now() - started < 5_000, 'returned without waiting out the 10 s');
+    t.true(isRedisUnavailable(await errorOf(redis.ping())));
+  },
+);
+
+test.serial(
+  'a first connection that never comes: the wait ends at its deadline, without throwing',
+  async (t) => {
+    const port = await freePort();
+    closeClientsAtEnd(t);
+    const redis = createRedis({ url: `redis://127.0.0.1:${port}`, log: () => undefined });
+    await t.notThrowsAsync(untilFirstConnected(redis, 200));
+    t.false(redis.isReady);
+  },
+);
