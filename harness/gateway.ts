@@ -33,6 +33,12 @@ import { PluginServerProcess, queryPluginInfo } from './pluginserver/process';
 import { PluginTable, type LoadedPlugin } from './plugins';
 import { Router } from './router';
 import { Runloop } from './runloop';
+import {
+  CHAIN_DIR,
+  CHAIN_PROCESS,
+  isCoHosted,
+  resolvePluginServerMode,
+} from './pluginserver/layout';
 import type { Gateway, GatewayOptions, PluginDump } from './types';
 
 const BUNDLED = new Set(['key-auth', 'post-function', 'pre-function']);
@@ -191,24 +197,37 @@ export async function startGateway(
       preFunctionPlugin,
     ];
     const externals = new Map<string, ExternalPlugin>();
-    await Promise.all(
-      specs.map(async (spec, i) => {
-        const dump = dumps[i] as PluginDump;
-        const proc = new PluginServerProcess(spec);
-        procs.push(proc);
-        const ready = proc.start();
+    // One process per plugin, or one co-hosted process for every plugin of the chain
+    // (harness/pluginserver/layout.ts), as Kong runs them with docker/kong-pluginservers.sh.
+    const mode = resolvePluginServerMode(opts.pluginServerMode);
+    const started = new Map<string, Promise<PluginServerProcess>>();
+    const processFor = (spec: (typeof specs)[number]): Promise<PluginServerProcess> => {
+      const coHosted = isCoHosted(spec.name, mode);
+      const key = coHosted ? CHAIN_PROCESS : spec.name;
+      let proc = started.get(key);
+      if (!proc) {
+        const p = new PluginServerProcess(
+          coHosted ? { ...spec, name: CHAIN_PROCESS, dir: CHAIN_DIR } : spec,
+        );
+        procs.push(p);
         const timeout = new Promise<never>((_, reject) =>
           setTimeout(
             () =>
               reject(
-                new Error(
-                  `plugin server '${spec.name}' did not listen on ${proc.socketPath} within 30 s`,
-                ),
+                new Error(`plugin server '${key}' did not listen on ${p.socketPath} within 30 s`),
               ),
             30000,
           ).unref(),
         );
-        await Promise.race([ready, timeout]);
+        proc = Promise.race([p.start(), timeout]).then(() => p);
+        started.set(key, proc);
+      }
+      return proc;
+    };
+    await Promise.all(
+      specs.map(async (spec, i) => {
+        const dump = dumps[i] as PluginDump;
+        const proc = await processFor(spec);
         const ext = new ExternalPlugin(dump, proc, log);
         externals.set(spec.name, ext);
         loaded.push({

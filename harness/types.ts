@@ -1,10 +1,18 @@
 /** Public types of the harness (see docs/harness.md). */
 
+export type PluginServerMode = 'chain' | 'per-plugin';
+
 export interface GatewayOptions {
   /** Path to kong.yml, or the parsed declarative object. */
   config: string | object;
   /** External plugin name -> directory the plugin server serves (exactly one plugin entry in it). */
   pluginServers: Record<string, string>;
+  /**
+   * `chain` (default; env KTA_PLUGINSERVER_MODE): every plugin with an entry in dist/chain/ is
+   * served by one co-hosted plugin-server process; `per-plugin`: one process per plugin. A
+   * plugin without an entry in dist/chain/ (a test fixture) always gets its own process.
+   */
+  pluginServerMode?: PluginServerMode;
   /** Default '127.0.0.1'. */
   host?: string;
   /** Default 0 (ephemeral). */

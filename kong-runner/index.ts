@@ -28,7 +28,13 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { addExitHook } from '../harness/exit-hooks';
 import { PROJECT_KONG_CONF } from '../harness/gateway';
 import { queryPluginInfo } from '../harness/pluginserver/process';
-import type { Gateway, GatewayOptions, PluginDump } from '../harness/types';
+import {
+  CHAIN_DIR,
+  CHAIN_SOCKET,
+  isCoHosted,
+  resolvePluginServerMode,
+} from '../harness/pluginserver/layout';
+import type { Gateway, GatewayOptions, PluginDump, PluginServerMode } from '../harness/types';
 import { kongEnv, locateKong, type KongInstall } from './locate';
 
 export { locateKong } from './locate';
@@ -107,6 +113,8 @@ export function pluginServerSettings(
   dirs: string[],
   socketDir: string,
   envNames: string[],
+  mode: PluginServerMode = 'chain',
+  chainDir: string = CHAIN_DIR,
 ): Record<string, string> {
   const out = execFileSync('sh', ['-c', `. '${GENERATOR}' && env -0`], {
     encoding: 'utf8',
@@ -116,6 +124,8 @@ export function pluginServerSettings(
       KTA_PLUGINSERVER_CMD: `${process.execPath} ${PLUGINSERVER_BIN}`,
       KTA_SOCKET_DIR: socketDir,
       KTA_PLUGINSERVER_ENV: envNames.join(' '),
+      KTA_PLUGINSERVER_MODE: mode,
+      KTA_CHAIN_DIR: chainDir,
     },
   });
   const settings: Record<string, string> = {};
@@ -230,7 +240,10 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
   });
   const names = Object.keys(opts.pluginServers);
   const pluginEnv = { ...(opts.env ?? {}) };
-  const settings = pluginServerSettings(dirs, socketDir, Object.keys(pluginEnv));
+  const mode = resolvePluginServerMode(opts.pluginServerMode);
+  const settings = pluginServerSettings(dirs, socketDir, Object.keys(pluginEnv), mode);
+  // The co-hosted process is started by the first co-hosted plugin's entry (the generator).
+  const chainStarter = names.find((n) => isCoHosted(n, mode));
   const conf: Record<string, string | number | boolean> = {
     prefix,
     database: 'off',
@@ -339,7 +352,8 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
 
   // Worker 0 spawns the plugin servers from a timer after start: wait for their sockets.
   const sockDeadline = Date.now() + 40000;
-  const pending = () => names.filter((n) => !existsSync(join(socketDir, `${n}.sock`)));
+  const socketOf = (n: string) => (isCoHosted(n, mode) ? CHAIN_SOCKET : `${n}.sock`);
+  const pending = () => names.filter((n) => !existsSync(join(socketDir, socketOf(n))));
   while (pending().length && Date.now() < sockDeadline) await sleep(50);
   if (pending().length) {
     const tail = errorLog().split('\n').slice(-20).join('\n');
@@ -367,7 +381,9 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
     logDone: () => sleep(300),
     pluginServerInfo: (name) => {
       if (!(name in opts.pluginServers)) throw new Error(`no plugin server '${name}'`);
-      const marker = `--sock-name ${name}.sock`;
+      const coHosted = isCoHosted(name, mode);
+      const starter = coHosted ? (chainStarter as string) : name;
+      const marker = `--sock-name ${coHosted ? CHAIN_SOCKET : `${name}.sock`}`;
       const pid = pidsWith(prefix).find((p) => {
         try {
           return readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').includes(marker);
@@ -377,7 +393,9 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
       });
       const starts = errorLog()
         .split('\n')
-        .filter((l) => l.includes(`starting pluginserver process for ${name}`)).length;
+        .filter((l) =>
+          new RegExp(`starting pluginserver process for ${starter}(,|$)`).test(l),
+        ).length;
       return {
         pid: pid ?? -1,
         restarts: Math.max(0, starts - 1),

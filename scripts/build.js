@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // Build: compile TypeScript to CommonJS in dist/, copy the Redis Lua scripts beside their
-// loader, and lay out one plugin-server directory per plugin.
+// loader, and lay out the plugin-server directories.
 //
-// Kong 3.9 runs one plugin per plugin server (kong/runloop/plugin_servers/process.lua takes
-// the first entry of --dump-all-plugins), and kong-js-pluginserver require()s every entry of
-// the directory it serves. So each plugin gets dist/pluginservers/<name>/ holding exactly one
-// file, <name>.js, that re-exports the compiled plugin module.
+// Kong 3.9 takes one plugin per pluginserver_<name> entry (kong/runloop/plugin_servers/
+// process.lua takes the first entry of the query command's dump), and kong-js-pluginserver
+// require()s every entry of the directory it serves. So:
+// - each plugin gets dist/pluginservers/<name>/ holding exactly one file, <name>.js: the
+//   directory its query command dumps, and the one it is served from in per-plugin mode;
+// - dist/chain/ holds all six entry files: the one process that serves the whole chain
+//   (the default; docker/kong-pluginservers.sh, docs/operations.md "Plugin servers").
 'use strict';
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -56,7 +59,19 @@ function main() {
         `module.exports = require('../../plugins/${name}/index.js');\n`,
     );
   }
-  process.stdout.write(`built ${names.length} plugin server dir(s): ${names.join(', ')}\n`);
+  const chainDir = path.join(dist, 'chain');
+  fs.mkdirSync(chainDir, { recursive: true });
+  for (const name of names) {
+    fs.writeFileSync(
+      path.join(chainDir, `${name}.js`),
+      `'use strict';\n// Entry of the co-hosted plugin server: one of the chain's ${names.length} plugins served by one process.\n` +
+        `require('../lib/pluginserver/harden.js');\n` +
+        `module.exports = require('../plugins/${name}/index.js');\n`,
+    );
+  }
+  process.stdout.write(
+    `built ${names.length} plugin server dir(s): ${names.join(', ')}; and dist/chain/ co-hosting all of them\n`,
+  );
 }
 
 main();

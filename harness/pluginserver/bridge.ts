@@ -48,7 +48,7 @@ export class ExternalPlugin {
     private readonly log: (line: string) => void,
   ) {
     this.rpc = new MpRpcClient(proc.socketPath);
-    proc.onRespawn = () => this.rpc.reset();
+    proc.onRespawn(() => this.rpc.reset());
   }
 
   get name(): string {

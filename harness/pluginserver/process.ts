@@ -86,11 +86,16 @@ export class PluginServerProcess {
   private lastSpawn = 0;
   private readyWaiters: Array<() => void> = [];
   private ready = false;
-  /** Called when a new process (after a crash) is listening. */
-  onRespawn: () => void = () => undefined;
+  /** Called when a new process (after a crash) is listening: one hook per plugin it serves. */
+  private readonly respawnHooks: Array<() => void> = [];
 
   constructor(readonly spec: PluginServerSpec) {
     this.socketPath = join(spec.prefix, `${spec.name}.sock`);
+  }
+
+  /** Runs `hook` whenever a new process (after a crash) is listening. */
+  onRespawn(hook: () => void): void {
+    this.respawnHooks.push(hook);
   }
 
   get pid(): number {
@@ -146,7 +151,7 @@ export class PluginServerProcess {
         this.spawnOnce();
         void this.waitReady().then(() => {
           this.restarts++;
-          this.onRespawn();
+          this.respawnHooks.forEach((hook) => hook());
         });
       }, delay);
     });

@@ -1,6 +1,9 @@
 /**
- * One Prometheus registry per plugin-server process (each plugin is its own Node process in
- * Kong 3.9), served on a configurable port so a monitoring stack can scrape each plugin.
+ * One Prometheus registry per plugin-server process, served on each plugin's configurable port
+ * so a monitoring stack scrapes each plugin. A process may serve one plugin or the whole chain
+ * (co-hosted, the default: harness/pluginserver/layout.ts); either way a plugin's port serves
+ * that plugin's own metrics (named `<plugin>_…`) and the process's (`process_…`, `nodejs_…`,
+ * `kta_…`), never another plugin's, so a sum over the scrape jobs counts each series once.
  *
  * Tenant label values are bounded: the first `maxTenants` distinct tenants keep their own
  * label value, later ones fold into `__other__`, so a tenant explosion cannot blow up the
@@ -33,6 +36,30 @@ export class TenantLabels {
   }
 }
 
+/** The name prefix of each plugin's metrics: its name with `_` for `-`, then `_`. */
+export function pluginMetricPrefix(plugin: string): string {
+  return `${plugin.replace(/-/g, '_')}_`;
+}
+
+/** The process's own families: served on every port of the process. */
+const PROCESS_METRICS = /^(process_|nodejs_|kta_)/;
+
+/**
+ * The exposition text for `owner`'s port: its own metrics and the process's, not those of
+ * other plugins that share the process. Without an owner, everything.
+ */
+export async function metricsText(owner?: string): Promise<string> {
+  if (owner === undefined) return registry.metrics();
+  const mine = pluginMetricPrefix(owner);
+  const texts: string[] = [];
+  for (const metric of registry.getMetricsAsArray()) {
+    const name = metric.name;
+    if (!name.startsWith(mine) && !PROCESS_METRICS.test(name)) continue;
+    texts.push(await registry.getSingleMetricAsString(name));
+  }
+  return texts.length ? `${texts.join('\n\n')}\n` : '';
+}
+
 const servers = new Map<string, http.Server>();
 
 /**
@@ -41,6 +68,7 @@ const servers = new Map<string, http.Server>();
  * into a request.
  */
 export function serveMetrics(
+  owner: string,
   port: number,
   host = '127.0.0.1',
   onError: (e: Error) => void = () => undefined,
@@ -53,7 +81,7 @@ export function serveMetrics(
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return;
     }
-    registry.metrics().then(
+    metricsText(owner).then(
       (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
       (e: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(String(e.message)),
     );

@@ -127,7 +127,7 @@ export class Plugin {
     this.fingerprint = settingsFingerprint(this.config);
     try {
       checkConfig(this.config);
-      serveMetrics(this.config.metrics_port, this.config.metrics_host, (e) => {
+      serveMetrics('circuit-breaker', this.config.metrics_port, this.config.metrics_host, (e) => {
         process.stderr.write(
           `circuit-breaker: metrics endpoint ${this.config.metrics_host}:${this.config.metrics_port} failed: ${e.message}\n`,
         );

@@ -77,7 +77,7 @@ export class Plugin {
           env: this.config.encryption.secret_env,
         }),
       );
-      serveMetrics(this.config.metrics_port, this.config.metrics_host, (e) => {
+      serveMetrics('retrieval-injector', this.config.metrics_port, this.config.metrics_host, (e) => {
         process.stderr.write(`retrieval-injector: metrics endpoint failed: ${e.message}\n`);
       });
     } catch (e) {

@@ -125,7 +125,7 @@ export class Plugin {
         this.config.strip_headers.map((h) => h.toLowerCase().replace(/_/g, '-')),
       );
       this.upstream = new UpstreamCredentials(this.config.upstream_auth);
-      serveMetrics(this.config.metrics_port, this.config.metrics_host, (e) => {
+      serveMetrics('tenant-auth', this.config.metrics_port, this.config.metrics_host, (e) => {
         process.stderr.write(
           `tenant-auth: metrics endpoint ${this.config.metrics_host}:${this.config.metrics_port} failed: ${e.message}\n`,
         );

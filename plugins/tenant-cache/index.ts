@@ -156,7 +156,7 @@ export class Plugin {
         url: this.config.redis_url,
         commandTimeoutMs: this.config.redis_timeout_ms,
       });
-      serveMetrics(this.config.metrics_port, this.config.metrics_host, (e) => {
+      serveMetrics('tenant-cache', this.config.metrics_port, this.config.metrics_host, (e) => {
         process.stderr.write(
           `tenant-cache: metrics endpoint ${this.config.metrics_host}:${this.config.metrics_port} failed: ${e.message}\n`,
         );

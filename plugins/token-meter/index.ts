@@ -98,7 +98,7 @@ export class Plugin {
     try {
       checkConfig(this.config);
       this.keys = createKeyspace(this.config.key_namespace);
-      serveMetrics(this.config.metrics_port, this.config.metrics_host, (e) => {
+      serveMetrics('token-meter', this.config.metrics_port, this.config.metrics_host, (e) => {
         process.stderr.write(`token-meter: metrics endpoint failed: ${e.message}\n`);
       });
       this.startReplay();

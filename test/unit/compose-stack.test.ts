@@ -5,7 +5,7 @@
  * compose file, Redis's AOF, and the Prometheus/Grafana provisioning. (`docker-compose config`
  * and promtool run in .ci/run; test/plugins/monitoring.test.ts runs the monitoring for real.)
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -101,13 +101,7 @@ test('compose: every secret kong.yml names reaches the plugin servers from a sec
   );
 });
 
-test('compose: the entrypoint builds one plugin server per plugin of kong.yml, each answering for its plugin', (t) => {
-  const entry = (kong.entrypoint ?? []).join(' ');
-  t.regex(entry, /kong-secrets\.sh.*kong-pluginservers\.sh.*docker-start/);
-  const dockerfile = read('docker/Dockerfile');
-  t.regex(dockerfile, /COPY docker\/kong-secrets\.sh \/docker-entrypoint\.d\/kong-secrets\.sh/);
-  t.regex(dockerfile, /COPY docker\/kong-pluginservers\.sh \/docker-entrypoint\.d\//);
-
+function generatedEnv(t: ExecutionContext, extra: Record<string, string>): Record<string, string> {
   const secrets = mkdtempSync(path.join(tmpdir(), 'kta-secrets-'));
   t.teardown(() => rmSync(secrets, { recursive: true, force: true }));
   writeFileSync(path.join(secrets, 'cache_master_key'), 'c'.repeat(64) + '\n');
@@ -116,7 +110,6 @@ test('compose: the entrypoint builds one plugin server per plugin of kong.yml, e
   const dist = path.join(ROOT, 'dist', 'pluginservers');
   t.true(existsSync(dist), 'npm run build first');
   const dirs = readdirSync(dist).map((d) => path.join(dist, d));
-  const bin = path.join(ROOT, 'node_modules', 'kong-pdk', 'bin', 'kong-js-pluginserver');
   const out = execFileSync(
     'sh',
     ['-c', '. docker/kong-secrets.sh && . docker/kong-pluginservers.sh && env -0'],
@@ -127,18 +120,38 @@ test('compose: the entrypoint builds one plugin server per plugin of kong.yml, e
         PATH: process.env.PATH ?? '/usr/bin:/bin',
         KTA_SECRETS_DIR: secrets,
         KTA_PLUGINSERVER_DIRS: dirs.join(' '),
-        KTA_PLUGINSERVER_CMD: `${process.execPath} ${bin}`,
+        KTA_PLUGINSERVER_CMD: `${process.execPath} ${PLUGINSERVER_BIN}`,
         KTA_SOCKET_DIR: '/usr/local/kong',
         KTA_PLUGINSERVER_ENV: kong.environment?.KTA_PLUGINSERVER_ENV ?? '',
+        ...extra,
       },
     },
   );
-  const env = Object.fromEntries(
+  return Object.fromEntries(
     out
       .split('\0')
       .filter((e) => e.includes('='))
       .map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]),
   );
+}
+
+const PLUGINSERVER_BIN = path.join(ROOT, 'node_modules', 'kong-pdk', 'bin', 'kong-js-pluginserver');
+
+function dumpNames(command: string): string[] {
+  const dump = JSON.parse(execFileSync('sh', ['-c', command], { encoding: 'utf8' })) as Array<{
+    Name: string;
+  }>;
+  return dump.map((p) => p.Name);
+}
+
+test('compose: the entrypoint declares every plugin of kong.yml to Kong, each query answering for its plugin', (t) => {
+  const entry = (kong.entrypoint ?? []).join(' ');
+  t.regex(entry, /kong-secrets\.sh.*kong-pluginservers\.sh.*docker-start/);
+  const dockerfile = read('docker/Dockerfile');
+  t.regex(dockerfile, /COPY docker\/kong-secrets\.sh \/docker-entrypoint\.d\/kong-secrets\.sh/);
+  t.regex(dockerfile, /COPY docker\/kong-pluginservers\.sh \/docker-entrypoint\.d\//);
+
+  const env = generatedEnv(t, { KTA_PLUGINSERVER_MODE: 'per-plugin' });
   t.is(env.KTA_CACHE_MASTER_KEY, 'c'.repeat(64), 'the secret file, newline trimmed');
   t.is(env.KTA_KNOWLEDGE_SECRET, 'k'.repeat(64));
   t.false('KTA_PROVIDER_API_KEY' in env, 'an empty secret file sets nothing');
@@ -159,16 +172,46 @@ test('compose: the entrypoint builds one plugin server per plugin of kong.yml, e
       env[`KONG_PLUGINSERVER_${v}_START_CMD`] ?? '',
       new RegExp(`--sock-name ${name}\\.sock$`),
     );
-    const query = env[`KONG_PLUGINSERVER_${v}_QUERY_CMD`] ?? '';
-    const dump = JSON.parse(execFileSync('sh', ['-c', query], { encoding: 'utf8' })) as Array<{
-      Name: string;
-    }>;
     t.deepEqual(
-      dump.map((p) => p.Name),
+      dumpNames(env[`KONG_PLUGINSERVER_${v}_QUERY_CMD`] ?? ''),
       [name],
       `${name}: Kong takes the first plugin of --dump-all-plugins`,
     );
   }
+});
+
+test('compose: by default one co-hosted plugin server serves the whole chain; every entry shares its socket', (t) => {
+  const env = generatedEnv(t, { KTA_CHAIN_DIR: path.join(ROOT, 'dist', 'chain') });
+  t.deepEqual(env.KONG_PLUGINSERVER_NAMES?.split(',').sort(), ours);
+  const starters = ours.filter(
+    (n) => `KONG_PLUGINSERVER_${n.toUpperCase().replace(/-/g, '_')}_START_CMD` in env,
+  );
+  t.is(
+    starters.length,
+    1,
+    'exactly one entry starts the process; Kong treats the others as external',
+  );
+  t.is(env.KTA_CHAIN_STARTER, starters[0]);
+  const start =
+    env[
+      `KONG_PLUGINSERVER_${(starters[0] as string).toUpperCase().replace(/-/g, '_')}_START_CMD`
+    ] ?? '';
+  t.regex(start, /-d \S+\/dist\/chain -p \/usr\/local\/kong --sock-name kta-chain\.sock$/);
+  t.deepEqual(
+    dumpNames(start.replace(/ -p .*$/, ' --dump-all-plugins')).sort(),
+    ours,
+    'the co-hosted process serves every plugin of the chain',
+  );
+  for (const name of ours) {
+    const v = name.toUpperCase().replace(/-/g, '_');
+    t.is(env[`KONG_PLUGINSERVER_${v}_SOCKET`], '/usr/local/kong/kta-chain.sock');
+    t.deepEqual(dumpNames(env[`KONG_PLUGINSERVER_${v}_QUERY_CMD`] ?? ''), [name]);
+  }
+});
+
+test('compose: an unknown plugin-server mode is refused', (t) => {
+  const err = t.throws(() => generatedEnv(t, { KTA_PLUGINSERVER_MODE: 'both' }));
+  t.regex(String((err as { stderr?: unknown }).stderr ?? err?.message), /chain or per-plugin/);
 });
 
 test('compose: Kong has the JSON error template; Redis keeps an append-only file on a volume', (t) => {
