@@ -77,9 +77,14 @@ export class Plugin {
           env: this.config.encryption.secret_env,
         }),
       );
-      serveMetrics('retrieval-injector', this.config.metrics_port, this.config.metrics_host, (e) => {
-        process.stderr.write(`retrieval-injector: metrics endpoint failed: ${e.message}\n`);
-      });
+      serveMetrics(
+        'retrieval-injector',
+        this.config.metrics_port,
+        this.config.metrics_host,
+        (e) => {
+          process.stderr.write(`retrieval-injector: metrics endpoint failed: ${e.message}\n`);
+        },
+      );
     } catch (e) {
       // KnowledgeSecretError messages name where the secret was looked for, never the secret.
       this.misconfigured = e instanceof Error ? e.message : String(e);

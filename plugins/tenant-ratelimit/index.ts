@@ -264,11 +264,16 @@ export class Plugin {
       });
       // Subscribed before the first wait, so no early grant announcement is missed.
       if (this.queueEnabled) this.listener().start();
-      serveMetrics('tenant-ratelimit', this.config.metrics_port, this.config.metrics_host, (err) => {
-        process.stderr.write(
-          `tenant-ratelimit: metrics endpoint ${this.config.metrics_host}:${this.config.metrics_port} failed: ${err.message}\n`,
-        );
-      });
+      serveMetrics(
+        'tenant-ratelimit',
+        this.config.metrics_port,
+        this.config.metrics_host,
+        (err) => {
+          process.stderr.write(
+            `tenant-ratelimit: metrics endpoint ${this.config.metrics_host}:${this.config.metrics_port} failed: ${err.message}\n`,
+          );
+        },
+      );
     } catch (err) {
       this.misconfigured = err instanceof Error ? err.message : String(err);
     }
