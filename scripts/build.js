@@ -66,6 +66,7 @@ function main() {
       path.join(chainDir, `${name}.js`),
       `'use strict';\n// Entry of the co-hosted plugin server: one of the chain's ${names.length} plugins served by one process.\n` +
         `require('../lib/pluginserver/harden.js');\n` +
+        `require('../lib/request/scope.js').declareChainProcess();\n` +
         `module.exports = require('../plugins/${name}/index.js');\n`,
     );
   }

@@ -2,7 +2,8 @@
  * Loaded first in every plugin-server process (the build's entry file requires it before the
  * plugin), to fix three things in kong-pdk 0.6.0: a decoder crash Kong turns into failing open
  * (below), log lines full of escape codes (`cleanPluginServerLogs`), and an event map that
- * grew by one entry per refused request (`plugPendingEventLeak`).
+ * grew by one entry per refused request (`plugPendingEventLeak`); and to take two costs off
+ * every RPC (fast-pdk.ts: the listener's debug JSON, the PDK's Proxies).
  *
  * Kong sends header and query maps as MessagePack maps keyed by the client's names. A client
  * header (or query argument) named `__proto__` makes @msgpack/msgpack 2.x throw
@@ -15,9 +16,11 @@
  * query argument can have, so it cannot collide) and decodes again. Any other decode error is
  * left as it was.
  */
+import { randomInt } from 'node:crypto';
 import path from 'node:path';
 import { Gauge } from 'prom-client';
 import { registry } from '../metrics/registry';
+import { patchHandleEvent, patchListener } from './fast-pdk';
 
 interface DecoderClass {
   prototype: { decode(this: unknown, buffer: ArrayLike<number> | ArrayBuffer): unknown };
@@ -165,6 +168,47 @@ export function plugPendingEventLeak(): void {
   proto[PATCHED] = true;
 }
 
+/** The slice of kong-pdk's `Server` the instance-id fix touches. */
+interface InstanceIdServer {
+  instanceID: number;
+  StartInstance(cfg: unknown): Promise<unknown>;
+}
+
+const ID_BASED = Symbol('kta.instance-ids-based');
+
+/**
+ * kong-pdk numbers plugin instances 0, 1, 2… in each process, and Kong caches the id it got
+ * from StartInstance (kong/runloop/plugin_servers/plugin.lua). A plugin server that dies and
+ * is respawned numbers from 0 again, while Kong still sends the ids of the old process: a
+ * cached id then names whatever instance the new process gave that number, another config of
+ * the plugin, or, with the chain co-hosted in one process, another plugin, whose phase would
+ * run in its place. Only an unknown id makes Kong start the instance again ("no plugin
+ * instance", rpc/mp_rpc.lua handle_event). So each process numbers from a random base of its
+ * own (below 2^52: the ids cross Lua as doubles), and an id of a dead process is unknown to
+ * its successor.
+ */
+export function randomiseInstanceIds(): void {
+  const serverPath = require.resolve('kong-pdk/server.js');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Server = require(serverPath) as { prototype: InstanceIdServer };
+  const proto = Server.prototype as InstanceIdServer & { [PATCHED_IDS]?: true };
+  if (proto[PATCHED_IDS]) return;
+  const { StartInstance } = proto;
+  proto.StartInstance = function startInstance(
+    this: InstanceIdServer & { [ID_BASED]?: true },
+    cfg,
+  ) {
+    if (!this[ID_BASED]) {
+      this[ID_BASED] = true;
+      this.instanceID += randomInt(1, 2 ** 47) * 16;
+    }
+    return StartInstance.call(this, cfg);
+  };
+  proto[PATCHED_IDS] = true;
+}
+
+const PATCHED_IDS = Symbol.for('kong-tenant-ai-gateway.instance-ids');
+
 /** Events the plugin server holds open right now (a gauge: it must return to 0 when idle). */
 export function pendingPluginServerEvents(): number {
   let n = 0;
@@ -183,4 +227,8 @@ new Gauge({
 
 hardenPluginServer();
 cleanPluginServerLogs();
+// Before the leak fix, which wraps whatever HandleEvent is in place.
+patchHandleEvent();
 plugPendingEventLeak();
+patchListener();
+randomiseInstanceIds();

@@ -230,9 +230,24 @@ export function createTenantContext(fields: {
   }) as TenantContext;
 }
 
-/** Versioned JSON for `kong.ctx.shared`. */
-export function encodeTenantContext(ctx: TenantContext): string {
-  return JSON.stringify({ v: TENANT_CONTEXT_VERSION, ...ctx });
+/**
+ * Versioned JSON for `kong.ctx.shared` (the carrier). With `requestKey` the carrier also names
+ * the request's scope (lib/request/scope.ts), first, so a reader finds it without parsing.
+ */
+export function encodeTenantContext(ctx: TenantContext, requestKey?: string): string {
+  return JSON.stringify(
+    requestKey === undefined
+      ? { v: TENANT_CONTEXT_VERSION, ...ctx }
+      : { request: requestKey, v: TENANT_CONTEXT_VERSION, ...ctx },
+  );
+}
+
+const CARRIER_KEY = /^\{"request":"([0-9a-f]{32})"/;
+
+/** The request-scope key a carrier names, or null. */
+export function carrierRequestKey(raw: unknown): string | null {
+  if (typeof raw !== 'string') return null;
+  return CARRIER_KEY.exec(raw)?.[1] ?? null;
 }
 
 /** Parses and re-validates the JSON another plugin process wrote. */

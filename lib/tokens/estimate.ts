@@ -10,6 +10,7 @@
  * assumed a short answer would let a long one overshoot.
  */
 import type { KongPdk } from '../pdk/kong';
+import { isChainProcess, slot, type RequestScope } from '../request/scope';
 import { countChatPromptTokens, countTextTokens, type CountableMessage } from './tokenize';
 
 export { loadEncodings } from './tokenize';
@@ -183,20 +184,32 @@ export function decodeEstimate(raw: unknown): TokenEstimate | undefined {
   return Object.freeze(o as unknown as TokenEstimate);
 }
 
+const ESTIMATE_SLOT = slot<TokenEstimate>('token_estimate');
+
 /**
- * The request's estimate: the published one when an earlier plugin made it (one
- * `ctx.shared.get`), else computed from `readBody()` and published for the plugins after.
- * `readBody` is only called when nothing was published, so a plugin pays for the body read
- * only when it is the first to need the estimate.
+ * The request's estimate, made once per request with the options of the first plugin that
+ * needs it: from the request's scope when an earlier plugin of this process made it (no PDK
+ * call); else, outside the co-hosted chain process, the one an earlier plugin published in
+ * `kong.ctx.shared` (one call); else computed from `readBody()` and kept for the plugins
+ * after (published in `kong.ctx.shared` too, outside the chain process: one call).
+ * `readBody` is only called when the estimate is made here.
  */
 export async function sharedEstimate(
   kong: KongPdk,
+  scope: RequestScope,
   readBody: () => Promise<unknown>,
   options: Partial<EstimateOptions> = {},
 ): Promise<TokenEstimate> {
-  const published = decodeEstimate(await kong.ctx.shared.get(ESTIMATE_KEY));
-  if (published) return published;
+  const kept = scope.get(ESTIMATE_SLOT);
+  if (kept) return kept;
+  const publish = !isChainProcess();
+  const published = publish ? decodeEstimate(await kong.ctx.shared.get(ESTIMATE_KEY)) : undefined;
+  if (published) {
+    scope.set(ESTIMATE_SLOT, published);
+    return published;
+  }
   const estimate = estimateRequest(await readBody(), options);
-  await kong.ctx.shared.set(ESTIMATE_KEY, encodeEstimate(estimate));
+  scope.set(ESTIMATE_SLOT, estimate);
+  if (publish) await kong.ctx.shared.set(ESTIMATE_KEY, encodeEstimate(estimate));
   return estimate;
 }

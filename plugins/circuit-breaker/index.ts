@@ -17,11 +17,12 @@
  */
 import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics } from '../../lib/metrics/registry';
-import { bodyToBuffer, type KongPdk } from '../../lib/pdk/kong';
+import { type KongPdk } from '../../lib/pdk/kong';
 import { guardPhase } from '../../lib/plugin/phase';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantContext } from '../../lib/tenant/context';
-import { readTenantContext } from '../../lib/tenant/read';
+import { readRequest } from '../../lib/tenant/read';
+import type { RequestScope } from '../../lib/request/scope';
 import {
   BreakerRegistry,
   type Admission,
@@ -156,7 +157,7 @@ export class Plugin {
   }
 
   private async admit(kong: KongPdk): Promise<void> {
-    const ctx = await readTenantContext(kong, Name);
+    const { tenant: ctx, scope } = await readRequest(kong, Name);
     if (this.misconfigured !== null) {
       void kong.log.err(`circuit-breaker is misconfigured, refusing: ${this.misconfigured}`);
       throw MISCONFIGURED;
@@ -207,12 +208,12 @@ export class Plugin {
     }
     let finish: InFlight['finish'] | null = null;
     try {
-      const requestId = await kong.nginx.getVar('kong_request_id');
-      if (typeof requestId !== 'string' || requestId === '') {
+      const requestId = await scope.requestId(kong);
+      if (requestId === '') {
         throw new Error('no kong_request_id: cannot match this request to its log event');
       }
       finish = this.track(requestId, chosen, tenantLabel, admission, got.slot);
-      await this.direct(kong, chosen, route.fallbackModel);
+      await this.direct(kong, scope, chosen, route.fallbackModel);
     } catch (e) {
       // The request will not reach the upstream through us: free what it holds now.
       if (finish) finish('refused_by_plugin', -1);
@@ -295,12 +296,17 @@ export class Plugin {
   }
 
   /** Points the request at its target: PDK writes only where something changes. */
-  private async direct(kong: KongPdk, chosen: Chosen, fallbackModel: string | null): Promise<void> {
+  private async direct(
+    kong: KongPdk,
+    scope: RequestScope,
+    chosen: Chosen,
+    fallbackModel: string | null,
+  ): Promise<void> {
     const t = chosen.target;
     if (t.direct) await kong.service.setTarget(t.host, t.port);
     if (t.path !== null) await kong.service.request.setPath(t.path);
     const model = chosen.fallbackFrom !== null ? (fallbackModel ?? t.model) : t.model;
-    if (model !== null) await this.writeModel(kong, model);
+    if (model !== null) await this.writeModel(kong, scope, model);
     if (chosen.fallbackFrom !== null) {
       await kong.response.setHeaders({
         [FALLBACK_HEADER]: t.label,
@@ -310,10 +316,10 @@ export class Plugin {
   }
 
   /** Writes `model` into a JSON object body; other bodies go through unchanged. */
-  private async writeModel(kong: KongPdk, model: string): Promise<void> {
+  private async writeModel(kong: KongPdk, scope: RequestScope, model: string): Promise<void> {
     const max = this.config.max_body_bytes;
-    const raw = await kong.request.getRawBody(max);
-    if (raw === null || raw === undefined) {
+    const bytes = await scope.rawBody(kong, max);
+    if (bytes === null) {
       throw new GatewayError({
         status: 413,
         type: 'invalid_request_error',
@@ -321,19 +327,13 @@ export class Plugin {
         message: `request bodies over ${max} bytes are not accepted on this route`,
       });
     }
-    const bytes = bodyToBuffer(raw);
     if (bytes.length === 0) return;
-    let body: unknown;
-    try {
-      body = JSON.parse(bytes.toString('utf8'));
-    } catch {
-      return;
-    }
+    const body = scope.json(bytes);
     if (!body || typeof body !== 'object' || Array.isArray(body)) return;
     const obj = body as Record<string, unknown>;
     if (obj.model === model) return;
-    obj.model = model;
-    await kong.service.request.setRawBody(JSON.stringify(obj));
+    // A copy: the parsed body is the scope's, read by the plugins before us.
+    await scope.setBody(kong, JSON.stringify({ ...obj, model }));
   }
 
   private async record(kong: KongPdk): Promise<void> {

@@ -15,14 +15,21 @@ export interface ChatBody {
 }
 
 /** A parsed JSON object with a `messages` array, else null (nothing to augment). */
-export function parseChatBody(bytes: Buffer): ChatBody | null {
-  if (bytes.length === 0) return null;
-  let body: unknown;
+function parseOrUndefined(bytes: Buffer): unknown {
   try {
-    body = JSON.parse(bytes.toString('utf8'));
+    return JSON.parse(bytes.toString('utf8')) as unknown;
   } catch {
-    return null;
+    return undefined;
   }
+}
+
+export function parseChatBody(
+  bytes: Buffer,
+  /** The body parsed once per request (the request's scope); undefined when not JSON. */
+  parse: (bytes: Buffer) => unknown = parseOrUndefined,
+): ChatBody | null {
+  if (bytes.length === 0) return null;
+  const body = parse(bytes);
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return null;
   const messages = (body as { messages?: unknown }).messages;
   return Array.isArray(messages) ? (body as ChatBody) : null;

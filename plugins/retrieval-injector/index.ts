@@ -18,7 +18,7 @@
  */
 import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics, type TenantLabels } from '../../lib/metrics/registry';
-import { bodyToBuffer, type KongPdk } from '../../lib/pdk/kong';
+import { type KongPdk } from '../../lib/pdk/kong';
 import { guardPhase } from '../../lib/plugin/phase';
 import { ChunkCipher, loadKnowledgeSecret } from '../../lib/retrieval/chunk-cipher';
 import {
@@ -31,7 +31,8 @@ import { knowledgeNamespace } from '../../lib/retrieval/namespace';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantContext } from '../../lib/tenant/context';
 import { RETRIEVAL_CONTEXT_HEADER } from '../../lib/tenant/headers';
-import { readTenantContext } from '../../lib/tenant/read';
+import { readRequest } from '../../lib/tenant/read';
+import type { RequestScope } from '../../lib/request/scope';
 import { extractQuery, insertSystemMessage, parseChatBody, type ChatBody } from './chat';
 import { newFenceMarker, renderContextHeader, renderSystemMessage } from './context';
 import * as metrics from './metrics';
@@ -97,13 +98,14 @@ export class Plugin {
       Name,
       'access',
       async (k) => {
-        const ctx = await readTenantContext(k, Name);
+        const { tenant: ctx, scope } = await readRequest(k, Name);
         if (this.misconfigured !== null || this.cipher === null) {
           void k.log.err(`retrieval-injector is misconfigured, refusing: ${this.misconfigured}`);
           throw MISCONFIGURED;
         }
         await this.inject(
           k,
+          scope,
           ctx,
           this.cipher,
           metrics.tenantLabels(this.config.metrics_max_tenants),
@@ -125,13 +127,14 @@ export class Plugin {
 
   private async inject(
     kong: KongPdk,
+    scope: RequestScope,
     ctx: TenantContext,
     cipher: ChunkCipher,
     labels: TenantLabels,
   ): Promise<void> {
     const { topK, minScore } = this.planSettings(ctx.plan);
     if (topK === 0) return;
-    const raw = bodyToBuffer(await kong.request.getRawBody(0));
+    const raw = (await scope.rawBody(kong, 0)) ?? Buffer.alloc(0);
     if (raw.length > this.config.max_body_bytes) {
       throw new GatewayError({
         status: 413,
@@ -140,7 +143,7 @@ export class Plugin {
         message: `request bodies over ${this.config.max_body_bytes} bytes are refused`,
       });
     }
-    const body = parseChatBody(raw);
+    const body = parseChatBody(raw, (b) => scope.json(b));
     if (!body) return;
     const query = extractQuery(body, this.config.query_source, this.config.query_max_chars);
     if (query.length === 0) return;
@@ -176,7 +179,7 @@ export class Plugin {
     }
     metrics.searches.inc({ tenant, outcome: 'hits' });
     metrics.hits.inc({ tenant }, chunks.length);
-    await this.deliver(kong, ctx, body, chunks);
+    await this.deliver(kong, scope, ctx, body, chunks);
     await kong.log.setSerializeValue('retrieval', {
       status: 'injected',
       chunks: chunks.length,
@@ -187,6 +190,7 @@ export class Plugin {
   /** Hands the chunks on: body rewritten once, header set once. */
   private async deliver(
     kong: KongPdk,
+    scope: RequestScope,
     ctx: TenantContext,
     body: ChatBody,
     chunks: readonly RetrievedChunk[],
@@ -205,7 +209,7 @@ export class Plugin {
         chunks,
         newFenceMarker(),
       );
-      await kong.service.request.setRawBody(JSON.stringify(insertSystemMessage(body, message)));
+      await scope.setBody(kong, JSON.stringify(insertSystemMessage(body, message)));
     }
   }
 

@@ -21,6 +21,7 @@
 import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics, type TenantLabels } from '../../lib/metrics/registry';
 import { guardPhase } from '../../lib/plugin/phase';
+import { openScope, type RequestScope } from '../../lib/request/scope';
 import { readConfig } from '../../lib/schema/config';
 import {
   bodyToBuffer,
@@ -152,6 +153,8 @@ export class Plugin {
   }
 
   private async authenticate(kong: KongPdk, labels: TenantLabels): Promise<void> {
+    // The request's scope: what later plugins would read again from Kong, kept for them.
+    const scope = openScope();
     const headers = normaliseHeaderMap(await kong.request.getHeaders(MAX_HEADERS));
     // Kong returns at most MAX_HEADERS lines and drops the rest silently: a header hidden
     // past them would escape spoof stripping and the body checks, so refuse the request.
@@ -163,14 +166,15 @@ export class Plugin {
     const tenantLabel = labels.label(tenant.tenantId);
 
     // Only a tiered plan needs the path: for /v1/models and to tell /embeddings apart.
-    const path = tier === null ? '' : await kong.request.getPath();
+    const path = tier === null ? '' : await scope.path(kong);
     if (tier !== null && this.config.models_endpoint) {
       const models = modelsRequest(path);
-      if (models !== null) return this.answerModels(kong, tenant, tier, models, tenantLabel);
+      if (models !== null) return this.answerModels(kong, scope, tenant, tier, models, tenantLabel);
     }
 
     const { body: newBody, model } = await this.rewriteBody(
       kong,
+      scope,
       headers,
       tenant,
       tier,
@@ -183,15 +187,18 @@ export class Plugin {
 
     if (spoof.spoofed) metrics.spoofedHeaders.inc({ tenant: tenantLabel });
     // One call removes the client copies and credentials, and sets ours.
-    await kong.service.request.setHeaders({
+    const writes = {
       ...spoof.removals,
       ...identityHeaderRemovals(headers, identity.source === 'consumer'),
       ...this.credentialHeaders(headers, ctx),
       [TENANT_ID_HEADER]: ctx.tenantId,
       [TENANT_PLAN_HEADER]: ctx.plan,
-    });
-    if (newBody !== null) await kong.service.request.setRawBody(newBody);
-    await this.publish(kong, ctx);
+    };
+    await kong.service.request.setHeaders(writes);
+    scope.rememberHeaders(headers);
+    scope.applyHeaderWrites(writes);
+    if (newBody !== null) await scope.setBody(kong, newBody);
+    await this.publish(kong, scope, ctx);
     // Set in access, these reach the client with the upstream's answer (and with any later
     // plugin's exit); token-meter sets the same two on every metered request.
     if (model !== null && model.served !== model.requested) {
@@ -200,9 +207,11 @@ export class Plugin {
     metrics.authenticated.inc({ tenant: tenantLabel, plan: ctx.plan, source: ctx.source });
   }
 
-  /** The TenantContext to later plugins and to Kong's log serializer. */
-  private async publish(kong: KongPdk, ctx: TenantContext): Promise<void> {
-    await kong.ctx.shared.set(TENANT_CONTEXT_KEY, encodeTenantContext(ctx));
+  /** The TenantContext (naming the request's scope) to later plugins and to Kong's log serializer. */
+  private async publish(kong: KongPdk, scope: RequestScope, ctx: TenantContext): Promise<void> {
+    const carrier = encodeTenantContext(ctx, scope.key);
+    scope.bindCarrier(carrier, ctx);
+    await kong.ctx.shared.set(TENANT_CONTEXT_KEY, carrier);
     await kong.log.setSerializeValue('tenant', {
       id: ctx.tenantId,
       plan: ctx.plan,
@@ -218,14 +227,15 @@ export class Plugin {
    */
   private async answerModels(
     kong: KongPdk,
+    scope: RequestScope,
     ctx: TenantContext,
     tier: ModelTier,
     req: ModelsRequest,
     tenantLabel: string,
   ): Promise<void> {
-    const method = (await kong.request.getMethod()).toUpperCase();
+    const method = (await scope.method(kong)).toUpperCase();
     // Later plugins' log phases still run after an exit in access: they find the tenant.
-    await this.publish(kong, ctx);
+    await this.publish(kong, scope, ctx);
     metrics.authenticated.inc({ tenant: tenantLabel, plan: ctx.plan, source: ctx.source });
     if (method !== 'GET' && method !== 'HEAD') {
       throw new GatewayError({
@@ -337,6 +347,7 @@ export class Plugin {
    */
   private async rewriteBody(
     kong: KongPdk,
+    scope: RequestScope,
     headers: HeaderMap,
     ctx: TenantContext,
     tier: ModelTier | null,
@@ -357,7 +368,7 @@ export class Plugin {
     const mustCarryBody = async () =>
       validate &&
       this.bodyMethods.size > 0 &&
-      this.bodyMethods.has((await kong.request.getMethod()).toUpperCase());
+      this.bodyMethods.has((await scope.method(kong)).toUpperCase());
     let needsBody = false;
     if (!declared.present && !policyNeedsBody) {
       needsBody = await mustCarryBody();
@@ -372,6 +383,7 @@ export class Plugin {
     if (raw === null || raw === undefined) throw bodyTooLarge(max);
     const bytes = bodyToBuffer(raw);
     if (bytes.length > max) throw bodyTooLarge(max);
+    scope.rememberBody(bytes);
     if (bytes.length === 0) {
       if (declared.present || needsBody || (!declared.present && (await mustCarryBody()))) {
         throw emptyBody();

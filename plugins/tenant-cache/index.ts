@@ -29,7 +29,9 @@ import { isRedisUnavailable } from '../../lib/redis/errors';
 import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantContext } from '../../lib/tenant/context';
-import { readTenantContext } from '../../lib/tenant/read';
+import { readRequest, readTenantContext } from '../../lib/tenant/read';
+import { leaveForLog, takeForLog, type LogRecordSpec } from '../../lib/request/for-log';
+import { slot, type RequestScope } from '../../lib/request/scope';
 import { NotCanonicalisable, canonicalRequest } from './canonical';
 import { cacheKeyFor } from './cache-key';
 import { CacheKeyring, loadMasterSecret } from './crypto';
@@ -132,6 +134,15 @@ type Outcome =
       ageSeconds: number;
     };
 
+/** Access's record for log on a cacheable miss: in the request's scope, else ctx.shared. */
+const PENDING: LogRecordSpec<Pending> = {
+  plugin: Name,
+  slot: slot<Pending>(PENDING_KEY),
+  sharedKey: PENDING_KEY,
+  encode: (p) => JSON.stringify(p),
+  decode: (raw) => decodePending(raw) ?? undefined,
+};
+
 export class Plugin {
   private readonly config: TenantCacheConfig;
   private readonly keyspace: Keyspace | null = null;
@@ -170,10 +181,10 @@ export class Plugin {
   async access(kong: unknown): Promise<void> {
     await guardPhase(kong, Name, 'access', async (k) => {
       // Fails closed: no tenant, no cache read, no proxying.
-      const ctx = await readTenantContext(k, Name);
+      const { tenant: ctx, scope } = await readRequest(k, Name);
       const labels = metrics.tenantLabels(this.config.metrics_max_tenants);
       const tenant = labels.label(ctx.tenantId);
-      const outcome = await this.decide(k, ctx, tenant);
+      const outcome = await this.decide(k, scope, ctx, tenant);
       const reason =
         outcome.status === 'hit'
           ? outcome.match === 'exact'
@@ -193,7 +204,7 @@ export class Plugin {
         return;
       }
       if (outcome.pending) {
-        await k.ctx.shared.set(PENDING_KEY, JSON.stringify(outcome.pending));
+        await leaveForLog(k, scope, PENDING, outcome.pending);
         await k.service.request.enableBuffering();
       }
       if (this.config.status_header) {
@@ -203,24 +214,28 @@ export class Plugin {
   }
 
   /** Reads what the decision needs, in order, stopping at the first read that decides it. */
-  private async decide(k: KongPdk, ctx: TenantContext, tenant: string): Promise<Outcome> {
+  private async decide(
+    k: KongPdk,
+    scope: RequestScope,
+    ctx: TenantContext,
+    tenant: string,
+  ): Promise<Outcome> {
     if (!this.keyring || !this.keyspace || !this.redis) {
       return { status: 'bypass', reason: 'no_master_key' };
     }
     const policy = planPolicy(this.config, ctx.plan);
     if (!policy.enabled) return { status: 'bypass', reason: 'plan_disabled' };
-    if ((await k.request.getMethod()) !== 'POST') return { status: 'bypass', reason: 'method' };
-    const pathWithQuery = await k.request.getPathWithQuery();
+    if ((await scope.method(k)) !== 'POST') return { status: 'bypass', reason: 'method' };
+    const pathWithQuery = await scope.pathWithQuery(k);
     const endpoint = endpointOf(pathWithQuery, this.config.cache_embeddings);
     if (!endpoint) return { status: 'bypass', reason: 'endpoint' };
-    const headers = normaliseHeaderMap(await k.request.getHeaders());
+    const headers = await scope.headers(k);
     const wish = clientCacheControl(headers);
     if (wish === 'no_store') return { status: 'bypass', reason: 'no_store' };
 
     const max = this.config.max_body_bytes;
-    const raw = await k.request.getRawBody(max);
-    if (raw === null || raw === undefined) return { status: 'bypass', reason: 'too_large' };
-    const bytes = bodyToBuffer(raw);
+    const bytes = await scope.rawBody(k, max);
+    if (bytes === null) return { status: 'bypass', reason: 'too_large' };
     if (bytes.length > max) return { status: 'bypass', reason: 'too_large' };
     let parsed;
     try {
@@ -388,9 +403,11 @@ export class Plugin {
       // (kong.response.exit) is a Lua error after the response was sent.
       let tenant = 'unknown';
       try {
-        const pending = decodePending(await k.ctx.shared.get(PENDING_KEY));
+        const taken = await takeForLog(k, PENDING);
+        taken.done();
+        const pending = taken.record;
         if (!pending || !this.keyring || !this.keyspace || !this.redis) return;
-        const ctx = await readTenantContext(k, Name);
+        const ctx = taken.scope?.tenant ?? (await readTenantContext(k, Name));
         tenant = metrics.tenantLabels(this.config.metrics_max_tenants).label(ctx.tenantId);
         const stored = await this.store(k, ctx, pending, tenant);
         const outcome = typeof stored === 'string' ? stored : 'stored';

@@ -26,7 +26,7 @@
 import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics } from '../../lib/metrics/registry';
-import { bodyToBuffer, type KongPdk } from '../../lib/pdk/kong';
+import { type KongPdk } from '../../lib/pdk/kong';
 import { guardPhase } from '../../lib/plugin/phase';
 import { createRedis, untilFirstConnected, type RedisClient } from '../../lib/redis/client';
 import { isRedisUnavailable } from '../../lib/redis/errors';
@@ -49,7 +49,9 @@ import {
 } from '../../lib/redis/tenant-limits';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantContext } from '../../lib/tenant/context';
-import { readTenantContext } from '../../lib/tenant/read';
+import { readRequest } from '../../lib/tenant/read';
+import { leaveForLog, takeForLog, type LogRecordSpec } from '../../lib/request/for-log';
+import { slot, type RequestScope } from '../../lib/request/scope';
 import { parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
 import {
   loadEncodings,
@@ -198,17 +200,6 @@ loadEncodings();
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
-async function readJsonBody(kong: KongPdk): Promise<unknown> {
-  const raw = await kong.request.getRawBody(0);
-  const bytes = bodyToBuffer(raw);
-  if (bytes.length === 0) return undefined;
-  try {
-    return JSON.parse(bytes.toString('utf8')) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
 function isRecord1(o: unknown): o is Record1 {
   if (o === null || typeof o !== 'object') return false;
   const r = o as Partial<Record1>;
@@ -224,6 +215,19 @@ function isRecord1(o: unknown): o is Record1 {
     (r.busy === undefined || typeof r.busy === 'boolean')
   );
 }
+
+/** Access's record for log: kept in the request's scope, else in kong.ctx.shared. */
+const RECORD: LogRecordSpec<Record1> = {
+  plugin: Name,
+  slot: slot<Record1>(RECORD_KEY),
+  sharedKey: RECORD_KEY,
+  encode: (r) => JSON.stringify(r),
+  decode: (raw) => {
+    if (typeof raw !== 'string') return undefined;
+    const parsed: unknown = JSON.parse(raw);
+    return isRecord1(parsed) ? parsed : undefined;
+  },
+};
 
 export class Plugin {
   private readonly config: TenantRatelimitConfig;
@@ -307,9 +311,9 @@ export class Plugin {
           void k.log.err(`tenant-ratelimit is misconfigured, refusing: ${this.misconfigured}`);
           throw MISCONFIGURED;
         }
-        const ctx = await readTenantContext(k, Name);
+        const { tenant: ctx, scope } = await readRequest(k, Name);
         tenantLabel = this.label(ctx.tenantId);
-        await this.admit(k, ctx, tenantLabel, classOf);
+        await this.admit(k, scope, ctx, tenantLabel, classOf);
       },
       {
         onRefusal: (e) =>
@@ -347,6 +351,7 @@ export class Plugin {
 
   private async admit(
     kong: KongPdk,
+    request: RequestScope,
     ctx: TenantContext,
     tenantLabel: string,
     classOf: { value: ServiceClass | 'none' },
@@ -356,7 +361,12 @@ export class Plugin {
     // The instance (and its client) is created by the first request: its first connection
     // gets one command deadline instead of a 503 "client is offline".
     await untilFirstConnected(redis, this.config.redis.command_timeout_ms);
-    const estimate = await sharedEstimate(kong, () => readJsonBody(kong), this.estimateOptions);
+    const estimate = await sharedEstimate(
+      kong,
+      request,
+      () => request.jsonBody(kong),
+      this.estimateOptions,
+    );
     const serviceClass = await this.serviceClass(kong, ctx, estimate);
     classOf.value = serviceClass;
     const flex = serviceClass === 'flex';
@@ -459,10 +469,10 @@ export class Plugin {
         !acquired.result.granted ||
         acquired.result.waiting > 0,
     };
-    // Written before any wait, so that a granted request goes on with one PDK call (the
+    // Left before any wait, so that a granted request goes on with one PDK call (the
     // headers). If the wait ends in a refusal, log settles again: a no-op (lease gone,
     // correction 0) and the release of a ticket no longer queued.
-    await kong.ctx.shared.set(RECORD_KEY, JSON.stringify(record));
+    await leaveForLog(kong, request, RECORD, record);
 
     let seat: Scope | null = null;
     let queued = false;
@@ -503,7 +513,7 @@ export class Plugin {
 
     if (seat !== record.seat) {
       // Redis failed during the wait and the per-node limiter gave the seat: log must know.
-      await kong.ctx.shared.set(RECORD_KEY, JSON.stringify({ ...record, seat }));
+      await leaveForLog(kong, request, RECORD, { ...record, seat });
     }
     const headers: Record<string, string> = this.config.ratelimit_headers
       ? rateLimitHeaders(limits, decision)
@@ -747,10 +757,16 @@ export class Plugin {
 
   private async release(kong: KongPdk): Promise<void> {
     if (this.misconfigured !== null) return;
-    const raw = await kong.ctx.shared.get(RECORD_KEY);
-    if (typeof raw !== 'string') return; // refused before admission: nothing to release
-    const parsed: unknown = JSON.parse(raw);
-    if (!isRecord1(parsed)) return;
+    const taken = await takeForLog(kong, RECORD);
+    try {
+      await this.releaseRecord(kong, taken.record);
+    } finally {
+      taken.done();
+    }
+  }
+
+  private async releaseRecord(kong: KongPdk, parsed: Record1 | undefined): Promise<void> {
+    if (parsed === undefined) return; // refused before admission: nothing to release
     const tenant = parseTenantId(parsed.tenant);
     const plan = releasePlan({
       seat: parsed.seat,

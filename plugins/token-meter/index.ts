@@ -19,7 +19,7 @@
  */
 import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics } from '../../lib/metrics/registry';
-import { bodyToBuffer, type KongPdk } from '../../lib/pdk/kong';
+import { type KongPdk } from '../../lib/pdk/kong';
 import { guardPhase } from '../../lib/plugin/phase';
 import { createRedis, waitForRedis, type RedisClient } from '../../lib/redis/client';
 import { isRedisUnavailable } from '../../lib/redis/errors';
@@ -27,7 +27,8 @@ import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantContext } from '../../lib/tenant/context';
 import { modelHeaders } from '../../lib/tenant/headers';
-import { readTenantContext } from '../../lib/tenant/read';
+import { readRequest, readTenantContext } from '../../lib/tenant/read';
+import type { RequestScope } from '../../lib/request/scope';
 import type * as EstimateModule from '../../lib/tokens/estimate';
 import { decodeUsage, USAGE_KEY } from '../../lib/tokens/usage';
 import { reserveBudget, settleBudget, type BudgetCaps, type Settlement } from './budget';
@@ -157,11 +158,11 @@ export class Plugin {
           void k.log.err(`token-meter is misconfigured, refusing: ${this.misconfigured}`);
           throw MISCONFIGURED;
         }
-        const ctx = await readTenantContext(k, Name);
-        const method = await k.request.getMethod();
-        if (method === 'POST') return this.meter(k, ctx);
+        const { tenant: ctx, scope } = await readRequest(k, Name);
+        const method = await scope.method(k);
+        if (method === 'POST') return this.meter(k, scope, ctx);
         if ((method === 'GET' || method === 'HEAD') && this.config.showback) {
-          const pathWithQuery = await k.request.getPathWithQuery();
+          const pathWithQuery = await scope.pathWithQuery(k);
           const q = pathWithQuery.indexOf('?');
           const path = q < 0 ? pathWithQuery : pathWithQuery.slice(0, q);
           const kind = showbackKind(path);
@@ -204,16 +205,16 @@ export class Plugin {
     };
   }
 
-  private async meter(kong: KongPdk, ctx: TenantContext): Promise<void> {
+  private async meter(kong: KongPdk, scope: RequestScope, ctx: TenantContext): Promise<void> {
     const c = this.config;
     const budget = this.resolveBudget(ctx);
     if (!budget) {
       void kong.log.err(`token-meter: plan '${ctx.plan}' has no budget and unlisted_plan=refuse`);
       throw MISCONFIGURED;
     }
-    const path = await kong.request.getPath();
-    const raw = await kong.request.getRawBody(MAX_BODY_BYTES);
-    if (raw === null || raw === undefined) {
+    const path = await scope.path(kong);
+    const raw = await scope.rawBody(kong, MAX_BODY_BYTES);
+    if (raw === null) {
       throw new GatewayError({
         status: 413,
         type: 'invalid_request_error',
@@ -221,12 +222,14 @@ export class Plugin {
         message: `request bodies over ${MAX_BODY_BYTES} bytes are not metered here`,
       });
     }
-    const req = readMeteredRequest(bodyToBuffer(raw), path, {
-      maxTokensCap: c.max_tokens_cap,
-      maxChoices: c.max_choices,
-    });
+    const req = readMeteredRequest(
+      raw,
+      path,
+      { maxTokensCap: c.max_tokens_cap, maxChoices: c.max_choices },
+      (b) => scope.json(b),
+    );
     const { sharedEstimate } = await estimates();
-    const estimate = await sharedEstimate(kong, () => Promise.resolve(req.body), {
+    const estimate = await sharedEstimate(kong, scope, () => Promise.resolve(req.body), {
       defaultMaxTokens: budget.defaultMaxTokens,
       maxTokensCap: c.max_tokens_cap,
       maxChoices: c.max_choices,
@@ -276,7 +279,7 @@ export class Plugin {
       choices: req.n,
       maxTokensPerChoice: perChoice,
     });
-    const requestId = String((await kong.nginx.getVar('kong_request_id')) ?? '');
+    const requestId = await scope.requestId(kong);
     if (requestId === '') throw new Error('no kong_request_id');
     const now = Date.now();
     const period = periodAt(c.period, now);
@@ -340,7 +343,7 @@ export class Plugin {
     };
     await kong.ctx.shared.set(METER_STATE_KEY, encodeMeterState(state));
     const newBody = rewriteBody(req, step.model, units);
-    if (newBody !== null) await kong.service.request.setRawBody(newBody);
+    if (newBody !== null) await scope.setBody(kong, newBody);
 
     const labels = metrics.tenantLabels(c.metrics_max_tenants);
     if (step.downgrade !== 'none') {

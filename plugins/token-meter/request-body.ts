@@ -29,19 +29,27 @@ function isRecord(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+function parseOrUndefined(raw: Buffer): unknown {
+  try {
+    return JSON.parse(raw.toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Parses and checks the body of a metered request; throws a 400 GatewayError. */
 export function readMeteredRequest(
   raw: Buffer,
   path: string,
   limits: { maxTokensCap: number; maxChoices: number },
+  /** The body parsed (once per request: the request's scope); undefined when not JSON. */
+  parse: (raw: Buffer) => unknown = parseOrUndefined,
 ): MeteredRequest {
   if (raw.length === 0) {
     throw badRequest('invalid_request_body', 'a JSON body naming a model is required');
   }
-  let body: unknown;
-  try {
-    body = JSON.parse(raw.toString('utf8'));
-  } catch {
+  const body = parse(raw);
+  if (body === undefined) {
     throw badRequest('invalid_request_body', 'the request body is not valid JSON');
   }
   if (!isRecord(body)) throw badRequest('invalid_request_body', 'the body must be a JSON object');

@@ -40,10 +40,10 @@ test.serial('PDK calls per phase stay as documented', async (t) => {
   for (let i = 0; i < BREAKER.consecutive_failures; i++) await calls('delta');
   const fallback = await calls('delta');
   t.is(fallback.status, 200);
+  // The body tenant-auth read (the request's scope, one process for the chain): not read again.
   t.deepEqual(fallback.access, [
     'kong.ctx.shared.get',
     'kong.nginx.get_var',
-    'kong.request.get_raw_body',
     'kong.response.set_headers',
     'kong.service.request.set_raw_body',
     'kong.service.set_target',

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { privateScope } from '../../lib/request/scope';
 import {
   decodeEstimate,
   encodeEstimate,
@@ -116,21 +117,34 @@ function fakeKong(store: Map<string, unknown>): KongPdk {
   } as unknown as KongPdk;
 }
 
-test('sharedEstimate computes once and publishes; the next plugin reads it without the body', async (t) => {
+test('sharedEstimate across processes: computed once and published; the next plugin reads it without the body', async (t) => {
   const store = new Map<string, unknown>();
   let reads = 0;
-  const first = await sharedEstimate(fakeKong(store), async () => {
+  // Two plugin-server processes: two scopes of the same request.
+  const first = await sharedEstimate(fakeKong(store), privateScope(), async () => {
     reads++;
     return chat('hello', { max_tokens: 7 });
   });
   t.is(reads, 1);
   t.true(typeof store.get(ESTIMATE_KEY) === 'string');
-  const second = await sharedEstimate(fakeKong(store), async () => {
+  const second = await sharedEstimate(fakeKong(store), privateScope(), async () => {
     reads++;
     return chat('something else entirely');
   });
   t.is(reads, 1);
   t.deepEqual(second, first);
+});
+
+test('sharedEstimate within one process: the scope keeps it, no PDK call for the second plugin', async (t) => {
+  const store = new Map<string, unknown>();
+  const scope = privateScope();
+  const first = await sharedEstimate(fakeKong(store), scope, async () => chat('hello'));
+  store.clear(); // the second read must not come from kong.ctx.shared
+  const second = await sharedEstimate(fakeKong(store), scope, async () => {
+    throw new Error('the body must not be read again');
+  });
+  t.is(second, first);
+  t.is(store.size, 0);
 });
 
 test('observed usage: the Lua wire string round-trips; malformed strings are rejected', (t) => {

@@ -1,0 +1,342 @@
+/**
+ * RequestScope: what the plugins of one request learn about it, kept in the plugin-server
+ * process so that each thing is read from Kong once, parsed once and decoded once.
+ *
+ * Why: every PDK call is a round trip to Kong (≈ 50 µs of CPU on the two sides, kong-facts.md).
+ * Before scopes, the body was fetched and parsed by five plugins and the TenantContext decoded
+ * in eight phases. `tenant-auth` now opens a scope and writes its key into the TenantContext's
+ * carrier in `kong.ctx.shared` (lib/tenant/context.ts); every later plugin makes the one
+ * `ctx.shared` read it made anyway and finds the scope by that key. With the chain co-hosted
+ * in one process (the default) the plugins share one scope; with one process per plugin each
+ * process holds its own scope under the same key, and a fact one plugin learnt in another
+ * process is simply read again from Kong. A scope is an optimisation with a fallback, never
+ * the only way to learn a fact.
+ *
+ * Isolation: a scope is found only by its key, 128 random bits that only `kong.ctx.shared` of
+ * its own request carries (clients cannot write there), and a reader also requires the
+ * scope's carrier to be the very string it read (`bindCarrier`), so no request can read
+ * another's facts. Nothing is held forever: scopes end when their last log phase releases
+ * them, after `SCOPE_TTL_MS` in any case (a lost log timer, a plugin that never ran), and the
+ * store is bounded in entries and in body bytes (the oldest scope goes first; a scope whose
+ * body was dropped reads it again).
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  bodyToBuffer,
+  normaliseHeaderMap,
+  type HeaderMap,
+  type HeaderValue,
+  type KongPdk,
+} from '../pdk/kong';
+import type { TenantContext } from '../tenant/context';
+
+/** Longer than any wait a request may do in access (kept under Kong's 60 s socket timeout). */
+export const SCOPE_TTL_MS = 120_000;
+/** A scope no plugin holds for its log phase ends this long after it was last touched. */
+export const SCOPE_IDLE_MS = 10_000;
+/** Scopes held at once per process; the oldest is dropped past it. */
+export const MAX_SCOPES = 20_000;
+/** Body bytes held at once per process; the oldest scopes' bodies are dropped past it. */
+export const MAX_SCOPE_BODY_BYTES = 64 * 1024 * 1024;
+
+/** A typed slot of a scope: one per fact, declared once (lib/request/facts.ts). */
+export interface ScopeSlot<T> {
+  readonly name: string;
+  /** Only for the type. */
+  readonly _type?: T;
+}
+
+export function slot<T>(name: string): ScopeSlot<T> {
+  return Object.freeze({ name });
+}
+
+const KEY_PATTERN = /^[0-9a-f]{32}$/;
+
+export class RequestScope {
+  readonly bornAt = Date.now();
+  private touchedAt = this.bornAt;
+  private carrier: string | undefined;
+  private tenantCtx: TenantContext | undefined;
+  private readonly facts = new Map<string, unknown>();
+  private readonly reads = new Map<string, Promise<unknown>>();
+  private bodyBytes: Buffer | undefined;
+  private jsonOf: Buffer | undefined;
+  private jsonValue: unknown;
+  private headerMap: HeaderMap | undefined;
+  /** Plugins whose log phase still needs this scope. */
+  private readonly holders = new Set<string>();
+
+  constructor(readonly key: string) {}
+
+  /** The TenantContext decoded from `carrier`, once per scope. */
+  get tenant(): TenantContext | undefined {
+    return this.tenantCtx;
+  }
+
+  /**
+   * Binds the scope to the carrier string tenant-auth wrote (and to its decoded context): a
+   * later reader must present the same string to use the scope's facts.
+   */
+  bindCarrier(carrier: string, tenant: TenantContext): void {
+    this.carrier = carrier;
+    this.tenantCtx = tenant;
+  }
+
+  /** Whether this scope belongs to the request whose carrier is `carrier`. */
+  boundTo(carrier: string): boolean {
+    return this.carrier === carrier;
+  }
+
+  get<T>(s: ScopeSlot<T>): T | undefined {
+    return this.facts.get(s.name) as T | undefined;
+  }
+
+  set<T>(s: ScopeSlot<T>, value: T): void {
+    this.facts.set(s.name, value);
+  }
+
+  /**
+   * One PDK read per request and scope: the first caller's promise is shared by the others
+   * (concurrent callers included). A failed read is forgotten, so a later caller tries again.
+   */
+  once<T>(name: string, read: () => Promise<T>): Promise<T> {
+    const known = this.reads.get(name) as Promise<T> | undefined;
+    if (known) return known;
+    const p = read();
+    this.reads.set(name, p);
+    p.catch(() => this.reads.delete(name));
+    return p;
+  }
+
+  method(kong: KongPdk): Promise<string> {
+    return this.once('method', () => kong.request.getMethod());
+  }
+
+  path(kong: KongPdk): Promise<string> {
+    return this.once('path', () => kong.request.getPath());
+  }
+
+  pathWithQuery(kong: KongPdk): Promise<string> {
+    return this.once('pathWithQuery', () => kong.request.getPathWithQuery());
+  }
+
+  /** Kong's request id (access only: `ngx.var` raises in the log timer). */
+  requestId(kong: KongPdk): Promise<string> {
+    return this.once('requestId', async () =>
+      String((await kong.nginx.getVar('kong_request_id')) ?? ''),
+    );
+  }
+
+  /**
+   * The request headers as later plugins see them: what tenant-auth read, with the writes it
+   * made since (`applyHeaderWrites`), else one `getHeaders` read.
+   */
+  async headers(kong: KongPdk, maxHeaders?: number): Promise<HeaderMap> {
+    if (this.headerMap) return this.headerMap;
+    const read = await this.once('headers', async () =>
+      normaliseHeaderMap(await kong.request.getHeaders(maxHeaders)),
+    );
+    this.headerMap ??= read;
+    return this.headerMap;
+  }
+
+  /** Headers a plugin read itself (tenant-auth, with its own line limit). */
+  rememberHeaders(headers: HeaderMap): void {
+    this.headerMap = headers;
+  }
+
+  /** What `service.request.setHeaders(map)` did to the request headers, mirrored. */
+  applyHeaderWrites(map: Record<string, HeaderValue>): void {
+    if (!this.headerMap) return;
+    const next: HeaderMap = Object.assign(Object.create(null) as HeaderMap, this.headerMap);
+    for (const [name, value] of Object.entries(map)) {
+      const k = name.toLowerCase();
+      const values = Array.isArray(value) ? value : [value];
+      if (values.length === 0) delete next[k];
+      else next[k] = values.map(String);
+    }
+    this.headerMap = next;
+  }
+
+  /**
+   * The request body as the upstream would receive it now (after the rewrites of earlier
+   * plugins), read from Kong once. `maxAllowedFileSize` as `getRawBody`'s: 0 reads any size.
+   * Returns null when Kong answers nil (a body over the given size).
+   */
+  async rawBody(kong: KongPdk, maxAllowedFileSize = 0): Promise<Buffer | null> {
+    if (this.bodyBytes) return this.bodyBytes;
+    const raw = await kong.request.getRawBody(maxAllowedFileSize);
+    if (raw === null || raw === undefined) return null;
+    this.keepBody(bodyToBuffer(raw));
+    return this.bodyBytes ?? bodyToBuffer(raw);
+  }
+
+  /** The body parsed as JSON (undefined: empty or not JSON), read and parsed once. */
+  async jsonBody(kong: KongPdk): Promise<unknown> {
+    const bytes = await this.rawBody(kong, 0);
+    if (bytes === null || bytes.length === 0) return undefined;
+    return this.json(bytes);
+  }
+
+  /** A body a plugin read itself (tenant-auth, with its own limit). */
+  rememberBody(bytes: Buffer): void {
+    this.keepBody(bytes);
+  }
+
+  /** Sends a rewritten body upstream (one call) and makes it the body later plugins read. */
+  async setBody(kong: KongPdk, body: string): Promise<void> {
+    await kong.service.request.setRawBody(body);
+    this.keepBody(Buffer.from(body, 'utf8'));
+  }
+
+  /** `bytes` parsed as JSON, once per body (undefined: not JSON). */
+  json(bytes: Buffer): unknown {
+    if (this.jsonOf !== bytes) {
+      this.jsonOf = bytes;
+      try {
+        this.jsonValue = JSON.parse(bytes.toString('utf8'));
+      } catch {
+        this.jsonValue = undefined;
+      }
+    }
+    return this.jsonValue;
+  }
+
+  /** The bytes held for the body (for the store's accounting). */
+  get bodySize(): number {
+    return this.bodyBytes?.length ?? 0;
+  }
+
+  dropBody(): void {
+    if (this.registered()) store.bodyBytes -= this.bodySize;
+    this.bodyBytes = undefined;
+    this.jsonOf = undefined;
+    this.jsonValue = undefined;
+  }
+
+  /** `plugin`'s log phase will need this scope: it is kept until `release(plugin)` (or TTL). */
+  hold(plugin: string): void {
+    this.holders.add(plugin);
+  }
+
+  /** `plugin`'s log phase is done with the scope; the last holder ends it. */
+  release(plugin: string): void {
+    this.holders.delete(plugin);
+    if (this.holders.size === 0) endScope(this);
+  }
+
+  /** Ended by the store's sweep: past its TTL, or unheld and untouched for SCOPE_IDLE_MS. */
+  expired(now: number): boolean {
+    if (now - this.bornAt > SCOPE_TTL_MS) return true;
+    return this.holders.size === 0 && now - this.touchedAt > SCOPE_IDLE_MS;
+  }
+
+  /** Marks the scope in use (a plugin found it). */
+  touch(now = Date.now()): void {
+    this.touchedAt = now;
+  }
+
+  private keepBody(bytes: Buffer): void {
+    if (this.registered()) store.bodyBytes += bytes.length - this.bodySize;
+    this.bodyBytes = bytes;
+    if (this.registered()) trimBodies(this);
+  }
+
+  /** Whether later phases of this request can find this scope (it has a carrier's key). */
+  get findable(): boolean {
+    return this.registered();
+  }
+
+  private registered(): boolean {
+    return store.scopes.get(this.key) === this;
+  }
+}
+
+const store = {
+  scopes: new Map<string, RequestScope>(),
+  bodyBytes: 0,
+};
+
+function endScope(scope: RequestScope): void {
+  scope.dropBody();
+  if (store.scopes.get(scope.key) === scope) store.scopes.delete(scope.key);
+}
+
+let lastSweep = 0;
+
+/**
+ * Ends expired scopes (at most every 250 ms) and, past MAX_SCOPES, the oldest. Map order is
+ * creation order: the walk stops at the first scope too young to be idle.
+ */
+function sweep(now = Date.now()): void {
+  if (now - lastSweep < 250 && store.scopes.size <= MAX_SCOPES) return;
+  lastSweep = now;
+  for (const scope of store.scopes.values()) {
+    if (store.scopes.size > MAX_SCOPES || scope.expired(now)) endScope(scope);
+    else if (now - scope.bornAt <= SCOPE_IDLE_MS) break;
+  }
+}
+
+function trimBodies(keep: RequestScope): void {
+  if (store.bodyBytes <= MAX_SCOPE_BODY_BYTES) return;
+  for (const scope of store.scopes.values()) {
+    if (store.bodyBytes <= MAX_SCOPE_BODY_BYTES) return;
+    if (scope !== keep) scope.dropBody();
+  }
+}
+
+/** A new scope under a fresh unguessable key (tenant-auth, once per request). */
+export function openScope(): RequestScope {
+  return adoptScope(randomBytes(16).toString('hex'));
+}
+
+/** The scope of `key` in this process, created when this process has none yet. */
+export function adoptScope(key: string): RequestScope {
+  if (!KEY_PATTERN.test(key)) throw new RangeError('a request scope key is 32 hex digits');
+  sweep();
+  const known = findScope(key);
+  if (known) return known;
+  const scope = new RequestScope(key);
+  store.scopes.set(key, scope);
+  return scope;
+}
+
+/** The scope of `key` if this process holds one (undefined after its end or its TTL). */
+export function findScope(key: string): RequestScope | undefined {
+  const scope = store.scopes.get(key);
+  if (!scope) return undefined;
+  const now = Date.now();
+  if (scope.expired(now)) {
+    endScope(scope);
+    return undefined;
+  }
+  scope.touch(now);
+  return scope;
+}
+
+/** A scope no other phase can find (a carrier without a key): facts for one phase only. */
+export function privateScope(): RequestScope {
+  return new RequestScope(randomBytes(16).toString('hex'));
+}
+
+let chain = false;
+
+/**
+ * Declared by the co-hosted server's entry files (scripts/build.js): every plugin of the chain
+ * that Kong runs on this node runs in this process, so a fact one plugin learns reaches the
+ * others through the scope and need not also be published in `kong.ctx.shared`.
+ */
+export function declareChainProcess(): void {
+  chain = true;
+}
+
+export function isChainProcess(): boolean {
+  return chain;
+}
+
+/** How many scopes and body bytes this process holds (metrics, tests). */
+export function scopeStats(now = Date.now()): { scopes: number; bodyBytes: number } {
+  lastSweep = 0;
+  sweep(now);
+  return { scopes: store.scopes.size, bodyBytes: store.bodyBytes };
+}
