@@ -1,46 +1,56 @@
 /**
- * The chain on the real Kong 3.9.3, with the harness beside it: what our plugins add over a
- * Kong that runs only key-auth, on the repo's kong.yml (its upstream pointed at a mock that
- * answers at once). Per gateway: latency p50/p99 at concurrency 1 and 16, requests/s at
- * concurrency 16 (saturation on this 2-core machine), plugin-server CPU per request, and the
- * PDK round trips per plugin and phase (counted by the harness, which sees every RPC; the same
- * plugin-server code issues the same calls on Kong).
+ * What the chain costs per request on the real Kong 3.9.3 (and on the harness): the repo's
+ * kong.yml, its upstream pointed at a mock that answers at once, against the same Kong running
+ * key-auth alone, in the same run.
  *
- * Run: `npm run bench` (or `npx tsx bench/chain.ts` after `npm run build`). Without a Kong
- * installed it measures the harness only and says so.
+ * Per request shape (a cacheable miss, a cache hit, a request the cache bypasses, a streamed
+ * request, a refusal) and per setup (the chain co-hosted in one plugin-server process or one
+ * process per plugin; with retrieval-injector and the semantic cache, or without them):
+ * added p50/p99 at c=1, plugin-server CPU per request (all of ours, and the busiest process),
+ * nginx worker CPU per request over key-auth alone, req/s at c=16 (the miss), time to first
+ * byte of a stream against the mock directly, and the PDK exchanges per plugin and phase
+ * (counted by the harness, which sees every RPC; the plugin code is the same on Kong).
+ *
+ * Run: `npm run bench -- chain`. BENCH_REQUESTS (c=1 per shape, default 400),
+ * BENCH_CONCURRENT_REQUESTS (c=16, default 1500).
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { startGateway } from '../harness/index';
-import type { Gateway } from '../harness/types';
-import { locateKong, startKong } from '../kong-runner/index';
+import type { Gateway, PluginServerMode } from '../harness/types';
+import { locateKong, startKong, type KongGateway } from '../kong-runner/index';
 import { startMockUpstream } from '../mock-upstream/index';
 import { percentile, table, writeSection } from './report';
 
 const ROOT = path.resolve(__dirname, '..');
 const SEQUENTIAL = Number(process.env.BENCH_REQUESTS ?? 400);
-const CONCURRENT_TOTAL = Number(process.env.BENCH_CONCURRENT_REQUESTS ?? 2000);
+const CONCURRENT_TOTAL = Number(process.env.BENCH_CONCURRENT_REQUESTS ?? 1500);
 const CONCURRENCY = 16;
-const MAX_SECONDS_PER_RUN = 60;
 const BUNDLED = new Set(['key-auth', 'post-function', 'pre-function', 'rate-limiting']);
+const RUN = randomBytes(4).toString('hex');
 
 type Declarative = {
   services?: Array<{ url?: string }>;
   plugins?: Array<{ name: string; config?: Record<string, unknown> }>;
 };
 
-function chainConfig(upstreamUrl: string, ours: boolean): Declarative {
+/** kong.yml pointed at this run's mock; `lean` drops retrieval-injector and the semantic cache. */
+function chainConfig(upstreamUrl: string, ours: boolean, lean = false): Declarative {
   const doc = parse(readFileSync(path.join(ROOT, 'kong.yml'), 'utf8')) as Declarative;
   for (const s of doc.services ?? []) s.url = upstreamUrl;
-  doc.plugins = (doc.plugins ?? []).filter((p) => ours || BUNDLED.has(p.name));
+  doc.plugins = (doc.plugins ?? []).filter(
+    (p) => (ours || BUNDLED.has(p.name)) && !(lean && p.name === 'retrieval-injector'),
+  );
+  const mock = new URL(upstreamUrl);
   for (const p of doc.plugins) {
+    // key-auth alone has no tenant-auth: its guard (post-function access) would refuse all.
+    if (!ours && p.name === 'post-function' && p.config) delete p.config.access;
     // Metrics servers off: a running `npm start` may hold the configured ports.
     if (p.config && 'metrics_port' in p.config) p.config.metrics_port = 0;
-    // Every address kong.yml gives the local mock (:9000) goes to this run's mock.
-    const mock = new URL(upstreamUrl);
     if (p.name === 'retrieval-injector' && p.config) {
       const embeddings = (p.config.embeddings ?? {}) as Record<string, unknown>;
       p.config.embeddings = { ...embeddings, url: `${upstreamUrl}/v1/embeddings` };
@@ -52,6 +62,10 @@ function chainConfig(upstreamUrl: string, ours: boolean): Declarative {
         ...semantic,
         embeddings: { ...embeddings, url: `${upstreamUrl}/v1/embeddings` },
       };
+      if (lean) {
+        const plans = (p.config.plans ?? {}) as Record<string, Record<string, unknown>>;
+        for (const plan of Object.values(plans)) plan.semantic_enabled = false;
+      }
     }
     if (p.name === 'circuit-breaker' && p.config) {
       const upstreams = (p.config.upstreams ?? {}) as Record<string, Record<string, unknown>>;
@@ -60,7 +74,7 @@ function chainConfig(upstreamUrl: string, ours: boolean): Declarative {
         u.port = Number(mock.port);
       }
     }
-    // The benchmark measures the chain's cost, not the demo plan's limits: lift them.
+    // The chain's cost, not the demo plan's limits: lifted, but for globex, which is refused.
     if (p.name === 'tenant-ratelimit' && p.config) {
       const lifted = {
         requests_per_minute: 1_000_000,
@@ -70,7 +84,7 @@ function chainConfig(upstreamUrl: string, ours: boolean): Declarative {
       };
       p.config.default_limits = lifted;
       p.config.plans = { free: lifted, pro: lifted };
-      p.config.tenants = {};
+      p.config.tenants = { globex: { ...lifted, requests_per_minute: 1, request_burst: 1 } };
     }
   }
   return doc;
@@ -83,15 +97,58 @@ const PLUGIN_ENV = {
   KTA_CACHE_MASTER_KEY: randomBytes(32).toString('hex'),
 };
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-const BODY = JSON.stringify({
-  model: 'gpt-4o-mini',
-  messages: [{ role: 'user', content: 'What is the capital of France?' }],
-  max_tokens: 16,
-});
+type Shape = 'miss' | 'hit' | 'bypass' | 'stream' | 'refused';
+const SHAPES: Shape[] = ['miss', 'hit', 'bypass', 'stream', 'refused'];
 
-function chat(url: string): Promise<{ ms: number; status: number; id: string }> {
+function requestOf(shape: Shape, i: number): { key: string; body: string } {
+  const user = (content: string) => [{ role: 'user', content }];
+  const base = { model: 'gpt-4o-mini', max_tokens: 16 };
+  switch (shape) {
+    case 'miss':
+      return {
+        key: 'acme-demo-key',
+        body: JSON.stringify({ ...base, temperature: 0, messages: user(`question ${RUN} ${i}?`) }),
+      };
+    case 'hit':
+      return {
+        key: 'acme-demo-key',
+        body: JSON.stringify({ ...base, temperature: 0, messages: user(`the same ${RUN}?`) }),
+      };
+    case 'bypass':
+      return {
+        key: 'acme-demo-key',
+        body: JSON.stringify({ ...base, messages: user('What is the capital of France?') }),
+      };
+    case 'stream':
+      return {
+        key: 'acme-demo-key',
+        body: JSON.stringify({
+          ...base,
+          stream: true,
+          stream_options: { include_usage: true },
+          messages: user('Say something.'),
+        }),
+      };
+    case 'refused':
+      return {
+        key: 'globex-demo-key',
+        body: JSON.stringify({ ...base, messages: user('hello') }),
+      };
+  }
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+
+interface Sample {
+  ms: number;
+  ttfbMs: number;
+  status: number;
+  id: string;
+}
+
+function send(url: string, key: string, body: string): Promise<Sample> {
   const t0 = process.hrtime.bigint();
+  const since = () => Number(process.hrtime.bigint() - t0) / 1e6;
   return new Promise((resolve, reject) => {
     const req = http.request(
       `${url}/v1/chat/completions`,
@@ -99,16 +156,20 @@ function chat(url: string): Promise<{ ms: number; status: number; id: string }> 
         method: 'POST',
         agent,
         headers: {
-          apikey: 'acme-demo-key',
+          apikey: key,
           'content-type': 'application/json',
-          'content-length': Buffer.byteLength(BODY),
+          'content-length': Buffer.byteLength(body),
         },
       },
       (res) => {
-        res.resume();
+        let ttfbMs = -1;
+        res.on('data', () => {
+          if (ttfbMs < 0) ttfbMs = since();
+        });
         res.on('end', () =>
           resolve({
-            ms: Number(process.hrtime.bigint() - t0) / 1e6,
+            ms: since(),
+            ttfbMs: ttfbMs < 0 ? since() : ttfbMs,
             status: res.statusCode ?? 0,
             id: String(res.headers['x-kong-request-id'] ?? ''),
           }),
@@ -116,7 +177,7 @@ function chat(url: string): Promise<{ ms: number; status: number; id: string }> 
       },
     );
     req.on('error', reject);
-    req.end(BODY);
+    req.end(body);
   });
 }
 
@@ -124,198 +185,330 @@ function chat(url: string): Promise<{ ms: number; status: number; id: string }> 
 function cpuMs(pid: number): number {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // USER_HZ is 100
   } catch {
     return 0;
   }
 }
 
-interface Run {
-  p50c1: number;
-  p99c1: number;
-  p50c16: number;
-  p99c16: number;
-  rps: number;
-  cpuPerRequestMs: number;
-  errors: number;
-}
-
-async function measure(url: string, pids: number[]): Promise<Run> {
-  for (let i = 0; i < 50; i++) await chat(url);
-  let errors = 0;
-  const deadline = Date.now() + MAX_SECONDS_PER_RUN * 1000;
-  const c1: number[] = [];
-  const cpu0 = pids.reduce((a, p) => a + cpuMs(p), 0);
-  for (let i = 0; i < SEQUENTIAL && Date.now() < deadline; i++) {
-    const r = await chat(url);
-    if (r.status !== 200) {
-      errors++;
-      if (errors === 1) process.stdout.write(`first non-200: ${r.status}\n`);
-    }
-    c1.push(r.ms);
+/** nginx workers of a Kong (children of the master named in its prefix). */
+function nginxWorkers(gw: Gateway): number[] {
+  const prefix = (gw as Partial<KongGateway>).prefix;
+  if (!prefix) return [];
+  let master: number;
+  try {
+    master = Number(readFileSync(path.join(prefix, 'pids', 'nginx.pid'), 'utf8').trim());
+  } catch {
+    return [];
   }
-  const c16: number[] = [];
-  let sent = 0;
-  const t0 = Date.now();
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (sent < CONCURRENT_TOTAL && Date.now() < deadline + MAX_SECONDS_PER_RUN * 1000) {
-        sent++;
-        const r = await chat(url);
-        if (r.status !== 200) errors++;
-        c16.push(r.ms);
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        return (
+          ppid === master && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('nginx: worker')
+        );
+      } catch {
+        return false;
       }
-    }),
-  );
-  const seconds = (Date.now() - t0) / 1000;
-  const cpu1 = pids.reduce((a, p) => a + cpuMs(p), 0);
-  c1.sort((a, b) => a - b);
-  c16.sort((a, b) => a - b);
-  return {
-    p50c1: percentile(c1, 50),
-    p99c1: percentile(c1, 99),
-    p50c16: percentile(c16, 50),
-    p99c16: percentile(c16, 99),
-    rps: c16.length / seconds,
-    cpuPerRequestMs: pids.length ? (cpu1 - cpu0) / (c1.length + c16.length) : 0,
-    errors,
-  };
+    });
 }
 
-type Kind = 'kong' | 'harness';
+interface Measured {
+  p50: number;
+  p99: number;
+  ttfbP50: number;
+  pluginCpu: number;
+  busiestCpu: number;
+  nginxCpu: number;
+  rps?: number;
+  statuses: Record<number, number>;
+}
+
+async function measureShape(
+  gw: Gateway,
+  shape: Shape,
+  pluginPids: number[],
+  withRps: boolean,
+): Promise<Measured> {
+  const url = gw.url;
+  const workers = nginxWorkers(gw);
+  const statuses: Record<number, number> = {};
+  let i = 0;
+  const one = async () => {
+    const { key, body } = requestOf(shape, i++);
+    const r = await send(url, key, body);
+    statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+    return r;
+  };
+  for (let w = 0; w < 30; w++) await one();
+  for (const k of Object.keys(statuses)) delete statuses[Number(k)];
+  const before = pluginPids.map(cpuMs);
+  const nginx0 = workers.reduce((a, p) => a + cpuMs(p), 0);
+  const ms: number[] = [];
+  const ttfb: number[] = [];
+  for (let n = 0; n < SEQUENTIAL; n++) {
+    const r = await one();
+    ms.push(r.ms);
+    ttfb.push(r.ttfbMs);
+  }
+  const after = pluginPids.map(cpuMs);
+  const nginx1 = workers.reduce((a, p) => a + cpuMs(p), 0);
+  const deltas = after.map((a, k) => a - (before[k] ?? 0));
+  ms.sort((a, b) => a - b);
+  ttfb.sort((a, b) => a - b);
+  const out: Measured = {
+    p50: percentile(ms, 50),
+    p99: percentile(ms, 99),
+    ttfbP50: percentile(ttfb, 50),
+    pluginCpu: deltas.reduce((a, b) => a + b, 0) / SEQUENTIAL,
+    busiestCpu: Math.max(0, ...deltas) / SEQUENTIAL,
+    nginxCpu: (nginx1 - nginx0) / SEQUENTIAL,
+    statuses,
+  };
+  if (withRps) {
+    let sent = 0;
+    const t0 = Date.now();
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (sent < CONCURRENT_TOTAL && Date.now() - t0 < 90_000) {
+          sent++;
+          await one();
+        }
+      }),
+    );
+    out.rps = sent / ((Date.now() - t0) / 1000);
+  }
+  return out;
+}
+
+interface Setup {
+  label: string;
+  mode: PluginServerMode;
+  lean: boolean;
+}
+
+const SETUPS: Setup[] = [
+  { label: 'one process, lean', mode: 'chain', lean: true },
+  { label: 'six processes, lean', mode: 'per-plugin', lean: true },
+  { label: 'one process, + retrieval + semantic cache', mode: 'chain', lean: false },
+  { label: 'six processes, + retrieval + semantic cache', mode: 'per-plugin', lean: false },
+];
+
+function serversFor(config: Declarative): Record<string, string> {
+  const dist = path.join(ROOT, 'dist', 'pluginservers');
+  const used = new Set((config.plugins ?? []).map((p) => p.name));
+  return Object.fromEntries(
+    readdirSync(dist)
+      .filter((n) => used.has(n))
+      .map((n) => [n, path.join(dist, n)]),
+  );
+}
 
 async function start(
-  kind: Kind,
+  kind: 'kong' | 'harness',
   config: Declarative,
-  servers: Record<string, string>,
+  mode: PluginServerMode,
 ): Promise<Gateway> {
   const opts = {
     config,
-    pluginServers: servers,
+    pluginServers: serversFor(config),
     env: PLUGIN_ENV,
+    pluginServerMode: mode,
   };
   return kind === 'kong'
     ? startKong({ ...opts, workers: 1, label: 'bench-chain' })
     : startGateway(opts);
 }
 
-async function main(): Promise<void> {
-  const dist = path.join(ROOT, 'dist', 'pluginservers');
-  const upstream = await startMockUpstream();
-  const full = chainConfig(upstream.url, true);
-  const used = new Set((full.plugins ?? []).map((p) => p.name));
-  const servers = Object.fromEntries(
-    readdirSync(dist)
-      .filter((n) => used.has(n))
-      .map((n) => [n, path.join(dist, n)]),
-  );
-  const kinds: Kind[] = locateKong() ? ['kong', 'harness'] : ['harness'];
-  const rows: Array<Array<string | number>> = [];
-  const f = (n: number) => n.toFixed(2);
-  for (const kind of kinds) {
-    const results: Record<'base' | 'chain', Run> = {} as Record<'base' | 'chain', Run>;
-    for (const which of ['base', 'chain'] as const) {
-      const gw = await start(
-        kind,
-        which === 'base' ? chainConfig(upstream.url, false) : full,
-        which === 'base' ? {} : servers,
-      );
-      try {
-        const pids =
-          which === 'base' ? [] : Object.keys(servers).map((n) => gw.pluginServerInfo(n).pid);
-        results[which] = await measure(gw.url, pids);
-      } finally {
-        await gw.close();
-      }
-      process.stdout.write(`${kind} ${which}: ${JSON.stringify(results[which])}\n`);
-    }
-    const label = kind === 'kong' ? 'real Kong 3.9.3' : 'harness';
-    for (const which of ['base', 'chain'] as const) {
-      const r = results[which];
-      const b = results.base;
-      rows.push([
-        label,
-        which === 'base' ? 'key-auth only' : `key-auth + ${Object.keys(servers).join(' + ')}`,
-        f(r.p50c1),
-        f(r.p99c1),
-        which === 'base' ? '—' : f(r.p50c1 - b.p50c1),
-        which === 'base' ? '—' : f(r.p99c1 - b.p99c1),
-        f(r.p50c16),
-        f(r.p99c16),
-        Math.round(r.rps),
-        which === 'base' ? '—' : f(r.cpuPerRequestMs),
-        r.errors,
-      ]);
-    }
-  }
+const f = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '—' : n.toFixed(2));
 
-  // PDK round trips per plugin and phase: one chat request through the harness, counted.
-  const probe = await startGateway({
-    config: full,
-    pluginServers: servers,
+/** Exchanges per plugin and phase for one request of each shape (harness count). */
+async function exchanges(
+  config: Declarative,
+  mode: PluginServerMode,
+): Promise<{ rows: Array<Array<string | number>>; totals: Record<Shape, number> }> {
+  const gw = await startGateway({
+    config,
+    pluginServers: serversFor(config),
     env: PLUGIN_ENV,
+    pluginServerMode: mode,
   });
-  const pdkRows: Array<Array<string | number>> = [];
+  const rows: Array<Array<string | number>> = [];
+  const totals = {} as Record<Shape, number>;
   try {
-    for (let i = 0; i < 5; i++) await chat(probe.url);
-    const r = await chat(probe.url);
-    await probe.logDone(r.id);
-    const stats = probe.requestStats(r.id);
-    for (const [plugin, phases] of Object.entries(stats?.plugins ?? {})) {
-      for (const [phase, s] of Object.entries(phases)) {
-        const calls = Object.values(s.pdkCalls).reduce((a, b) => a + b, 0);
-        pdkRows.push([
-          plugin,
-          phase,
-          calls,
-          s.roundTrips,
-          Object.keys(s.pdkCalls).sort().join(', '),
-        ]);
+    for (const shape of SHAPES) {
+      let r: Sample | undefined;
+      for (let i = 0; i < 4; i++) {
+        const { key, body } = requestOf(shape, 10_000 + i);
+        r = await send(gw.url, key, body);
+      }
+      const last = r as Sample;
+      await gw.logDone(last.id);
+      const stats = gw.requestStats(last.id);
+      totals[shape] = stats?.totalRoundTrips ?? NaN;
+      for (const [plugin, phases] of Object.entries(stats?.plugins ?? {})) {
+        for (const [phase, s] of Object.entries(phases)) {
+          rows.push([
+            shape,
+            plugin,
+            phase,
+            s.roundTrips,
+            Object.entries(s.pdkCalls)
+              .map(([k, n]) => (n > 1 ? `${k} ×${n}` : k))
+              .sort()
+              .join(', '),
+          ]);
+        }
       }
     }
   } finally {
-    await probe.close();
+    await gw.close();
+  }
+  return { rows, totals };
+}
+
+async function main(): Promise<void> {
+  const load = os.loadavg()[0]?.toFixed(1);
+  const upstream = await startMockUpstream();
+  const kinds: Array<'kong' | 'harness'> = locateKong() ? ['kong', 'harness'] : ['harness'];
+  const rows: Array<Array<string | number>> = [];
+  try {
+    for (const kind of kinds) {
+      const gwLabel = kind === 'kong' ? 'real Kong 3.9.3' : 'harness';
+      const base = await start(kind, chainConfig(upstream.url, false), 'chain');
+      const baseline: Partial<Record<Shape, Measured>> = {};
+      try {
+        for (const shape of ['bypass', 'stream'] as Shape[]) {
+          baseline[shape] = await measureShape(base, shape, [], shape === 'bypass');
+        }
+      } finally {
+        await base.close();
+      }
+      const b = baseline.bypass as Measured;
+      const bs = baseline.stream as Measured;
+      rows.push([
+        gwLabel,
+        'key-auth only',
+        'any',
+        f(b.p50),
+        f(b.p99),
+        '—',
+        '—',
+        '—',
+        '—',
+        '—',
+        f(b.nginxCpu),
+        f(b.rps),
+        '—',
+      ]);
+      const setups = kind === 'kong' ? SETUPS : SETUPS.filter((s) => s.mode === 'chain');
+      for (const setup of setups) {
+        const config = chainConfig(upstream.url, true, setup.lean);
+        const gw = await start(kind, config, setup.mode);
+        try {
+          const pids = [
+            ...new Set(Object.keys(serversFor(config)).map((n) => gw.pluginServerInfo(n).pid)),
+          ];
+          for (const shape of SHAPES) {
+            const m = await measureShape(gw, shape, pids, shape === 'miss');
+            const ref = shape === 'stream' ? bs : b;
+            process.stdout.write(`${kind} ${setup.label} ${shape}: ${JSON.stringify(m)}\n`);
+            rows.push([
+              gwLabel,
+              setup.label,
+              shape,
+              f(m.p50),
+              f(m.p99),
+              f(m.p50 - ref.p50),
+              f(m.p99 - ref.p99),
+              f(m.pluginCpu),
+              f(m.busiestCpu),
+              shape === 'stream' ? `${f(m.ttfbP50)} (${f(m.ttfbP50 / bs.ttfbP50)}× direct)` : '—',
+              f(m.nginxCpu - (shape === 'stream' ? bs.nginxCpu : b.nginxCpu)),
+              m.rps === undefined ? '—' : `${f(m.rps)} (${f(m.rps / (b.rps ?? NaN))}×)`,
+              Object.entries(m.statuses)
+                .map(([s, n]) => `${s}×${n}`)
+                .join(' '),
+            ]);
+          }
+        } finally {
+          await gw.close();
+        }
+      }
+    }
+    const lean = await exchanges(chainConfig(upstream.url, true, true), 'chain');
+    const full = await exchanges(chainConfig(upstream.url, true, false), 'chain');
+    const perPlugin = await exchanges(chainConfig(upstream.url, true, true), 'per-plugin');
+
+    writeSection(
+      'chain',
+      [
+        '## The chain on the real Kong 3.9.3, and on the harness',
+        '',
+        "Command: `npm run bench -- chain` (bench/chain.ts). The repo's `kong.yml`, its service",
+        'pointed at the mock upstream (no added latency). "key-auth only" is the same Kong with our',
+        'plugins removed; "added" is a shape\'s p50/p99 minus that baseline in the same run.',
+        `${SEQUENTIAL} sequential requests per shape (c=1), then for the miss ${CONCURRENT_TOTAL}`,
+        `over ${CONCURRENCY} keep-alive connections (req/s at saturation of this 2-core machine, and`,
+        'its ratio to key-auth alone). Shapes: **miss** a cacheable chat request (`temperature: 0`)',
+        'asked once; **hit** the same request again; **bypass** a request the cache does not take;',
+        '**stream** `stream: true` (time to first byte against key-auth alone on the same stream);',
+        "**refused** another tenant over its rate limit (tenant-ratelimit's 429). **lean**: without",
+        'retrieval-injector and without the semantic cache. Plugin-server CPU is user+system time',
+        'of our plugin-server processes per request (all, and the busiest one); nginx CPU is the',
+        "worker's per request minus key-auth alone's. One nginx worker. Latencies in ms.",
+        `Load average at the start: ${load} (2 cores, shared with Redis, Milvus and the mock).`,
+        kinds.includes('kong') ? '' : '\n**No Kong 3.9 was installed: harness only.**\n',
+        table(
+          [
+            'gateway',
+            'setup',
+            'shape',
+            'p50',
+            'p99',
+            'added p50',
+            'added p99',
+            'plugin CPU ms/req',
+            'busiest process ms/req',
+            'TTFB p50',
+            'nginx CPU ms/req over key-auth',
+            'req/s c=16',
+            'statuses',
+          ],
+          rows,
+        ),
+        '',
+        'RPC exchanges per request, the whole chain (phase starts + PDK calls; harness count):',
+        '',
+        table(
+          ['setup', ...SHAPES],
+          [
+            ['one process, lean', ...SHAPES.map((s) => lean.totals[s])],
+            ['one process, + retrieval + semantic cache', ...SHAPES.map((s) => full.totals[s])],
+            ['six processes, lean', ...SHAPES.map((s) => perPlugin.totals[s])],
+          ],
+        ),
+        '',
+        'Per plugin and phase (one process, lean):',
+        '',
+        table(['shape', 'plugin', 'phase', 'exchanges', 'PDK calls'], lean.rows),
+        '',
+        '### Before (01a553c, six processes, every request read the body again)',
+        '',
+        'The same benchmark then measured one shape (a bypass-like request, whole chain with',
+        'retrieval and the semantic cache) at load ~10: added p50 24.61 ms, plugin-server CPU',
+        '14.15 ms/request, 87 req/s at c=16 against 1453 for key-auth alone (0.06×), and 55',
+        'exchanges per request (10 phase starts + 45 PDK calls; the body fetched 5 times).',
+      ].join('\n'),
+    );
+  } finally {
     await upstream.close();
     agent.destroy();
   }
-
-  writeSection(
-    'chain',
-    [
-      '## The chain on the real Kong 3.9.3, and on the harness',
-      '',
-      "Command: `npm run bench` (bench/chain.ts). The repo's `kong.yml`, its service pointed at",
-      'the mock upstream (no added latency); one tenant (`acme`) sending a chat request. "key-auth',
-      'only" is the same Kong with our plugins removed; "added" is the chain\'s p50/p99 minus that',
-      `baseline in the same run. ${SEQUENTIAL} sequential requests (c=1), then ${CONCURRENT_TOTAL}`,
-      `over ${CONCURRENCY} keep-alive connections (c=16, which saturates this 2-core machine: its`,
-      'requests/s is the throughput at saturation). Plugin-server CPU is user+system time of our',
-      'plugin-server processes per request. One nginx worker on Kong. Latencies in ms.',
-      kinds.includes('kong') ? '' : '\n**No Kong 3.9 was installed: harness only.**\n',
-      table(
-        [
-          'gateway',
-          'plugins',
-          'c=1 p50',
-          'c=1 p99',
-          'added p50',
-          'added p99',
-          'c=16 p50',
-          'c=16 p99',
-          'req/s c=16',
-          'plugin-server CPU ms/req',
-          'non-200',
-        ],
-        rows,
-      ),
-      '',
-      'PDK calls per plugin and phase for that request (harness count; each call is one round trip',
-      'to Kong, and each phase opens with one more exchange):',
-      '',
-      table(['plugin', 'phase', 'PDK calls', 'RPC exchanges', 'calls'], pdkRows),
-    ].join('\n'),
-  );
 }
 
 main().catch((e: unknown) => {

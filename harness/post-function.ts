@@ -1,5 +1,5 @@
-// Kong's bundled `post-function` (priority -1000, body_filter phase) and `pre-function`
-// (priority 1000000, access phase; kong/plugins/pre-function/handler.lua), running the same Lua
+// Kong's bundled `post-function` (priority -1000, access and body_filter phases) and
+// `pre-function` (priority 1000000, access phase; kong/plugins/pre-function/handler.lua), running the same Lua
 // text in a real Lua VM (wasmoon, Lua 5.4) with the sandbox Kong gives it.
 //
 // Mirrors kong/plugins/pre-function/_handler.lua (3.9.3): each string of a phase array is
@@ -57,7 +57,7 @@ export const postFunctionConfigFields: FieldList = [
 export const postFunctionPlugin: LoadedPlugin = {
   name: 'post-function',
   priority: POST_FUNCTION_PRIORITY,
-  phases: new Set(['body_filter']),
+  phases: new Set(['access', 'body_filter']),
   noConsumer: true,
 };
 
@@ -377,7 +377,7 @@ export async function runBodyFilter(
   }
 }
 
-/** The access Lua strings of a pre-function config (undefined when it has none). */
+/** The access Lua strings of a pre- or post-function config (undefined when it has none). */
 export function accessCode(config: Record<string, unknown>): string[] | undefined {
   const list = config.access;
   if (!Array.isArray(list) || list.length === 0) return undefined;
@@ -385,8 +385,9 @@ export function accessCode(config: Record<string, unknown>): string[] | undefine
 }
 
 /**
- * Runs the access phase of the pre-function entity `key` for the request: 'ret', 'exit'
- * (kong.response.exit set st.exitResponse) or 'kong-error' (a Lua error: Kong answers 500).
+ * Runs the access phase of the pre- or post-function entity `key` for the request: 'ret',
+ * 'exit' (kong.response.exit set st.exitResponse) or 'kong-error' (a Lua error: Kong answers
+ * 500).
  */
 export async function runAccess(
   key: string,
@@ -404,7 +405,7 @@ export async function runAccess(
   try {
     const r = h.access(key, st.id);
     if (r === 'ret' || r === 'exit') return r;
-    st.stats.pdkErrors.push(`pre-function access: ${r}`);
+    st.stats.pdkErrors.push(`${env.pluginName} access: ${r}`);
     return 'kong-error';
   } finally {
     current = undefined;

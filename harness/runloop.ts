@@ -114,10 +114,13 @@ export class Runloop {
     st.phase = phase;
     const env = this.env(st, c.plugin, phase);
     if (c.plugin.external) return c.plugin.external.handleEvent(st, c.entity, env);
-    if (c.plugin.name === 'pre-function' && phase === 'access') {
+    if (
+      (c.plugin.name === 'pre-function' || c.plugin.name === 'post-function') &&
+      phase === 'access'
+    ) {
       const code = accessCode(c.entity.config);
       if (!code) return 'ret';
-      const key = `pre:${c.entity.id}:${createHash('sha1').update(code.join('\0')).digest('hex')}`;
+      const key = `${c.plugin.name}:${c.entity.id}:${createHash('sha1').update(code.join('\0')).digest('hex')}`;
       return runAccess(key, code, st, env);
     }
     try {

@@ -1,0 +1,70 @@
+/**
+ * tenant-auth's chain guard (plugins/tenant-auth/chain-guard.lua): kong.yml ships the file
+ * verbatim in post-function access, and under LuaJIT (what Kong runs) with the sandbox's
+ * environment it refuses a request that no TenantContext reached and lets any other through.
+ * End to end, with the co-hosted plugin server killed: test/plugins/chain-crash.test.ts.
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parse } from 'yaml';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const SNIPPET = readFileSync(path.join(ROOT, 'plugins/tenant-auth/chain-guard.lua'), 'utf8');
+
+test('kong.yml ships the guard verbatim in post-function access, on the route tenant-auth guards', (t) => {
+  const doc = parse(readFileSync(path.join(ROOT, 'kong.yml'), 'utf8')) as {
+    plugins: Array<{ name: string; route?: string; config?: { access?: string[] } }>;
+  };
+  const post = doc.plugins.filter((p) => p.name === 'post-function');
+  t.is(post.length, 1);
+  t.deepEqual(post[0]?.config?.access, [SNIPPET]);
+  t.is(post[0]?.route, doc.plugins.find((p) => p.name === 'tenant-auth')?.route);
+});
+
+const DRIVER = `
+local code = assert(io.open(arg[1])):read('*a')
+local shared = {}
+if arg[2] ~= '' then shared.tenant_context = arg[2] end
+local out = {}
+local EXIT = {}
+local kong = {
+  ctx = { shared = shared },
+  response = { exit = function(status, body, hs)
+    out[#out + 1] = 'exit ' .. status .. ' ' .. body.error.type .. ' ' .. body.error.code
+      .. ' ' .. hs['Retry-After']
+    error(EXIT)
+  end },
+}
+local env = {
+  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
+  select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
+  string = string, math = math, table = table, kong = kong, ngx = {},
+}
+local f = assert(loadstring(code, '=post-function'))
+setfenv(f, env)
+local fn = f()
+assert(type(fn) == 'function', 'the snippet returns its access function')
+local ok, err = pcall(fn)
+if not ok and err ~= EXIT then error(err) end
+io.write(table.concat(out, '; '))
+`;
+
+function run(tenantContext: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'chain-guard-'));
+  const snippet = path.join(dir, 'snippet.lua');
+  const driver = path.join(dir, 'driver.lua');
+  writeFileSync(snippet, SNIPPET);
+  writeFileSync(driver, DRIVER);
+  return execFileSync('luajit', [driver, snippet, tenantContext], { encoding: 'utf8' });
+}
+
+test('LuaJIT: no TenantContext: 503 tenant_unavailable with Retry-After', (t) => {
+  t.is(run(''), 'exit 503 service_unavailable tenant_unavailable 1');
+});
+
+test('LuaJIT: a TenantContext: the request goes on', (t) => {
+  t.is(run('{"request":"00","v":2}'), '');
+});
