@@ -222,8 +222,8 @@ test('the dashboard and the alert rules query only series the plugin servers exp
   const { exported } = await scrapeAll();
   const rules = RULE_FILES.map((f) => ruleExprs(readFileSync(f, 'utf8')));
   const recorded = new Set<string>(rules.flatMap((r) => [...r.recorded]));
-  // Prometheus's own series: `up` per target, and the rules' recorded series.
-  const extra = new Set([...recorded, 'up']);
+  // Prometheus's own series: `up` per target, the alerts (ALERTS), the rules' recorded series.
+  const extra = new Set([...recorded, 'up', 'ALERTS']);
   const dashboard = dashboardExprs(JSON.parse(readFileSync(DASHBOARD, 'utf8')) as unknown);
   const all = [
     ...dashboard.map((d) => ({
