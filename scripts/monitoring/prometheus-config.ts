@@ -8,7 +8,8 @@
  * file).
  *
  *   node dist/scripts/monitoring/prometheus-config.js --kong-yml kong.yml \
- *     --rules '/abs/docker/prometheus/rules/*.yml' [--scrape-interval 5s] [--out file]
+ *     --rules '/abs/docker/prometheus/rules/*.yml' [--scrape-interval 5s] \
+ *     [--alertmanager 127.0.0.1:9093] [--out file]
  *   node dist/scripts/monitoring/prometheus-config.js --docker   # rewrites the compose file
  */
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -28,6 +29,8 @@ export interface PrometheusConfigOptions {
   evaluationInterval?: string;
   /** Comment lines written above the YAML. */
   header?: string[];
+  /** Alertmanagers (host:port) the firing alerts are sent to; none: no `alerting` section. */
+  alertmanagers?: string[];
 }
 
 export const JOB_NAME = 'kong-tenant-plugins';
@@ -87,6 +90,9 @@ export function prometheusConfig(targets: ScrapeTarget[], opts: PrometheusConfig
       evaluation_interval: opts.evaluationInterval ?? opts.scrapeInterval ?? '15s',
     },
     rule_files: opts.ruleFiles,
+    ...(opts.alertmanagers?.length
+      ? { alerting: { alertmanagers: [{ static_configs: [{ targets: opts.alertmanagers }] }] } }
+      : {}),
     scrape_configs: [
       {
         job_name: JOB_NAME,
@@ -105,18 +111,23 @@ export function prometheusConfig(targets: ScrapeTarget[], opts: PrometheusConfig
 const twoUp = path.resolve(__dirname, '..', '..');
 export const ROOT = path.basename(twoUp) === 'dist' ? path.dirname(twoUp) : twoUp;
 
+/** Where the compose stack's Alertmanager listens: in Kong's network namespace, like Prometheus. */
+export const DOCKER_ALERTMANAGER = '127.0.0.1:9093';
+
 /** The compose stack's config: kong.yml's targets inside Kong's network namespace. */
 export function dockerPrometheusConfig(kongYml: string): string {
   return prometheusConfig(metricsTargets(parse(kongYml)), {
     ruleFiles: ['rules/*.yml'],
     scrapeInterval: '15s',
+    alertmanagers: [DOCKER_ALERTMANAGER],
     header: [
       'GENERATED from kong.yml by scripts/monitoring/prometheus-config.ts: do not edit.',
       'Regenerate: npm run -s build && node dist/scripts/monitoring/prometheus-config.js --docker',
       '',
       "The compose stack's Prometheus shares Kong's network namespace: it scrapes every plugin",
       "server's /metrics on 127.0.0.1:<metrics_port> of kong.yml. The alert rules are rules/*.yml",
-      'beside this file (mounted together at /etc/prometheus).',
+      'beside this file (mounted together at /etc/prometheus). Alerts go to the Alertmanager',
+      'sidecar (docker/alertmanager/alertmanager.yml) on 127.0.0.1:9093 of the same namespace.',
     ],
   });
 }
@@ -136,9 +147,11 @@ function main(args: string[]): void {
   const kongYml = arg(args, '--kong-yml') ?? path.join(ROOT, 'kong.yml');
   const rules = arg(args, '--rules') ?? path.join(ROOT, 'docker', 'prometheus', 'rules', '*.yml');
   const interval = arg(args, '--scrape-interval');
+  const alertmanager = arg(args, '--alertmanager');
   const text = prometheusConfig(metricsTargets(parse(readFileSync(kongYml, 'utf8'))), {
     ruleFiles: [rules],
     ...(interval ? { scrapeInterval: interval } : {}),
+    ...(alertmanager ? { alertmanagers: [alertmanager] } : {}),
     header: [`GENERATED from ${kongYml} by scripts/monitoring/prometheus-config.ts.`],
   });
   const out = arg(args, '--out');

@@ -9,6 +9,11 @@
 # `metrics_port`, the alert rules of docker/prometheus/rules/) with the same generator as the
 # compose stack's docker/prometheus/prometheus.yml (scripts/monitoring/prometheus-config.ts),
 # so the two cannot drift; promtool checks it before Prometheus starts. Needs `npm run build`.
+#
+# Alertmanager goes with it (scripts/services/alertmanager.sh, on ALERTMANAGER_PORT, 9093 by
+# default): `install`, `start`, `stop` and `status` act on both, and the config sends the alerts
+# there, so `npm start` (scripts/start.sh calls this script) runs the two side by side.
+# WITH_ALERTMANAGER=0 leaves Alertmanager out.
 set -euo pipefail
 SERVICE_NAME=prometheus
 # shellcheck source=lib.sh
@@ -24,8 +29,21 @@ START_TIMEOUT_S="${PROMETHEUS_START_TIMEOUT_S:-60}"
 # How often the local instance scrapes (the compose stack keeps 15s).
 SCRAPE_INTERVAL="${PROMETHEUS_SCRAPE_INTERVAL:-5s}"
 PID_MARKER="prometheus --config.file=${CONFIG}"
+WITH_ALERTMANAGER="${WITH_ALERTMANAGER:-1}"
+ALERTMANAGER_PORT="${ALERTMANAGER_PORT:-9093}"
+ALERTMANAGER_SH="$(dirname "${BASH_SOURCE[0]}")/alertmanager.sh"
+
+alertmanager() {
+  [ "$WITH_ALERTMANAGER" = 1 ] || return 0
+  ALERTMANAGER_PORT="$ALERTMANAGER_PORT" "$ALERTMANAGER_SH" "$1"
+}
 
 install() {
+  install_prometheus
+  alertmanager install
+}
+
+install_prometheus() {
   if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
     log "prometheus already installed: $(prometheus --version 2>&1 | head -n1)"
     return 0
@@ -65,9 +83,11 @@ write_config() {
   local generator="${REPO_ROOT}/dist/scripts/monitoring/prometheus-config.js"
   [ -f "$generator" ] || die "${generator} is missing: run 'npm run build' first"
   mkdir -p "$PROM_DIR"
+  local am=()
+  if [ "$WITH_ALERTMANAGER" = 1 ]; then am=(--alertmanager "127.0.0.1:${ALERTMANAGER_PORT}"); fi
   node "$generator" --kong-yml "${REPO_ROOT}/kong.yml" \
     --rules "${REPO_ROOT}/docker/prometheus/rules/*.yml" \
-    --scrape-interval "$SCRAPE_INTERVAL" --out "$CONFIG" ||
+    --scrape-interval "$SCRAPE_INTERVAL" "${am[@]}" --out "$CONFIG" ||
     die "could not write ${CONFIG} from kong.yml"
   promtool check config "$CONFIG" >"${PROM_DIR}/promtool.log" 2>&1 || {
     cat "${PROM_DIR}/promtool.log" >&2
@@ -77,6 +97,8 @@ write_config() {
 
 start() {
   command -v prometheus >/dev/null || die "prometheus not installed: run '$0 install'"
+  # First, so that Prometheus's first alerts find it.
+  alertmanager start
   if [ -n "$(our_pid)" ] && healthy; then
     log "already running (pid $(our_pid)) on http://127.0.0.1:${PROMETHEUS_PORT}"
     return 0
@@ -107,6 +129,13 @@ start() {
 }
 
 stop() {
+  local rc=0
+  stop_prometheus || rc=$?
+  alertmanager stop || rc=$?
+  return "$rc"
+}
+
+stop_prometheus() {
   local pid
   pid="$(our_pid)"
   if [ -z "$pid" ]; then
@@ -133,7 +162,8 @@ status() {
   pid="$(our_pid)"
   if [ -n "$pid" ] && healthy; then
     log "healthy: pid $pid, http://127.0.0.1:${PROMETHEUS_PORT}"
-    return 0
+    alertmanager status
+    return $?
   fi
   log "not healthy (pid: ${pid:-none}, port ${PROMETHEUS_PORT})"
   return 1

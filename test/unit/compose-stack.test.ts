@@ -224,7 +224,7 @@ test('compose: Kong has the JSON error template; Redis keeps an append-only file
   t.regex(cmd, /--dir \/data/);
   t.true(redis.volumes?.some((v) => v.endsWith(':/data')));
   // The sidecars kong.yml reaches at 127.0.0.1 share Kong's network namespace.
-  for (const s of ['redis', 'milvus', 'mock-upstream', 'prometheus']) {
+  for (const s of ['redis', 'milvus', 'mock-upstream', 'prometheus', 'alertmanager']) {
     t.is(compose.services[s]?.network_mode, 'service:kong', s);
   }
   for (const [name, svc] of Object.entries(compose.services)) {
@@ -237,6 +237,14 @@ test('compose: Prometheus gets the generated config and rules; Grafana the datas
   const prom = compose.services.prometheus as Service;
   t.true(prom.volumes?.includes('./docker/prometheus:/etc/prometheus:ro'));
   t.true((prom.command as string[]).includes('--config.file=/etc/prometheus/prometheus.yml'));
+  // Alertmanager: the repo's config, on the address the generated Prometheus config names.
+  const am = compose.services.alertmanager as Service;
+  t.true(am.volumes?.includes('./docker/alertmanager:/etc/alertmanager:ro'));
+  const amCommand = am.command as string[];
+  t.true(amCommand.includes('--config.file=/etc/alertmanager/alertmanager.yml'));
+  t.true(amCommand.includes('--web.listen-address=0.0.0.0:9093'));
+  t.true(amCommand.includes('--cluster.listen-address='), 'one instance, no gossip port');
+  t.regex(read('docker/prometheus/prometheus.yml'), /alertmanagers:[\s\S]*- 127\.0\.0\.1:9093/);
   const grafana = compose.services.grafana as Service;
   const mounts = new Map(
     (grafana.volumes ?? []).map((v) => [v.split(':')[0] as string, v.split(':')[1] as string]),
