@@ -27,6 +27,11 @@ import {
   preFunctionConfigFields,
   preFunctionPlugin,
 } from './post-function';
+import {
+  openTelemetryConfigErrors,
+  openTelemetryConfigFields,
+  openTelemetryPlugin,
+} from './opentelemetry';
 import { setClientBodyBufferSize } from './pdk/request';
 import { ExternalPlugin } from './pluginserver/bridge';
 import { PluginServerProcess, queryPluginInfo } from './pluginserver/process';
@@ -35,7 +40,7 @@ import { Router } from './router';
 import { Runloop } from './runloop';
 import type { Gateway, GatewayOptions, PluginDump } from './types';
 
-const BUNDLED = new Set(['key-auth', 'post-function', 'pre-function']);
+const BUNDLED = new Set(['key-auth', 'opentelemetry', 'post-function', 'pre-function']);
 
 /** What the harness answers itself, beyond the Gateway interface (harness tests only). */
 export interface HarnessGateway extends Gateway {
@@ -172,8 +177,12 @@ export async function startGateway(
             ? postFunctionConfigFields
             : p.name === 'pre-function'
               ? preFunctionConfigFields
-              : configFieldsOf(dumpByName.get(p.name)?.Schema ?? { fields: [] });
+              : p.name === 'opentelemetry'
+                ? openTelemetryConfigFields
+                : configFieldsOf(dumpByName.get(p.name)?.Schema ?? { fields: [] });
       const r = validatePluginConfig(fields, p.rawConfig);
+      if (p.name === 'opentelemetry' && r.errors.length === 0)
+        r.errors.push(...openTelemetryConfigErrors(r.value));
       r.notes.forEach((n) => log(`[harness] plugin '${p.name}' ${p.scopeLabel}: ${n}`));
       r.errors.forEach((e) => problems.push(`plugin '${p.name}' ${p.scopeLabel}: ${e}`));
       p.config = r.value;
@@ -189,6 +198,7 @@ export async function startGateway(
       },
       postFunctionPlugin,
       preFunctionPlugin,
+      openTelemetryPlugin,
     ];
     const externals = new Map<string, ExternalPlugin>();
     await Promise.all(
