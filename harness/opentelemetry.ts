@@ -89,13 +89,16 @@ export const openTelemetryConfigFields: FieldList = [
   },
 ];
 
-/** The schema's entity check and typedefs.url, which validatePluginConfig does not run. */
+/**
+ * The schema's entity check and typedefs.url, which validatePluginConfig does not run, with
+ * Kong 3.9.3's messages (checked against its refusal of a kong.yml).
+ */
 export function openTelemetryConfigErrors(config: Record<string, unknown>): string[] {
   const errors: string[] = [];
   const endpoints = ['traces_endpoint', 'logs_endpoint'] as const;
   if (endpoints.every((k) => config[k] === undefined))
     errors.push(
-      "config: at least one of these fields must be non-empty: 'config.traces_endpoint', 'config.logs_endpoint'",
+      "config: at least one of these fields must be non-empty: 'traces_endpoint', 'logs_endpoint'",
     );
   for (const k of endpoints) {
     const v = config[k];
