@@ -27,6 +27,11 @@ import {
   preFunctionConfigFields,
   preFunctionPlugin,
 } from './post-function';
+import {
+  openTelemetryConfigErrors,
+  openTelemetryConfigFields,
+  openTelemetryPlugin,
+} from './opentelemetry';
 import { setClientBodyBufferSize } from './pdk/request';
 import { ExternalPlugin } from './pluginserver/bridge';
 import { PluginServerProcess, queryPluginInfo } from './pluginserver/process';
@@ -41,7 +46,7 @@ import {
 } from './pluginserver/layout';
 import type { Gateway, GatewayOptions, PluginDump } from './types';
 
-const BUNDLED = new Set(['key-auth', 'post-function', 'pre-function']);
+const BUNDLED = new Set(['key-auth', 'opentelemetry', 'post-function', 'pre-function']);
 
 /** What the harness answers itself, beyond the Gateway interface (harness tests only). */
 export interface HarnessGateway extends Gateway {
@@ -178,8 +183,12 @@ export async function startGateway(
             ? postFunctionConfigFields
             : p.name === 'pre-function'
               ? preFunctionConfigFields
-              : configFieldsOf(dumpByName.get(p.name)?.Schema ?? { fields: [] });
+              : p.name === 'opentelemetry'
+                ? openTelemetryConfigFields
+                : configFieldsOf(dumpByName.get(p.name)?.Schema ?? { fields: [] });
       const r = validatePluginConfig(fields, p.rawConfig);
+      if (p.name === 'opentelemetry' && r.errors.length === 0)
+        r.errors.push(...openTelemetryConfigErrors(r.value));
       r.notes.forEach((n) => log(`[harness] plugin '${p.name}' ${p.scopeLabel}: ${n}`));
       r.errors.forEach((e) => problems.push(`plugin '${p.name}' ${p.scopeLabel}: ${e}`));
       p.config = r.value;
@@ -195,6 +204,7 @@ export async function startGateway(
       },
       postFunctionPlugin,
       preFunctionPlugin,
+      openTelemetryPlugin,
     ];
     const externals = new Map<string, ExternalPlugin>();
     // One process per plugin, or one co-hosted process for every plugin of the chain

@@ -78,6 +78,21 @@ function declarativeConfig(): string {
   return copy;
 }
 
+/**
+ * Traces (kong.yml's opentelemetry plugin, docs/operations.md#tracing): Kong makes spans only
+ * when kong.conf enables its instrumentations. `TRACING_SAMPLING_RATE=1 npm start` turns them on
+ * at that rate (0 to 1); spans go to kong.yml's traces_endpoint, where
+ * `scripts/services/otlp-receiver.sh run` prints them. Unset: off (no collector is assumed).
+ */
+function tracingConf(): Record<string, string> | undefined {
+  const rate = process.env.TRACING_SAMPLING_RATE;
+  if (rate === undefined || rate === '') return undefined;
+  const n = Number(rate);
+  if (!Number.isFinite(n) || n < 0 || n > 1)
+    throw new Error(`TRACING_SAMPLING_RATE must be a number from 0 to 1, got '${rate}'`);
+  return { tracing_instrumentations: 'all', tracing_sampling_rate: String(n) };
+}
+
 async function main(): Promise<void> {
   ensureKnowledgeSecret();
   const pluginsRoot = path.join(root, 'dist', 'pluginservers');
@@ -99,7 +114,13 @@ async function main(): Promise<void> {
   let which: string;
   try {
     if (useKong) {
-      const kong = await startKong({ ...opts, workers: 2, label: 'npm-start' });
+      const kongConf = tracingConf();
+      const kong = await startKong({
+        ...opts,
+        workers: 2,
+        label: 'npm-start',
+        ...(kongConf ? { kongConf } : {}),
+      });
       gateway = kong;
       which = `the real Kong 3.9.3 (2 workers; its log: ${path.join(kong.prefix, 'logs', 'error.log')})`;
     } else {

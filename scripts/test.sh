@@ -36,6 +36,9 @@ if ! command -v luajit >/dev/null 2>&1; then
 fi
 # The OpenAI Python SDK (test/sdk/openai-python.test.ts drives it) in its venv under .run/.
 scripts/services/python-sdk.sh install || fail "could not install the OpenAI Python SDK (see above)"
+# A real OTLP receiver (PyPI's opentelemetry-proto) in its venv under .run/: test/plugins/tracing.test.ts
+# decodes what the real Kong's opentelemetry plugin exports with it.
+scripts/services/otlp-receiver.sh install || fail "could not install the OTLP receiver (see above)"
 kong_rc=0
 scripts/services/kong.sh install || kong_rc=$?
 if [ "$kong_rc" -ne 0 ] && [ "$kong_rc" -ne 3 ]; then fail "could not install Kong (see above)"; fi

@@ -113,6 +113,8 @@ export class Closers {
 export interface FrontDoorOptions {
   /** Environment of the plugin servers (secrets named by the config). */
   env?: Record<string, string>;
+  /** kong.conf settings beyond the project's (the harness mirrors only a few: harness/gateway.ts). */
+  kongConf?: Record<string, string>;
 }
 
 export async function startFrontDoor(
@@ -158,6 +160,7 @@ export async function startFrontDoors(
       config,
       pluginServers: Object.fromEntries([...names].map((n) => [n, pluginServerDir(n)])),
       ...(options.env ? { env: options.env } : {}),
+      ...(options.kongConf ? { kongConf: options.kongConf } : {}),
       // GATEWAY_LOG=1 shows plugin-server output and gateway notes while debugging a test.
       ...(process.env.GATEWAY_LOG
         ? {

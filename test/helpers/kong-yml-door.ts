@@ -15,6 +15,7 @@ import {
   startFrontDoor,
   type ConsumerEntry,
   type FrontDoor,
+  type FrontDoorOptions,
   type OnClose,
 } from './frontdoor';
 
@@ -36,6 +37,8 @@ export async function startKongYmlDoor(
   extraConsumers: ConsumerEntry[] = [],
   /** Plugins of kong.yml left out (by name). */
   without: string[] = [],
+  /** More plugin-server environment (added to the secrets below) and kong.conf settings. */
+  options: FrontDoorOptions = {},
 ): Promise<KongYmlDoor> {
   const namespace = `kyd${randomBytes(4).toString('hex')}`;
   onClose(async () => {
@@ -94,9 +97,11 @@ export async function startKongYmlDoor(
       return doc as unknown as Record<string, unknown>;
     },
     {
+      ...options,
       env: {
         KTA_KNOWLEDGE_SECRET: randomBytes(32).toString('hex'),
         KTA_CACHE_MASTER_KEY: randomBytes(32).toString('hex'),
+        ...options.env,
       },
     },
   );
