@@ -45,6 +45,8 @@ REDIS_URL, MILVUS_ADDRESS. See evals/README.md.`;
 
 class UsageError extends Error {}
 
+const secs = (since: number) => ((Date.now() - since) / 1000).toFixed(1);
+
 function gatewayKind(): 'kong' | 'harness' {
   const wanted = process.env.EVAL_GATEWAY ?? process.env.GATEWAY;
   if (wanted !== undefined && wanted !== 'kong' && wanted !== 'harness')
@@ -97,6 +99,7 @@ async function main(): Promise<number> {
   const baseline = readBaseline(baselineFile);
 
   let target: EvalTarget;
+  const t0 = Date.now();
   try {
     target = env.EVAL_FRONTDOOR_URL
       ? existingFrontDoor(env.EVAL_FRONTDOOR_URL, env.EVAL_MOCK_URL)
@@ -119,13 +122,17 @@ async function main(): Promise<number> {
   }
   const run = randomBytes(4).toString('hex');
   const total = sets.reduce((n, s) => n + s.cases.length, 0);
-  process.stdout.write(`eval: ${total} cases, ${sets.length} tenants, on ${target.description}\n`);
+  process.stdout.write(
+    `eval: ${total} cases, ${sets.length} tenants, on ${target.description} (up in ${secs(t0)} s)\n`,
+  );
+  const t1 = Date.now();
   let outcomes;
   try {
     outcomes = await runEvalSets(target, sets, run);
   } finally {
     await target.close();
   }
+  process.stdout.write(`eval: cases ran in ${secs(t1)} s\n`);
   if (values.json) {
     mkdirSync(path.dirname(path.resolve(values.json)), { recursive: true });
     writeFileSync(values.json, `${JSON.stringify(outcomes, null, 2)}\n`);
