@@ -145,7 +145,7 @@ export function judge(
   }
   const reasons: string[] = [];
   if (expect.status !== undefined && res.status !== expect.status) {
-    reasons.push(`status: expected ${expect.status}, got ${res.status} ${res.text.slice(0, 200)}`);
+    reasons.push(`status: expected ${expect.status}, got ${res.status} ${res.text.slice(0, 120)}`);
   }
   if (expect.error) {
     let err: Obj | undefined;
@@ -156,7 +156,7 @@ export function judge(
       err = undefined;
     }
     if (!err)
-      reasons.push(`error: expected an OpenAI-style error body, got ${res.text.slice(0, 200)}`);
+      reasons.push(`error: expected an OpenAI-style error body, got ${res.text.slice(0, 120)}`);
     else {
       if (expect.error.code !== undefined && err.code !== expect.error.code)
         reasons.push(`error.code: expected ${expect.error.code}, got ${q(err.code)}`);
