@@ -7,9 +7,9 @@
  * Everything is validated when loaded, with the file and case named in the message: a typo in
  * an expectation must fail loudly, never turn a check into one that always passes.
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { parse } from 'yaml';
+import { parse, stringify } from 'yaml';
 import type { JsonSchema } from './json-schema';
 
 /** Where a case can be judged: any upstream, only the mock (CI), only a real model. */
@@ -431,4 +431,27 @@ export function withRunId<T>(v: T, run: string): T {
     return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, withRunId(x, run)])) as T;
   }
   return v;
+}
+
+/**
+ * Writes one case as its own file, `<root>/<tenant>/<subdir>/<id>.yaml`: the shape a tool
+ * writes (e.g. a captured request turned into a regression case). The case is validated first,
+ * exactly as the loader will read it back, and an existing file is never overwritten.
+ * Returns the path written.
+ */
+export function writeCaseFile(
+  root: string,
+  tenant: string,
+  raw: Record<string, unknown>,
+  subdir = 'regressions',
+): string {
+  if (!TENANT_PATTERN.test(tenant)) throw new EvalFormatError(`not a tenant id: ${tenant}`);
+  const dir = path.join(root, tenant, subdir);
+  const id = typeof raw.id === 'string' ? raw.id : '';
+  const file = path.join(dir, `${id}.yaml`);
+  parseCase(raw, tenant, file, -1);
+  if (existsSync(file)) throw new EvalFormatError(`${file} exists already: choose another id`);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(file, stringify(raw, { lineWidth: 100 }), { flag: 'wx' });
+  return file;
 }

@@ -12,6 +12,7 @@ import {
   EvalFormatError,
   loadEvalSets,
   parseCase,
+  writeCaseFile,
   withRunId,
   type Expectations,
 } from '../../scripts/eval/format';
@@ -253,4 +254,29 @@ test("the repo's eval sets load, and cover every outcome kind the chain decides"
   t.true(
     sets.every((s) => s.cases.some((c) => c.expect.answer?.json_schema || c.requires === 'real')),
   );
+});
+
+test('writeCaseFile: one validated case per file, read back as written, never overwritten', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'evals-write-'));
+  mkdirSync(path.join(dir, 'acme'));
+  writeFileSync(path.join(dir, 'acme', 'tenant.yaml'), 'api_key: k\n');
+  const raw = {
+    id: 'req-0f3a',
+    description: 'captured request 0f3a',
+    tags: ['regression'],
+    request: { body: { model: 'gpt-4o', messages: [{ role: 'user', content: 'a: "b" {{x}}' }] } },
+    expect: { status: 200, upstream: { model: 'gpt-4o' } },
+  };
+  const file = writeCaseFile(dir, 'acme', raw);
+  t.is(file, path.join(dir, 'acme', 'regressions', 'req-0f3a.yaml'));
+  const [set] = loadEvalSets(dir, dir, {});
+  t.deepEqual(
+    set?.cases[0],
+    parseCase(raw, 'acme', path.join('acme', 'regressions', 'req-0f3a.yaml'), -1),
+  );
+  t.throws(() => writeCaseFile(dir, 'acme', raw), { message: /exists already/ });
+  t.throws(() => writeCaseFile(dir, 'acme', { ...raw, id: 'other', expect: {} }), {
+    message: /expects nothing/,
+  });
+  t.throws(() => writeCaseFile(dir, '../etc', raw), { message: /not a tenant id/ });
 });
