@@ -3,6 +3,7 @@
  * cache case needs its warm-up before it), and judges each.
  */
 import http from 'node:http';
+import path from 'node:path';
 import https from 'node:https';
 import { judge, type ClientResponse, type Verdict } from './checks';
 import { withRunId, type EvalCase, type RequestSpec, type TenantSet } from './format';
@@ -164,7 +165,7 @@ export async function runEvalSets(
 ): Promise<CaseOutcome[]> {
   const out: CaseOutcome[] = [];
   for (const set of sets) {
-    const own = set.knowledge.map((f) => f.split('/').pop() ?? f);
+    const own = set.knowledge.map((f) => path.basename(f));
     for (const c of set.cases) {
       let v: Verdict;
       try {
