@@ -51,7 +51,7 @@ if kill -0 "$pgid" 2>/dev/null; then
   echo "npm start did not stop on Ctrl-C" >&2
   ok=1
 fi
-left=$(pgrep -f "nginx: master process .*kta-kong-|kong-js-pluginserver .*dist/pluginservers|prometheus --config.file=.*/\.run/prometheus/" || true)
+left=$(pgrep -f "nginx: master process .*kta-kong-|kong-js-pluginserver .*dist/(pluginservers|chain)|prometheus --config.file=.*/\.run/prometheus/|prometheus-alertmanager --config.file=.*/\.run/alertmanager/" || true)
 if [ -n "$left" ]; then
   echo "left running after Ctrl-C: $left" >&2
   ok=1

@@ -318,7 +318,10 @@ function vm(): Promise<{ lua: LuaEngine; h: LuaHarness }> {
     lua.global.set('__js', {
       shared_get: (k: unknown) => {
         const v = current?.ctxShared.get(String(k));
-        return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : null;
+        // nil crosses as undefined (wasmoon reads `.then` of a returned null).
+        return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean'
+          ? v
+          : undefined;
       },
       shared_set: (k: unknown, v: unknown) => {
         if (!current) return;

@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { startGateway } from '../harness/index';
 import type { Gateway } from '../harness/types';
+import { resolvePluginServerMode } from '../harness/pluginserver/layout';
 import { locateKong, startKong } from '../kong-runner/index';
 import { startMockUpstream } from '../mock-upstream/index';
 
@@ -146,7 +147,11 @@ async function main(): Promise<void> {
       '',
       `front door ready on ${which}`,
       `  gateway ${gateway.url}, mock upstream ${upstream.url}`,
-      `  plugin servers: ${Object.keys(pluginServers).join(', ')}`,
+      `  plugin servers: ${Object.keys(pluginServers).join(', ')} (${
+        resolvePluginServerMode(undefined) === 'chain'
+          ? 'one process for the chain'
+          : 'one process each'
+      }; KTA_PLUGINSERVER_MODE=chain|per-plugin)`,
       ...(process.env.PROMETHEUS_URL
         ? [
             `  prometheus ${process.env.PROMETHEUS_URL} (targets: /targets, alerts: /alerts), scraping every plugin server's metrics port`,
