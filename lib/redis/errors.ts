@@ -31,8 +31,28 @@ export function isTransientReply(err: unknown): boolean {
   return err instanceof ErrorReply && TRANSIENT_REPLY.test(err.message);
 }
 
+/**
+ * Socket errors node-redis hands to the commands in flight when a connection breaks (a
+ * killed server resets it: `read ECONNRESET`), or to a connect attempt.
+ */
+const NETWORK_ERROR_CODES: ReadonlySet<string> = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+
+function isNetworkError(err: unknown): boolean {
+  const code = err instanceof Error ? (err as NodeJS.ErrnoException).code : undefined;
+  return typeof code === 'string' && NETWORK_ERROR_CODES.has(code);
+}
+
 export function isRedisUnavailable(err: unknown): boolean {
   return (
+    isNetworkError(err) ||
     err instanceof RedisDeadlineError ||
     err instanceof TimeoutError ||
     err instanceof ClientOfflineError ||

@@ -68,6 +68,8 @@ export interface PrivateCluster {
   readonly ports: readonly number[];
   /** The pid of the node on `port` (from its pidfile). */
   pid(port: number): number;
+  /** Stops the six nodes and removes their state. */
+  stop(): Promise<void>;
 }
 
 function portFree(port: number): Promise<boolean> {
@@ -94,19 +96,29 @@ async function freePortRun(): Promise<number> {
   throw new Error('no run of six free ports (and bus ports) found between 20000 and 49999');
 }
 
-/** A cluster of its own for one test file, stopped (and its state removed) by `t.teardown`. */
-export async function startPrivateCluster(t: ExecutionContext): Promise<PrivateCluster> {
+/**
+ * A cluster of its own for one test file on free ports; the caller stops it (`stop`, from
+ * `test.after.always`: a teardown registered in a `before` hook would run at the hook's end).
+ */
+export async function startPrivateCluster(): Promise<PrivateCluster> {
   const firstPort = await freePortRun();
-  t.teardown(async () => {
+  const stop = async (): Promise<void> => {
     await clusterScript('stop', firstPort);
-  });
-  const url = urlFrom(await clusterScript('start', firstPort));
+  };
+  let url: string;
+  try {
+    url = urlFrom(await clusterScript('start', firstPort));
+  } catch (e) {
+    await stop().catch(() => undefined);
+    throw e;
+  }
   const dir = path.join(REPO, '.run', 'redis-cluster', String(firstPort));
   return {
     url,
     firstPort,
     ports: Array.from({ length: 6 }, (_, i) => firstPort + i),
     pid: (port) => Number(readFileSync(path.join(dir, `node-${port}`, 'redis.pid'), 'utf8')),
+    stop,
   };
 }
 
