@@ -8,6 +8,12 @@
  * behaviour of node-redis's own `defineScript`, but node-redis binds scripts to a client at
  * construction; this module keeps scripts independent of the client factory, and checks the
  * key count against the file name on every call.
+ *
+ * On Redis Cluster the call goes to the master of the first key's slot (all of a script's keys
+ * share one hash tag: test/unit/redis-key-slots.test.ts), each master keeps its own script
+ * cache (a NOSCRIPT on one master is healed there by the same fallback), and a call that finds
+ * its slot half migrated (TRYAGAIN: some of its keys moved, some not yet) is sent again after
+ * a short pause, within the same deadline.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -54,6 +60,14 @@ function isNoScript(err: unknown): boolean {
   return err instanceof Error && err.message.startsWith('NOSCRIPT');
 }
 
+function isTryAgain(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('TRYAGAIN');
+}
+
+/** First pause after a TRYAGAIN; doubled on each retry, capped at TRYAGAIN_MAX_PAUSE_MS. */
+const TRYAGAIN_PAUSE_MS = 5;
+const TRYAGAIN_MAX_PAUSE_MS = 50;
+
 /**
  * Runs `script` by SHA1, loading it on NOSCRIPT, within the client's command deadline (one
  * deadline for the whole call, fallback included). The reply is left to the caller to check.
@@ -68,7 +82,7 @@ export async function runScript(
     throw new Error(`${script.name} takes ${script.numberOfKeys} key(s), got ${keys.length}`);
   }
   const options = { keys: [...keys], arguments: args.map(String) };
-  const call = async (): Promise<unknown> => {
+  const once = async (): Promise<unknown> => {
     try {
       return await client.evalSha(script.sha1, options);
     } catch (err) {
@@ -76,5 +90,19 @@ export async function runScript(
       return await client.eval(script.source, options);
     }
   };
-  return withDeadline(client, call());
+  let decided = false;
+  const call = async (): Promise<unknown> => {
+    for (let pause = TRYAGAIN_PAUSE_MS; ; pause = Math.min(2 * pause, TRYAGAIN_MAX_PAUSE_MS)) {
+      try {
+        return await once();
+      } catch (err) {
+        if (decided || !isTryAgain(err)) throw err;
+        await new Promise((resolve) => setTimeout(resolve, pause));
+        if (decided) throw err;
+      }
+    }
+  };
+  return withDeadline(client, call()).finally(() => {
+    decided = true;
+  });
 }
