@@ -8,8 +8,7 @@
  * token-meter `period` the ledger was written with.
  */
 import { parseArgs } from 'node:util';
-import { createClient } from 'redis';
-import type { RedisClient } from '../lib/redis/client';
+import { closeAllRedis, createRedis, waitForRedis } from '../lib/redis/client';
 import { createKeyspace } from '../lib/redis/keys';
 import { chargeback, toCsv } from '../plugins/token-meter/chargeback';
 import type { Period } from '../plugins/token-meter/schema';
@@ -38,8 +37,9 @@ async function main(): Promise<void> {
   if (values.format !== 'csv' && values.format !== 'json') fail('--format must be csv or json');
   const period = values.period as Period;
   if (!['month', 'day', 'hour'].includes(period)) fail('--period must be month, day or hour');
-  const redis = createClient({ url: values.redis }) as RedisClient;
-  await redis.connect();
+  // The plugins' client: a Redis Cluster URL (`?cluster=1`) reads every master's keys.
+  const redis = createRedis({ url: values.redis as string, commandTimeoutMs: 5000 });
+  await waitForRedis(redis, 5000);
   try {
     const rows = await chargeback(redis, createKeyspace(values.namespace), period, from, to);
     process.stdout.write(
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
         : `${toCsv(rows)}\n`,
     );
   } finally {
-    await redis.close();
+    await closeAllRedis();
   }
 }
 

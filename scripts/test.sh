@@ -45,14 +45,21 @@ if [ "$kong_rc" -ne 0 ] && [ "$kong_rc" -ne 3 ]; then fail "could not install Ko
 
 started=""
 scripts/services/all.sh status >/dev/null 2>&1 || started=yes
+# A real 3-master Redis Cluster (Debian's redis-server in cluster mode): the cluster suites.
+cluster_started=""
+scripts/services/redis-cluster.sh status >/dev/null 2>&1 || cluster_started=yes
 env_file="$(mktemp)"
 scripts/services/all.sh start >"$env_file" || fail "a service did not start (see above)"
+scripts/services/redis-cluster.sh start >>"$env_file" || fail "the Redis Cluster did not start (see above)"
 # shellcheck disable=SC1090
 . "$env_file"
 rm -f "$env_file"
 cleanup() {
   if [ -n "$started" ] && [ -z "${KEEP_SERVICES:-}" ]; then
     scripts/services/all.sh stop >/dev/null 2>&1 || true
+  fi
+  if [ -n "$cluster_started" ] && [ -z "${KEEP_SERVICES:-}" ]; then
+    scripts/services/redis-cluster.sh stop >/dev/null 2>&1 || true
   fi
 }
 trap cleanup EXIT

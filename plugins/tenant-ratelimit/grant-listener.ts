@@ -28,10 +28,19 @@ export class GrantListener {
     private readonly log: (message: string) => void,
   ) {}
 
-  /** Starts the subscriber once; failures are logged and leave the poll to do the work. */
+  /**
+   * Starts the subscriber once; failures are logged and leave the poll to do the work. A
+   * subscriber that could not connect (Redis or a cluster down when the first request came) is
+   * tried again with a capped backoff, so grant announcements are not off for the life of the
+   * process.
+   */
   start(): void {
     if (this.started) return;
     this.started = true;
+    this.subscribe(0);
+  }
+
+  private subscribe(attempt: number): void {
     const sub = this.client.duplicate();
     let reported = false;
     sub.on('error', (err: unknown) => {
@@ -41,7 +50,9 @@ export class GrantListener {
         `grant listener on ${this.channel}: ${err instanceof Error ? err.message : String(err)}`,
       );
     });
+    // 'ready' on a single server, 'connect' on a cluster client: either ends an outage.
     sub.on('ready', () => (reported = false));
+    sub.on('connect', () => (reported = false));
     sub
       .connect()
       .then(() =>
@@ -50,7 +61,12 @@ export class GrantListener {
         }),
       )
       .catch((err: unknown) => {
-        this.log(`grant listener on ${this.channel} not started: ${String(err)}`);
+        this.log(
+          `grant listener on ${this.channel} not started (attempt ${attempt + 1}): ${String(err)}`,
+        );
+        void Promise.resolve(sub.destroy?.()).catch(() => undefined);
+        const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+        setTimeout(() => this.subscribe(attempt + 1), delay).unref();
       });
   }
 
