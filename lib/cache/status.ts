@@ -9,7 +9,12 @@
  * - `bypass`: not looked up (not cacheable, client `Cache-Control`, cache disabled for the
  *   plan, misconfigured cache); the request went upstream.
  */
+import { slot } from '../request/scope';
+
 export const CACHE_STATUS_KEY = 'tenant_cache_status';
+
+/** The same status in the request's scope (lib/request/scope.ts): read at no call in-process. */
+export const CACHE_STATUS_SLOT = slot<CacheStatus>(CACHE_STATUS_KEY);
 
 export type CacheStatus = 'hit' | 'miss' | 'bypass';
 

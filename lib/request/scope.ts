@@ -23,6 +23,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   bodyToBuffer,
+  firstHeader,
   normaliseHeaderMap,
   type HeaderMap,
   type HeaderValue,
@@ -138,6 +139,12 @@ export class RequestScope {
     );
     this.headerMap ??= read;
     return this.headerMap;
+  }
+
+  /** One request header's first value: from the headers already read, else one `getHeader`. */
+  async header(kong: KongPdk, name: string): Promise<string | undefined> {
+    if (this.headerMap) return firstHeader(this.headerMap, name);
+    return (await kong.request.getHeader(name)) ?? undefined;
   }
 
   /** Headers a plugin read itself (tenant-auth, with its own line limit). */

@@ -20,6 +20,11 @@ import {
 export interface TenantRequest {
   readonly tenant: TenantContext;
   readonly scope: RequestScope;
+  /**
+   * The scope was already in this process (an earlier phase of the request used it here), not
+   * opened by this read: what it lacks, no plugin of this process learnt for the request.
+   */
+  readonly found: boolean;
 }
 
 /**
@@ -29,11 +34,14 @@ export interface TenantRequest {
  * version) gets a private scope: its facts then last one phase.
  */
 export async function readRequest(kong: KongPdk, plugin: string): Promise<TenantRequest> {
-  const raw = await kong.ctx.shared.get(TENANT_CONTEXT_KEY);
+  return fromCarrier(kong, plugin, await kong.ctx.shared.get(TENANT_CONTEXT_KEY));
+}
+
+function fromCarrier(kong: KongPdk, plugin: string, raw: unknown): TenantRequest {
   const key = carrierRequestKey(raw);
   const known = key === null ? undefined : findScope(key);
   if (known && typeof raw === 'string' && known.boundTo(raw) && known.tenant) {
-    return { tenant: known.tenant, scope: known };
+    return { tenant: known.tenant, scope: known, found: true };
   }
   let tenant: TenantContext;
   try {
@@ -53,7 +61,16 @@ export async function readRequest(kong: KongPdk, plugin: string): Promise<Tenant
   const usable =
     scope.tenant === undefined || scope.boundTo(raw as string) ? scope : privateScope();
   usable.bindCarrier(raw as string, tenant);
-  return { tenant, scope: usable };
+  return { tenant, scope: usable, found: false };
+}
+
+/**
+ * In a log phase: the request's tenant and scope when tenant-auth published them, else null
+ * (a request refused before it). One PDK call; never throws for an absent context.
+ */
+export async function findRequest(kong: KongPdk, plugin: string): Promise<TenantRequest | null> {
+  const raw = await kong.ctx.shared.get(TENANT_CONTEXT_KEY);
+  return raw === null || raw === undefined ? null : fromCarrier(kong, plugin, raw);
 }
 
 /** Reads the TenantContext; throws a GatewayError (500, fail closed) when absent or invalid. */

@@ -186,6 +186,11 @@ export function decodeEstimate(raw: unknown): TokenEstimate | undefined {
 
 const ESTIMATE_SLOT = slot<TokenEstimate>('token_estimate');
 
+/** The estimate an earlier plugin of this process made for the request, if any. */
+export function keptEstimate(scope: RequestScope): TokenEstimate | undefined {
+  return scope.get(ESTIMATE_SLOT);
+}
+
 /**
  * The request's estimate, made once per request with the options of the first plugin that
  * needs it: from the request's scope when an earlier plugin of this process made it (no PDK

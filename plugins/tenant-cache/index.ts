@@ -20,7 +20,7 @@
  * `X-Cache-Match: semantic`); its scope and question ride in the same pending value to log.
  */
 import type { RedisClient } from '../../lib/redis/client';
-import { CACHE_STATUS_KEY, type CacheStatus } from '../../lib/cache/status';
+import { CACHE_STATUS_KEY, CACHE_STATUS_SLOT, type CacheStatus } from '../../lib/cache/status';
 import { serveMetrics } from '../../lib/metrics/registry';
 import { bodyToBuffer, firstHeader, normaliseHeaderMap, type KongPdk } from '../../lib/pdk/kong';
 import { guardPhase } from '../../lib/plugin/phase';
@@ -193,6 +193,7 @@ export class Plugin {
           : outcome.reason;
       metrics.lookups.inc({ tenant, status: outcome.status, reason });
       await k.ctx.shared.set(CACHE_STATUS_KEY, outcome.status satisfies CacheStatus);
+      scope.set(CACHE_STATUS_SLOT, outcome.status);
       if (outcome.status === 'hit') {
         metrics.servedBytes.inc({ tenant }, Buffer.byteLength(outcome.body));
         void k.response.exit(200, outcome.body, {

@@ -333,6 +333,7 @@ export class Plugin {
    */
   private async serviceClass(
     kong: KongPdk,
+    request: RequestScope,
     ctx: TenantContext,
     estimate: TokenEstimate,
   ): Promise<ServiceClass> {
@@ -343,7 +344,7 @@ export class Plugin {
     if (f.allowed_plans !== null && !f.allowed_plans.includes(ctx.plan)) return 'urgent';
     if (tier === 'flex') return 'flex';
     if (f.header === null) return 'urgent';
-    const v = await kong.request.getHeader(f.header);
+    const v = await request.header(kong, f.header);
     return typeof v === 'string' && v.trim().toLowerCase() === f.header_value.toLowerCase()
       ? 'flex'
       : 'urgent';
@@ -367,7 +368,7 @@ export class Plugin {
       () => request.jsonBody(kong),
       this.estimateOptions,
     );
-    const serviceClass = await this.serviceClass(kong, ctx, estimate);
+    const serviceClass = await this.serviceClass(kong, request, ctx, estimate);
     classOf.value = serviceClass;
     const flex = serviceClass === 'flex';
     const limits = resolveLimits(this.config, ctx);

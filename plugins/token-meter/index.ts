@@ -27,8 +27,9 @@ import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantContext } from '../../lib/tenant/context';
 import { modelHeaders } from '../../lib/tenant/headers';
-import { readRequest, readTenantContext } from '../../lib/tenant/read';
-import type { RequestScope } from '../../lib/request/scope';
+import { findRequest, readRequest } from '../../lib/tenant/read';
+import { CACHE_STATUS_KEY, CACHE_STATUS_SLOT, decodeCacheStatus } from '../../lib/cache/status';
+import { isChainProcess, type RequestScope } from '../../lib/request/scope';
 import type * as EstimateModule from '../../lib/tokens/estimate';
 import { decodeUsage, USAGE_KEY } from '../../lib/tokens/usage';
 import { reserveBudget, settleBudget, type BudgetCaps, type Settlement } from './budget';
@@ -49,7 +50,6 @@ export const Priority = 800;
 export { Schema };
 
 /** Set by tenant-cache when it served the request from its cache. */
-export const CACHE_STATUS_KEY = 'tenant_cache_status';
 
 /** Largest body read; bigger requests are refused 413 (tenant-auth bounds them earlier). */
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -440,16 +440,23 @@ export class Plugin {
 
   private async settle(kong: KongPdk): Promise<void> {
     if (this.misconfigured !== null) return;
-    // The meter state first: a request refused before token-meter (tenant-auth's 400s, a 429
-    // of tenant-ratelimit) has neither state nor tenant context, and is no error here.
+    // The tenant first, from the request's scope when this process has it: a request refused
+    // before tenant-auth published a context (its 400s) has none, and is no error here.
+    const request = await findRequest(kong, Name);
+    if (!request) return;
+    const { tenant: ctx, scope } = request;
     const state = decodeMeterState(await kong.ctx.shared.get(METER_STATE_KEY));
     if (!state) {
-      // Not metered in access: a cache hit (tenant-cache answered before us) is recorded.
-      if ((await kong.ctx.shared.get(CACHE_STATUS_KEY)) === 'hit')
-        await this.settleCacheHit(kong, await readTenantContext(kong, Name));
+      // Not metered in access: a cache hit (tenant-cache answered before us) is recorded. In the
+      // chain's process a scope that was there and holds no status means tenant-cache never ran.
+      const status =
+        scope.get(CACHE_STATUS_SLOT) ??
+        (request.found && isChainProcess()
+          ? undefined
+          : decodeCacheStatus(await kong.ctx.shared.get(CACHE_STATUS_KEY)));
+      if (status === 'hit') await this.settleCacheHit(kong, scope, ctx);
       return;
     }
-    const ctx = await readTenantContext(kong, Name);
     if (state.tenant !== ctx.tenantId) {
       void kong.log.err('token-meter: meter state and tenant context disagree; not settled');
       return;
@@ -527,15 +534,19 @@ export class Plugin {
     }
   }
 
-  private async settleCacheHit(kong: KongPdk, ctx: TenantContext): Promise<void> {
+  private async settleCacheHit(
+    kong: KongPdk,
+    scope: RequestScope,
+    ctx: TenantContext,
+  ): Promise<void> {
     const serialized = JSON.parse(String(await kong.log.serialize())) as {
       request?: { id?: unknown };
       response?: { status?: unknown };
     };
     const requestId = typeof serialized.request?.id === 'string' ? serialized.request.id : '';
     if (requestId === '') return;
-    const { decodeEstimate, ESTIMATE_KEY } = await estimates();
-    const estimate = decodeEstimate(await kong.ctx.shared.get(ESTIMATE_KEY));
+    const { decodeEstimate, keptEstimate, ESTIMATE_KEY } = await estimates();
+    const estimate = keptEstimate(scope) ?? decodeEstimate(await kong.ctx.shared.get(ESTIMATE_KEY));
     const now = Date.now();
     const period = periodAt(this.config.period, now);
     // The served model: tenant-auth's decision on a tiered plan, else what the body named.
