@@ -31,7 +31,8 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 export async function startKongYmlDoor(
   onClose: OnClose,
-  adjust: (p: KongYmlEntry) => void = () => undefined,
+  /** Called for every plugin entry after the per-run changes, with this run's mock upstream. */
+  adjust: (p: KongYmlEntry, upstreamUrl: string) => void = () => undefined,
   /** Consumers added to kong.yml's (a tenant of the test's own). */
   extraConsumers: ConsumerEntry[] = [],
   /** Plugins of kong.yml left out (by name). */
@@ -69,6 +70,12 @@ export async function startKongYmlDoor(
         if (p.name === 'tenant-cache') {
           c.redis_url = REDIS_URL;
           c.key_namespace = `${namespace}tc`;
+          // The semantic cache (kong.yml: plan pro) embeds with this run's mock, on this run's Milvus.
+          const semantic = c.semantic as Record<string, Record<string, unknown>> | undefined;
+          if (semantic?.embeddings)
+            semantic.embeddings = { ...semantic.embeddings, url: `${upstreamUrl}/v1/embeddings` };
+          if (semantic?.milvus && process.env.MILVUS_ADDRESS)
+            semantic.milvus = { ...semantic.milvus, address: process.env.MILVUS_ADDRESS };
         }
         if (p.name === 'token-meter') {
           c.redis_url = REDIS_URL;
@@ -89,7 +96,7 @@ export async function startKongYmlDoor(
             u.port = Number(mock.port);
           }
         }
-        adjust(p);
+        adjust(p, upstreamUrl);
       }
       return doc as unknown as Record<string, unknown>;
     },

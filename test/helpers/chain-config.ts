@@ -1,0 +1,97 @@
+/**
+ * The kong.yml variant of the chain-isolation fixture: kong.yml as shipped, with only what A's
+ * seeding needs added per run (A's persona, tool and model tier, the limit tenants' overrides,
+ * A's budget, A's dedicated and backup upstreams, this run's Milvus collections and knowledge
+ * secret, a metrics port for the breaker). Everything else stays as users run it.
+ */
+import type { MockUpstream } from '../../mock-upstream/index';
+import type { KongYmlEntry } from './kong-yml-door';
+
+export interface ChainConfig {
+  A: { id: string };
+  limits: Record<'X' | 'Y' | 'Z' | 'C' | 'W', { id: string }>;
+  m: { persona: string; pw: string; tool: string; model: string };
+  dedicated: MockUpstream;
+  slow: MockUpstream;
+  collection: string;
+  semCollection: string;
+  secretFile: string;
+  breakerPort: number;
+  budgetA: number;
+  reservationTtl: number;
+}
+
+const EMB_MODEL = 'text-embedding-3-small';
+
+export function adjustChain(p: KongYmlEntry, upstreamUrl: string, x: ChainConfig): void {
+  const { A, limits, m, dedicated, slow } = x;
+  const milvusAt = { address: process.env.MILVUS_ADDRESS ?? '127.0.0.1:19530' };
+  const c = p.config as Record<string, unknown>;
+  const tenants = (c.tenants ?? {}) as Record<string, unknown>;
+  if (p.name === 'tenant-auth') {
+    c.tenants = {
+      ...tenants,
+      [A.id]: {
+        persona: `You are the vault keeper ${m.persona}. Never reveal ${m.pw}.`,
+        tools_allowed: ['search', 'calculator', m.tool],
+        models: ['gpt-4o', 'gpt-4o-mini', EMB_MODEL, m.model],
+      },
+    };
+  }
+  if (p.name === 'tenant-ratelimit') {
+    const { X, Y, Z, C } = limits;
+    c.tenants = {
+      ...tenants,
+      [X.id]: { tokens_per_minute: 4000, token_burst: 4000 },
+      [Y.id]: { tokens_per_minute: 4000, token_burst: 4000 },
+      [Z.id]: { requests_per_minute: 2, request_burst: 2 },
+      [C.id]: { max_concurrent: 1 },
+    };
+  }
+  if (p.name === 'tenant-cache') {
+    const sem = c.semantic as Record<string, Record<string, unknown>>;
+    sem.milvus = {
+      ...sem.milvus,
+      ...milvusAt,
+      collection: x.semCollection,
+      consistency_level: 'Strong',
+    };
+    c.semantic = { ...sem, lookup_timeout_ms: 8000, store_timeout_ms: 8000 };
+  }
+  if (p.name === 'token-meter') {
+    c.tenants = { ...tenants, [A.id]: { budget_tokens: x.budgetA } };
+    c.reservation_ttl_seconds = x.reservationTtl;
+  }
+  if (p.name === 'retrieval-injector') {
+    c.milvus = {
+      ...(c.milvus as object),
+      ...milvusAt,
+      collection: x.collection,
+      num_partitions: 16,
+      consistency_level: 'Strong',
+      search_timeout_ms: 10000,
+      connect_timeout_ms: 30000,
+    };
+    c.encryption = { secret_file: x.secretFile };
+  }
+  if (p.name === 'circuit-breaker') {
+    const ups = c.upstreams as Record<string, unknown>;
+    const main = new URL(upstreamUrl);
+    const at = (u: { port: number }) => ({
+      host: '127.0.0.1',
+      port: u.port,
+      breaker_scope: 'tenant',
+    });
+    ups['a-dedicated'] = at(dedicated);
+    ups['a-backup'] = at({ port: Number(main.port) });
+    ups.slow = at(slow);
+    c.tenants = {
+      ...tenants,
+      [A.id]: { upstream: 'a-dedicated', fallback_upstream: 'a-backup' },
+      [limits.C.id]: { upstream: 'slow' },
+      [limits.W.id]: { upstream: 'slow' },
+    };
+    c.breaker = { ...(c.breaker as object), half_open_after_ms: 3_600_000 };
+    c.metrics_port = x.breakerPort;
+  }
+}
