@@ -9,6 +9,7 @@ import type { KongYmlEntry } from './kong-yml-door';
 
 export interface ChainConfig {
   A: { id: string };
+  B: { id: string };
   limits: Record<'X' | 'Y' | 'Z' | 'C' | 'W', { id: string }>;
   m: { persona: string; pw: string; tool: string; model: string };
   dedicated: MockUpstream;
@@ -42,6 +43,10 @@ export function adjustChain(p: KongYmlEntry, upstreamUrl: string, x: ChainConfig
     const { X, Y, Z, C } = limits;
     c.tenants = {
       ...tenants,
+      // A test file probes with dozens of requests at once: room for them, as for any tenant
+      // whose plan allows it (the caps themselves are the limit tenants' cases).
+      [A.id]: { max_concurrent: 256 },
+      [x.B.id]: { max_concurrent: 256 },
       [X.id]: { tokens_per_minute: 4000, token_burst: 4000 },
       [Y.id]: { tokens_per_minute: 4000, token_burst: 4000 },
       [Z.id]: { requests_per_minute: 2, request_burst: 2 },

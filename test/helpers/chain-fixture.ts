@@ -59,7 +59,7 @@ export interface ChainFixture {
   /** What A got back from them. */
   printA: { exact: string; semantic: string };
   /** A's figures after seeding (showback totals, the cap, the breaker's metrics port). */
-  figuresA: { tokens: number; requests: number; budget: number };
+  figuresA: { input: number; tokens: number; usd: number; budget: number };
   breakerMetrics: string;
   reservationTtl: number;
   secrets: Secret[];
@@ -122,6 +122,7 @@ export async function startChainFixture(closers: Closers): Promise<ChainFixture>
     (p, upstreamUrl) =>
       adjustChain(p, upstreamUrl, {
         A,
+        B,
         limits,
         m,
         dedicated,
@@ -256,15 +257,21 @@ export async function startChainFixture(closers: Closers): Promise<ChainFixture>
       throw new Error(`draining A's budget: ${r.res.status} ${r.res.text.slice(0, 300)}`);
     }
   }
+  // A's figures as its showback prints them (one daily bucket holds all of the seeding).
   const start = Math.floor(Date.now() / 1000) - 3600;
-  const usage = await as(A, `/v1/organization/usage/completions?start_time=${start}&limit=2`);
-  const results = (
-    usage.res.json as { data: Array<{ results: Array<Record<string, number>> }> }
-  ).data.flatMap((b) => b.results);
-  const sum = (k: string) => results.reduce((a, r) => a + (r[k] ?? 0), 0);
+  const rows = async (p: string) =>
+    (
+      (await as(A, `${p}?start_time=${start}&limit=2`)).res.json as {
+        data: Array<{ results: Array<Record<string, number & { value: number }>> }>;
+      }
+    ).data.flatMap((b) => b.results);
+  const usage = await rows('/v1/organization/usage/completions');
+  const costs = await rows('/v1/organization/costs');
+  const sum = (k: string) => usage.reduce((a, r) => a + (r[k] ?? 0), 0);
   const figuresA = {
+    input: sum('input_tokens'),
     tokens: sum('input_tokens') + sum('output_tokens'),
-    requests: sum('num_model_requests'),
+    usd: costs.reduce((a, r) => a + (r.amount?.value ?? 0), 0),
     budget: BUDGET_A,
   };
 
@@ -282,7 +289,8 @@ export async function startChainFixture(closers: Closers): Promise<ChainFixture>
     { what: 'A’s dedicated upstream', match: `:${dedicated.port}` },
     { what: 'A’s upstream names', match: 'a-dedicated' },
     { what: 'A’s backup upstream', match: 'a-backup' },
-    figure('A’s token total', figuresA.tokens),
+    figure('A’s prompt tokens', figuresA.input),
+    figure('A’s spend', figuresA.usd),
     figure('A’s budget', BUDGET_A),
   ];
   return {
