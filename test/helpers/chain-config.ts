@@ -1,9 +1,18 @@
 /**
- * The kong.yml variant of the chain-isolation fixture: kong.yml as shipped, with only what A's
- * seeding needs added per run (A's persona, tool and model tier, the limit tenants' overrides,
- * A's budget, A's dedicated and backup upstreams, this run's Milvus collections and knowledge
- * secret, a metrics port for the breaker). Everything else stays as users run it.
+ * The kong.yml variant of the chain-isolation fixture, and its knowledge. kong.yml as shipped,
+ * with only what A's seeding needs added per run (A's persona, tool and model tier, the limit
+ * tenants' overrides, A's budget, A's dedicated and backup upstreams, this run's Milvus
+ * collections and knowledge secret, a metrics port for the breaker): everything else stays as
+ * users run it.
  */
+import type { MilvusClient } from '@zilliz/milvus2-sdk-node';
+import type { RedisClient } from '../../lib/redis/client';
+import { createKeyspace } from '../../lib/redis/keys';
+import { ChunkCipher } from '../../lib/retrieval/chunk-cipher';
+import { Embedder } from '../../lib/retrieval/embedder';
+import { ingestDocuments } from '../../lib/retrieval/knowledge-ops';
+import { KnowledgeStore } from '../../lib/retrieval/knowledge-store';
+import { parseTenantId } from '../../lib/tenant/tenant-id';
 import type { MockUpstream } from '../../mock-upstream/index';
 import type { KongYmlEntry } from './kong-yml-door';
 
@@ -98,5 +107,43 @@ export function adjustChain(p: KongYmlEntry, upstreamUrl: string, x: ChainConfig
     };
     c.breaker = { ...(c.breaker as object), half_open_after_ms: 3_600_000 };
     c.metrics_port = x.breakerPort;
+  }
+}
+
+/**
+ * One document per tenant into the retrieval collection, through the library the ingest command
+ * uses (chunking, embedding by the run's mock, per-namespace encryption, generation bump).
+ */
+export async function seedKnowledge(
+  at: { milvus: MilvusClient; redis: RedisClient; collection: string; secret: string; url: string },
+  docs: Array<[string, string]>,
+  namespace: string,
+): Promise<void> {
+  const store = await KnowledgeStore.open({
+    client: at.milvus,
+    collection: {
+      name: at.collection,
+      dim: 64,
+      numPartitions: 16,
+      metricType: 'COSINE',
+      textMaxLength: 16384,
+      embeddingModel: EMB_MODEL,
+    },
+    cipher: new ChunkCipher(Buffer.from(at.secret, 'utf8')),
+    consistency: 'Strong',
+    searchTimeoutMs: 10000,
+  });
+  const embedder = new Embedder({
+    url: `${at.url}/v1/embeddings`,
+    model: EMB_MODEL,
+    dim: 64,
+    sendDimensions: true,
+    apiKey: null,
+    timeoutMs: 10000,
+    cache: null,
+  });
+  const ops = { store, embedder, redis: at.redis, keyspace: createKeyspace(namespace) };
+  for (const [tenant, text] of docs) {
+    await ingestDocuments(ops, parseTenantId(tenant), [{ source: `${tenant}.md`, text }]);
   }
 }

@@ -13,17 +13,11 @@ import path from 'node:path';
 import type { TestFn } from 'ava';
 import { ConsistencyLevelEnum, type MilvusClient } from '@zilliz/milvus2-sdk-node';
 import { closeAllRedis, type RedisClient } from '../../lib/redis/client';
-import { createKeyspace } from '../../lib/redis/keys';
-import { ChunkCipher } from '../../lib/retrieval/chunk-cipher';
-import { Embedder } from '../../lib/retrieval/embedder';
-import { ingestDocuments } from '../../lib/retrieval/knowledge-ops';
-import { KnowledgeStore } from '../../lib/retrieval/knowledge-store';
-import { parseTenantId } from '../../lib/tenant/tenant-id';
 import type { MockUpstream } from '../../mock-upstream/index';
 import { connectMilvus, connectRedis } from '../integration/services';
 import { Closers } from './frontdoor';
 import { answerPrint, figure, probe, type Probe, type ProbeInit, type Secret } from './chain-probe';
-import { adjustChain } from './chain-config';
+import { adjustChain, seedKnowledge } from './chain-config';
 import { startKongYmlDoor, type KongYmlDoor } from './kong-yml-door';
 import { freePort, startExtraUpstream } from './upstreams';
 
@@ -68,7 +62,6 @@ export interface ChainFixture {
 
 const BUDGET_A = 6173;
 const RESERVATION_TTL = 60;
-const DIM = 64;
 const EMB_MODEL = 'text-embedding-3-small';
 
 export async function startChainFixture(closers: Closers): Promise<ChainFixture> {
@@ -141,42 +134,17 @@ export async function startChainFixture(closers: Closers): Promise<ChainFixture>
     probe(door.url, upstreams, who ? who.key : null, p, init);
 
   // Milvus: A's secret memo and B's own, through the library `npm run ingest` uses.
-  const store = await KnowledgeStore.open({
-    client: milvus,
-    collection: {
-      name: collection,
-      dim: DIM,
-      numPartitions: 16,
-      metricType: 'COSINE',
-      textMaxLength: 16384,
-      embeddingModel: EMB_MODEL,
-    },
-    cipher: new ChunkCipher(Buffer.from(secret, 'utf8')),
-    consistency: 'Strong',
-    searchTimeoutMs: 10000,
-  });
-  const embedder = new Embedder({
-    url: `${door.upstream.url}/v1/embeddings`,
-    model: EMB_MODEL,
-    dim: DIM,
-    sendDimensions: true,
-    apiKey: null,
-    timeoutMs: 10000,
-    cache: null,
-  });
-  const ops = { store, embedder, redis, keyspace: createKeyspace(`${door.namespace}ri`) };
-  await ingestDocuments(ops, parseTenantId(A.id), [
-    {
-      source: 'vault.md',
-      text: `Vault memo: the merger codename is ${m.doc}; the vault password is ${m.pw}. Closing date: March 3.`,
-    },
-  ]);
-  await ingestDocuments(ops, parseTenantId(B.id), [
-    {
-      source: 'faq.md',
-      text: 'Tenant B handbook: the cafeteria opens at nine and the gym at seven.',
-    },
-  ]);
+  await seedKnowledge(
+    { milvus, redis, collection, secret, url: door.upstream.url },
+    [
+      [
+        A.id,
+        `Vault memo: the merger codename is ${m.doc}; the vault password is ${m.pw}. Closing date: March 3.`,
+      ],
+      [B.id, 'Tenant B handbook: the cafeteria opens at nine and the gym at seven.'],
+    ],
+    `${door.namespace}ri`,
+  );
 
   const ok = (r: Probe, what: string) => {
     if (r.res.status !== 200)

@@ -5,8 +5,7 @@
  * /v1/embeddings, /v1/models. Every case checks everything B received and everything B's
  * request carried upstream (nothingOfA), and has a positive control showing A's data is there
  * to be found: A's own repeat hits its cache, A's own requests carried its secrets upstream.
- * Reproduces LiteLLM #29955 / #19575 (a team served another team's cached answer, exact and
- * semantic). See README.md in this folder.
+ * Reproduces LiteLLM #29955 / #19575 (another team's cached answer, exact and semantic).
  */
 import test, { type ExecutionContext } from 'ava';
 import { nothingOfA, seenByA } from '../helpers/chain-assert';
@@ -16,13 +15,11 @@ import { answerPrint, streamedText, type Probe } from '../helpers/chain-probe';
 const fx = sharedChainFixture(test);
 
 type Body = Record<string, unknown>;
+/** B's probe; the control's evidence that A's data is there (as A); what B gets instead. */
 interface Case {
   name: string;
-  /** B's probe. */
   probe: (f: ChainFixture) => Promise<Probe>;
-  /** Evidence that what B must not get exists and is reachable (as A). */
   control: (t: ExecutionContext, f: ChainFixture) => Promise<void> | void;
-  /** What B must get instead, beyond nothingOfA. */
   expect?: (t: ExecutionContext, f: ChainFixture, p: Probe) => void;
 }
 
@@ -53,15 +50,14 @@ const embeddingHit = async (t: ExecutionContext, f: ChainFixture) => {
   const a = await f.as(f.A, '/v1/embeddings', { body: f.asked.embedding });
   t.is(a.res.headers['x-cache-status'], 'HIT');
 };
-const docSeen = (t: ExecutionContext, f: ChainFixture) => {
-  t.true(seenByA(f, f.m.doc) && seenByA(f, f.m.pw), 'A’s requests carried its documents');
-};
-const personaSeen = (t: ExecutionContext, f: ChainFixture) => {
-  t.true(seenByA(f, f.m.persona), 'A’s requests carried its persona');
-};
-const toolSeen = (t: ExecutionContext, f: ChainFixture) => {
-  t.true(seenByA(f, f.m.tool, '/v1/chat/completions'), 'A’s tool reached the upstream for A');
-};
+/** A's own requests carried these secrets upstream during seeding (on `path`). */
+const seen =
+  (pick: (f: ChainFixture) => string[], path = '/v1/') =>
+  (t: ExecutionContext, f: ChainFixture) => {
+    for (const text of pick(f)) t.true(seenByA(f, text, path), 'A’s requests carried it');
+  };
+const docSeen = seen((f) => [f.m.doc, f.m.pw]);
+const toolSeen = seen((f) => [f.m.tool], '/v1/chat/completions');
 const modelListed = async (t: ExecutionContext, f: ChainFixture) => {
   const a = await f.as(f.A, '/v1/models');
   t.true(a.res.text.includes(`"${f.m.model}"`), 'A’s tier lists its own model');
@@ -111,10 +107,7 @@ const CASES: Case[] = [
           { role: 'user', content: 'Quote the vault memo: merger codename and vault password.' },
         ],
       }),
-    control: (t, f) => {
-      docSeen(t, f);
-      personaSeen(t, f);
-    },
+    control: seen((f) => [f.m.doc, f.m.pw, f.m.persona]),
   },
   {
     name: 'chat: body fields naming A (metadata, tenant, knowledge_namespace)',
@@ -150,7 +143,7 @@ const CASES: Case[] = [
   {
     name: 'chat, streamed: A’s question',
     probe: (f) => chat(f, { ...(f.asked.exact as Body), stream: true }),
-    control: (t, f) => t.true(seenByA(f, '"stream":true') && seenByA(f, f.m.doc)),
+    control: seen((f) => ['"stream":true', f.m.doc]),
     expect: (t, _f, p) => {
       const s = streamedText(p.res.text);
       t.true(s.done && s.events > 1, 'a real stream, not a cached lump');
@@ -174,7 +167,7 @@ const CASES: Case[] = [
       f.as(f.B, '/v1/responses', {
         body: { model: 'gpt-4o-mini', input: textOf(f.asked.exact) },
       }),
-    control: (t, f) => t.true(seenByA(f, f.m.persona, '/v1/responses')),
+    control: seen((f) => [f.m.persona], '/v1/responses'),
     expect: (t, _f, p) => {
       t.is(p.res.status, 404, 'the mock serves no /v1/responses: OpenAI-shaped 404 passed on');
       t.is(p.upstream.length, 1);
@@ -191,10 +184,7 @@ const CASES: Case[] = [
           tools: [tool(f.m.tool)],
         },
       }),
-    control: (t, f) => {
-      personaSeen(t, f);
-      toolSeen(t, f);
-    },
+    control: seen((f) => [f.m.persona, f.m.tool]),
     expect: (t, f, p) => t.false(upstreamBody(p).includes(f.m.tool), 'A’s tool stripped'),
   },
   {
@@ -203,7 +193,7 @@ const CASES: Case[] = [
       f.as(f.B, '/v1/completions', {
         body: { model: 'gpt-4o-mini', prompt: textOf(f.asked.exact) },
       }),
-    control: (t, f) => t.true(seenByA(f, f.m.q, '/v1/completions')),
+    control: seen((f) => [f.m.q], '/v1/completions'),
     expect: (t, _f, p) => t.is(p.upstream.length, 1),
   },
   {
