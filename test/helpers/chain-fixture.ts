@@ -181,18 +181,12 @@ export async function startChainFixture(closers: Closers): Promise<ChainFixture>
     await new Promise((r) => setTimeout(r, 100));
   }
   // Other paths A uses (their upstream records are the controls of B's probes on them).
-  ok(
-    await as(A, '/v1/chat/completions', {
-      body: chat(`vault memo merger codename ${m.q}`, { stream: true }),
-    }),
-    'stream',
-  );
-  ok(
-    await as(A, '/v1/chat/completions', {
-      body: chat('use the vault tool', { tools: [tool(m.tool)] }),
-    }),
-    'tools',
-  );
+  for (const body of [
+    chat(`vault memo merger codename ${m.q}`, { stream: true }),
+    chat('use the vault tool', { tools: [tool(m.tool)] }),
+  ]) {
+    ok(await as(A, '/v1/chat/completions', { body }), JSON.stringify(body));
+  }
 
   // Paths the mock does not serve (404): what A's requests carried there is the control.
   await as(A, '/v1/responses', { body: { model: 'gpt-4o-mini', input: `vault memo ${m.q}` } });
@@ -205,9 +199,8 @@ export async function startChainFixture(closers: Closers): Promise<ChainFixture>
     await as(A, '/v1/chat/completions', { body: chat(`fail ${i}`, { temperature: 1 }) });
   dedicated.configure({ failure: null });
 
-  // The budget: drained by A's own requests until nothing fits.
-  // Each request asks for what is left less a margin; a refusal means the guess of tokens per
-  // word was high: ask for less. Done when not even a short prompt fits.
+  // The budget, drained by A's own requests: each asks for what is left less a margin (a refusal
+  // means the guess of tokens per word was high: ask for less) until a short prompt is refused.
   let remaining = BUDGET_A - 1000;
   let perWord = 1.2;
   for (let i = 0; i < 14 && remaining > 40; i++) {
@@ -225,6 +218,8 @@ export async function startChainFixture(closers: Closers): Promise<ChainFixture>
       throw new Error(`draining A's budget: ${r.res.status} ${r.res.text.slice(0, 300)}`);
     }
   }
+  const refused = await as(A, '/v1/chat/completions', { body: chat('lorem '.repeat(40)) });
+  if (refused.res.status !== 429) throw new Error(`A's budget is not drained: ${refused.res.text}`);
   // A's figures as its showback prints them (one daily bucket holds all of the seeding).
   const start = Math.floor(Date.now() / 1000) - 3600;
   const rows = async (p: string) =>

@@ -8,7 +8,7 @@
 import test from 'ava';
 import { nothingOfA } from '../helpers/chain-assert';
 import { sharedChainFixture, type ChainFixture, type ChainTenant } from '../helpers/chain-fixture';
-import { figure, leaks, type Probe } from '../helpers/chain-probe';
+import { leaks, type Probe } from '../helpers/chain-probe';
 
 const fx = sharedChainFixture(test);
 
@@ -106,7 +106,7 @@ for (const raw of SPEND_PATHS) {
     t.true(p.res.status !== 200 || totals(p).tokens < f.figuresA.tokens);
     // Control: A's canonical showback shows A's token total.
     const a = await f.as(f.A, `${USAGE}?start_time=${since()}`);
-    t.deepEqual(leaks(a, [figure('A', f.figuresA.input)]), ['A']);
+    t.true(totals(a).tokens >= f.figuresA.tokens);
   });
 }
 
