@@ -7,7 +7,7 @@
  * tenants are the run's own. test/isolation/chain-*.test.ts probe it; README there lists why.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestFn } from 'ava';
@@ -84,10 +84,12 @@ export async function startChainFixture(closers: Closers): Promise<ChainFixture>
     emb: `em${hex(4)}`,
   };
   const dedicated = await startExtraUpstream(closers.add);
-  const slow = await startExtraUpstream(closers.add, { latencyMs: 1500, streamChunkDelayMs: 150 });
+  // Slow enough that five requests sent at once overlap on a loaded machine.
+  const slow = await startExtraUpstream(closers.add, { latencyMs: 2500, streamChunkDelayMs: 150 });
   const collection = `kta_chain_k_${hex(5)}`;
   const semCollection = `kta_chain_s_${hex(5)}`;
   const dir = mkdtempSync(path.join(tmpdir(), 'kta-chain-'));
+  closers.add(() => rmSync(dir, { recursive: true, force: true }));
   chmodSync(dir, 0o755);
   const secretFile = path.join(dir, 'knowledge.secret');
   const secret = hex(32);
