@@ -73,7 +73,11 @@ export function adjustChain(p: KongYmlEntry, upstreamUrl: string, x: ChainConfig
     c.semantic = { ...sem, lookup_timeout_ms: 8000, store_timeout_ms: 8000 };
   }
   if (p.name === 'token-meter') {
-    c.tenants = { ...tenants, [A.id]: { budget_tokens: x.budgetA } };
+    c.tenants = {
+      ...tenants,
+      [A.id]: { budget_tokens: x.budgetA },
+      [limits.W.id]: { budget_tokens: 100_000 },
+    };
     c.reservation_ttl_seconds = x.reservationTtl;
   }
   if (p.name === 'retrieval-injector') {

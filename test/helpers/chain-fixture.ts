@@ -61,10 +61,10 @@ export interface ChainFixture {
 }
 
 const BUDGET_A = 6173;
-const RESERVATION_TTL = 60;
+const RESERVATION_TTL = 15;
 const EMB_MODEL = 'text-embedding-3-small';
 
-export async function startChainFixture(closers: Closers): Promise<ChainFixture> {
+export async function startChainFixture(closers: Closers, nodes = 1): Promise<ChainFixture> {
   const t = (p: string): ChainTenant => {
     const id = `${p}${hex(4)}`;
     return { id, key: `${id}-key` };
@@ -130,6 +130,8 @@ export async function startChainFixture(closers: Closers): Promise<ChainFixture>
         reservationTtl: RESERVATION_TTL,
       }),
     consumers,
+    [],
+    nodes,
   );
   const upstreams = { main: door.upstream, dedicated, slow };
   const as = (who: ChainTenant | null, p: string, init?: ProbeInit) =>
@@ -282,11 +284,11 @@ export function tool(name: string): object {
 }
 
 /** One fixture for a whole test file. */
-export function sharedChainFixture(test: TestFn): () => ChainFixture {
+export function sharedChainFixture(test: TestFn, nodes = 1): () => ChainFixture {
   let fx: ChainFixture | undefined;
   const closers = new Closers();
   test.before(async () => {
-    fx = await startChainFixture(closers);
+    fx = await startChainFixture(closers, nodes);
   });
   test.after.always(() => closers.closeAll());
   return () => {

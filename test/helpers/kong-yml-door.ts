@@ -10,9 +10,10 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createClient } from 'redis';
 import { parse } from 'yaml';
+import type { Gateway } from '../../harness/index';
 import {
   ROOT,
-  startFrontDoor,
+  startFrontDoors,
   type ConsumerEntry,
   type FrontDoor,
   type OnClose,
@@ -25,6 +26,8 @@ export interface KongYmlEntry {
 
 export interface KongYmlDoor extends FrontDoor {
   namespace: string;
+  /** Every node (the first is `gateway`): one config, one Redis namespace, one mock upstream. */
+  gateways: Gateway[];
 }
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -37,6 +40,8 @@ export async function startKongYmlDoor(
   extraConsumers: ConsumerEntry[] = [],
   /** Plugins of kong.yml left out (by name). */
   without: string[] = [],
+  /** Gateway nodes sharing the config (a cluster, as far as Redis is concerned). */
+  nodes = 1,
 ): Promise<KongYmlDoor> {
   const namespace = `kyd${randomBytes(4).toString('hex')}`;
   onClose(async () => {
@@ -47,7 +52,7 @@ export async function startKongYmlDoor(
     }
     await redis.close();
   });
-  const door = await startFrontDoor(
+  const cluster = await startFrontDoors(
     onClose,
     (upstreamUrl) => {
       const doc = parse(readFileSync(path.join(ROOT, 'kong.yml'), 'utf8')) as {
@@ -105,7 +110,15 @@ export async function startKongYmlDoor(
         KTA_KNOWLEDGE_SECRET: randomBytes(32).toString('hex'),
         KTA_CACHE_MASTER_KEY: randomBytes(32).toString('hex'),
       },
+      nodes,
     },
   );
-  return { ...door, namespace };
+  const gateway = cluster.gateways[0] as Gateway;
+  return {
+    gateway,
+    upstream: cluster.upstream,
+    url: gateway.url,
+    gateways: cluster.gateways,
+    namespace,
+  };
 }

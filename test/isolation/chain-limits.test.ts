@@ -6,7 +6,8 @@
  * - Envoy AI Gateway #2460: per-tenant quota rules counted in Redis but never enforced;
  * - LiteLLM PR #40002: four of five concurrent requests admitted over a concurrency cap;
  * - LiteLLM #27639: reservations never released after a node died mid-stream (a phantom
- *   reservation that refuses the tenant until someone resets Redis);
+ *   reservation that refuses the tenant until someone resets Redis): a stream cut by the
+ *   client, and a node killed mid-stream (its reservation comes back by its TTL);
  * - A's open breaker and dedicated upstream never reach B (no 503, no header, no routing).
  * Serial: the cases share the slow upstream and measure caps.
  */
@@ -19,7 +20,8 @@ import { nothingOfA } from '../helpers/chain-assert';
 import { sharedChainFixture, type ChainFixture, type ChainTenant } from '../helpers/chain-fixture';
 import { metricAt } from '../helpers/semantic-door';
 
-const fx = sharedChainFixture(test);
+// Two gateway nodes on one Redis: the second dies mid-stream in the last case.
+const fx = sharedChainFixture(test, 2);
 
 const code = (text: string) => (JSON.parse(text) as { error: { code: string } }).error.code;
 const chat = (f: ChainFixture, who: ChainTenant, content: string, extra: object = {}) =>
@@ -34,11 +36,11 @@ const chat = (f: ChainFixture, who: ChainTenant, content: string, extra: object 
   });
 const keys = (f: ChainFixture, plugin: 'rl' | 'tm') =>
   createKeyspace(`${f.door.namespace}${plugin}`);
-async function until(what: string, probe: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 20_000;
+async function until(what: string, probe: () => Promise<boolean>, everyMs = 100): Promise<void> {
+  const deadline = Date.now() + 40_000;
   while (!(await probe())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
@@ -191,6 +193,68 @@ test.serial(
     const next = await chat(f, W, 'after the cut');
     t.is(next.res.status, 200, 'W is served again: no phantom reservation');
     const b = await chat(f, f.B, 'meanwhile');
+    t.is(b.res.status, 200);
+    nothingOfA(t, f, b);
+  },
+);
+
+/** Starts a streamed request of `who` on `url` and resolves once its first bytes arrived. */
+function streamOn(url: string, who: ChainTenant, maxTokens: number): Promise<http.ClientRequest> {
+  const body = JSON.stringify({
+    model: 'gpt-4o-mini',
+    stream: true,
+    max_tokens: maxTokens,
+    messages: [{ role: 'user', content: 'stream a long answer about the weather please' }],
+  });
+  const req = http.request(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    agent: false,
+    headers: {
+      apikey: who.key,
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+    },
+  });
+  return new Promise((resolve, reject) => {
+    req.on('response', (res) => res.once('data', () => resolve(req)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test.serial(
+  'LiteLLM #27639: a node dies mid-stream; its reservation comes back by its TTL',
+  async (t) => {
+    const f = fx();
+    const { W } = f.limits;
+    const reservations = keys(f, 'tm').budgetReservations(
+      parseTenantId(W.id),
+      periodAt('month', Date.now()).id,
+    );
+    const remaining = async () => {
+      const p = await chat(f, W, 'how much is left');
+      t.is(p.res.status, 200);
+      return Number(p.res.headers['x-budget-remaining-tokens']);
+    };
+    const full = await remaining();
+    const node1 = f.door.gateways[1];
+    if (!node1) throw new Error('the fixture has one node');
+    const req = await streamOn(node1.url, W, 3000);
+    req.on('error', () => undefined); // the node is about to drop the connection
+    t.is(await f.redis.zCard(reservations), 1, 'W’s stream holds a reservation');
+    await node1.kill(); // power loss: no log phase will ever settle it
+    // The surviving node still counts the dead node's reservation (the reported symptom)…
+    t.true((await remaining()) <= full - 2900, 'the phantom reservation is still counted');
+    // …but only until its expiry (pruned by the next reservation), and nobody resets anything.
+    const dead = Date.now();
+    await until('the budget came back', async () => (await remaining()) >= full - 200, 1000);
+    t.true(Date.now() - dead < (f.reservationTtl + 15) * 1000, 'within the reservation TTL');
+    // (the last probe's own reservation ends with its log phase)
+    await until(
+      'the phantom gone from Redis',
+      async () => (await f.redis.zCard(reservations)) === 0,
+    );
+    const b = await chat(f, f.B, 'after the node died');
     t.is(b.res.status, 200);
     nothingOfA(t, f, b);
   },
