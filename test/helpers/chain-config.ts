@@ -70,6 +70,8 @@ export function adjustChain(p: KongYmlEntry, upstreamUrl: string, x: ChainConfig
       collection: x.semCollection,
       consistency_level: 'Strong',
     };
+    // kong.yml's semantic cache (plan pro) embeds with this run's mock, in this run's collection.
+    sem.embeddings = { ...sem.embeddings, url: `${upstreamUrl}/v1/embeddings` };
     c.semantic = { ...sem, lookup_timeout_ms: 8000, store_timeout_ms: 8000 };
   }
   if (p.name === 'token-meter') {

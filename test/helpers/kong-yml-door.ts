@@ -75,12 +75,6 @@ export async function startKongYmlDoor(
         if (p.name === 'tenant-cache') {
           c.redis_url = REDIS_URL;
           c.key_namespace = `${namespace}tc`;
-          // The semantic cache (kong.yml: plan pro) embeds with this run's mock, on this run's Milvus.
-          const semantic = c.semantic as Record<string, Record<string, unknown>> | undefined;
-          if (semantic?.embeddings)
-            semantic.embeddings = { ...semantic.embeddings, url: `${upstreamUrl}/v1/embeddings` };
-          if (semantic?.milvus && process.env.MILVUS_ADDRESS)
-            semantic.milvus = { ...semantic.milvus, address: process.env.MILVUS_ADDRESS };
         }
         if (p.name === 'token-meter') {
           c.redis_url = REDIS_URL;
