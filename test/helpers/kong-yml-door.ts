@@ -10,9 +10,10 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createClient } from 'redis';
 import { parse } from 'yaml';
+import type { Gateway } from '../../harness/index';
 import {
   ROOT,
-  startFrontDoor,
+  startFrontDoors,
   type ConsumerEntry,
   type FrontDoor,
   type FrontDoorOptions,
@@ -26,19 +27,24 @@ export interface KongYmlEntry {
 
 export interface KongYmlDoor extends FrontDoor {
   namespace: string;
+  /** Every node (the first is `gateway`): one config, one Redis namespace, one mock upstream. */
+  gateways: Gateway[];
 }
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 export async function startKongYmlDoor(
   onClose: OnClose,
-  adjust: (p: KongYmlEntry) => void = () => undefined,
+  /** Called for every plugin entry after the per-run changes, with this run's mock upstream. */
+  adjust: (p: KongYmlEntry, upstreamUrl: string) => void = () => undefined,
   /** Consumers added to kong.yml's (a tenant of the test's own). */
   extraConsumers: ConsumerEntry[] = [],
   /** Plugins of kong.yml left out (by name). */
   without: string[] = [],
   /** More plugin-server environment (added to the secrets below) and kong.conf settings. */
   options: FrontDoorOptions = {},
+  /** Gateway nodes sharing the config (a cluster, as far as Redis is concerned). */
+  nodes = 1,
 ): Promise<KongYmlDoor> {
   const namespace = `kyd${randomBytes(4).toString('hex')}`;
   onClose(async () => {
@@ -49,7 +55,7 @@ export async function startKongYmlDoor(
     }
     await redis.close();
   });
-  const door = await startFrontDoor(
+  const cluster = await startFrontDoors(
     onClose,
     (upstreamUrl) => {
       const doc = parse(readFileSync(path.join(ROOT, 'kong.yml'), 'utf8')) as {
@@ -92,7 +98,7 @@ export async function startKongYmlDoor(
             u.port = Number(mock.port);
           }
         }
-        adjust(p);
+        adjust(p, upstreamUrl);
       }
       return doc as unknown as Record<string, unknown>;
     },
@@ -103,7 +109,15 @@ export async function startKongYmlDoor(
         KTA_CACHE_MASTER_KEY: randomBytes(32).toString('hex'),
         ...options.env,
       },
+      nodes,
     },
   );
-  return { ...door, namespace };
+  const gateway = cluster.gateways[0] as Gateway;
+  return {
+    gateway,
+    upstream: cluster.upstream,
+    url: gateway.url,
+    gateways: cluster.gateways,
+    namespace,
+  };
 }
