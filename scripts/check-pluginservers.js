@@ -2,7 +2,8 @@
 // Runs `kong-js-pluginserver -d <dir> --dump-all-plugins` on every plugin-server directory the
 // build emitted, exactly as Kong's pluginserver_<name>_query_cmd would, and checks that stdout
 // is valid JSON naming exactly that one plugin (kong/runloop/plugin_servers/process.lua parses
-// it with cjson and takes the first entry).
+// it with cjson and takes the first entry); then that dist/chain/, the co-hosted server, serves
+// every one of them alike.
 'use strict';
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -35,5 +36,42 @@ for (const name of fs.readdirSync(serversRoot).sort()) {
   console.log(
     `${name}: ok (priority ${p.Priority}, version ${p.Version}, phases ${p.Phases.join(',')})`,
   );
+}
+// The co-hosted server (the default layout): its directory serves every plugin above, and each
+// of them with the same priority, version and phases as its own directory's dump.
+const chainDir = path.join(root, 'dist', 'chain');
+const perPlugin = fs.readdirSync(serversRoot).sort();
+try {
+  const out = execFileSync(bin, ['-d', chainDir, '--dump-all-plugins'], { encoding: 'utf8' });
+  const dump = JSON.parse(out);
+  const plugins = dump.Plugins || dump;
+  const names = plugins.map((p) => p.Name).sort();
+  if (JSON.stringify(names) !== JSON.stringify(perPlugin)) {
+    console.error(
+      `dist/chain: serves ${JSON.stringify(names)}, expected ${JSON.stringify(perPlugin)}`,
+    );
+    failures++;
+  } else {
+    for (const p of plugins) {
+      const own = JSON.parse(
+        execFileSync(bin, ['-d', path.join(serversRoot, p.Name), '--dump-all-plugins'], {
+          encoding: 'utf8',
+        }),
+      );
+      const o = (own.Plugins || own)[0];
+      if (
+        o.Priority !== p.Priority ||
+        o.Version !== p.Version ||
+        o.Phases.join() !== p.Phases.join()
+      ) {
+        console.error(`dist/chain: ${p.Name} differs from its own directory's dump`);
+        failures++;
+      }
+    }
+    console.log(`dist/chain: ok (one process serving ${names.join(', ')})`);
+  }
+} catch (e) {
+  console.error(`dist/chain: ${e.message}`);
+  failures++;
 }
 process.exit(failures ? 1 : 0);
