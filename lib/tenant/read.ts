@@ -20,11 +20,6 @@ import {
 export interface TenantRequest {
   readonly tenant: TenantContext;
   readonly scope: RequestScope;
-  /**
-   * The scope was already in this process (an earlier phase of the request used it here), not
-   * opened by this read: what it lacks, no plugin of this process learnt for the request.
-   */
-  readonly found: boolean;
 }
 
 /**
@@ -41,7 +36,7 @@ function fromCarrier(kong: KongPdk, plugin: string, raw: unknown): TenantRequest
   const key = carrierRequestKey(raw);
   const known = key === null ? undefined : findScope(key);
   if (known && typeof raw === 'string' && known.boundTo(raw) && known.tenant) {
-    return { tenant: known.tenant, scope: known, found: true };
+    return { tenant: known.tenant, scope: known };
   }
   let tenant: TenantContext;
   try {
@@ -61,7 +56,7 @@ function fromCarrier(kong: KongPdk, plugin: string, raw: unknown): TenantRequest
   const usable =
     scope.tenant === undefined || scope.boundTo(raw as string) ? scope : privateScope();
   usable.bindCarrier(raw as string, tenant);
-  return { tenant, scope: usable, found: false };
+  return { tenant, scope: usable };
 }
 
 /**

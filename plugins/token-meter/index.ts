@@ -29,7 +29,7 @@ import type { TenantContext } from '../../lib/tenant/context';
 import { modelHeaders } from '../../lib/tenant/headers';
 import { findRequest, readRequest } from '../../lib/tenant/read';
 import { CACHE_STATUS_KEY, CACHE_STATUS_SLOT, decodeCacheStatus } from '../../lib/cache/status';
-import { isChainProcess, type RequestScope } from '../../lib/request/scope';
+import type { RequestScope } from '../../lib/request/scope';
 import type * as EstimateModule from '../../lib/tokens/estimate';
 import { decodeUsage, USAGE_KEY } from '../../lib/tokens/usage';
 import { reserveBudget, settleBudget, type BudgetCaps, type Settlement } from './budget';
@@ -447,13 +447,12 @@ export class Plugin {
     const { tenant: ctx, scope } = request;
     const state = decodeMeterState(await kong.ctx.shared.get(METER_STATE_KEY));
     if (!state) {
-      // Not metered in access: a cache hit (tenant-cache answered before us) is recorded. In the
-      // chain's process a scope that was there and holds no status means tenant-cache never ran.
+      // Not metered in access: a cache hit (tenant-cache answered before us) is recorded. The
+      // status is in the scope when tenant-cache ran in this process; else ctx.shared, the
+      // contract any plugin answering from a cache may write (a test fixture does).
       const status =
         scope.get(CACHE_STATUS_SLOT) ??
-        (request.found && isChainProcess()
-          ? undefined
-          : decodeCacheStatus(await kong.ctx.shared.get(CACHE_STATUS_KEY)));
+        decodeCacheStatus(await kong.ctx.shared.get(CACHE_STATUS_KEY));
       if (status === 'hit') await this.settleCacheHit(kong, scope, ctx);
       return;
     }
