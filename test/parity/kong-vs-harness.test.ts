@@ -98,7 +98,10 @@ function observe(res: RawResponse, rec: UpstreamRecord | undefined, port: number
             rec.headers
               .filter(([k]) => !IGNORED_UPSTREAM.has(k) && k !== 'x-case')
               .map(([k, v]): [string, string] =>
-                k === 'x-forwarded-port' && v === String(port) ? [k, '<port>'] : [k, v],
+                k === 'x-forwarded-port' && v === String(port)
+                  ? [k, '<port>']
+                  : // The TenantContext's carrier names its request scope: random per request.
+                    [k, k === 'x-probe-tenant-context' ? v.replace(REQUEST_ID, '<scope>') : v],
               ),
           ),
           body: summary(rec.body),
