@@ -1,9 +1,9 @@
 // PDK dispatch: method name -> implementation. Methods missing here are answered with StepError
 // naming the method (the harness's rule: never a hang), see docs/harness.md.
 import { clientPdk } from './client';
-import { NotImplementedError, type PdkFn } from './core';
+import { KongLuaError, NotImplementedError, type PdkFn } from './core';
 import { miscPdk } from './misc';
-import { requestPdk } from './request';
+import { MSGPACK_NIL_BODY, requestPdk } from './request';
 import { responsePdk } from './response';
 import { servicePdk } from './service';
 
@@ -13,6 +13,50 @@ const TABLE: Record<string, PdkFn> = {
   ...servicePdk,
   ...responsePdk,
   ...miscPdk,
+};
+
+/**
+ * `kong.ctx.shared.kta_pdk.run` (lib/pluginserver/pdk-batch.lua, installed by kong.yml's
+ * pre-function): Kong's mp_rpc.lua resolves a method name through the `kong` table, so the
+ * snippet's function is callable like any PDK method while the request's `kong.ctx.shared`
+ * holds it. It runs each call in order as the same call alone would (an exit or a Lua error
+ * ends the phase there) and answers one `{ v }` per call (`{}` for nil, `{ b = base64 }` for
+ * a raw body). Without the snippet's table Kong logs "could not find pdk method" and answers
+ * nil, having run nothing; so does the harness.
+ */
+const BATCH_METHOD = 'kong.ctx.shared.kta_pdk.run';
+const BINARY = new Set([
+  'kong.request.get_raw_body',
+  'kong.response.get_raw_body',
+  'kong.service.response.get_raw_body',
+]);
+const LUA_NIL_BODY = new Set(['kong.request.get_raw_body']);
+
+TABLE[BATCH_METHOD] = (st, [calls], env) => {
+  if (!st.ctxShared.has('kta_pdk')) {
+    env.log(`[kong] error could not find pdk method: ${BATCH_METHOD}`);
+    return null;
+  }
+  const out: unknown[] = [];
+  for (const c of Array.isArray(calls) ? (calls as unknown[]) : []) {
+    const [method, args, n] = c as [string, unknown[] | undefined, number | undefined];
+    const a = (args ?? []).slice(0, n ?? 0);
+    let v: unknown;
+    try {
+      v = findPdkMethod(method)(st, a, env);
+    } catch (e) {
+      // The snippet calls the Lua function itself: a nil body is nil there, not the packing
+      // error the call alone meets in mp_rpc.lua (harness/pdk/request.ts).
+      if (!(LUA_NIL_BODY.has(method) && e instanceof KongLuaError && e.message === MSGPACK_NIL_BODY))
+        throw e;
+      v = null;
+    }
+    if (v === null || v === undefined) out.push({});
+    else if (BINARY.has(method) && (typeof v === 'string' || v instanceof Uint8Array))
+      out.push({ b: Buffer.from(v as Uint8Array).toString('base64') });
+    else out.push({ v });
+  }
+  return out;
 };
 
 export function findPdkMethod(method: string): PdkFn {

@@ -17,6 +17,7 @@
  */
 import path from 'node:path';
 import type { HeaderValue, KongPdk } from '../pdk/kong';
+import { batchedCall, countExchange, endsWithExit } from './batch';
 
 /** kong-pdk's pipe end handed to a phase (lib/pipe.js). */
 interface EventPipe {
@@ -26,9 +27,6 @@ interface EventPipe {
 
 type Call = (method: string, ...args: unknown[]) => Promise<unknown>;
 
-/** Methods after which Kong never steps the event again (pdk.js NON_RETURN_METHODS). */
-const NON_RETURN = new Set(['kong.response.exit', 'kong.response.error']);
-
 export class PdkCallError extends Error {
   override readonly name = 'PDKError';
 }
@@ -37,7 +35,8 @@ export class PdkCallError extends Error {
 export function pipeCall(pipe: EventPipe): Call {
   return async (method, ...args) => {
     pipe.put({ Method: method, Args: args });
-    if (NON_RETURN.has(method)) return undefined;
+    // Kong never steps the event again after an exit (pdk.js NON_RETURN_METHODS).
+    if (endsWithExit(method, args)) return undefined;
     const [ret, err] = await pipe.get();
     if (err) throw new PdkCallError(`PDK method ${method} failed:  ${String(err)}`);
     return ret;
@@ -174,9 +173,24 @@ export function patchHandleEvent(): void {
     const eid = this.eventID++;
     const [ch, childCh] = new PipePair().getPair();
     this.events.set(eid, ch);
+    countExchange(ins.name, phase);
+    const sent = pipeCall(childCh);
+    const counted: Call = (method, ...args) => {
+      countExchange(ins.name, phase);
+      return sent(method, ...args);
+    };
+    const batch = batchedCall(counted, ins.name, String(iid), phase);
     setImmediate(() => {
       Promise.resolve()
-        .then(() => ins.executePhase(phase, fastKong(pipeCall(childCh))))
+        .then(() => ins.executePhase(phase, fastKong(batch.call)))
+        // The writes still queued go before the phase's end (batch.ts), whatever its outcome.
+        .then(
+          () => batch.end(),
+          async (ex: unknown) => {
+            await batch.end();
+            throw ex;
+          },
+        )
         .catch((ex: unknown) =>
           this.logger.warn(
             `unhandled exception in ${ins.name}.${phase} on instance #${iid}: ${String(ex)}`,

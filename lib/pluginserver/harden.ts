@@ -18,8 +18,9 @@
  */
 import { randomInt } from 'node:crypto';
 import path from 'node:path';
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { registry } from '../metrics/registry';
+import { batchStats, endsWithExit, exchangeCounts } from './batch';
 import { patchHandleEvent, patchListener } from './fast-pdk';
 
 interface DecoderClass {
@@ -129,11 +130,9 @@ const liveServers = new Set<PdkServer>();
 /** An event Kong will never step again: finished, or handed Kong a `kong.response.exit`. */
 function eventIsOver(data: unknown): boolean {
   if (data === MSG_RET) return true;
-  return (
-    typeof data === 'object' &&
-    data !== null &&
-    (data as { Method?: unknown }).Method === 'kong.response.exit'
-  );
+  if (typeof data !== 'object' || data === null) return false;
+  const { Method, Args } = data as { Method?: unknown; Args?: unknown };
+  return endsWithExit(Method, Args);
 }
 
 /**
@@ -222,6 +221,37 @@ new Gauge({
   registers: [registry],
   collect() {
     this.set(pendingPluginServerEvents());
+  },
+});
+
+new Counter({
+  name: 'kta_pdk_exchanges_total',
+  help: 'Round trips with Kong per plugin and phase: phase starts and PDK calls (a batch of calls is one)',
+  labelNames: ['plugin', 'phase'],
+  registers: [registry],
+  collect() {
+    this.reset();
+    for (const c of exchangeCounts.values()) this.inc({ plugin: c.plugin, phase: c.phase }, c.n);
+  },
+});
+
+new Counter({
+  name: 'kta_pdk_batched_calls_total',
+  help: 'PDK calls sent inside batches (kong.yml pre-function snippet lib/pluginserver/pdk-batch.lua)',
+  registers: [registry],
+  collect() {
+    this.reset();
+    this.inc(batchStats.callsInBatches);
+  },
+});
+
+new Counter({
+  name: 'kta_pdk_batch_fallbacks_total',
+  help: 'Batches Kong could not run (no batch snippet on the route): the calls went one by one',
+  registers: [registry],
+  collect() {
+    this.reset();
+    this.inc(batchStats.fallbacks);
   },
 });
 

@@ -1,0 +1,329 @@
+/**
+ * Fewer PDK exchanges in access: the reads a phase makes are fetched in one exchange, and its
+ * writes are sent together, through `kong.ctx.shared.kta_pdk.run` (lib/pluginserver/pdk-batch.lua,
+ * which kong.yml's pre-function installs on the route).
+ *
+ * Why: every PDK call is one round trip with Kong (≈ 50 µs of CPU on the two sides,
+ * kong-facts.md); tenant-auth alone made 8 on every request, tenant-cache 7. The plugins' code
+ * is unchanged — this wraps the event's `call`:
+ * - **Reads, learnt.** The reads a plugin's phase made before its first write in earlier
+ *   requests (same method, same arguments: `kong.request.get_headers(100)`,
+ *   `kong.ctx.shared.get("tenant_ctx")`, …) are fetched all at once at the phase's first call.
+ *   Until the phase writes anything, a read with the same signature is answered from that
+ *   fetch: nothing in nginx can change it meanwhile (the request waits on this phase). A read
+ *   never seen before, or made after a write, goes to Kong as before.
+ * - **Writes, deferred.** Calls that only change the request (service request headers and body,
+ *   response headers, `ctx.shared.set`, the serializer, the target, log lines) are queued and
+ *   sent in one exchange: before the next read that goes to Kong (in the same exchange as that
+ *   read), with `kong.response.exit`, or when the phase ends. Kong runs them in the order they
+ *   were made, so what the next read, the next plugin and the upstream see is what they saw
+ *   before. A write Kong refuses raises its error at that exchange instead of at the call; the
+ *   phase then fails as before (guardPhase: a 500 refusal, never proxied).
+ * - **Without the snippet** (a route that lacks it, the harness without its pre-function) Kong
+ *   finds no `kta_pdk.run` and answers nil without running anything: the same calls are then
+ *   made one by one, and the route is tried again after `ABSENT_RETRY_MS`. An exit is batched
+ *   only after a batch of the same phase came back (the snippet is there): an exit Kong never ran
+ *   would let the request through.
+ * Only access and rewrite are batched: in log, Kong answers status and headers from the request's
+ * saved copy (plugin.lua exposed_api), which the snippet does not see.
+ */
+
+type Call = (method: string, ...args: unknown[]) => Promise<unknown>;
+
+export const BATCH_METHOD = 'kong.ctx.shared.kta_pdk.run';
+/** A route without the snippet is tried again this long after (a plugin added to it later). */
+export const ABSENT_RETRY_MS = 60_000;
+/** Learnt reads unused for this many events of the phase are no longer fetched. */
+const FORGET_AFTER_EVENTS = 64;
+/** At most this many learnt reads per plugin and phase. */
+const MAX_LEARNT = 16;
+
+const BATCHED_PHASES = new Set(['access', 'rewrite']);
+
+const READ = /^kong\.(request\.get_|client\.get_(consumer|credential|ip|forwarded_ip)$|router\.get_(route|service)$|nginx\.get_var$|ctx\.shared\.get$)/;
+
+const WRITES = new Set([
+  'kong.service.request.set_header',
+  'kong.service.request.set_headers',
+  'kong.service.request.add_header',
+  'kong.service.request.clear_header',
+  'kong.service.request.set_raw_body',
+  'kong.service.request.set_path',
+  'kong.service.request.set_raw_query',
+  'kong.service.request.set_method',
+  'kong.service.request.enable_buffering',
+  'kong.service.set_target',
+  'kong.service.set_upstream',
+  'kong.response.set_header',
+  'kong.response.set_headers',
+  'kong.response.add_header',
+  'kong.response.clear_header',
+  'kong.ctx.shared.set',
+  'kong.log.set_serialize_value',
+  'kong.log.debug',
+  'kong.log.info',
+  'kong.log.notice',
+  'kong.log.warn',
+  'kong.log.err',
+]);
+
+/** Calls after which Kong never steps the event again (pdk.js NON_RETURN_METHODS). */
+const EXITS = new Set(['kong.response.exit', 'kong.response.error']);
+
+/**
+ * Whether a PDK call hands Kong an exit (Kong yields the request's coroutine for good and never
+ * steps the event again): the exit itself, or a batch that ends with one.
+ */
+export function endsWithExit(method: unknown, args: unknown): boolean {
+  if (typeof method !== 'string') return false;
+  if (EXITS.has(method)) return true;
+  if (method !== BATCH_METHOD || !Array.isArray(args)) return false;
+  const calls: unknown = args[0];
+  if (!Array.isArray(calls) || calls.length === 0) return false;
+  const last: unknown = calls[calls.length - 1];
+  return Array.isArray(last) && typeof last[0] === 'string' && EXITS.has(last[0]);
+}
+
+/** kong.request.get_headers & co. as mp_rpc.lua's fix_mmap sends them alone. */
+const MULTIMAP = new Set([
+  'kong.request.get_query',
+  'kong.request.get_headers',
+  'kong.response.get_headers',
+  'kong.service.response.get_headers',
+]);
+
+interface Learnt {
+  readonly method: string;
+  readonly args: unknown[];
+  lastUsed: number;
+}
+
+interface PhaseMemory {
+  events: number;
+  readonly reads: Map<string, Learnt>;
+}
+
+const memory = new Map<string, PhaseMemory>();
+/** Per plugin instance (one per route or scope in Kong): when the snippet was found missing. */
+const absentSince = new Map<string, number>();
+
+/** How many exchanges the batches saved and cost (metrics, tests). */
+export const batchStats = { batches: 0, callsInBatches: 0, fallbacks: 0 };
+
+/**
+ * Exchanges with Kong per plugin and phase in this process: the phase's start and each call
+ * (a batch is one). What `kta_pdk_exchanges_total` exports (lib/pluginserver/harden.ts), so
+ * the chain's cost can be counted on the real Kong, not only in the harness.
+ */
+export const exchangeCounts = new Map<string, { plugin: string; phase: string; n: number }>();
+
+export function countExchange(plugin: string, phase: string): void {
+  const key = `${plugin}\u0000${phase}`;
+  const c = exchangeCounts.get(key);
+  if (c) c.n++;
+  else exchangeCounts.set(key, { plugin, phase, n: 1 });
+}
+
+function signature(method: string, args: unknown[]): string {
+  return args.length === 0 ? method : `${method}\u0000${JSON.stringify(args)}`;
+}
+
+function phaseMemory(key: string): PhaseMemory {
+  let m = memory.get(key);
+  if (!m) {
+    m = { events: 0, reads: new Map() };
+    memory.set(key, m);
+  }
+  return m;
+}
+
+/** One result of `kta_pdk.run`, as the same call alone would have answered it. */
+function decodeResult(method: string, item: unknown): unknown {
+  if (item === null || typeof item !== 'object' || Array.isArray(item)) return null;
+  const r = item as { v?: unknown; b?: unknown };
+  if (typeof r.b === 'string') return Buffer.from(r.b, 'base64');
+  const v = r.v ?? null;
+  if (v !== null && MULTIMAP.has(method)) return fixMultimap(v);
+  return v;
+}
+
+function fixMultimap(v: unknown): unknown {
+  if (Array.isArray(v)) return {}; // an empty Lua table
+  if (typeof v !== 'object' || v === null) return v;
+  const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    out[k] = x === true ? [] : typeof x === 'string' ? [x] : x;
+  }
+  return out;
+}
+
+type Queued = readonly [method: string, args: unknown[]];
+
+/**
+ * The event's `call`, batched. `instance` names the plugin instance (the snippet is per route),
+ * `phaseKey` the code that runs (plugin and phase: what is learnt).
+ */
+export class PhaseBatch {
+  private fetched: Map<string, unknown> | undefined;
+  private pending: Queued[] = [];
+  private wrote = false;
+  private confirmed = false;
+  private exited = false;
+  private exiting: Promise<undefined> | undefined;
+  private readonly mem: PhaseMemory;
+
+  constructor(
+    private readonly call: Call,
+    private readonly instance: string,
+    phaseKey: string,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.mem = phaseMemory(phaseKey);
+    this.mem.events++;
+  }
+
+  private available(): boolean {
+    const since = absentSince.get(this.instance);
+    if (since === undefined) return true;
+    if (this.now() - since >= ABSENT_RETRY_MS) {
+      absentSince.delete(this.instance);
+      return true;
+    }
+    return false;
+  }
+
+  /** Runs `calls` in one exchange; undefined when the snippet is not on the route. */
+  private async runBatch(calls: Queued[]): Promise<unknown[] | undefined> {
+    const wire = calls.map(([m, a]) => [m, a, a.length]);
+    const out = await this.call(BATCH_METHOD, wire);
+    if (!Array.isArray(out) || out.length !== calls.length) {
+      absentSince.set(this.instance, this.now());
+      batchStats.fallbacks++;
+      return undefined;
+    }
+    this.confirmed = true;
+    batchStats.batches++;
+    batchStats.callsInBatches += calls.length;
+    return out;
+  }
+
+  /** Sends `calls` in order, batched when possible; returns the last call's result. */
+  private async send(calls: Queued[]): Promise<unknown> {
+    if (calls.length === 1 || !this.available()) {
+      let last: unknown = null;
+      for (const [m, a] of calls) last = await this.call(m, ...a);
+      return last;
+    }
+    const out = await this.runBatch(calls);
+    if (out === undefined) {
+      // Nothing ran: the same calls, one by one.
+      let last: unknown = null;
+      for (const [m, a] of calls) last = await this.call(m, ...a);
+      return last;
+    }
+    const [lastMethod] = calls[calls.length - 1] as Queued;
+    return decodeResult(lastMethod, out[out.length - 1]);
+  }
+
+  readonly handle: Call = async (method, ...args) => {
+    // Nothing after an exit reaches Kong (it never steps the event again).
+    if (this.exiting) return undefined;
+    if (EXITS.has(method)) {
+      // Plugins `void` their exit: the phase's end waits for it (it may first send writes).
+      this.exiting ??= this.exit(method, args);
+      return this.exiting;
+    }
+    if (WRITES.has(method)) {
+      this.wrote = true;
+      this.pending.push([method, args]);
+      return null;
+    }
+    const read = READ.test(method);
+    const sig = signature(method, args);
+    if (read && !this.wrote) {
+      this.remember(sig, method, args);
+      if (this.fetched === undefined) return this.prefetch(sig, method, args);
+      if (this.fetched.has(sig)) return this.fetched.get(sig);
+    }
+    const calls: Queued[] = [...this.pending, [method, args]];
+    this.pending = [];
+    return this.send(calls);
+  };
+
+  /** The first read of the phase: with it, every read the phase made last time. */
+  private async prefetch(sig: string, method: string, args: unknown[]): Promise<unknown> {
+    const learnt = [...this.mem.reads.entries()].filter(([s]) => s !== sig);
+    this.fetched = new Map();
+    if (learnt.length === 0 || !this.available()) return this.call(method, ...args);
+    const calls: Queued[] = [[method, args], ...learnt.map(([, l]) => [l.method, l.args] as const)];
+    const out = await this.runBatch(calls);
+    if (out === undefined) return this.call(method, ...args);
+    learnt.forEach(([s], i) => this.fetched?.set(s, decodeResult(calls[i + 1]?.[0] ?? '', out[i + 1])));
+    return decodeResult(method, out[0]);
+  }
+
+  private remember(sig: string, method: string, args: unknown[]): void {
+    const known = this.mem.reads.get(sig);
+    if (known) {
+      known.lastUsed = this.mem.events;
+      return;
+    }
+    if (this.mem.reads.size >= MAX_LEARNT) return;
+    const l: Learnt = { method, args, lastUsed: this.mem.events };
+    this.mem.reads.set(sig, l);
+  }
+
+  private async exit(method: string, args: unknown[]): Promise<undefined> {
+    if (this.pending.length > 0) {
+      if (this.confirmed && this.available()) {
+        // Kong never answers after an exit: the batch is not awaited either.
+        const calls: Queued[] = [...this.pending, [method, args]];
+        this.pending = [];
+        this.exited = true;
+        void this.call(BATCH_METHOD, calls.map(([m, a]) => [m, a, a.length]));
+        batchStats.batches++;
+        batchStats.callsInBatches += calls.length;
+        return undefined;
+      }
+      const calls = this.pending;
+      this.pending = [];
+      await this.send(calls);
+    }
+    this.exited = true;
+    await this.call(method, ...args);
+    return undefined;
+  }
+
+  /** At the phase's end: the writes still queued, then what was learnt is kept. */
+  async end(): Promise<void> {
+    if (this.exiting) await this.exiting;
+    if (!this.exited && this.pending.length > 0) {
+      const calls = this.pending;
+      this.pending = [];
+      await this.send(calls);
+    }
+    const cutoff = this.mem.events - FORGET_AFTER_EVENTS;
+    for (const [s, l] of this.mem.reads) if (l.lastUsed < cutoff) this.mem.reads.delete(s);
+  }
+}
+
+/** The batched call for one event, or the plain one in phases that are not batched. */
+export function batchedCall(
+  call: Call,
+  plugin: string,
+  instance: string,
+  phase: string,
+): { call: Call; end(): Promise<void> } {
+  if (!BATCHED_PHASES.has(phase)) return { call, end: async () => {} };
+  const b = new PhaseBatch(call, `${plugin}#${instance}`, `${plugin}.${phase}`);
+  return { call: b.handle, end: () => b.end() };
+}
+
+/** Forgets everything learnt (tests). */
+export function resetBatchMemory(): void {
+  memory.clear();
+  absentSince.clear();
+  batchStats.batches = 0;
+  batchStats.callsInBatches = 0;
+  batchStats.fallbacks = 0;
+}

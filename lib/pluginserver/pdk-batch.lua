@@ -1,0 +1,61 @@
+-- Many PDK calls in one exchange: Kong's bundled pre-function runs this in access (sandboxed, no
+-- require), before every plugin of the chain. It puts one table of functions in the request's
+-- kong.ctx.shared; a plugin server of ours calls `kong.ctx.shared.kta_pdk.run` with a list of
+-- PDK calls, and Kong's RPC (mp_rpc.lua, which resolves a method name through the `kong` table)
+-- runs them in order in one round trip. Each call does what the same call sent alone does: the
+-- same function, the same order, a Lua error stops the phase as it would have. Results come back
+-- one per call as { v = value } ({} for nil); a raw body as { b = base64 } (bytes kept exact).
+-- The functions are made once per worker and hold no request: Kong caches the resolved method.
+-- Without this snippet the plugins make the same calls one by one (lib/pluginserver/batch.ts).
+local SPECIAL = {
+  ['kong.ctx.shared.get'] = function(k) return kong.ctx.shared[k] end,
+  ['kong.ctx.shared.set'] = function(k, v) kong.ctx.shared[k] = v end,
+  ['kong.nginx.get_var'] = function(v) return ngx.var[v] end,
+}
+local BINARY = {
+  ['kong.request.get_raw_body'] = true,
+  ['kong.response.get_raw_body'] = true,
+  ['kong.service.response.get_raw_body'] = true,
+}
+local resolved = {}
+local function resolve(name)
+  local f = SPECIAL[name] or resolved[name]
+  if f then return f end
+  local t = nil
+  for seg in string.gmatch(name, '[^.]+') do
+    if t == nil then
+      if seg ~= 'kong' then return nil end
+      t = kong
+    elseif type(t) == 'table' then
+      t = t[seg]
+    else
+      return nil
+    end
+  end
+  if type(t) ~= 'function' then return nil end
+  resolved[name] = t
+  return t
+end
+local kta_pdk = {
+  run = function(calls)
+    local out = {}
+    for i = 1, #calls do
+      local c = calls[i]
+      local name, args, n = c[1], c[2] or {}, c[3] or 0
+      local f = resolve(name)
+      if not f then error('kta_pdk: no PDK method ' .. tostring(name)) end
+      local v = f(unpack(args, 1, n))
+      if v == nil then
+        out[i] = {}
+      elseif BINARY[name] and type(v) == 'string' then
+        out[i] = { b = ngx.encode_base64(v) }
+      else
+        out[i] = { v = v }
+      end
+    end
+    return out
+  end,
+}
+return function()
+  kong.ctx.shared.kta_pdk = kta_pdk
+end

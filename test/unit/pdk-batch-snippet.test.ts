@@ -1,0 +1,122 @@
+/**
+ * The PDK batch snippet (lib/pluginserver/pdk-batch.lua): kong.yml ships it verbatim in the
+ * pre-function's access, and under LuaJIT (what Kong runs) with the sandbox's environment its
+ * `run` does what the calls sent one by one would: each in order, with its arguments (nils
+ * included), one result per call ({} for nil, a raw body as base64), ctx.shared and ngx.var
+ * through Kong's own special cases, and a Lua error for a name that is no PDK function. The
+ * batching itself (which calls, when): test/unit/pluginserver-batch.test.ts; end to end on both
+ * gateways: every test of the chain (kong.yml's pre-function is on its route).
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parse } from 'yaml';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const SNIPPET = readFileSync(path.join(ROOT, 'lib/pluginserver/pdk-batch.lua'), 'utf8');
+
+test('kong.yml ships the snippet verbatim in the pre-function of the chain route', (t) => {
+  const doc = parse(readFileSync(path.join(ROOT, 'kong.yml'), 'utf8')) as {
+    plugins: Array<{ name: string; route?: string; config?: { access?: string[] } }>;
+  };
+  const pre = doc.plugins.find((p) => p.name === 'pre-function');
+  t.true(pre?.config?.access?.includes(SNIPPET));
+  const auth = doc.plugins.find((p) => p.name === 'tenant-auth');
+  t.is(pre?.route, auth?.route);
+});
+
+// A kong whose PDK calls are recorded, the sandbox's environment, and a driver printing what
+// `run` returned (JSON-ish, sorted) and what the calls did, in order.
+const DRIVER = `
+local code = assert(io.open(arg[1])):read('*a')
+local calls = assert(loadstring('return ' .. arg[2]))()
+local log = {}
+local shared = {}
+local kong = {
+  ctx = { shared = shared },
+  request = {
+    get_header = function(n) log[#log + 1] = 'get_header ' .. n; return n == 'x-a' and 'A' or nil end,
+    get_raw_body = function(max) log[#log + 1] = 'get_raw_body ' .. tostring(max); return 'b\\0dy' end,
+  },
+  response = {
+    set_headers = function(h) log[#log + 1] = 'set_headers ' .. h['x-k']; end,
+    exit = function(s, b, h) log[#log + 1] = 'exit ' .. s .. ' ' .. tostring(b) .. ' ' .. tostring(h and h.k) end,
+  },
+  service = { request = { set_raw_body = function(b) log[#log + 1] = 'set_raw_body ' .. b end } },
+}
+ngx = {
+  var = { kong_request_id = 'rid' },
+  encode_base64 = function(s) return '<b64:' .. s:gsub('%z', '0') .. '>' end,
+}
+local env = {
+  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
+  select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
+  string = string, math = math, table = table, kong = kong, ngx = ngx,
+}
+local f = assert(loadstring(code, '=pre-function'))
+setfenv(f, env)
+local fn = f()
+fn()
+local bridge = shared.kta_pdk
+assert(type(bridge) == 'table' and type(bridge.run) == 'function', 'kta_pdk.run installed')
+local ok, out = pcall(bridge.run, calls)
+local res = {}
+if ok then
+  for i, r in ipairs(out) do
+    local keys = {}
+    for k, v in pairs(r) do keys[#keys + 1] = k .. '=' .. tostring(v) end
+    table.sort(keys)
+    res[i] = '{' .. table.concat(keys, ',') .. '}'
+  end
+else
+  res[1] = 'error ' .. tostring(out):gsub('^.-: ', '')
+end
+io.write(table.concat(res, ' '), ' | ', table.concat(log, '; '), ' | shared.k=', tostring(shared.k))
+`;
+
+function run(calls: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pdk-batch-'));
+  const snippet = path.join(dir, 'snippet.lua');
+  const driver = path.join(dir, 'driver.lua');
+  writeFileSync(snippet, SNIPPET);
+  writeFileSync(driver, DRIVER);
+  return execFileSync('luajit', [driver, snippet, calls], { encoding: 'utf8' });
+}
+
+test('LuaJIT: reads in order, one result each, nil as {}', (t) => {
+  t.is(
+    run(
+      `{ { 'kong.request.get_header', { 'x-a' }, 1 }, { 'kong.request.get_header', { 'x-b' }, 1 },` +
+        ` { 'kong.nginx.get_var', { 'kong_request_id' }, 1 } }`,
+    ),
+    '{v=A} {} {v=rid} | get_header x-a; get_header x-b | shared.k=nil',
+  );
+});
+
+test('LuaJIT: a raw body comes back as base64, bytes kept', (t) => {
+  t.is(
+    run(`{ { 'kong.request.get_raw_body', { 1024 }, 1 } }`),
+    '{b=<b64:b0dy>} | get_raw_body 1024 | shared.k=nil',
+  );
+});
+
+test('LuaJIT: writes run in order, ctx.shared through its table, nil arguments kept', (t) => {
+  t.is(
+    run(
+      `{ { 'kong.ctx.shared.set', { 'k', 'v1' }, 2 }, { 'kong.response.set_headers', { { ['x-k'] = 'K' } }, 1 },` +
+        ` { 'kong.service.request.set_raw_body', { 'new' }, 1 }, { 'kong.ctx.shared.get', { 'k' }, 1 },` +
+        ` { 'kong.response.exit', { 403, nil, { k = 'h' } }, 3 } }`,
+    ),
+    '{} {} {} {v=v1} {} | set_headers K; set_raw_body new; exit 403 nil h | shared.k=v1',
+  );
+});
+
+test('LuaJIT: a name that is no PDK function is a Lua error, after the calls before it ran', (t) => {
+  const out = run(
+    `{ { 'kong.response.set_headers', { { ['x-k'] = 'K' } }, 1 }, { 'kong.nope.get', {}, 0 } }`,
+  );
+  t.is(out, 'error kta_pdk: no PDK method kong.nope.get | set_headers K | shared.k=nil');
+  t.regex(run(`{ { 'ngx.var', {}, 0 } }`), /^error kta_pdk: no PDK method ngx\.var/);
+});

@@ -1,0 +1,227 @@
+/**
+ * The batched PDK call (lib/pluginserver/batch.ts) against a fake Kong that records every
+ * exchange: reads learnt from earlier events are fetched in one exchange and answered from it
+ * until the phase writes; writes are queued and sent in order, with the next read that goes to
+ * Kong, with the exit, or at the phase's end; without the snippet (Kong answers nil) the same
+ * calls go one by one and the instance is not tried again for a while; an exit rides in a
+ * batch only once a batch of the phase came back.
+ */
+import test from 'ava';
+import {
+  ABSENT_RETRY_MS,
+  BATCH_METHOD,
+  PhaseBatch,
+  endsWithExit,
+  resetBatchMemory,
+} from '../../lib/pluginserver/batch';
+
+type Wire = [string, unknown[], number];
+
+/** A Kong with state: headers, a body, ctx.shared; `snippet` says whether kta_pdk is there. */
+function fakeKong(snippet: boolean) {
+  const exchanges: string[] = [];
+  const state = { shared: new Map<string, unknown>(), upstreamBody: '', exited: 0 };
+  const one = (method: string, args: unknown[]): unknown => {
+    switch (method) {
+      case 'kong.request.get_headers':
+        return { host: 'h', 'x-n': String(state.shared.size) };
+      case 'kong.request.get_raw_body':
+        return Buffer.from('{"a":1}');
+      case 'kong.ctx.shared.get':
+        return state.shared.get(String(args[0])) ?? null;
+      case 'kong.ctx.shared.set':
+        state.shared.set(String(args[0]), args[1]);
+        return null;
+      case 'kong.service.request.set_raw_body':
+        state.upstreamBody = String(args[0]);
+        return null;
+      case 'kong.response.exit':
+        state.exited++;
+        return null;
+      default:
+        return null;
+    }
+  };
+  const call = async (method: string, ...args: unknown[]): Promise<unknown> => {
+    if (method === BATCH_METHOD) {
+      const calls = args[0] as Wire[];
+      exchanges.push(`batch[${calls.map((c) => c[0].replace('kong.', '')).join(',')}]`);
+      if (!snippet) return null;
+      return calls.map(([m, a, n]) => {
+        const v = one(m, a.slice(0, n));
+        if (v === null || v === undefined) return {};
+        if (Buffer.isBuffer(v)) return { b: v.toString('base64') };
+        return { v: typeof v === 'object' ? { ...(v as object) } : v };
+      });
+    }
+    exchanges.push(method.replace('kong.', ''));
+    const v = one(method, args);
+    // mp_rpc.lua fix_mmap: alone, a header map's string values travel as arrays.
+    if (method === 'kong.request.get_headers') {
+      return Object.fromEntries(Object.entries(v as object).map(([h, x]) => [h, [x]]));
+    }
+    return v;
+  };
+  return { call, exchanges, state };
+}
+
+/** One phase: two reads, two writes — what tenant-auth's access does. */
+async function authLike(call: (m: string, ...a: unknown[]) => Promise<unknown>) {
+  const headers = (await call('kong.request.get_headers', 100)) as Record<string, unknown>;
+  const body = (await call('kong.request.get_raw_body', 0)) as Buffer;
+  await call('kong.ctx.shared.set', 'tenant', 'acme');
+  await call('kong.service.request.set_raw_body', '{"a":2}');
+  return { headers, body };
+}
+
+test.beforeEach(() => resetBatchMemory());
+test.serial(
+  'first event learns; later events fetch the reads in one exchange and send the writes in one',
+  async (t) => {
+    const k = fakeKong(true);
+    for (let i = 0; i < 3; i++) {
+      const b = new PhaseBatch(k.call, 'auth#1', 'auth.access');
+      const r = await authLike(b.handle);
+      await b.end();
+      t.deepEqual(
+        r.headers['x-n'],
+        ['0'],
+        'a multimap as Kong sends it alone (string values as arrays)',
+      );
+      t.true(Buffer.isBuffer(r.body) && r.body.toString() === '{"a":1}', 'the raw body as bytes');
+      k.state.shared.clear();
+    }
+    t.deepEqual(k.exchanges, [
+      // first event: nothing learnt yet; the writes still go in one exchange at the end
+      'request.get_headers',
+      'request.get_raw_body',
+      'batch[ctx.shared.set,service.request.set_raw_body]',
+      'batch[request.get_headers,request.get_raw_body]',
+      'batch[ctx.shared.set,service.request.set_raw_body]',
+      'batch[request.get_headers,request.get_raw_body]',
+      'batch[ctx.shared.set,service.request.set_raw_body]',
+    ]);
+    t.is(k.state.upstreamBody, '{"a":2}');
+  },
+);
+
+test.serial(
+  'a read after a write goes to Kong with the queued writes first (it sees them)',
+  async (t) => {
+    const k = fakeKong(true);
+    const b = new PhaseBatch(k.call, 'p#1', 'p.access');
+    await b.handle('kong.ctx.shared.set', 'k', 'v');
+    t.deepEqual(k.exchanges, [], 'a write alone is queued');
+    t.is(await b.handle('kong.ctx.shared.get', 'k'), 'v');
+    t.deepEqual(k.exchanges, ['batch[ctx.shared.set,ctx.shared.get]']);
+    await b.end();
+    t.is(k.exchanges.length, 1, 'nothing left to send');
+  },
+);
+
+test.serial('learnt reads are not served once the phase has written', async (t) => {
+  const k = fakeKong(true);
+  const first = new PhaseBatch(k.call, 'p#1', 'p.access');
+  await first.handle('kong.request.get_headers', 100);
+  await first.handle('kong.ctx.shared.get', 'x');
+  await first.end();
+  k.exchanges.length = 0;
+  const b = new PhaseBatch(k.call, 'p#1', 'p.access');
+  await b.handle('kong.request.get_headers', 100);
+  await b.handle('kong.ctx.shared.set', 'x', 'new');
+  t.is(await b.handle('kong.ctx.shared.get', 'x'), 'new', 'not the value fetched before the write');
+  t.deepEqual(k.exchanges, [
+    'batch[request.get_headers,ctx.shared.get]',
+    'batch[ctx.shared.set,ctx.shared.get]',
+  ]);
+});
+
+test.serial(
+  'without the snippet: the same calls one by one, and no batch again for a while',
+  async (t) => {
+    const k = fakeKong(false);
+    let now = 1_000;
+    const mk = () => new PhaseBatch(k.call, 'auth#7', 'auth.access', () => now);
+    for (let i = 0; i < 2; i++) {
+      const b = mk();
+      await authLike(b.handle);
+      await b.end();
+    }
+    t.is(k.state.upstreamBody, '{"a":2}', 'no write lost');
+    t.is(k.state.shared.get('tenant'), 'acme');
+    t.deepEqual(k.exchanges, [
+      'request.get_headers',
+      'request.get_raw_body',
+      'batch[ctx.shared.set,service.request.set_raw_body]',
+      'ctx.shared.set',
+      'service.request.set_raw_body',
+      'request.get_headers',
+      'request.get_raw_body',
+      'ctx.shared.set',
+      'service.request.set_raw_body',
+    ]);
+    k.exchanges.length = 0;
+    now += ABSENT_RETRY_MS;
+    const b = mk();
+    await authLike(b.handle);
+    await b.end();
+    t.is(k.exchanges[0], 'batch[request.get_headers,request.get_raw_body]', 'tried again later');
+  },
+);
+
+test.serial(
+  'an exit rides with the queued writes only after a batch of the phase came back',
+  async (t) => {
+    const k = fakeKong(true);
+    // No batch yet in this phase: the writes go (and are answered) before the exit goes alone.
+    const a = new PhaseBatch(k.call, 'c#1', 'c.access');
+    await a.handle('kong.ctx.shared.set', 'status', 'hit');
+    void a.handle('kong.response.exit', 200, 'cached', {});
+    await a.end();
+    t.deepEqual(k.exchanges, ['ctx.shared.set', 'response.exit']);
+    t.is(k.state.exited, 1);
+    k.exchanges.length = 0;
+    // Learnt read → the phase's first exchange is a batch that came back: the exit rides along.
+    const warm = new PhaseBatch(k.call, 'c#1', 'c.access');
+    await warm.handle('kong.ctx.shared.get', 'tenant');
+    await warm.handle('kong.request.get_headers', 100);
+    await warm.end();
+    const b = new PhaseBatch(k.call, 'c#1', 'c.access');
+    await b.handle('kong.ctx.shared.get', 'tenant');
+    await b.handle('kong.request.get_headers', 100);
+    await b.handle('kong.ctx.shared.set', 'status', 'hit');
+    void b.handle('kong.response.exit', 200, 'cached', {});
+    t.is(
+      await b.handle('kong.ctx.shared.set', 'after', 'exit'),
+      undefined,
+      'nothing after an exit',
+    );
+    await b.end();
+    t.deepEqual(k.exchanges.slice(-2), [
+      'batch[ctx.shared.get,request.get_headers]',
+      'batch[ctx.shared.set,response.exit]',
+    ]);
+    t.false(k.state.shared.has('after'));
+  },
+);
+
+test('endsWithExit: the exit, and a batch whose last call is one', (t) => {
+  t.true(endsWithExit('kong.response.exit', [200]));
+  t.true(
+    endsWithExit(BATCH_METHOD, [
+      [
+        ['kong.ctx.shared.set', ['a', 'b'], 2],
+        ['kong.response.exit', [403], 1],
+      ],
+    ]),
+  );
+  t.false(
+    endsWithExit(BATCH_METHOD, [
+      [
+        ['kong.response.exit', [403], 1],
+        ['kong.ctx.shared.set', ['a', 'b'], 2],
+      ],
+    ]),
+  );
+  t.false(endsWithExit('kong.ctx.shared.set', ['a', 'b']));
+});
