@@ -385,6 +385,17 @@ async function exchanges(
 async function main(): Promise<void> {
   const load = os.loadavg()[0]?.toFixed(1);
   const upstream = await startMockUpstream();
+  if (process.env.BENCH_CHAIN_EXCHANGES_ONLY === '1') {
+    // A quick look while working on the chain: the exchange tables only, nothing written.
+    try {
+      const lean = await exchanges(chainConfig(upstream.url, true, true), 'chain');
+      console.log(lean.totals);
+      console.log(table(['shape', 'plugin', 'phase', 'exchanges', 'PDK calls'], lean.rows));
+    } finally {
+      await upstream.close();
+    }
+    return;
+  }
   const kinds: Array<'kong' | 'harness'> = locateKong() ? ['kong', 'harness'] : ['harness'];
   const rows: Array<Array<string | number>> = [];
   try {

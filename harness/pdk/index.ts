@@ -21,7 +21,7 @@ const TABLE: Record<string, PdkFn> = {
  * snippet's function is callable like any PDK method while the request's `kong.ctx.shared`
  * holds it. It runs each call in order as the same call alone would (an exit or a Lua error
  * ends the phase there) and answers one `{ v }` per call (`{}` for nil, `{ b = base64 }` for
- * a raw body). Without the snippet's table Kong logs "could not find pdk method" and answers
+ * a raw body; `{ e }` for a read fetched ahead that failed). Without the snippet's table Kong logs "could not find pdk method" and answers
  * nil, having run nothing; so does the harness.
  */
 const BATCH_METHOD = 'kong.ctx.shared.kta_pdk.run';
@@ -39,15 +39,29 @@ TABLE[BATCH_METHOD] = (st, [calls], env) => {
   }
   const out: unknown[] = [];
   for (const c of Array.isArray(calls) ? (calls as unknown[]) : []) {
-    const [method, args, n] = c as [string, unknown[] | undefined, number | undefined];
+    const [method, args, n, ahead] = c as [
+      string,
+      unknown[] | undefined,
+      number | undefined,
+      boolean?,
+    ];
     const a = (args ?? []).slice(0, n ?? 0);
     let v: unknown;
     try {
       v = findPdkMethod(method)(st, a, env);
     } catch (e) {
+      // A read fetched ahead: the snippet pcalls it and returns the error.
+      if (ahead === true && (e instanceof KongLuaError || e instanceof NotImplementedError)) {
+        out.push({ e: e.message });
+        continue;
+      }
       // The snippet calls the Lua function itself: a nil body is nil there, not the packing
       // error the call alone meets in mp_rpc.lua (harness/pdk/request.ts).
-      if (!(LUA_NIL_BODY.has(method) && e instanceof KongLuaError && e.message === MSGPACK_NIL_BODY))
+      if (!(
+        LUA_NIL_BODY.has(method) &&
+        e instanceof KongLuaError &&
+        e.message === MSGPACK_NIL_BODY
+      ))
         throw e;
       v = null;
     }

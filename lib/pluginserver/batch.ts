@@ -24,8 +24,12 @@
  *   made one by one, and the route is tried again after `ABSENT_RETRY_MS`. An exit is batched
  *   only after a batch of the same phase came back (the snippet is there): an exit Kong never ran
  *   would let the request through.
- * Only access and rewrite are batched: in log, Kong answers status and headers from the request's
- * saved copy (plugin.lua exposed_api), which the snippet does not see.
+ * In log (Kong runs it in a timer on a saved copy of the request, plugin.lua build_phases), only
+ * calls that read the same there through the snippet are batched: `ctx.shared` (the request's own
+ * table, which the timer keeps) and the service response (`kong.service.response.*`, read from
+ * the request context the timer restores). Kong answers the response status, headers and source,
+ * the request headers and the serializer from its saved copy (exposed_api), which the snippet
+ * does not see: those still go alone.
  */
 
 type Call = (method: string, ...args: unknown[]) => Promise<unknown>;
@@ -38,9 +42,14 @@ const FORGET_AFTER_EVENTS = 64;
 /** At most this many learnt reads per plugin and phase. */
 const MAX_LEARNT = 16;
 
-const BATCHED_PHASES = new Set(['access', 'rewrite']);
+const ACCESS_READ =
+  /^kong\.(request\.get_|client\.get_(consumer|credential|ip|forwarded_ip)$|router\.get_(route|service)$|nginx\.get_var$|ctx\.shared\.get$)/;
+/** In the log timer: what the snippet reads as Kong's saved copy would (see above). */
+const LOG_READ =
+  /^kong\.(ctx\.shared\.get|service\.response\.get_(status|headers|header|raw_body))$/;
+const LOG_WRITES = new Set(['kong.ctx.shared.set']);
 
-const READ = /^kong\.(request\.get_|client\.get_(consumer|credential|ip|forwarded_ip)$|router\.get_(route|service)$|nginx\.get_var$|ctx\.shared\.get$)/;
+const READS: Record<string, RegExp> = { access: ACCESS_READ, rewrite: ACCESS_READ, log: LOG_READ };
 
 const WRITES = new Set([
   'kong.service.request.set_header',
@@ -137,6 +146,11 @@ function phaseMemory(key: string): PhaseMemory {
   return m;
 }
 
+/** A read fetched ahead that Kong could not make (it is then made alone, if at all). */
+function isFailure(item: unknown): boolean {
+  return typeof item === 'object' && item !== null && 'e' in item;
+}
+
 /** One result of `kta_pdk.run`, as the same call alone would have answered it. */
 function decodeResult(method: string, item: unknown): unknown {
   if (item === null || typeof item !== 'object' || Array.isArray(item)) return null;
@@ -172,12 +186,18 @@ export class PhaseBatch {
   private exiting: Promise<undefined> | undefined;
   private readonly mem: PhaseMemory;
 
+  private readonly read: RegExp;
+  private readonly writes: ReadonlySet<string>;
+
   constructor(
     private readonly call: Call,
     private readonly instance: string,
     phaseKey: string,
     private readonly now: () => number = Date.now,
+    phase = 'access',
   ) {
+    this.read = READS[phase] ?? ACCESS_READ;
+    this.writes = phase === 'log' ? LOG_WRITES : WRITES;
     this.mem = phaseMemory(phaseKey);
     this.mem.events++;
   }
@@ -193,8 +213,13 @@ export class PhaseBatch {
   }
 
   /** Runs `calls` in one exchange; undefined when the snippet is not on the route. */
-  private async runBatch(calls: Queued[]): Promise<unknown[] | undefined> {
-    const wire = calls.map(([m, a]) => [m, a, a.length]);
+  private async runBatch(
+    calls: Queued[],
+    aheadFrom = calls.length,
+  ): Promise<unknown[] | undefined> {
+    const wire = calls.map(([m, a], i) =>
+      i >= aheadFrom ? [m, a, a.length, true] : [m, a, a.length],
+    );
     const out = await this.call(BATCH_METHOD, wire);
     if (!Array.isArray(out) || out.length !== calls.length) {
       absentSince.set(this.instance, this.now());
@@ -233,12 +258,12 @@ export class PhaseBatch {
       this.exiting ??= this.exit(method, args);
       return this.exiting;
     }
-    if (WRITES.has(method)) {
+    if (this.writes.has(method)) {
       this.wrote = true;
       this.pending.push([method, args]);
       return null;
     }
-    const read = READ.test(method);
+    const read = this.read.test(method);
     const sig = signature(method, args);
     if (read && !this.wrote) {
       this.remember(sig, method, args);
@@ -256,9 +281,13 @@ export class PhaseBatch {
     this.fetched = new Map();
     if (learnt.length === 0 || !this.available()) return this.call(method, ...args);
     const calls: Queued[] = [[method, args], ...learnt.map(([, l]) => [l.method, l.args] as const)];
-    const out = await this.runBatch(calls);
+    // The reads fetched ahead are marked: Kong returns their errors instead of raising them.
+    const out = await this.runBatch(calls, 1);
     if (out === undefined) return this.call(method, ...args);
-    learnt.forEach(([s], i) => this.fetched?.set(s, decodeResult(calls[i + 1]?.[0] ?? '', out[i + 1])));
+    learnt.forEach(([s], i) => {
+      const item = out[i + 1];
+      if (!isFailure(item)) this.fetched?.set(s, decodeResult(calls[i + 1]?.[0] ?? '', item));
+    });
     return decodeResult(method, out[0]);
   }
 
@@ -280,7 +309,10 @@ export class PhaseBatch {
         const calls: Queued[] = [...this.pending, [method, args]];
         this.pending = [];
         this.exited = true;
-        void this.call(BATCH_METHOD, calls.map(([m, a]) => [m, a, a.length]));
+        void this.call(
+          BATCH_METHOD,
+          calls.map(([m, a]) => [m, a, a.length]),
+        );
         batchStats.batches++;
         batchStats.callsInBatches += calls.length;
         return undefined;
@@ -314,8 +346,8 @@ export function batchedCall(
   instance: string,
   phase: string,
 ): { call: Call; end(): Promise<void> } {
-  if (!BATCHED_PHASES.has(phase)) return { call, end: async () => {} };
-  const b = new PhaseBatch(call, `${plugin}#${instance}`, `${plugin}.${phase}`);
+  if (!(phase in READS)) return { call, end: async () => {} };
+  const b = new PhaseBatch(call, `${plugin}#${instance}`, `${plugin}.${phase}`, Date.now, phase);
   return { call: b.handle, end: () => b.end() };
 }
 

@@ -4,7 +4,8 @@
 -- PDK calls, and Kong's RPC (mp_rpc.lua, which resolves a method name through the `kong` table)
 -- runs them in order in one round trip. Each call does what the same call sent alone does: the
 -- same function, the same order, a Lua error stops the phase as it would have. Results come back
--- one per call as { v = value } ({} for nil); a raw body as { b = base64 } (bytes kept exact).
+-- one per call as { v = value } ({} for nil); a raw body as { b = base64 } (bytes kept exact);
+-- a read marked as fetched ahead that failed as { e = message }.
 -- The functions are made once per worker and hold no request: Kong caches the resolved method.
 -- Without this snippet the plugins make the same calls one by one (lib/pluginserver/batch.ts).
 local SPECIAL = {
@@ -44,8 +45,17 @@ local kta_pdk = {
       local name, args, n = c[1], c[2] or {}, c[3] or 0
       local f = resolve(name)
       if not f then error('kta_pdk: no PDK method ' .. tostring(name)) end
-      local v = f(unpack(args, 1, n))
-      if v == nil then
+      local ok, v = true, nil
+      if c[4] then
+        -- A read fetched ahead (the plugin may not make it this time): its error is returned,
+        -- not raised; the plugin that does make the call then makes it alone.
+        ok, v = pcall(f, unpack(args, 1, n))
+      else
+        v = f(unpack(args, 1, n))
+      end
+      if not ok then
+        out[i] = { e = tostring(v) }
+      elseif v == nil then
         out[i] = {}
       elseif BINARY[name] and type(v) == 'string' then
         out[i] = { b = ngx.encode_base64(v) }

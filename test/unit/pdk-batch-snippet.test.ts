@@ -37,7 +37,10 @@ local shared = {}
 local kong = {
   ctx = { shared = shared },
   request = {
-    get_header = function(n) log[#log + 1] = 'get_header ' .. n; return n == 'x-a' and 'A' or nil end,
+    get_header = function(n)
+      if n == 'boom' then error('no such thing') end
+      log[#log + 1] = 'get_header ' .. n; return n == 'x-a' and 'A' or nil
+    end,
     get_raw_body = function(max) log[#log + 1] = 'get_raw_body ' .. tostring(max); return 'b\\0dy' end,
   },
   response = {
@@ -119,4 +122,14 @@ test('LuaJIT: a name that is no PDK function is a Lua error, after the calls bef
   );
   t.is(out, 'error kta_pdk: no PDK method kong.nope.get | set_headers K | shared.k=nil');
   t.regex(run(`{ { 'ngx.var', {}, 0 } }`), /^error kta_pdk: no PDK method ngx\.var/);
+});
+
+test('LuaJIT: a read fetched ahead that fails comes back as { e }; a call the plugin made raises', (t) => {
+  t.regex(
+    run(
+      `{ { 'kong.request.get_header', { 'x-a' }, 1 }, { 'kong.request.get_header', { 'boom' }, 1, true } }`,
+    ),
+    /^\{v=A\} \{e=.*no such thing\} \| get_header x-a \|/,
+  );
+  t.regex(run(`{ { 'kong.request.get_header', { 'boom' }, 1 } }`), /^error .*no such thing/);
 });

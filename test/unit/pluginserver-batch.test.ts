@@ -15,7 +15,7 @@ import {
   resetBatchMemory,
 } from '../../lib/pluginserver/batch';
 
-type Wire = [string, unknown[], number];
+type Wire = [string, unknown[], number, boolean?];
 
 /** A Kong with state: headers, a body, ctx.shared; `snippet` says whether kta_pdk is there. */
 function fakeKong(snippet: boolean) {
@@ -35,6 +35,9 @@ function fakeKong(snippet: boolean) {
       case 'kong.service.request.set_raw_body':
         state.upstreamBody = String(args[0]);
         return null;
+      case 'kong.service.response.get_raw_body':
+        if (!state.upstreamBody) throw new Error('no upstream body');
+        return Buffer.from(state.upstreamBody);
       case 'kong.response.exit':
         state.exited++;
         return null;
@@ -47,8 +50,14 @@ function fakeKong(snippet: boolean) {
       const calls = args[0] as Wire[];
       exchanges.push(`batch[${calls.map((c) => c[0].replace('kong.', '')).join(',')}]`);
       if (!snippet) return null;
-      return calls.map(([m, a, n]) => {
-        const v = one(m, a.slice(0, n));
+      return calls.map(([m, a, n, ahead]) => {
+        let v: unknown;
+        try {
+          v = one(m, a.slice(0, n));
+        } catch (e) {
+          if (ahead !== true) throw e;
+          return { e: (e as Error).message };
+        }
         if (v === null || v === undefined) return {};
         if (Buffer.isBuffer(v)) return { b: v.toString('base64') };
         return { v: typeof v === 'object' ? { ...(v as object) } : v };
@@ -225,3 +234,28 @@ test('endsWithExit: the exit, and a batch whose last call is one', (t) => {
   );
   t.false(endsWithExit('kong.ctx.shared.set', ['a', 'b']));
 });
+
+test.serial(
+  'a read fetched ahead that fails this time is not answered from the batch',
+  async (t) => {
+    const k = fakeKong(true);
+    k.state.upstreamBody = 'answer';
+    const first = new PhaseBatch(k.call, 'c#2', 'c.log', Date.now, 'log');
+    await first.handle('kong.ctx.shared.get', 'pending');
+    t.is(String(await first.handle('kong.service.response.get_raw_body')), 'answer');
+    await first.end();
+    // A cache hit: no upstream body; the plugin does not ask for it, and nothing fails.
+    k.state.upstreamBody = '';
+    k.exchanges.length = 0;
+    const hit = new PhaseBatch(k.call, 'c#2', 'c.log', Date.now, 'log');
+    t.is(await hit.handle('kong.ctx.shared.get', 'pending'), null);
+    await hit.end();
+    t.deepEqual(k.exchanges, ['batch[ctx.shared.get,service.response.get_raw_body]']);
+    // Asked anyway: made alone, and its error is the caller's, as without batching.
+    const again = new PhaseBatch(k.call, 'c#2', 'c.log', Date.now, 'log');
+    await again.handle('kong.ctx.shared.get', 'pending');
+    await t.throwsAsync(again.handle('kong.service.response.get_raw_body'), {
+      message: 'no upstream body',
+    });
+  },
+);
