@@ -26,10 +26,11 @@
  *   would let the request through.
  * In log (Kong runs it in a timer on a saved copy of the request, plugin.lua build_phases), only
  * calls that read the same there through the snippet are batched: `ctx.shared` (the request's own
- * table, which the timer keeps) and the service response (`kong.service.response.*`, read from
- * the request context the timer restores). Kong answers the response status, headers and source,
- * the request headers and the serializer from its saved copy (exposed_api), which the snippet
- * does not see: those still go alone.
+ * table, which the timer keeps), the service response (`kong.service.response.*`, read from the
+ * request context the timer restores), and the response's status, headers and source, which
+ * Kong answers from its saved copy (exposed_api) and kong.yml's pre-function log snippet saves
+ * the same (lib/pluginserver/pdk-log-facts.lua; without it they go alone). The request headers
+ * and the serializer still go alone.
  */
 
 type Call = (method: string, ...args: unknown[]) => Promise<unknown>;
@@ -46,7 +47,7 @@ const ACCESS_READ =
   /^kong\.(request\.get_|client\.get_(consumer|credential|ip|forwarded_ip)$|router\.get_(route|service)$|nginx\.get_var$|ctx\.shared\.get$)/;
 /** In the log timer: what the snippet reads as Kong's saved copy would (see above). */
 const LOG_READ =
-  /^kong\.(ctx\.shared\.get|service\.response\.get_(status|headers|header|raw_body))$/;
+  /^kong\.(ctx\.shared\.get|service\.response\.get_(status|headers|header|raw_body)|response\.get_(status|headers|source))$/;
 const LOG_WRITES = new Set(['kong.ctx.shared.set']);
 
 const READS: Record<string, RegExp> = { access: ACCESS_READ, rewrite: ACCESS_READ, log: LOG_READ };
@@ -146,9 +147,12 @@ function phaseMemory(key: string): PhaseMemory {
   return m;
 }
 
-/** A read fetched ahead that Kong could not make (it is then made alone, if at all). */
+/**
+ * A read fetched ahead that Kong could not make (`e`), or a saved log value the snippet does not
+ * have (`x`): the call is then made alone, if at all.
+ */
 function isFailure(item: unknown): boolean {
-  return typeof item === 'object' && item !== null && 'e' in item;
+  return typeof item === 'object' && item !== null && ('e' in item || 'x' in item);
 }
 
 /** One result of `kta_pdk.run`, as the same call alone would have answered it. */
@@ -246,8 +250,11 @@ export class PhaseBatch {
       for (const [m, a] of calls) last = await this.call(m, ...a);
       return last;
     }
-    const [lastMethod] = calls[calls.length - 1] as Queued;
-    return decodeResult(lastMethod, out[out.length - 1]);
+    const [lastMethod, lastArgs] = calls[calls.length - 1] as Queued;
+    const last = out[out.length - 1];
+    // A saved log value the snippet lacks (no log-facts snippet): Kong's own answer, alone.
+    if (isFailure(last)) return this.call(lastMethod, ...lastArgs);
+    return decodeResult(lastMethod, last);
   }
 
   readonly handle: Call = async (method, ...args) => {
@@ -288,6 +295,8 @@ export class PhaseBatch {
       const item = out[i + 1];
       if (!isFailure(item)) this.fetched?.set(s, decodeResult(calls[i + 1]?.[0] ?? '', item));
     });
+    // A saved log value the snippet lacks: Kong's own answer, alone.
+    if (isFailure(out[0])) return this.call(method, ...args);
     return decodeResult(method, out[0]);
   }
 

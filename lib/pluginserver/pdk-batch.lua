@@ -5,7 +5,8 @@
 -- runs them in order in one round trip. Each call does what the same call sent alone does: the
 -- same function, the same order, a Lua error stops the phase as it would have. Results come back
 -- one per call as { v = value } ({} for nil); a raw body as { b = base64 } (bytes kept exact);
--- a read marked as fetched ahead that failed as { e = message }.
+-- a read marked as fetched ahead that failed as { e = message }; { x = true } for a saved value
+-- that is not here (below).
 -- The functions are made once per worker and hold no request: Kong caches the resolved method.
 -- Without this snippet the plugins make the same calls one by one (lib/pluginserver/batch.ts).
 local SPECIAL = {
@@ -17,6 +18,15 @@ local BINARY = {
   ['kong.request.get_raw_body'] = true,
   ['kong.response.get_raw_body'] = true,
   ['kong.service.response.get_raw_body'] = true,
+}
+-- In the log timer Kong answers these from the copy it saved of the request (plugin.lua
+-- exposed_api); called here they would read the timer. kong.yml's pre-function log snippet
+-- (lib/pluginserver/pdk-log-facts.lua) saves the same values in ctx.shared.kta_log first; without
+-- them the answer is { x = true }: not here, ask Kong alone.
+local LOGGED = {
+  ['kong.response.get_status'] = 'status',
+  ['kong.response.get_headers'] = 'headers',
+  ['kong.response.get_source'] = 'source',
 }
 local resolved = {}
 local function resolve(name)
@@ -46,14 +56,20 @@ local kta_pdk = {
       local f = resolve(name)
       if not f then error('kta_pdk: no PDK method ' .. tostring(name)) end
       local ok, v = true, nil
-      if c[4] then
+      local saved = ngx.get_phase() == 'timer' and LOGGED[name]
+      if saved then
+        local facts = kong.ctx.shared.kta_log
+        if facts then v = facts[saved] else ok, v = false, nil end
+      elseif c[4] then
         -- A read fetched ahead (the plugin may not make it this time): its error is returned,
         -- not raised; the plugin that does make the call then makes it alone.
         ok, v = pcall(f, unpack(args, 1, n))
       else
         v = f(unpack(args, 1, n))
       end
-      if not ok then
+      if saved and not ok then
+        out[i] = { x = true }
+      elseif not ok then
         out[i] = { e = tostring(v) }
       elseif v == nil then
         out[i] = {}

@@ -16,13 +16,16 @@ import { parse } from 'yaml';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SNIPPET = readFileSync(path.join(ROOT, 'lib/pluginserver/pdk-batch.lua'), 'utf8');
+const LOG_FACTS = readFileSync(path.join(ROOT, 'lib/pluginserver/pdk-log-facts.lua'), 'utf8');
 
 test('kong.yml ships the snippet verbatim in the pre-function of the chain route', (t) => {
   const doc = parse(readFileSync(path.join(ROOT, 'kong.yml'), 'utf8')) as {
     plugins: Array<{ name: string; route?: string; config?: { access?: string[] } }>;
   };
-  const pre = doc.plugins.find((p) => p.name === 'pre-function');
+  const pre = doc.plugins.find((p) => p.name === 'pre-function') as
+    { route?: string; config?: { access?: string[]; log?: string[] } } | undefined;
   t.true(pre?.config?.access?.includes(SNIPPET));
+  t.true(pre?.config?.log?.includes(LOG_FACTS), 'the log facts in its log phase');
   const auth = doc.plugins.find((p) => p.name === 'tenant-auth');
   t.is(pre?.route, auth?.route);
 });
@@ -32,6 +35,7 @@ test('kong.yml ships the snippet verbatim in the pre-function of the chain route
 const DRIVER = `
 local code = assert(io.open(arg[1])):read('*a')
 local calls = assert(loadstring('return ' .. arg[2]))()
+local phase = arg[3] or 'access'
 local log = {}
 local shared = {}
 local kong = {
@@ -44,12 +48,16 @@ local kong = {
     get_raw_body = function(max) log[#log + 1] = 'get_raw_body ' .. tostring(max); return 'b\\0dy' end,
   },
   response = {
+    get_status = function() log[#log + 1] = 'get_status'; return phase == 'timer' and 0 or 200 end,
+    get_source = function() return 'service' end,
+    get_headers = function() return { ['x-up'] = 'U' } end,
     set_headers = function(h) log[#log + 1] = 'set_headers ' .. h['x-k']; end,
     exit = function(s, b, h) log[#log + 1] = 'exit ' .. s .. ' ' .. tostring(b) .. ' ' .. tostring(h and h.k) end,
   },
   service = { request = { set_raw_body = function(b) log[#log + 1] = 'set_raw_body ' .. b end } },
 }
 ngx = {
+  get_phase = function() return phase end,
   var = { kong_request_id = 'rid' },
   encode_base64 = function(s) return '<b64:' .. s:gsub('%z', '0') .. '>' end,
 }
@@ -62,6 +70,16 @@ local f = assert(loadstring(code, '=pre-function'))
 setfenv(f, env)
 local fn = f()
 fn()
+if arg[4] then
+  -- the log facts snippet, run in the request's log phase before the timer
+  local lf = assert(loadstring(assert(io.open(arg[4])):read('*a'), '=pre-function-log'))
+  setfenv(lf, env)
+  local was = phase
+  phase = 'log'
+  lf()()
+  phase = was
+  log = {}
+end
 local bridge = shared.kta_pdk
 assert(type(bridge) == 'table' and type(bridge.run) == 'function', 'kta_pdk.run installed')
 local ok, out = pcall(bridge.run, calls)
@@ -79,13 +97,16 @@ end
 io.write(table.concat(res, ' '), ' | ', table.concat(log, '; '), ' | shared.k=', tostring(shared.k))
 `;
 
-function run(calls: string): string {
+function run(calls: string, phase = 'access', logFacts = false): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'pdk-batch-'));
   const snippet = path.join(dir, 'snippet.lua');
   const driver = path.join(dir, 'driver.lua');
+  const facts = path.join(dir, 'facts.lua');
   writeFileSync(snippet, SNIPPET);
   writeFileSync(driver, DRIVER);
-  return execFileSync('luajit', [driver, snippet, calls], { encoding: 'utf8' });
+  writeFileSync(facts, LOG_FACTS);
+  const args = [driver, snippet, calls, phase, ...(logFacts ? [facts] : [])];
+  return execFileSync('luajit', args, { encoding: 'utf8' });
 }
 
 test('LuaJIT: reads in order, one result each, nil as {}', (t) => {
@@ -132,4 +153,14 @@ test('LuaJIT: a read fetched ahead that fails comes back as { e }; a call the pl
     /^\{v=A\} \{e=.*no such thing\} \| get_header x-a \|/,
   );
   t.regex(run(`{ { 'kong.request.get_header', { 'boom' }, 1 } }`), /^error .*no such thing/);
+});
+
+test('LuaJIT: in the log timer the response status and source come from the saved log facts', (t) => {
+  const calls = `{ { 'kong.response.get_status', {}, 0 }, { 'kong.response.get_source', {}, 0 } }`;
+  // The log facts snippet saved them in the request: no call in the timer (it would read 0).
+  t.is(run(calls, 'timer', true), '{v=200} {v=service} |  | shared.k=nil');
+  // Without the log facts: "not here" for each, never the timer's own status.
+  t.is(run(calls, 'timer', false), '{x=true} {x=true} |  | shared.k=nil');
+  // In access the same names are the PDK calls themselves.
+  t.is(run(calls, 'access', false), '{v=200} {v=service} | get_status | shared.k=nil');
 });
