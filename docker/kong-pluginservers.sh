@@ -9,7 +9,8 @@
 # - chain (default): one kong-js-pluginserver process serves every plugin whose entry file is in
 #   KTA_CHAIN_DIR. The first such plugin's entry has the start command; the others point at the
 #   same socket and have none (Kong then treats them as externally managed, conf_loader). Each
-#   entry's query command still dumps that plugin alone, from its own directory.
+#   entry's query command dumps that plugin alone as the chain serves it (KTA_CHAIN_QUERY_DIR/
+#   <plugin>: the chain runs one log phase for several plugins, lib/pluginserver/chain-entry.ts).
 # - per-plugin: one process per plugin, each serving its own directory.
 # A plugin without an entry in KTA_CHAIN_DIR (a test fixture) always gets its own process.
 #
@@ -18,6 +19,7 @@
 #                          under /opt/kta/dist/pluginservers); the plugin name is the basename
 #   KTA_PLUGINSERVER_MODE  chain (default) or per-plugin
 #   KTA_CHAIN_DIR          the co-hosted server's directory (default /opt/kta/dist/chain)
+#   KTA_CHAIN_QUERY_DIR    its query directories (default: chain-query beside KTA_CHAIN_DIR)
 #   KTA_PLUGINSERVER_CMD   how to run kong-js-pluginserver
 #   KTA_SOCKET_DIR         where the sockets live (nginx workers must be able to write there)
 #   KTA_PLUGINSERVER_ENV   space-separated variable names the plugin servers must see: nginx
@@ -30,6 +32,7 @@
 : "${KTA_PLUGINSERVER_ENV:=NODE_ENV}"
 : "${KTA_PLUGINSERVER_MODE:=chain}"
 : "${KTA_CHAIN_DIR:=/opt/kta/dist/chain}"
+: "${KTA_CHAIN_QUERY_DIR:=$(dirname "$KTA_CHAIN_DIR")/chain-query}"
 case "$KTA_PLUGINSERVER_MODE" in
   chain | per-plugin) ;;
   *)
@@ -49,6 +52,7 @@ for dir in $KTA_PLUGINSERVER_DIRS; do
   var=$(echo "$p" | tr 'a-z-' 'A-Z_')
   export "KONG_PLUGINSERVER_${var}_QUERY_CMD=${KTA_PLUGINSERVER_CMD} -d ${dir} --dump-all-plugins"
   if [ "$KTA_PLUGINSERVER_MODE" = chain ] && [ -f "${KTA_CHAIN_DIR}/${p}.js" ]; then
+    export "KONG_PLUGINSERVER_${var}_QUERY_CMD=${KTA_PLUGINSERVER_CMD} -d ${KTA_CHAIN_QUERY_DIR}/${p} --dump-all-plugins"
     export "KONG_PLUGINSERVER_${var}_SOCKET=${KTA_SOCKET_DIR}/kta-chain.sock"
     if [ -z "$chain_started" ]; then
       export "KONG_PLUGINSERVER_${var}_START_CMD=${KTA_PLUGINSERVER_CMD} -d ${KTA_CHAIN_DIR} -p ${KTA_SOCKET_DIR} --sock-name kta-chain.sock"

@@ -40,6 +40,7 @@ import { Router } from './router';
 import { Runloop } from './runloop';
 import {
   CHAIN_DIR,
+  chainQueryDir,
   CHAIN_PROCESS,
   isCoHosted,
   resolvePluginServerMode,
@@ -159,7 +160,14 @@ export async function startGateway(
       env: opts.env ?? {},
       logger: log,
     }));
-    const dumps = await Promise.all(specs.map((s) => queryPluginInfo(s)));
+    // The plugin-server layout decides the phases Kong reads too: in the chain layout each
+    // co-hosted plugin's query dumps it as the chain serves it (chain-query/<name>).
+    const mode = resolvePluginServerMode(opts.pluginServerMode);
+    const dumps = await Promise.all(
+      specs.map((s) =>
+        queryPluginInfo(isCoHosted(s.name, mode) ? { ...s, dir: chainQueryDir(s.name) } : s),
+      ),
+    );
     const dumpByName = new Map<string, PluginDump>();
     dumps.forEach((d, i) => {
       const declared = names[i] as string;
@@ -209,7 +217,6 @@ export async function startGateway(
     const externals = new Map<string, ExternalPlugin>();
     // One process per plugin, or one co-hosted process for every plugin of the chain
     // (harness/pluginserver/layout.ts), as Kong runs them with docker/kong-pluginservers.sh.
-    const mode = resolvePluginServerMode(opts.pluginServerMode);
     const started = new Map<string, Promise<PluginServerProcess>>();
     const processFor = (spec: (typeof specs)[number]): Promise<PluginServerProcess> => {
       const coHosted = isCoHosted(spec.name, mode);

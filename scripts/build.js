@@ -64,10 +64,19 @@ function main() {
   for (const name of names) {
     fs.writeFileSync(
       path.join(chainDir, `${name}.js`),
-      `'use strict';\n// Entry of the co-hosted plugin server: one of the chain's ${names.length} plugins served by one process.\n` +
+      `'use strict';\n// Entry of the co-hosted plugin server: one of the chain's ${names.length} plugins served by one process\n` +
+        `// (its log phase as the chain runs it: lib/pluginserver/chain-entry.ts).\n` +
         `require('../lib/pluginserver/harden.js');\n` +
         `require('../lib/request/scope.js').declareChainProcess();\n` +
-        `module.exports = require('../plugins/${name}/index.js');\n`,
+        `module.exports = require('../lib/pluginserver/chain-entry.js').chainEntry(require('../plugins/${name}/index.js'));\n`,
+    );
+    // What Kong's query command dumps in the chain layout: the chain's entry, alone.
+    const queryDir = path.join(dist, 'chain-query', name);
+    fs.mkdirSync(queryDir, { recursive: true });
+    fs.writeFileSync(
+      path.join(queryDir, `${name}.js`),
+      `'use strict';\n// Query entry of the chain layout: ${name} as dist/chain serves it (docker/kong-pluginservers.sh).\n` +
+        `module.exports = require('../../chain/${name}.js');\n`,
     );
   }
   process.stdout.write(

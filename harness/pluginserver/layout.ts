@@ -24,6 +24,14 @@ function projectRoot(): string {
 
 /** The co-hosted server's directory: one entry file per plugin of the chain (scripts/build.js). */
 export const CHAIN_DIR = join(projectRoot(), 'dist', 'chain');
+/**
+ * What Kong's query command dumps for a co-hosted plugin: its chain entry alone (the phases the
+ * chain serves it with, lib/pluginserver/chain-entry.ts), as docker/kong-pluginservers.sh does.
+ */
+export function chainQueryDir(name: string, chainDir = CHAIN_DIR): string {
+  return join(dirname(chainDir), 'chain-query', name);
+}
+
 /** The co-hosted server's name (its log prefix) and socket name, in the gateway's socket dir. */
 export const CHAIN_PROCESS = 'kta-chain';
 export const CHAIN_SOCKET = `${CHAIN_PROCESS}.sock`;

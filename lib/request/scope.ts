@@ -47,6 +47,17 @@ export interface ScopeSlot<T> {
   readonly _type?: T;
 }
 
+/** Log work a plugin leaves for the chain's one log phase. */
+export interface DeferredLog {
+  readonly plugin: string;
+  /** Lower first: what frees a shared resource (a seat) before what only records. */
+  readonly order: number;
+  run(kong: KongPdk): Promise<void>;
+}
+
+/** The plugin whose log phase runs the chain's deferred log work (scripts/build.js). */
+export const CHAIN_LOG_OWNER = 'tenant-auth';
+
 export function slot<T>(name: string): ScopeSlot<T> {
   return Object.freeze({ name });
 }
@@ -66,6 +77,8 @@ export class RequestScope {
   private headerMap: HeaderMap | undefined;
   /** Plugins whose log phase still needs this scope. */
   private readonly holders = new Set<string>();
+  /** Log work left for the chain's one log phase (lib/request/for-log.ts). */
+  private readonly deferred: DeferredLog[] = [];
 
   constructor(readonly key: string) {}
 
@@ -224,6 +237,26 @@ export class RequestScope {
   /** `plugin`'s log phase will need this scope: it is kept until `release(plugin)` (or TTL). */
   hold(plugin: string): void {
     this.holders.add(plugin);
+  }
+
+  /**
+   * Leaves `run` for the chain's log phase (tenant-auth's, in the co-hosted process) instead of
+   * `plugin`'s own; the scope is kept until it ran (or TTL). `order` sorts the work there.
+   */
+  defer(entry: DeferredLog): void {
+    this.deferred.push(entry);
+    this.hold(CHAIN_LOG_OWNER);
+  }
+
+  /** The work left for the chain's log phase, in its order; each entry is taken once. */
+  takeDeferred(): DeferredLog[] {
+    return this.deferred.splice(0).sort((a, b) => a.order - b.order);
+  }
+
+  /** `plugin`'s own deferred work, taken (its own log phase ran after all). */
+  takeDeferredOf(plugin: string): DeferredLog | undefined {
+    const i = this.deferred.findIndex((d) => d.plugin === plugin);
+    return i < 0 ? undefined : this.deferred.splice(i, 1)[0];
   }
 
   /** `plugin`'s log phase is done with the scope; the last holder ends it. */

@@ -22,7 +22,7 @@ import { guardPhase } from '../../lib/plugin/phase';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantContext } from '../../lib/tenant/context';
 import { readRequest } from '../../lib/tenant/read';
-import type { RequestScope } from '../../lib/request/scope';
+import { isChainProcess, type RequestScope } from '../../lib/request/scope';
 import {
   BreakerRegistry,
   type Admission,
@@ -213,6 +213,10 @@ export class Plugin {
         throw new Error('no kong_request_id: cannot match this request to its log event');
       }
       finish = this.track(requestId, chosen, tenantLabel, admission, got.slot);
+      // In the co-hosted process the chain's log phase records the outcome (lib/request/chain-log.ts).
+      if (isChainProcess() && scope.findable) {
+        scope.defer({ plugin: Name, order: 1, run: (k) => this.record(k) });
+      }
       await this.direct(kong, scope, chosen, route.fallbackModel);
     } catch (e) {
       // The request will not reach the upstream through us: free what it holds now.

@@ -137,6 +137,8 @@ type Outcome =
 /** Access's record for log on a cacheable miss: in the request's scope, else ctx.shared. */
 const PENDING: LogRecordSpec<Pending> = {
   plugin: Name,
+  // Last in the chain's log phase: a store (and a semantic store's embedding) frees nothing.
+  order: 2,
   slot: slot<Pending>(PENDING_KEY),
   sharedKey: PENDING_KEY,
   encode: (p) => JSON.stringify(p),
@@ -205,7 +207,9 @@ export class Plugin {
         return;
       }
       if (outcome.pending) {
-        await leaveForLog(k, scope, PENDING, outcome.pending);
+        await leaveForLog(k, scope, PENDING, outcome.pending, (lk, pending, sc) =>
+          this.storeLogged(lk, pending, sc),
+        );
         await k.service.request.enableBuffering();
       }
       if (this.config.status_header) {
@@ -402,26 +406,41 @@ export class Plugin {
     await guardPhase(kong, Name, 'log', async (k) => {
       // Nothing here may throw: an error in log would reach guardPhase, whose refusal
       // (kong.response.exit) is a Lua error after the response was sent.
-      let tenant = 'unknown';
+      let taken;
       try {
-        const taken = await takeForLog(k, PENDING);
+        taken = await takeForLog(k, PENDING);
         taken.done();
-        const pending = taken.record;
-        if (!pending || !this.keyring || !this.keyspace || !this.redis) return;
-        const ctx = taken.scope?.tenant ?? (await readTenantContext(k, Name));
-        tenant = metrics.tenantLabels(this.config.metrics_max_tenants).label(ctx.tenantId);
-        const stored = await this.store(k, ctx, pending, tenant);
-        const outcome = typeof stored === 'string' ? stored : 'stored';
-        metrics.stores.inc({ tenant, outcome });
-        if (typeof stored !== 'string' && pending.s) {
-          await this.semanticStore(ctx, tenant, pending, pending.s, stored);
-        }
       } catch (e) {
-        metrics.stores.inc({ tenant, outcome: 'error' satisfies SkipReason });
         const detail = e instanceof Error ? e.message : String(e);
         await k.log.err(`tenant-cache log: not stored: ${detail}`).catch(() => undefined);
+        return;
       }
+      if (taken.record) await this.storeLogged(k, taken.record, taken.scope);
     });
+  }
+
+  /** Stores the answer a miss left pending (its own log phase, or the chain's). Never throws. */
+  private async storeLogged(
+    k: KongPdk,
+    pending: Pending,
+    scope: RequestScope | undefined,
+  ): Promise<void> {
+    let tenant = 'unknown';
+    try {
+      if (!this.keyring || !this.keyspace || !this.redis) return;
+      const ctx = scope?.tenant ?? (await readTenantContext(k, Name));
+      tenant = metrics.tenantLabels(this.config.metrics_max_tenants).label(ctx.tenantId);
+      const stored = await this.store(k, ctx, pending, tenant);
+      const outcome = typeof stored === 'string' ? stored : 'stored';
+      metrics.stores.inc({ tenant, outcome });
+      if (typeof stored !== 'string' && pending.s) {
+        await this.semanticStore(ctx, tenant, pending, pending.s, stored);
+      }
+    } catch (e) {
+      metrics.stores.inc({ tenant, outcome: 'error' satisfies SkipReason });
+      const detail = e instanceof Error ? e.message : String(e);
+      await k.log.err(`tenant-cache log: not stored: ${detail}`).catch(() => undefined);
+    }
   }
 
   private async store(

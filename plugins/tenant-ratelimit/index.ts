@@ -219,6 +219,8 @@ function isRecord1(o: unknown): o is Record1 {
 /** Access's record for log: kept in the request's scope, else in kong.ctx.shared. */
 const RECORD: LogRecordSpec<Record1> = {
   plugin: Name,
+  // First in the chain's log phase: the seat and the lease may be what another request waits for.
+  order: 0,
   slot: slot<Record1>(RECORD_KEY),
   sharedKey: RECORD_KEY,
   encode: (r) => JSON.stringify(r),
@@ -473,7 +475,7 @@ export class Plugin {
     // Left before any wait, so that a granted request goes on with one PDK call (the
     // headers). If the wait ends in a refusal, log settles again: a no-op (lease gone,
     // correction 0) and the release of a ticket no longer queued.
-    await leaveForLog(kong, request, RECORD, record);
+    await leaveForLog(kong, request, RECORD, record, this.releaseLogged);
 
     let seat: Scope | null = null;
     let queued = false;
@@ -514,7 +516,7 @@ export class Plugin {
 
     if (seat !== record.seat) {
       // Redis failed during the wait and the per-node limiter gave the seat: log must know.
-      await leaveForLog(kong, request, RECORD, { ...record, seat });
+      await leaveForLog(kong, request, RECORD, { ...record, seat }, this.releaseLogged);
     }
     const headers: Record<string, string> = this.config.ratelimit_headers
       ? rateLimitHeaders(limits, decision)
@@ -755,6 +757,10 @@ export class Plugin {
       }
     });
   }
+
+  /** The log work for a record, run by the chain's log phase in the co-hosted process. */
+  private readonly releaseLogged = (kong: KongPdk, record: Record1): Promise<void> =>
+    this.releaseRecord(kong, record);
 
   private async release(kong: KongPdk): Promise<void> {
     if (this.misconfigured !== null) return;

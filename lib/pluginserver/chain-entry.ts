@@ -1,0 +1,52 @@
+/**
+ * What the co-hosted chain process serves of each plugin (scripts/build.js writes
+ * dist/chain/<plugin>.js as `chainEntry(require(<plugin>))`): the plugin as it is, except for
+ * its log phase, which the chain runs once for several plugins (lib/request/chain-log.ts):
+ * - tenant-auth, the first plugin of every chain route, gets a log phase that runs the log work
+ *   the others left in the request's scope;
+ * - tenant-ratelimit, tenant-cache and circuit-breaker declare none: Kong then neither starts a
+ *   phase nor snapshots the request for them (kong-pdk lists the phases a plugin's prototype
+ *   has as functions, lib/mod.js). Their own `log` stays for one process per plugin.
+ * token-meter and retrieval-injector are served as they are (token-meter's log also records
+ * cache hits, on which its access never ran).
+ * Kong must read these phases: in the chain layout each plugin's query command dumps
+ * dist/chain-query/<plugin>/, which serves the chain's entry (docker/kong-pluginservers.sh).
+ */
+import { guardPhase } from '../plugin/phase';
+import { runChainLog } from '../request/chain-log';
+import { CHAIN_LOG_OWNER, declareChainProcess } from '../request/scope';
+
+/** Plugins whose log work the chain's log phase runs; no log phase of their own in the chain. */
+export const LOG_IN_CHAIN: ReadonlySet<string> = new Set([
+  'tenant-ratelimit',
+  'tenant-cache',
+  'circuit-breaker',
+]);
+
+type PluginClass = abstract new (config: never) => object;
+
+interface PluginModule {
+  readonly Name: string;
+  readonly Plugin: PluginClass;
+}
+
+export function chainEntry<M extends PluginModule>(mod: M): M {
+  declareChainProcess();
+  if (mod.Name === CHAIN_LOG_OWNER) {
+    const Plugin = mod.Plugin as unknown as new (config: unknown) => object;
+    class ChainLogOwner extends Plugin {
+      async log(kong: unknown): Promise<void> {
+        await guardPhase(kong, CHAIN_LOG_OWNER, 'log', runChainLog, { afterResponse: true });
+      }
+    }
+    return { ...mod, Plugin: ChainLogOwner };
+  }
+  if (LOG_IN_CHAIN.has(mod.Name)) {
+    const Plugin = mod.Plugin as unknown as new (config: unknown) => object;
+    class LogInChain extends Plugin {}
+    // Shadows the inherited method: kong-pdk then lists no log phase for the plugin.
+    Object.defineProperty(LogInChain.prototype, 'log', { value: undefined });
+    return { ...mod, Plugin: LogInChain };
+  }
+  return mod;
+}
