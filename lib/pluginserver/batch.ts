@@ -116,6 +116,12 @@ interface PhaseMemory {
 const memory = new Map<string, PhaseMemory>();
 /** Per plugin instance (one per route or scope in Kong): when the snippet was found missing. */
 const absentSince = new Map<string, number>();
+/**
+ * Plugin instances whose route has shown the snippet (a batch came back). Only a phase's first
+ * read probes for it: writes alone are batched once it is known there, so a route without the
+ * snippet pays one wasted exchange per instance and ABSENT_RETRY_MS, on a read.
+ */
+const presentAt = new Set<string>();
 
 /** How many exchanges the batches saved and cost (metrics, tests). */
 export const batchStats = { batches: 0, callsInBatches: 0, fallbacks: 0 };
@@ -227,10 +233,12 @@ export class PhaseBatch {
     const out = await this.call(BATCH_METHOD, wire);
     if (!Array.isArray(out) || out.length !== calls.length) {
       absentSince.set(this.instance, this.now());
+      presentAt.delete(this.instance);
       batchStats.fallbacks++;
       return undefined;
     }
     this.confirmed = true;
+    presentAt.add(this.instance);
     batchStats.batches++;
     batchStats.callsInBatches += calls.length;
     return out;
@@ -238,7 +246,7 @@ export class PhaseBatch {
 
   /** Sends `calls` in order, batched when possible; returns the last call's result. */
   private async send(calls: Queued[]): Promise<unknown> {
-    if (calls.length === 1 || !this.available()) {
+    if (calls.length === 1 || !this.available() || !presentAt.has(this.instance)) {
       let last: unknown = null;
       for (const [m, a] of calls) last = await this.call(m, ...a);
       return last;
@@ -364,6 +372,7 @@ export function batchedCall(
 export function resetBatchMemory(): void {
   memory.clear();
   absentSince.clear();
+  presentAt.clear();
   batchStats.batches = 0;
   batchStats.callsInBatches = 0;
   batchStats.fallbacks = 0;
