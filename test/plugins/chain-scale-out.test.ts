@@ -52,7 +52,8 @@ const T = {
 } as const;
 type Who = keyof typeof T;
 
-const TPM = 4000;
+/** A bucket of 4,000 refilled at 1,000 a minute: a refused call stays refused for a minute. */
+const TPM = { rate: 1000, burst: 4000 };
 /** About 1,500 prompt tokens: two fit the bucket of 4,000, a third does not. */
 const TPM_PROMPT = 'lorem '.repeat(1500);
 const BUDGET = 3000;
@@ -87,8 +88,8 @@ function adjust(
   if (p.name === 'tenant-ratelimit') {
     c.tenants = {
       ...tenants,
-      [T.tpm]: { tokens_per_minute: TPM, token_burst: TPM },
-      [T.tpm2]: { tokens_per_minute: TPM, token_burst: TPM },
+      [T.tpm]: { tokens_per_minute: TPM.rate, token_burst: TPM.burst },
+      [T.tpm2]: { tokens_per_minute: TPM.rate, token_burst: TPM.burst },
       // The budget case sends all its calls at once: the budget is the limit, not the cap.
       [T.budget]: { max_concurrent: 256 },
     };
