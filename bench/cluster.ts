@@ -4,7 +4,7 @@
  * plugin on one real 3-master Redis Cluster (scripts/services/redis-cluster.sh):
  *   1. the fair queue's shares across three nodes: an upstream of 2 seats, three tenants of
  *      one plan each with a backlog through its own node; Jain's index over the grants made
- *      while all three were backlogged;
+ *      while all three were backlogged; then weighted, a free (1) and a pro (4) tenant;
  *   2. requests and tokens per minute enforced for the three nodes together: two tenants
  *      offered about 10× their limits through all three nodes for a fixed window; admitted
  *      against what one cluster-wide bucket allows (burst + rate × window);
@@ -40,11 +40,20 @@ const WINDOW_MS = 15_000;
 /** Each load loop's pause between sends: 3 loops per tenant, about 20 offered a second. */
 const PACE_MS = 150;
 const BACKLOG = 20;
+/**
+ * The fair queue shares tokens: a call's width is its token estimate (prompt + max_tokens).
+ * Plan pro's persona makes its prompts ~15 tokens longer than plan free's; with max_tokens this
+ * large the widths differ by under 2 %, so shares in calls are shares in tokens.
+ */
+const FAIR_MAX_TOKENS = 1000;
 
 const run = randomBytes(3).toString('hex');
 const T = {
   blocker: `bc-block-${run}`,
   fair: [`bc-f1-${run}`, `bc-f2-${run}`, `bc-f3-${run}`],
+  /** Plan free (weight 1) and plan pro (weight 4), for the weighted shares. */
+  light: `bc-free-${run}`,
+  heavy: `bc-pro-${run}`,
   rpm: `bc-rpm-${run}`,
   tpm: `bc-tpm-${run}`,
   lease: `bc-lease-${run}`,
@@ -72,8 +81,24 @@ function jain(shares: readonly number[]): number {
   return (sum * sum) / (shares.length * squares);
 }
 
+interface Backlog {
+  readonly tenant: string;
+  readonly node: number;
+  /** Its plan's fair-queuing weight (kong.yml: free 1, pro 4). */
+  readonly weight: number;
+  readonly calls: number;
+}
+
+/**
+ * Another tenant holds both seats while the backlogs queue (so the shares measure the
+ * scheduler, not which node's calls reached the queue first); then the grants among the first
+ * `window` served, while every backlog still had calls waiting. Jain's index is over the shares
+ * divided by the weights (1 when each got its weight's share).
+ */
 async function fairShares(
   door: KongYmlDoor,
+  backlogs: readonly Backlog[],
+  window: number,
 ): Promise<{ shares: number[]; jain: number; maxInFlight: number }> {
   const up = door.upstream;
   up.reset();
@@ -82,8 +107,10 @@ async function fairShares(
   while (up.stats().inFlight < SEATS) await sleep(20);
   up.configure({ latencyMs: 60 });
   const calls = await Promise.all(
-    T.fair.flatMap((tenant, node) =>
-      Array.from({ length: BACKLOG }, (_, i) => chat(door, node, tenant, msg(`backlog ${i}`))),
+    backlogs.flatMap((b) =>
+      Array.from({ length: b.calls }, (_, i) =>
+        chat(door, b.node, b.tenant, { ...msg(`backlog ${i}`), max_tokens: FAIR_MAX_TOKENS }),
+      ),
     ),
   );
   await Promise.all(blockers);
@@ -94,9 +121,13 @@ async function fairShares(
     .filter((r) => r.path === '/v1/chat/completions')
     .map((r) => r.headers['x-tenant-id'])
     .filter((id) => id !== T.blocker)
-    .slice(0, (T.fair.length * BACKLOG * 3) / 4);
-  const shares = T.fair.map((tenant) => served.filter((id) => id === tenant).length);
-  return { shares, jain: jain(shares), maxInFlight: up.stats().maxInFlight };
+    .slice(0, window);
+  const shares = backlogs.map((b) => served.filter((id) => id === b.tenant).length);
+  return {
+    shares,
+    jain: jain(shares.map((n, i) => n / (backlogs[i]?.weight ?? 1))),
+    maxInFlight: up.stats().maxInFlight,
+  };
 }
 
 interface Enforced {
@@ -243,12 +274,14 @@ async function main(): Promise<void> {
     const door = await startKongYmlDoor(
       closers.add,
       (p) => adjust(p as { name: string; config?: Record<string, unknown> }, slow),
-      [T.blocker, ...T.fair, T.rpm, T.tpm, T.lease, T.reserve, T.other].map((id) => ({
-        username: `${id}-app`,
-        custom_id: id,
-        tags: ['plan:pro'],
-        keyauth_credentials: [{ key: `${id}-key` }],
-      })),
+      [T.blocker, ...T.fair, T.light, T.heavy, T.rpm, T.tpm, T.lease, T.reserve, T.other].map(
+        (id) => ({
+          username: `${id}-app`,
+          custom_id: id,
+          tags: [id === T.light ? 'plan:free' : 'plan:pro'],
+          keyauth_credentials: [{ key: `${id}-key` }],
+        }),
+      ),
       // Retrieval searches Milvus on every request; what is measured here is Redis's.
       ['retrieval-injector'],
       { redisUrl: clusterUrl, workers: WORKERS },
@@ -256,8 +289,25 @@ async function main(): Promise<void> {
     );
     for (let i = 0; i < 9; i++) await chat(door, i % 3, T.other, msg('warm up'));
 
-    const fair = await fairShares(door);
+    const fair = await fairShares(
+      door,
+      T.fair.map((tenant, node) => ({ tenant, node, weight: 4, calls: BACKLOG })),
+      (T.fair.length * BACKLOG * 3) / 4,
+    );
     process.stdout.write(`fair: ${fair.shares.join(' / ')} Jain ${fair.jain.toFixed(4)}\n`);
+    // Weighted: the free tenant's 15 through node 0, the pro tenant's 40 through node 2; in the
+    // first 40 grants both still have calls waiting (at 1:4, 8 and 32).
+    const weighted = await fairShares(
+      door,
+      [
+        { tenant: T.light, node: 0, weight: 1, calls: 15 },
+        { tenant: T.heavy, node: 2, weight: 4, calls: 40 },
+      ],
+      40,
+    );
+    process.stdout.write(
+      `weighted: ${weighted.shares.join(' / ')} Jain ${weighted.jain.toFixed(4)}\n`,
+    );
     const [rpm, tpm] = await Promise.all([
       offer(door, T.rpm, 'a short question'),
       offer(door, T.tpm, 'lorem '.repeat(900)),
@@ -301,6 +351,21 @@ async function main(): Promise<void> {
       ),
       `Jain's index **${fair.jain.toFixed(4)}**; at most ${fair.maxInFlight} calls at the ` +
         `upstream at once (capacity ${SEATS}).`,
+      'Weighted, the same way: a tenant of plan free (weight 1) with 15 calls through node 0 ' +
+        'and one of plan pro (weight 4) with 40 through node 2; grants among the first 40 ' +
+        `(both still backlogged). The queue shares tokens (a call's width is its estimate): every ` +
+        `call here asks max_tokens ${FAIR_MAX_TOKENS}, so the pro persona's extra prompt tokens ` +
+        'change widths by under 2 % (in a run with max_tokens 8 the grants in calls were ' +
+        '13 / 27: fair in tokens, not in calls):',
+      table(
+        ['tenant (node)', 'weight', 'grants', 'grants ÷ weight'],
+        [
+          ['free (node 0)', 1, weighted.shares[0] ?? 0, (weighted.shares[0] ?? 0).toFixed(1)],
+          ['pro (node 2)', 4, weighted.shares[1] ?? 0, ((weighted.shares[1] ?? 0) / 4).toFixed(1)],
+        ],
+      ),
+      `Jain's index over grants ÷ weight **${weighted.jain.toFixed(4)}**; at most ` +
+        `${weighted.maxInFlight} calls at the upstream at once.`,
       '**Limits enforced for the three nodes together.** Each tenant offered through all ' +
         `three nodes (three loops, one call every ${PACE_MS} ms each) for ${WINDOW_MS / 1000} s; ` +
         'allowed = burst + rate × window, what one cluster-wide bucket admits (a bucket per ' +
@@ -359,6 +424,7 @@ async function main(): Promise<void> {
     writeSection('cluster', body);
     process.stdout.write(`${body}\n`);
     if (fair.jain < 0.99) throw new Error(`Jain ${fair.jain}`);
+    if (weighted.jain < 0.99) throw new Error(`weighted Jain ${weighted.jain}`);
     if (rpm.admitted > rpmAllowed + 1) throw new Error('requests over the cluster-wide limit');
     if (tpm.admittedTokens > tpmAllowed * 1.05)
       throw new Error('tokens over the cluster-wide limit');
@@ -378,10 +444,17 @@ function adjust(p: { name: string; config?: Record<string, unknown> }, slow: Moc
       max_wait_ms: MAX_WAIT_MS,
       seat_ttl_seconds: SEAT_TTL_S,
     };
-    const roomy = { max_concurrent: 256, requests_per_minute: 60_000, request_burst: 1000 };
+    const roomy = {
+      max_concurrent: 256,
+      requests_per_minute: 60_000,
+      request_burst: 1000,
+      tokens_per_minute: 1_000_000,
+    };
     c.tenants = {
       ...tenants,
-      ...Object.fromEntries([T.blocker, ...T.fair, T.other].map((id) => [id, roomy])),
+      ...Object.fromEntries(
+        [T.blocker, ...T.fair, T.light, T.heavy, T.other].map((id) => [id, roomy]),
+      ),
       [T.rpm]: { requests_per_minute: RPM.rate, request_burst: RPM.burst, max_concurrent: 256 },
       [T.tpm]: {
         tokens_per_minute: TPM.rate,
