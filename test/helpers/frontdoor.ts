@@ -115,6 +115,11 @@ export interface FrontDoorOptions {
   env?: Record<string, string>;
   /** kong.conf settings beyond the project's (the harness mirrors only a few: harness/gateway.ts). */
   kongConf?: Record<string, string>;
+  /**
+   * nginx worker processes of each node, in node order (the real Kong only; the harness has
+   * none); a node without an entry gets kong-runner's default (1).
+   */
+  workers?: readonly number[];
 }
 
 export async function startFrontDoor(
@@ -169,9 +174,14 @@ export async function startFrontDoors(
           }
         : {}),
     };
+    const workers = options.workers?.[node];
     const gateway =
       gatewayKind() === 'kong'
-        ? await startKong({ ...opts, ...(options.nodes > 1 ? { label: `kong-node${node}` } : {}) })
+        ? await startKong({
+            ...opts,
+            ...(options.nodes > 1 ? { label: `kong-node${node}` } : {}),
+            ...(workers !== undefined ? { workers } : {}),
+          })
         : await startGateway(opts);
     onClose(() => gateway.close());
     gateways.push(gateway);

@@ -8,7 +8,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { createClient } from 'redis';
 import { parse } from 'yaml';
 import type { Gateway } from '../../harness/index';
 import {
@@ -19,6 +18,7 @@ import {
   type FrontDoorOptions,
   type OnClose,
 } from './frontdoor';
+import { deleteKeysMatching } from './redis-cleanup';
 
 export interface KongYmlEntry {
   name: string;
@@ -33,6 +33,14 @@ export interface KongYmlDoor extends FrontDoor {
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
+export interface KongYmlDoorOptions extends FrontDoorOptions {
+  /**
+   * The Redis every Redis-backed plugin of the chain is pointed at; default REDIS_URL. A
+   * Redis Cluster URL (`redis://host:port?cluster=1&nodes=…`) runs the chain on a cluster.
+   */
+  redisUrl?: string;
+}
+
 export async function startKongYmlDoor(
   onClose: OnClose,
   /** Called for every plugin entry after the per-run changes, with this run's mock upstream. */
@@ -41,19 +49,18 @@ export async function startKongYmlDoor(
   extraConsumers: ConsumerEntry[] = [],
   /** Plugins of kong.yml left out (by name). */
   without: string[] = [],
-  /** More plugin-server environment (added to the secrets below) and kong.conf settings. */
-  options: FrontDoorOptions = {},
+  /**
+   * More plugin-server environment (added to the secrets below), kong.conf settings, nginx
+   * workers per node, and the Redis to use.
+   */
+  options: KongYmlDoorOptions = {},
   /** Gateway nodes sharing the config (a cluster, as far as Redis is concerned). */
   nodes = 1,
 ): Promise<KongYmlDoor> {
   const namespace = `kyd${randomBytes(4).toString('hex')}`;
+  const { redisUrl = REDIS_URL, ...doorOptions } = options;
   onClose(async () => {
-    const redis = createClient({ url: REDIS_URL });
-    await redis.connect();
-    for await (const keys of redis.scanIterator({ MATCH: `${namespace}*` })) {
-      if (keys.length > 0) await redis.del(keys);
-    }
-    await redis.close();
+    await deleteKeysMatching(redisUrl, `${namespace}*`);
   });
   const cluster = await startFrontDoors(
     onClose,
@@ -74,19 +81,19 @@ export async function startKongYmlDoor(
         if ('metrics_port' in c) c.metrics_port = 0;
         const redis = c.redis as Record<string, unknown> | undefined;
         if (p.name === 'tenant-ratelimit' && redis)
-          c.redis = { ...redis, url: REDIS_URL, key_namespace: `${namespace}rl` };
+          c.redis = { ...redis, url: redisUrl, key_namespace: `${namespace}rl` };
         if (p.name === 'tenant-cache') {
-          c.redis_url = REDIS_URL;
+          c.redis_url = redisUrl;
           c.key_namespace = `${namespace}tc`;
         }
         if (p.name === 'token-meter') {
-          c.redis_url = REDIS_URL;
+          c.redis_url = redisUrl;
           c.key_namespace = `${namespace}tm`;
         }
         if (p.name === 'retrieval-injector') {
           const embeddings = (c.embeddings ?? {}) as Record<string, unknown>;
           c.embeddings = { ...embeddings, url: `${upstreamUrl}/v1/embeddings` };
-          if (redis) c.redis = { ...redis, url: REDIS_URL, key_namespace: `${namespace}ri` };
+          if (redis) c.redis = { ...redis, url: redisUrl, key_namespace: `${namespace}ri` };
           const milvus = (c.milvus ?? {}) as Record<string, unknown>;
           if (process.env.MILVUS_ADDRESS)
             c.milvus = { ...milvus, address: process.env.MILVUS_ADDRESS };
@@ -103,11 +110,11 @@ export async function startKongYmlDoor(
       return doc as unknown as Record<string, unknown>;
     },
     {
-      ...options,
+      ...doorOptions,
       env: {
         KTA_KNOWLEDGE_SECRET: randomBytes(32).toString('hex'),
         KTA_CACHE_MASTER_KEY: randomBytes(32).toString('hex'),
-        ...options.env,
+        ...doorOptions.env,
       },
       nodes,
     },

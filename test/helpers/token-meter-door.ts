@@ -8,14 +8,17 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TestFn } from 'ava';
-import { createClient } from 'redis';
 import type { ReceivedRequest } from '../../mock-upstream/index';
+import { deleteKeysMatching } from './redis-cleanup';
 import { Closers, ROOT, send, startFrontDoor, type FrontDoor, type Sent } from './frontdoor';
 
 export const USAGE_SNIPPET = readFileSync(
   path.join(ROOT, 'plugins', 'token-meter', 'usage-snippet.lua'),
   'utf8',
 );
+
+/** The Redis of these tests: a single node, or a Redis Cluster URL (`?cluster=1`). */
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 export const PRICES = {
   'gpt-4o': { prompt_per_million: 2.5, completion_per_million: 10 },
@@ -88,7 +91,7 @@ export interface UsageResult {
 
 export function meterConfig(namespace: string, extra: Record<string, unknown> = {}) {
   return {
-    redis_url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    redis_url: REDIS_URL,
     redis_timeout_ms: 1000,
     key_namespace: namespace,
     metrics_port: METRICS_PORT,
@@ -137,12 +140,7 @@ export async function startMeterDoor(
     ],
   }));
   onClose(async () => {
-    const redis = createClient({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' });
-    await redis.connect();
-    for await (const batch of redis.scanIterator({ MATCH: `${namespace}:*`, COUNT: 500 })) {
-      if (batch.length > 0) await redis.del(batch);
-    }
-    await redis.close();
+    await deleteKeysMatching(REDIS_URL, `${namespace}:*`);
   });
 
   const call: MeterDoor['call'] = async (tenant, pathname, init = {}) => {
