@@ -70,9 +70,9 @@ test('the secret: 32+ bytes of hex or base64, from the environment first, never 
 test('capture keys live in the tenant slot; the owner entry in its own; ids cannot forge a tag', (t) => {
   const keys = createKeyspace('kta');
   const key = keys.capture(acme, RID);
-  t.is<string>(key, `kta:{t:acme}:capture:${RID}`);
+  t.is(String(key), `kta:{t:acme}:capture:${RID}`);
   t.is(hashSlot(key), hashSlot(keys.budget(acme, '2026-12')), 'same slot as acme’s other state');
-  t.is<string>(keys.captureOwner(RID), `kta:{c:${RID}}:capture-owner`);
+  t.is(String(keys.captureOwner(RID)), `kta:{c:${RID}}:capture-owner`);
   for (const bad of [
     'abc}{t:globex',
     'x:y:zzzzzz',
