@@ -10,6 +10,7 @@
  * The record is JSON, sealed per tenant (crypto.ts) before it reaches Redis (store.ts).
  */
 import type { HeaderMap } from '../pdk/kong';
+import { AUTH_IDENTITY_HEADERS, isGatewayOwnedHeader } from '../tenant/headers';
 
 export const CAPTURE_RECORD_VERSION = 1;
 
@@ -48,7 +49,11 @@ export function isSecretHeader(name: string, extra: ReadonlySet<string> = new Se
   return ALWAYS_SECRET.has(n) || extra.has(n) || SECRET_LOOKING.test(n);
 }
 
-/** The headers worth keeping: neither a credential (of any spelling) nor hop-by-hop. */
+/**
+ * The headers worth keeping: what the tenant sent, so neither a credential (of any spelling),
+ * nor hop-by-hop, nor what the gateway itself adds or owns (Kong's auth plugins' identity
+ * headers, `X-Tenant-*`: set before tenant-auth runs, or stripped by it).
+ */
 export function capturableHeaders(
   headers: HeaderMap,
   extraSecret: ReadonlySet<string> = new Set(),
@@ -57,6 +62,8 @@ export function capturableHeaders(
   for (const [name, values] of Object.entries(headers)) {
     const n = name.toLowerCase();
     if (HOP_BY_HOP.has(n) || isSecretHeader(n, extraSecret)) continue;
+    const dashed = n.replace(/_/g, '-');
+    if (AUTH_IDENTITY_HEADERS.includes(dashed) || isGatewayOwnedHeader(n, new Set())) continue;
     out[n] = values.map(String);
   }
   return out;

@@ -98,6 +98,8 @@ test('a draft keeps the request headers but never a credential, whatever its spe
       'x-request-priority': ['low'],
       'content-length': ['12'],
       host: ['gw'],
+      'x-consumer-id': ['set-by-key-auth'],
+      'x-tenant-id': ['spoofed'],
     },
     new Set(['x-custom-cred']),
   );
