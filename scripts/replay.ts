@@ -12,6 +12,7 @@
  *   npm run replay -- 3f2c… --tenant globex       # only globex's captures are looked at
  *   npm run replay -- 3f2c… --to-eval [--id my-case]
  *   npm run replay -- 3f2c… --no-send             # show the capture only (no request is sent)
+ *   npm run replay -- 3f2c… --bypass-cache        # Cache-Control: no-store (tenant-cache bypasses)
  *
  * Where things are (docs/operations.md "Replaying a captured request"): the Redis and key
  * namespace of token-meter in --config (default kong.yml; REDIS_URL wins); the secret from the
@@ -48,7 +49,7 @@ const ROOT = path.resolve(
   existsSync(path.join(__dirname, '..', 'package.json')) ? '' : '..',
 );
 
-const USAGE = `usage: npm run replay -- <request-id> [--tenant ID] [--to-eval [--id CASE_ID]] [--no-send]
+const USAGE = `usage: npm run replay -- <request-id> [--tenant ID] [--to-eval [--id CASE_ID]] [--no-send] [--bypass-cache]
                         [--config kong.yml] [--dir evals]
 environment: REDIS_URL; the capture secret (kong.yml token-meter capture.secret_env, default
 KTA_CAPTURE_SECRET, else .run/capture.secret); REPLAY_FRONTDOOR_URL (default
@@ -97,6 +98,7 @@ async function main(): Promise<number> {
       'to-eval': { type: 'boolean', default: false },
       id: { type: 'string' },
       'no-send': { type: 'boolean', default: false },
+      'bypass-cache': { type: 'boolean', default: false },
       config: { type: 'string', default: path.join(ROOT, 'kong.yml') },
       dir: { type: 'string', default: path.join(ROOT, 'evals') },
       help: { type: 'boolean', default: false },
@@ -151,7 +153,7 @@ async function main(): Promise<number> {
         2,
       );
     }
-    const now = await replay(frontDoor, record, apiKey);
+    const now = await replay(frontDoor, record, apiKey, values['bypass-cache']);
     out.write(
       `replay: through ${frontDoor} as ${record.tenant}, request ${now.requestId ?? '?'}\n\n`,
     );

@@ -204,8 +204,12 @@ export async function replay(
   frontDoor: string,
   record: CaptureRecord,
   apiKey: string,
+  bypassCache = false,
 ): Promise<ReplayOutcome> {
-  const spec = requestSpecOf(record);
+  const captured = requestSpecOf(record);
+  const spec = bypassCache
+    ? { ...captured, headers: { ...captured.headers, 'cache-control': 'no-store' } }
+    : captured;
   let r: ClientResponse;
   try {
     r = await send(frontDoor, spec, apiKey, `replay-${record.requestId}`);
