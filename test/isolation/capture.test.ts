@@ -56,54 +56,63 @@ test.after.always(async () => {
   await closeAllRedis();
 });
 
-test.serial('B sending A’s request id gets its own request id; A’s capture is untouched', async (t) => {
-  const { door: d, redis: r } = ready();
-  const bSecret = `b-text-${randomBytes(4).toString('hex')}`;
-  const res = await d.call('capb', chat(`B asks: ${bSecret}`), [
-    ['X-Kong-Request-Id', aRid],
-    ['X-Request-Id', aRid],
-  ]);
-  t.is(res.status, 200, res.text);
-  t.not(res.requestId, aRid, 'Kong names the request, not the client');
-  // B's own capture (B opted in too): under B's id, in B's keyspace, with B's text only.
-  const bRec = await captured(B, res.requestId);
-  t.true(bRec.request.body?.includes(bSecret));
-  t.false(JSON.stringify(bRec).includes(aSecret));
-  // Positive control: A's capture is still A's request, A's answer.
-  const aRec = await captured(A, aRid);
-  t.true(aRec.request.body?.includes(aSecret));
-  t.is(aRec.outcome.answer, `mock answer to: A asks: ${aSecret}`);
-  t.false(JSON.stringify(aRec).includes(bSecret));
-  t.is(await r.exists(d.keys.capture(B, aRid)), 0, 'nothing of B under A’s request id');
-});
+test.serial(
+  'B sending A’s request id gets its own request id; A’s capture is untouched',
+  async (t) => {
+    const { door: d, redis: r } = ready();
+    const bSecret = `b-text-${randomBytes(4).toString('hex')}`;
+    const res = await d.call('capb', chat(`B asks: ${bSecret}`), [
+      ['X-Kong-Request-Id', aRid],
+      ['X-Request-Id', aRid],
+    ]);
+    t.is(res.status, 200, res.text);
+    t.not(res.requestId, aRid, 'Kong names the request, not the client');
+    // B's own capture (B opted in too): under B's id, in B's keyspace, with B's text only.
+    const bRec = await captured(B, res.requestId);
+    t.true(bRec.request.body?.includes(bSecret));
+    t.false(JSON.stringify(bRec).includes(aSecret));
+    // Positive control: A's capture is still A's request, A's answer.
+    const aRec = await captured(A, aRid);
+    t.true(aRec.request.body?.includes(aSecret));
+    t.is(aRec.outcome.answer, `mock answer to: A asks: ${aSecret}`);
+    t.false(JSON.stringify(aRec).includes(bSecret));
+    t.is(await r.exists(d.keys.capture(B, aRid)), 0, 'nothing of B under A’s request id');
+  },
+);
 
-test.serial('replaying A’s request id as B finds nothing; as A (positive control) it opens', async (t) => {
-  const { door: d, redis: r } = ready();
-  const asB = await t.throwsAsync(findCapture(r, d.keys, d.keyring, aRid, 'capb'));
-  t.regex(asB?.message ?? '', /no capture of request .* for tenant capb/);
-  t.false(asB?.message.includes(aSecret) ?? true);
-  const asA = await findCapture(r, d.keys, d.keyring, aRid, 'capa');
-  t.true(asA.record.request.body?.includes(aSecret));
-  const byOwner = await findCapture(r, d.keys, d.keyring, aRid);
-  t.is(byOwner.record.tenant, 'capa', 'the signed owner entry names A');
-});
+test.serial(
+  'replaying A’s request id as B finds nothing; as A (positive control) it opens',
+  async (t) => {
+    const { door: d, redis: r } = ready();
+    const asB = await t.throwsAsync(findCapture(r, d.keys, d.keyring, aRid, 'capb'));
+    t.regex(asB?.message ?? '', /no capture of request .* for tenant capb/);
+    t.false(asB?.message.includes(aSecret) ?? true);
+    const asA = await findCapture(r, d.keys, d.keyring, aRid, 'capa');
+    t.true(asA.record.request.body?.includes(aSecret));
+    const byOwner = await findCapture(r, d.keys, d.keyring, aRid);
+    t.is(byOwner.record.tenant, 'capa', 'the signed owner entry names A');
+  },
+);
 
-test.serial('A’s sealed capture moved under B’s key, or its owner entry pointed at B, is refused', async (t) => {
-  const { door: d, redis: r } = ready();
-  const sealed = String(await r.get(d.keys.capture(A, aRid)));
-  t.false(sealed.includes(aSecret), 'sealed at rest');
-  const owner = String(await r.get(d.keys.captureOwner(aRid)));
-  t.teardown(async () => {
-    await r.del(d.keys.capture(B, aRid));
-    await r.set(d.keys.captureOwner(aRid), owner, { expiration: { type: 'EX', value: 600 } });
-  });
-  await r.set(d.keys.capture(B, aRid), sealed, { expiration: { type: 'EX', value: 600 } });
-  const moved = await t.throwsAsync(findCapture(r, d.keys, d.keyring, aRid, 'capb'));
-  t.regex(moved?.message ?? '', /does not open for tenant capb/);
-  await r.set(d.keys.captureOwner(aRid), owner.replace(/^capa /, 'capb '));
-  const pointed = await t.throwsAsync(findCapture(r, d.keys, d.keyring, aRid));
-  t.regex(pointed?.message ?? '', /not signed/);
-});
+test.serial(
+  'A’s sealed capture moved under B’s key, or its owner entry pointed at B, is refused',
+  async (t) => {
+    const { door: d, redis: r } = ready();
+    const sealed = String(await r.get(d.keys.capture(A, aRid)));
+    t.false(sealed.includes(aSecret), 'sealed at rest');
+    const owner = String(await r.get(d.keys.captureOwner(aRid)));
+    t.teardown(async () => {
+      await r.del(d.keys.capture(B, aRid));
+      await r.set(d.keys.captureOwner(aRid), owner, { expiration: { type: 'EX', value: 600 } });
+    });
+    await r.set(d.keys.capture(B, aRid), sealed, { expiration: { type: 'EX', value: 600 } });
+    const moved = await t.throwsAsync(findCapture(r, d.keys, d.keyring, aRid, 'capb'));
+    t.regex(moved?.message ?? '', /does not open for tenant capb/);
+    await r.set(d.keys.captureOwner(aRid), owner.replace(/^capa /, 'capb '));
+    const pointed = await t.throwsAsync(findCapture(r, d.keys, d.keyring, aRid));
+    t.regex(pointed?.message ?? '', /not signed/);
+  },
+);
 
 test.serial('the replay command run with B’s key cannot replay A’s request', async (t) => {
   const { door: d } = ready();
