@@ -35,6 +35,21 @@ function ensureKnowledgeSecret(): void {
   process.env.KTA_KNOWLEDGE_SECRET = readFileSync(file, 'utf8').trim();
 }
 
+/**
+ * The capture secret of token-meter (kong.yml: `capture.secret_env`): from the environment,
+ * else `.run/capture.secret`, created once. `npm run replay` reads the same file, so it opens
+ * what this front door captured.
+ */
+function ensureCaptureSecret(): void {
+  if (process.env.KTA_CAPTURE_SECRET) return;
+  const file = path.join(root, '.run', 'capture.secret');
+  if (!existsSync(file)) {
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600 });
+  }
+  process.env.KTA_CAPTURE_SECRET = readFileSync(file, 'utf8').trim();
+}
+
 function loadExampleKnowledge(): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile(
@@ -96,6 +111,7 @@ function tracingConf(): Record<string, string> | undefined {
 
 async function main(): Promise<void> {
   ensureKnowledgeSecret();
+  ensureCaptureSecret();
   const pluginsRoot = path.join(root, 'dist', 'pluginservers');
   const pluginServers = Object.fromEntries(
     readdirSync(pluginsRoot).map((name) => [name, path.join(pluginsRoot, name)]),

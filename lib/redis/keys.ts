@@ -27,6 +27,8 @@ const CACHE_DIGEST_PATTERN = /^[0-9a-f]{32,128}$/;
 
 /** A SHA-256 hex digest. */
 const DIGEST_PATTERN = /^[a-f0-9]{64}$/;
+/** Kong's request id (`kong_request_id`: hex), or any id of that alphabet; no `{`, `}`, `:`. */
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{7,127}$/;
 
 export class InvalidKeyPartError extends Error {
   override readonly name = 'InvalidKeyPartError';
@@ -86,6 +88,17 @@ export interface Keyspace {
    * one tenant the trace of another's query.
    */
   embeddingCache(tenant: TenantId, digest: string): RedisKey;
+  /**
+   * String: one captured request of the tenant and its outcome, sealed under the tenant's key
+   * (lib/capture/), by Kong's request id; it expires with the capture TTL.
+   */
+  capture(tenant: TenantId, requestId: string): RedisKey;
+  /**
+   * String `<tenant> <mac>`: which tenant request `requestId` belongs to, signed with the
+   * capture secret (lib/capture/store.ts), so `npm run replay <id>` finds a capture without
+   * being told the tenant. In the request id's own slot: one key per id, no hot slot.
+   */
+  captureOwner(requestId: string): RedisKey;
   /** A shared queue across tenants (e.g. per upstream), in its own slot. */
   sharedQueue(queue: string): RedisKey;
   /**
@@ -147,6 +160,12 @@ export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keysp
     semanticIndex: (tenant) => tenantKey(tenant, 'cache', 's', 'index'),
     embeddingCache: (tenant, digest) =>
       tenantKey(tenant, 'emb', checkPart(digest, 'embedding digest', DIGEST_PATTERN)),
+    capture: (tenant, requestId) =>
+      tenantKey(tenant, 'capture', checkPart(requestId, 'request id', REQUEST_ID_PATTERN)),
+    captureOwner: (requestId) =>
+      [ns, `{c:${checkPart(requestId, 'request id', REQUEST_ID_PATTERN)}}`, 'capture-owner'].join(
+        ':',
+      ) as RedisKey,
     sharedQueue: (queue) =>
       [ns, `{q:${checkPart(queue, 'queue name', KEY_PART_PATTERN)}}`, 'queue'].join(
         ':',

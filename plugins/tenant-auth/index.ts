@@ -18,6 +18,7 @@
  *   GET /v1/models[/{id}]: getHeaders, getConsumer, getPath, getMethod, ctx.shared.set,
  *   log.setSerializeValue, response.exit                                               = 7
  */
+import { draftCapture } from '../../lib/capture/draft'; // capture (issue 23)
 import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics, type TenantLabels } from '../../lib/metrics/registry';
 import { guardPhase } from '../../lib/plugin/phase';
@@ -197,6 +198,8 @@ export class Plugin {
     await kong.service.request.setHeaders(writes);
     scope.rememberHeaders(headers);
     scope.applyHeaderWrites(writes);
+    // capture (issue 23): the request as sent, for an opted-in tenant (lib/capture/draft.ts)
+    await draftCapture(kong, scope, headers, ctx, this.config, tenantLabel);
     if (newBody !== null) await scope.setBody(kong, newBody);
     await this.publish(kong, scope, ctx);
     // Set in access, these reach the client with the upstream's answer (and with any later

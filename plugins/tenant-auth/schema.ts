@@ -22,6 +22,8 @@ export interface PlanConfig {
   model_aliases: Record<string, string>;
   model_policy: ModelPolicyMode | null;
   embedding_model: string | null;
+  /** Optional in the type only: the schema's default fills it (older configs in tests omit it). */
+  capture?: boolean;
 }
 
 export interface TenantOverride {
@@ -35,6 +37,7 @@ export interface TenantOverride {
   model_aliases: Record<string, string> | null;
   model_policy: ModelPolicyMode | null;
   embedding_model: string | null;
+  capture?: boolean | null;
 }
 
 export interface TenantAuthConfig {
@@ -99,6 +102,12 @@ const planFields: KongSchemaFields = [
     }),
   },
   ...modelTierFields('plan'),
+  {
+    capture: field.boolean(
+      'Capture the requests of this plan’s tenants for replay (`npm run replay`): the request as sent (no credential header) and its outcome, sealed under the tenant’s key in Redis for token-meter’s `capture.ttl_seconds`. Off by default; needs token-meter on the route and its capture secret.',
+      { default: false, required: true },
+    ),
+  },
 ];
 
 /** The model-tier fields, the same for a plan and for a tenant override (which replaces). */
@@ -175,6 +184,11 @@ const overrideFields: KongSchemaFields = [
   },
   { weight: field.number('Replaces the plan’s fair-queuing weight.', { gt: 0 }) },
   ...modelTierFields('tenant'),
+  {
+    capture: field.boolean(
+      'Replaces the plan’s `capture` for this tenant: true opts the tenant in, false out; null keeps the plan’s.',
+    ),
+  },
 ];
 
 export const Schema: KongSchemaFields = [

@@ -17,6 +17,7 @@
  *   log: ctx.shared.get ×3 (tenant, state, usage), response.getStatus               = 4
  *     (no state: + ctx.shared.get cache status; a cache hit: + log.serialize + estimate)
  */
+import { recordCapture } from '../../lib/capture/recorder'; // capture (issue 23)
 import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics } from '../../lib/metrics/registry';
 import { type KongPdk } from '../../lib/pdk/kong';
@@ -445,6 +446,15 @@ export class Plugin {
     const request = await findRequest(kong, Name);
     if (!request) return;
     const { tenant: ctx, scope } = request;
+    // capture (issue 23): seal an opted-in request and its outcome into Redis (lib/capture/recorder.ts)
+    await recordCapture(
+      kong,
+      request,
+      this.config.capture,
+      this.keys,
+      this.redis(),
+      this.config.metrics_max_tenants,
+    );
     const state = decodeMeterState(await kong.ctx.shared.get(METER_STATE_KEY));
     if (!state) {
       // Not metered in access: a cache hit (tenant-cache answered before us) is recorded. The

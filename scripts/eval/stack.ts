@@ -335,6 +335,9 @@ export async function startEvalStack(o: StackOptions): Promise<EvalTarget> {
       env: {
         KTA_KNOWLEDGE_SECRET: knowledgeSecret,
         KTA_CACHE_MASTER_KEY: randomBytes(32).toString('hex'),
+        // Opted-in tenants' requests are captured as in production (into the run's namespace,
+        // removed with it): the eval then also shows capture changes no tenant's results.
+        KTA_CAPTURE_SECRET: randomBytes(32).toString('hex'),
       },
       ...(o.logger && process.env.EVAL_GATEWAY_LOG ? { logger: o.logger } : {}),
     };
