@@ -41,8 +41,11 @@ export async function startKongYmlDoor(
   extraConsumers: ConsumerEntry[] = [],
   /** Plugins of kong.yml left out (by name). */
   without: string[] = [],
-  /** More plugin-server environment (added to the secrets below) and kong.conf settings. */
-  options: FrontDoorOptions = {},
+  /**
+   * More plugin-server environment (added to the secrets below) and kong.conf settings;
+   * `service`: fields merged into kong.yml's services (e.g. a shorter `read_timeout`).
+   */
+  options: FrontDoorOptions & { service?: Record<string, unknown> } = {},
   /** Gateway nodes sharing the config (a cluster, as far as Redis is concerned). */
   nodes = 1,
 ): Promise<KongYmlDoor> {
@@ -59,14 +62,14 @@ export async function startKongYmlDoor(
     onClose,
     (upstreamUrl) => {
       const doc = parse(readFileSync(path.join(ROOT, 'kong.yml'), 'utf8')) as {
-        services: Array<{ url: string }>;
+        services: Array<Record<string, unknown>>;
         plugins: KongYmlEntry[];
         consumers: ConsumerEntry[];
       };
       doc.consumers = [...doc.consumers, ...extraConsumers];
       doc.plugins = doc.plugins.filter((p) => !without.includes(p.name));
       const mock = new URL(upstreamUrl);
-      for (const s of doc.services) s.url = upstreamUrl;
+      for (const s of doc.services) Object.assign(s, options.service ?? {}, { url: upstreamUrl });
       for (const p of doc.plugins) {
         const c = p.config;
         if (!c) continue;
