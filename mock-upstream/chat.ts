@@ -11,6 +11,8 @@ import { countChatPromptTokens, decodeTokens, encodeText } from '../lib/tokens/t
 const ANSWER_PREFIX = 'mock answer to: ';
 const QUOTED_CHARS = 200;
 const SYSTEM_FINGERPRINT = 'fp_mock';
+/** A `cut` failure: how long what was written has to leave before the reset. */
+const CUT_FLUSH_MS = 50;
 
 export interface ChatUsage {
   prompt_tokens: number;
@@ -94,9 +96,10 @@ function sendCompletion(ctx: EndpointContext, request: ChatRequest, c: Completio
       'content-length': String(bytes.length),
       'x-request-id': ctx.requestId,
     });
-    ctx.res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () =>
-      ctx.req.socket.resetAndDestroy(),
-    );
+    // A reset discards what the kernel has not sent yet: let the half go out first.
+    ctx.res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => {
+      setTimeout(() => ctx.req.socket.resetAndDestroy(), CUT_FLUSH_MS);
+    });
     return;
   }
   sendJson(ctx.res, 200, body, { 'x-request-id': ctx.requestId });
@@ -143,7 +146,9 @@ async function streamCompletion(
       if (!(await ctx.pause(ctx.knobs.streamChunkDelayMs))) return;
     }
     if (i === ctx.cutAfterEvents) {
-      // An upstream dying mid-stream: a reset, no final event, no [DONE].
+      // An upstream dying mid-stream: a reset, no final event, no [DONE]. A reset discards
+      // what the kernel has not sent yet: the events before it go out first.
+      await ctx.pause(CUT_FLUSH_MS);
       ctx.req.socket.resetAndDestroy();
       return;
     }
