@@ -46,7 +46,11 @@ export interface FaultDoorOptions {
   /** Embeddings endpoint of retrieval-injector and the semantic cache (default: the mock). */
   embeddingsUrl?: string;
   /** Changes after the fault door's own (a tenant's limits, a plugin's timeouts). */
-  adjust?: (p: KongYmlEntry, upstreamUrl: string) => void;
+  adjust?: (
+    p: KongYmlEntry,
+    upstreamUrl: string,
+    tenants: { A: FaultTenant; B: FaultTenant },
+  ) => void;
   /** kong.conf settings (the real Kong), e.g. an Admin API listener. */
   kongConf?: Record<string, string>;
   nodes?: number;
@@ -150,7 +154,7 @@ export async function startFaultDoor(
       if (p.name === 'circuit-breaker') {
         c.breaker = { ...(c.breaker as object), half_open_after_ms: FAULT_TTLS.halfOpenMs };
       }
-      opts.adjust?.(p, upstreamUrl);
+      opts.adjust?.(p, upstreamUrl, { A, B });
     },
     [A, B].map((x) => ({
       username: `${x.id}-app`,

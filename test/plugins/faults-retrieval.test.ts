@@ -48,13 +48,14 @@ const ALLOWED = ['503 retrieval_unavailable'];
 async function drill(
   fault: () => Promise<void> | void,
   heal: () => Promise<void> | void,
+  faultMs = 3000,
 ): Promise<{ outcomes: Outcome[]; restoredAt: number; start: number }> {
   const d = door as FaultDoor;
   const load = startLoad(d, 4);
   await sleep(1500);
   const start = Date.now();
   await fault();
-  await sleep(3000);
+  await sleep(faultMs);
   await heal();
   const restoredAt = Date.now();
   await sleep(6000);
