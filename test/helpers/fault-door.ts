@@ -31,6 +31,7 @@ import { mockAnswerText } from '../../mock-upstream/chat';
 import type { MockUpstream } from '../../mock-upstream/index';
 import type { OnClose } from './frontdoor';
 import { startKongYmlDoor, type KongYmlDoor, type KongYmlEntry } from './kong-yml-door';
+import { startExtraUpstream } from './upstreams';
 
 export interface FaultTenant {
   id: string;
@@ -43,7 +44,7 @@ export interface FaultDoorOptions {
   redisUrl?: string;
   /** Milvus of retrieval-injector and of tenant-cache's semantic cache. */
   milvusAddress?: string;
-  /** Embeddings endpoint of retrieval-injector and the semantic cache (default: the mock). */
+  /** Embeddings endpoint of retrieval-injector and the semantic cache (default: a mock of its own). */
   embeddingsUrl?: string;
   /** Changes after the fault door's own (a tenant's limits, a plugin's timeouts). */
   adjust?: (
@@ -98,6 +99,9 @@ export async function startFaultDoor(
   const spool = mkdtempSync(path.join(tmpdir(), 'kta-fault-spool-'));
   onClose(() => rmSync(spool, { recursive: true, force: true }));
   const semCollection = `kta_fault_s_${hex(5)}`;
+  // Embeddings from a mock of their own: a test slowing the LLM upstream slows only the chat.
+  const embeddingsUrl =
+    opts.embeddingsUrl ?? `${(await startExtraUpstream(onClose)).url}/v1/embeddings`;
   const roomy = {
     requests_per_minute: 60_000,
     request_burst: 5000,
@@ -133,10 +137,7 @@ export async function startFaultDoor(
           ...(opts.milvusAddress ? { address: opts.milvusAddress } : {}),
           collection: semCollection,
         };
-        sem.embeddings = {
-          ...sem.embeddings,
-          url: opts.embeddingsUrl ?? `${upstreamUrl}/v1/embeddings`,
-        };
+        sem.embeddings = { ...sem.embeddings, url: embeddingsUrl };
       }
       if (p.name === 'token-meter') {
         c.redis_url = redisUrl;
@@ -148,8 +149,7 @@ export async function startFaultDoor(
       if (p.name === 'retrieval-injector') {
         c.redis = { ...(c.redis as object), url: redisUrl, timeout_ms: FAULT_TTLS.redisDeadlineMs };
         if (opts.milvusAddress) c.milvus = { ...(c.milvus as object), address: opts.milvusAddress };
-        if (opts.embeddingsUrl)
-          c.embeddings = { ...(c.embeddings as object), url: opts.embeddingsUrl };
+        c.embeddings = { ...(c.embeddings as object), url: embeddingsUrl };
       }
       if (p.name === 'circuit-breaker') {
         c.breaker = { ...(c.breaker as object), half_open_after_ms: FAULT_TTLS.halfOpenMs };

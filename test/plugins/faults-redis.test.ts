@@ -39,7 +39,7 @@ test.serial(
     const restoredAt = Date.now();
     await new Promise((res) => setTimeout(res, 5000));
     const outcomes = await load.stop();
-    const during = outcomes.filter((o) => o.sentAt > down + 500 && o.endAt < restoredAt);
+    const during = outcomes.filter((o) => o.sentAt > down + 500 && o.sentAt < restoredAt - 1000);
     t.true(during.length > 0, 'requests were sent while Redis was down');
     t.true(
       // Never served unmetered: the meter refuses (or a per-node limit does, before it).
@@ -69,12 +69,14 @@ test.serial(
     const restoredAt = Date.now();
     await new Promise((res) => setTimeout(res, 5000));
     const outcomes = await load.stop();
-    const during = outcomes.filter((o) => o.sentAt > paused + 500 && o.endAt < restoredAt);
+    const during = outcomes.filter((o) => o.sentAt > paused + 500 && o.sentAt < restoredAt);
     t.true(during.length > 0, 'requests were sent while Redis was paused');
-    // No request waits on a paused Redis beyond the plugins' deadlines (250 ms each, kong.yml).
+    t.true(during.some((o) => o.status === 503 && o.code === 'budget_unavailable'));
+    // No request waits on a paused Redis much beyond the plugins' deadlines, one after the other
+    // (the fault door: 1 s each; kong.yml: 100-250 ms).
     const slowest = Math.max(...during.map((o) => o.endAt - o.sentAt));
     t.log(`slowest answer while paused: ${slowest} ms`);
-    t.true(slowest < 5000, `a request waited ${slowest} ms on a paused Redis`);
+    t.true(slowest < 6000, `a request waited ${slowest} ms on a paused Redis`);
     await checkAfterFault(t, d, outcomes, {
       allowed: OUTAGE_5XX,
       restoredAt,

@@ -63,7 +63,7 @@ async function drill(
 }
 
 function refusedDuring(outcomes: Outcome[], from: number, to: number): Outcome[] {
-  return outcomes.filter((o) => o.sentAt > from + 500 && o.endAt < to);
+  return outcomes.filter((o) => o.sentAt > from + 500 && o.sentAt < to);
 }
 
 test.serial(
