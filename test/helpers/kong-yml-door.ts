@@ -29,6 +29,8 @@ export interface KongYmlDoor extends FrontDoor {
   namespace: string;
   /** Every node (the first is `gateway`): one config, one Redis namespace, one mock upstream. */
   gateways: Gateway[];
+  /** The declarative config the nodes started with (what a reload test changes). */
+  config: Record<string, unknown>;
 }
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -121,6 +123,7 @@ export async function startKongYmlDoor(
     upstream: cluster.upstream,
     url: gateway.url,
     gateways: cluster.gateways,
+    config: cluster.config,
     namespace,
   };
 }

@@ -54,7 +54,9 @@ test.serial(
       // own 500 for a request whose plugin-server call broke with the process.
       allowed: ['503 tenant_unavailable', '500 tenant_context_missing', '500 gateway_error'],
       restoredAt: killedAt,
-      recoveryBoundMs: 15_000,
+      // Measured 5-7 s on the real Kong; on a loaded machine the new process reconnects to
+      // Milvus (retrieval, the semantic cache) more slowly.
+      recoveryBoundMs: 30_000,
     });
   },
 );
@@ -87,8 +89,9 @@ test.serial(
     ];
     // All four upstream: leases, seats and reservations taken in access.
     const until = Date.now() + 20_000;
-    while (d.upstream.received.length < 4 && Date.now() < until) await sleep(50);
-    t.is(d.upstream.received.length, 4, 'the four requests reached the upstream');
+    const chats = () => d.upstream.received.filter((r) => r.path.startsWith('/v1/chat')).length;
+    while (chats() < 4 && Date.now() < until) await sleep(50);
+    t.is(chats(), 4, 'the four requests reached the upstream');
     await dying.kill();
     const killedAt = Date.now();
     d.upstream.configure({ latencyMs: 0 });

@@ -50,7 +50,7 @@ test.serial(
     await checkAfterFault(t, d, outcomes, {
       allowed: OUTAGE_5XX,
       restoredAt,
-      recoveryBoundMs: 5000,
+      recoveryBoundMs: 10_000,
     });
   },
 );
@@ -80,7 +80,7 @@ test.serial(
     await checkAfterFault(t, d, outcomes, {
       allowed: OUTAGE_5XX,
       restoredAt,
-      recoveryBoundMs: 5000,
+      recoveryBoundMs: 10_000,
     });
   },
 );

@@ -7,7 +7,7 @@
  * cross-tenant answer, the ledger exact, nothing held past its TTL, served again in time.
  */
 import test from 'ava';
-import { Closers } from '../helpers/frontdoor';
+import { Closers, gatewayKind } from '../helpers/frontdoor';
 import {
   ask,
   checkAfterFault,
@@ -88,10 +88,10 @@ test.serial('the upstream hangs: 504 at the read timeout, then the breaker', asy
 test.serial(
   'the upstream cuts answers mid-way: a truncated 200, billed as estimated, never cached',
   async (t) => {
-    const { d, outcomes, restoredAt } = await drill(
-      { mode: 'cut', afterEvents: 2 },
-      { allowed: [] },
-    );
+    // The harness answers a non-streamed answer cut before its end with 502 (the real Kong: 200
+    // and its error body, see docs/operations.md).
+    const allowed = gatewayKind() === 'harness' ? ['502 gateway_error'] : [];
+    const { d, outcomes, restoredAt } = await drill({ mode: 'cut', afterEvents: 2 }, { allowed });
     const cut = outcomes.filter((o) => o.status === 200 && (!o.complete || o.code !== 'none'));
     t.log('cut:', [
       ...new Set(cut.map((o) => `stream ${o.stream} complete ${o.complete} ${o.code}`)),
@@ -108,7 +108,7 @@ test.serial(
       'a cut answer replayed from the cache',
     );
     await checkAfterFault(t, d, outcomes, {
-      allowed: [],
+      allowed,
       restoredAt,
       recoveryBoundMs: RECOVERY_MS,
       incompleteAllowed: true,
