@@ -22,7 +22,7 @@ import {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test.serial(
-  'the chain plugin server killed mid-request under load: refused or served, billed once, served again',
+  'the chain plugin server killed mid-request under load: refused or served, never billed twice, served again',
   async (t) => {
     const closers = new Closers();
     t.teardown(() => closers.closeAll());
@@ -36,11 +36,13 @@ test.serial(
     const killedAt = Date.now();
     // Served again: the respawned process answers (the guard refuses meanwhile).
     let restoredAt = 0;
+    let servedAgainAt = Infinity;
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
-      const served = load.outcomes.some((o) => o.sentAt > killedAt + 200 && o.status === 200);
+      const served = load.outcomes.find((o) => o.sentAt > killedAt + 200 && o.status === 200);
       if (served) {
         restoredAt = killedAt;
+        servedAgainAt = served.endAt;
         break;
       }
       await sleep(100);
@@ -54,6 +56,10 @@ test.serial(
       // own 500 for a request whose plugin-server call broke with the process.
       allowed: ['503 tenant_unavailable', '500 tenant_context_missing', '500 gateway_error'],
       restoredAt: killedAt,
+      // Answered, but their log phase came while no process listened: nothing settles them (the
+      // ledger loses them; their reservations end by TTL, checked). The log phase runs after
+      // the response: a request answered until the process is back may be among them.
+      unbilledAllowed: (o) => o.endAt >= killedAt - 1000 && o.endAt <= servedAgainAt + 1000,
       // Measured 5-7 s on the real Kong; on a loaded machine the new process reconnects to
       // Milvus (retrieval, the semantic cache) more slowly.
       recoveryBoundMs: 30_000,

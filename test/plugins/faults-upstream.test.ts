@@ -15,7 +15,6 @@ import {
   startFaultDoor,
   startLoad,
   type FaultDoor,
-  type FaultExpectations,
   type Outcome,
 } from '../helpers/fault-door';
 import type { FailureSpec } from '../../mock-upstream/index';
@@ -36,7 +35,6 @@ const RECOVERY_MS = FAULT_TTLS.halfOpenMs + 6000;
 
 async function drill(
   failure: FailureSpec,
-  expect: Omit<FaultExpectations, 'restoredAt' | 'recoveryBoundMs'>,
   faultMs = 3000,
 ): Promise<{ d: FaultDoor; outcomes: Outcome[]; restoredAt: number }> {
   const d = door as FaultDoor;
@@ -49,13 +47,12 @@ async function drill(
   const restoredAt = Date.now();
   await sleep(RECOVERY_MS + 1000);
   const outcomes = await load.stop();
-  void expect;
   return { d, outcomes, restoredAt };
 }
 
 test.serial('the upstream answers 5xx: passed through, then the breaker answers 503', async (t) => {
   const allowed = ['500 server_error', ...BREAKER_5XX];
-  const { d, outcomes, restoredAt } = await drill({ mode: 'status', status: 500 }, { allowed });
+  const { d, outcomes, restoredAt } = await drill({ mode: 'status', status: 500 });
   t.true(
     outcomes.some((o) => o.status === 500),
     'the upstream 500 reaches the client',
@@ -65,7 +62,7 @@ test.serial('the upstream answers 5xx: passed through, then the breaker answers 
 
 test.serial('the upstream resets the connection: 502 from Kong, then the breaker', async (t) => {
   const allowed = ['502 gateway_error', ...BREAKER_5XX];
-  const { d, outcomes, restoredAt } = await drill({ mode: 'reset' }, { allowed });
+  const { d, outcomes, restoredAt } = await drill({ mode: 'reset' });
   t.true(
     outcomes.some((o) => o.status === 502),
     'a reset is a 502',
@@ -75,7 +72,7 @@ test.serial('the upstream resets the connection: 502 from Kong, then the breaker
 
 test.serial('the upstream hangs: 504 at the read timeout, then the breaker', async (t) => {
   const allowed = ['504 gateway_error', ...BREAKER_5XX];
-  const { d, outcomes, restoredAt } = await drill({ mode: 'timeout' }, { allowed }, 4000);
+  const { d, outcomes, restoredAt } = await drill({ mode: 'timeout' }, 4000);
   t.true(
     outcomes.some((o) => o.status === 504),
     'a hang is a 504 at the read timeout',
@@ -91,7 +88,7 @@ test.serial(
     // The harness answers a non-streamed answer cut before its end with 502 (the real Kong: 200
     // and its error body, see docs/operations.md).
     const allowed = gatewayKind() === 'harness' ? ['502 gateway_error'] : [];
-    const { d, outcomes, restoredAt } = await drill({ mode: 'cut', afterEvents: 2 }, { allowed });
+    const { d, outcomes, restoredAt } = await drill({ mode: 'cut', afterEvents: 2 });
     const cut = outcomes.filter((o) => o.status === 200 && (!o.complete || o.code !== 'none'));
     t.log('cut:', [
       ...new Set(cut.map((o) => `stream ${o.stream} complete ${o.complete} ${o.code}`)),
