@@ -380,6 +380,16 @@ export function startLoad(door: FaultDoor, workers = 4, opts: { pauseMs?: number
   };
 }
 
+/**
+ * Holds a fault for at least `minMs` and until `seen()` (the load met it), at most `maxMs`: on
+ * a loaded machine a few seconds may pass before a request of the load reaches the fault.
+ */
+export async function holdFault(seen: () => boolean, minMs: number, maxMs = 20_000): Promise<void> {
+  const start = Date.now();
+  while (Date.now() - start < maxMs && (Date.now() - start < minMs || !seen()))
+    await new Promise((r) => setTimeout(r, 100));
+}
+
 export interface FaultExpectations {
   /** `<status> <code>` of every 5xx the docs list for this fault (status 0: a transport error). */
   allowed: string[];

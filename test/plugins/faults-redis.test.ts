@@ -8,7 +8,13 @@
  */
 import test from 'ava';
 import { Closers } from '../helpers/frontdoor';
-import { checkAfterFault, startFaultDoor, startLoad, type FaultDoor } from '../helpers/fault-door';
+import {
+  checkAfterFault,
+  holdFault,
+  startFaultDoor,
+  startLoad,
+  type FaultDoor,
+} from '../helpers/fault-door';
 import { startPrivateRedis, type PrivateRedis } from '../integration/private-redis';
 
 let door: FaultDoor | undefined;
@@ -34,7 +40,10 @@ test.serial(
     await new Promise((res) => setTimeout(res, 2500));
     await r.kill();
     const down = Date.now();
-    await new Promise((res) => setTimeout(res, 3000));
+    await holdFault(
+      () => load.outcomes.some((o) => o.sentAt > down && o.code === 'budget_unavailable'),
+      3000,
+    );
     await r.restart();
     const restoredAt = Date.now();
     await new Promise((res) => setTimeout(res, 5000));
@@ -66,7 +75,10 @@ test.serial(
     const paused = Date.now();
     // Long enough for requests to start and end within it: each waits out one deadline per
     // plugin that uses Redis, one after the other.
-    await new Promise((res) => setTimeout(res, 6000));
+    await holdFault(
+      () => load.outcomes.some((o) => o.sentAt > paused + 500 && o.code === 'budget_unavailable'),
+      6000,
+    );
     r.resume();
     const restoredAt = Date.now();
     await new Promise((res) => setTimeout(res, 5000));

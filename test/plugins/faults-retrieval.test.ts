@@ -10,6 +10,7 @@ import test from 'ava';
 import { Closers } from '../helpers/frontdoor';
 import {
   checkAfterFault,
+  holdFault,
   startFaultDoor,
   startLoad,
   type FaultDoor,
@@ -55,7 +56,10 @@ async function drill(
   await sleep(1500);
   const start = Date.now();
   await fault();
-  await sleep(faultMs);
+  await holdFault(
+    () => load.outcomes.some((o) => o.sentAt > start && o.code === 'retrieval_unavailable'),
+    faultMs,
+  );
   await heal();
   const restoredAt = Date.now();
   await sleep(6000);

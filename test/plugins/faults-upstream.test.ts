@@ -11,6 +11,7 @@ import { Closers, gatewayKind } from '../helpers/frontdoor';
 import {
   ask,
   checkAfterFault,
+  holdFault,
   FAULT_TTLS,
   startFaultDoor,
   startLoad,
@@ -42,7 +43,7 @@ async function drill(
   const load = startLoad(d, 4);
   await sleep(1500);
   d.upstream.configure({ failure: { ...failure, pathPrefix: '/v1/chat' } });
-  await sleep(faultMs);
+  await holdFault(() => d.upstream.stats().injected >= 3, faultMs);
   d.upstream.configure({ failure: null });
   const restoredAt = Date.now();
   await sleep(RECOVERY_MS + 1000);
