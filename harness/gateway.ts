@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { ConfigError, readDeclarative } from './config/declarative';
+import type { DeclarativeConfig } from './config/entities';
 import {
   defaultErrorMessage,
   errorBody,
@@ -53,6 +54,12 @@ const BUNDLED = new Set(['key-auth', 'opentelemetry', 'post-function', 'pre-func
 export interface HarnessGateway extends Gateway {
   /** Entries the runloop holds per request now (bounded: see Runloop.stats). */
   runloopSizes(): { stats: number; logWaiters: number };
+  /**
+   * A new declarative config while serving, as Kong's Admin API `POST /config` in DB-less mode
+   * (the real Kong: kong.conf `admin_listen`); throws ConfigError and changes nothing when the
+   * config is refused. The plugin servers stay; only plugins they serve may be used.
+   */
+  reload(config: string | object): Promise<void>;
 }
 
 /**
@@ -141,15 +148,18 @@ export async function startGateway(
   try {
     // Plugins used in kong.yml must be enabled (bundled or an external plugin server).
     const problems: string[] = [];
-    for (const p of config.plugins) {
-      if (!BUNDLED.has(p.name) && !(p.name in opts.pluginServers)) {
-        problems.push(
-          `plugin '${p.name}' ${p.scopeLabel}: plugin '${p.name}' not enabled; add it to the 'plugins' configuration property (pluginServers)`,
-        );
+    const checkEnabled = (cfg: DeclarativeConfig): void => {
+      for (const p of cfg.plugins) {
+        if (!BUNDLED.has(p.name) && !(p.name in opts.pluginServers)) {
+          problems.push(
+            `plugin '${p.name}' ${p.scopeLabel}: plugin '${p.name}' not enabled; add it to the 'plugins' configuration property (pluginServers)`,
+          );
+        }
+        if (p.name === 'key-auth' && p.consumer)
+          problems.push(`plugin 'key-auth' ${p.scopeLabel}: consumer: value must be null`);
       }
-      if (p.name === 'key-auth' && p.consumer)
-        problems.push(`plugin 'key-auth' ${p.scopeLabel}: consumer: value must be null`);
-    }
+    };
+    checkEnabled(config);
     if (problems.length) throw new ConfigError(problems);
 
     const names = Object.keys(opts.pluginServers);
@@ -183,24 +193,27 @@ export async function startGateway(
     );
     if (schemaProblems.length) throw new Error(schemaProblems.join('\n'));
 
-    for (const p of config.plugins) {
-      const fields =
-        p.name === 'key-auth'
-          ? keyAuthConfigFields
-          : p.name === 'post-function'
-            ? postFunctionConfigFields
-            : p.name === 'pre-function'
-              ? preFunctionConfigFields
-              : p.name === 'opentelemetry'
-                ? openTelemetryConfigFields
-                : configFieldsOf(dumpByName.get(p.name)?.Schema ?? { fields: [] });
-      const r = validatePluginConfig(fields, p.rawConfig);
-      if (p.name === 'opentelemetry' && r.errors.length === 0)
-        r.errors.push(...openTelemetryConfigErrors(r.value));
-      r.notes.forEach((n) => log(`[harness] plugin '${p.name}' ${p.scopeLabel}: ${n}`));
-      r.errors.forEach((e) => problems.push(`plugin '${p.name}' ${p.scopeLabel}: ${e}`));
-      p.config = r.value;
-    }
+    const validate = (cfg: DeclarativeConfig): void => {
+      for (const p of cfg.plugins) {
+        const fields =
+          p.name === 'key-auth'
+            ? keyAuthConfigFields
+            : p.name === 'post-function'
+              ? postFunctionConfigFields
+              : p.name === 'pre-function'
+                ? preFunctionConfigFields
+                : p.name === 'opentelemetry'
+                  ? openTelemetryConfigFields
+                  : configFieldsOf(dumpByName.get(p.name)?.Schema ?? { fields: [] });
+        const r = validatePluginConfig(fields, p.rawConfig);
+        if (p.name === 'opentelemetry' && r.errors.length === 0)
+          r.errors.push(...openTelemetryConfigErrors(r.value));
+        r.notes.forEach((n) => log(`[harness] plugin '${p.name}' ${p.scopeLabel}: ${n}`));
+        r.errors.forEach((e) => problems.push(`plugin '${p.name}' ${p.scopeLabel}: ${e}`));
+        p.config = r.value;
+      }
+    };
+    validate(config);
     if (problems.length) throw new ConfigError(problems);
 
     const loaded: LoadedPlugin[] = [
@@ -312,6 +325,22 @@ export async function startGateway(
         const ext = externals.get(name);
         if (!ext) throw new Error(`no plugin server '${name}'`);
         return { pid: ext.proc.pid, restarts: ext.proc.restarts, dump: ext.dump };
+      },
+      reload: async (next) => {
+        // Kong's Admin API POST /config (DB-less): the new config is checked whole, then every
+        // later request routes and runs plugins by it; plugin instances start again (Kong sees a
+        // new config sequence). Requests already in their phases finish on what they began with.
+        const cfg = readDeclarative(next);
+        problems.length = 0;
+        checkEnabled(cfg);
+        validate(cfg);
+        if (problems.length) throw new ConfigError([...problems]);
+        runloop.reconfigure({
+          config: cfg,
+          plugins: new PluginTable(loaded, cfg),
+          router: new Router(cfg.routes, cfg.services),
+        });
+        externals.forEach((e) => e.resetInstances());
       },
       kill: async () => {
         // No more RPC from this node: phases still pending (log of requests in flight) fail.

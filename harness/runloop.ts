@@ -82,6 +82,13 @@ export class Runloop {
     this.maxStats = Math.max(1, deps.maxRequestStats ?? MAX_REQUEST_STATS);
   }
 
+  /** A new config (Gateway.reload): later requests route and run plugins by it. */
+  reconfigure(next: Pick<RunloopDeps, 'config' | 'plugins' | 'router'>): void {
+    this.deps.config = next.config;
+    this.deps.plugins = next.plugins;
+    this.deps.router = next.router;
+  }
+
   logDone(id: string): Promise<void> {
     return this.logWaiters.get(id) ?? Promise.resolve();
   }

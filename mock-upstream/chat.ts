@@ -11,6 +11,8 @@ import { countChatPromptTokens, decodeTokens, encodeText } from '../lib/tokens/t
 const ANSWER_PREFIX = 'mock answer to: ';
 const QUOTED_CHARS = 200;
 const SYSTEM_FINGERPRINT = 'fp_mock';
+/** A `cut` failure: how long what was written has to leave before the reset. */
+const CUT_FLUSH_MS = 50;
 
 export interface ChatUsage {
   prompt_tokens: number;
@@ -70,27 +72,37 @@ export function contentDeltas(tokens: readonly number[], model: string): string[
 }
 
 function sendCompletion(ctx: EndpointContext, request: ChatRequest, c: Completion): void {
-  sendJson(
-    ctx.res,
-    200,
-    {
-      id: `chatcmpl-${ctx.requestId}`,
-      object: 'chat.completion',
-      created: Math.floor(Date.now() / 1000),
-      model: request.model,
-      choices: [
-        {
-          index: 0,
-          message: { role: 'assistant', content: c.content, refusal: null },
-          logprobs: null,
-          finish_reason: c.finishReason,
-        },
-      ],
-      usage: c.usage,
-      system_fingerprint: SYSTEM_FINGERPRINT,
-    },
-    { 'x-request-id': ctx.requestId },
-  );
+  const body = {
+    id: `chatcmpl-${ctx.requestId}`,
+    object: 'chat.completion',
+    created: Math.floor(Date.now() / 1000),
+    model: request.model,
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: c.content, refusal: null },
+        logprobs: null,
+        finish_reason: c.finishReason,
+      },
+    ],
+    usage: c.usage,
+    system_fingerprint: SYSTEM_FINGERPRINT,
+  };
+  if (ctx.cutAfterEvents !== undefined) {
+    // The whole length announced, half the bytes sent, then a reset: a body cut short.
+    const bytes = Buffer.from(JSON.stringify(body));
+    ctx.res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': String(bytes.length),
+      'x-request-id': ctx.requestId,
+    });
+    // A reset discards what the kernel has not sent yet: let the half go out first.
+    ctx.res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => {
+      setTimeout(() => ctx.req.socket.resetAndDestroy(), CUT_FLUSH_MS);
+    });
+    return;
+  }
+  sendJson(ctx.res, 200, body, { 'x-request-id': ctx.requestId });
 }
 
 async function streamCompletion(
@@ -132,6 +144,13 @@ async function streamCompletion(
   for (const [i, event] of events.entries()) {
     if (i > 0 && ctx.knobs.streamChunkDelayMs > 0) {
       if (!(await ctx.pause(ctx.knobs.streamChunkDelayMs))) return;
+    }
+    if (i === ctx.cutAfterEvents) {
+      // An upstream dying mid-stream: a reset, no final event, no [DONE]. A reset discards
+      // what the kernel has not sent yet: the events before it go out first.
+      await ctx.pause(CUT_FLUSH_MS);
+      ctx.req.socket.resetAndDestroy();
+      return;
     }
     res.write(`data: ${event}\n\n`);
   }

@@ -12,6 +12,8 @@ export interface EndpointContext {
   requestId: string;
   /** Resolves true after `ms`, or false early when the client left or the server is closing. */
   pause(ms: number): Promise<boolean>;
+  /** A `cut` failure: the answer is sent in part, then the socket is reset (chat only). */
+  cutAfterEvents?: number;
 }
 
 export type Endpoint = (ctx: EndpointContext) => Promise<void>;

@@ -68,6 +68,8 @@ export function inflictFailure(spec: FailureSpec, req: IncomingMessage, res: Ser
       req.socket.resetAndDestroy();
       return;
     case 'timeout':
+    case 'cut':
+      // A cut is carried out by the endpoint, part-way through its answer.
       return;
   }
 }

@@ -9,9 +9,11 @@ export interface FailureSpec {
   /**
    * - `status`: answer at once with `status` and an OpenAI-style error body (or `body` verbatim);
    * - `reset`: destroy the socket without a response (the client sees ECONNRESET);
-   * - `timeout`: never answer; the socket stays open until the client gives up or `close()`.
+   * - `timeout`: never answer; the socket stays open until the client gives up or `close()`;
+   * - `cut`: answer 200 as usual, then reset the socket part-way: a stream after `afterEvents`
+   *   SSE events, a JSON body after half its bytes (an upstream dying mid-answer).
    */
-  mode: 'status' | 'reset' | 'timeout';
+  mode: 'status' | 'reset' | 'timeout' | 'cut';
   /** HTTP status for mode `status` (default 500). */
   status?: number;
   /** Response body for mode `status`, sent verbatim as JSON content (default: OpenAI-style error). */
@@ -25,6 +27,8 @@ export interface FailureSpec {
   count?: number;
   /** Only requests whose path starts with this prefix are eligible (default: all). */
   pathPrefix?: string;
+  /** Mode `cut`: SSE events sent before the reset (default 2: the role chunk and one delta). */
+  afterEvents?: number;
 }
 
 export interface MockKnobs {
@@ -101,9 +105,11 @@ function nonNegativeInteger(name: string, v: unknown): number {
 export function parseFailureSpec(v: unknown): FailureSpec | null {
   if (v === null) return null;
   if (!isRecord(v)) throw new RangeError(`failure must be an object or null, got ${show(v)}`);
-  const { mode, status, body, rate, count, pathPrefix } = v;
-  if (mode !== 'status' && mode !== 'reset' && mode !== 'timeout') {
-    throw new RangeError(`failure.mode must be 'status', 'reset' or 'timeout', got ${show(mode)}`);
+  const { mode, status, body, rate, count, pathPrefix, afterEvents } = v;
+  if (mode !== 'status' && mode !== 'reset' && mode !== 'timeout' && mode !== 'cut') {
+    throw new RangeError(
+      `failure.mode must be 'status', 'reset', 'timeout' or 'cut', got ${show(mode)}`,
+    );
   }
   const spec: FailureSpec = { mode };
   if (status !== undefined) {
@@ -133,6 +139,12 @@ export function parseFailureSpec(v: unknown): FailureSpec | null {
       throw new RangeError(`failure.pathPrefix must be a string, got ${show(pathPrefix)}`);
     }
     spec.pathPrefix = pathPrefix;
+  }
+  if (afterEvents !== undefined) {
+    if (!Number.isSafeInteger(afterEvents) || (afterEvents as number) < 1) {
+      throw new RangeError(`failure.afterEvents must be an integer >= 1, got ${show(afterEvents)}`);
+    }
+    spec.afterEvents = afterEvents as number;
   }
   return spec;
 }

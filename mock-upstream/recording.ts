@@ -13,6 +13,11 @@ export interface ReceivedRequest {
   json: unknown | undefined;
   /** Arrival time, ms since the epoch. */
   at: number;
+  /**
+   * The id the mock answered it with (`x-request-id`, and `chatcmpl-<id>` in a chat answer),
+   * set once it is served: maps an answer a client got back to the request that produced it.
+   */
+  responseId?: string;
 }
 
 /** Bound on the record: a long benchmark must not grow the mock without limit. */

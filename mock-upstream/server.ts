@@ -180,7 +180,8 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       return;
     }
     const rawBody = await readBody(req);
-    appendBounded(received, recordRequest(req, rawBody));
+    const record = recordRequest(req, rawBody);
+    appendBounded(received, record);
     const knobsNow = knobs;
     const abort = new AbortController();
     live.add(abort);
@@ -203,7 +204,8 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       return;
     }
     const failure = failures.decide(path);
-    if (failure !== null) {
+    // A cut is served like any answer, then broken part-way by the endpoint.
+    if (failure !== null && failure.mode !== 'cut') {
       inflictFailure(failure, req, res);
       return;
     }
@@ -247,7 +249,9 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       knobs: knobsNow,
       requestId: `mock-${sequence}`,
       pause: (ms) => pause(ms, signal),
+      ...(failure?.mode === 'cut' ? { cutAfterEvents: failure.afterEvents ?? 2 } : {}),
     };
+    record.responseId = ctx.requestId;
     await runEndpoint(ctx, method, path);
   }
 

@@ -136,6 +136,8 @@ export async function startFrontDoor(
 export interface Cluster {
   /** One per node, each with its own port and its own plugin-server processes. */
   gateways: Gateway[];
+  /** The declarative config every node started with. */
+  config: Record<string, unknown>;
   upstream: MockUpstream;
   urls: string[];
 }
@@ -186,7 +188,7 @@ export async function startFrontDoors(
     onClose(() => gateway.close());
     gateways.push(gateway);
   }
-  return { gateways, upstream, urls: gateways.map((g) => g.url) };
+  return { gateways, upstream, config, urls: gateways.map((g) => g.url) };
 }
 
 export interface Sent {

@@ -29,6 +29,8 @@ export interface KongYmlDoor extends FrontDoor {
   namespace: string;
   /** Every node (the first is `gateway`): one config, one Redis namespace, one mock upstream. */
   gateways: Gateway[];
+  /** The declarative config the nodes started with (what a reload test changes). */
+  config: Record<string, unknown>;
 }
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -39,6 +41,8 @@ export interface KongYmlDoorOptions extends FrontDoorOptions {
    * Redis Cluster URL (`redis://host:port?cluster=1&nodes=…`) runs the chain on a cluster.
    */
   redisUrl?: string;
+  /** Fields merged into kong.yml's services (e.g. a shorter `read_timeout`). */
+  service?: Record<string, unknown>;
 }
 
 export async function startKongYmlDoor(
@@ -51,7 +55,8 @@ export async function startKongYmlDoor(
   without: string[] = [],
   /**
    * More plugin-server environment (added to the secrets below), kong.conf settings, nginx
-   * workers per node, and the Redis to use.
+   * workers per node, the Redis to use, and `service`: fields merged into kong.yml's services
+   * (e.g. a shorter `read_timeout`).
    */
   options: KongYmlDoorOptions = {},
   /** Gateway nodes sharing the config (a cluster, as far as Redis is concerned). */
@@ -66,14 +71,14 @@ export async function startKongYmlDoor(
     onClose,
     (upstreamUrl) => {
       const doc = parse(readFileSync(path.join(ROOT, 'kong.yml'), 'utf8')) as {
-        services: Array<{ url: string }>;
+        services: Array<Record<string, unknown>>;
         plugins: KongYmlEntry[];
         consumers: ConsumerEntry[];
       };
       doc.consumers = [...doc.consumers, ...extraConsumers];
       doc.plugins = doc.plugins.filter((p) => !without.includes(p.name));
       const mock = new URL(upstreamUrl);
-      for (const s of doc.services) s.url = upstreamUrl;
+      for (const s of doc.services) Object.assign(s, options.service ?? {}, { url: upstreamUrl });
       for (const p of doc.plugins) {
         const c = p.config;
         if (!c) continue;
@@ -125,6 +130,7 @@ export async function startKongYmlDoor(
     upstream: cluster.upstream,
     url: gateway.url,
     gateways: cluster.gateways,
+    config: cluster.config,
     namespace,
   };
 }

@@ -15,6 +15,21 @@ export interface PrivateRedis {
   readonly url: string;
   /** Stops the server now (the teardown then has nothing left to do). */
   stop(): Promise<void>;
+  /** SIGKILL: a crash, nothing flushed beyond what `appendfsync` already wrote. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port and data directory (after `kill` or `stop`). */
+  restart(): Promise<void>;
+  /** SIGSTOP / SIGCONT: the server hangs (connections stay open, nothing answers), then resumes. */
+  pause(): void;
+  resume(): void;
+}
+
+export interface PrivateRedisOptions {
+  /**
+   * Durable like production's billing Redis (docs/operations.md): `appendonly yes` with
+   * `appendfsync always`, so a write acknowledged before a SIGKILL is there after `restart`.
+   */
+  durable?: boolean;
 }
 
 export async function freePort(): Promise<number> {
@@ -53,9 +68,55 @@ function exited(child: ChildProcess): Promise<void> {
 }
 
 /** Starts redis-server on `port` (a free one by default); stopped by `t.teardown`. */
-export async function startPrivateRedis(t: ExecutionContext, port?: number): Promise<PrivateRedis> {
+export async function startPrivateRedis(
+  /** A test's context, or anything with `teardown` (a hook's Closers: `{ teardown: closers.add }`). */
+  t: Pick<ExecutionContext, 'teardown'>,
+  port?: number,
+  options: PrivateRedisOptions = {},
+): Promise<PrivateRedis> {
   const listenPort = port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'kta-redis-'));
+  let child = await launch(listenPort, dir, options);
+  // A stopped (SIGSTOP) process does not act on SIGTERM until it is continued.
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) child.kill('SIGCONT');
+    stopped = false;
+    child.kill('SIGTERM');
+    await exited(child);
+  };
+  t.teardown(async () => {
+    await stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    port: listenPort,
+    url: `redis://127.0.0.1:${listenPort}`,
+    stop,
+    kill: async () => {
+      child.kill('SIGKILL');
+      await exited(child);
+    },
+    restart: async () => {
+      await stop();
+      child = await launch(listenPort, dir, options);
+    },
+    pause: () => {
+      stopped = true;
+      child.kill('SIGSTOP');
+    },
+    resume: () => {
+      stopped = false;
+      child.kill('SIGCONT');
+    },
+  };
+}
+
+async function launch(
+  listenPort: number,
+  dir: string,
+  options: PrivateRedisOptions,
+): Promise<ChildProcess> {
   const child = spawn(
     'redis-server',
     [
@@ -65,8 +126,9 @@ export async function startPrivateRedis(t: ExecutionContext, port?: number): Pro
       String(listenPort),
       '--save',
       '',
-      '--appendonly',
-      'no',
+      ...(options.durable
+        ? ['--appendonly', 'yes', '--appendfsync', 'always']
+        : ['--appendonly', 'no']),
       '--dir',
       dir,
       '--loglevel',
@@ -77,14 +139,6 @@ export async function startPrivateRedis(t: ExecutionContext, port?: number): Pro
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-  const stop = async (): Promise<void> => {
-    child.kill('SIGTERM');
-    await exited(child);
-  };
-  t.teardown(async () => {
-    await stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
 
   const deadline = Date.now() + 10_000;
   while (!(await answersPing(listenPort))) {
@@ -97,5 +151,5 @@ export async function startPrivateRedis(t: ExecutionContext, port?: number): Pro
       );
     }
   }
-  return { port: listenPort, url: `redis://127.0.0.1:${listenPort}`, stop };
+  return child;
 }

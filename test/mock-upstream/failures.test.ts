@@ -1,4 +1,5 @@
 import test from 'ava';
+import http from 'node:http';
 import { postJson, startMock, until, type ChatCompletion, type OpenAIError } from './_helpers';
 
 const errorName = (e: unknown): unknown => (e as { name?: unknown }).name;
@@ -111,4 +112,54 @@ test('apiKey: the mock demands its provider key and answers 401 invalid_api_key 
   t.like(await wrong.json(), { error: { code: 'invalid_api_key' } });
   t.is((await call()).status, 401);
   t.throws(() => mock.configure({ apiKey: '' }), { instanceOf: RangeError });
+});
+
+/** The raw reply of one request: status, what arrived, and how it ended. */
+function rawPost(
+  url: string,
+  body: object,
+): Promise<{ status: number; text: string; ended: 'end' | 'cut' }> {
+  return new Promise((resolve, reject) => {
+    let status = 0;
+    let text = '';
+    const cut = () => resolve({ status, text, ended: 'cut' });
+    const req = http.request(url, { method: 'POST', agent: false }, (res) => {
+      status = res.statusCode ?? 0;
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status, text, ended: 'end' }));
+      res.on('error', cut);
+      res.on('aborted', cut);
+    });
+    // A reset after the response began is the cut; before it, a failure of the test.
+    req.on('error', (e) => (status ? cut() : reject(e)));
+    req.end(JSON.stringify(body));
+  });
+}
+
+test("'cut' answers 200, then resets a stream after `afterEvents` events and a JSON body half-way", async (t) => {
+  const mock = await startMock(t, { failure: { mode: 'cut', afterEvents: 2 } });
+  const stream = await rawPost(`${mock.url}/v1/chat/completions`, {
+    ...hello,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  t.is(stream.status, 200);
+  t.is(stream.ended, 'cut');
+  t.is(stream.text.split('\n\n').filter((e) => e.startsWith('data: ')).length, 2);
+  t.false(stream.text.includes('[DONE]'));
+  t.false(stream.text.includes('"usage":{'));
+  const json = await rawPost(`${mock.url}/v1/chat/completions`, hello);
+  t.is(json.status, 200);
+  t.is(json.ended, 'cut');
+  t.throws(() => JSON.parse(json.text) as unknown);
+  t.true(json.text.startsWith('{"id":"chatcmpl-mock-'));
+  t.is(mock.stats().injected, 2);
+});
+
+test('a served request records the id it was answered with', async (t) => {
+  const mock = await startMock(t);
+  const res = await postJson(`${mock.url}/v1/chat/completions`, hello);
+  const id = (res.body as ChatCompletion).id;
+  t.is(`chatcmpl-${mock.received.at(-1)?.responseId ?? ''}`, id);
 });
