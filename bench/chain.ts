@@ -226,6 +226,21 @@ function nginxWorkers(gw: Gateway): number[] {
     });
 }
 
+const BATCH_SNIPPETS = ['pdk-batch.lua', 'pdk-log-facts.lua'].map((f) =>
+  readFileSync(path.join(ROOT, 'lib', 'pluginserver', f), 'utf8'),
+);
+
+/** kong.yml's pre-function without the PDK batch snippets (lib/pluginserver/batch.ts falls back). */
+function withoutBatchSnippets(config: Declarative): void {
+  for (const p of config.plugins ?? []) {
+    if (p.name !== 'pre-function' || !p.config) continue;
+    for (const phase of ['access', 'log']) {
+      const list = p.config[phase];
+      if (Array.isArray(list)) p.config[phase] = list.filter((x) => !BATCH_SNIPPETS.includes(x));
+    }
+  }
+}
+
 /** Free metrics ports for our plugins: kta_pdk_exchanges_total is read from them. */
 async function withMetricsPorts(config: Declarative): Promise<number[]> {
   const ports: number[] = [];
@@ -353,10 +368,13 @@ interface Setup {
   label: string;
   mode: PluginServerMode;
   lean: boolean;
+  /** Without kong.yml's PDK batch snippets: every PDK call its own exchange (the A/B). */
+  unbatched?: boolean;
 }
 
 const SETUPS: Setup[] = [
   { label: 'one process, lean', mode: 'chain', lean: true },
+  { label: 'one process, lean, calls unbatched', mode: 'chain', lean: true, unbatched: true },
   { label: 'six processes, lean', mode: 'per-plugin', lean: true },
   { label: 'one process, + retrieval + semantic cache', mode: 'chain', lean: false },
   { label: 'six processes, + retrieval + semantic cache', mode: 'per-plugin', lean: false },
@@ -481,9 +499,11 @@ async function main(): Promise<void> {
         f(b.rps),
         '—',
       ]);
-      const setups = kind === 'kong' ? SETUPS : SETUPS.filter((s) => s.mode === 'chain');
+      const setups =
+        kind === 'kong' ? SETUPS : SETUPS.filter((s) => s.mode === 'chain' && !s.unbatched);
       for (const setup of setups) {
         const config = chainConfig(upstream.url, true, setup.lean);
+        if (setup.unbatched) withoutBatchSnippets(config);
         const metricsPorts = await withMetricsPorts(config);
         const gw = await start(kind, config, setup.mode);
         try {
@@ -537,7 +557,9 @@ async function main(): Promise<void> {
         '**stream** `stream: true` (time to first byte against key-auth alone on the same stream;',
         "the mock answers at once, so the ratio is the chain's access cost against nearly nothing);",
         "**refused** another tenant over its rate limit (tenant-ratelimit's 429). **lean**: without",
-        'retrieval-injector and without the semantic cache. Plugin-server CPU is user+system time',
+        'retrieval-injector and without the semantic cache; **calls unbatched**: the same without',
+        "kong.yml's PDK batch snippets (every PDK call its own exchange): the batching's A/B in one",
+        'run. Plugin-server CPU is user+system time',
         'of our plugin-server processes per request (all, and the busiest one); nginx CPU is the',
         "worker's per request minus key-auth alone's. One nginx worker. Latencies in ms.",
         `Load average at the start: ${load} (2 cores, shared with Redis, Milvus and the mock).`,
