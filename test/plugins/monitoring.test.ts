@@ -18,7 +18,6 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { createClient } from 'redis';
 import { parse } from 'yaml';
 import { createMilvus } from '../../lib/milvus/client';
 import {
@@ -36,6 +35,7 @@ import {
   ruleExprs,
   type Exported,
 } from '../helpers/promql';
+import { deleteKeysMatching } from '../helpers/redis-cleanup';
 
 const run = promisify(execFile);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -145,13 +145,9 @@ test.before(async () => {
       await milvus.closeConnection();
     }
   });
+  // Per slot: a Redis Cluster refuses one DEL across slots (test/helpers/redis-cleanup.ts).
   closers.add(async () => {
-    const redis = createClient({ url: REDIS_URL });
-    await redis.connect();
-    for await (const keys of redis.scanIterator({ MATCH: `${namespace}*` })) {
-      if (keys.length > 0) await redis.del(keys);
-    }
-    await redis.close();
+    await deleteKeysMatching(REDIS_URL, `${namespace}*`);
   });
   const ask = async (key: string, body: Record<string, unknown>): Promise<number> => {
     const r = await send(`${doorUrl}/v1/chat/completions`, { headers: [['apikey', key]], body });

@@ -7,9 +7,9 @@ import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { createClient } from 'redis';
 import { parse } from 'yaml';
 import { ROOT, chat, eventually, send, startFrontDoor } from '../helpers/frontdoor';
+import { deleteKeysMatching } from '../helpers/redis-cleanup';
 
 interface Entry {
   name: string;
@@ -76,13 +76,9 @@ test('kong.yml meters a demo tenant end to end, the post-function snippet includ
     },
     { env: { KTA_KNOWLEDGE_SECRET: randomBytes(32).toString('hex') } },
   );
+  // Per slot: a Redis Cluster refuses one DEL across slots (test/helpers/redis-cleanup.ts).
   t.teardown(async () => {
-    const redis = createClient({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' });
-    await redis.connect();
-    for await (const keys of redis.scanIterator({ MATCH: `${namespace}:*` })) {
-      if (keys.length > 0) await redis.del(keys);
-    }
-    await redis.close();
+    await deleteKeysMatching(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', `${namespace}:*`);
   });
   const res = await send(`${door.url}/v1/chat/completions`, {
     headers: [['apikey', 'acme-demo-key']],
