@@ -86,7 +86,7 @@ const breakers = new BreakerRegistry(listener);
 const bulkheads = new Bulkheads();
 
 interface InFlight {
-  finish(kind: OutcomeKind, proxyLatencyMs: number): void;
+  finish(kind: OutcomeKind, proxyLatencyMs: number, requestLatencyMs?: number): void;
   config: BreakerConfig;
 }
 /** Admitted requests by Kong request id, until their log event (or a TTL) ends them. */
@@ -275,7 +275,7 @@ export class Plugin {
     const upstream = chosen.target.label;
     let probeTimer: NodeJS.Timeout | undefined;
     const settle = (v: Verdict) => admission.settle(v);
-    const finish = (kind: OutcomeKind, proxyLatencyMs: number) => {
+    const finish = (kind: OutcomeKind, proxyLatencyMs: number, requestLatencyMs = -1) => {
       if (!inFlight.delete(requestId)) return;
       clearTimeout(ttlTimer);
       if (probeTimer) clearTimeout(probeTimer);
@@ -283,6 +283,9 @@ export class Plugin {
       slot.release();
       metrics.outcomes.inc({ upstream, tenant: tenantLabel, outcome: kind });
       if (proxyLatencyMs >= 0) metrics.upstreamLatency.observe({ upstream }, proxyLatencyMs / 1000);
+      if (requestLatencyMs >= 0) {
+        metrics.requestDuration.observe({ tenant: tenantLabel }, requestLatencyMs / 1000);
+      }
     };
     // A lost log event (Kong drops them when its timers saturate) must not hold the slot, nor
     // keep the breaker half-open: the probe gets its own, shorter deadline.
@@ -346,6 +349,6 @@ export class Plugin {
     const entry = inFlight.get(requestId);
     if (!entry) return; // not admitted by this plugin (refused earlier, or another node)
     facts.source = String(await kong.response.getSource());
-    entry.finish(classify(facts, entry.config), facts.proxyLatencyMs);
+    entry.finish(classify(facts, entry.config), facts.proxyLatencyMs, facts.requestLatencyMs);
   }
 }

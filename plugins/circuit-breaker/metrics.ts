@@ -64,6 +64,20 @@ export const upstreamLatency = new Histogram({
   registers: [registry],
 });
 
+/**
+ * A tenant's requests end to end, as Kong measured them (the serializer's `latencies.request`:
+ * first byte in to last byte out, the upstream's answer and the chain included), for the
+ * requests this plugin let through to an upstream. Per tenant: the objective a tenant is
+ * promised (docker/prometheus/rules/tenant-slo.yml, TenantLatencyP99High).
+ */
+export const requestDuration = new Histogram({
+  name: 'circuit_breaker_request_duration_seconds',
+  help: 'Duration of a tenant request sent to an upstream, end to end (the serializer latencies.request), by tenant.',
+  labelNames: ['tenant'] as const,
+  buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+  registers: [registry],
+});
+
 export const refusals = new Counter({
   name: 'circuit_breaker_refusals_total',
   help: 'Requests circuit-breaker refused, by reason (the error code) and status.',

@@ -30,6 +30,8 @@ export interface LogFacts {
   upstreamStatus: string;
   /** The serializer's `latencies.proxy`: time to the upstream's response headers, -1 if none. */
   proxyLatencyMs: number;
+  /** The serializer's `latencies.request`: the whole request as the client saw it, -1 if none. */
+  requestLatencyMs: number;
 }
 
 /** The last status nginx recorded for the upstream, or null when none was tried. */
@@ -107,6 +109,7 @@ export function factsFromSerialized(
             ? String(root.upstream_status)
             : '',
       proxyLatencyMs: num(latencies.proxy, -1),
+      requestLatencyMs: num(latencies.request, -1),
     },
   };
 }

@@ -206,6 +206,10 @@ test('every plugin server exports its tenants’ series after the traffic', asyn
     t.true(hasSample(exported, 'token_meter_cost_usd_total', { tenant }), tenant);
     t.true(hasSample(exported, 'tenant_ratelimit_queue_wait_seconds_bucket', { tenant }), tenant);
     t.true(hasSample(exported, 'circuit_breaker_outcomes_total', { tenant }), tenant);
+    t.true(
+      hasSample(exported, 'circuit_breaker_request_duration_seconds_bucket', { tenant }),
+      `${tenant}: its requests' duration end to end`,
+    );
   }
   t.true(hasSample(exported, 'tenant_cache_requests_total', { tenant: 'acme', status: 'hit' }));
   t.true(
@@ -246,6 +250,7 @@ test('the dashboard and the alert rules query only series the plugin servers exp
     'tenant_ratelimit_queue_wait_seconds_bucket',
     'tenant_ratelimit_rejected_total',
     'circuit_breaker_state',
+    'circuit_breaker_request_duration_seconds_bucket',
   ]) {
     t.true(used.has(name), name);
   }

@@ -33,7 +33,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 test('classify: who answered decides whether the upstream failed', (t) => {
   const c = breakerConfig();
   const f = (source: string, status: number, upstreamStatus = '', proxyLatencyMs = 10) =>
-    classify({ source, status, upstreamStatus, proxyLatencyMs }, c);
+    classify({ source, status, upstreamStatus, proxyLatencyMs, requestLatencyMs: -1 }, c);
   t.is(f('service', 200, '200'), 'success');
   t.is(f('service', 404, '404'), 'success');
   t.is(f('service', 500, '500'), 'upstream_5xx');
@@ -45,7 +45,13 @@ test('classify: who answered decides whether the upstream failed', (t) => {
   t.is(f('service', 200, '502, 200'), 'success', 'the last try decides');
   t.is(
     classify(
-      { source: 'service', status: 200, upstreamStatus: '200', proxyLatencyMs: 900 },
+      {
+        source: 'service',
+        status: 200,
+        upstreamStatus: '200',
+        proxyLatencyMs: 900,
+        requestLatencyMs: 950,
+      },
       breakerConfig({ slow_call_ms: 500 }),
     ),
     'upstream_slow',
@@ -67,11 +73,17 @@ test('factsFromSerialized reads what Kong serializes, and survives garbage', (t)
     request: { id: 'abc' },
     response: { status: 504 },
     upstream_status: '504',
-    latencies: { proxy: -1 },
+    latencies: { proxy: -1, request: 60012 },
   });
   t.deepEqual(factsFromSerialized(s, 'error'), {
     requestId: 'abc',
-    facts: { source: 'error', status: 504, upstreamStatus: '504', proxyLatencyMs: -1 },
+    facts: {
+      source: 'error',
+      status: 504,
+      upstreamStatus: '504',
+      proxyLatencyMs: -1,
+      requestLatencyMs: 60012,
+    },
   });
   t.is(factsFromSerialized('not json', 'exit').requestId, null);
 });
