@@ -43,11 +43,30 @@ export function isGatewayError(e: unknown): e is GatewayError {
   return e instanceof GatewayError;
 }
 
-export function errorBody(spec: GatewayErrorSpec): {
-  error: { message: string; type: string; code: string; param: string | null };
+/**
+ * The error body. `requestId` is Kong's request id (the `X-Kong-Request-Id` the client also gets):
+ * a tenant quoting it lets the operator find the request (and replay a captured one).
+ */
+export function errorBody(
+  spec: GatewayErrorSpec,
+  requestId?: string,
+): {
+  error: {
+    message: string;
+    type: string;
+    code: string;
+    param: string | null;
+    request_id?: string;
+  };
 } {
   return {
-    error: { message: spec.message, type: spec.type, code: spec.code, param: spec.param ?? null },
+    error: {
+      message: spec.message,
+      type: spec.type,
+      code: spec.code,
+      param: spec.param ?? null,
+      ...(requestId ? { request_id: requestId } : {}),
+    },
   };
 }
 
@@ -66,6 +85,20 @@ export function errorHeaders(spec: GatewayErrorSpec): Record<string, HeaderValue
  * Ends the request with the error. `kong.response.exit` is fire-and-forget across the plugin
  * server boundary (its promise does not carry a result): the caller must return right after.
  */
-export function exitWithError(kong: KongPdk, spec: GatewayErrorSpec): void {
-  void kong.response.exit(spec.status, JSON.stringify(errorBody(spec)), errorHeaders(spec));
+export function exitWithError(kong: KongPdk, spec: GatewayErrorSpec, requestId?: string): void {
+  void kong.response.exit(
+    spec.status,
+    JSON.stringify(errorBody(spec, requestId)),
+    errorHeaders(spec),
+  );
+}
+
+/** Kong's id of the request (`ngx.var.kong_request_id`), or undefined where it cannot be read. */
+export async function kongRequestId(kong: KongPdk): Promise<string | undefined> {
+  try {
+    const id = await kong.nginx.getVar('kong_request_id');
+    return typeof id === 'string' && /^[0-9a-f]{32}$/.test(id) ? id : undefined;
+  } catch {
+    return undefined;
+  }
 }

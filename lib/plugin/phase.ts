@@ -6,7 +6,7 @@
  * request. For an isolation plugin that is failing open. So a GatewayError becomes its
  * OpenAI-style refusal, and any other error becomes a 500 refusal: the request goes nowhere.
  */
-import { GatewayError, exitWithError, isGatewayError } from '../http/errors';
+import { GatewayError, exitWithError, isGatewayError, kongRequestId } from '../http/errors';
 import { asKongPdk, type KongPdk } from '../pdk/kong';
 
 export interface PhaseHooks {
@@ -43,8 +43,9 @@ export async function guardPhase(
       void kong.log.err(`${plugin} ${phase}: ${detail}`);
       return;
     }
-    // The refusal goes out first: nothing after this line may stand between an error and it.
-    exitWithError(kong, refusal.spec);
+    // The refusal goes out first: nothing after these lines may stand between an error and it.
+    // Its body names the request (X-Kong-Request-Id's value); a read that fails leaves it out.
+    exitWithError(kong, refusal.spec, await kongRequestId(kong));
     if (!isGatewayError(e)) {
       const detail = e instanceof Error ? (e.stack ?? e.message) : String(e);
       void kong.log.err(`${plugin} ${phase}: unexpected error: ${detail}`);
