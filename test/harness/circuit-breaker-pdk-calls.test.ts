@@ -63,12 +63,13 @@ test.serial('PDK calls per phase stay as documented', async (t) => {
     'kong.service.set_target',
   ]);
 
-  // alpha's breaker opens too: the refusal costs no get_var; its own log phase only the
+  // alpha's breaker opens too: the refusal reads no body; its own log phase only the
   // serializer, and co-hosted nothing at all (it admitted nothing, so it left no log work)
   door().dedicated.configure({ failure: { mode: 'status', status: 500 } });
   for (let i = 0; i < BREAKER.consecutive_failures; i++) await calls('alpha');
   const refused = await calls('alpha');
   t.is(refused.status, 503);
-  t.deepEqual(refused.access, ['kong.ctx.shared.get', 'kong.response.exit']);
+  // The refusal's body names the request (lib/plugin/phase.ts): one get_var.
+  t.deepEqual(refused.access, ['kong.ctx.shared.get', 'kong.nginx.get_var', 'kong.response.exit']);
   t.deepEqual(refused.log, refused.ownLog ? ['kong.log.serialize'] : []);
 });
