@@ -107,6 +107,8 @@ local ngx_proxy = setmetatable({}, { __index = function(_, k)
   if k == 'arg' then return CUR.arg end
   if k == 'ctx' then return CUR.ctx end
   if k == 'null' then return NULL end
+  -- ngx.var: the variables the snippets read (kong_request_id), else nil as for an unset one.
+  if k == 'var' then return setmetatable({}, { __index = function(_, name) return js.var(name) end }) end
   return nil
 end })
 local shared = setmetatable({}, {
@@ -335,6 +337,8 @@ function vm(): Promise<{ lua: LuaEngine; h: LuaHarness }> {
         current?.stats.pdkErrors.push(`post-function ${String(level)}: ${String(line)}`);
       },
       pdk: (name: unknown, ...args: unknown[]) => accessPdk(String(name), args),
+      // ngx.var.kong_request_id: Kong's request id (the X-Kong-Request-Id value).
+      var: (name: unknown) => (String(name) === 'kong_request_id' ? current?.id : undefined),
       json_string: (v: unknown) => JSON.stringify(String(v)),
       // lua-cjson writes integers without a fraction and other numbers with 14 digits.
       json_number: (v: unknown) =>

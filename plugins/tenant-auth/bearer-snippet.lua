@@ -32,6 +32,7 @@ return function()
       message = 'Conflicting credentials: the request carries more than one API key '
         .. '(Authorization: Bearer, apikey, x-api-key); send one.',
       type = 'authentication_error', code = 'conflicting_credentials', param = ngx.null,
+      request_id = ngx.var.kong_request_id,
     } }, { ['WWW-Authenticate'] = 'Key' })
   end
   if bearer then

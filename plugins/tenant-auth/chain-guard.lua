@@ -11,6 +11,7 @@ return function()
       message = 'the gateway could not establish the tenant of this request; retry shortly',
       type = 'service_unavailable',
       code = 'tenant_unavailable',
+      request_id = ngx.var.kong_request_id,
     } }, { ['Retry-After'] = '1' })
   end
 end

@@ -45,10 +45,11 @@ local kong = {
   response = { exit = function(status, body, hs)
     out[#out + 1] = 'exit ' .. status .. ' ' .. body.error.code .. ' ' .. body.error.type
       .. ' ' .. tostring(body.error.param == ngx.null) .. ' ' .. hs['WWW-Authenticate']
+      .. ' ' .. tostring(body.error.request_id)
     error(EXIT)
   end },
 }
-ngx = { null = {} }
+ngx = { null = {}, var = { kong_request_id = 'rid' } }
 local env = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
   select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
@@ -82,7 +83,7 @@ function run(headers: Record<string, string | string[]>): string {
 }
 
 const CONVERTED = 'set apikey=k1; clear authorization; clear x-api-key';
-const CONFLICT = 'exit 401 conflicting_credentials authentication_error true Key';
+const CONFLICT = 'exit 401 conflicting_credentials authentication_error true Key rid';
 const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln';
 
 const cases: Array<[string, Record<string, string | string[]>, string]> = [

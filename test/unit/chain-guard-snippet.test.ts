@@ -34,6 +34,7 @@ local kong = {
   ctx = { shared = shared },
   response = { exit = function(status, body, hs)
     out[#out + 1] = 'exit ' .. status .. ' ' .. body.error.type .. ' ' .. body.error.code
+      .. ' ' .. tostring(body.error.request_id)
       .. ' ' .. hs['Retry-After']
     error(EXIT)
   end },
@@ -41,7 +42,7 @@ local kong = {
 local env = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
   select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
-  string = string, math = math, table = table, kong = kong, ngx = {},
+  string = string, math = math, table = table, kong = kong, ngx = { var = { kong_request_id = 'rid' } },
 }
 local f = assert(loadstring(code, '=post-function'))
 setfenv(f, env)
@@ -62,7 +63,7 @@ function run(tenantContext: string): string {
 }
 
 test('LuaJIT: no TenantContext: 503 tenant_unavailable with Retry-After', (t) => {
-  t.is(run(''), 'exit 503 service_unavailable tenant_unavailable 1');
+  t.is(run(''), 'exit 503 service_unavailable tenant_unavailable rid 1');
 });
 
 test('LuaJIT: a TenantContext: the request goes on', (t) => {
