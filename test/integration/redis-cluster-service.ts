@@ -85,15 +85,19 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** Six free ports in a row whose bus ports (+10000) are free too. */
+/**
+ * Six free ports in a row whose bus ports (+10000) are free too, all below Linux's ephemeral
+ * range (32768–60999): an outgoing connection of any other test can take an ephemeral port
+ * between this check and redis-server's bind (CI saw a bus port taken so).
+ */
 async function freePortRun(): Promise<number> {
   for (let attempt = 0; attempt < 40; attempt++) {
-    const first = 20_000 + 10 * Math.floor(Math.random() * 3000);
+    const first = 20_000 + 10 * Math.floor(Math.random() * 275);
     const ports = Array.from({ length: 6 }, (_, i) => first + i);
     const free = await Promise.all(ports.flatMap((p) => [portFree(p), portFree(p + 10_000)]));
     if (free.every(Boolean)) return first;
   }
-  throw new Error('no run of six free ports (and bus ports) found between 20000 and 49999');
+  throw new Error('no run of six free ports (and bus ports) found between 20000 and 32760');
 }
 
 /**
@@ -101,17 +105,22 @@ async function freePortRun(): Promise<number> {
  * `test.after.always`: a teardown registered in a `before` hook would run at the hook's end).
  */
 export async function startPrivateCluster(): Promise<PrivateCluster> {
-  const firstPort = await freePortRun();
+  let firstPort = 0;
+  let url = '';
+  // A port taken between the check and the bind: another run of ports, at most three times.
+  for (let attempt = 1; ; attempt++) {
+    firstPort = await freePortRun();
+    try {
+      url = urlFrom(await clusterScript('start', firstPort));
+      break;
+    } catch (e) {
+      await clusterScript('stop', firstPort).catch(() => undefined);
+      if (attempt >= 3 || !/Address already in use/.test(String(e))) throw e;
+    }
+  }
   const stop = async (): Promise<void> => {
     await clusterScript('stop', firstPort);
   };
-  let url: string;
-  try {
-    url = urlFrom(await clusterScript('start', firstPort));
-  } catch (e) {
-    await stop().catch(() => undefined);
-    throw e;
-  }
   const dir = path.join(REPO, '.run', 'redis-cluster', String(firstPort));
   return {
     url,
