@@ -534,6 +534,12 @@ async function main(): Promise<void> {
             short: 'fair queue +1',
             kind: 'wfq' as const,
           },
+          {
+            name: `tenant-ratelimit fair queue, max_concurrent ${SEATS}, seat taken by circuit-breaker (co-hosted; lib/request/seat.ts)`,
+            route: 'wfqcb',
+            short: 'fair queue, seat at circuit-breaker',
+            kind: 'wfq' as const,
+          },
         ]
       : []),
   ];
@@ -566,7 +572,10 @@ async function main(): Promise<void> {
           if (m === 'quota') return [ratelimit(s.route, quotaQueue)];
           // One request more than the upstream's seats: the next one is already at the upstream
           // when a seat frees, hiding the gateway's handoff time.
-          return [ratelimit(s.route, seatsQueue(s.route === 'wfqpipe' ? SEATS + 1 : SEATS))];
+          const queue = ratelimit(s.route, seatsQueue(s.route === 'wfqpipe' ? SEATS + 1 : SEATS));
+          if (s.route !== 'wfqcb') return [queue];
+          // circuit-breaker on the route: the seat is taken where it routes the request.
+          return [queue, { name: 'circuit-breaker', route: s.route, config: { metrics_port: 0 } }];
         }),
       ),
       ratelimit('shares', seatsQueue(SEATS)),
@@ -581,7 +590,7 @@ async function main(): Promise<void> {
   const opts = {
     config,
     pluginServers: Object.fromEntries(
-      ['tenant-auth', 'tenant-ratelimit'].map((n) => [
+      ['tenant-auth', 'tenant-ratelimit', 'circuit-breaker'].map((n) => [
         n,
         path.join(ROOT, 'dist', 'pluginservers', n),
       ]),

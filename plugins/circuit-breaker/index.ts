@@ -23,6 +23,7 @@ import { readConfig } from '../../lib/schema/config';
 import type { TenantContext } from '../../lib/tenant/context';
 import { readRequest } from '../../lib/tenant/read';
 import { isChainProcess, type RequestScope } from '../../lib/request/scope';
+import { SEAT_HAND_OFF, markSeatTaker, routeKeyOf } from '../../lib/request/seat';
 import {
   BreakerRegistry,
   type Admission,
@@ -121,10 +122,13 @@ export class Plugin {
   private readonly config: CircuitBreakerConfig;
   private readonly fingerprint: string;
   private readonly misconfigured: string | null = null;
+  /** The route and service this instance is configured on (lib/request/seat.ts). */
+  private readonly routeKey: string;
 
   /** Never throws (see tenant-auth): an unusable config refuses each request instead. */
   constructor(raw: unknown) {
     this.config = readConfig<CircuitBreakerConfig>(Schema, raw);
+    this.routeKey = routeKeyOf(raw);
     this.fingerprint = settingsFingerprint(this.config);
     try {
       checkConfig(this.config);
@@ -172,6 +176,17 @@ export class Plugin {
     }
 
     const chosen = this.choose(ctx, tenantLabel, primary, route.fallback);
+    if (isChainProcess()) {
+      // tenant-ratelimit on this route leaves later requests' seats to us (lib/request/seat.ts).
+      markSeatTaker(this.routeKey);
+      // The shared upstream's seat, taken now that the upstream is chosen: a request answered
+      // before us never took one. Before the bulkhead, in the order the seat was always
+      // taken (tenant-ratelimit ran before us): a tenant's own waiters queue in the fair queue.
+      await scope.get(SEAT_HAND_OFF)?.take(kong, {
+        label: chosen.target.label,
+        service: !chosen.target.direct,
+      });
+    }
     const b = this.config.bulkhead;
     const got = await bulkheads.acquire(
       ctx.tenantId,

@@ -22,6 +22,9 @@
  *   log:    1 (settle + release); 2 when the queue was busy, the tenant has a tokens limit
  *           and the upstream none: the seat then goes back before the usage is read
  * So the unqueued path (a free seat, nobody waiting) is 2: access 1, log 1.
+ * With circuit-breaker on the route in the co-hosted chain process, the seat is left for it
+ * (lib/request/seat.ts): access sends the limits alone, circuit-breaker's access the acquire
+ * (and any wait): 3 on the unqueued path, none for the seat on a cache hit.
  */
 import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../../lib/http/errors';
@@ -51,7 +54,14 @@ import { readConfig } from '../../lib/schema/config';
 import type { TenantContext } from '../../lib/tenant/context';
 import { readRequest } from '../../lib/tenant/read';
 import { leaveForLog, takeForLog, type LogRecordSpec } from '../../lib/request/for-log';
-import { slot, type RequestScope } from '../../lib/request/scope';
+import { isChainProcess, slot, type RequestScope } from '../../lib/request/scope';
+import {
+  SEAT_HAND_OFF,
+  forgetSeatTaker,
+  hasSeatTaker,
+  routeKeyOf,
+  type SeatHandOff,
+} from '../../lib/request/seat';
 import { parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
 import {
   loadEncodings,
@@ -103,6 +113,37 @@ interface Record1 {
    * call. Absent in records of earlier versions.
    */
   busy?: boolean;
+  /**
+   * The seat was left for circuit-breaker (lib/request/seat.ts): `left`, then `asked` once
+   * circuit-breaker ran for the request (whether or not its upstream needed a seat).
+   */
+  handOff?: 'left' | 'asked';
+}
+
+/** What admission decided, carried to wherever the seat is taken. */
+interface Ticket {
+  readonly ctx: TenantContext;
+  readonly lease: string;
+  readonly width: number;
+  readonly charged: number;
+  readonly limits: TenantLimits;
+  /** Where the tenant's lease was taken. */
+  readonly scope: Scope;
+  readonly tenantLabel: string;
+  readonly serviceClass: ServiceClass;
+  readonly started: number;
+  readonly deadline: number;
+  readonly limitWaited: boolean;
+  readonly decision: AdmitDecision;
+  /** The record log reads, as last left. */
+  record: Record1;
+}
+
+interface SeatOutcome {
+  readonly seat: Scope | null;
+  readonly queued: boolean;
+  /** The queue had waiters, or the request waited: log hands the seat back first. */
+  readonly busy: boolean;
 }
 
 /** Where a batch of Redis calls was sent from (tenant_ratelimit_redis_round_trips_total). */
@@ -212,7 +253,8 @@ function isRecord1(o: unknown): o is Record1 {
     typeof r.width === 'number' &&
     typeof r.limits === 'object' &&
     r.limits !== null &&
-    (r.busy === undefined || typeof r.busy === 'boolean')
+    (r.busy === undefined || typeof r.busy === 'boolean') &&
+    (r.handOff === undefined || r.handOff === 'left' || r.handOff === 'asked')
   );
 }
 
@@ -239,10 +281,13 @@ export class Plugin {
   private readonly queueKeys: FairQueueKeys | null = null;
   private readonly capacity: UpstreamCapacity;
   private readonly estimateOptions: Partial<EstimateOptions>;
+  /** The route and service this instance is configured on (lib/request/seat.ts). */
+  private readonly routeKey: string;
 
   /** Never throws: an unusable config makes every request a 500 plugin_misconfigured. */
   constructor(raw: unknown) {
     this.config = readConfig<TenantRatelimitConfig>(Schema, raw);
+    this.routeKey = routeKeyOf(raw);
     const q = this.config.queue;
     this.capacity = {
       maxConcurrent: q.max_concurrent,
@@ -382,6 +427,7 @@ export class Plugin {
     const width = Math.max(1, estimate.totalTokens);
 
     let scope = 'cluster' as Scope;
+    const handOff = this.handsOffSeat(request);
     const decide = async (): Promise<AdmitDecision> => {
       if (scope === 'cluster') {
         try {
@@ -401,7 +447,7 @@ export class Plugin {
     // refused path only.
     let first: FirstAcquire | null = null;
     const firstDecision = async (): Promise<AdmitDecision> => {
-      if (!this.queueEnabled) return decide();
+      if (!this.queueEnabled || handOff) return decide();
       this.trip('access');
       const [admitted, acquired] = await Promise.allSettled([
         admitTenant(redis, keys, ctx.tenantId, limits, width, lease, leaseTtlMs),
@@ -464,67 +510,168 @@ export class Plugin {
       scope,
       charged,
       width,
-      seat: this.queueEnabled ? scope : null,
+      seat: this.queueEnabled && !handOff ? scope : null,
       limits,
       busy:
         acquired === null ||
         !acquired.ok ||
         !acquired.result.granted ||
         acquired.result.waiting > 0,
+      ...(handOff ? { handOff: 'left' as const } : {}),
     };
     // Left before any wait, so that a granted request goes on with one PDK call (the
     // headers). If the wait ends in a refusal, log settles again: a no-op (lease gone,
     // correction 0) and the release of a ticket no longer queued.
     await leaveForLog(kong, request, RECORD, record, this.releaseLogged);
 
-    let seat: Scope | null = null;
-    let queued = false;
-    if (this.queueEnabled) {
-      const outcome = await this.takeSeat(
-        kong,
-        ctx,
-        lease,
-        width,
-        scope,
-        tenantLabel,
-        serviceClass,
-        deadline,
-        acquired,
-      );
-      if (outcome.seat === null) {
-        // Never ran: the lease and the whole charge go back.
-        if (scope === 'cluster') this.trip('queue');
-        await this.settle(ctx.tenantId, limits, lease, -charged, scope, 'queue');
-        throw saturated(outcome.retryAfterSeconds, outcome.scope, serviceClass);
-      }
-      seat = outcome.seat;
-      queued = outcome.queued;
+    const ticket: Ticket = {
+      ctx,
+      lease,
+      width,
+      charged,
+      limits,
+      scope,
+      tenantLabel,
+      serviceClass,
+      started,
+      deadline,
+      limitWaited,
+      decision,
+      record,
+    };
+    if (handOff) {
+      // circuit-breaker takes the seat once it has chosen the upstream (lib/request/seat.ts).
+      request.set(SEAT_HAND_OFF, this.seatHandOff(request, ticket));
+      const headers = this.admissionHeaders(ticket, null, scope === 'local', true);
+      if (Object.keys(headers).length > 0) await kong.response.setHeaders(headers);
+      return;
     }
+    const outcome = this.queueEnabled
+      ? await this.seatOrRefusal(kong, ticket, acquired)
+      : { seat: null, queued: false, busy: record.busy === true };
+    await this.admitted(kong, request, ticket, outcome, true);
+  }
+
+  /**
+   * Whether this request's seat is left for circuit-breaker: a queue to wait in, the co-hosted
+   * chain process, a scope circuit-breaker will find, and circuit-breaker seen on this route.
+   */
+  private handsOffSeat(request: RequestScope): boolean {
+    return this.queueEnabled && isChainProcess() && request.findable && hasSeatTaker(this.routeKey);
+  }
+
+  /** A seat for the ticket, or the 503 `upstream_saturated` (its charge given back). */
+  private async seatOrRefusal(
+    kong: KongPdk,
+    t: Ticket,
+    first: FirstAcquire | null,
+  ): Promise<SeatOutcome> {
+    const outcome = await this.takeSeat(
+      kong,
+      t.ctx,
+      t.lease,
+      t.width,
+      t.scope,
+      t.tenantLabel,
+      t.serviceClass,
+      t.deadline,
+      first,
+    );
+    if (outcome.seat === null) {
+      // Never ran: the lease and the whole charge go back.
+      if (t.scope === 'cluster') this.trip('queue');
+      await this.settle(t.ctx.tenantId, t.limits, t.lease, -t.charged, t.scope, 'queue');
+      throw saturated(outcome.retryAfterSeconds, outcome.scope, t.serviceClass);
+    }
+    return { seat: outcome.seat, queued: outcome.queued, busy: outcome.busy };
+  }
+
+  /** Metrics, the record log reads and the response headers of an admitted request. */
+  private async admitted(
+    kong: KongPdk,
+    request: RequestScope,
+    t: Ticket,
+    outcome: SeatOutcome,
+    withLimits: boolean,
+  ): Promise<void> {
+    const { seat, queued } = outcome;
     // Waited for capacity (and, flex work, for its tenant's limits).
-    const waitedMs = queued || limitWaited ? Date.now() - started : 0;
-    if (seat !== null || limitWaited) {
-      metrics.queueWait.observe({ tenant: tenantLabel, class: serviceClass }, waitedMs / 1000);
+    const waitedMs = queued || t.limitWaited ? Date.now() - t.started : 0;
+    if (seat !== null || t.limitWaited) {
+      metrics.queueWait.observe({ tenant: t.tenantLabel, class: t.serviceClass }, waitedMs / 1000);
     }
     // The tenant's lease stays where it was taken (record.scope); only the seat may move.
-    const localNode = scope === 'local' || seat === 'local';
+    const localNode = t.scope === 'local' || seat === 'local';
     metrics.admitted.inc({
-      tenant: tenantLabel,
-      class: serviceClass,
+      tenant: t.tenantLabel,
+      class: t.serviceClass,
       queued: waitedMs > 0 ? 'yes' : 'no',
       scope: localNode ? LOCAL_SCOPE : 'cluster',
     });
-
-    if (seat !== record.seat) {
-      // Redis failed during the wait and the per-node limiter gave the seat: log must know.
-      await leaveForLog(kong, request, RECORD, { ...record, seat }, this.releaseLogged);
+    if (seat !== t.record.seat || outcome.busy !== t.record.busy) {
+      // The seat was taken after the record was left (circuit-breaker took it), or Redis
+      // failed during the wait and the per-node limiter gave it: log must know.
+      t.record = { ...t.record, seat, busy: outcome.busy };
+      await leaveForLog(kong, request, RECORD, t.record, this.releaseLogged);
     }
-    const headers: Record<string, string> = this.config.ratelimit_headers
-      ? rateLimitHeaders(limits, decision)
-      : {};
-    if (seat !== null || limitWaited) headers[QUEUE_WAIT_HEADER] = String(Math.round(waitedMs));
-    if (localNode) headers[SCOPE_HEADER] = LOCAL_SCOPE;
-    if (this.config.flex.enabled) headers[SERVICE_CLASS_HEADER] = serviceClass;
+    const headers = this.admissionHeaders(
+      t,
+      seat !== null || t.limitWaited ? waitedMs : null,
+      localNode,
+      withLimits,
+    );
     if (Object.keys(headers).length > 0) await kong.response.setHeaders(headers);
+  }
+
+  private admissionHeaders(
+    t: Ticket,
+    waitedMs: number | null,
+    localNode: boolean,
+    withLimits: boolean,
+  ): Record<string, string> {
+    const headers: Record<string, string> =
+      withLimits && this.config.ratelimit_headers ? rateLimitHeaders(t.limits, t.decision) : {};
+    if (waitedMs !== null) headers[QUEUE_WAIT_HEADER] = String(Math.round(waitedMs));
+    if (localNode) headers[SCOPE_HEADER] = LOCAL_SCOPE;
+    if (this.config.flex.enabled) headers[SERVICE_CLASS_HEADER] = t.serviceClass;
+    return headers;
+  }
+
+  /**
+   * The seat left for circuit-breaker: taken on the upstream it routes to when that is the
+   * upstream this queue describes (`queue.upstream`, or the route's own service), not at all
+   * for another (a tenant's own deployment). Taken once; the log phase releases it.
+   */
+  private seatHandOff(request: RequestScope, t: Ticket): SeatHandOff {
+    let asked = false;
+    return {
+      take: async (kong, target) => {
+        if (asked) return;
+        asked = true;
+        t.record = { ...t.record, handOff: 'asked' };
+        if (!(target.service || target.label === this.config.queue.upstream)) {
+          metrics.seatHandOffs.inc({ outcome: 'other_upstream' });
+          await leaveForLog(kong, request, RECORD, t.record, this.releaseLogged);
+          return;
+        }
+        let outcome: SeatOutcome;
+        try {
+          outcome = await this.seatOrRefusal(kong, t, null);
+          metrics.seatHandOffs.inc({ outcome: 'seated' });
+        } catch (err) {
+          if (err instanceof GatewayError) {
+            metrics.seatHandOffs.inc({ outcome: 'saturated' });
+            metrics.rejected.inc({
+              tenant: t.tenantLabel,
+              class: t.serviceClass,
+              reason: err.code,
+            });
+          }
+          throw err;
+        }
+        await this.admitted(kong, request, t, outcome, false);
+      },
+    };
   }
 
   /** Counts one batch of Redis calls written together (one round trip). */
@@ -614,7 +761,13 @@ export class Plugin {
     serviceClass: ServiceClass,
     deadline: number,
     first: FirstAcquire | null,
-  ): Promise<{ seat: Scope | null; queued: boolean; retryAfterSeconds: number; scope: Scope }> {
+  ): Promise<{
+    seat: Scope | null;
+    queued: boolean;
+    busy: boolean;
+    retryAfterSeconds: number;
+    scope: Scope;
+  }> {
     if (scope === 'cluster') {
       try {
         if (first !== null && !first.ok) throw first.error;
@@ -627,11 +780,19 @@ export class Plugin {
           deadline,
           first?.result ?? null,
         );
-        if (granted !== null)
-          return { seat: 'cluster', queued: granted, retryAfterSeconds: 0, scope };
+        if (granted !== null) {
+          return {
+            seat: 'cluster',
+            queued: granted.queued,
+            busy: granted.queued || granted.waiting > 0,
+            retryAfterSeconds: 0,
+            scope,
+          };
+        }
         return {
           seat: null,
           queued: true,
+          busy: true,
           retryAfterSeconds: Math.max(1, Math.ceil(this.config.queue.max_wait_ms / 2000)),
           scope,
         };
@@ -648,14 +809,15 @@ export class Plugin {
         ? Math.max(1, all - Math.min(this.config.flex.reserved_seats, all - 1))
         : all;
     if (max === 0 || localLimiter.takeSeat(ticket, max, this.capacity.seatLeaseMs)) {
-      return { seat: 'local', queued: false, retryAfterSeconds: 0, scope: 'local' };
+      return { seat: 'local', queued: false, busy: false, retryAfterSeconds: 0, scope: 'local' };
     }
-    return { seat: null, queued: false, retryAfterSeconds: 1, scope: 'local' };
+    return { seat: null, queued: false, busy: false, retryAfterSeconds: 1, scope: 'local' };
   }
 
   /**
-   * Waits in the fair queue until granted: false at once, true after a wait; null at the
-   * deadline (it left the queue). `first`: the acquire already sent, if any.
+   * Waits in the fair queue until granted (`queued`: after a wait; `waiting`: others waiting
+   * when it was granted at once); null at the deadline (it left the queue). `first`: the
+   * acquire already sent, if any.
    */
   private async waitInQueue(
     ctx: TenantContext,
@@ -665,7 +827,7 @@ export class Plugin {
     serviceClass: ServiceClass,
     deadline: number,
     first: AcquireResult | null,
-  ): Promise<boolean | null> {
+  ): Promise<{ queued: boolean; waiting: number } | null> {
     const redis = this.redis as RedisClient;
     const qk = this.queueKeys as FairQueueKeys;
     const q = this.config.queue;
@@ -674,7 +836,7 @@ export class Plugin {
       return this.acquire(ctx, ticket, width, serviceClass);
     };
     let r = first ?? (await poll());
-    if (r.granted) return false;
+    if (r.granted) return { queued: false, waiting: r.waiting };
 
     const listener = this.listener();
     listener.start();
@@ -701,11 +863,11 @@ export class Plugin {
             },
             () => metrics.redisErrors.inc({ phase: 'queue' }),
           );
-          return true;
+          return { queued: true, waiting: 0 };
         }
         r = await poll();
         if (r.granted) {
-          return true;
+          return { queued: true, waiting: 0 };
         }
       }
     } finally {
@@ -787,6 +949,15 @@ export class Plugin {
     if (plan.early.seat) jobs.push(this.releaseClusterSeat(parsed.lease, 0));
     if (plan.early.lease) {
       jobs.push(this.settle(tenant, parsed.limits, parsed.lease, 0, 'cluster', 'log'));
+    }
+    if (parsed.handOff === 'left' && (await kong.response.getSource()) === 'service') {
+      // Proxied, but circuit-breaker never asked for the seat left for it: it is no longer on
+      // this route. Later requests take their seat here again (lib/request/seat.ts).
+      forgetSeatTaker(this.routeKey);
+      metrics.unseatedRequests.inc();
+      void kong.log.warn(
+        'tenant-ratelimit: circuit-breaker no longer takes the seat on this route; taking it at admission again',
+      );
     }
     const usage = decodeUsage(await kong.ctx.shared.get(USAGE_KEY));
     const label = this.label(tenant);

@@ -86,3 +86,16 @@ export const lateClaims = new Counter({
   labelNames: ['upstream'] as const,
   registers: [registry],
 });
+
+export const seatHandOffs = new Counter({
+  name: 'tenant_ratelimit_seat_hand_offs_total',
+  help: 'Admitted requests whose upstream seat was left for circuit-breaker to take once it chose the upstream (co-hosted chain), by outcome: seated (a seat of queue.upstream), other_upstream (routed elsewhere: no seat of this queue), saturated (no seat in time: 503).',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
+export const unseatedRequests = new Counter({
+  name: 'tenant_ratelimit_unseated_requests_total',
+  help: 'Requests proxied with their seat left for circuit-breaker but never taken (circuit-breaker removed from the route); the route takes seats at admission again after one.',
+  registers: [registry],
+});
