@@ -22,11 +22,12 @@ import {
 } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { TenantId } from '../tenant/tenant-id';
+import { MIN_SECRET_BYTES, decodeSecret } from '../secrets/decode';
 
 const HKDF_SALT = 'kta/capture/v1';
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
-export const MIN_SECRET_BYTES = 32;
+export { MIN_SECRET_BYTES };
 /** Derived keys kept per process; beyond it the map starts over (a derivation is ~10 µs). */
 const MAX_DERIVED = 10_000;
 
@@ -36,14 +37,7 @@ export class CaptureSecretError extends Error {
 
 /** Decodes a secret written as 64+ hex characters or as base64 (32+ bytes either way). */
 export function decodeCaptureSecret(text: string): Buffer {
-  const s = text.trim();
-  const bytes = /^(?:[0-9a-fA-F]{2})+$/.test(s) ? Buffer.from(s, 'hex') : Buffer.from(s, 'base64');
-  if (bytes.length < MIN_SECRET_BYTES) {
-    throw new CaptureSecretError(
-      `the capture secret must hold at least ${MIN_SECRET_BYTES} bytes (hex or base64)`,
-    );
-  }
-  return bytes;
+  return decodeSecret(text, 'capture secret', (m) => new CaptureSecretError(m));
 }
 
 /** The secret from the environment variable, else the file; throws (never echoing it). */

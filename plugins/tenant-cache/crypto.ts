@@ -16,11 +16,12 @@ import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } f
 import { readFileSync } from 'node:fs';
 import type { TenantContext } from '../../lib/tenant/context';
 import type { TenantId } from '../../lib/tenant/tenant-id';
+import { MIN_SECRET_BYTES, decodeSecret as decodeLibSecret } from '../../lib/secrets/decode';
 
 const HKDF_SALT = 'kta/tenant-cache/v1';
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
-export const MIN_SECRET_BYTES = 32;
+export { MIN_SECRET_BYTES };
 /** Derived keys kept per process; beyond it the map starts over (a derivation is ~10 µs). */
 const MAX_DERIVED = 10_000;
 
@@ -33,14 +34,7 @@ export interface TenantCacheKeys {
 
 /** Decodes a secret written as 64+ hex characters or as base64 (32+ bytes either way). */
 export function decodeSecret(text: string): Buffer {
-  const s = text.trim();
-  const bytes = /^(?:[0-9a-fA-F]{2})+$/.test(s) ? Buffer.from(s, 'hex') : Buffer.from(s, 'base64');
-  if (bytes.length < MIN_SECRET_BYTES) {
-    throw new Error(
-      `the master secret must hold at least ${MIN_SECRET_BYTES} bytes (hex or base64)`,
-    );
-  }
-  return bytes;
+  return decodeLibSecret(text, 'master secret');
 }
 
 export type SecretSource = 'env' | 'file' | 'ephemeral';
