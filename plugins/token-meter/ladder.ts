@@ -8,7 +8,7 @@
  * Nothing fits: the hard cap, a 429.
  */
 import type { ReserveCandidate } from './budget';
-import type { TokenPrice } from './pricing';
+import { atLength, type TokenPrice } from './pricing';
 
 export type Downgrade = 'none' | 'fallback' | 'clamp';
 
@@ -35,11 +35,13 @@ export interface LadderInput {
 }
 
 function candidate(
-  price: TokenPrice,
+  tiered: TokenPrice,
   i: LadderInput,
   minUnits: number,
   softRatio: number,
 ): ReserveCandidate {
+  // Reserved at the tier the estimated prompt (with its headroom) falls in.
+  const price = atLength(tiered, i.promptTokens);
   return {
     baseTokens: i.promptTokens,
     baseCost: Math.ceil(i.promptTokens * price.prompt),

@@ -7,19 +7,37 @@ import type { ModelPrice, TokenMeterConfig } from './schema';
 
 export const NANO_USD_PER_USD = 1e9;
 
-export interface TokenPrice {
-  /** nano-USD per prompt token (may be fractional). */
+/** Prices at one prompt length, nano-USD per token (may be fractional). */
+export interface FlatPrice {
   readonly prompt: number;
   readonly completion: number;
   readonly cachedPrompt: number;
 }
 
-function toTokenPrice(p: ModelPrice): TokenPrice {
+export interface TokenPrice extends FlatPrice {
+  /** Prices of the whole request when its prompt holds more than `abovePromptTokens`. */
+  readonly longContext?: FlatPrice & { readonly abovePromptTokens: number };
+}
+
+function flat(p: Omit<ModelPrice, 'long_context'>): FlatPrice {
   return {
     prompt: p.prompt_per_million * 1000,
     completion: p.completion_per_million * 1000,
     cachedPrompt: (p.cached_prompt_per_million ?? p.prompt_per_million) * 1000,
   };
+}
+
+function toTokenPrice(p: ModelPrice): TokenPrice {
+  const lc = p.long_context;
+  return lc
+    ? { ...flat(p), longContext: { ...flat(lc), abovePromptTokens: lc.above_prompt_tokens } }
+    : flat(p);
+}
+
+/** The prices a request with `promptTokens` prompt tokens is billed at. */
+export function atLength(price: TokenPrice, promptTokens: number): FlatPrice {
+  const lc = price.longContext;
+  return lc !== undefined && promptTokens > lc.abovePromptTokens ? lc : price;
 }
 
 /** The model's price, the default price when allowed, or undefined (refuse). */
@@ -38,7 +56,8 @@ export interface UsageCounts {
 }
 
 /** Cost of a usage, nano-USD, rounded up. */
-export function costOf(price: TokenPrice, u: UsageCounts): number {
+export function costOf(tiered: TokenPrice, u: UsageCounts): number {
+  const price = atLength(tiered, u.promptTokens);
   const cached = Math.min(u.cachedTokens, u.promptTokens);
   return Math.ceil(
     (u.promptTokens - cached) * price.prompt +

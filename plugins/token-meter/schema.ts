@@ -11,6 +11,15 @@ export interface ModelPrice {
   prompt_per_million: number;
   completion_per_million: number;
   cached_prompt_per_million: number | null;
+  long_context: LongContextPrice | null;
+}
+
+/** A provider's higher prices for a long prompt (the whole request is billed at them). */
+export interface LongContextPrice {
+  above_prompt_tokens: number;
+  prompt_per_million: number;
+  completion_per_million: number;
+  cached_prompt_per_million: number | null;
 }
 
 export interface PlanBudget {
@@ -56,7 +65,7 @@ export interface TokenMeterConfig {
   metrics_max_tenants: number;
 }
 
-const priceFields: KongSchemaFields = [
+const basePriceFields: KongSchemaFields = [
   {
     prompt_per_million: field.number('Price of one million prompt (input) tokens, in USD.', {
       required: true,
@@ -65,7 +74,7 @@ const priceFields: KongSchemaFields = [
   },
   {
     completion_per_million: field.number(
-      'Price of one million completion (output) tokens, in USD.',
+      'Price of one million completion (output) tokens, in USD. Reasoning tokens are completion tokens (OpenAI and Anthropic count them in completion_tokens / output_tokens) and are billed at this price, once.',
       { required: true, between: [0, 100000] },
     ),
   },
@@ -73,6 +82,24 @@ const priceFields: KongSchemaFields = [
     cached_prompt_per_million: field.number(
       'Price of one million prompt tokens served from the provider prompt cache; null uses the prompt price.',
       { between: [0, 100000] },
+    ),
+  },
+];
+
+const priceFields: KongSchemaFields = [
+  ...basePriceFields,
+  {
+    long_context: field.record(
+      'Long-context tier: a request whose prompt holds more than above_prompt_tokens tokens is billed, prompt and completion, at these prices (as providers bill long prompts: e.g. Gemini 2.5 Pro above 200k). Reserved at the tier its estimated prompt falls in, settled at the tier its real prompt fell in. null: one price at every length.',
+      [
+        {
+          above_prompt_tokens: field.integer(
+            'Prompt tokens past which the long-context prices apply (strictly more than this).',
+            { required: true, between: [1, 100000000] },
+          ),
+        },
+        ...basePriceFields,
+      ],
     ),
   },
 ];

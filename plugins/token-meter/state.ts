@@ -62,9 +62,19 @@ export function decodeMeterState(raw: unknown): MeterState | undefined {
     !price ||
     !isNum(price.prompt) ||
     !isNum(price.completion) ||
-    !isNum(price.cachedPrompt)
+    !isNum(price.cachedPrompt) ||
+    !validLongContext(price.longContext)
   ) {
     return undefined;
   }
   return s as unknown as MeterState;
+}
+
+function validLongContext(lc: unknown): boolean {
+  if (lc === undefined) return true;
+  if (typeof lc !== 'object' || lc === null) return false;
+  const l = lc as Record<string, unknown>;
+  return (
+    isNum(l.abovePromptTokens) && isNum(l.prompt) && isNum(l.completion) && isNum(l.cachedPrompt)
+  );
 }

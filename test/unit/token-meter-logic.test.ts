@@ -3,7 +3,8 @@ import test from 'ava';
 import { GatewayError } from '../../lib/http/errors';
 import { ladder } from '../../plugins/token-meter/ladder';
 import { periodAt, periodsBetween } from '../../plugins/token-meter/period';
-import { costOf } from '../../plugins/token-meter/pricing';
+import { costOf, priceOf, type TokenPrice } from '../../plugins/token-meter/pricing';
+import type { ModelPrice, TokenMeterConfig } from '../../plugins/token-meter/schema';
 import { readMeteredRequest, rewriteBody } from '../../plugins/token-meter/request-body';
 import { parseShowbackQuery, showbackKind, showbackPage } from '../../plugins/token-meter/showback';
 import {
@@ -139,6 +140,107 @@ test('cost in nano-USD: cached prompt tokens at their own price', (t) => {
     60 * 2.5 + 40 * 1.25 + 100,
   );
 });
+
+test('long-context tier: the whole request at the tier its prompt falls in', (t) => {
+  // 1.25 / 10 USD per million up to 200k prompt tokens, 2.5 / 15 above (Gemini 2.5 Pro's shape).
+  const tiered = priceOf(
+    configWith({
+      prompt_per_million: 1.25,
+      completion_per_million: 10,
+      cached_prompt_per_million: null,
+      long_context: {
+        above_prompt_tokens: 200_000,
+        prompt_per_million: 2.5,
+        completion_per_million: 15,
+        cached_prompt_per_million: 0.625,
+      },
+    }),
+    'm',
+  );
+  if (!tiered) return t.fail('priced');
+  const usage = (prompt: number) => ({
+    promptTokens: prompt,
+    completionTokens: 1000,
+    cachedTokens: 0,
+  });
+  t.is(costOf(tiered, usage(200_000)), 200_000 * 1250 + 1000 * 10_000, 'at the threshold: base');
+  t.is(costOf(tiered, usage(200_001)), 200_001 * 2500 + 1000 * 15_000, 'past it: all at the tier');
+  t.is(
+    costOf(tiered, { promptTokens: 300_000, completionTokens: 0, cachedTokens: 100_000 }),
+    200_000 * 2500 + 100_000 * 625,
+    'cached prompt tokens at the tier’s cached price',
+  );
+  // Reserved at the tier the estimate falls in.
+  const reserve = (promptTokens: number) =>
+    ladder({
+      askedModel: 'm',
+      askedPrice: tiered,
+      fallback: null,
+      allowClamp: false,
+      minClampTokens: 16,
+      softThreshold: 0.8,
+      promptTokens,
+      choices: 1,
+      maxTokensPerChoice: 100,
+    })[0]?.candidate;
+  t.is(reserve(1000)?.baseCost, 1000 * 1250);
+  t.is(reserve(1000)?.unitCost, 10_000);
+  t.is(reserve(250_000)?.baseCost, 250_000 * 2500);
+  t.is(reserve(250_000)?.unitCost, 15_000);
+  // A price without a tier is one price at every length.
+  const plain = priceOf(configWith({ ...flatPrice, long_context: null }), 'm');
+  if (!plain) return t.fail('priced');
+  t.is(costOf(plain, usage(900_000)), 900_000 * 1250 + 1000 * 10_000);
+  // And the tier survives the meter state's trip through ctx.shared.
+  const state = { ...stateOf(tiered) };
+  t.deepEqual(decodeMeterState(encodeMeterState(state)), state);
+  const broken = { ...state, price: { ...tiered, longContext: { abovePromptTokens: 'x' } } };
+  t.is(decodeMeterState(JSON.stringify(broken)), undefined);
+});
+
+test('reasoning tokens are completion tokens: billed once, at the completion price', (t) => {
+  // OpenAI: usage.completion_tokens = 1200, of which completion_tokens_details.reasoning_tokens
+  // = 1000. The meter reads completion_tokens (the usage snippet) and bills it once.
+  const p = priceOf(configWith({ ...flatPrice, long_context: null }), 'm');
+  if (!p) return t.fail('priced');
+  t.is(
+    costOf(p, { promptTokens: 10, completionTokens: 1200, cachedTokens: 0 }),
+    10 * 1250 + 1200 * 10_000,
+  );
+});
+
+const flatPrice = {
+  prompt_per_million: 1.25,
+  completion_per_million: 10,
+  cached_prompt_per_million: null,
+};
+
+function configWith(price: ModelPrice): TokenMeterConfig {
+  return {
+    prices: { m: price },
+    unknown_model: 'refuse',
+    default_price: { ...flatPrice, long_context: null },
+  } as unknown as TokenMeterConfig;
+}
+
+function stateOf(price: TokenPrice): MeterState {
+  return {
+    v: 1,
+    requestId: 'r',
+    tenant: 'acme',
+    period: '2026-12',
+    periodEndMs: 1,
+    modelAsked: 'm',
+    modelServed: 'm',
+    downgrade: 'none',
+    stream: false,
+    promptTokens: 3,
+    maxTokensPerChoice: 4,
+    n: 1,
+    price,
+    reserved: true,
+  };
+}
 
 test('periods are calendar UTC', (t) => {
   const now = Date.UTC(2026, 10, 28, 14, 5);

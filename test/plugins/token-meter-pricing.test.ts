@@ -1,0 +1,77 @@
+/**
+ * Prices that match the bill, end to end: a model with a long-context tier (as providers bill a
+ * long prompt: the whole request at higher prices past a prompt length) is billed at the tier
+ * its real prompt fell in, and the costs showback adds up to exactly what the upstream's usage
+ * costs at those prices. Reasoning tokens are part of completion_tokens and billed once.
+ */
+import test from 'ava';
+import { Closers, chat } from '../helpers/frontdoor';
+import { PRICES, startMeterDoor } from '../helpers/token-meter-door';
+
+const TIER_ABOVE = 40;
+const BASE = { prompt: 0.15, completion: 0.6 };
+const LONG = { prompt: 3, completion: 12 };
+
+interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+}
+
+test('a prompt past the long-context threshold is billed at the tier; the showback adds up', async (t) => {
+  const closers = new Closers();
+  t.teardown(() => closers.closeAll());
+  const d = await startMeterDoor(closers.add, {
+    prices: {
+      ...PRICES,
+      'gpt-4o-mini': {
+        prompt_per_million: BASE.prompt,
+        completion_per_million: BASE.completion,
+        long_context: {
+          above_prompt_tokens: TIER_ABOVE,
+          prompt_per_million: LONG.prompt,
+          completion_per_million: LONG.completion,
+        },
+      },
+    },
+  });
+  const ask = async (content: string): Promise<Usage> => {
+    const { res } = await d.call('globex', '/v1/chat/completions', {
+      body: chat(content, { max_tokens: 20 }),
+    });
+    t.is(res.status, 200, res.text);
+    return (res.json as { usage: Usage }).usage;
+  };
+  const short = await ask('a short question');
+  const long = await ask(`a long question: ${'word '.repeat(120)}`);
+  t.true(short.prompt_tokens <= TIER_ABOVE, `short prompt: ${short.prompt_tokens} tokens`);
+  t.true(long.prompt_tokens > TIER_ABOVE, `long prompt: ${long.prompt_tokens} tokens`);
+
+  const usd = (u: Usage, p: { prompt: number; completion: number }) =>
+    (u.prompt_tokens * p.prompt + u.completion_tokens * p.completion) / 1e6;
+  const expected = usd(short, BASE) + usd(long, LONG);
+  const flat = usd(short, BASE) + usd(long, BASE);
+
+  const start = Math.floor(Date.now() / 1000) - 86_400;
+  let billed = 0;
+  for (let i = 0; i < 100; i++) {
+    const { res } = await d.call(
+      'globex',
+      `/v1/organization/costs?start_time=${start}&group_by=line_item&limit=2`,
+    );
+    t.is(res.status, 200, res.text);
+    const page = res.json as {
+      data: Array<{ results: Array<{ amount: { value: number }; line_item: string }> }>;
+    };
+    billed = page.data
+      .flatMap((b) => b.results)
+      .filter((r) => r.line_item === 'gpt-4o-mini')
+      .reduce((a, r) => a + r.amount.value, 0);
+    if (Math.abs(billed - expected) < 1e-9) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  t.true(
+    Math.abs(billed - expected) < 1e-9,
+    `billed ${billed} USD, the upstream's usage at the tiered prices is ${expected} (flat would be ${flat})`,
+  );
+  t.true(expected > flat, 'the tier made a difference the test can see');
+});
