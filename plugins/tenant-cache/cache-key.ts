@@ -19,7 +19,7 @@
 import { createHmac } from 'node:crypto';
 import type { Keyspace, RedisKey } from '../../lib/redis/keys';
 import type { TenantContext } from '../../lib/tenant/context';
-import type { CacheKeyring } from './crypto';
+import { field, type CacheKeyring } from './crypto';
 
 /** Bump when anything below changes meaning: every old entry is then unreachable. */
 export const KEY_FORMAT_VERSION = 'tc2';
@@ -36,13 +36,6 @@ export interface RequestIdentity {
 export interface CacheKey {
   readonly digest: string;
   readonly redisKey: RedisKey;
-}
-
-function field(h: ReturnType<typeof createHmac>, value: string): void {
-  const bytes = Buffer.from(value, 'utf8');
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(bytes.length);
-  h.update(len).update(bytes);
 }
 
 /** The tenant's digest of a request: hex HMAC-SHA256 under the tenant's naming key. */

@@ -12,7 +12,14 @@
  * The key id is a fingerprint of the master secret: rotating the secret changes every name
  * and id, so old entries are simply never found again and expire by their TTL.
  */
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  hkdfSync,
+  randomBytes,
+  type Hmac,
+} from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { TenantContext } from '../../lib/tenant/context';
 import type { TenantId } from '../../lib/tenant/tenant-id';
@@ -115,4 +122,16 @@ export function open(keys: TenantCacheKeys, aad: string, sealed: Buffer): Buffer
   } catch {
     return null;
   }
+}
+
+/**
+ * Adds one field to an HMAC, length-prefixed (4 bytes, big-endian): fields can never run into
+ * each other ("ab" + "c" and "a" + "bc" hash apart). The framing of every tenant-scoped digest
+ * of the cache (the exact key and the semantic scope): one primitive, written once.
+ */
+export function field(h: Hmac, value: string): void {
+  const bytes = Buffer.from(value, 'utf8');
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(bytes.length);
+  h.update(len).update(bytes);
 }

@@ -19,7 +19,7 @@ import { createHmac } from 'node:crypto';
 import type { TenantContext } from '../../lib/tenant/context';
 import { canonicalJson } from './canonical';
 import type { RequestIdentity } from './cache-key';
-import type { CacheKeyring } from './crypto';
+import { field, type CacheKeyring } from './crypto';
 import type { Generations } from './entry';
 
 /** Bump when anything below changes meaning: every old row is then out of scope. */
@@ -73,13 +73,6 @@ export function semanticRequest(
   if (blanked.stream === false) delete blanked.stream;
   if (blanked.n === 1) delete blanked.n;
   return { question, context: canonicalJson(blanked) };
-}
-
-function field(h: ReturnType<typeof createHmac>, value: string): void {
-  const bytes = Buffer.from(value, 'utf8');
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(bytes.length);
-  h.update(len).update(bytes);
 }
 
 /** The tenant's scope of a request: hex HMAC-SHA256 under the tenant's naming key. */
