@@ -195,11 +195,33 @@ export function validatePluginConfig(configFields: FieldList, input: unknown): V
   return { value, errors: ctx.errors, notes: ctx.notes };
 }
 
-/** The `config` record of a dumped plugin schema: Schema.fields[{config: {type: record, fields}}]. */
+/**
+ * The `config` record of a dumped plugin schema: Schema.fields[{config: {type: record, fields}}],
+ * as Kong holds it: a plugin's schema is a subschema of the plugins entity, and
+ * kong/db/schema/entity.lua `make_records_required` (3.9.3) makes every record reached through
+ * records (not through maps or arrays) required unless it says `required: false`.
+ */
 export function configFieldsOf(schema: { fields: FieldList }): FieldList {
   for (const entry of schema.fields) {
     const config = entry.config;
-    if (config) return config.fields ?? [];
+    if (config) return recordsRequired(config.fields ?? []);
   }
   return [];
+}
+
+function recordsRequired(fields: FieldList): FieldList {
+  return fields.map((entry) =>
+    Object.fromEntries(
+      Object.entries(entry).map(([name, def]) => [
+        name,
+        def.type === 'record'
+          ? {
+              ...def,
+              required: def.required ?? true,
+              fields: recordsRequired(def.fields ?? []),
+            }
+          : def,
+      ]),
+    ),
+  );
 }

@@ -100,6 +100,8 @@ const priceFields: KongSchemaFields = [
         },
         ...basePriceFields,
       ],
+      // Kong makes a plugin config's records required unless told otherwise (entity.lua).
+      { required: false },
     ),
   },
 ];
