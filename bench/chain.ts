@@ -453,6 +453,68 @@ async function exchanges(
   return { rows, totals };
 }
 
+/** The log facts snippet's text, as kong.yml ships it (lib/pluginserver/pdk-log-facts.lua). */
+const LOG_FACTS_SNIPPET = BATCH_SNIPPETS[1] as string;
+
+/** kong.yml's pre-function without the log facts snippet (the log phases fall back to serialize). */
+function withoutLogFacts(config: Declarative): void {
+  for (const p of config.plugins ?? []) {
+    const list = p.name === 'pre-function' ? p.config?.log : undefined;
+    if (p.config && Array.isArray(list)) p.config.log = list.filter((x) => x !== LOG_FACTS_SNIPPET);
+  }
+}
+
+async function kongQuick(upstreamUrl: string): Promise<void> {
+  if (!locateKong()) throw new Error('BENCH_CHAIN_KONG_QUICK needs the real Kong');
+  const rounds = Number(process.env.BENCH_QUICK_ROUNDS ?? 2);
+  const out: Record<string, Record<string, number[]>> = {};
+  // Alternated, so a change in the machine's load falls on both sides.
+  for (let round = 0; round < rounds; round++) {
+    for (const facts of [true, false]) {
+      const config = chainConfig(upstreamUrl, true, true);
+      if (!facts) withoutLogFacts(config);
+      const metricsPorts = await withMetricsPorts(config);
+      const gw = await start('kong', config, 'chain');
+      try {
+        const pids = [
+          ...new Set(Object.keys(serversFor(config)).map((n) => gw.pluginServerInfo(n).pid)),
+        ];
+        for (const shape of ['miss', 'hit'] as Shape[]) {
+          const m = await measureShape(gw, shape, pids, false, metricsPorts);
+          const label = `${facts ? 'log facts' : 'serialize'} ${shape}`;
+          const o = (out[label] ??= { exchanges: [], pluginCpu: [], nginxCpu: [], p50: [] });
+          o.exchanges?.push(m.exchanges ?? NaN);
+          o.pluginCpu?.push(m.pluginCpu);
+          o.nginxCpu?.push(m.nginxCpu);
+          o.p50?.push(m.p50);
+          process.stdout.write(`${label}: ${JSON.stringify(m)}\n`);
+        }
+      } finally {
+        await gw.close();
+      }
+    }
+  }
+  const mean = (xs: number[] = []) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  console.log(
+    table(
+      ['setup', 'exchanges / req', 'plugin CPU ms / req', 'nginx CPU ms / req', 'p50 ms'],
+      Object.entries(out).map(([label, o]) => [
+        label,
+        f(mean(o.exchanges)),
+        f(mean(o.pluginCpu)),
+        f(mean(o.nginxCpu)),
+        f(mean(o.p50)),
+      ]),
+    ),
+  );
+  console.log(
+    `load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+  );
+}
+
 async function main(): Promise<void> {
   const load = os.loadavg()[0]?.toFixed(1);
   const upstream = await startMockUpstream();
@@ -462,6 +524,17 @@ async function main(): Promise<void> {
       const lean = await exchanges(chainConfig(upstream.url, true, true), 'chain');
       console.log(lean.totals);
       console.log(table(['shape', 'plugin', 'phase', 'exchanges', 'PDK calls'], lean.rows));
+    } finally {
+      await upstream.close();
+    }
+    return;
+  }
+  if (process.env.BENCH_CHAIN_KONG_QUICK === '1') {
+    // A quick look on the real Kong (one process, lean): exchanges and CPU per request for a
+    // miss and a hit, with kong.yml as it is and, in the same run, without its log facts
+    // snippet (the log phases then read kong.log.serialize(), as before the snippet saved them).
+    try {
+      await kongQuick(upstream.url);
     } finally {
       await upstream.close();
     }

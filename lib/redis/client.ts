@@ -5,11 +5,17 @@
  * few hundred milliseconds and apply its own failure policy (fail open to a local limiter,
  * refuse, reserve locally) — not hold the request for node-redis's 5 s default or queue
  * commands until a reconnect that may never come. Hence:
- * - a short per-command deadline (250 ms by default). node-redis 6's own `timeout` command
- *   option only bounds the wait BEFORE a command is written to the socket (its timer is
- *   removed once written; read @redis/client commands-queue.js), so a Redis that accepts a
- *   command and answers late is not covered by it. `withDeadline` adds the missing half:
- *   lib code (`runScript`) races every call against the same deadline,
+ * - a short per-call deadline (250 ms by default), kept by `withDeadline`, through which lib
+ *   code (`runScript`, the stores) makes its calls: one sweep per client (`DeadlineSweep`),
+ *   not a timer per command. node-redis 6's own `timeout` command option is turned off (it
+ *   defaults to 5 s): it makes an `AbortSignal.timeout` per command (≈ 3.5 % of a plugin's
+ *   CPU, kong-facts.md) and only bounds the wait BEFORE a command is written to the socket
+ *   (its timer is removed once written; read @redis/client commands-queue.js), so a Redis that
+ *   accepts a command and answers late is not covered by it anyway; the sweep bounds both
+ *   halves. A call given up on before node-redis wrote it may still be written later, as one
+ *   already written may still run: a deadline means "outcome unknown", as before. A command
+ *   sent without `withDeadline` (admin paths) has no deadline of its own: it fails when the
+ *   connection does,
  * - a bounded command queue, so a hung server cannot make pending commands pile up,
  * - the offline queue disabled: while disconnected, commands reject at once with
  *   `ClientOfflineError` instead of waiting in memory,
@@ -29,6 +35,7 @@
  * no offline queue) until its replica has taken over and the topology is read again.
  */
 import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis';
+import { DeadlineSweep } from './deadline-sweep';
 
 /** SCAN's options, as node-redis takes them. */
 export interface ScanKeysOptions {
@@ -86,6 +93,14 @@ export const MAX_CACHED_CLIENTS = 8;
 /** Commands waiting to be written or answered, per client; beyond it, calls fail at once. */
 export const MAX_PENDING_COMMANDS = 10_000;
 
+/**
+ * node-redis 6.3 gives every command a 5 s `timeout` unless told otherwise (client/index.js:
+ * `{ timeout: DEFAULT_COMMAND_TIMEOUT, ...commandOptions }`), i.e. an AbortSignal.timeout each;
+ * 0 turns it off (commands-queue.js arms one only for a truthy timeout). The deadline is
+ * `withDeadline`'s sweep instead.
+ */
+const NO_PER_COMMAND_TIMER = { timeout: 0 } as const;
+
 const RECONNECT_BASE_MS = 50;
 const RECONNECT_CAP_MS = 2000;
 const RECONNECT_JITTER_MS = 100;
@@ -101,18 +116,13 @@ export const CLUSTER_TOPOLOGY_REFRESH_MS = 500;
 export const MAX_CLUSTER_REDIRECTIONS = 5;
 
 const clients = new Map<string, RedisClient>();
-const deadlines = new WeakMap<RedisClient, number>();
+/** Each client's deadline keeper: one sweep timer per client, none per command. */
+const sweeps = new WeakMap<RedisClient, DeadlineSweep>();
 const clusters = new WeakSet<RedisClient>();
 /** Stops a cluster client's connect retries (closeAllRedis). */
 const stopRetries = new WeakMap<RedisClient, () => void>();
 
-/** Thrown by `withDeadline` when Redis has not answered in time. */
-export class RedisDeadlineError extends Error {
-  override readonly name = 'RedisDeadlineError';
-  constructor(readonly deadlineMs: number) {
-    super(`Redis did not answer within ${deadlineMs} ms`);
-  }
-}
+export { RedisDeadlineError } from './deadline-sweep';
 
 function positiveMs(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
@@ -271,16 +281,15 @@ export function createRedis(opts: RedisOptions): RedisClient {
   const where = redactUrl(opts.url);
   const client =
     target.kind === 'cluster'
-      ? clusterClient(target, commandTimeoutMs, connectTimeoutMs, log, where)
-      : standaloneClient(target.url, commandTimeoutMs, connectTimeoutMs, log, where);
+      ? clusterClient(target, connectTimeoutMs, log, where)
+      : standaloneClient(target.url, connectTimeoutMs, log, where);
   clients.set(cacheKey, client);
-  deadlines.set(client, commandTimeoutMs);
+  sweeps.set(client, new DeadlineSweep(commandTimeoutMs));
   return client;
 }
 
 function standaloneClient(
   url: string,
-  commandTimeoutMs: number,
   connectTimeoutMs: number,
   log: (message: string) => void,
   where: string,
@@ -290,7 +299,7 @@ function standaloneClient(
     RESP: 3,
     disableOfflineQueue: true,
     commandsQueueMaxLength: MAX_PENDING_COMMANDS,
-    commandOptions: { timeout: commandTimeoutMs },
+    commandOptions: NO_PER_COMMAND_TIMER,
     socket: {
       connectTimeout: connectTimeoutMs,
       reconnectStrategy: (retries: number) => reconnectDelayMs(retries),
@@ -352,7 +361,6 @@ function messageOf(err: unknown): string {
  */
 function clusterClient(
   target: Extract<RedisTarget, { kind: 'cluster' }>,
-  commandTimeoutMs: number,
   connectTimeoutMs: number,
   log: (message: string) => void,
   where: string,
@@ -371,7 +379,7 @@ function clusterClient(
       },
     },
     RESP: 3,
-    commandOptions: { timeout: commandTimeoutMs },
+    commandOptions: NO_PER_COMMAND_TIMER,
     maxCommandRedirections: MAX_CLUSTER_REDIRECTIONS,
     topologyRefreshOnReconnectionAttemptStrategy: CLUSTER_TOPOLOGY_REFRESH_MS,
   });
@@ -432,15 +440,17 @@ function clusterClient(
 
 /**
  * Settles like `command`, or rejects with `RedisDeadlineError` once the client's command
- * timeout has passed. The command itself stays in flight; its late reply is dropped.
+ * timeout has passed (give or take the sweep's tick, a quarter of it). The command itself stays
+ * in flight; its late reply is dropped. No timer is made per call (see DeadlineSweep).
  */
 export function withDeadline<T>(client: RedisClient, command: Promise<T>): Promise<T> {
-  const ms = deadlines.get(client) ?? DEFAULT_COMMAND_TIMEOUT_MS;
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RedisDeadlineError(ms)), ms);
-  });
-  return Promise.race([command, deadline]).finally(() => clearTimeout(timer));
+  let sweep = sweeps.get(client);
+  if (!sweep) {
+    // A client this module did not make (a test's own): the default deadline.
+    sweep = new DeadlineSweep(DEFAULT_COMMAND_TIMEOUT_MS);
+    sweeps.set(client, sweep);
+  }
+  return sweep.race(command);
 }
 
 /** Resolves once the client is connected; rejects with a clear message after `timeoutMs`. */

@@ -13,7 +13,9 @@
  *     + request.getRawBody, service.request.setRawBody when a model is written  + 2
  *     + response.setHeaders when falling back                                  + 1
  *     refusal: response.exit (+ log.err on an unexpected error)
- *   log: log.serialize, + response.getSource for a request this plugin admitted = 1..2
+ *   log: ctx.shared.get of the saved log facts (batched with the phase's other reads: 0..1);
+ *     where kong.yml's log snippet is not on the route, + log.serialize,
+ *     + response.getSource for a request this plugin admitted                   = 1..3
  */
 import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics } from '../../lib/metrics/registry';
@@ -24,6 +26,7 @@ import type { TenantContext } from '../../lib/tenant/context';
 import { readRequest } from '../../lib/tenant/read';
 import { isChainProcess, type RequestScope } from '../../lib/request/scope';
 import { SEAT_HAND_OFF, markSeatTaker, routeKeyOf } from '../../lib/request/seat';
+import { readServedFacts, sourceOf } from '../../lib/pluginserver/log-facts';
 import {
   BreakerRegistry,
   type Admission,
@@ -33,7 +36,7 @@ import {
 } from './breakers';
 import { Bulkheads, type Slot } from './bulkheads';
 import * as metrics from './metrics';
-import { classify, factsFromSerialized, verdictOf, type OutcomeKind } from './outcome';
+import { classify, verdictOf, type OutcomeKind } from './outcome';
 import {
   breakerKey,
   resolveRoute,
@@ -359,11 +362,13 @@ export class Plugin {
   }
 
   private async record(kong: KongPdk): Promise<void> {
-    const { requestId, facts } = factsFromSerialized(await kong.log.serialize(), '');
-    if (requestId === null) return;
-    const entry = inFlight.get(requestId);
+    // The saved facts where kong.yml's log snippet is on the route (no serializer), else the
+    // serializer's; who answered is asked only for a request this plugin admitted.
+    const served = await readServedFacts(kong);
+    if (served.requestId === null) return;
+    const entry = inFlight.get(served.requestId);
     if (!entry) return; // not admitted by this plugin (refused earlier, or another node)
-    facts.source = String(await kong.response.getSource());
+    const facts = { ...served, source: await sourceOf(kong, served) };
     entry.finish(classify(facts, entry.config), facts.proxyLatencyMs, facts.requestLatencyMs);
   }
 }

@@ -1,6 +1,8 @@
 /**
- * What a finished request says about its upstream, from the facts the `log` phase has:
- * `kong.response.get_source()` and the serializer (`kong.log.serialize()`).
+ * What a finished request says about its upstream, from the facts the `log` phase has: who
+ * answered (`kong.response.get_source()`), the statuses and the latencies, as Kong's serializer
+ * computes them (read by lib/pluginserver/log-facts.ts: saved by kong.yml's pre-function log
+ * snippet, else from `kong.log.serialize()`).
  *
  * Kong 3.9.3 (kong/pdk/response.lua get_source, kong/init.lua Kong.handle_error):
  * - `service`: the upstream answered; its status is the verdict;
@@ -77,39 +79,4 @@ export function verdictOf(kind: OutcomeKind, config: BreakerConfig): Verdict {
     default:
       return { kind: 'none', reason: kind };
   }
-}
-
-/** The facts out of the serializer's JSON (kong.log.serialize answers a JSON string). */
-export function factsFromSerialized(
-  serialized: unknown,
-  source: string,
-): { requestId: string | null; facts: LogFacts } {
-  let root: Record<string, unknown> = {};
-  try {
-    const parsed: unknown = typeof serialized === 'string' ? JSON.parse(serialized) : serialized;
-    if (parsed && typeof parsed === 'object') root = parsed as Record<string, unknown>;
-  } catch {
-    root = {};
-  }
-  const obj = (v: unknown): Record<string, unknown> =>
-    v && typeof v === 'object' ? (v as Record<string, unknown>) : {};
-  const request = obj(root.request);
-  const response = obj(root.response);
-  const latencies = obj(root.latencies);
-  const num = (v: unknown, d: number): number => (typeof v === 'number' ? v : d);
-  return {
-    requestId: typeof request.id === 'string' && request.id !== '' ? request.id : null,
-    facts: {
-      source,
-      status: num(response.status, 0),
-      upstreamStatus:
-        typeof root.upstream_status === 'string'
-          ? root.upstream_status
-          : typeof root.upstream_status === 'number'
-            ? String(root.upstream_status)
-            : '',
-      proxyLatencyMs: num(latencies.proxy, -1),
-      requestLatencyMs: num(latencies.request, -1),
-    },
-  };
 }

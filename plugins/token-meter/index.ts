@@ -15,12 +15,14 @@
  *   access, showback GET: ctx.shared.get, getMethod, getPathWithQuery, response.exit = 4
  *   access, other methods: ctx.shared.get, getMethod                               = 2
  *   log: ctx.shared.get ×3 (tenant, state, usage), response.getStatus               = 4
- *     (no state: + ctx.shared.get cache status; a cache hit: + log.serialize + estimate)
+ *     (no state: + ctx.shared.get cache status; a cache hit: + the saved log facts, batched,
+ *     or log.serialize where kong.yml's log snippet is not on the route, + estimate)
  */
 import { recordCapture } from '../../lib/capture/recorder'; // capture (issue 23)
 import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics } from '../../lib/metrics/registry';
 import { type KongPdk } from '../../lib/pdk/kong';
+import { readServedFacts } from '../../lib/pluginserver/log-facts';
 import { guardPhase } from '../../lib/plugin/phase';
 import { createRedis, waitForRedis, type RedisClient } from '../../lib/redis/client';
 import { isRedisUnavailable } from '../../lib/redis/errors';
@@ -548,12 +550,11 @@ export class Plugin {
     scope: RequestScope,
     ctx: TenantContext,
   ): Promise<void> {
-    const serialized = JSON.parse(String(await kong.log.serialize())) as {
-      request?: { id?: unknown };
-      response?: { status?: unknown };
-    };
-    const requestId = typeof serialized.request?.id === 'string' ? serialized.request.id : '';
-    if (requestId === '') return;
+    // The saved log facts (one batched read) where kong.yml's log snippet is on the route, else
+    // the serializer's: the request id (the settlement's idempotency key) and the status.
+    const served = await readServedFacts(kong);
+    const requestId = served.requestId;
+    if (requestId === null) return;
     const { decodeEstimate, keptEstimate, ESTIMATE_KEY } = await estimates();
     const estimate = keptEstimate(scope) ?? decodeEstimate(await kong.ctx.shared.get(ESTIMATE_KEY));
     const now = Date.now();
@@ -573,7 +574,8 @@ export class Plugin {
       estimated: false,
       downgrade: 'none',
       stream: estimate?.stream ?? false,
-      status: typeof serialized.response?.status === 'number' ? serialized.response.status : 200,
+      // The serializer's status is 0 when it could not be read: a hit is served with 200.
+      status: served.status > 0 ? served.status : 200,
     };
     await this.commit(ctx, period.id, period.endMs, {
       requestId,

@@ -4,6 +4,7 @@
  * disturb the shared Redis other suites use). Serial: each test closes every client at the end.
  */
 import test, { type ExecutionContext } from 'ava';
+import { createHook } from 'node:async_hooks';
 import { createClient } from 'redis';
 import {
   closeAllRedis,
@@ -123,6 +124,49 @@ test.serial('a Redis that answers late fails the call as unavailable', async (t)
   t.true(isRedisUnavailable(slowScript));
   const slowPing = await errorOf(withDeadline(redis, redis.ping()));
   t.true(isRedisUnavailable(slowPing), String(slowPing));
+});
+
+/** Timeout objects created while `fn` runs (setTimeout's, and AbortSignal.timeout's). */
+async function timersMadeBy(fn: () => Promise<unknown>): Promise<number> {
+  let made = 0;
+  const hook = createHook({
+    init(_id, type) {
+      if (type === 'Timeout') made++;
+    },
+  });
+  hook.enable();
+  try {
+    await fn();
+  } finally {
+    hook.disable();
+  }
+  return made;
+}
+
+test.serial('commands and scripts under the deadline make no timer each', async (t) => {
+  const server = await startPrivateRedis(t);
+  closeClientsAtEnd(t);
+  const redis = createRedis({ url: server.url });
+  await waitForRedis(redis, 5000);
+  const key = createKeyspace('it').rateBucket(acme, 'requests');
+  await takeTokens(redis, key, limit); // the script loaded (NOSCRIPT once)
+  const calls = 200;
+  const ours = await timersMadeBy(async () => {
+    for (let i = 0; i < calls; i++) {
+      await takeTokens(redis, key, limit);
+      await withDeadline(redis, redis.get('it:absent'));
+    }
+  });
+  t.true(ours <= 4, `${ours} timers for ${2 * calls} calls`);
+  // Positive control: node-redis 6.3 left to its defaults (a 5 s `timeout` per command, which the client
+  // turns off) makes one timer (an AbortSignal.timeout) for every command.
+  const raw = createClient({ url: server.url });
+  await raw.connect();
+  t.teardown(() => raw.close());
+  const theirs = await timersMadeBy(async () => {
+    for (let i = 0; i < calls; i++) await raw.get('it:absent');
+  });
+  t.true(theirs >= calls, `${theirs} timers for ${calls} commands`);
 });
 
 test.serial('one client per process per URL and timeouts', async (t) => {

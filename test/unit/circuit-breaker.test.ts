@@ -8,12 +8,8 @@ import { parseTenantId } from '../../lib/tenant/tenant-id';
 import { readConfig } from '../../lib/schema/config';
 import { UpstreamBreaker, type StateName } from '../../plugins/circuit-breaker/breakers';
 import { Bulkheads } from '../../plugins/circuit-breaker/bulkheads';
-import {
-  classify,
-  factsFromSerialized,
-  lastUpstreamStatus,
-  verdictOf,
-} from '../../plugins/circuit-breaker/outcome';
+import { decodeLogFacts, factsFromSerialized } from '../../lib/pluginserver/log-facts';
+import { classify, lastUpstreamStatus, verdictOf } from '../../plugins/circuit-breaker/outcome';
 import { breakerKey, resolveRoute } from '../../plugins/circuit-breaker/routing';
 import {
   Schema,
@@ -74,18 +70,46 @@ test('factsFromSerialized reads what Kong serializes, and survives garbage', (t)
     response: { status: 504 },
     upstream_status: '504',
     latencies: { proxy: -1, request: 60012 },
+    source: 'kong', // the serializer's name, which cannot tell an error from an exit
   });
-  t.deepEqual(factsFromSerialized(s, 'error'), {
+  t.deepEqual(factsFromSerialized(s), {
     requestId: 'abc',
-    facts: {
-      source: 'error',
-      status: 504,
-      upstreamStatus: '504',
-      proxyLatencyMs: -1,
-      requestLatencyMs: 60012,
-    },
+    status: 504,
+    source: null,
+    upstreamStatus: '504',
+    proxyLatencyMs: -1,
+    requestLatencyMs: 60012,
   });
-  t.is(factsFromSerialized('not json', 'exit').requestId, null);
+  t.is(factsFromSerialized('not json').requestId, null);
+});
+
+test('the saved log facts read as the serializer does, and only the snippet table counts', (t) => {
+  // What lib/pluginserver/pdk-log-facts.lua saves (its LuaJIT test: pdk-batch-snippet.test.ts).
+  const saved = {
+    request_id: 'abc',
+    status: 200,
+    source: 'service',
+    upstream_status: '502, 200',
+    proxy_latency: 12,
+    request_latency: 15,
+  };
+  const facts = decodeLogFacts(saved);
+  t.deepEqual(facts, {
+    requestId: 'abc',
+    status: 200,
+    source: 'service',
+    upstreamStatus: '502, 200',
+    proxyLatencyMs: 12,
+    requestLatencyMs: 15,
+  });
+  // The same classification the serializer's facts would give.
+  t.is(classify({ ...facts!, source: facts!.source ?? '' }, breakerConfig()), 'success');
+  t.is(decodeLogFacts({ ...saved, upstream_status: 503 })?.upstreamStatus, '503');
+  t.is(decodeLogFacts({ ...saved, request_id: '' })?.requestId, null);
+  // Not the snippet's table (absent, a string, no status): the caller asks the serializer.
+  t.is(decodeLogFacts(null), null);
+  t.is(decodeLogFacts('x'), null);
+  t.is(decodeLogFacts({ request_id: 'abc' }), null);
 });
 
 function breaker(b: Partial<BreakerConfig> = {}) {

@@ -58,6 +58,7 @@ local kong = {
 }
 ngx = {
   get_phase = function() return phase end,
+  ctx = {},
   var = { kong_request_id = 'rid' },
   encode_base64 = function(s) return '<b64:' .. s:gsub('%z', '0') .. '>' end,
 }
@@ -163,4 +164,63 @@ test('LuaJIT: in the log timer the response status and source come from the save
   t.is(run(calls, 'timer', false), '{x=true} {x=true} |  | shared.k=nil');
   // In access the same names are the PDK calls themselves.
   t.is(run(calls, 'access', false), '{v=200} {v=service} | get_status | shared.k=nil');
+});
+
+// The log facts snippet alone, in the request's log phase, with the ngx.ctx and ngx.var a given
+// request leaves there; prints kong.ctx.shared.kta_log_facts sorted.
+const FACTS_DRIVER = `
+local code = assert(io.open(arg[1])):read('*a')
+local ctx = assert(loadstring('return ' .. arg[2]))()
+local var = assert(loadstring('return ' .. arg[3]))()
+local shared = {}
+local kong = {
+  ctx = { shared = shared },
+  response = {
+    get_status = function() return 504 end,
+    get_source = function() return 'error' end,
+    get_headers = function() return { ['x-up'] = 'U' } end,
+  },
+}
+local env = { tonumber = tonumber, kong = kong, ngx = { ctx = ctx, var = var } }
+local f = assert(loadstring(code, '=pre-function-log'))
+setfenv(f, env)
+f()()
+local keys = {}
+for k, v in pairs(shared.kta_log_facts) do keys[#keys + 1] = k .. '=' .. type(v) .. ':' .. tostring(v) end
+table.sort(keys)
+io.write(table.concat(keys, ' '), ' | kta_log.status=', tostring(shared.kta_log.status))
+`;
+
+function facts(ctx: string, vars: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pdk-log-facts-'));
+  const snippet = path.join(dir, 'facts.lua');
+  const driver = path.join(dir, 'driver.lua');
+  writeFileSync(snippet, LOG_FACTS);
+  writeFileSync(driver, FACTS_DRIVER);
+  return execFileSync('luajit', [driver, snippet, ctx, vars], { encoding: 'utf8' });
+}
+
+test('LuaJIT: the log facts are what Kong 3.9.3 serializes for the fields the plugins record', (t) => {
+  // kong/pdk/log.lua serialize(): request.id = request_id.get() (ngx.ctx.request_id, first set
+  // from $kong_request_id), upstream_status = $upstream_status or ctx.buffered_status or "",
+  // latencies.proxy = ctx.KONG_WAITING_TIME or -1, latencies.request = $request_time * 1000.
+  t.is(
+    facts(
+      `{ KONG_WAITING_TIME = 7 }`,
+      `{ kong_request_id = 'rid', upstream_status = '502, 504', request_time = '0.012' }`,
+    ),
+    'proxy_latency=number:7 request_id=string:rid request_latency=number:12 source=string:error' +
+      ' status=number:504 upstream_status=string:502, 504 | kta_log.status=504',
+  );
+  // The id Kong already fixed for the request wins; a buffered response's status stands in for
+  // the upstream's; no upstream tried: "" and -1, as the serializer says.
+  t.is(
+    facts(
+      `{ request_id = 'ctx-id', buffered_status = 200 }`,
+      `{ kong_request_id = 'var-id', request_time = '0.5' }`,
+    ),
+    'proxy_latency=number:-1 request_id=string:ctx-id request_latency=number:500 source=string:error' +
+      ' status=number:504 upstream_status=number:200 | kta_log.status=504',
+  );
+  t.regex(facts(`{}`, `{ request_time = '0' }`), /request_id=string: .*upstream_status=string: \|/);
 });
