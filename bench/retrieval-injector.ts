@@ -572,7 +572,7 @@ async function main(): Promise<void> {
       ],
     );
     const b = S.built;
-    const section = `### retrieval-injector
+    const section = `## retrieval-injector: filtered retrieval and its cost
 
 Command: \`npm run bench -- retrieval-injector\` (bench/retrieval-injector.ts); Milvus 2.3.5
 (embedded standalone) and Redis on this machine (2 shared cores, load average ${(os.loadavg()[0] ?? 0).toFixed(1)} at the end), dim ${DIM}, COSINE,

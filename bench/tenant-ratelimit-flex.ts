@@ -262,7 +262,7 @@ async function main(): Promise<void> {
       );
     }
 
-    const body = `## tenant-ratelimit: non-urgent (flex) work on idle capacity
+    const body = `## tenant-ratelimit: non-urgent (flex) work on idle capacity, ${GATEWAY === 'kong' ? 'on the real Kong 3.9.3' : 'on the harness'}
 
 Command: \`npm run bench -- tenant-ratelimit-flex\` (bench/tenant-ratelimit-flex.ts; \`BENCH_GATEWAY=${GATEWAY} BENCH_SECONDS=${SECONDS} BENCH_SERVICE_MS=${SERVICE_MS}\`), gateway: ${
       GATEWAY === 'kong' ? 'the real Kong 3.9.3 (2 workers)' : 'the harness'

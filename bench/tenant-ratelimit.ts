@@ -855,7 +855,7 @@ ${verdictOf(r.outcomes)}${
 [${r.chartFile}](${r.chartFile}): every victim request during the flood, by its start time and latency (log scale), for ${list(r.outcomes.filter((o) => o.setup.color).map((o) => o.setup.short))}.`;
     };
 
-    const body = `## tenant-ratelimit: noisy neighbour and weighted shares
+    const body = `## tenant-ratelimit: noisy neighbour and weighted shares, ${GATEWAY === 'kong' ? 'on the real Kong 3.9.3' : 'on the harness'}
 
 Command: \`npm run bench -- tenant-ratelimit\` (bench/tenant-ratelimit.ts; \`BENCH_GATEWAY=${GATEWAY} BENCH_MODELS=${MODELS.join(',')} BENCH_QUOTA_SECONDS=${QUOTA_SECONDS} BENCH_SECONDS=${SECONDS} BENCH_SERVICE_MS=${SERVICE_MS} BENCH_QUOTA_RPS=${QUOTA_RPS} BENCH_QUOTA_BURST=${QUOTA_BURST} BENCH_QUOTA_DECLARED=${QUOTA_DECLARED} BENCH_RL_LIMITS=${RL_LIMITS.join(',')} BENCH_REJECT_PAUSE_MS=${REJECT_PAUSE_MS}\`), gateway: ${
       GATEWAY === 'kong' ? 'the real Kong 3.9.3 (2 workers)' : 'the harness'
