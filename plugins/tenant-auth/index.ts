@@ -17,6 +17,10 @@
  *     string the client sent                                                           = 9
  *   GET /v1/models[/{id}]: getHeaders, getConsumer, getPath, getMethod, ctx.shared.set,
  *   log.setSerializeValue, response.exit                                               = 7
+ * Every request, for the API surface (surface.ts): + request.getMethod, nginx.getVar
+ * ("upstream_uri"), request.getPathWithQuery (reads the PDK batch fetches with the first);
+ * a GET/HEAD/DELETE + service.request.setRawBody("") and no body read; a dropped query
+ * argument + service.request.clearQueryArg.
  */
 import { draftCapture } from '../../lib/capture/draft'; // capture (issue 23)
 import { GatewayError } from '../../lib/http/errors';
