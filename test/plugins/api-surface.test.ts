@@ -118,8 +118,19 @@ test('a plan’s api_surface replaces the default; a tenant’s replaces its pla
   t.is(emb.res.status, 403, emb.res.text);
   t.regex((emb.res.json as { error: { message: string } }).error.message, /Embeddings.*'batchy'/);
   t.deepEqual(emb.upstream, []);
-  // vip (plan std, its own list): files yes, models no.
-  t.deepEqual((await call('vip-key', 'GET', '/v1/files')).upstream, ['GET /v1/files']);
+  // vip (plan std, its own list): files yes, models no. A GET's body never goes upstream.
+  const id = randomUUID();
+  await send(`${door.url}/v1/files`, {
+    method: 'GET',
+    headers: { apikey: 'vip-key', 'x-test-id': id },
+    body: { purpose: 'smuggled' },
+  });
+  const got = door.upstream.received.find((r) => r.headers['x-test-id'] === id);
+  t.is(got?.path, '/v1/files');
+  t.is(got?.rawBody.length, 0);
+  t.is(got?.headers['transfer-encoding'], undefined);
+  t.log(`content-length of a GET upstream: ${String(got?.headers['content-length'])}`);
+  t.true([undefined, '0'].includes(got?.headers['content-length'] as string | undefined));
   const models = await call('vip-key', 'GET', '/v1/models');
   t.is(models.res.status, 403);
   t.deepEqual(models.upstream, []);
