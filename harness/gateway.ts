@@ -76,6 +76,11 @@ export const PROJECT_KONG_CONF: Record<string, string> = {
   // there: read later inside a plugin's PDK call, nginx ends the request mid-call and the
   // plugin server's event never ends (kong-pdk holds it forever).
   nginx_proxy_lua_need_request_body: 'on',
+  // Kong's access log format with the request line's query left out ($uri, not $request): a
+  // key sent as `?apikey=` (refused by kong.yml's key-auth, key_in_query off) would otherwise be
+  // written there verbatim, and query strings are the client's, not the operator's, to log.
+  nginx_http_log_format: `kta_access '$remote_addr - $remote_user [$time_local] "$request_method $uri $server_protocol" $status $body_bytes_sent "$http_user_agent" kong_request_id: "$kong_request_id"'`,
+  proxy_access_log: 'logs/access.log kta_access',
   // From harness/ (tsx) or dist/harness/ (compiled): the repository root holds package.json.
   error_template_json: resolvePath(
     __dirname,

@@ -76,6 +76,11 @@ export interface KongPdk {
       setHeaders(headers: Record<string, HeaderValue>): Promise<unknown>;
       clearHeader(name: string): Promise<unknown>;
       setRawBody(body: string): Promise<unknown>;
+      /**
+       * Removes every query argument of that (decoded) name from the upstream request; the
+       * rest of the query is re-encoded (resty.ada.search.remove, as WHATWG URLSearchParams).
+       */
+      clearQueryArg(name: string): Promise<unknown>;
       /** Access only: buffer this request's response so `log` can read its body. */
       enableBuffering(): Promise<unknown>;
     };

@@ -79,6 +79,7 @@ export function fastKong(call: Call): KongPdk {
           c('kong.service.request.set_headers', headers),
         clearHeader: (name: string) => c('kong.service.request.clear_header', name),
         setRawBody: (body: string) => c('kong.service.request.set_raw_body', body),
+        clearQueryArg: (name: string) => c('kong.service.request.clear_query_arg', name),
         enableBuffering: () => c('kong.service.request.enable_buffering'),
       },
       response: {

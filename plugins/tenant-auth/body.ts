@@ -115,13 +115,19 @@ export function parseJsonObject(raw: Buffer, maxBytes: number): JsonObject {
   }
   // The reviver costs a walk of every value: only taken when one of the keys (or a \u escape
   // that could spell one) appears in the text at all.
-  const suspicious = /__proto__|constructor|prototype|\\u/.test(text);
-  const found: { key: string | null } = { key: null };
+  // A number too large for a double (`1e400`, 309 digits) parses as Infinity, which
+  // JSON.stringify writes as null: a rewritten body would forward `"n": null` for `"n": 1e400`.
+  const huge = /\d[eE]\+?\d{3}|\d{309}/.test(text);
+  const suspicious = huge || /__proto__|constructor|prototype|\\u/.test(text);
+  const found: { key: string | null; nonFinite: string | null } = { key: null, nonFinite: null };
   let parsed: unknown;
   try {
     parsed = suspicious
       ? JSON.parse(text, function (this: unknown, key: string, value: unknown) {
           if (found.key === null && FORBIDDEN_JSON_KEYS.has(key)) found.key = key;
+          if (found.nonFinite === null && typeof value === 'number' && !Number.isFinite(value)) {
+            found.nonFinite = key;
+          }
           return value;
         })
       : JSON.parse(text);
@@ -134,6 +140,15 @@ export function parseJsonObject(raw: Buffer, maxBytes: number): JsonObject {
       'forbidden_json_key',
       `request body contains the key '${found.key}', which is not accepted at any depth`,
       found.key,
+    );
+  }
+  if (found.nonFinite !== null) {
+    const name = printable(found.nonFinite, 64);
+    throw badRequest(
+      400,
+      'invalid_number',
+      `request body has a number too large to represent${name === '' ? '' : ` in '${name}'`}`,
+      found.nonFinite === '' ? null : name,
     );
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {

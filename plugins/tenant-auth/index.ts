@@ -17,6 +17,10 @@
  *     string the client sent                                                           = 9
  *   GET /v1/models[/{id}]: getHeaders, getConsumer, getPath, getMethod, ctx.shared.set,
  *   log.setSerializeValue, response.exit                                               = 7
+ * Every request, for the API surface (surface.ts): + request.getMethod, nginx.getVar
+ * ("upstream_uri"), request.getPathWithQuery (reads the PDK batch fetches with the first);
+ * a GET/HEAD/DELETE + service.request.setRawBody("") and no body read; a dropped query
+ * argument + service.request.clearQueryArg.
  */
 import { draftCapture } from '../../lib/capture/draft'; // capture (issue 23)
 import { GatewayError } from '../../lib/http/errors';
@@ -55,6 +59,7 @@ import { JwtVerifier } from './identity/jwt';
 import type { VerifiedIdentity } from './identity/types';
 import * as metrics from './metrics';
 import {
+  assertGenerationModel,
   decideModel,
   endpointKind,
   modelsAnswer,
@@ -65,6 +70,7 @@ import {
 import { ModelTiers, resolvePlanName, resolvePolicy } from './policy';
 import { identityHeaderRemovals, spoofVerdict } from './spoof';
 import { Schema, checkConfig, type TenantAuthConfig } from './schema';
+import { ApiSurfaceGate, GENERATION_APIS, type SurfaceDecision } from './surface';
 import { UpstreamCredentials } from './upstream-auth';
 
 export const Name = 'tenant-auth';
@@ -104,6 +110,8 @@ export class Plugin {
   private readonly extraStrip: ReadonlySet<string> = new Set();
   private readonly upstream: UpstreamCredentials | null = null;
   private readonly tiers: ModelTiers;
+  /** What each plan is served (api_surface): the gate before anything else. */
+  private readonly surface: ApiSurfaceGate;
   /** Methods whose requests must carry a JSON body (upper case). */
   private readonly bodyMethods: ReadonlySet<string>;
   /** Why this instance cannot serve, when its config is unusable. */
@@ -117,6 +125,7 @@ export class Plugin {
   constructor(raw: unknown) {
     this.config = readConfig<TenantAuthConfig>(Schema, raw);
     this.tiers = new ModelTiers(this.config);
+    this.surface = new ApiSurfaceGate(this.config);
     this.bodyMethods = new Set(this.config.require_body_methods.map((m) => m.toUpperCase()));
     try {
       checkConfig(this.config);
@@ -165,6 +174,9 @@ export class Plugin {
     const identity = await this.identify(kong, headers);
     const { ctx: tenant, tier } = this.buildContext(identity);
     const tenantLabel = labels.label(tenant.tenantId);
+    // The API surface, decided on the path Kong will send upstream: nothing the plan does not
+    // serve goes further (plugins/tenant-auth/surface.ts).
+    const surface = await this.surface.decide(kong, scope, tenant.plan, tenant.tenantId);
 
     // Only a tiered plan needs the path: for /v1/models and to tell /embeddings apart.
     const path = tier === null ? '' : await scope.path(kong);
@@ -173,15 +185,9 @@ export class Plugin {
       if (models !== null) return this.answerModels(kong, scope, tenant, tier, models, tenantLabel);
     }
 
-    const { body: newBody, model } = await this.rewriteBody(
-      kong,
-      scope,
-      headers,
-      tenant,
-      tier,
-      path,
-      tenantLabel,
-    );
+    const { body: newBody, model } = surface.bodyless
+      ? { body: null, model: null }
+      : await this.rewriteBody(kong, scope, headers, tenant, tier, path, surface, tenantLabel);
     const ctx = model === null ? tenant : withModel(tenant, model);
     if (model !== null)
       metrics.modelDecisions.inc({ tenant: tenantLabel, decision: model.decision });
@@ -201,6 +207,13 @@ export class Plugin {
     // capture (issue 23): the request as sent, for an opted-in tenant (lib/capture/draft.ts)
     await draftCapture(kong, scope, headers, ctx, this.config, tenantLabel);
     if (newBody !== null) await scope.setBody(kong, newBody);
+    // A GET, HEAD or DELETE carries no body upstream, whatever the client sent with it; the
+    // chain after us then reads none (nothing to rewrite, inject or meter).
+    else if (surface.bodyless) await scope.setBody(kong, '');
+    // Query parameters that must not go upstream. clear_query_arg, not set_raw_query: on Kong
+    // 3.9.3 set_raw_query (ngx.req.set_uri_args) called from a plugin server leaves the query
+    // as it was; clear_query_arg (ngx.var.args) takes, as it does for key-auth.
+    for (const name of surface.dropQueryArgs) await kong.service.request.clearQueryArg(name);
     await this.publish(kong, scope, ctx);
     // Set in access, these reach the client with the upstream's answer (and with any later
     // plugin's exit); token-meter sets the same two on every metered request.
@@ -355,6 +368,7 @@ export class Plugin {
     ctx: TenantContext,
     tier: ModelTier | null,
     path: string,
+    surface: SurfaceDecision,
     tenantLabel: string,
   ): Promise<{ body: string | null; model: ModelChoice | null }> {
     const unchanged = { body: null, model: null };
@@ -395,10 +409,15 @@ export class Plugin {
     }
     if (!declared.present) assertJsonContentType(headers);
     const body = parseJsonObject(bytes, max);
-    if (!policyNeedsBody) return unchanged;
+    const generation = GENERATION_APIS.has(surface.api);
+    if (!policyNeedsBody) {
+      if (generation) assertGenerationModel(body.model, null);
+      return unchanged;
+    }
 
     // The tier first: a refused model costs nothing more.
     const model = tier === null ? null : decideModel(body, tier, endpointKind(path), ctx.plan);
+    if (generation) assertGenerationModel(model?.served ?? body.model, tier);
     const stripped = applyToolPolicy(body, ctx.policy, this.config.tool_policy);
     if (stripped.length > 0) metrics.toolsStripped.inc({ tenant: tenantLabel }, stripped.length);
     if (applyPersona(body, ctx.policy.persona, this.config.persona_mode)) {

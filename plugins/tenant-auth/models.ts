@@ -177,6 +177,27 @@ export function modelNotAllowed(name: string, plan: string, tier: ModelTier): Ga
 }
 
 /**
+ * Text-generating APIs (chat, completions, responses) never run on an embedding model: the
+ * upstream would refuse it at best, and token-meter prices an embedding model's completion
+ * tokens at nothing. An embedding model is the plan's `embedding_model`, or any model whose
+ * name says `embed` (compared as `modelKey`). A model that is not a string is left to the tier
+ * and the meter.
+ */
+export function assertGenerationModel(model: unknown, tier: ModelTier | null): void {
+  if (typeof model !== 'string') return;
+  const key = modelKey(model);
+  const planEmbedding = tier?.embedding ?? null;
+  if (!key.includes('embed') && (planEmbedding === null || key !== modelKey(planEmbedding))) return;
+  throw new GatewayError({
+    status: 400,
+    type: 'invalid_request_error',
+    code: 'model_not_supported',
+    message: `the model ${shown(model)} is an embedding model: it serves the embeddings API only`,
+    param: 'model',
+  });
+}
+
+/**
  * Decides the model of a JSON request body and writes it into the body (`body.model`): the
  * tier's spelling of what the client named, an alias's target, the preferred model when the
  * body names none, or — for a model outside the tier — the preferred model (`rewrite`) or a

@@ -4,6 +4,7 @@
  * `checkConfig`, run when an instance starts.
  */
 import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
+import { API_NAMES, DEFAULT_API_SURFACE } from '../../lib/http/api-surface';
 import { MAX_MODEL_NAME_LENGTH } from '../../lib/tenant/context';
 import { checkModelTiers } from './models';
 import type { UpstreamAuthConfig } from './upstream-auth';
@@ -24,6 +25,8 @@ export interface PlanConfig {
   embedding_model: string | null;
   /** Optional in the type only: the schema's default fills it (older configs in tests omit it). */
   capture?: boolean;
+  /** Replaces the top-level `api_surface` for this plan; null keeps it. */
+  api_surface?: string[] | null;
 }
 
 export interface TenantOverride {
@@ -38,6 +41,7 @@ export interface TenantOverride {
   model_policy: ModelPolicyMode | null;
   embedding_model: string | null;
   capture?: boolean | null;
+  api_surface?: string[] | null;
 }
 
 export interface TenantAuthConfig {
@@ -66,6 +70,8 @@ export interface TenantAuthConfig {
   persona_mode: 'prepend' | 'replace';
   strip_headers: string[];
   upstream_auth: UpstreamAuthConfig;
+  api_surface: string[];
+  api_base_path: string;
   max_body_bytes: number;
   validate_json_body: boolean;
   require_body_methods: string[];
@@ -108,7 +114,20 @@ const planFields: KongSchemaFields = [
       { default: false, required: true },
     ),
   },
+  {
+    api_surface: apiSurfaceField(
+      'Replaces the top-level `api_surface` for this plan’s tenants: the APIs they are served. Null keeps the top-level list.',
+    ),
+  },
 ];
+
+/** A list of named APIs (lib/http/api-surface.ts); the same shape at every level. */
+function apiSurfaceField(
+  description: string,
+  opts: { default?: string[]; required?: boolean } = {},
+) {
+  return field.array(description, field.string('A named API.', { one_of: [...API_NAMES] }), opts);
+}
 
 /** The model-tier fields, the same for a plan and for a tenant override (which replaces). */
 function modelTierFields(of: 'plan' | 'tenant'): KongSchemaFields {
@@ -187,6 +206,11 @@ const overrideFields: KongSchemaFields = [
   {
     capture: field.boolean(
       'Replaces the plan’s `capture` for this tenant: true opts the tenant in, false out; null keeps the plan’s.',
+    ),
+  },
+  {
+    api_surface: apiSurfaceField(
+      'Replaces the plan’s `api_surface` for this tenant; null keeps the plan’s.',
     ),
   },
 ];
@@ -410,6 +434,18 @@ export const Schema: KongSchemaFields = [
     ),
   },
   {
+    api_surface: apiSurfaceField(
+      'The APIs the front door serves (plans and tenants may replace the list): `chat`, `completions`, `responses`, `embeddings`, `models`, `showback` by default; opt-in `moderations`, `images`, `audio`, and the stateful `stored_chat_completions`, `stored_responses`, `files`, `uploads`, `batches`, `vector_stores`, `assistants`, `threads`, `fine_tuning`, `conversations` (only with one provider key per tenant). Anything else: 404 `unknown_api`; a known API not listed: 403 `api_not_enabled`.',
+      { default: [...DEFAULT_API_SURFACE], required: true },
+    ),
+  },
+  {
+    api_base_path: field.string(
+      'The path under which the upstream serves the OpenAI API, as Kong sends it upstream (after the route’s strip_path and the service’s path): `/v1` for OpenAI. The API surface is matched below it.',
+      { default: '/v1', match: '^[A-Za-z0-9/._~-]*$', required: true },
+    ),
+  },
+  {
     max_body_bytes: field.integer(
       'Largest request body accepted; larger gets 413. At most 8 MiB: kong-js-pluginserver decodes each message in time that grows with the square of its size, stalling the plugin for every tenant.',
       {
@@ -452,4 +488,13 @@ export function checkConfig(c: TenantAuthConfig): void {
     throw new Error(`default_plan '${c.default_plan}' is not one of plans`);
   }
   checkModelTiers(c);
+  const base = c.api_base_path;
+  if (
+    base !== '' &&
+    (!base.startsWith('/') || base.endsWith('/') || /\/\.{0,2}(\/|$)/.test(base))
+  ) {
+    throw new Error(
+      `api_base_path '${base}' must be empty or start with '/', with no trailing '/', '//' or dot segment`,
+    );
+  }
 }

@@ -6,11 +6,15 @@
  * The tenant comes from the TenantContext only: no parameter names a tenant or a project.
  */
 import { GatewayError } from '../../lib/http/errors';
+import { normalisePath } from '../../lib/http/path';
 import type { StoredLedgerEntry } from './ledger';
 import { nanoUsdToUsd } from './pricing';
 
 export const USAGE_PATH = '/v1/organization/usage/completions';
 export const COSTS_PATH = '/v1/organization/costs';
+/** The endpoints below the API's base path (`/v1`), as the route may prefix them. */
+const USAGE_SUFFIX = USAGE_PATH.slice('/v1'.length);
+const COSTS_SUFFIX = COSTS_PATH.slice('/v1'.length);
 
 export type ShowbackKind = 'usage' | 'costs';
 
@@ -38,11 +42,17 @@ function bad(message: string, param: string): GatewayError {
   });
 }
 
-/** The showback endpoint a path names, or undefined. */
-export function showbackKind(path: string): ShowbackKind | undefined {
-  const p = path.replace(/\/+$/, '');
-  if (p.endsWith(USAGE_PATH)) return 'usage';
-  if (p.endsWith(COSTS_PATH)) return 'costs';
+/**
+ * The showback endpoint a request path names, or undefined. Decided on the path as Kong
+ * normalises it for the upstream (`/v1//organization/costs`, `/v1/x/../organization/costs`,
+ * `%63osts` are what Kong proxies as `/v1/organization/costs`), in any case and under any
+ * route prefix, as tenant-auth's API surface matches `showback` (lib/http/api-surface.ts): a
+ * request the gate lets through as showback is answered here, never by the provider.
+ */
+export function showbackKind(rawPath: string): ShowbackKind | undefined {
+  const p = normalisePath(rawPath).replace(/\/+$/, '').toLowerCase();
+  if (p.endsWith(USAGE_SUFFIX)) return 'usage';
+  if (p.endsWith(COSTS_SUFFIX)) return 'costs';
   return undefined;
 }
 

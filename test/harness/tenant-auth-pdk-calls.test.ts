@@ -35,20 +35,25 @@ test('PDK calls of the access path stay within budget', async (t) => {
     Object.entries(access(r)?.pdkCalls ?? {})
       .filter(([m]) => m !== 'kong.ctx.shared.kta_pdk.run')
       .reduce((a, [, b]) => a + b, 0);
-  // A request declaring no body is asked its method (must a body come with it?): +1.
-  t.is(calls(open), 6, 'no body policy (tools: *, no persona), GET');
-  t.is(calls(lean), 5, 'no body policy, validate_json_body off: body not read');
-  t.is(calls(get), 7, 'body policy: the body is read even without Content-Length, then the method');
-  t.is(calls(unchanged), 6, 'body policy, nothing to change: the client bytes go upstream');
-  t.is(calls(post), 7, 'body policy, persona applied: body rewritten');
+  // Every request: its method, Kong's upstream URI and its query (the API surface, read with
+  // the phase's first call where kong.yml's PDK batch snippet is on the route); a GET, HEAD or
+  // DELETE also has its body cleared (set_raw_body, a write sent with the others).
+  t.is(calls(open), 9, 'no body policy (tools: *, no persona), GET');
+  t.is(calls(lean), 8, 'no body policy, validate_json_body off: body not read');
+  t.is(calls(get), 9, 'body policy, GET: no body read, none sent upstream');
+  t.is(calls(unchanged), 9, 'body policy, nothing to change: the client bytes go upstream');
+  t.is(calls(post), 10, 'body policy, persona applied: body rewritten');
   // One HandleEvent exchange opens the phase; each PDK call is one more (docs/harness.md).
-  t.is(access(open)?.roundTrips, 7);
+  t.is(access(open)?.roundTrips, 10);
   t.deepEqual(Object.keys(access(open)?.pdkCalls ?? {}).sort(), [
     'kong.client.get_consumer',
     'kong.ctx.shared.set',
     'kong.log.set_serialize_value',
+    'kong.nginx.get_var',
     'kong.request.get_headers',
     'kong.request.get_method',
+    'kong.request.get_path_with_query',
     'kong.service.request.set_headers',
+    'kong.service.request.set_raw_body',
   ]);
 });
