@@ -117,7 +117,9 @@ export function parseJsonObject(raw: Buffer, maxBytes: number): JsonObject {
   // that could spell one) appears in the text at all.
   // A number too large for a double (`1e400`, 309 digits) parses as Infinity, which
   // JSON.stringify writes as null: a rewritten body would forward `"n": null` for `"n": 1e400`.
-  const huge = /\d[eE]\+?\d{3}|\d{309}/.test(text);
+  // An integer past 2^53 − 1 (16+ digits, or an exponent of 16+) parses to a nearby double:
+  // a rewritten body would forward another number than the one sent (a `seed`, a token id).
+  const huge = /\d[eE]\+?\d{2}|\d{16}/.test(text);
   const suspicious = huge || /__proto__|constructor|prototype|\\u/.test(text);
   const found: { key: string | null; nonFinite: string | null } = { key: null, nonFinite: null };
   let parsed: unknown;
@@ -125,7 +127,7 @@ export function parseJsonObject(raw: Buffer, maxBytes: number): JsonObject {
     parsed = suspicious
       ? JSON.parse(text, function (this: unknown, key: string, value: unknown) {
           if (found.key === null && FORBIDDEN_JSON_KEYS.has(key)) found.key = key;
-          if (found.nonFinite === null && typeof value === 'number' && !Number.isFinite(value)) {
+          if (found.nonFinite === null && typeof value === 'number' && !exact(value)) {
             found.nonFinite = key;
           }
           return value;
@@ -147,7 +149,7 @@ export function parseJsonObject(raw: Buffer, maxBytes: number): JsonObject {
     throw badRequest(
       400,
       'invalid_number',
-      `request body has a number too large to represent${name === '' ? '' : ` in '${name}'`}`,
+      `request body has a number too large to represent exactly${name === '' ? '' : ` in '${name}'`} (integers must lie within ±9007199254740991)`,
       found.nonFinite === '' ? null : name,
     );
   }
@@ -155,6 +157,11 @@ export function parseJsonObject(raw: Buffer, maxBytes: number): JsonObject {
     throw badRequest(400, 'invalid_json', 'request body must be a JSON object');
   }
   return parsed as JsonObject;
+}
+
+/** A number JSON carries through a parse and a rewrite unchanged: finite, and a safe integer if whole. */
+function exact(n: number): boolean {
+  return Number.isFinite(n) && (!Number.isInteger(n) || Number.isSafeInteger(n));
 }
 
 function forbiddenTool(name: string, param: string): GatewayError {

@@ -137,11 +137,15 @@ test('showback is matched on the path Kong proxies, in any case, under any prefi
   t.is(showbackKind('/v1/chat/completions'), undefined);
 });
 
-test('a number that overflows a double is refused with its field, not turned into null', (t) => {
+test('a number outside JSON’s safe range is refused with its field, not turned into null or another number', (t) => {
   for (const [text, param] of [
     ['{"model":"m","n":1e400}', 'n'],
     ['{"temperature":-1E+999}', 'temperature'],
     [`{"seed":${'9'.repeat(400)}}`, 'seed'],
+    // Past 2^53 − 1 an integer parses to a nearby double: forwarded, it would be another number.
+    ['{"seed":9007199254740993}', 'seed'],
+    ['{"max_tokens":1e300}', 'max_tokens'],
+    ['{"messages":[{"role":"user","content":[{"type":"text","n":-1e16}]}]}', 'n'],
   ] as const) {
     const e = t.throws(() => parseJsonObject(Buffer.from(text), 1 << 20));
     t.true(isGatewayError(e));
@@ -150,11 +154,16 @@ test('a number that overflows a double is refused with its field, not turned int
       t.is(e.spec.param, param);
     }
   }
-  // Large but finite numbers, and the same text inside a string, are fine.
-  t.deepEqual(parseJsonObject(Buffer.from('{"n":1e300,"s":"1e400"}'), 1 << 20), {
-    n: 1e300,
-    s: '1e400',
-  });
+  // Safe integers, fractions of any size, and the same text inside a string, are fine.
+  t.deepEqual(
+    parseJsonObject(
+      Buffer.from(
+        '{"seed":9007199254740991,"t":1.5e-300,"p":0.1e2,"s":"1e400","big":"9007199254740993"}',
+      ),
+      1 << 20,
+    ),
+    { seed: 9007199254740991, t: 1.5e-300, p: 10, s: '1e400', big: '9007199254740993' },
+  );
 });
 
 test('text-generating APIs refuse an embedding model: the plan’s, or any named embed', (t) => {
