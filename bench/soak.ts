@@ -26,6 +26,7 @@ import {
   startSoakCluster,
   warmUp,
   OVER_LIMIT_RPM,
+  RESERVATION_TTL_S,
   SOAK_WORKERS,
   type LedgerRow,
 } from '../test/helpers/soak-chain';
@@ -66,7 +67,7 @@ function ledgerRows(rows: LedgerRow[]): Array<Array<string | number>> {
     `${r.clientHits} / ${r.ledger.hits} (${r.ledger.hitTokens} tokens)`,
     r.ledger.estimated,
     r.ledger.duplicates,
-    r.reservationsLeft,
+    `${r.reservationsLeft} (${r.reservationsExpired} freed by TTL)`,
     r.ledger.metered === r.upstream.answers &&
     r.ledger.prompt === r.upstream.prompt &&
     r.ledger.completion === r.upstream.completion &&
@@ -195,7 +196,9 @@ async function main(): Promise<void> {
       `(${check.settleSeconds.toFixed(1)} s), then compared, per tenant, token-meter's ledger in Redis with what the`,
       'mock upstream answered (chat answers whose usage reached the client whole). The rule for',
       "cache hits is token-meter's README's: a hit is one ledger entry with `cache_hit = 1` and 0",
-      'upstream tokens (the upstream never saw it).',
+      'upstream tokens (the upstream never saw it). Reservations: none may be held once every',
+      `request settled and the reservation TTL (${RESERVATION_TTL_S} s in this run) passed; one freed by its TTL is a`,
+      'request token-meter refused after its reserve script ran (held, never billed).',
       '',
       table(
         [
@@ -207,7 +210,7 @@ async function main(): Promise<void> {
           'hits: client saw / ledger',
           'estimated',
           'twice',
-          'reservations left',
+          'reservations left (freed by TTL)',
           '',
         ],
         ledgerRows(check.rows),

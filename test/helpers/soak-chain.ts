@@ -44,6 +44,13 @@ const PLUGINS = [
 const MAX_TOKENS = 24;
 /** The over-limit tenant's requests a minute, cluster-wide (its burst: 5). */
 export const OVER_LIMIT_RPM = 30;
+/**
+ * token-meter's reservation TTL in the soak (kong.yml: the default, 600 s). A reservation is
+ * held while its request runs (seconds here); one whose holder never settles it (a reserve
+ * whose Redis reply missed the deadline after the script ran, answered 503) is freed by this
+ * TTL, and the soak waits for that before it calls a reservation left over.
+ */
+export const RESERVATION_TTL_S = 30;
 
 export interface SoakTenants {
   /** Plan pro (semantic cache on, top_k 4), knowledge seeded. */
@@ -105,6 +112,7 @@ function adjust(
     // Budgets no soak reaches: every served request settles at its exact usage.
     const ample = { budget_tokens: 2_000_000_000, budget_usd: 1_000_000 };
     c.tenants = { ...own, [tenants.pro]: ample, [tenants.free]: ample, [tenants.limited]: ample };
+    c.reservation_ttl_seconds = RESERVATION_TTL_S;
   }
   if (p.name === 'tenant-cache') {
     const sem = c.semantic as Record<string, Record<string, unknown>>;
@@ -520,8 +528,13 @@ export interface LedgerRow {
   };
   /** Cache hits the client saw (X-Cache-Status: HIT). */
   clientHits: number;
-  /** Budget reservations still held (all released once every log phase ran). */
+  /** Budget reservations still held after settlement and their TTL (none expected). */
   reservationsLeft: number;
+  /**
+   * Reservations never settled that were freed by their TTL instead (each one a request the
+   * meter refused with 503 after its reserve script ran: held, never billed).
+   */
+  reservationsExpired: number;
 }
 
 export interface LedgerCheck {
@@ -559,10 +572,16 @@ export async function settleAndCompare(
       n += await cluster.redis.xLen(meter.usageLedger(parseTenantId(tenant), p));
     return n;
   };
-  const reservations = async (tenant: string) => {
+  // Reservations not yet expired (scores are expiry times, ms): what still holds budget. An
+  // expired one holds nothing and is reaped by the tenant's next reserve.
+  const reservations = async (tenant: string, live = true) => {
     let n = 0;
-    for (const p of periods)
-      n += await cluster.redis.zCard(meter.budgetReservations(parseTenantId(tenant), p));
+    for (const p of periods) {
+      const key = meter.budgetReservations(parseTenantId(tenant), p);
+      n += live
+        ? await cluster.redis.zCount(key, Date.now(), '+inf')
+        : await cluster.redis.zCard(key);
+    }
     return n;
   };
   for (;;) {
@@ -571,7 +590,7 @@ export async function settleAndCompare(
       if ((await entries(tenant)) < expected(tenant) || (await reservations(tenant)) > 0)
         settled = false;
     }
-    if (settled || Date.now() - t0 > timeoutMs) break;
+    if (settled || Date.now() - t0 > Math.max(timeoutMs, RESERVATION_TTL_S * 1000 + 10_000)) break;
     await sleep(500);
   }
   // A moment more: an entry written twice would land now.
@@ -621,6 +640,7 @@ export async function settleAndCompare(
       ledger,
       clientHits: load.hits.get(tenant) ?? 0,
       reservationsLeft: await reservations(tenant),
+      reservationsExpired: (await reservations(tenant, false)) - (await reservations(tenant)),
     });
   }
   const untenanted = usage['']?.answers ?? 0;
