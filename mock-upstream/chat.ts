@@ -103,6 +103,7 @@ function sendCompletion(ctx: EndpointContext, request: ChatRequest, c: Completio
     return;
   }
   sendJson(ctx.res, 200, body, { 'x-request-id': ctx.requestId });
+  ctx.onUsage?.(c.usage);
 }
 
 async function streamCompletion(
@@ -155,6 +156,7 @@ async function streamCompletion(
     res.write(`data: ${event}\n\n`);
   }
   res.end();
+  if (request.includeUsage) ctx.onUsage?.(c.usage);
 }
 
 export const chatCompletions: Endpoint = async (ctx) => {

@@ -14,6 +14,11 @@ export interface EndpointContext {
   pause(ms: number): Promise<boolean>;
   /** A `cut` failure: the answer is sent in part, then the socket is reset (chat only). */
   cutAfterEvents?: number;
+  /**
+   * Called once per chat answer whose `usage` reached the client whole (a JSON answer, or a
+   * stream's final usage event): what the upstream billed, summed per tenant by the server.
+   */
+  onUsage?: (usage: { prompt_tokens: number; completion_tokens: number }) => void;
 }
 
 export type Endpoint = (ctx: EndpointContext) => Promise<void>;

@@ -3,7 +3,7 @@
  * docs/mock-upstream.md for the endpoints, knobs and control API.
  */
 export { startMockUpstream } from './server';
-export type { MockStats, MockUpstream, StartOptions } from './server';
+export type { MockStats, MockUpstream, StartOptions, UpstreamUsage } from './server';
 export { DEFAULT_KNOBS } from './knobs';
 export type { FailureSpec, MockKnobs } from './knobs';
 export type { ReceivedRequest } from './recording';

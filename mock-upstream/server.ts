@@ -37,6 +37,14 @@ export interface MockStats {
   injected: number;
 }
 
+/** Chat usage the mock answered for one tenant (the `X-Tenant-Id` the gateway sent). */
+export interface UpstreamUsage {
+  /** Chat answers that carried usage to the client whole. */
+  answers: number;
+  prompt: number;
+  completion: number;
+}
+
 export interface MockUpstream {
   /** Base URL without a trailing slash, e.g. `http://127.0.0.1:41234`. */
   readonly url: string;
@@ -53,6 +61,13 @@ export interface MockUpstream {
    * a benchmark reads from it when the upstream had a start to give.
    */
   startTimes(): number[];
+  /**
+   * Chat usage answered since start or reset, per `X-Tenant-Id` ('' without one): what a
+   * provider would bill, to compare with the gateway's ledger. Counted for JSON answers and for
+   * streams whose final usage event was written (`stream_options.include_usage`); not for
+   * answers cut by a failure.
+   */
+  usage(): Record<string, UpstreamUsage>;
   /** Stops listening and ends every open socket, including ones held by a `timeout` failure. */
   close(): Promise<void>;
 }
@@ -134,6 +149,8 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
   let rejected = 0;
   let started = 0;
   let sequence = 0;
+  // One entry per tenant that reached the mock: bounded by the tenants of a run.
+  const usageByTenant = new Map<string, UpstreamUsage>();
 
   const handle: Controllable & { stats(): MockStats } = {
     received,
@@ -158,6 +175,7 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       failures.set(null);
       served = 0;
       rejected = 0;
+      usageByTenant.clear();
     },
     stats: () => ({
       inFlight: gate.inFlight,
@@ -251,6 +269,15 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       pause: (ms) => pause(ms, signal),
       ...(failure?.mode === 'cut' ? { cutAfterEvents: failure.afterEvents ?? 2 } : {}),
     };
+    const tenantHeader = req.headers['x-tenant-id'];
+    const tenant = typeof tenantHeader === 'string' ? tenantHeader : '';
+    ctx.onUsage = (u) => {
+      const sum = usageByTenant.get(tenant) ?? { answers: 0, prompt: 0, completion: 0 };
+      sum.answers += 1;
+      sum.prompt += u.prompt_tokens;
+      sum.completion += u.completion_tokens;
+      usageByTenant.set(tenant, sum);
+    };
     record.responseId = ctx.requestId;
     await runEndpoint(ctx, method, path);
   }
@@ -277,6 +304,7 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
     reset: handle.reset,
     stats: handle.stats,
     startTimes: handle.startTimes,
+    usage: () => Object.fromEntries([...usageByTenant].map(([t, u]) => [t, { ...u }])),
     close() {
       closed ??= new Promise<void>((resolve) => {
         for (const a of live) a.abort();
