@@ -25,6 +25,7 @@ import { type KongPdk } from '../../lib/pdk/kong';
 import { readServedFacts } from '../../lib/pluginserver/log-facts';
 import { guardPhase } from '../../lib/plugin/phase';
 import { createRedis, waitForRedis, type RedisClient } from '../../lib/redis/client';
+import { RedisDeadlineError } from '../../lib/redis/client';
 import { isRedisUnavailable } from '../../lib/redis/errors';
 import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
 import { readConfig } from '../../lib/schema/config';
@@ -314,6 +315,20 @@ export class Plugin {
     } catch (e) {
       if (!isRedisUnavailable(e)) throw e;
       if (c.on_redis_unavailable === 'refuse') {
+        if (e instanceof RedisDeadlineError) {
+          // The script may still run (only its reply was late): release this request id, or
+          // its reservation would hold the tenant's budget until its TTL. Written after the
+          // reserve on the same connection (the same slot), so Redis runs it after the script;
+          // spooled like any settlement if Redis stays away.
+          void this.commit(ctx, period.id, period.endMs, {
+            requestId,
+            tokens: 0,
+            cost: 0,
+            ttlMs: 0,
+            ledger: null,
+          }).catch(() => undefined);
+          metrics.lateReleases.inc();
+        }
         throw new GatewayError({
           status: 503,
           type: 'service_unavailable',

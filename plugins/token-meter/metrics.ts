@@ -70,3 +70,9 @@ export function tenantLabels(maxTenants: number): TenantLabels {
   labels ??= new TenantLabels(maxTenants);
   return labels;
 }
+
+export const lateReleases = new Counter({
+  name: 'token_meter_late_releases_total',
+  help: 'Reservations released by request id because the reserve script’s reply missed its deadline (refuse mode answered 503 budget_unavailable; the script may still have reserved).',
+  registers: [registry],
+});
