@@ -14,7 +14,7 @@ import http from 'node:http';
 import path from 'node:path';
 import test from 'ava';
 import type { ReceivedRequest } from '../../mock-upstream/index';
-import { Closers, eventually, type Sent } from '../helpers/frontdoor';
+import { Closers, collectSent, eventually, type Sent } from '../helpers/frontdoor';
 import { startKongYmlDoor, type KongYmlDoor } from '../helpers/kong-yml-door';
 
 const closers = new Closers();
@@ -96,21 +96,7 @@ async function probe(
   const res = await new Promise<Sent>((resolve, reject) => {
     const req = http.request(
       { hostname: url.hostname, port: url.port, path: rawPath, method, headers, agent: false },
-      (r) => {
-        const chunks: Buffer[] = [];
-        r.on('data', (c: Buffer) => chunks.push(c));
-        r.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: r.statusCode ?? 0, headers: r.headers, text, json });
-        });
-        r.on('error', reject);
-      },
+      (r) => collectSent(r).then(resolve, reject),
     );
     req.on('error', reject);
     req.end(payload);
