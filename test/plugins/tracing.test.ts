@@ -256,12 +256,11 @@ if (gatewayKind() === 'kong') {
   test.serial(
     'no key, Authorization value, provider key or prompt in any span or Kong log line',
     async (t) => {
-      // A key in the URL: key-auth accepts it; the span's http.url loses the query string.
+      // A key in the URL: kong.yml's key-auth reads keys from headers only (key_in_query off),
+      // so it is refused; and the project's access log writes the request line without its
+      // query, so the key sent there is in no log line either (checked below).
       const q = await send(`${door.url}/v1/models?apikey=globex-demo-key`);
-      t.is(q.status, 200, q.text);
-      const qSpan = (await traceOf(receiver, requestId(q))).root.attributes;
-      t.is(qSpan['tenant.id'], 'globex');
-      t.regex(String(qSpan['http.url']), /\/v1\/models$/);
+      t.is(q.status, 401, q.text);
 
       // Positive controls: the secrets were in play. The upstream got the provider key and
       // the prompt, and the receiver decoded spans of every request above.
@@ -288,14 +287,9 @@ if (gatewayKind() === 'kong') {
         readFileSync(path.join(gw.prefix, 'logs', 'access.log'), 'utf8'),
       ].join('\n');
       t.true(logs.includes('/v1/chat/completions'), 'the access log has the requests');
-      // The URL key above is in the access log's request line, as the client sent it (nginx
-      // logs the request line): searched for are the keys sent in headers, which no line has.
-      const withoutUrlKey = logs.replaceAll(
-        '/v1/models?apikey=globex-demo-key',
-        '/v1/models?apikey=…',
-      );
+      t.true(logs.includes('/v1/models'), 'and the request with a key in its URL');
       for (const secret of [...tenantKeys, providerKey, prompt]) {
-        t.false(withoutUrlKey.includes(secret), `a Kong log line holds ${secret}`);
+        t.false(logs.includes(secret), `a Kong log line holds ${secret}`);
       }
     },
   );
