@@ -110,7 +110,7 @@ test.serial(
     }
     t.log(
       `${REQUESTS} requests in ${load.seconds.toFixed(0)} s at ${RATE}/s ` +
-        `(start lateness p99 ${load.late.p99.toFixed(0)} ms); statuses ${JSON.stringify([...load.statuses])}; ` +
+        `(start lateness p99 ${load.late.p99.toFixed(0)} ms, peak ${load.maxInFlight} in flight); statuses ${JSON.stringify([...load.statuses])}; ` +
         `settled ${check.settleSeconds.toFixed(1)} s after`,
     );
     for (const l of lag.summary())
