@@ -37,6 +37,16 @@ export class Bulkheads {
     };
   }
 
+  /** Every tenant with a compartment on this node (one is dropped once idle), for metrics. */
+  *all(): Iterable<{ tenant: TenantId; inFlight: number; queued: number }> {
+    for (const [tenant, c] of this.compartments)
+      yield {
+        tenant: tenant as TenantId,
+        inFlight: c.limit - c.policy.executionSlots,
+        queued: c.queue - c.policy.queueSlots,
+      };
+  }
+
   private find(tenant: TenantId): Compartment | undefined {
     return this.compartments.get(tenant);
   }

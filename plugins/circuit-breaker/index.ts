@@ -88,6 +88,7 @@ const listener: BreakerListener = {
 // bulkheads and in-flight calls belong to the process (one per gateway node).
 const breakers = new BreakerRegistry(listener);
 const bulkheads = new Bulkheads();
+metrics.observeBulkheads(() => bulkheads.all());
 
 interface InFlight {
   finish(kind: OutcomeKind, proxyLatencyMs: number, requestLatencyMs?: number): void;

@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { registry, TenantLabels } from '../../lib/metrics/registry';
+import type { TenantId } from '../../lib/tenant/tenant-id';
 
 export const breakerState = new Gauge({
   name: 'circuit_breaker_state',
@@ -40,6 +41,41 @@ export const bulkheadQueued = new Counter({
   help: 'Requests that waited in the tenant bulkhead queue before getting a slot, by tenant.',
   labelNames: ['tenant'] as const,
   registers: [registry],
+});
+
+type BulkheadUsage = () => Iterable<{ tenant: TenantId; inFlight: number; queued: number }>;
+let bulkheadUsage: BulkheadUsage | null = null;
+/** What the bulkhead gauges read at scrape time (the process's Bulkheads). */
+export function observeBulkheads(read: BulkheadUsage): void {
+  bulkheadUsage = read;
+}
+
+/**
+ * Read at scrape time, not kept up to date per request: occupancy is what a dashboard wants,
+ * and a slot that is never released (a leak) shows here until its slot_ttl_ms ends.
+ */
+export const bulkheadInFlight = new Gauge({
+  name: 'circuit_breaker_bulkhead_in_flight',
+  help: 'Upstream calls holding a slot of the tenant bulkhead on this node, by tenant.',
+  labelNames: ['tenant'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    if (!labels || !bulkheadUsage) return;
+    for (const u of bulkheadUsage()) this.inc({ tenant: labels.label(u.tenant) }, u.inFlight);
+  },
+});
+
+export const bulkheadWaiting = new Gauge({
+  name: 'circuit_breaker_bulkhead_queued',
+  help: 'Requests waiting in the tenant bulkhead queue on this node, by tenant.',
+  labelNames: ['tenant'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    if (!labels || !bulkheadUsage) return;
+    for (const u of bulkheadUsage()) this.inc({ tenant: labels.label(u.tenant) }, u.queued);
+  },
 });
 
 export const fallbacks = new Counter({

@@ -284,6 +284,28 @@ export async function pendingEvents(
 }
 
 /**
+ * Bulkhead slots held on each node (circuit-breaker's occupancy gauge, every tenant summed,
+ * read from circuit-breaker's metrics port). After the load has settled, any slot still held is
+ * one whose log event never released it.
+ */
+export async function bulkheadSlotsHeld(
+  cluster: SoakCluster,
+): Promise<Array<{ node: number; held: number | undefined }>> {
+  return Promise.all(
+    cluster.nodes.map(async (n, node) => {
+      const port = n.metricsPorts['circuit-breaker'];
+      const text = port === undefined ? undefined : await scrape(port);
+      if (!text?.includes('# TYPE circuit_breaker_bulkhead_in_flight gauge'))
+        return { node, held: undefined };
+      let held = 0;
+      for (const m of text.matchAll(/^circuit_breaker_bulkhead_in_flight\{[^}]*\} (\S+)$/gm))
+        held += Number(m[1]);
+      return { node, held };
+    }),
+  );
+}
+
+/**
  * A line Kong wrote about a plugin server of ours: its RPC (mp_rpc.lua, plugin_servers), its
  * socket, its process, or a plugin of the chain logging through the PDK (`[tenant-auth] …`).
  * The plugin servers' own output reaches Kong's log at info level (process.lua grab_logs), below

@@ -138,7 +138,11 @@ test.serial(
 test.serial("a hanging upstream fills A's bulkhead (2 + queue 1), not B's", async (t) => {
   door().dedicated.configure({ failure: { mode: 'timeout' } });
   const hanging = [door().ask('charlie'), door().ask('charlie')];
-  await sleep(300);
+  t.is(
+    await door().settled('circuit_breaker_bulkhead_in_flight', { tenant: 'charlie' }, 2),
+    2,
+    'the occupancy gauge shows both slots held',
+  );
   // third waits in the queue then gives up; the fourth finds the queue full
   const [queued, full] = await Promise.all([door().ask('charlie'), door().ask('charlie')]);
   for (const r of [queued, full]) {
@@ -177,6 +181,11 @@ test.serial("a hanging upstream fills A's bulkhead (2 + queue 1), not B's", asyn
       2,
     ),
     2,
+  );
+  t.is(
+    await door().settled('circuit_breaker_bulkhead_in_flight', { tenant: 'charlie' }, 0),
+    0,
+    'and none once the log events came',
   );
   door().dedicated.configure({ failure: null });
   t.is((await door().ask('charlie')).status, 200);

@@ -21,7 +21,13 @@ import {
   startSoakCluster,
   warmUp,
 } from '../helpers/soak-chain';
-import { errorLines, LagWatch, lagTargets, pendingEvents } from '../helpers/soak-watch';
+import {
+  bulkheadSlotsHeld,
+  errorLines,
+  LagWatch,
+  lagTargets,
+  pendingEvents,
+} from '../helpers/soak-watch';
 
 const onKong = gatewayKind() === 'kong';
 /** 40 s of load on Kong: every kind of the mix a hundred times. */
@@ -100,6 +106,8 @@ test.serial(
 
     // No event left open in any plugin server.
     for (const e of await pendingEvents(targets)) t.is(e.open, 0, e.target.label);
+    // No bulkhead slot left held (the soak's bulkhead is roomy, so a leak would not refuse).
+    for (const h of await bulkheadSlotsHeld(cluster)) t.is(h.held, 0, `node ${h.node}`);
 
     // On Kong: no error line from a plugin server in any node's log.
     const lines = errorLines(cluster);
