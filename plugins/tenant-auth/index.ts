@@ -70,6 +70,7 @@ import {
 import { ModelTiers, resolvePlanName, resolvePolicy } from './policy';
 import { identityHeaderRemovals, spoofVerdict } from './spoof';
 import { Schema, checkConfig, type TenantAuthConfig } from './schema';
+import { ContentGuards, guardRefusal } from './guard';
 import { ApiSurfaceGate, GENERATION_APIS, type SurfaceDecision } from './surface';
 import { UpstreamCredentials } from './upstream-auth';
 
@@ -114,6 +115,8 @@ export class Plugin {
   private readonly surface: ApiSurfaceGate;
   /** Methods whose requests must carry a JSON body (upper case). */
   private readonly bodyMethods: ReadonlySet<string>;
+  /** Each plan's and tenant's content guard (guard.ts); none until the config is checked. */
+  private readonly guards: ContentGuards = new ContentGuards({ plans: {}, tenants: {} });
   /** Why this instance cannot serve, when its config is unusable. */
   private readonly misconfigured: string | null = null;
 
@@ -129,6 +132,7 @@ export class Plugin {
     this.bodyMethods = new Set(this.config.require_body_methods.map((m) => m.toUpperCase()));
     try {
       checkConfig(this.config);
+      this.guards = new ContentGuards(this.config);
       this.jwt = this.config.identity_sources.includes('jwt')
         ? new JwtVerifier(this.config.jwt)
         : null;
@@ -374,8 +378,12 @@ export class Plugin {
     const unchanged = { body: null, model: null };
     const max = this.config.max_body_bytes;
     const declared = precheckBody(headers, max);
+    const guarded = GENERATION_APIS.has(surface.api) && this.guards.applies(ctx.plan, ctx.tenantId);
     const policyNeedsBody =
-      tier !== null || !ctx.policy.toolsAllowed.includes('*') || ctx.policy.persona !== null;
+      tier !== null ||
+      !ctx.policy.toolsAllowed.includes('*') ||
+      ctx.policy.persona !== null ||
+      guarded;
     const validate = this.config.validate_json_body;
     if (!policyNeedsBody && !validate) return unchanged;
     // Where a policy applies the body is read whatever the headers declare: an HTTP/2 request
@@ -418,6 +426,15 @@ export class Plugin {
     // The tier first: a refused model costs nothing more.
     const model = tier === null ? null : decideModel(body, tier, endpointKind(path), ctx.plan);
     if (generation) assertGenerationModel(model?.served ?? body.model, tier);
+    // The content guard reads what the client wrote, before the tool policy and the persona
+    // change it: nothing of the operator's is judged, nothing of the client's escapes.
+    if (guarded) {
+      const verdict = this.guards.check(ctx.plan, ctx.tenantId, body);
+      if (verdict !== 'pass') {
+        metrics.guardRefusals.inc({ tenant: tenantLabel, verdict });
+        throw guardRefusal(verdict);
+      }
+    }
     const stripped = applyToolPolicy(body, ctx.policy, this.config.tool_policy);
     if (stripped.length > 0) metrics.toolsStripped.inc({ tenant: tenantLabel }, stripped.length);
     if (applyPersona(body, ctx.policy.persona, this.config.persona_mode)) {

@@ -37,6 +37,13 @@ export const personaApplied = new Counter({
   registers: [registry],
 });
 
+export const guardRefusals = new Counter({
+  name: 'tenant_auth_guard_refusals_total',
+  help: 'Requests refused by the content guard of their plan or tenant, by tenant and verdict (denied, not_allowed, unverifiable).',
+  labelNames: ['tenant', 'verdict'] as const,
+  registers: [registry],
+});
+
 export const modelDecisions = new Counter({
   name: 'tenant_auth_model_decisions_total',
   help: 'Model decisions on tiered plans, by tenant and decision (as_asked, normalised, alias, default, rewritten).',

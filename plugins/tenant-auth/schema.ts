@@ -6,6 +6,7 @@
 import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
 import { API_NAMES, DEFAULT_API_SURFACE } from '../../lib/http/api-surface';
 import { MAX_MODEL_NAME_LENGTH } from '../../lib/tenant/context';
+import { guardField, type GuardConfig } from './guard';
 import { checkModelTiers } from './models';
 import type { UpstreamAuthConfig } from './upstream-auth';
 
@@ -27,6 +28,8 @@ export interface PlanConfig {
   capture?: boolean;
   /** Replaces the top-level `api_surface` for this plan; null keeps it. */
   api_surface?: string[] | null;
+  /** The plan's content guard (plugins/tenant-auth/guard.ts); null: none. */
+  guard?: GuardConfig | null;
 }
 
 export interface TenantOverride {
@@ -42,6 +45,8 @@ export interface TenantOverride {
   embedding_model: string | null;
   capture?: boolean | null;
   api_surface?: string[] | null;
+  /** Applies with the plan's guard, never instead of it. */
+  guard?: GuardConfig | null;
 }
 
 export interface TenantAuthConfig {
@@ -117,6 +122,11 @@ const planFields: KongSchemaFields = [
   {
     api_surface: apiSurfaceField(
       'Replaces the top-level `api_surface` for this plan’s tenants: the APIs they are served. Null keeps the top-level list.',
+    ),
+  },
+  {
+    guard: guardField(
+      'Content guard of the plan’s chat, completions and responses requests: patterns checked on every text the client wrote (all roles, content parts, tools, Responses input), normalised; nothing in a request switches it off. null: none.',
     ),
   },
 ];
@@ -211,6 +221,11 @@ const overrideFields: KongSchemaFields = [
   {
     api_surface: apiSurfaceField(
       'Replaces the plan’s `api_surface` for this tenant; null keeps the plan’s.',
+    ),
+  },
+  {
+    guard: guardField(
+      'A content guard for this tenant, applied with its plan’s (both must pass): it adds to the plan’s guard, never loosens it.',
     ),
   },
 ];
