@@ -71,6 +71,13 @@ import { ModelTiers, resolvePlanName, resolvePolicy } from './policy';
 import { identityHeaderRemovals, spoofVerdict } from './spoof';
 import { Schema, checkConfig, type TenantAuthConfig } from './schema';
 import { ContentGuards, guardRefusal } from './guard';
+import {
+  ProviderState,
+  STATEFUL_APIS,
+  STORING_APIS,
+  statefulRefusal,
+  unstore,
+} from './provider-state';
 import { ApiSurfaceGate, GENERATION_APIS, type SurfaceDecision } from './surface';
 import { UpstreamCredentials } from './upstream-auth';
 
@@ -117,6 +124,8 @@ export class Plugin {
   private readonly bodyMethods: ReadonlySet<string>;
   /** Each plan's and tenant's content guard (guard.ts); none until the config is checked. */
   private readonly guards: ContentGuards = new ContentGuards({ plans: {}, tenants: {} });
+  /** Whether the provider may keep a tenant's objects (provider-state.ts). */
+  private readonly state: ProviderState;
   /** Why this instance cannot serve, when its config is unusable. */
   private readonly misconfigured: string | null = null;
 
@@ -130,6 +139,14 @@ export class Plugin {
     this.tiers = new ModelTiers(this.config);
     this.surface = new ApiSurfaceGate(this.config);
     this.bodyMethods = new Set(this.config.require_body_methods.map((m) => m.toUpperCase()));
+    this.state = new ProviderState(
+      {
+        store: this.config.store ?? 'auto',
+        plans: this.config.plans,
+        tenants: this.config.tenants,
+      },
+      (t) => this.upstream?.ownKey(t) ?? false,
+    );
     try {
       checkConfig(this.config);
       this.guards = new ContentGuards(this.config);
@@ -181,6 +198,9 @@ export class Plugin {
     // The API surface, decided on the path Kong will send upstream: nothing the plan does not
     // serve goes further (plugins/tenant-auth/surface.ts).
     const surface = await this.surface.decide(kong, scope, tenant.plan, tenant.tenantId);
+    // Objects the provider keeps under a key other tenants share: none for this tenant.
+    if (STATEFUL_APIS.has(surface.api) && !this.state.storeOn(tenant.plan, tenant.tenantId))
+      throw statefulRefusal(surface.api, tenant.plan);
 
     // Only a tiered plan needs the path: for /v1/models and to tell /embeddings apart.
     const path = tier === null ? '' : await scope.path(kong);
@@ -379,11 +399,13 @@ export class Plugin {
     const max = this.config.max_body_bytes;
     const declared = precheckBody(headers, max);
     const guarded = GENERATION_APIS.has(surface.api) && this.guards.applies(ctx.plan, ctx.tenantId);
+    const unstored = STORING_APIS.has(surface.api) && !this.state.storeOn(ctx.plan, ctx.tenantId);
     const policyNeedsBody =
       tier !== null ||
       !ctx.policy.toolsAllowed.includes('*') ||
       ctx.policy.persona !== null ||
-      guarded;
+      guarded ||
+      unstored;
     const validate = this.config.validate_json_body;
     if (!policyNeedsBody && !validate) return unchanged;
     // Where a policy applies the body is read whatever the headers declare: an HTTP/2 request
@@ -435,6 +457,7 @@ export class Plugin {
         throw guardRefusal(verdict);
       }
     }
+    if (unstored) unstore(body, surface.api);
     const stripped = applyToolPolicy(body, ctx.policy, this.config.tool_policy);
     if (stripped.length > 0) metrics.toolsStripped.inc({ tenant: tenantLabel }, stripped.length);
     if (applyPersona(body, ctx.policy.persona, this.config.persona_mode)) {

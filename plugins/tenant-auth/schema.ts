@@ -8,6 +8,7 @@ import { API_NAMES, DEFAULT_API_SURFACE } from '../../lib/http/api-surface';
 import { MAX_MODEL_NAME_LENGTH } from '../../lib/tenant/context';
 import { guardField, type GuardConfig } from './guard';
 import { checkModelTiers } from './models';
+import type { StoreMode } from './provider-state';
 import type { UpstreamAuthConfig } from './upstream-auth';
 
 export type IdentitySourceName = 'consumer' | 'jwt';
@@ -30,6 +31,8 @@ export interface PlanConfig {
   api_surface?: string[] | null;
   /** The plan's content guard (plugins/tenant-auth/guard.ts); null: none. */
   guard?: GuardConfig | null;
+  /** Replaces the top-level `store`; null keeps it. */
+  store?: StoreMode | null;
 }
 
 export interface TenantOverride {
@@ -47,6 +50,7 @@ export interface TenantOverride {
   api_surface?: string[] | null;
   /** Applies with the plan's guard, never instead of it. */
   guard?: GuardConfig | null;
+  store?: StoreMode | null;
 }
 
 export interface TenantAuthConfig {
@@ -76,6 +80,8 @@ export interface TenantAuthConfig {
   strip_headers: string[];
   upstream_auth: UpstreamAuthConfig;
   api_surface: string[];
+  /** Optional in the type only: the schema's default fills it. */
+  store?: StoreMode;
   api_base_path: string;
   max_body_bytes: number;
   validate_json_body: boolean;
@@ -123,6 +129,11 @@ const planFields: KongSchemaFields = [
     api_surface: apiSurfaceField(
       'Replaces the top-level `api_surface` for this plan’s tenants: the APIs they are served. Null keeps the top-level list.',
     ),
+  },
+  {
+    store: field.string('Replaces the top-level `store` for this plan’s tenants; null keeps it.', {
+      one_of: ['auto', 'on', 'off'],
+    }),
   },
   {
     guard: guardField(
@@ -221,6 +232,12 @@ const overrideFields: KongSchemaFields = [
   {
     api_surface: apiSurfaceField(
       'Replaces the plan’s `api_surface` for this tenant; null keeps the plan’s.',
+    ),
+  },
+  {
+    store: field.string(
+      'Replaces the top-level `store` for this tenant (over its plan’s); null keeps the plan’s.',
+      { one_of: ['auto', 'on', 'off'] },
     ),
   },
   {
@@ -452,6 +469,12 @@ export const Schema: KongSchemaFields = [
     api_surface: apiSurfaceField(
       'The APIs the front door serves (plans and tenants may replace the list): `chat`, `completions`, `responses`, `embeddings`, `models`, `showback` by default; opt-in `moderations`, `images`, `audio`, and the stateful `stored_chat_completions`, `stored_responses`, `files`, `uploads`, `batches`, `vector_stores`, `assistants`, `threads`, `fine_tuning`, `conversations` (only with one provider key per tenant). Anything else: 404 `unknown_api`; a known API not listed: 403 `api_not_enabled`.',
       { default: [...DEFAULT_API_SURFACE], required: true },
+    ),
+  },
+  {
+    store: field.string(
+      'Whether the provider may keep a tenant’s objects (stored responses, files, batches, …), kept under the provider key: `auto` on for a tenant with its own key in `upstream_auth.tenants`, off on a shared key; `on` vouches the key is the tenant’s alone; `off`. Off: stateful APIs 403 `stored_objects_disabled`, Responses sent with `store: false`, `store: true` or a stored-object reference 400 (tenant-auth README).',
+      { one_of: ['auto', 'on', 'off'], default: 'auto', required: true },
     ),
   },
   {

@@ -71,6 +71,11 @@ export class UpstreamCredentials {
     this.stripped = [...new Set(config.strip_client_credentials.map((h) => h.toLowerCase()))];
   }
 
+  /** True when the tenant's provider key is its own (`upstream_auth.tenants`), not shared. */
+  ownKey(tenant: string): boolean {
+    return this.byTenant.has(tenant);
+  }
+
   /** The header value for this tenant's upstream request, or null when none is configured. */
   valueFor(ctx: TenantContext): string | null {
     const key = this.byTenant.get(ctx.tenantId) ?? this.byPlan.get(ctx.plan) ?? this.fallback;

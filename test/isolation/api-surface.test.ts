@@ -39,6 +39,9 @@ test.before(async () => {
       p.config.tenants = {
         ...tenants,
         filer: {
+          // The surface is what this file tests; whether the provider may keep filer's objects
+          // on a shared key is test/isolation/provider-state.test.ts's (here: vouched for).
+          store: 'on',
           api_surface: [
             'chat',
             'embeddings',

@@ -14,7 +14,9 @@ let door: FrontDoor;
 const plans = {
   std: {},
   // A batch-only plan: chat for its tests, batches opted in, nothing else.
-  batchy: { api_surface: ['chat', 'batches'] },
+  // store: on — the surface is under test here; test/isolation/provider-state.test.ts has the
+  // shared-key refusals.
+  batchy: { api_surface: ['chat', 'batches'], store: 'on' },
 };
 
 test.before(async () => {
@@ -37,7 +39,7 @@ test.before(async () => {
         route: 'ai',
         config: {
           plans,
-          tenants: { vip: { api_surface: ['chat', 'files'] } },
+          tenants: { vip: { api_surface: ['chat', 'files'], store: 'on' } },
         },
       },
       {
