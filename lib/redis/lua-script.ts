@@ -49,7 +49,7 @@ export const SCRIPTS_DIR = join(__dirname, 'scripts');
 /** What `<includes>/…` names: the includes any script may use. */
 export const SHARED_INCLUDES_DIR = join(SCRIPTS_DIR, 'includes');
 
-/** A script that cannot be loaded: a bad name, a missing or cyclic include, a key beyond its count. */
+/** A script that cannot be loaded: bad name, missing or cyclic include, a key beyond its count. */
 export class LuaScriptError extends Error {
   override readonly name = 'LuaScriptError';
 }
@@ -64,7 +64,7 @@ const SHARED_PREFIX = '<includes>/';
 /** Keyed by the script's absolute path: a name may exist in two directories. */
 const loaded = new Map<string, LuaScript>();
 
-/** The top-level scripts of `dir` (its `<name>-<nkeys>.lua` files; includes live in a subfolder). */
+/** The top-level scripts of `dir`: its `<name>-<nkeys>.lua` files (includes are in a subfolder). */
 export function scriptNames(dir: string = SCRIPTS_DIR): string[] {
   return readdirSync(dir, { withFileTypes: true })
     .filter((e) => e.isFile() && e.name.endsWith('.lua'))
@@ -181,7 +181,8 @@ function code(source: string): string {
 function checkInclude(file: string, body: string): void {
   if (/\b(KEYS|ARGV)\s*\[/.test(code(body))) {
     throw new LuaScriptError(
-      `${file}: an include takes its keys and arguments as parameters; only the script reads KEYS and ARGV`,
+      `${file}: an include takes its keys and arguments as parameters; ` +
+        'only the script reads KEYS and ARGV',
     );
   }
 }

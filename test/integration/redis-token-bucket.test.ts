@@ -1,5 +1,6 @@
 /**
- * test/fixtures/redis/token-bucket-1.lua (the shared includes from outside lib/) through the lib loader, against the real Redis at REDIS_URL.
+ * test/fixtures/redis/token-bucket-1.lua (a script outside lib/ on the shared includes) through
+ * the lib loader, against the real Redis at REDIS_URL.
  * Each test works in its own random key namespace and deletes it afterwards.
  */
 import test, { type ExecutionContext } from 'ava';
