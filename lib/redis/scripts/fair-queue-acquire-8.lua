@@ -4,27 +4,14 @@
   the head and capacity allows; a seat granted while its waiter was away (a claim) becomes a
   full lease.
 
-  KEYS[1]  waiting: sorted set ticket -> finish tag (urgent class)
-  KEYS[2]  seats: sorted set ticket -> lease expiry ms
-  KEYS[3]  starts: hash ticket -> "<start tag>:<width>" of a waiting ticket
-  KEYS[4]  alive: sorted set ticket -> heartbeat expiry ms of a waiting ticket
-  KEYS[5]  tags: sorted set tenant -> finish tag of its last urgent request (and cancel notes)
-  KEYS[6]  state: hash {vtime, fvtime, tokens, ts}
-  KEYS[7]  flex waiting: sorted set ticket -> finish tag (flex class)
-  KEYS[8]  flex tags: sorted set tenant -> finish tag of its last flex request (and notes)
-  ARGV[1]  ticket id (unique per request)
-  ARGV[2]  most seats (requests in flight upstream); 0 = no concurrency capacity
-  ARGV[3]  upstream tokens burst; 0 = no tokens-per-minute capacity
-  ARGV[4]  upstream tokens refill per second
-  ARGV[5]  seat lease ms
-  ARGV[6]  heartbeat ms (a waiter that does not poll within it leaves the queue; also the
-           claim window of a seat granted while its waiter was away)
-  ARGV[7]  pub/sub channel told the ids of tickets granted for other waiters
-  ARGV[8]  flex reserve: seats a flex request leaves free for urgent ones (0 = none)
-  ARGV[9]  tenant id
-  ARGV[10] weight (> 0)
-  ARGV[11] width (tokens, >= 1)
-  ARGV[12] class: `urgent` or `flex`
+  KEYS[1..8]  the queue's: waiting, seats, starts, alive, tags, state, flex waiting, flex tags
+  ARGV[1..8]  ticket id, most seats, upstream tokens burst, tokens refill per second, seat
+              lease ms, heartbeat ms, grant channel, flex reserve
+              (what each key holds and each argument means: includes/fair-queue.lua)
+  ARGV[9]     tenant id
+  ARGV[10]    weight (> 0)
+  ARGV[11]    width (tokens, >= 1)
+  ARGV[12]    class: `urgent` or `flex`
 
   Reply: {granted, position, seatsInUse, waiting, retryHintMs, tags}
     granted      1 the ticket holds a seat now (proceed), 0 it waits

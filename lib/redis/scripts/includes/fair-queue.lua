@@ -26,18 +26,29 @@
   there to see it is a short claim (the heartbeat window), made a full lease only by the
   claim operation.
 
-  The queue `q` (fq_open) holds the keys, as every fair-queue script takes them:
-    waiting   sorted set ticket -> finish tag (urgent class)
-    seats     sorted set ticket -> lease expiry ms
-    starts    hash ticket -> "<start tag>:<width>" of a waiting ticket
-    alive     sorted set ticket -> heartbeat expiry ms of a waiting ticket
-    tags      sorted set tenant -> finish tag of its last urgent request (and the cancel
-              notes, `<tenant>:<start>` -> finish of a cancelled request)
-    state     hash {vtime, fvtime, tokens, ts}
-    fwaiting  sorted set ticket -> finish tag (flex class)
-    ftags     sorted set tenant -> finish tag of its last flex request (and notes)
-  and the arguments every operation takes first (ARGV[1..8] of each script), the server's
-  time `now`, and the virtual times `vtime` (urgent) and `fvtime` (flex).
+  Every fair-queue script takes the same 8 keys, in this order (FairQueueKeys.all):
+    KEYS[1]  waiting: sorted set ticket -> finish tag (urgent class)
+    KEYS[2]  seats: sorted set ticket -> lease expiry ms
+    KEYS[3]  starts: hash ticket -> "<start tag>:<width>" of a waiting ticket
+    KEYS[4]  alive: sorted set ticket -> heartbeat expiry ms of a waiting ticket
+    KEYS[5]  tags: sorted set tenant -> finish tag of its last urgent request (and the cancel
+             notes, `<tenant>:<start>` -> finish of a cancelled request)
+    KEYS[6]  state: hash {vtime, fvtime, tokens, ts}
+    KEYS[7]  flex waiting: sorted set ticket -> finish tag (flex class)
+    KEYS[8]  flex tags: sorted set tenant -> finish tag of its last flex request (and notes)
+  and the same first 8 arguments, which it hands to fq_open:
+    ARGV[1]  ticket id (unique per request)
+    ARGV[2]  most seats (requests in flight upstream); 0 = no concurrency capacity
+    ARGV[3]  upstream tokens burst; 0 = no tokens-per-minute capacity
+    ARGV[4]  upstream tokens refill per second
+    ARGV[5]  seat lease ms
+    ARGV[6]  heartbeat ms (a waiter that does not poll within it leaves the queue; also the
+             claim window of a seat granted while its waiter was away)
+    ARGV[7]  pub/sub channel told the ids of tickets granted for other waiters
+    ARGV[8]  flex reserve: seats a flex request leaves free for urgent ones (0 = none)
+  The queue `q` that fq_open returns holds the keys by name (waiting, seats, starts, alive,
+  tags, state, fwaiting, ftags), those arguments, the server's time `now`, and the virtual
+  times `vtime` (urgent) and `fvtime` (flex).
 ]]
 --- @include "server-time"
 --- @include "bucket"
