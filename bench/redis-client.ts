@@ -6,7 +6,7 @@
  *   AbortSignal.timeout each; node-redis 6.3 sets 5 s when not told) and the old `withDeadline`
  *   (a setTimeout raced against the call, cleared in `finally`), the code as it was;
  * - **sweep** (now): `createRedis` and `withDeadline` as the plugins use them.
- * Both send the same EVALSHA (the token bucket every rate-limited request runs) and GET, one
+ * Both send the same EVALSHA (a token bucket, test/fixtures/redis/token-bucket-1.lua) and GET, one
  * call at a time (a plugin's access phase) and 16 at once; rounds alternate so a change in the
  * machine's load falls on both sides. CPU is this process's (process.cpuUsage): node-redis's
  * encoding and parsing, the socket, the promises, the timers (until every timer a round made has
@@ -28,7 +28,7 @@ import {
   withDeadline,
   type RedisClient,
 } from '../lib/redis/client';
-import { loadScript } from '../lib/redis/lua-script';
+import { tokenBucketScript } from '../test/fixtures/redis/token-bucket';
 import { table, writeSection } from './report';
 
 const URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -57,7 +57,7 @@ interface Path {
   readonly get: Call;
 }
 
-const script = loadScript('token-bucket-1');
+const script = tokenBucketScript();
 const args = (i: number) => ({
   keys: [`${PREFIX}:{bucket-${i % 64}}`],
   // capacity, refill per second, cost: a bucket that never runs dry

@@ -1,6 +1,7 @@
 /**
- * Weighted fair queuing of one shared upstream across the cluster, in Redis
- * (scripts/fair-queue-8.lua): every gateway node calls the same script on the same
+ * Weighted fair queuing of one shared upstream across the cluster, in Redis: one script per
+ * operation (scripts/fair-queue-{acquire,claim,release,cancel}-8.lua, sharing
+ * scripts/includes/fair-queue.lua), and every gateway node calls them on the same
  * `{q:<upstream>}` keys, so all nodes schedule as one. This module is the typed call; the
  * waiting loop (poll, wake-up, give up) is the caller's.
  */
@@ -71,15 +72,22 @@ function numbers(reply: unknown, length: number): number[] {
   throw new FairQueueReplyError(`unexpected fair-queue reply: ${JSON.stringify(reply)}`);
 }
 
+/** The scripts, one per operation; each takes the queue's 8 keys (`FairQueueKeys.all`). */
+const script = {
+  acquire: () => loadScript('fair-queue-acquire-8'),
+  claim: () => loadScript('fair-queue-claim-8'),
+  release: () => loadScript('fair-queue-release-8'),
+  cancel: () => loadScript('fair-queue-cancel-8'),
+} as const;
+
+/** ARGV[1..8] of every fair-queue script. */
 function commonArgs(
-  op: 'acquire' | 'claim' | 'release' | 'cancel',
   ticket: string,
   cap: UpstreamCapacity,
   channel: string,
 ): Array<string | number> {
   const tokens = cap.tokensPerMinute > 0;
   return [
-    op,
     ticket,
     Math.max(0, cap.maxConcurrent),
     tokens ? Math.max(1, cap.tokenBurst) : 0,
@@ -105,8 +113,8 @@ export async function acquireSeat(
   width: number,
   serviceClass: ServiceClass = 'urgent',
 ): Promise<AcquireResult> {
-  const reply = await runScript(client, loadScript('fair-queue-8'), keys.all, [
-    ...commonArgs('acquire', ticket, cap, keys.channel),
+  const reply = await runScript(client, script.acquire(), keys.all, [
+    ...commonArgs(ticket, cap, keys.channel),
     tenant,
     weight,
     Math.max(1, Math.ceil(width)),
@@ -146,9 +154,9 @@ export async function claimSeat(
 ): Promise<ClaimResult> {
   const reply = await runScript(
     client,
-    loadScript('fair-queue-8'),
+    script.claim(),
     keys.all,
-    commonArgs('claim', ticket, cap, keys.channel),
+    commonArgs(ticket, cap, keys.channel),
   );
   const [claimed, seats, waiting] = numbers(reply, 3) as [number, number, number];
   return { claimed: claimed === 1, seatsInUse: seats, waiting };
@@ -166,8 +174,8 @@ export async function releaseSeat(
   correction = 0,
 ): Promise<ReleaseResult> {
   return releaseReply(
-    await runScript(client, loadScript('fair-queue-8'), keys.all, [
-      ...commonArgs('release', ticket, cap, keys.channel),
+    await runScript(client, script.release(), keys.all, [
+      ...commonArgs(ticket, cap, keys.channel),
       Math.round(correction),
     ]),
   );
@@ -190,8 +198,8 @@ export async function cancelSeat(
   tags: string,
 ): Promise<ReleaseResult> {
   return releaseReply(
-    await runScript(client, loadScript('fair-queue-8'), keys.all, [
-      ...commonArgs('cancel', ticket, cap, keys.channel),
+    await runScript(client, script.cancel(), keys.all, [
+      ...commonArgs(ticket, cap, keys.channel),
       // The grant took min(width, burst) upstream tokens (acquire's width is at least 1).
       -Math.min(Math.max(1, Math.ceil(width)), Math.max(1, cap.tokenBurst)),
       tenant,

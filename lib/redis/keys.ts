@@ -43,7 +43,7 @@ function checkPart(value: string, what: string, pattern: RegExp): string {
 
 export interface Keyspace {
   readonly namespace: string;
-  /** Hash `{tokens, ts}`: one per-tenant token bucket (see scripts/token-bucket-1.lua). */
+  /** Hash `{tokens, ts}`: one per-tenant token bucket (scripts/includes/bucket.lua). */
   rateBucket(tenant: TenantId, limit: string): RedisKey;
   /** Sorted set of lease id -> expiry ms: a tenant's in-flight requests (concurrency cap). */
   concurrencyLeases(tenant: TenantId): RedisKey;
@@ -110,7 +110,7 @@ export interface Keyspace {
   pattern(): string;
 }
 
-/** Keys of one upstream's fair queue (see scripts/fair-queue-8.lua). */
+/** Keys of one upstream's fair queue (scripts/fair-queue-*-8.lua, in the order they take them). */
 export interface FairQueueKeys {
   /** Sorted set ticket -> virtual finish tag: the waiting requests, in admission order. */
   readonly waiting: RedisKey;

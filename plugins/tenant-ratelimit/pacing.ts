@@ -28,7 +28,7 @@ export function nextLookMs(
 ): number {
   let ms = pollIntervalMs;
   if (reply.retryHintMs > 0 && capacity.tokensPerMinute > 0) {
-    // A width above the burst is charged the burst (fair-queue-8.lua).
+    // A width above the burst is charged the burst (includes/fair-queue.lua, fq_grant).
     const perRequest = (Math.min(width, capacity.tokenBurst) * 60_000) / capacity.tokensPerMinute;
     ms = reply.retryHintMs + Math.max(0, reply.position) * Math.ceil(perRequest);
   }

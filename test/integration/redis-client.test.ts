@@ -16,8 +16,7 @@ import {
 } from '../../lib/redis/client';
 import { isRedisUnavailable } from '../../lib/redis/errors';
 import { createKeyspace } from '../../lib/redis/keys';
-import { loadScript } from '../../lib/redis/lua-script';
-import { takeTokens } from '../../lib/redis/token-bucket';
+import { takeTokens, tokenBucketScript } from '../fixtures/redis/token-bucket';
 import { parseTenantId } from '../../lib/tenant/tenant-id';
 import { freePort, startPrivateRedis } from './private-redis';
 
@@ -59,7 +58,7 @@ test.serial('scripts run by SHA, and are reloaded after SCRIPT FLUSH', async (t)
   const redis = createRedis({ url: server.url, commandTimeoutMs: 3000 });
   await waitForRedis(redis, 5000);
   const key = createKeyspace('it').rateBucket(acme, 'requests');
-  const script = loadScript('token-bucket-1');
+  const script = tokenBucketScript();
 
   // A fresh server has never seen the script: EVALSHA -> NOSCRIPT -> EVAL.
   t.true((await takeTokens(redis, key, limit)).allowed);

@@ -15,7 +15,7 @@ import { hashSlot } from '../../lib/redis/hash-slot';
 import type { Keyspace } from '../../lib/redis/keys';
 import { loadScript, runScript } from '../../lib/redis/lua-script';
 import { admitTenant, settleTenant } from '../../lib/redis/tenant-limits';
-import { takeTokens } from '../../lib/redis/token-bucket';
+import { takeTokens } from '../fixtures/redis/token-bucket';
 import { createTenantContext } from '../../lib/tenant/context';
 import type { TenantId } from '../../lib/tenant/tenant-id';
 import { lookup, purgeTenant, storeEntry } from '../../plugins/tenant-cache/store';

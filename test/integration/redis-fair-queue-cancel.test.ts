@@ -1,9 +1,9 @@
 /**
- * scripts/fair-queue-8.lua, the `cancel` operation: tenant-ratelimit sends its tenant-limits
- * decision and its fair-queue acquire in one round trip, so a request its tenant's limits
- * refuse has already entered the queue (or taken a free seat). `cancel` undoes that: the
- * seat or the place goes, the upstream tokens come back, and the tenant's finish tag goes
- * back, so a refused request costs its tenant no place in the queue.
+ * scripts/fair-queue-cancel-8.lua: tenant-ratelimit sends its tenant-limits decision and its
+ * fair-queue acquire in one round trip, so a request its tenant's limits refuse has already
+ * entered the queue (or taken a free seat). `cancel` undoes that: the seat or the place goes,
+ * the upstream tokens come back, and the tenant's finish tag goes back, so a refused request
+ * costs its tenant no place in the queue.
  */
 import test, { type ExecutionContext } from 'ava';
 import { closeAllRedis } from '../../lib/redis/client';

@@ -1,8 +1,9 @@
 /**
- * scripts/fair-queue-8.lua against the real Redis at REDIS_URL: work-conserving admission,
- * weighted fair order across tenants, FIFO within a tenant, give-up, expiry of dead seats and
- * dead waiters, the tokens capacity, the grant announcement on the channel, and the flex
- * (non-urgent) class: after every urgent request, only on idle seats, weighted on its own.
+ * scripts/fair-queue-{acquire,claim,release,cancel}-8.lua against the real Redis at REDIS_URL:
+ * work-conserving admission, weighted fair order across tenants, FIFO within a tenant, give-up,
+ * expiry of dead seats and dead waiters, the tokens capacity, the grant announcement on the
+ * channel, and the flex (non-urgent) class: after every urgent request, only on idle seats,
+ * weighted on its own.
  */
 import test, { type ExecutionContext } from 'ava';
 import { closeAllRedis, type RedisClient } from '../../lib/redis/client';

@@ -1,13 +1,18 @@
 /**
- * scripts/token-bucket-1.lua through the lib loader, against the real Redis at REDIS_URL.
+ * test/fixtures/redis/token-bucket-1.lua (a script outside lib/ on the shared includes) through
+ * the lib loader, against the real Redis at REDIS_URL.
  * Each test works in its own random key namespace and deletes it afterwards.
  */
 import test, { type ExecutionContext } from 'ava';
 import { ErrorReply } from 'redis';
 import { closeAllRedis, type RedisClient } from '../../lib/redis/client';
 import type { Keyspace } from '../../lib/redis/keys';
-import { loadScript, runScript } from '../../lib/redis/lua-script';
-import { takeTokens, type TokenBucketLimit } from '../../lib/redis/token-bucket';
+import { runScript } from '../../lib/redis/lua-script';
+import {
+  takeTokens,
+  tokenBucketScript,
+  type TokenBucketLimit,
+} from '../fixtures/redis/token-bucket';
 import { parseTenantId } from '../../lib/tenant/tenant-id';
 import { connectRedis, deleteKeyspace, randomKeyspace } from './services';
 
@@ -146,7 +151,7 @@ test('a cost above capacity is refused before reaching Redis', async (t) => {
 test('the script rejects bad arguments with a Redis error', async (t) => {
   const { redis, keys } = await setup(t);
   const error = await t.throwsAsync(
-    runScript(redis, loadScript('token-bucket-1'), [keys.rateBucket(acme, 'x')], [0, 1, 1]),
+    runScript(redis, tokenBucketScript(), [keys.rateBucket(acme, 'x')], [0, 1, 1]),
     { instanceOf: ErrorReply },
   );
   t.regex(error?.message ?? '', /token-bucket: capacity and rate must be > 0/);
@@ -155,7 +160,7 @@ test('the script rejects bad arguments with a Redis error', async (t) => {
 test('the loader checks the key count', async (t) => {
   const { redis, keys } = await setup(t);
   const key = keys.rateBucket(acme, 'x');
-  await t.throwsAsync(runScript(redis, loadScript('token-bucket-1'), [key, key], [1, 1, 1]), {
+  await t.throwsAsync(runScript(redis, tokenBucketScript(), [key, key], [1, 1, 1]), {
     message: /takes 1 key\(s\), got 2/,
   });
 });

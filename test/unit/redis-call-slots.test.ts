@@ -7,15 +7,14 @@
  * is given and refuses the call, for many tenants, periods and upstreams.
  * test/integration/redis-cluster.test.ts runs the same calls on a real cluster.
  */
-import { readdirSync } from 'node:fs';
 import test from 'ava';
 import type { RedisClient } from '../../lib/redis/client';
 import { acquireSeat, cancelSeat, claimSeat, releaseSeat } from '../../lib/redis/fair-queue';
 import { hashSlot } from '../../lib/redis/hash-slot';
 import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
-import { loadScript, SCRIPTS_DIR } from '../../lib/redis/lua-script';
+import { loadScript, scriptNames } from '../../lib/redis/lua-script';
 import { admitTenant, settleTenant } from '../../lib/redis/tenant-limits';
-import { takeTokens } from '../../lib/redis/token-bucket';
+import { takeTokens, tokenBucketScript } from '../fixtures/redis/token-bucket';
 import { createTenantContext } from '../../lib/tenant/context';
 import { parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
 import { reserveBudget, settleBudget } from '../../plugins/token-meter/budget';
@@ -33,8 +32,7 @@ class Recorded extends Error {}
 function recorder(): { client: RedisClient; calls: Call[] } {
   const calls: Call[] = [];
   const scriptName = (shaOrSource: string): string => {
-    for (const file of readdirSync(SCRIPTS_DIR)) {
-      const s = loadScript(file.replace(/\.lua$/, ''));
+    for (const s of [...scriptNames().map((name) => loadScript(name)), tokenBucketScript()]) {
       if (s.sha1 === shaOrSource || s.source === shaOrSource) return s.name;
     }
     return `unknown script ${shaOrSource.slice(0, 12)}`;
@@ -177,8 +175,8 @@ test('every multi-key call sends keys of one hash slot: the tenant’s, or the u
     }
   }
   // Every script that takes more than one key was among the calls.
-  for (const file of readdirSync(SCRIPTS_DIR)) {
-    const s = loadScript(file.replace(/\.lua$/, ''));
+  for (const name of scriptNames()) {
+    const s = loadScript(name);
     if (s.numberOfKeys > 1) t.true(seen.has(s.name), `${s.name} has no call in this test`);
   }
   t.true(seen.has('MGET'));
@@ -220,10 +218,9 @@ function keyProblems(source: string, numberOfKeys: number): string[] {
 }
 
 test('every Lua script reaches its keys through KEYS only, as many as its name says', (t) => {
-  const files = readdirSync(SCRIPTS_DIR).filter((f) => f.endsWith('.lua'));
-  t.true(files.length >= 7);
-  for (const file of files) {
-    const s = loadScript(file.replace(/\.lua$/, ''));
+  const scripts = [...scriptNames().map((name) => loadScript(name)), tokenBucketScript()];
+  t.true(scripts.length >= 10);
+  for (const s of scripts) {
     t.deepEqual(keyProblems(s.source, s.numberOfKeys), [], s.name);
   }
   // Positive control: the check sees each kind of fault.

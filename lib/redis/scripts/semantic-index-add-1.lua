@@ -11,6 +11,8 @@
   Reply: the ids removed from the index (expired, then the oldest-expiring beyond the bound);
          the caller deletes them from Milvus. The index itself expires with its last row.
 ]]
+--- @include "includes/expire-with-last"
+
 local key = KEYS[1]
 local expires = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
@@ -28,8 +30,5 @@ if over > 0 then
     evicted[#evicted + 1] = id
   end
 end
-local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-if last[2] then
-  redis.call('PEXPIREAT', key, math.floor(tonumber(last[2])) + 1000)
-end
+expire_with_last(key)
 return evicted

@@ -29,6 +29,10 @@
 
   Time comes from the Redis server (TIME): every gateway node shares one clock.
 ]]
+--- @include "includes/server-time"
+--- @include "includes/bucket"
+--- @include "includes/expire-with-last"
+
 local req_cap = tonumber(ARGV[1])
 local req_rate = tonumber(ARGV[2])
 local tok_cap = tonumber(ARGV[3])
@@ -45,23 +49,12 @@ if (req_cap > 0 and req_rate <= 0) or (tok_cap > 0 and tok_rate <= 0) then
   return redis.error_reply('ERR tenant-admit: an enabled bucket needs a refill rate > 0')
 end
 
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = server_time_ms()
 
 -- A bucket refilled to now: its level, or nil when the limit is off.
 local function level(key, cap, rate)
   if cap <= 0 then return nil end
-  local state = redis.call('HMGET', key, 'tokens', 'ts')
-  local tokens = tonumber(state[1])
-  local ts = tonumber(state[2])
-  if tokens == nil or ts == nil then return cap end
-  -- max(0, ...): TIME may step back after a failover to a replica with a slower clock.
-  return math.min(cap, tokens + math.max(0, now - ts) * rate / 1000)
-end
-
-local function store(key, cap, rate, tokens)
-  redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'ts', now)
-  redis.call('PEXPIRE', key, math.ceil((cap - tokens) * 1000 / rate) + 1000)
+  return bucket_level(key, cap, rate, now)
 end
 
 local function reset_ms(cap, rate, tokens)
@@ -104,12 +97,9 @@ if reason == 0 then
   in_flight = in_flight + 1
 end
 -- Refused calls store the refilled level too (it is the same bucket, only later).
-if req ~= nil then store(KEYS[1], req_cap, req_rate, req) end
-if tok ~= nil then store(KEYS[2], tok_cap, tok_rate, tok) end
-if in_flight > 0 then
-  local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
-  if last[2] then redis.call('PEXPIREAT', KEYS[3], tonumber(last[2]) + 1000) end
-end
+if req ~= nil then bucket_save(KEYS[1], req_cap, req_rate, req, now) end
+if tok ~= nil then bucket_save(KEYS[2], tok_cap, tok_rate, tok, now) end
+if in_flight > 0 then expire_with_last(KEYS[3]) end
 
 local req_left = -1
 if req ~= nil then req_left = math.floor(req) end

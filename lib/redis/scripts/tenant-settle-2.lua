@@ -15,6 +15,9 @@
     leaseRemoved  1 if the lease was still there (0: it had expired, or was released before)
     tokensLeft    whole tokens left after the correction (-1 when the limit is off)
 ]]
+--- @include "includes/server-time"
+--- @include "includes/bucket"
+
 local tok_cap = tonumber(ARGV[2])
 local tok_rate = tonumber(ARGV[3])
 local delta = tonumber(ARGV[4])
@@ -25,19 +28,10 @@ end
 local removed = redis.call('ZREM', KEYS[2], ARGV[1])
 if tok_cap <= 0 then return { removed, -1 } end
 
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
-  tokens = tok_cap
-else
-  tokens = math.min(tok_cap, tokens + math.max(0, now - ts) * tok_rate / 1000)
-end
+local now = server_time_ms()
+local tokens = bucket_level(KEYS[1], tok_cap, tok_rate, now)
 if delta ~= 0 then
   tokens = math.max(-tok_cap, math.min(tok_cap, tokens - delta))
-  redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', now)
-  redis.call('PEXPIRE', KEYS[1], math.ceil((tok_cap - tokens) * 1000 / tok_rate) + 1000)
+  bucket_save(KEYS[1], tok_cap, tok_rate, tokens, now)
 end
 return { removed, math.floor(tokens) }
