@@ -16,7 +16,8 @@ import { Limiters } from './limiters/limiter';
 import { NodeLimiter } from './limiters/node';
 import { RedisLimiter } from './limiters/redis';
 import * as metrics from './metrics';
-import { Schema, checkConfig, type TenantRatelimitConfig } from './schema';
+import type { TenantRatelimitConfig } from './config';
+import { Schema, checkConfig } from './schema';
 import { PLUGIN_NAME } from './state';
 
 export interface Ready {

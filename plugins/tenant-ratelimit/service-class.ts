@@ -7,7 +7,7 @@ import type { RequestScope } from '../../lib/request/scope';
 import type { TenantContext } from '../../lib/tenant/context';
 import type { TokenEstimate } from '../../lib/tokens/estimate';
 import { unsupportedServiceTier } from './refusals';
-import type { TenantRatelimitConfig } from './schema';
+import type { TenantRatelimitConfig } from './config';
 
 /** `service_tier` values forwarded upstream; anything else is refused before it gets there. */
 const SERVICE_TIERS = new Set(['auto', 'default', 'flex']);

@@ -10,7 +10,7 @@ import type { TenantId } from '../../lib/tenant/tenant-id';
 import type { TokenEstimate } from '../../lib/tokens/estimate';
 import type { Limiter } from './limiters/limiter';
 import { resolveLimits } from './limits';
-import type { TenantRatelimitConfig } from './schema';
+import type { TenantRatelimitConfig } from './config';
 import type { AdmissionRecord } from './state';
 
 /** A tenant lease, as log finds it in the record. */

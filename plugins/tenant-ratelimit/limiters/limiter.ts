@@ -11,7 +11,7 @@ import { isRedisUnavailable } from '../../../lib/redis/errors';
 import type { AdmitDecision } from '../../../lib/redis/tenant-limits';
 import * as metrics from '../metrics';
 import { UNAVAILABLE } from '../refusals';
-import type { RedisErrorPolicy } from '../schema';
+import type { RedisErrorPolicy } from '../config';
 import type { Scope } from '../state';
 import type { LeaseRef, Ticket } from '../ticket';
 

@@ -5,7 +5,7 @@
  */
 import * as metrics from '../metrics';
 import { LocalNodeLimiter } from '../local-limiter';
-import type { TenantRatelimitConfig } from '../schema';
+import type { TenantRatelimitConfig } from '../config';
 import type { LeaseRef, Ticket } from '../ticket';
 import type { Entry, Limiter, SeatOutcome } from './limiter';
 

@@ -17,7 +17,7 @@ import { admitTenant, settleTenant } from '../../../lib/redis/tenant-limits';
 import { grantListener, type GrantListener } from '../grant-listener';
 import * as metrics from '../metrics';
 import { waitInQueue, type QueueDoor } from '../queue-wait';
-import type { TenantRatelimitConfig } from '../schema';
+import type { TenantRatelimitConfig } from '../config';
 import type { LeaseRef, Ticket } from '../ticket';
 import type { Entry, FirstAcquire, Limiter, SeatOutcome, TripPhase } from './limiter';
 
