@@ -10,7 +10,6 @@ import type { KongPdk } from '../../lib/pdk/kong';
 import { closeAllRedis, createRedis, type RedisClient } from '../../lib/redis/client';
 import type { UpstreamCapacity } from '../../lib/redis/fair-queue';
 import type { TenantLimits } from '../../lib/redis/tenant-limits';
-import { createTenantContext } from '../../lib/tenant/context';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantRatelimitConfig } from '../../plugins/tenant-ratelimit/config';
 import { Limiters, type Limiter } from '../../plugins/tenant-ratelimit/limiters/limiter';
@@ -19,6 +18,7 @@ import { RedisLimiter } from '../../plugins/tenant-ratelimit/limiters/redis';
 import { LocalNodeLimiter } from '../../plugins/tenant-ratelimit/local-limiter';
 import { Schema } from '../../plugins/tenant-ratelimit/schema';
 import type { Ticket } from '../../plugins/tenant-ratelimit/ticket';
+import { tenantContextOf } from '../helpers/tenant-context';
 import { connectRedis, deleteKeyspace, randomKeyspace } from './services';
 
 /** The grant listener's subscribers (duplicates of the client), closed at the end. */
@@ -69,20 +69,7 @@ const limits = (over: Partial<TenantLimits> = {}): TenantLimits => ({
 
 let n = 0;
 function ticket(l: TenantLimits, width = 10, waitMs = 300): Ticket {
-  const ctx = createTenantContext({
-    tenantId: 'tenant-a',
-    plan: 'free',
-    source: 'consumer',
-    subject: 'x',
-    policy: {
-      toolsAllowed: ['*'],
-      preferredModel: null,
-      fallbackModel: null,
-      persona: null,
-      knowledgeNamespace: 'tenant-a',
-      weight: 1,
-    },
-  });
+  const ctx = tenantContextOf('tenant-a');
   const started = Date.now();
   return {
     ctx,
