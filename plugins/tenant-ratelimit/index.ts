@@ -25,6 +25,8 @@
  * With circuit-breaker on the route in the co-hosted chain process, the seat is left for it
  * (lib/request/seat.ts): access sends the limits alone, circuit-breaker's access the acquire
  * (and any wait): 3 on the unqueued path, none for the seat on a cache hit.
+ *
+ * This file holds the phases only; each concept is a file beside it (README, "Code layout").
  */
 import type { ServiceClass } from '../../lib/redis/fair-queue';
 import { guardPhase } from '../../lib/plugin/phase';
