@@ -23,10 +23,11 @@ import {
   seatHandOff,
   seatOrRefusal,
   sendHeaders,
+  type Admission,
 } from './seat';
 import { serviceClassOf } from './service-class';
 import type { AdmissionRecord } from './state';
-import { newTicket, type Admission } from './ticket';
+import { newTicket } from './ticket';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 

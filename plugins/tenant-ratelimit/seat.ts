@@ -5,6 +5,7 @@
  */
 import { GatewayError } from '../../lib/http/errors';
 import type { KongPdk } from '../../lib/pdk/kong';
+import type { AdmitDecision } from '../../lib/redis/tenant-limits';
 import { leaveForLog } from '../../lib/request/for-log';
 import { hasSeatTaker, type SeatHandOff } from '../../lib/request/seat';
 import { isChainProcess, type RequestScope } from '../../lib/request/scope';
@@ -15,13 +16,27 @@ import {
   SERVICE_CLASS_HEADER,
   rateLimitHeaders,
 } from './headers';
-import type { FirstAcquire, SeatOutcome } from './limiters/limiter';
+import type { FirstAcquire, Limiter, SeatOutcome } from './limiters/limiter';
 import * as metrics from './metrics';
 import type { Ready } from './ready';
 import { saturated } from './refusals';
 import { releaseRecord } from './release';
 import { RECORD, type AdmissionRecord } from './state';
-import type { Admission } from './ticket';
+import type { Ticket } from './ticket';
+
+/** What admission decided for a ticket, carried to wherever the seat is taken. */
+export interface Admission {
+  readonly ticket: Ticket;
+  /** Where the tenant's lease was taken. */
+  readonly limiter: Limiter;
+  readonly decision: AdmitDecision;
+  /** Tokens charged to the tenant's bucket (the estimate, capped at its burst). */
+  readonly charged: number;
+  /** Flex work that waited for its tenant's per-minute limits. */
+  readonly limitWaited: boolean;
+  /** The record log reads, as last left. */
+  record: AdmissionRecord;
+}
 
 /**
  * Whether this request's seat is left for circuit-breaker: a queue to wait in, the co-hosted

@@ -1,17 +1,15 @@
 /**
  * One request's facts for admission, built once in access and carried to wherever its lease
- * and its seat are taken (access, or circuit-breaker's access), then to what admission decided.
+ * and its seat are taken (access, or circuit-breaker's access).
  */
 import { randomUUID } from 'node:crypto';
 import type { ServiceClass } from '../../lib/redis/fair-queue';
-import type { AdmitDecision, TenantLimits } from '../../lib/redis/tenant-limits';
+import type { TenantLimits } from '../../lib/redis/tenant-limits';
 import type { TenantContext } from '../../lib/tenant/context';
 import type { TenantId } from '../../lib/tenant/tenant-id';
 import type { TokenEstimate } from '../../lib/tokens/estimate';
-import type { Limiter } from './limiters/limiter';
 import { resolveLimits } from './limits';
 import type { TenantRatelimitConfig } from './config';
-import type { AdmissionRecord } from './state';
 
 /** A tenant lease, as log finds it in the record. */
 export interface LeaseRef {
@@ -57,18 +55,4 @@ export function newTicket(
     deadline: started + maxWaitMs,
     leaseTtlMs: maxWaitMs + seatLeaseMs,
   };
-}
-
-/** What admission decided for a ticket, carried to wherever the seat is taken. */
-export interface Admission {
-  readonly ticket: Ticket;
-  /** Where the tenant's lease was taken. */
-  readonly limiter: Limiter;
-  readonly decision: AdmitDecision;
-  /** Tokens charged to the tenant's bucket (the estimate, capped at its burst). */
-  readonly charged: number;
-  /** Flex work that waited for its tenant's per-minute limits. */
-  readonly limitWaited: boolean;
-  /** The record log reads, as last left. */
-  record: AdmissionRecord;
 }
