@@ -4,7 +4,7 @@
  */
 import type { TenantLimits } from '../../lib/redis/tenant-limits';
 import type { TenantContext } from '../../lib/tenant/context';
-import type { LimitsConfig, LimitsOverride, TenantRatelimitConfig } from './schema';
+import type { LimitsConfig, LimitsOverride, TenantRatelimitConfig } from './config';
 
 function own<T>(map: Record<string, T>, key: string): T | undefined {
   return Object.prototype.hasOwnProperty.call(map, key) ? map[key] : undefined;

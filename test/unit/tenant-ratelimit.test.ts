@@ -8,7 +8,7 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { readConfig } from '../../lib/schema/config';
 import type { KongField, KongSchemaFields } from '../../lib/schema/fields';
-import { createTenantContext, type TenantContext } from '../../lib/tenant/context';
+import type { TenantContext } from '../../lib/tenant/context';
 import { parseTenantId } from '../../lib/tenant/tenant-id';
 import { GrantListener } from '../../plugins/tenant-ratelimit/grant-listener';
 import { rateLimitHeaders } from '../../plugins/tenant-ratelimit/headers';
@@ -21,26 +21,13 @@ import {
   checkConfig,
   type TenantRatelimitConfig,
 } from '../../plugins/tenant-ratelimit/schema';
+import { tenantContextOf } from '../helpers/tenant-context';
 
 const config = (raw: Record<string, unknown> = {}) =>
   readConfig<TenantRatelimitConfig>(Schema, raw);
 
-function ctx(tenantId: string, plan: string, weight = 1): TenantContext {
-  return createTenantContext({
-    tenantId,
-    plan,
-    source: 'consumer',
-    subject: 'x',
-    policy: {
-      toolsAllowed: ['*'],
-      preferredModel: null,
-      fallbackModel: null,
-      persona: null,
-      knowledgeNamespace: tenantId,
-      weight,
-    },
-  });
-}
+const ctx = (tenantId: string, plan: string, weight = 1): TenantContext =>
+  tenantContextOf(tenantId, plan, weight);
 
 function descriptions(fields: KongSchemaFields, prefix = ''): Array<[string, string]> {
   const out: Array<[string, string]> = [];
