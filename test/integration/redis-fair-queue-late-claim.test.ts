@@ -1,8 +1,8 @@
 /**
  * scripts/fair-queue-claim-8.lua (and acquire's claim path): a seat granted to a waiter on another
  * node is a claim that lapses after the heartbeat window. tenant-ratelimit lets the request go on
- * as soon as the grant is announced and sends the claim without waiting for it (index.ts,
- * waitInQueue), so a claim can reach Redis after its window, when the seat has gone to the next
+ * as soon as the grant is announced and sends the claim without waiting for it
+ * (plugins/tenant-ratelimit/queue-wait.ts), so a claim can reach Redis after its window, when the seat has gone to the next
  * waiter. Such a late claim must not enter the queue again as a new request: nobody waits on that
  * ticket any more, and its tenant's virtual finish tag would move on for a request that never
  * comes. Each branch of `claim`: held (a full lease), lapsed (nothing changes), unknown ticket
