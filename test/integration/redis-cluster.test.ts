@@ -31,6 +31,7 @@ import {
   tenantsOnEveryMaster,
 } from './redis-cluster-service';
 import { deleteKeyspace, randomKeyspace, TEST_COMMAND_TIMEOUT_MS } from './services';
+import { expiryBilling } from '../helpers/expiry-billing';
 
 test.after.always(closeAllRedis);
 
@@ -174,6 +175,7 @@ test('budgets and ledgers on three masters; chargeback reads every master', asyn
           softRatio: 1,
         },
       ],
+      expiry: expiryBilling(1),
     });
     t.like(reserved, { chosen: 0, totals: { reservedTokens: 100, usedTokens: 0 } });
     const settle = () =>
