@@ -41,6 +41,11 @@ export interface ExpirySweeperOptions {
   /** Called for every sweep that settled something. */
   readonly onSettled: (tenant: TenantId, r: SweepResult) => void;
   readonly onError: (e: unknown) => void;
+  /**
+   * True while this process has settlements waiting in its spool: the timer then waits, so a
+   * spooled exact settlement replays before the sweep could bill its request as estimated.
+   */
+  readonly hold?: () => boolean;
 }
 
 interface Target {
@@ -98,6 +103,7 @@ export class ExpirySweeper {
 
   /** One round: due recent periods first, then what the SCAN found. Returns calls made. */
   async tick(now = Date.now()): Promise<number> {
+    if (this.o.hold?.() === true) return 0;
     let calls = 0;
     for (const [k, r] of this.recent) {
       if (calls >= MAX_SWEEPS_PER_TICK) return calls;

@@ -180,6 +180,7 @@ export class Plugin {
         minTtlMs: c.ledger_retention_days * 86_400_000,
         intervalMs: c.expiry_sweep_interval_seconds * 1000,
         onSettled: (tenant, r) => this.countExpired(tenant, r),
+        hold: () => this.spool.pending().length > 0,
         onError: (e) =>
           process.stderr.write(`token-meter: sweep of expired reservations failed: ${String(e)}\n`),
       });
