@@ -7,8 +7,10 @@
  * reservation becomes usage. kong.yml's chain through the fault door, on the real Kong and on
  * the harness; reservation TTL 10 s (its minimum), sweep every second.
  */
+import { createServer } from 'node:net';
 import test from 'ava';
 import { createClient } from 'redis';
+import { metricAt } from '../helpers/semantic-door';
 import { Closers } from '../helpers/frontdoor';
 import {
   ask,
@@ -37,15 +39,29 @@ async function entriesOf(redis: Redis, d: FaultDoor, rid: string) {
   return out;
 }
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const a = srv.address();
+      srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
 test.serial(
   'an answered request whose log never runs is billed at expiry: one entry, estimated, settled_by expiry',
   async (t) => {
     const closers = new Closers();
     t.teardown(() => closers.closeAll());
+    const metricsPort = await freePort();
     const d = await startFaultDoor(closers.add, {
       adjust: (p) => {
-        if (p.name === 'token-meter')
-          (p.config as Record<string, unknown>).expiry_sweep_interval_seconds = 1;
+        if (p.name !== 'token-meter') return;
+        const c = p.config as Record<string, unknown>;
+        c.expiry_sweep_interval_seconds = 1;
+        c.metrics_port = metricsPort;
       },
     });
     const redis: Redis = createClient({ url: d.redisUrl });
@@ -127,6 +143,17 @@ test.serial(
     const [warmEntry] = await entriesOf(redis, d, warm.rid as string);
     t.is(warmEntry?.settled_by, undefined);
     t.is(warmEntry?.estimated, '0');
+    // Counted by the process that billed it (the respawned one).
+    t.is(
+      await metricAt(
+        `http://127.0.0.1:${metricsPort}/metrics`,
+        'token_meter_expired_settlements_total',
+        {
+          tenant: d.A.id,
+        },
+      ),
+      1,
+    );
     // Nothing of it is still reserved.
     let reserved = 0;
     for await (const keys of redis.scanIterator({
