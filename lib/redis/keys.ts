@@ -54,6 +54,13 @@ export interface Keyspace {
   budget(tenant: TenantId, period: string): RedisKey;
   /** Sorted set of request id -> expiry ms: the period's open budget reservations. */
   budgetReservations(tenant: TenantId, period: string): RedisKey;
+  /**
+   * Glob matching every tenant's open budget reservations, every period (token-meter's sweep
+   * of expired reservations finds tenants no process of its own reserved for by SCAN).
+   */
+  budgetReservationsPattern(): string;
+  /** The tenant and period of a key `budgetReservations` built, or null for any other key. */
+  budgetReservationsOf(key: string): { tenant: string; period: string } | null;
   /** Set of request ids already settled in the period (settle exactly once). */
   budgetSettled(tenant: TenantId, period: string): RedisKey;
   /** Stream: the tenant's append-only usage ledger for one period (token-meter). */
@@ -136,6 +143,9 @@ export interface FairQueueKeys {
 
 export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keyspace {
   const ns = checkPart(namespace, 'key namespace', NAMESPACE_PATTERN);
+  // The namespace matches NAMESPACE_PATTERN: no character of it is special in a RegExp but '-'
+  // outside a class, which is literal there.
+  const budgetReservationsKey = new RegExp(`^${ns}:\\{t:([^{}:]+)\\}:budget-res:([^{}:]+)$`);
   const tenantKey = (tenant: TenantId, ...parts: string[]): RedisKey =>
     [ns, `{t:${tenant}}`, ...parts].join(':') as RedisKey;
   return {
@@ -147,6 +157,12 @@ export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keysp
       tenantKey(tenant, 'budget', checkPart(period, 'budget period', KEY_PART_PATTERN)),
     budgetReservations: (tenant, period) =>
       tenantKey(tenant, 'budget-res', checkPart(period, 'budget period', KEY_PART_PATTERN)),
+    budgetReservationsPattern: () => [ns, '{t:*}', 'budget-res', '*'].join(':'),
+    budgetReservationsOf: (key) => {
+      const m = budgetReservationsKey.exec(key);
+      // The tenant is validated again by the caller (parseTenantId) before any use.
+      return m?.[1] && m[2] && KEY_PART_PATTERN.test(m[2]) ? { tenant: m[1], period: m[2] } : null;
+    },
     budgetSettled: (tenant, period) =>
       tenantKey(tenant, 'budget-settled', checkPart(period, 'budget period', KEY_PART_PATTERN)),
     usageLedger: (tenant, period) =>

@@ -1,12 +1,15 @@
 /**
- * Budgets in Redis: the atomic reserve (scripts/budget-reserve-2.lua) and the exactly-once
- * settle with its ledger entry (scripts/budget-settle-4.lua). Keys come from the Keyspace,
- * for a TenantId only.
+ * Budgets in Redis: the atomic reserve (scripts/budget-reserve-4.lua), the exactly-once
+ * settle with its ledger entry (scripts/budget-settle-4.lua) and the settlement of expired
+ * reservations (scripts/budget-sweep-4.lua; the reserve runs the same sweep first). Keys come
+ * from the Keyspace, for a TenantId only.
  */
 import type { RedisClient } from '../../lib/redis/client';
-import type { Keyspace } from '../../lib/redis/keys';
+import type { Keyspace, RedisKey } from '../../lib/redis/keys';
 import { loadScript, runScript } from '../../lib/redis/lua-script';
 import type { TenantId } from '../../lib/tenant/tenant-id';
+import type { Downgrade } from './ladder';
+import type { FlatPrice } from './pricing';
 
 /** One way to serve the request: worst case = base + units × unit, units in [min, max]. */
 export interface ReserveCandidate {
@@ -18,6 +21,29 @@ export interface ReserveCandidate {
   readonly maxUnits: number;
   /** < 1: eligible only while used + reserved ≤ softRatio × cap. */
   readonly softRatio: number;
+}
+
+/**
+ * What a reservation is billed as when its log phase never settles it (the "estimated" entry
+ * the log phase writes when no usage arrives): stored by the reserve, written by the sweep of
+ * expired reservations with `settled_by = expiry`.
+ */
+export interface ExpiryBilling {
+  readonly modelAsked: string;
+  /** The tokenizer's prompt count (without the injected-context headroom). */
+  readonly promptTokens: number;
+  /** Completion tokens billed per unit reserved: the number of choices (0: prompt only). */
+  readonly completionPerUnit: number;
+  readonly stream: boolean;
+  /** One per reserve candidate, in the same order. */
+  readonly candidates: readonly ExpiryCandidate[];
+}
+
+export interface ExpiryCandidate {
+  readonly model: string;
+  readonly downgrade: Downgrade;
+  /** The prices at the estimated prompt's length (pricing.ts `atLength`), cost unit per token. */
+  readonly price: FlatPrice;
 }
 
 export interface BudgetCaps {
@@ -38,6 +64,8 @@ export interface ReserveResult {
   readonly chosen: number | 'duplicate';
   readonly units: number;
   readonly totals: BudgetTotals;
+  /** Expired reservations of the tenant's period this call settled (billed) first. */
+  readonly expiredSettled: number;
 }
 
 export class BudgetReplyError extends Error {
@@ -66,16 +94,26 @@ export async function reserveBudget(
     keyTtlMs: number;
     caps: BudgetCaps;
     candidates: readonly ReserveCandidate[];
+    expiry: ExpiryBilling;
   },
 ): Promise<ReserveResult> {
+  const e = req.expiry;
+  if (e.candidates.length !== req.candidates.length) {
+    throw new Error('reserveBudget: one expiry candidate per reserve candidate');
+  }
   const args: Array<string | number> = [
     req.requestId,
     Math.ceil(req.ttlMs),
     req.caps.tokens ?? -1,
     req.caps.cost ?? -1,
     Math.ceil(req.keyTtlMs),
+    e.modelAsked,
+    Math.max(0, Math.round(e.promptTokens)),
+    Math.max(0, Math.round(e.completionPerUnit)),
+    e.stream ? 1 : 0,
   ];
-  for (const c of req.candidates) {
+  req.candidates.forEach((c, i) => {
+    const x = e.candidates[i] as ExpiryCandidate;
     args.push(
       Math.ceil(c.baseTokens),
       Math.ceil(c.baseCost),
@@ -84,15 +122,22 @@ export async function reserveBudget(
       c.minUnits,
       c.maxUnits,
       c.softRatio,
+      x.model,
+      x.downgrade,
+      // String(n) is the shortest text that reads back as the same double: the script's
+      // product is then the one costOf computes.
+      x.price.prompt,
+      x.price.completion,
     );
-  }
+  });
   const reply = await runScript(
     redis,
-    loadScript('budget-reserve-2'),
-    [keys.budget(tenant, period), keys.budgetReservations(tenant, period)],
+    loadScript('budget-reserve-4'),
+    budgetKeys(keys, tenant, period),
     args,
   );
-  const [index, units, usedT, resT, usedC, resC] = numbers(reply, 6, 'budget-reserve') as [
+  const [index, units, usedT, resT, usedC, resC, expired] = numbers(reply, 7, 'budget-reserve') as [
+    number,
     number,
     number,
     number,
@@ -104,7 +149,55 @@ export async function reserveBudget(
     chosen: index === -1 ? 'duplicate' : index - 1,
     units,
     totals: { usedTokens: usedT, reservedTokens: resT, usedCost: usedC, reservedCost: resC },
+    expiredSettled: expired,
   };
+}
+
+/** The four keys of a tenant's period, in the order every budget script takes them. */
+function budgetKeys(keys: Keyspace, tenant: TenantId, period: string): RedisKey[] {
+  return [
+    keys.budget(tenant, period),
+    keys.budgetReservations(tenant, period),
+    keys.budgetSettled(tenant, period),
+    keys.usageLedger(tenant, period),
+  ];
+}
+
+export interface SweepResult {
+  /** Reservations settled by expiry (each billed once, with its ledger entry). */
+  readonly settled: number;
+  readonly tokens: number;
+  readonly cost: number;
+  /** More expired reservations wait than this call's limit took. */
+  readonly more: boolean;
+}
+
+/**
+ * Settles the expired reservations of one tenant's period (at most `limit`), without
+ * reserving: one script call. The timer sweep, showback and chargeback use it. The keys it
+ * writes keep the budget hash's TTL (the reserve's), `minTtlMs` when that has none.
+ */
+export async function sweepExpired(
+  redis: RedisClient,
+  keys: Keyspace,
+  tenant: TenantId,
+  period: string,
+  minTtlMs: number,
+  limit = 100,
+): Promise<SweepResult> {
+  const reply = await runScript(
+    redis,
+    loadScript('budget-sweep-4'),
+    budgetKeys(keys, tenant, period),
+    [Math.ceil(minTtlMs), limit],
+  );
+  const [settled, tokens, cost, more] = numbers(reply, 4, 'budget-sweep') as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  return { settled, tokens, cost, more: more === 1 };
 }
 
 export interface Settlement {
@@ -141,12 +234,7 @@ export async function settleBudget(
   const reply = await runScript(
     redis,
     loadScript('budget-settle-4'),
-    [
-      keys.budget(tenant, period),
-      keys.budgetReservations(tenant, period),
-      keys.budgetSettled(tenant, period),
-      keys.usageLedger(tenant, period),
-    ],
+    budgetKeys(keys, tenant, period),
     args,
   );
   const [settled, usedT, usedC] = numbers(reply, 3, 'budget-settle') as [number, number, number];

@@ -30,18 +30,26 @@ import { isRedisUnavailable } from '../../lib/redis/errors';
 import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantContext } from '../../lib/tenant/context';
+import type { TenantId } from '../../lib/tenant/tenant-id';
 import { modelHeaders } from '../../lib/tenant/headers';
 import { findRequest, readRequest } from '../../lib/tenant/read';
 import { CACHE_STATUS_KEY, CACHE_STATUS_SLOT, decodeCacheStatus } from '../../lib/cache/status';
 import type { RequestScope } from '../../lib/request/scope';
 import type * as EstimateModule from '../../lib/tokens/estimate';
 import { decodeUsage, USAGE_KEY } from '../../lib/tokens/usage';
-import { reserveBudget, settleBudget, type BudgetCaps, type Settlement } from './budget';
+import {
+  reserveBudget,
+  settleBudget,
+  type BudgetCaps,
+  type Settlement,
+  type SweepResult,
+} from './budget';
+import { ExpirySweeper } from './expiry';
 import { ladder, type LadderStep } from './ladder';
 import { ledgerFields, readLedger, Spool, spoolSettler, type LedgerEntry } from './ledger';
 import * as metrics from './metrics';
 import { periodAt, periodsBetween, type PeriodWindow } from './period';
-import { costOf, NANO_USD_PER_USD, priceOf, type TokenPrice } from './pricing';
+import { atLength, costOf, NANO_USD_PER_USD, priceOf, type TokenPrice } from './pricing';
 import { readMeteredRequest, rewriteBody } from './request-body';
 import { Schema, checkConfig, type TokenMeterConfig } from './schema';
 import { parseShowbackQuery, showbackKind, showbackPage } from './showback';
@@ -89,12 +97,19 @@ function estimates(): Promise<typeof EstimateModule> {
 /** One replay timer per process, whatever the number of instances. */
 let replayTimer: NodeJS.Timeout | undefined;
 
+/**
+ * One sweeper of expired reservations per (Redis, key namespace) in this process, whatever the
+ * number of instances (an instance is recreated after 60 s idle; the sweeper lives on).
+ */
+const sweepers = new Map<string, ExpirySweeper>();
+
 export class Plugin {
   private readonly config: TokenMeterConfig;
   private readonly misconfigured: string | null = null;
   private readonly keys: Keyspace;
   private readonly spool: Spool;
   private redisClient: RedisClient | null = null;
+  private sweeper: ExpirySweeper | null = null;
 
   constructor(raw: unknown) {
     this.config = readConfig<TokenMeterConfig>(Schema, raw);
@@ -107,6 +122,7 @@ export class Plugin {
         process.stderr.write(`token-meter: metrics endpoint failed: ${e.message}\n`);
       });
       this.startReplay();
+      this.startSweeper();
       this.redis(); // connect now, not on the first request
       setTimeout(() => void estimates().then((m) => m.loadEncodings()), 0).unref();
     } catch (e) {
@@ -150,6 +166,36 @@ export class Plugin {
       );
     }, this.config.replay_interval_seconds * 1000);
     replayTimer.unref();
+  }
+
+  private startSweeper(): void {
+    const c = this.config;
+    const k = `${c.redis_url}\u0000${c.key_namespace}`;
+    let sweeper = sweepers.get(k);
+    if (!sweeper) {
+      sweeper = new ExpirySweeper({
+        redis: () => this.redis(),
+        keys: this.keys,
+        reservationTtlMs: c.reservation_ttl_seconds * 1000,
+        minTtlMs: c.ledger_retention_days * 86_400_000,
+        intervalMs: c.expiry_sweep_interval_seconds * 1000,
+        onSettled: (tenant, r) => this.countExpired(tenant, r),
+        hold: () => this.spool.pending().length > 0,
+        onError: (e) =>
+          process.stderr.write(`token-meter: sweep of expired reservations failed: ${String(e)}\n`),
+      });
+      sweepers.set(k, sweeper);
+      sweeper.start();
+    }
+    this.sweeper = sweeper;
+  }
+
+  /** Reservations billed by expiry: counted per tenant (the ledger has each entry). */
+  private countExpired(tenant: TenantId, r: Pick<SweepResult, 'settled'>): void {
+    metrics.expiredSettlements.inc(
+      { tenant: metrics.tenantLabels(this.config.metrics_max_tenants).label(tenant) },
+      r.settled,
+    );
   }
 
   async access(kong: unknown): Promise<void> {
@@ -299,7 +345,21 @@ export class Plugin {
         keyTtlMs: this.keyTtlMs(period, now),
         caps: budget.caps,
         candidates: steps.map((s) => s.candidate),
+        // What the log phase would bill with no usage, should it never run (see expiry.ts).
+        expiry: {
+          modelAsked,
+          promptTokens: estimate.promptTokens,
+          completionPerUnit: req.n,
+          stream: req.stream,
+          candidates: steps.map((s) => ({
+            model: s.model,
+            downgrade: s.downgrade,
+            price: atLength(s.price, estimate.promptTokens),
+          })),
+        },
       });
+      if (r.expiredSettled > 0) this.countExpired(ctx.tenantId, { settled: r.expiredSettled });
+      this.sweeper?.noteReserve(ctx.tenantId, period.id, now);
       if (r.chosen === 'duplicate') throw new Error(`request id ${requestId} reserved twice`);
       const chosen = r.chosen >= 0 ? steps[r.chosen] : undefined;
       if (!chosen) throw this.exhausted(ctx, period, budget.caps, r.totals, now);
@@ -423,8 +483,17 @@ export class Plugin {
   ): Promise<void> {
     const q = parseShowbackQuery(kind, rawQuery);
     const entries = [];
+    // Reservations that can still be open are in the current period or, for one TTL after a
+    // period's end, the previous one: those are swept first (one script call each), so the page
+    // shows a request whose log never ran as soon as its reservation has expired.
+    const now = Date.now();
+    const open = new Set([
+      periodAt(this.config.period, now).id,
+      periodAt(this.config.period, now - this.config.reservation_ttl_seconds * 1000).id,
+    ]);
     for (const p of periodsBetween(this.config.period, q.startMs, q.endMs)) {
       try {
+        if (open.has(p.id)) await this.sweeper?.sweepNow(ctx.tenantId, [p.id]);
         entries.push(
           ...(await readLedger(
             await this.readyRedis(),

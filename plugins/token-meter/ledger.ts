@@ -49,8 +49,16 @@ export function ledgerFields(e: LedgerEntry): Record<string, string> {
   };
 }
 
+/**
+ * Who settled an entry: `log` (the log phase, or its spool replay) or `expiry` (the sweep of
+ * expired reservations, when the log phase never ran: billed as estimated, status 0). Only
+ * expiry entries carry the field (`settled_by`); entries without it were settled by `log`.
+ */
+export type SettledBy = 'log' | 'expiry';
+
 export interface StoredLedgerEntry extends LedgerEntry {
   readonly requestId: string;
+  readonly settledBy: SettledBy;
 }
 
 const int = (v: string | undefined): number => {
@@ -75,6 +83,7 @@ export function parseLedgerFields(f: Record<string, string>): StoredLedgerEntry 
     downgrade: d === 'fallback' || d === 'clamp' ? d : 'none',
     stream: f.stream === '1',
     status: int(f.status),
+    settledBy: f.settled_by === 'expiry' ? 'expiry' : 'log',
   };
 }
 

@@ -76,3 +76,10 @@ export const lateReleases = new Counter({
   help: 'Reservations released by request id because the reserve script’s reply missed its deadline (refuse mode answered 503 budget_unavailable; the script may still have reserved).',
   registers: [registry],
 });
+
+export const expiredSettlements = new Counter({
+  name: 'token_meter_expired_settlements_total',
+  help: 'Reservations whose log phase never settled them, billed at expiry as estimated (ledger settled_by=expiry), by tenant.',
+  labelNames: ['tenant'] as const,
+  registers: [registry],
+});

@@ -58,6 +58,7 @@ export interface TokenMeterConfig {
   on_redis_unavailable: 'refuse' | 'spool';
   spool_dir: string;
   replay_interval_seconds: number;
+  expiry_sweep_interval_seconds: number;
   showback: boolean;
   capture: CaptureConfig;
   metrics_port: number;
@@ -261,7 +262,7 @@ export const Schema: KongSchemaFields = [
   },
   {
     reservation_ttl_seconds: field.integer(
-      'A reservation not settled within this time expires and frees its budget (lost log event, dead node).',
+      'A reservation not settled within this time (a lost log event, a dead node) is settled as estimated, with a ledger entry marked settled_by expiry. Keep it above the longest request.',
       { default: 600, between: [10, 86400], required: true },
     ),
   },
@@ -289,6 +290,12 @@ export const Schema: KongSchemaFields = [
       between: [1, 3600],
       required: true,
     }),
+  },
+  {
+    expiry_sweep_interval_seconds: field.integer(
+      'How often each plugin server settles expired reservations (log phases that never ran) as estimated ledger entries, for tenants that send nothing more.',
+      { default: 30, between: [1, 3600], required: true },
+    ),
   },
   {
     showback: field.boolean(

@@ -2,7 +2,8 @@
  * The project's Redis scripts and calls, unchanged, on a real 3-master Redis Cluster
  * (scripts/services/redis-cluster.sh; REDIS_CLUSTER_URL, or started here): tenants whose keys
  * live on three different masters, each with its own limits, budget, ledger and cache; the
- * fair queue in its own slot with its grant announcement; chargeback over every master. The
+ * fair queue in its own slot with its grant announcement; chargeback and token-meter's sweep of
+ * expired reservations over every master. The
  * positive control shows the cluster refusing a call whose keys span two slots, so every call
  * here that passes kept to one. Faults (slot migration, failover) are in
  * redis-cluster-faults.test.ts, on a private cluster.
@@ -21,6 +22,7 @@ import type { TenantId } from '../../lib/tenant/tenant-id';
 import { lookup, purgeTenant, storeEntry } from '../../plugins/tenant-cache/store';
 import { reserveBudget, settleBudget } from '../../plugins/token-meter/budget';
 import { chargeback } from '../../plugins/token-meter/chargeback';
+import { ExpirySweeper } from '../../plugins/token-meter/expiry';
 import { ledgerFields, readLedger } from '../../plugins/token-meter/ledger';
 import { periodAt } from '../../plugins/token-meter/period';
 import {
@@ -31,6 +33,7 @@ import {
   tenantsOnEveryMaster,
 } from './redis-cluster-service';
 import { deleteKeyspace, randomKeyspace, TEST_COMMAND_TIMEOUT_MS } from './services';
+import { expiryBilling } from '../helpers/expiry-billing';
 
 test.after.always(closeAllRedis);
 
@@ -174,6 +177,7 @@ test('budgets and ledgers on three masters; chargeback reads every master', asyn
           softRatio: 1,
         },
       ],
+      expiry: expiryBilling(1),
     });
     t.like(reserved, { chosen: 0, totals: { reservedTokens: 100, usedTokens: 0 } });
     const settle = () =>
@@ -211,6 +215,54 @@ test('budgets and ledgers on three masters; chargeback reads every master', asyn
       .map((tenant, i) => [tenant as string, 1, 5 * (i + 1)] as const)
       .sort((x, y) => x[0].localeCompare(y[0])),
   );
+});
+
+test('expired reservations on three masters: the timer sweep finds each by SCAN and bills it once', async (t) => {
+  const { redis, keys, tenants } = await setup(t);
+  const period = periodAt('month', Date.now()).id;
+  for (const tenant of tenants) {
+    const r = await reserveBudget(redis, keys, tenant, period, {
+      requestId: 'lost',
+      ttlMs: 50,
+      keyTtlMs: 86_400_000,
+      caps: { tokens: null, cost: null },
+      candidates: [
+        {
+          baseTokens: 7,
+          baseCost: 0,
+          unitTokens: 1,
+          unitCost: 0,
+          minUnits: 3,
+          maxUnits: 3,
+          softRatio: 1,
+        },
+      ],
+      expiry: expiryBilling(1, { promptTokens: 7 }),
+    });
+    t.is(r.chosen, 0);
+  }
+  await new Promise((r) => setTimeout(r, 150));
+  const billed: string[] = [];
+  // No process of its own reserved for them: only the SCAN of every master can find them.
+  const sweeper = new ExpirySweeper({
+    redis: () => redis,
+    keys,
+    reservationTtlMs: 50,
+    minTtlMs: 86_400_000,
+    intervalMs: 60_000,
+    onSettled: (tenant, r) => billed.push(`${tenant}:${r.settled}:${r.tokens}`),
+    onError: (e) => t.fail(String(e)),
+  });
+  for (let i = 0; i < 100 && billed.length < tenants.length; i++) await sweeper.tick();
+  for (let i = 0; i < 3; i++) await sweeper.tick();
+  t.deepEqual(billed.sort(), tenants.map((tenant) => `${tenant}:1:10`).sort());
+  for (const tenant of tenants) {
+    const ledger = await readLedger(redis, keys, tenant, period, 0, Date.now() + 1000);
+    t.deepEqual(
+      ledger.map((e) => [e.requestId, e.settledBy, e.promptTokens, e.completionTokens]),
+      [['lost', 'expiry', 7, 3]],
+    );
+  }
 });
 
 test('the fair queue in its own slot; a grant reaches a subscriber on another node', async (t) => {

@@ -1,5 +1,5 @@
 /**
- * scripts/budget-reserve-2.lua and budget-settle-4.lua through token-meter's budget module,
+ * scripts/budget-reserve-4.lua and budget-settle-4.lua through token-meter's budget module,
  * against the real Redis at REDIS_URL, each test in its own random key namespace.
  */
 import test, { type ExecutionContext } from 'ava';
@@ -19,6 +19,7 @@ import { chargeback } from '../../plugins/token-meter/chargeback';
 import { ledgerFields, readLedger, Spool, spoolSettler } from '../../plugins/token-meter/ledger';
 import { periodAt } from '../../plugins/token-meter/period';
 import { connectRedis, deleteKeyspace, randomKeyspace } from './services';
+import { expiryBilling } from '../helpers/expiry-billing';
 
 const acme = parseTenantId('acme');
 const globex = parseTenantId('globex');
@@ -53,7 +54,14 @@ const reserve = (
   tenant = acme,
   ttlMs = 60_000,
 ) =>
-  reserveBudget(redis, keys, tenant, P, { requestId: id, ttlMs, keyTtlMs: DAY, caps, candidates });
+  reserveBudget(redis, keys, tenant, P, {
+    requestId: id,
+    ttlMs,
+    keyTtlMs: DAY,
+    caps,
+    candidates,
+    expiry: expiryBilling(candidates.length),
+  });
 
 test('reserve takes the first candidate that fits and refuses when none does', async (t) => {
   const { redis, keys } = await setup(t);
@@ -249,8 +257,8 @@ test('chargeback totals every tenant per model over the range, and the CLI print
   const lines = csv.trim().split('\n');
   t.is(
     lines[0],
-    'tenant,model,requests,cache_hits,estimated,downgraded,prompt_tokens,completion_tokens,cached_tokens,cost_usd',
+    'tenant,model,requests,cache_hits,estimated,settled_by_expiry,downgraded,prompt_tokens,completion_tokens,cached_tokens,cost_usd',
   );
   t.is(lines.length, 4);
-  t.true(lines[3]?.startsWith('globex,gpt-4o,1,0,0,0,7,3,0,'));
+  t.true(lines[3]?.startsWith('globex,gpt-4o,1,0,0,0,0,7,3,0,'));
 });

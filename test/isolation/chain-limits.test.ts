@@ -7,7 +7,8 @@
  * - LiteLLM PR #40002: four of five concurrent requests admitted over a concurrency cap;
  * - LiteLLM #27639: reservations never released after a node died mid-stream (a phantom
  *   reservation that refuses the tenant until someone resets Redis): a stream cut by the
- *   client, and a node killed mid-stream (its reservation comes back by its TTL);
+ *   client, and a node killed mid-stream (its reservation ends by its TTL: billed then, once,
+ *   as estimated, since the upstream had the request; no longer held);
  * - A's open breaker and dedicated upstream never reach B (no 503, no header, no routing).
  * Serial: the cases share the slow upstream and measure caps.
  */
@@ -232,14 +233,17 @@ function streamOn(url: string, who: ChainTenant, maxTokens: number): Promise<htt
 }
 
 test.serial(
-  'LiteLLM #27639: a node dies mid-stream; its reservation comes back by its TTL',
+  'LiteLLM #27639: a node dies mid-stream; its reservation ends by its TTL, billed once',
   async (t) => {
     const f = fx();
     const { W } = f.limits;
-    const reservations = keys(f, 'tm').budgetReservations(
-      parseTenantId(W.id),
-      periodAt('month', Date.now()).id,
-    );
+    const period = periodAt('month', Date.now()).id;
+    const meter = keys(f, 'tm');
+    const reservations = meter.budgetReservations(parseTenantId(W.id), period);
+    const expiryEntries = async () =>
+      ((await f.redis.xRange(meter.usageLedger(parseTenantId(W.id), period), '-', '+')) ?? [])
+        .map((e) => e.message as Record<string, string>)
+        .filter((m) => m.settled_by === 'expiry');
     const remaining = async () => {
       const p = await chat(f, W, 'how much is left');
       t.is(p.res.status, 200);
@@ -254,15 +258,26 @@ test.serial(
     await node1.kill(); // power loss: no log phase will ever settle it
     // The surviving node still counts the dead node's reservation (the reported symptom)…
     t.true((await remaining()) <= full - 2900, 'the phantom reservation is still counted');
-    // …but only until its expiry (pruned by the next reservation), and nobody resets anything.
+    // …but only until its expiry, and nobody resets anything: then it is no longer held but
+    // billed (the upstream had the request and the provider bills it), once, as estimated —
+    // the prompt count and the 3000-token bound — marked settled_by expiry. The probes' own
+    // reserves (and the plugin server's timer) sweep it.
     const dead = Date.now();
-    await until('the budget came back', async () => (await remaining()) >= full - 200, 1000);
+    await until(
+      'the phantom billed',
+      async () => (await remaining()) > 0 && (await expiryEntries()).length > 0,
+      1000,
+    );
     t.true(Date.now() - dead < (f.reservationTtl + 15) * 1000, 'within the reservation TTL');
     // (the last probe's own reservation ends with its log phase)
     await until(
       'the phantom gone from Redis',
       async () => (await f.redis.zCard(reservations)) === 0,
     );
+    const billed = await expiryEntries();
+    t.is(billed.length, 1, 'billed once');
+    t.like(billed[0], { estimated: '1', completion: '3000', status: '0' });
+    t.true((await remaining()) <= full - 2900, 'its estimate is used budget now, not given back');
     const b = await chat(f, f.B, 'after the node died');
     t.is(b.res.status, 200);
     nothingOfA(t, f, b);

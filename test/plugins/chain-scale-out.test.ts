@@ -451,7 +451,7 @@ function streamUntilFirstChunk(
 }
 
 test.serial(
-  'a node dies holding a reservation: the others count it until its TTL, then serve again',
+  'a node dies holding a reservation: the others count it until its TTL, then it is billed once',
   async (t) => {
     const f = fx();
     const tenant = parseTenantId(T.dying);
@@ -480,25 +480,34 @@ test.serial(
       t.is(other.res.status, 200);
     }
 
-    let back: Call | undefined;
+    // At its TTL the reservation is no longer held but billed, once, as estimated (the upstream
+    // had the call and the provider bills it: the prompt count and its bound), marked
+    // settled_by expiry; the tenant's refused calls (and the plugin servers' timers) sweep it.
+    const ledger = f.meter.usageLedger(tenant, period);
+    const billed = async () =>
+      ((await f.redis.xRange(ledger, '-', '+')) ?? [])
+        .map((e) => e.message as Record<string, string>)
+        .filter((m) => m.settled_by === 'expiry');
     while (Date.now() < killedAt + (RESERVATION_TTL_S + 20) * 1000) {
       const c = await chat(1, 'dying', ask('after the TTL', { max_tokens: DYING_MAX_TOKENS }));
-      if (c.res.status === 200) {
-        back = c;
-        break;
-      }
+      // Its budget is spent now, not given back: still refused.
       t.is(c.res.status, 429);
+      if ((await billed()).length > 0) break;
       await new Promise((r) => setTimeout(r, 500));
     }
-    t.truthy(back, 'the dead node’s reservation came back by its TTL');
     t.log(
-      `served again ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill (TTL ${RESERVATION_TTL_S} s)`,
+      `billed ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill (TTL ${RESERVATION_TTL_S} s)`,
     );
-    // The dead call was never billed: only what was served is in the budget.
     await until('settled', async () => (await f.redis.zCard(reservations)) === 0);
+    const entries = await billed();
+    t.is(entries.length, 1, 'billed once');
+    t.like(entries[0], { estimated: '1', completion: String(DYING_MAX_TOKENS), status: '0' });
     const budget = await f.redis.hGetAll(f.meter.budget(tenant, period));
-    const u = back ? usageOf(back.res) : undefined;
-    t.is(Number(budget.used_tokens), u ? u.prompt_tokens + u.completion_tokens : NaN);
+    t.is(
+      Number(budget.used_tokens),
+      Number(entries[0]?.prompt) + Number(entries[0]?.completion),
+      'the budget holds what was billed, and nothing else',
+    );
     t.is(Number(budget.reserved_tokens ?? 0), 0);
   },
 );

@@ -4,9 +4,11 @@
  *   shows nothing goes upstream untenanted; this adds the load's ledger and leases);
  * - log phases that never run: a node killed (every process, SIGKILL) with requests in flight, so
  *   their seats, leases and reservations are never released by `log`. Another node on the same
- *   Redis sees them held, then free again by their TTLs alone.
+ *   Redis sees them held, then free again by their TTLs alone; the reservations are then billed
+ *   as estimated (settled_by expiry: the upstream had the requests, the provider bills them).
  */
 import test from 'ava';
+import { createClient } from 'redis';
 import { Closers } from '../helpers/frontdoor';
 import {
   ask,
@@ -62,9 +64,12 @@ test.serial(
       // own 500 for a request whose plugin-server call broke with the process.
       allowed: ['503 tenant_unavailable', '500 tenant_context_missing', '500 gateway_error'],
       restoredAt: killedAt,
-      // Answered, but their log phase came while no process listened: nothing settles them (the
-      // ledger loses them; their reservations end by TTL, checked). The log phase runs after
-      // the response: a request answered until the process is back may be among them.
+      // Answered, but their log phase came while no process listened: their reservations are
+      // billed at expiry (settled_by expiry; test/plugins/token-meter-expiry.test.ts shows it),
+      // after the TTL plus a sweep, which may be later than this check waits. A request the
+      // kill cut inside token-meter's access, before its reserve, Kong still proxies: that one
+      // has nothing to bill from. The log phase runs after the response: a request answered
+      // until the process is back may be among them.
       unbilledAllowed: (o) => o.endAt >= killedAt - 1000 && o.endAt <= servedAgainAt + 1000,
       // Measured 5-7 s on the real Kong; on a loaded machine the new process reconnects to
       // Milvus (retrieval, the semantic cache) more slowly.
@@ -78,16 +83,23 @@ test.serial(
   async (t) => {
     const closers = new Closers();
     t.teardown(() => closers.closeAll());
-    const BUDGET = 2100;
+    // B: a budget two requests' reservations exhaust (each 1000 completion tokens plus the
+    // prompt plus 1000 tokens of headroom), which their estimates, billed at expiry without
+    // the headroom, leave room in: B is served again once they are billed.
+    const BUDGET = 5000;
     const d = await startFaultDoor(closers.add, {
       nodes: 2,
       adjust: (p, _u, { A, B }) => {
         const c = p.config as Record<string, Record<string, Record<string, unknown>>>;
-        // A: two requests at a time; B: a budget two requests' reservations exhaust.
+        // A: two requests at a time.
         if (p.name === 'tenant-ratelimit' && c.tenants)
           c.tenants[A.id] = { ...c.tenants[A.id], max_concurrent: 2 };
-        if (p.name === 'token-meter')
+        if (p.name === 'token-meter') {
           c.tenants = { ...c.tenants, [B.id]: { budget_tokens: BUDGET } };
+          const m = p.config as Record<string, unknown>;
+          m.context_headroom_tokens = 1000;
+          m.expiry_sweep_interval_seconds = 1;
+        }
       },
     });
     const [dying, other] = d.gateways as [(typeof d.gateways)[0], (typeof d.gateways)[0]];
@@ -141,8 +153,48 @@ test.serial(
     t.log('freed after the kill (ms):', freed, { leaseMs, reservationMs });
     t.true(freed['A lease'] !== undefined && freed['A lease'] <= leaseMs + 5000);
     t.true(freed['B reservation'] !== undefined && freed['B reservation'] <= reservationMs + 5000);
-    // The killed node's requests never got an answer: nothing of theirs is billed.
+    // The killed node's requests never got an answer, but the upstream had them: each is billed
+    // once at expiry, as estimated, without the headroom (the log phase's estimate), and no
+    // longer reserved.
     t.true((await Promise.all(held)).every((o) => o.status === 0));
+    const redis = createClient({ url: d.redisUrl });
+    await redis.connect();
+    closers.add(() => redis.close());
+    const expiryEntries = async (tenant: typeof d.A) => {
+      const out: Array<Record<string, string>> = [];
+      for await (const keys of redis.scanIterator({
+        MATCH: `${d.namespace}tm:{t:${tenant.id}}:ledger:*`,
+      })) {
+        for (const key of keys)
+          for (const e of (await redis.xRange(key, '-', '+')) ?? []) {
+            const f = (e?.message ?? {}) as Record<string, string>;
+            if (f.settled_by === 'expiry') out.push(f);
+          }
+      }
+      return out;
+    };
+    const billedBy = Date.now() + 30_000;
+    while (
+      ((await expiryEntries(d.A)).length < 2 || (await expiryEntries(d.B)).length < 2) &&
+      Date.now() < billedBy
+    )
+      await sleep(250);
+    await sleep(2000); // more sweeps: an entry written twice would land now
+    for (const tenant of [d.A, d.B]) {
+      const billed = await expiryEntries(tenant);
+      t.is(billed.length, 2, `tenant ${tenant.plan}: its two lost requests billed once each`);
+      t.is(new Set(billed.map((e) => e.rid)).size, 2);
+      t.true(billed.every((e) => e.estimated === '1' && Number(e.completion) > 0));
+      // B's were bound to 1000 completion tokens.
+      if (tenant === d.B) t.true(billed.every((e) => e.completion === '1000'));
+    }
+    let reserved = 0;
+    for await (const keys of redis.scanIterator({
+      MATCH: `${d.namespace}tm:{t:${d.B.id}}:budget:*`,
+    })) {
+      for (const key of keys) reserved += Number((await redis.hGet(key, 'reserved_tokens')) ?? 0);
+    }
+    t.is(reserved, 0, 'B holds no reservation of the lost requests');
     // What the surviving node answered: ledger exact, keys with TTLs, nothing else held.
     await checkAfterFault(t, d, probes, {
       allowed: [],

@@ -17,8 +17,9 @@ import { admitTenant, settleTenant } from '../../lib/redis/tenant-limits';
 import { takeTokens, tokenBucketScript } from '../fixtures/redis/token-bucket';
 import { createTenantContext } from '../../lib/tenant/context';
 import { parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
-import { reserveBudget, settleBudget } from '../../plugins/token-meter/budget';
+import { reserveBudget, settleBudget, sweepExpired } from '../../plugins/token-meter/budget';
 import { lookup } from '../../plugins/tenant-cache/store';
+import { expiryBilling } from '../helpers/expiry-billing';
 
 interface Call {
   /** Script name (by its SHA or source), or the command. */
@@ -130,6 +131,7 @@ async function everyCall(keys: Keyspace, tenant: TenantId, period: string, upstr
           softRatio: 1,
         },
       ],
+      expiry: expiryBilling(1),
     }),
   );
   await recordedCall(() =>
@@ -141,6 +143,7 @@ async function everyCall(keys: Keyspace, tenant: TenantId, period: string, upstr
       ledger: { model: 'gpt-4o-mini' },
     }),
   );
+  await recordedCall(() => sweepExpired(client, keys, tenant, period, 3_600_000));
   await recordedCall(() => acquireSeat(client, q, capacity, 't-1', tenant, 1, 100, 'urgent'));
   await recordedCall(() => claimSeat(client, q, capacity, 't-1'));
   await recordedCall(() => releaseSeat(client, q, capacity, 't-1', 5));
@@ -158,7 +161,7 @@ test('every multi-key call sends keys of one hash slot: the tenant’s, or the u
       for (const period of periods) {
         for (const upstream of upstreams) {
           const calls = await everyCall(keys, tenant, period, upstream);
-          t.is(calls.length, 10);
+          t.is(calls.length, 11);
           for (const call of calls) {
             seen.add(call.what);
             t.true(call.keys.length > 0, call.what);

@@ -293,6 +293,7 @@ test('showback queries: OpenAI parameters, bounded, no tenant among them', (t) =
     downgrade: 'none' as const,
     stream: false,
     status: 200,
+    settledBy: 'log' as const,
   };
   const page = showbackPage(q, [
     { ...entry, ts: 86_400_000 + 5 },

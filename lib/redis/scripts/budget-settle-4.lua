@@ -3,7 +3,7 @@
   really used, marks the request id settled and appends its ledger entry — all or nothing,
   so a replay (a spooled entry sent again, a duplicated log event) changes nothing.
 
-  KEYS[1]  the tenant's budget hash for the period (see budget-reserve-2.lua)
+  KEYS[1]  the tenant's budget hash for the period (see budget-reserve-4.lua)
   KEYS[2]  the period's open reservations (sorted set)
   KEYS[3]  the period's settled request ids (a set)
   KEYS[4]  the tenant's ledger for the period (a stream, append-only)
@@ -16,7 +16,9 @@
   ARGV[6..] the ledger entry, field value pairs (the request id is added as field `rid`)
 
   Reply: {settled, used_tokens, used_cost}
-    settled  1 settled now; 0 this request id was settled before (nothing changed)
+    settled  1 settled now; 0 this request id was settled before (nothing changed): by an
+             earlier log or spool replay, or by the sweep of expired reservations, which
+             billed it as estimated (settled_by = expiry); a late exact usage is not applied
 ]]
 local rid = ARGV[1]
 local tokens = tonumber(ARGV[2])
@@ -43,6 +45,9 @@ if held then
   redis.call('HINCRBY', KEYS[1], 'reserved_cost', 0 - tonumber(c))
   redis.call('HDEL', KEYS[1], 'r:' .. rid)
 end
+-- Settled here: what the reservation would have been billed as on expiry goes with it, so
+-- the sweep finds nothing of this request id.
+redis.call('HDEL', KEYS[1], 'e:' .. rid)
 redis.call('ZREM', KEYS[2], rid)
 
 local used_t = redis.call('HINCRBY', KEYS[1], 'used_tokens', tokens)
