@@ -198,7 +198,7 @@ async function main(): Promise<void> {
       "cache hits is token-meter's README's: a hit is one ledger entry with `cache_hit = 1` and 0",
       'upstream tokens (the upstream never saw it). Reservations: none may be held once every',
       `request settled and the reservation TTL (${RESERVATION_TTL_S} s in this run) passed; one freed by its TTL is a`,
-      'request token-meter refused after its reserve script ran (held, never billed).',
+      'request whose log or release never came: the expiry sweep bills it as estimated (settled_by expiry).',
       '',
       table(
         [

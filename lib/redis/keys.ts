@@ -49,7 +49,7 @@ export interface Keyspace {
   concurrencyLeases(tenant: TenantId): RedisKey;
   /**
    * Hash: a tenant's budget counters for one period (used/reserved tokens and cost, one
-   * field per open reservation); see scripts/budget-reserve-2.lua.
+   * field per open reservation); see scripts/budget-reserve-4.lua.
    */
   budget(tenant: TenantId, period: string): RedisKey;
   /** Sorted set of request id -> expiry ms: the period's open budget reservations. */

@@ -544,8 +544,10 @@ export interface LedgerRow {
   /** Budget reservations still held after settlement and their TTL (none expected). */
   reservationsLeft: number;
   /**
-   * Reservations never settled that were freed by their TTL instead (each one a request the
-   * meter refused with 503 after its reserve script ran: held, never billed).
+   * Reservations never settled by a log or release that their TTL ended instead. Since the
+   * expiry sweep (token-meter, includes/budget-expiry.lua) such a reservation, if its reserve
+   * stored what it bills, becomes an `estimated` ledger entry with settled_by=expiry, which the
+   * soak's "nothing estimated" check then counts: none is expected.
    */
   reservationsExpired: number;
 }

@@ -100,7 +100,9 @@ test.serial(
       t.is(r.ledger.duplicates, 0, `${r.tenant}: no entry twice`);
       t.is(r.reservationsLeft, 0, `${r.tenant}: no reservation held past its TTL`);
       if (r.reservationsExpired > 0)
-        t.log(`${r.tenant}: ${r.reservationsExpired} reservation(s) freed by TTL, never billed`);
+        t.log(
+          `${r.tenant}: ${r.reservationsExpired} reservation(s) ended by TTL (billed at expiry if the reserve stored its estimate)`,
+        );
     }
     t.true(check.exact);
 

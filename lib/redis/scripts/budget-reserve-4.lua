@@ -3,7 +3,8 @@
   overshoot the cap (used + reserved + this request's worst case <= cap). The reservation
   also stores what the request is billed as if its log phase never settles it (a plugin
   server killed, a node lost, log timers dropped): the "estimated" ledger entry, written by
-  the sweep of expired reservations (below, and budget-sweep-4.lua) exactly once.
+  the sweep of expired reservations (includes/budget-expiry.lua, run first here and alone by
+  budget-sweep-4.lua) exactly once.
 
   KEYS[1]  the tenant's budget for the period: a hash
              used_tokens, used_cost, reserved_tokens, reserved_cost   (integers)
@@ -40,6 +41,8 @@
 
   Expired reservations are settled first, at most 100 a call.
 ]]
+--- @include "includes/server-time"
+--- @include "includes/budget-expiry"
 local rid = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local cap_t = tonumber(ARGV[3])
@@ -58,55 +61,10 @@ if (#ARGV - 9) % 11 ~= 0 then
   return redis.error_reply('ERR budget-reserve: candidates come in groups of 11')
 end
 
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = server_time_ms()
 
--- expiry-sweep:begin (the same text in budget-reserve-4.lua and budget-sweep-4.lua, checked by
--- test/unit/token-meter-expiry.test.ts, until lua-script.ts resolves `--- @include`)
--- Settles up to `limit` reservations expired by `now`: each releases what it held and, when
--- the reserve stored what it is billed as (`e:<rid>`), is billed once as estimated with its
--- ledger entry (settled_by = expiry) and its request id marked settled, so a late log or a
--- spool replay of the same id changes nothing. A request id already settled (its log came
--- first and a copy of the reservation survived) is only released. Returns count, tokens, cost.
-local function settle_expired(now, limit, ttl)
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
-  local n, nt, nc = 0, 0, 0
-  for _, old in ipairs(expired) do
-    local held = redis.call('HGET', KEYS[1], 'r:' .. old)
-    if held then
-      local t, c = string.match(held, '^(%d+) (%d+)$')
-      -- 0 - x, not -x: Lua formats -0 as "-0", which HINCRBY refuses.
-      redis.call('HINCRBY', KEYS[1], 'reserved_tokens', 0 - tonumber(t))
-      redis.call('HINCRBY', KEYS[1], 'reserved_cost', 0 - tonumber(c))
-      redis.call('HDEL', KEYS[1], 'r:' .. old)
-    end
-    local bill = redis.call('HGET', KEYS[1], 'e:' .. old)
-    if bill then
-      redis.call('HDEL', KEYS[1], 'e:' .. old)
-      if redis.call('SADD', KEYS[3], old) == 1 then
-        local e = cjson.decode(bill)
-        redis.call('HINCRBY', KEYS[1], 'used_tokens', e.t)
-        redis.call('HINCRBY', KEYS[1], 'used_cost', e.c)
-        local entry = { 'rid', old }
-        for _, v in ipairs(e.f) do entry[#entry + 1] = v end
-        redis.call('XADD', KEYS[4], '*', unpack(entry))
-        n = n + 1
-        nt = nt + tonumber(e.t)
-        nc = nc + tonumber(e.c)
-      end
-    end
-    redis.call('ZREM', KEYS[2], old)
-  end
-  if n > 0 then
-    redis.call('PEXPIRE', KEYS[1], ttl)
-    redis.call('PEXPIRE', KEYS[3], ttl)
-    redis.call('PEXPIRE', KEYS[4], ttl)
-  end
-  return n, nt, nc
-end
--- expiry-sweep:end
 
-local expired_n = settle_expired(now, 100, key_ttl)
+local expired_n = settle_expired(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, 100, key_ttl)
 
 local s = redis.call('HMGET', KEYS[1], 'used_tokens', 'used_cost', 'reserved_tokens', 'reserved_cost')
 local used_t, used_c = tonumber(s[1]) or 0, tonumber(s[2]) or 0
