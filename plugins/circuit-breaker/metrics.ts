@@ -54,29 +54,35 @@ export function observeBulkheads(read: BulkheadUsage): void {
  * Read at scrape time, not kept up to date per request: occupancy is what a dashboard wants,
  * and a slot that is never released (a leak) shows here until its slot_ttl_ms ends.
  */
-export const bulkheadInFlight = new Gauge({
-  name: 'circuit_breaker_bulkhead_in_flight',
-  help: 'Upstream calls holding a slot of the tenant bulkhead on this node, by tenant.',
-  labelNames: ['tenant'] as const,
-  registers: [registry],
-  collect() {
-    this.reset();
-    if (!labels || !bulkheadUsage) return;
-    for (const u of bulkheadUsage()) this.inc({ tenant: labels.label(u.tenant) }, u.inFlight);
-  },
-});
+function bulkheadGauge(
+  name: string,
+  help: string,
+  pick: (u: { inFlight: number; queued: number }) => number,
+) {
+  return new Gauge({
+    name,
+    help,
+    labelNames: ['tenant'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      if (!labels || !bulkheadUsage) return;
+      for (const u of bulkheadUsage()) this.inc({ tenant: labels.label(u.tenant) }, pick(u));
+    },
+  });
+}
 
-export const bulkheadWaiting = new Gauge({
-  name: 'circuit_breaker_bulkhead_queued',
-  help: 'Requests waiting in the tenant bulkhead queue on this node, by tenant.',
-  labelNames: ['tenant'] as const,
-  registers: [registry],
-  collect() {
-    this.reset();
-    if (!labels || !bulkheadUsage) return;
-    for (const u of bulkheadUsage()) this.inc({ tenant: labels.label(u.tenant) }, u.queued);
-  },
-});
+export const bulkheadInFlight = bulkheadGauge(
+  'circuit_breaker_bulkhead_in_flight',
+  'Upstream calls holding a slot of the tenant bulkhead on this node, by tenant.',
+  (u) => u.inFlight,
+);
+
+export const bulkheadWaiting = bulkheadGauge(
+  'circuit_breaker_bulkhead_queued',
+  'Requests waiting in the tenant bulkhead queue on this node, by tenant.',
+  (u) => u.queued,
+);
 
 export const fallbacks = new Counter({
   name: 'circuit_breaker_fallbacks_total',

@@ -96,6 +96,25 @@ export function declarative(
   };
 }
 
+/** key-auth on every route, hiding the key from the upstream. */
+export const KEY_AUTH: PluginEntry = {
+  name: 'key-auth',
+  config: { key_names: ['apikey'], hide_credentials: true },
+};
+
+/**
+ * One key-auth consumer per tenant, as tenant-auth maps them: username `<id>-app`, custom_id
+ * the tenant id, tag `plan:<plan>`, key `<id>-key`.
+ */
+export function planConsumers(pairs: ReadonlyArray<readonly [string, string]>): ConsumerEntry[] {
+  return pairs.map(([id, plan]) => ({
+    username: `${id}-app`,
+    custom_id: id,
+    tags: [`plan:${plan}`],
+    keyauth_credentials: [{ key: `${id}-key` }],
+  }));
+}
+
 /** Where a started thing registers its stop: `t.teardown` in a test, a `Closers` in hooks. */
 export type OnClose = (close: () => Promise<void> | void) => void;
 

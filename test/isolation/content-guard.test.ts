@@ -10,7 +10,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
-import { Closers, send, startFrontDoor, type FrontDoor, type Sent } from '../helpers/frontdoor';
+import {
+  Closers,
+  declarative,
+  KEY_AUTH,
+  planConsumers,
+  send,
+  startFrontDoor,
+  type FrontDoor,
+  type Sent,
+} from '../helpers/frontdoor';
 
 const closers = new Closers();
 let door: FrontDoor;
@@ -26,35 +35,29 @@ const plans = {
 };
 
 test.before(async () => {
-  door = await startFrontDoor(closers.add, (u) => ({
-    _format_version: '3.0',
-    services: [
-      { name: 'llm', url: u, routes: [{ name: 'ai', paths: ['/v1'], strip_path: false }] },
-    ],
-    plugins: [
-      { name: 'key-auth', config: { key_names: ['apikey'], hide_credentials: true } },
-      {
-        name: 'tenant-auth',
-        route: 'ai',
-        config: {
-          plans,
-          // vip's own guard (kong.yml's, not the tenant's doing) adds a pattern; it cannot
-          // take the plan's away.
-          tenants: { vip: { guard: { deny_patterns: ['project\\s+nightingale'] } } },
+  door = await startFrontDoor(closers.add, (u) =>
+    declarative(
+      u,
+      [
+        KEY_AUTH,
+        {
+          name: 'tenant-auth',
+          route: 'ai',
+          config: {
+            plans,
+            // vip's own guard (kong.yml's, not the tenant's doing) adds a pattern; it cannot
+            // take the plan's away.
+            tenants: { vip: { guard: { deny_patterns: ['project\\s+nightingale'] } } },
+          },
         },
-      },
-    ],
-    consumers: [
-      ['acme', 'guarded'],
-      ['vip', 'guarded'],
-      ['globex', 'open'],
-    ].map(([id, plan]) => ({
-      username: `${id}-app`,
-      custom_id: id,
-      tags: [`plan:${plan}`],
-      keyauth_credentials: [{ key: `${id}-key` }],
-    })),
-  }));
+      ],
+      planConsumers([
+        ['acme', 'guarded'],
+        ['vip', 'guarded'],
+        ['globex', 'open'],
+      ] as const),
+    ),
+  );
 });
 
 test.after.always(() => closers.closeAll());

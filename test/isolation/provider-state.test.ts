@@ -10,7 +10,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
-import { Closers, send, startFrontDoor, type FrontDoor, type Sent } from '../helpers/frontdoor';
+import {
+  Closers,
+  declarative,
+  KEY_AUTH,
+  planConsumers,
+  send,
+  startFrontDoor,
+  type FrontDoor,
+  type Sent,
+} from '../helpers/frontdoor';
 
 const closers = new Closers();
 let door: FrontDoor;
@@ -27,43 +36,36 @@ const STATEFUL = [
 test.before(async () => {
   door = await startFrontDoor(
     closers.add,
-    (u) => ({
-      _format_version: '3.0',
-      services: [
-        { name: 'llm', url: u, routes: [{ name: 'ai', paths: ['/v1'], strip_path: false }] },
-      ],
-      plugins: [
-        { name: 'key-auth', config: { key_names: ['apikey'], hide_credentials: true } },
-        {
-          name: 'tenant-auth',
-          route: 'ai',
-          config: {
-            plans: {
-              // Every tenant of it shares the default provider key.
-              team: { tools_allowed: ['*'], api_surface: STATEFUL },
-              vouched: { tools_allowed: ['*'], api_surface: STATEFUL, store: 'on' },
-            },
-            tenants: { hermit: { store: 'off' } },
-            upstream_auth: {
-              default_key: 'env:KTA_TEST_SHARED_KEY',
-              tenants: { solo: 'env:KTA_TEST_SOLO_KEY', hermit: 'env:KTA_TEST_HERMIT_KEY' },
+    (u) =>
+      declarative(
+        u,
+        [
+          KEY_AUTH,
+          {
+            name: 'tenant-auth',
+            route: 'ai',
+            config: {
+              plans: {
+                // Every tenant of it shares the default provider key.
+                team: { tools_allowed: ['*'], api_surface: STATEFUL },
+                vouched: { tools_allowed: ['*'], api_surface: STATEFUL, store: 'on' },
+              },
+              tenants: { hermit: { store: 'off' } },
+              upstream_auth: {
+                default_key: 'env:KTA_TEST_SHARED_KEY',
+                tenants: { solo: 'env:KTA_TEST_SOLO_KEY', hermit: 'env:KTA_TEST_HERMIT_KEY' },
+              },
             },
           },
-        },
-      ],
-      consumers: [
-        ['alice', 'team'],
-        ['bob', 'team'],
-        ['solo', 'team'],
-        ['hermit', 'team'],
-        ['dedicated', 'vouched'],
-      ].map(([id, plan]) => ({
-        username: `${id}-app`,
-        custom_id: id,
-        tags: [`plan:${plan}`],
-        keyauth_credentials: [{ key: `${id}-key` }],
-      })),
-    }),
+        ],
+        planConsumers([
+          ['alice', 'team'],
+          ['bob', 'team'],
+          ['solo', 'team'],
+          ['hermit', 'team'],
+          ['dedicated', 'vouched'],
+        ] as const),
+      ),
     {
       env: {
         KTA_TEST_SHARED_KEY: 'sk-shared',
