@@ -391,9 +391,17 @@ export class Runloop {
     const headers: HeaderMap = new Map(st.pendingResponseHeaders);
     for (const [k, v] of upstreamHeaders) headers.set(k, normalizeHeaderValues(v));
     const full = await readUpstreamBody(result.res, st.service.read_timeout);
-    if (full === 'timeout' || full === 'error') {
+    if (full === 'error') {
+      // Cut after its status line: kong/init.lua (3.9.3) Kong.response sees res.truncated,
+      // keeps the upstream's status (ngx.status = res.status) and calls kong/error_handlers.lua,
+      // which answers with kong.response.exit: a 200 saying "The upstream server responded with
+      // 200", and kong.response.get_source() says "exit" (KONG_EXITED), not "error".
+      st.exited = true;
+      return { response: this.handlerError(st, status) };
+    }
+    if (full === 'timeout') {
       st.unexpected = true; // the error handler answers, as above
-      return { response: this.handlerError(st, full === 'timeout' ? 504 : 502) };
+      return { response: this.handlerError(st, 504) };
     }
     st.serviceResponse.body = full;
     st.response = { status, headers, body: full };

@@ -22,7 +22,7 @@ import { recordCapture } from '../../lib/capture/recorder'; // capture (issue 23
 import { GatewayError } from '../../lib/http/errors';
 import { serveMetrics } from '../../lib/metrics/registry';
 import { type KongPdk } from '../../lib/pdk/kong';
-import { readServedFacts } from '../../lib/pluginserver/log-facts';
+import { readServedFacts, sourceOf } from '../../lib/pluginserver/log-facts';
 import { guardPhase } from '../../lib/plugin/phase';
 import { createRedis, waitForRedis, type RedisClient } from '../../lib/redis/client';
 import { RedisDeadlineError } from '../../lib/redis/client';
@@ -561,8 +561,9 @@ export class Plugin {
     const labels = metrics.tenantLabels(this.config.metrics_max_tenants);
     const tenantLabel = labels.label(ctx.tenantId);
     const ok = status >= 200 && status < 300;
-    if (!usage && !ok) {
-      // An error or a refusal after us: nothing billed, the reservation is released.
+    if (!usage && (!ok || (await this.kongAnsweredForUpstream(kong)))) {
+      // An error or a refusal after us, or Kong's own error body in place of an answer the
+      // upstream cut: nothing billed, the reservation is released.
       await this.commit(ctx, state.period, state.periodEndMs, {
         requestId: state.requestId,
         tokens: 0,
@@ -570,7 +571,7 @@ export class Plugin {
         ttlMs: 0,
         ledger: null,
       });
-      metrics.requests.inc({ tenant: tenantLabel, outcome: 'released' });
+      metrics.requests.inc({ tenant: tenantLabel, outcome: ok ? 'upstream_cut' : 'released' });
       return;
     }
     const counts = usage
@@ -627,6 +628,20 @@ export class Plugin {
         );
       }
     }
+  }
+
+  /**
+   * A 2xx without usage that was not the upstream's answer (kong.response.get_source() is
+   * "exit"): a plugin after us, or Kong itself, answered. The case that happens: the upstream
+   * cut a buffered (non-streamed) answer after its status line, and kong/init.lua (3.9.3,
+   * Kong.response, `res.truncated`) kept the upstream's status and had kong/error_handlers.lua
+   * answer with kong.response.exit, "The upstream server responded with 200". The client got no
+   * answer, so nothing is billed. Asked only on this rare path (the facts cost an exchange where
+   * kong.yml's log snippet is not on the route). A cache hit, which exits before us, is settled
+   * elsewhere (no meter state).
+   */
+  private async kongAnsweredForUpstream(kong: KongPdk): Promise<boolean> {
+    return (await sourceOf(kong, await readServedFacts(kong))) === 'exit';
   }
 
   private async settleCacheHit(
