@@ -49,7 +49,16 @@ import { ladder, type LadderStep } from './ladder';
 import { ledgerFields, readLedger, Spool, spoolSettler, type LedgerEntry } from './ledger';
 import * as metrics from './metrics';
 import { periodAt, periodsBetween, type PeriodWindow } from './period';
-import { atLength, costOf, NANO_USD_PER_USD, priceOf, type TokenPrice } from './pricing';
+import {
+  atLength,
+  costOf,
+  kindOf,
+  kindServes,
+  NANO_USD_PER_USD,
+  priceOf,
+  wrongKind,
+  type TokenPrice,
+} from './pricing';
 import { readMeteredRequest, rewriteBody } from './request-body';
 import { Schema, checkConfig, type TokenMeterConfig } from './schema';
 import { parseShowbackQuery, showbackKind, showbackPage } from './showback';
@@ -303,6 +312,10 @@ export class Plugin {
         param: 'model',
       });
     }
+    // The model's declared kind: an embedding model never generates, a generation model never
+    // embeds (the price table says which; tenant-auth also refuses names that say `embed`).
+    const kind = kindOf(c, tierModel);
+    if (kind !== null && !kindServes(kind, req.promptOnly)) throw wrongKind(tierModel, kind);
     // The downgrade ladder stays inside the tenant's tier: a fallback outside it is not used.
     const tier = ctx.policy.models;
     const fallbackModel =
@@ -311,7 +324,10 @@ export class Plugin {
         ? ctx.policy.fallbackModel
         : null;
     const fallbackPrice =
-      budget.allowDowngrade && fallbackModel !== null && fallbackModel !== tierModel
+      budget.allowDowngrade &&
+      fallbackModel !== null &&
+      fallbackModel !== tierModel &&
+      kindServes(kindOf(c, fallbackModel), req.promptOnly)
         ? priceOf(c, fallbackModel)
         : undefined;
     const perChoice = req.promptOnly ? 0 : (req.askedMaxTokens ?? budget.defaultMaxTokens);

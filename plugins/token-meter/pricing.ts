@@ -3,7 +3,8 @@
  * in USD is `price_per_million × 1000` nano-USD per token,
  * exact for prices with up to three decimals, and Redis adds integers exactly.
  */
-import type { ModelPrice, TokenMeterConfig } from './schema';
+import { GatewayError } from '../../lib/http/errors';
+import type { ModelKind, ModelPrice, TokenMeterConfig } from './schema';
 
 export const NANO_USD_PER_USD = 1e9;
 
@@ -47,6 +48,33 @@ export function priceOf(config: TokenMeterConfig, model: string): TokenPrice | u
     if (p) return toTokenPrice(p);
   }
   return config.unknown_model === 'default_price' ? toTokenPrice(config.default_price) : undefined;
+}
+
+/** The kind the price table declares for the model (the default price's for an unlisted one). */
+export function kindOf(config: TokenMeterConfig, model: string): ModelKind | null {
+  const own = Object.prototype.hasOwnProperty.call(config.prices, model)
+    ? config.prices[model]
+    : undefined;
+  return (own ?? config.default_price).kind ?? null;
+}
+
+/** True when a model of `kind` serves the request (`embeddings`: the embeddings API). */
+export function kindServes(kind: ModelKind | null, embeddings: boolean): boolean {
+  return kind === null || (kind === 'embedding') === embeddings;
+}
+
+/** The refusal of a model used on an API its declared kind does not serve. */
+export function wrongKind(model: string, kind: ModelKind): GatewayError {
+  return new GatewayError({
+    status: 400,
+    type: 'invalid_request_error',
+    code: 'model_not_supported',
+    message:
+      kind === 'embedding'
+        ? `the model '${model}' is an embedding model: it serves the embeddings API only`
+        : `the model '${model}' is a generation model: it does not serve the embeddings API`,
+    param: 'model',
+  });
 }
 
 export interface UsageCounts {

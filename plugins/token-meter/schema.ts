@@ -7,7 +7,12 @@ import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/f
 
 export type Period = 'month' | 'day' | 'hour';
 
+/** What a model does, so it is only used where it can (null: not declared, any endpoint). */
+export type ModelKind = 'generation' | 'embedding';
+
 export interface ModelPrice {
+  /** Optional in the type only: the schema fills it (null). */
+  kind?: ModelKind | null;
   prompt_per_million: number;
   completion_per_million: number;
   cached_prompt_per_million: number | null;
@@ -88,6 +93,12 @@ const basePriceFields: KongSchemaFields = [
 ];
 
 const priceFields: KongSchemaFields = [
+  {
+    kind: field.string(
+      'What the model does: `generation` (chat, completions, responses) or `embedding` (the embeddings API). A request on an API its kind does not serve is refused with 400 model_not_supported before anything is reserved, and a downgrade never crosses kinds. null: not declared, any API.',
+      { one_of: ['generation', 'embedding'] },
+    ),
+  },
   ...basePriceFields,
   {
     long_context: field.record(

@@ -75,3 +75,38 @@ test('a prompt past the long-context threshold is billed at the tier; the showba
   );
   t.true(expected > flat, 'the tier made a difference the test can see');
 });
+
+test('a model’s declared kind keeps it to its APIs: 400 model_not_supported before anything is sent', async (t) => {
+  const closers = new Closers();
+  t.teardown(() => closers.closeAll());
+  const d = await startMeterDoor(closers.add, {
+    prices: {
+      ...PRICES,
+      // Names that do not say what they are: only the declared kind can tell.
+      'vec-small': { kind: 'embedding', prompt_per_million: 0.02, completion_per_million: 0 },
+      'gpt-4o-mini': { kind: 'generation', prompt_per_million: 0.15, completion_per_million: 0.6 },
+    },
+  });
+  const refused = async (path: string, body: object, model: string) => {
+    const { res, upstream } = await d.call('globex', path, { body });
+    t.is(res.status, 400, res.text);
+    const e = (res.json as { error: { code: string; param: string; message: string } }).error;
+    t.is(e.code, 'model_not_supported');
+    t.is(e.param, 'model');
+    t.true(e.message.includes(model));
+    t.is(upstream, undefined, 'nothing reached the upstream');
+  };
+  await refused('/v1/chat/completions', chat('hi', { model: 'vec-small' }), 'vec-small');
+  await refused('/v1/responses', { model: 'vec-small', input: 'hi' }, 'vec-small');
+  await refused('/v1/embeddings', { model: 'gpt-4o-mini', input: 'hi' }, 'gpt-4o-mini');
+  // Controls: each kind where it belongs, and a model with no kind declared anywhere.
+  for (const [path, body] of [
+    ['/v1/embeddings', { model: 'vec-small', input: 'hi' }],
+    ['/v1/chat/completions', chat('hi', { model: 'gpt-4o-mini' })],
+    ['/v1/embeddings', { model: 'gpt-4o', input: 'hi' }],
+  ] as const) {
+    const { res, upstream } = await d.call('globex', path, { body });
+    t.is(res.status, 200, `${path} ${body.model}: ${res.text}`);
+    t.truthy(upstream);
+  }
+});
