@@ -5,32 +5,17 @@
  * to chat requests (model tier, tool grants, persona) and answers `GET /v1/models` from the
  * tier. Fails closed: no verified tenant, no proxying.
  *
- * PDK calls on the access path (each one IPC round trip with Kong):
- *   request.getHeaders, client.getConsumer (consumer source), service.request.setHeaders,
- *   ctx.shared.set, log.setSerializeValue                          = 5
- *   + request.getRawBody when the plan polices the body, or a declared body is validated = 6
- *   (a request declaring no body: + request.getMethod, and the read when its method needs one)
- *   + service.request.setRawBody when the checked body differs from the client's bytes   = 7
- * On a plan with a model tier: + request.getPath, and the body is always read (the model
- * decision itself costs no call)                                                = 7 / 8
- *   + response.setHeaders (X-Model-Requested/-Served) when the served model is not the
- *     string the client sent                                                           = 9
- *   GET /v1/models[/{id}]: getHeaders, getConsumer, getPath, getMethod, ctx.shared.set,
- *   log.setSerializeValue, response.exit                                               = 7
- * Every request, for the API surface (surface.ts): + request.getMethod, nginx.getVar
- * ("upstream_uri"), request.getPathWithQuery (reads the PDK batch fetches with the first);
- * a GET/HEAD/DELETE + service.request.setRawBody("") and no body read; a dropped query
- * argument + service.request.clearQueryArg.
+ * Its PDK calls per request are stated once, in the README ("Cost on the request path"), and
+ * held there by test/harness/tenant-auth-pdk-calls.test.ts. The pieces: ready.ts (start-up),
+ * identity/resolve.ts (who is asking), surface.ts (what is served), request-body.ts (the body's
+ * policies), models-endpoint.ts (GET /v1/models), provider-state.ts and guard.ts.
  */
 import { draftCapture } from '../../lib/capture/draft'; // capture (issue 23)
 import { GatewayError } from '../../lib/http/errors';
-import { serveMetrics, type TenantLabels } from '../../lib/metrics/registry';
+import { type TenantLabels } from '../../lib/metrics/registry';
 import { guardPhase } from '../../lib/plugin/phase';
 import { openScope, type RequestScope } from '../../lib/request/scope';
-import { readConfig } from '../../lib/schema/config';
 import {
-  bodyToBuffer,
-  firstHeader,
   headerLineCount,
   normaliseHeaderMap,
   type HeaderMap,
@@ -44,56 +29,21 @@ import {
   type TenantContext,
 } from '../../lib/tenant/context';
 import { TENANT_ID_HEADER, TENANT_PLAN_HEADER, modelHeaders } from '../../lib/tenant/headers';
-import { isInvalidTenantIdError, parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
-import {
-  applyPersona,
-  applyToolPolicy,
-  assertJsonContentType,
-  bodyTooLarge,
-  emptyBody,
-  parseJsonObject,
-  precheckBody,
-} from './body';
-import { identityFromConsumer } from './identity/consumer';
-import { JwtVerifier } from './identity/jwt';
-import type { VerifiedIdentity } from './identity/types';
+import { buildContext, identify } from './identity/resolve';
 import * as metrics from './metrics';
-import {
-  assertGenerationModel,
-  decideModel,
-  endpointKind,
-  modelsAnswer,
-  modelsRequest,
-  type ModelTier,
-  type ModelsRequest,
-} from './models';
-import { ModelTiers, resolvePlanName, resolvePolicy } from './policy';
+import { answerModels } from './models-endpoint';
+import { modelsRequest } from './models';
+import { STATEFUL_APIS, statefulRefusal } from './provider-state';
+import { Ready } from './ready';
+import { policeBody } from './request-body';
+import { Schema } from './schema';
 import { identityHeaderRemovals, spoofVerdict } from './spoof';
-import { Schema, checkConfig, type TenantAuthConfig } from './schema';
-import { ContentGuards, guardRefusal } from './guard';
-import {
-  ProviderState,
-  STATEFUL_APIS,
-  STORING_APIS,
-  statefulRefusal,
-  unstore,
-} from './provider-state';
-import { ApiSurfaceGate, GENERATION_APIS, type SurfaceDecision } from './surface';
-import { UpstreamCredentials } from './upstream-auth';
 
 export const Name = 'tenant-auth';
 export const Version = '0.1.0';
 /** After Kong's auth plugins (key-auth 1250, jwt 1450), before every other plugin of ours. */
 export const Priority = 1100;
 export { Schema };
-
-const NO_CREDENTIAL = new GatewayError({
-  status: 401,
-  type: 'authentication_error',
-  code: 'missing_credential',
-  message: 'no credential: authenticate with your API key or a bearer token',
-  headers: { 'WWW-Authenticate': 'Bearer' },
-});
 
 /** The most header lines kong.request.get_headers can return (kong/pdk/request.lua). */
 const MAX_HEADERS = 1000;
@@ -113,58 +63,10 @@ const MISCONFIGURED = new GatewayError({
 });
 
 export class Plugin {
-  private readonly config: TenantAuthConfig;
-  private readonly jwt: JwtVerifier | null = null;
-  private readonly extraStrip: ReadonlySet<string> = new Set();
-  private readonly upstream: UpstreamCredentials | null = null;
-  private readonly tiers: ModelTiers;
-  /** What each plan is served (api_surface): the gate before anything else. */
-  private readonly surface: ApiSurfaceGate;
-  /** Methods whose requests must carry a JSON body (upper case). */
-  private readonly bodyMethods: ReadonlySet<string>;
-  /** Each plan's and tenant's content guard (guard.ts); none until the config is checked. */
-  private readonly guards: ContentGuards = new ContentGuards({ plans: {}, tenants: {} });
-  /** Whether the provider may keep a tenant's objects (provider-state.ts). */
-  private readonly state: ProviderState;
-  /** Why this instance cannot serve, when its config is unusable. */
-  private readonly misconfigured: string | null = null;
+  private readonly ready: Ready;
 
-  /**
-   * Never throws. Kong 3.9 answers a failed StartInstance with a bare 500 and retries it on
-   * every request (kong/runloop/plugin_servers/plugin.lua get_instance_id); an instance that
-   * starts and refuses each request with `plugin_misconfigured` says why, in the API's format.
-   */
   constructor(raw: unknown) {
-    this.config = readConfig<TenantAuthConfig>(Schema, raw);
-    this.tiers = new ModelTiers(this.config);
-    this.surface = new ApiSurfaceGate(this.config);
-    this.bodyMethods = new Set(this.config.require_body_methods.map((m) => m.toUpperCase()));
-    this.state = new ProviderState(
-      {
-        store: this.config.store ?? 'auto',
-        plans: this.config.plans,
-        tenants: this.config.tenants,
-      },
-      (t) => this.upstream?.ownKey(t) ?? false,
-    );
-    try {
-      checkConfig(this.config);
-      this.guards = new ContentGuards(this.config);
-      this.jwt = this.config.identity_sources.includes('jwt')
-        ? new JwtVerifier(this.config.jwt)
-        : null;
-      this.extraStrip = new Set(
-        this.config.strip_headers.map((h) => h.toLowerCase().replace(/_/g, '-')),
-      );
-      this.upstream = new UpstreamCredentials(this.config.upstream_auth);
-      serveMetrics('tenant-auth', this.config.metrics_port, this.config.metrics_host, (e) => {
-        process.stderr.write(
-          `tenant-auth: metrics endpoint ${this.config.metrics_host}:${this.config.metrics_port} failed: ${e.message}\n`,
-        );
-      });
-    } catch (e) {
-      this.misconfigured = e instanceof Error ? e.message : String(e);
-    }
+    this.ready = new Ready(raw);
   }
 
   async access(kong: unknown): Promise<void> {
@@ -173,11 +75,11 @@ export class Plugin {
       Name,
       'access',
       (k) => {
-        if (this.misconfigured !== null) {
-          void k.log.err(`tenant-auth is misconfigured, refusing: ${this.misconfigured}`);
+        if (this.ready.misconfigured !== null) {
+          void k.log.err(`tenant-auth is misconfigured, refusing: ${this.ready.misconfigured}`);
           throw MISCONFIGURED;
         }
-        return this.authenticate(k, metrics.tenantLabels(this.config.metrics_max_tenants));
+        return this.authenticate(k, metrics.tenantLabels(this.ready.config.metrics_max_tenants));
       },
       { onRefusal: (e) => metrics.refusals.inc({ reason: e.code, status: String(e.status) }) },
     );
@@ -191,27 +93,34 @@ export class Plugin {
     // past them would escape spoof stripping and the body checks, so refuse the request.
     if (headerLineCount(headers) >= MAX_HEADERS) throw TOO_MANY_HEADERS;
     // Before anything else: decide the fate of client-sent gateway-owned headers.
-    const spoof = spoofVerdict(headers, this.extraStrip);
-    const identity = await this.identify(kong, headers);
-    const { ctx: tenant, tier } = this.buildContext(identity);
+    const spoof = spoofVerdict(headers, this.ready.extraStrip);
+    const identity = await identify(kong, headers, this.ready);
+    const { ctx: tenant, tier } = buildContext(identity, this.ready);
     const tenantLabel = labels.label(tenant.tenantId);
     // The API surface, decided on the path Kong will send upstream: nothing the plan does not
     // serve goes further (plugins/tenant-auth/surface.ts).
-    const surface = await this.surface.decide(kong, scope, tenant.plan, tenant.tenantId);
+    const surface = await this.ready.surface.decide(kong, scope, tenant.plan, tenant.tenantId);
     // Objects the provider keeps under a key other tenants share: none for this tenant.
-    if (STATEFUL_APIS.has(surface.api) && !this.state.storeOn(tenant.plan, tenant.tenantId))
+    if (STATEFUL_APIS.has(surface.api) && !this.ready.state.storeOn(tenant.plan, tenant.tenantId))
       throw statefulRefusal(surface.api, tenant.plan);
 
     // Only a tiered plan needs the path: for /v1/models and to tell /embeddings apart.
     const path = tier === null ? '' : await scope.path(kong);
-    if (tier !== null && this.config.models_endpoint) {
+    if (tier !== null && this.ready.config.models_endpoint) {
       const models = modelsRequest(path);
-      if (models !== null) return this.answerModels(kong, scope, tenant, tier, models, tenantLabel);
+      if (models !== null) {
+        const publish = () => this.publish(kong, scope, tenant);
+        return answerModels(kong, scope, tenant, tier, models, tenantLabel, publish);
+      }
     }
 
     const { body: newBody, model } = surface.bodyless
       ? { body: null, model: null }
-      : await this.rewriteBody(kong, scope, headers, tenant, tier, path, surface, tenantLabel);
+      : await policeBody(
+          kong,
+          { scope, headers, ctx: tenant, tier, path, surface, tenantLabel },
+          this.ready,
+        );
     const ctx = model === null ? tenant : withModel(tenant, model);
     if (model !== null)
       metrics.modelDecisions.inc({ tenant: tenantLabel, decision: model.decision });
@@ -229,7 +138,7 @@ export class Plugin {
     scope.rememberHeaders(headers);
     scope.applyHeaderWrites(writes);
     // capture (issue 23): the request as sent, for an opted-in tenant (lib/capture/draft.ts)
-    await draftCapture(kong, scope, headers, ctx, this.config, tenantLabel);
+    await draftCapture(kong, scope, headers, ctx, this.ready.config, tenantLabel);
     if (newBody !== null) await scope.setBody(kong, newBody);
     // A GET, HEAD or DELETE carries no body upstream, whatever the client sent with it; the
     // chain after us then reads none (nothing to rewrite, inject or meter).
@@ -261,44 +170,6 @@ export class Plugin {
   }
 
   /**
-   * `GET /v1/models[/{id}]` answered from the tenant's tier, never forwarded: the upstream
-   * lists every model it serves, the tenant may use only its tier's. Other methods on these
-   * paths (e.g. `DELETE` of a fine-tuned model shared by every tenant) are refused.
-   */
-  private async answerModels(
-    kong: KongPdk,
-    scope: RequestScope,
-    ctx: TenantContext,
-    tier: ModelTier,
-    req: ModelsRequest,
-    tenantLabel: string,
-  ): Promise<void> {
-    const method = (await scope.method(kong)).toUpperCase();
-    // Later plugins' log phases still run after an exit in access: they find the tenant.
-    await this.publish(kong, scope, ctx);
-    metrics.authenticated.inc({ tenant: tenantLabel, plan: ctx.plan, source: ctx.source });
-    if (method !== 'GET' && method !== 'HEAD') {
-      throw new GatewayError({
-        status: 405,
-        type: 'invalid_request_error',
-        code: 'method_not_allowed',
-        message: `${method} is not allowed on the models endpoint of this gateway`,
-        headers: { Allow: 'GET, HEAD' },
-      });
-    }
-    const answer = modelsAnswer(req, tier);
-    metrics.modelListings.inc({
-      tenant: tenantLabel,
-      kind: req.kind,
-      status: String(answer.status),
-    });
-    void kong.response.exit(answer.status, JSON.stringify(answer.body), {
-      'Content-Type': 'application/json',
-      'Cache-Control': 'private, no-store',
-    });
-  }
-
-  /**
    * The client's credentials never travel upstream: every credential header it sent is
    * removed, and the provider key for this tenant (if configured) takes the upstream header.
    */
@@ -307,166 +178,12 @@ export class Plugin {
     ctx: TenantContext,
   ): Record<string, string[] | string> {
     const out: Record<string, string[] | string> = {};
-    const up = this.upstream;
+    const up = this.ready.upstream;
     if (!up) return out;
     for (const name of up.stripped) if (name in headers) out[name] = [];
     const value = up.valueFor(ctx);
     if (value !== null) out[up.header] = value;
     return out;
-  }
-
-  /** Every configured source that presents a credential must agree on the tenant. */
-  private async identify(kong: KongPdk, headers: HeaderMap): Promise<VerifiedIdentity> {
-    const found: VerifiedIdentity[] = [];
-    for (const source of this.config.identity_sources) {
-      if (source === 'consumer') {
-        const anonymous = firstHeader(headers, 'x-anonymous-consumer') === 'true';
-        const consumer = await kong.client.getConsumer();
-        const id = identityFromConsumer(consumer, this.config.consumer, anonymous);
-        if (id) found.push(id);
-      } else if (this.jwt) {
-        // Another scheme in the header is fine when a consumer may stand in (basic-auth, …).
-        const otherSchemes = this.config.identity_sources.includes('consumer');
-        const token = this.jwt.tokenFromHeaders(headers, otherSchemes);
-        if (token !== null) found.push(await this.jwt.verify(token));
-      }
-    }
-    const first = found[0];
-    if (!first) throw NO_CREDENTIAL;
-    if (found.some((f) => f.tenantId !== first.tenantId)) {
-      throw new GatewayError({
-        status: 403,
-        type: 'permission_error',
-        code: 'conflicting_credentials',
-        message: 'the credentials presented name different tenants',
-      });
-    }
-    return first;
-  }
-
-  private buildContext(identity: VerifiedIdentity): { ctx: TenantContext; tier: ModelTier | null } {
-    let tenantId: TenantId;
-    try {
-      // The one place a tenant id is validated; every later use relies on the brand.
-      tenantId = parseTenantId(identity.tenantId);
-    } catch (e) {
-      if (!isInvalidTenantIdError(e)) throw e;
-      throw new GatewayError({
-        status: 403,
-        type: 'permission_error',
-        code: 'invalid_tenant_id',
-        message: `the credential's tenant id is not valid (${e.reason})`,
-      });
-    }
-    const plan = resolvePlanName(this.config, identity.plan);
-    const tier = this.tiers.tierFor(plan, tenantId);
-    const policy = resolvePolicy(this.config, tenantId, plan);
-    const ctx = createTenantContext({
-      tenantId,
-      plan,
-      source: identity.source,
-      subject: identity.subject,
-      // On a tiered plan, later plugins see the tier's models in the spelling sent upstream.
-      policy:
-        tier === null
-          ? policy
-          : {
-              ...policy,
-              preferredModel: tier.preferred,
-              fallbackModel: tier.fallback,
-              models: tier.models,
-            },
-      model: null,
-    });
-    return { ctx, tier };
-  }
-
-  /**
-   * Reads the body when it must be checked or policed; returns the body to forward (null:
-   * the client's bytes unchanged) and, on a tiered plan, the model decision.
-   */
-  private async rewriteBody(
-    kong: KongPdk,
-    scope: RequestScope,
-    headers: HeaderMap,
-    ctx: TenantContext,
-    tier: ModelTier | null,
-    path: string,
-    surface: SurfaceDecision,
-    tenantLabel: string,
-  ): Promise<{ body: string | null; model: ModelChoice | null }> {
-    const unchanged = { body: null, model: null };
-    const max = this.config.max_body_bytes;
-    const declared = precheckBody(headers, max);
-    const guarded = GENERATION_APIS.has(surface.api) && this.guards.applies(ctx.plan, ctx.tenantId);
-    const unstored = STORING_APIS.has(surface.api) && !this.state.storeOn(ctx.plan, ctx.tenantId);
-    const policyNeedsBody =
-      tier !== null ||
-      !ctx.policy.toolsAllowed.includes('*') ||
-      ctx.policy.persona !== null ||
-      guarded ||
-      unstored;
-    const validate = this.config.validate_json_body;
-    if (!policyNeedsBody && !validate) return unchanged;
-    // Where a policy applies the body is read whatever the headers declare: an HTTP/2 request
-    // can carry one with neither Content-Length nor Transfer-Encoding. So is a request whose
-    // method needs a body and declares none, to refuse it rather than forward it empty.
-    // (The method costs a PDK call: asked only of requests that declare no body.)
-    const mustCarryBody = async () =>
-      validate &&
-      this.bodyMethods.size > 0 &&
-      this.bodyMethods.has((await scope.method(kong)).toUpperCase());
-    let needsBody = false;
-    if (!declared.present && !policyNeedsBody) {
-      needsBody = await mustCarryBody();
-      if (!needsBody) return unchanged;
-    }
-
-    // A length-checked body is read up to the limit (with max_allowed_file_size Kong also
-    // reads a body nginx buffered to a file, over client_body_buffer_size). A chunked one is
-    // read whole and measured here: get_raw_body(max) would answer nil for one over the limit,
-    // which the plugin server cannot return (a 500); nginx's client_max_body_size bounds it.
-    const raw = await kong.request.getRawBody(declared.lengthKnown ? max : 0);
-    if (raw === null || raw === undefined) throw bodyTooLarge(max);
-    const bytes = bodyToBuffer(raw);
-    if (bytes.length > max) throw bodyTooLarge(max);
-    scope.rememberBody(bytes);
-    if (bytes.length === 0) {
-      if (declared.present || needsBody || (!declared.present && (await mustCarryBody()))) {
-        throw emptyBody();
-      }
-      return unchanged;
-    }
-    if (!declared.present) assertJsonContentType(headers);
-    const body = parseJsonObject(bytes, max);
-    const generation = GENERATION_APIS.has(surface.api);
-    if (!policyNeedsBody) {
-      if (generation) assertGenerationModel(body.model, null);
-      return unchanged;
-    }
-
-    // The tier first: a refused model costs nothing more.
-    const model = tier === null ? null : decideModel(body, tier, endpointKind(path), ctx.plan);
-    if (generation) assertGenerationModel(model?.served ?? body.model, tier);
-    // The content guard reads what the client wrote, before the tool policy and the persona
-    // change it: nothing of the operator's is judged, nothing of the client's escapes.
-    if (guarded) {
-      const verdict = this.guards.check(ctx.plan, ctx.tenantId, body);
-      if (verdict !== 'pass') {
-        metrics.guardRefusals.inc({ tenant: tenantLabel, verdict });
-        throw guardRefusal(verdict);
-      }
-    }
-    if (unstored) unstore(body, surface.api);
-    const stripped = applyToolPolicy(body, ctx.policy, this.config.tool_policy);
-    if (stripped.length > 0) metrics.toolsStripped.inc({ tenant: tenantLabel }, stripped.length);
-    if (applyPersona(body, ctx.policy.persona, this.config.persona_mode)) {
-      metrics.personaApplied.inc({ tenant: tenantLabel });
-    }
-    // Forward what was checked, never different bytes: with duplicate keys, JSON can mean one
-    // thing here (the last key wins) and another upstream (some parsers keep the first).
-    const checked = JSON.stringify(body);
-    return { body: checked === bytes.toString('utf8') ? null : checked, model };
   }
 }
 
