@@ -194,12 +194,14 @@ test('the downgrade and the clamp the script chose are what expiry bills', async
   const period = periodAt('month', Date.now()).id;
   // Cap 2400 tokens. c1 (2000) takes the asked model and puts the tenant past 80 %; c2 (300)
   // then gets the fallback; c3 (250) fits only clamped: 50 + 2 × 25 = the 100 left.
-  const r1 = { capTokens: 2400, ttlMs: 300 };
+  // A TTL well past the three reserves, even on a loaded machine: an expiry among them would
+  // change what the next one is given.
+  const r1 = { capTokens: 2400, ttlMs: 1500 };
   const c1 = await reserveAsMeter(redis, keys, { ...r1, id: 'c1', prompt: 1000, maxTokens: 500 });
   const c2 = await reserveAsMeter(redis, keys, { ...r1, id: 'c2', prompt: 100, maxTokens: 100 });
   const c3 = await reserveAsMeter(redis, keys, { ...r1, id: 'c3', prompt: 50, maxTokens: 100 });
   t.deepEqual([c1.chosen, c2.chosen, c3.chosen, c3.units], [0, 1, 2, 25]);
-  await sleep(400);
+  await sleep(1600);
   const r = await sweepExpired(redis, keys, acme, period, DAY);
   t.like(r, { settled: 3, tokens: 2400, more: false });
   const byRid = new Map((await rawLedger(redis, keys, acme, period)).map((e) => [e.rid, e]));
@@ -219,7 +221,7 @@ test('the downgrade and the clamp the script chose are what expiry bills', async
 test('a settle before expiry leaves nothing for the sweep', async (t) => {
   const { redis, keys } = await setup(t);
   const period = periodAt('month', Date.now()).id;
-  await reserveAsMeter(redis, keys, { id: 'ok-1', ttlMs: 50 });
+  await reserveAsMeter(redis, keys, { id: 'ok-1', ttlMs: 500 });
   const s = await settleBudget(redis, keys, acme, period, {
     requestId: 'ok-1',
     tokens: 42,
@@ -233,7 +235,7 @@ test('a settle before expiry leaves nothing for the sweep', async (t) => {
     0,
     'its expiry billing is gone',
   );
-  await sleep(150);
+  await sleep(600);
   t.like(await sweepExpired(redis, keys, acme, period, DAY), { settled: 0, more: false });
   t.is((await reserveAsMeter(redis, keys, { id: 'ok-2' })).expiredSettled, 0);
   const entries = await rawLedger(redis, keys, acme, period);
