@@ -113,63 +113,117 @@ export interface Band {
 /** Growth allowed between the halves of the run: noise, not a leak. */
 const SLACK_FRACTION = 0.15;
 const SLACK_MB = 32;
+/** RSS above its ready value that marks a process's first busy moment (its own warm-up starts). */
+const BUSY_MB = 8;
+/** A process's own warm-up, as a fraction of the load: the fixed warm-up stretch's length. */
+const WARM_UP_FRACTION = 0.1;
 
 export const STRETCHES = ['warm-up (0–10 %)', '10–55 %', '55–100 %', 'idle'] as const;
 
+/** One RSS sample of one process. */
+interface Sample {
+  t: number;
+  mb: number;
+  stretch: number;
+}
+
+export interface RssVerdict {
+  flat: boolean;
+  /** The judged window's second half's floor minus its first half's (MB). */
+  floorRise: number;
+  /** The same for the ceilings: shown, not judged (the sawtooth of collections moves it). */
+  ceilingRise: number;
+  /** The idle pause's floor minus the first half's. */
+  idleFloorRise: number;
+  /** Where the judged window starts, as a fraction of the load (the process's own warm-up end). */
+  from: number;
+}
+
 /**
- * RSS bands per process and stretch. A garbage-collected process's RSS saws between
- * collections (a plugin server's V8 heap by tens of MB); a leak lifts the whole band, floor and
- * ceiling, from the first half of the run after the warm-up to the second, and keeps it there
- * when idle.
+ * RSS bands per process and stretch, and the samples behind them. A garbage-collected
+ * process's RSS saws between collections (a plugin server's V8 heap by tens of MB, its ceiling
+ * set by when a collection happened to run); a leak lifts the floor, what is left after each
+ * collection, and keeps it there when idle. So the verdict judges floors: each process from
+ * the end of its own warm-up (an nginx worker that got its first keep-alive connection half-way
+ * through the load warms up then, as its peers did at the start), the rest of the load cut in
+ * two halves, the second half's floor and the idle pause's within the slack of the first's.
  */
 export class RssBands {
   readonly bands = new Map<number, Array<Band | undefined>>();
   readonly ready = new Map<number, number | undefined>();
+  private readonly series = new Map<number, Sample[]>();
   stretch = 0;
   constructor(readonly procs: WatchedProcess[]) {
     for (const p of procs) {
       this.bands.set(p.pid, []);
+      this.series.set(p.pid, []);
       this.ready.set(p.pid, rssMb(p.pid));
     }
   }
-  sample(): void {
+  sample(now = Date.now()): void {
     for (const p of this.procs) {
       const mb = rssMb(p.pid);
-      const row = this.bands.get(p.pid);
-      if (mb === undefined || !row) continue;
-      const b = row[this.stretch];
-      row[this.stretch] = b
-        ? { min: Math.min(b.min, mb), max: Math.max(b.max, mb), n: b.n + 1 }
-        : { min: mb, max: mb, n: 1 };
+      if (mb !== undefined) this.record(p.pid, mb, now);
     }
   }
-  /** Moves to stretch `s` (sampling once at the boundary). */
-  enter(s: number): void {
-    if (s === this.stretch) return;
-    this.sample();
-    this.stretch = s;
-    this.sample();
+  /** One sample of `pid` (the sampler's, or a test's). */
+  record(pid: number, mb: number, now = Date.now()): void {
+    const row = this.bands.get(pid);
+    if (!row) return;
+    const b = row[this.stretch];
+    row[this.stretch] = b
+      ? { min: Math.min(b.min, mb), max: Math.max(b.max, mb), n: b.n + 1 }
+      : { min: mb, max: mb, n: 1 };
+    this.series.get(pid)?.push({ t: now, mb, stretch: this.stretch });
   }
-  verdict(pid: number): { flat: boolean; floorRise: number; ceilingRise: number } | undefined {
-    const [, first, second, idle] = this.bands.get(pid) ?? [];
-    if (!first || !second) return undefined;
-    const slack = Math.max(SLACK_MB, first.max * SLACK_FRACTION);
-    const floorRise = second.min - first.min;
-    const ceilingRise = second.max - first.max;
-    const idleAbove = idle ? idle.max - first.max : 0;
+  /** Moves to stretch `s` (sampling once at the boundary). */
+  enter(s: number, now = Date.now()): void {
+    if (s === this.stretch) return;
+    this.sample(now);
+    this.stretch = s;
+    this.sample(now);
+  }
+  verdict(pid: number): RssVerdict | undefined {
+    const all = this.series.get(pid) ?? [];
+    const load = all.filter((x) => x.stretch <= 2);
+    const idle = all.filter((x) => x.stretch === 3);
+    const first = load[0];
+    const last = load[load.length - 1];
+    if (!first || !last || last.t <= first.t) return undefined;
+    const span = last.t - first.t;
+    // Its own warm-up: from its first busy sample (or the load's start), a tenth of the load.
+    const base = this.ready.get(pid) ?? first.mb;
+    const busy = load.find((x) => x.mb >= base + BUSY_MB) ?? first;
+    const from = Math.max(first.t + WARM_UP_FRACTION * span, busy.t + WARM_UP_FRACTION * span);
+    const judged = load.filter((x) => x.t >= from);
+    if (judged.length < 4) return undefined;
+    const mid = from + (last.t - from) / 2;
+    const halves = [judged.filter((x) => x.t < mid), judged.filter((x) => x.t >= mid)];
+    const [a, b] = halves.map((h) => h.map((x) => x.mb));
+    if (!a?.length || !b?.length) return undefined;
+    const slack = Math.max(SLACK_MB, Math.max(...a) * SLACK_FRACTION);
+    const floorRise = Math.min(...b) - Math.min(...a);
+    const idleFloorRise = idle.length ? Math.min(...idle.map((x) => x.mb)) - Math.min(...a) : 0;
     return {
-      flat: floorRise <= slack && ceilingRise <= slack && idleAbove <= slack,
+      flat: floorRise <= slack && idleFloorRise <= slack,
       floorRise,
-      ceilingRise,
+      ceilingRise: Math.max(...b) - Math.max(...a),
+      idleFloorRise,
+      from: (from - first.t) / span,
     };
   }
-  /** Judged processes that grew or vanished. */
+  /** Judged processes that grew, vanished, or got busy too late to be judged. */
   growing(): string[] {
     return this.procs
       .filter((p) => p.judged && !this.verdict(p.pid)?.flat)
-      .map((p) => `${p.label} (pid ${p.pid}${this.verdict(p.pid) ? '' : ', gone'})`);
+      .map(
+        (p) =>
+          `${p.label} (pid ${p.pid}${this.verdict(p.pid) ? '' : ', not judged: gone or busy too late'})`,
+      );
   }
   static readonly slackText = `${SLACK_MB} MB or ${SLACK_FRACTION * 100} %`;
+  static readonly warmUpText = `${WARM_UP_FRACTION * 100} % of the load`;
+  static readonly busyText = `${BUSY_MB} MB`;
 }
 
 const band = (b: Band | undefined): string => (b ? `${b.min.toFixed(0)}–${b.max.toFixed(0)}` : '—');
@@ -184,7 +238,8 @@ export function rssRows(r: RssBands): Array<Array<string | number>> {
       p.label,
       r.ready.get(p.pid)?.toFixed(0) ?? '—',
       ...STRETCHES.map((_, i) => band(b[i])),
-      v ? `${signed(v.floorRise)} / ${signed(v.ceilingRise)}` : '—',
+      v ? `${(v.from * 100).toFixed(0)} %` : '—',
+      v ? `${signed(v.floorRise)} / ${signed(v.idleFloorRise)} (${signed(v.ceilingRise)})` : '—',
       !p.judged
         ? v?.flat === false
           ? 'grows (not judged)'
