@@ -100,13 +100,24 @@ export class Embedder {
     if (apiKey) headers.authorization = `Bearer ${apiKey}`;
     let res: Response;
     let body: unknown;
+    const payload = JSON.stringify({
+      model,
+      input,
+      ...(sendDimensions ? { dimensions: dim } : {}),
+    });
+    // One deadline for the call, a retry included.
+    const signal = AbortSignal.timeout(timeoutMs);
+    const post = () => fetch(url, { method: 'POST', headers, body: payload, signal });
     try {
-      res = await fetch(url, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({ model, input, ...(sendDimensions ? { dimensions: dim } : {}) }),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
+      try {
+        res = await post();
+      } catch (e) {
+        // A kept-alive socket the server closed as it was reused (its idle timeout against
+        // ours, on a loaded machine): nothing was answered, and an embedding is safe to ask
+        // again. Once, within the same deadline; a timeout or a refusal is not retried.
+        if (!staleSocket(e) || signal.aborted) throw e;
+        res = await post();
+      }
       body = await res.json();
     } catch (e) {
       const reason = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
@@ -153,4 +164,14 @@ export class Embedder {
     });
     return out as number[][];
   }
+}
+
+/**
+ * undici's error for a connection the other side closed before any answer ("other side closed",
+ * ECONNRESET, EPIPE): fetch raises TypeError('fetch failed') with it as the cause.
+ */
+function staleSocket(e: unknown): boolean {
+  const cause = e instanceof Error ? (e.cause as { code?: unknown } | undefined) : undefined;
+  const code = typeof cause?.code === 'string' ? cause.code : '';
+  return ['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED'].includes(code);
 }
