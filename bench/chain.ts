@@ -15,7 +15,7 @@
  * BENCH_CONCURRENT_REQUESTS (c=16, default 1500).
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, renameSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -92,12 +92,37 @@ function chainConfig(upstreamUrl: string, ours: boolean, lean = false): Declarat
   return doc;
 }
 
+/**
+ * BENCH_PROFILE=<dir>: every plugin server samples its CPU (bench/lib/cpu-profile.cjs) and the
+ * quick run writes one .cpuprofile per shape there (`node bench/lib/profile-summary.cjs <files>`
+ * sums self time by package and function).
+ */
+const PROFILE_DIR = process.env.BENCH_PROFILE ? path.resolve(process.env.BENCH_PROFILE) : null;
+
 const PLUGIN_ENV = {
   REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
   MILVUS_ADDRESS: process.env.MILVUS_ADDRESS ?? '127.0.0.1:19530',
   KTA_KNOWLEDGE_SECRET: randomBytes(32).toString('hex'),
   KTA_CACHE_MASTER_KEY: randomBytes(32).toString('hex'),
+  ...(PROFILE_DIR
+    ? {
+        NODE_OPTIONS: `--require ${path.join(__dirname, 'lib', 'cpu-profile.cjs')}`,
+        KTA_PROFILE_DIR: PROFILE_DIR,
+      }
+    : {}),
 };
+
+/** Asks every profiled plugin server for its profile so far (named by pid and time). */
+async function dumpProfiles(pids: number[], label: string): Promise<void> {
+  if (!PROFILE_DIR) return;
+  mkdirSync(PROFILE_DIR, { recursive: true });
+  const before = new Set(readdirSync(PROFILE_DIR));
+  for (const pid of pids) process.kill(pid, 'SIGUSR2');
+  await new Promise((r) => setTimeout(r, 1500));
+  for (const f of readdirSync(PROFILE_DIR))
+    if (!before.has(f) && f.endsWith('.cpuprofile'))
+      renameSync(path.join(PROFILE_DIR, f), path.join(PROFILE_DIR, `${label}-${f}`));
+}
 
 type Shape = 'miss' | 'hit' | 'bypass' | 'stream' | 'refused';
 const SHAPES: Shape[] = ['miss', 'hit', 'bypass', 'stream', 'refused'];
@@ -480,8 +505,10 @@ async function kongQuick(upstreamUrl: string): Promise<void> {
           ...new Set(Object.keys(serversFor(config)).map((n) => gw.pluginServerInfo(n).pid)),
         ];
         for (const shape of ['miss', 'hit'] as Shape[]) {
+          await dumpProfiles(pids, 'warm-up');
           const m = await measureShape(gw, shape, pids, false, metricsPorts);
           const label = `${facts ? 'log facts' : 'serialize'} ${shape}`;
+          await dumpProfiles(pids, `${label.replace(/ /g, '-')}-r${round}`);
           const o = (out[label] ??= { exchanges: [], pluginCpu: [], nginxCpu: [], p50: [] });
           o.exchanges?.push(m.exchanges ?? NaN);
           o.pluginCpu?.push(m.pluginCpu);
