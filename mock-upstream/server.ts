@@ -285,6 +285,11 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
   const server = createServer((req, res) => {
     serve(req, res).catch(() => res.destroy());
   });
+  // Idle keep-alive sockets are kept past Kong's upstream_keepalive_idle_timeout (60 s), so
+  // nginx closes them first: with Node's 5 s, nginx now and then reused a socket the mock was
+  // closing, and the request got a 502 (seen in the soak). Any upstream behind a proxy should.
+  server.keepAliveTimeout = 75_000;
+  server.headersTimeout = 76_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
