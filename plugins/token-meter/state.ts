@@ -5,6 +5,8 @@
 import type { Downgrade } from './budget';
 import type { TokenPrice } from './pricing';
 
+export const PLUGIN_NAME = 'token-meter';
+
 export const METER_STATE_KEY = 'token_meter';
 
 export interface MeterState {
