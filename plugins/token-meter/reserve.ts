@@ -20,7 +20,7 @@ import { atLength } from './pricing';
 import { estimates, type Ready } from './ready';
 import { budgetExhausted, budgetUnavailable, MISCONFIGURED, requestTooLarge } from './refusals';
 import { readMeteredRequest, rewriteBody, type MeteredRequest } from './request-body';
-import { release } from './settle';
+import { release } from './commit';
 import { encodeMeterState, METER_STATE_KEY, type MeterState } from './state';
 
 /** Largest body read; bigger requests are refused 413 (tenant-auth bounds them earlier). */

@@ -2,19 +2,16 @@
  * The log phase: each request settled exactly once per request id (budget-settle-4.lua), from
  * the usage Kong's post-function read in body_filter (usage-snippet.lua) into its ledger entry;
  * or released, nothing billed, when nothing was served; or, for a tenant-cache hit (its access
- * never ran here), a ledger entry of 0 upstream tokens. Every settlement goes to Redis, or to
- * the local spool while Redis is unavailable (replayed by ready.ts).
+ * never ran here), a ledger entry of 0 upstream tokens. Each committed by commit.ts.
  */
 import { recordCapture } from '../../lib/capture/recorder'; // capture (issue 23)
 import { CACHE_STATUS_KEY, CACHE_STATUS_SLOT, decodeCacheStatus } from '../../lib/cache/status';
 import { type KongPdk } from '../../lib/pdk/kong';
 import { readServedFacts, sourceOf } from '../../lib/pluginserver/log-facts';
-import { isRedisUnavailable } from '../../lib/redis/errors';
 import type { TenantContext } from '../../lib/tenant/context';
 import { findRequest, type TenantRequest } from '../../lib/tenant/read';
-import type { TenantId } from '../../lib/tenant/tenant-id';
 import { decodeUsage, USAGE_KEY } from '../../lib/tokens/usage';
-import { settleBudget, type Settlement } from './budget';
+import { commit, release } from './commit';
 import { ledgerFields, type LedgerEntry } from './ledger';
 import * as metrics from './metrics';
 import { periodAt } from './period';
@@ -22,13 +19,6 @@ import { costOf, NANO_USD_PER_USD, type TokenPrice } from './pricing';
 import { resolveBudget } from './policy';
 import { estimates, type Ready } from './ready';
 import { decodeMeterState, METER_STATE_KEY, PLUGIN_NAME, type MeterState } from './state';
-
-/** Whose budget, in which period: where a settlement goes. */
-export interface BudgetAccount {
-  readonly tenant: TenantId;
-  readonly period: string;
-  readonly periodEndMs: number;
-}
 
 /** The log phase of a request. */
 export async function settle(ready: Ready, kong: KongPdk): Promise<void> {
@@ -184,32 +174,4 @@ async function settleCacheHit(
     ledger: ledgerFields(entry),
   });
   metrics.requests.inc({ tenant: ready.label(ctx.tenantId), outcome: 'cache_hit' });
-}
-
-/** Settles in Redis, or spools when Redis is unavailable. Returns the totals when settled. */
-export async function commit(
-  ready: Ready,
-  account: BudgetAccount,
-  s: Omit<Settlement, 'ttlMs'>,
-): Promise<{ usedTokens: number; usedCost: number } | null> {
-  const { tenant, period } = account;
-  const settlement: Settlement = { ...s, ttlMs: ready.keyTtlMs(account.periodEndMs, Date.now()) };
-  try {
-    const r = await settleBudget(await ready.readyRedis(), ready.keys, tenant, period, settlement);
-    return r.settled ? r : null;
-  } catch (e) {
-    if (!isRedisUnavailable(e)) throw e;
-    ready.spool.append({ tenant, period, settlement });
-    metrics.spooled.inc();
-    return null;
-  }
-}
-
-/** Releases the request id's reservation: nothing billed, no ledger entry. */
-export async function release(
-  ready: Ready,
-  account: BudgetAccount,
-  requestId: string,
-): Promise<void> {
-  await commit(ready, account, { requestId, tokens: 0, cost: 0, ledger: null });
 }
