@@ -49,16 +49,6 @@ const chat = (extra: Record<string, unknown> = {}) =>
     { maxTokensCap: 32768, maxChoices: 8 },
   );
 
-function codeOf(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof GatewayError) return e.code;
-    throw e;
-  }
-  return undefined;
-}
-
 test('a plan budget: its caps (USD as integer nano-USD), thresholds and bounds', (t) => {
   t.deepEqual(resolveBudget(config(), tenant('acme', 'pro')), {
     caps: { tokens: 1000, cost: 2_500_000_000 },
@@ -136,14 +126,11 @@ test("a fallback outside the tenant's tier is never used; inside it, it is", (t)
 });
 
 test('refusals: a model without a price, a model of the wrong kind', (t) => {
-  t.is(
-    codeOf(() => ladderOf(config(), undefined, undefined, 'unknown')),
-    'model_not_priced',
-  );
-  t.is(
-    codeOf(() => ladderOf(config(), undefined, undefined, 'embed')),
-    'model_not_supported',
-  );
+  const refusal = (model: string) =>
+    t.throws(() => ladderOf(config(), undefined, undefined, model), { instanceOf: GatewayError })
+      ?.code;
+  t.is(refusal('unknown'), 'model_not_priced');
+  t.is(refusal('embed'), 'model_not_supported');
   // an embeddings request: prompt only (no completion bound); a generation fallback is not used
   const embeddings = readMeteredRequest(
     Buffer.from(JSON.stringify({ model: 'embed', input: 'x' })),
