@@ -8,8 +8,10 @@ import type { RedisClient } from '../../lib/redis/client';
 import type { Keyspace, RedisKey } from '../../lib/redis/keys';
 import { loadScript, runScript } from '../../lib/redis/lua-script';
 import type { TenantId } from '../../lib/tenant/tenant-id';
-import type { Downgrade } from './ladder';
 import type { FlatPrice } from './pricing';
+
+/** How a request was served below what it asked: another model, or fewer completion tokens. */
+export type Downgrade = 'none' | 'fallback' | 'clamp';
 
 /** One way to serve the request: worst case = base + units × unit, units in [min, max]. */
 export interface ReserveCandidate {

@@ -12,7 +12,7 @@ import { sweepExpired } from './budget';
 import { readLedger } from './ledger';
 import { periodsBetween } from './period';
 import { nanoUsdToUsd } from './pricing';
-import type { Period } from './schema';
+import type { Period } from './config';
 
 export interface ChargebackRow {
   tenant: string;

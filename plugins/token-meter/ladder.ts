@@ -7,10 +7,8 @@
  *      (when allowed, not below `min_clamp_tokens`).
  * Nothing fits: the hard cap, a 429.
  */
-import type { ReserveCandidate } from './budget';
+import type { Downgrade, ReserveCandidate } from './budget';
 import { atLength, type TokenPrice } from './pricing';
-
-export type Downgrade = 'none' | 'fallback' | 'clamp';
 
 export interface LadderStep {
   readonly model: string;

@@ -13,8 +13,7 @@ import { isRedisUnavailable } from '../../lib/redis/errors';
 import type { RedisClient } from '../../lib/redis/client';
 import type { Keyspace } from '../../lib/redis/keys';
 import { parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
-import { settleBudget, type Settlement, type SettleResult } from './budget';
-import type { Downgrade } from './ladder';
+import { settleBudget, type Downgrade, type Settlement, type SettleResult } from './budget';
 
 export interface LedgerEntry {
   readonly ts: number;

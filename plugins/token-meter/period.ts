@@ -2,7 +2,7 @@
  * Budget periods, calendar UTC. A period has an id usable in a Redis key (`2026-11`,
  * `2026-11-28`, `2026-11-28-14`), a start and an end (the reset time).
  */
-import type { Period } from './schema';
+import type { Period } from './config';
 
 export interface PeriodWindow {
   readonly id: string;

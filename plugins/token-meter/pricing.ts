@@ -3,8 +3,7 @@
  * in USD is `price_per_million × 1000` nano-USD per token,
  * exact for prices with up to three decimals, and Redis adds integers exactly.
  */
-import { GatewayError } from '../../lib/http/errors';
-import type { ModelKind, ModelPrice, TokenMeterConfig } from './schema';
+import type { ModelKind, ModelPrice, TokenMeterConfig } from './config';
 
 export const NANO_USD_PER_USD = 1e9;
 
@@ -61,20 +60,6 @@ export function kindOf(config: TokenMeterConfig, model: string): ModelKind | nul
 /** True when a model of `kind` serves the request (`embeddings`: the embeddings API). */
 export function kindServes(kind: ModelKind | null, embeddings: boolean): boolean {
   return kind === null || (kind === 'embedding') === embeddings;
-}
-
-/** The refusal of a model used on an API its declared kind does not serve. */
-export function wrongKind(model: string, kind: ModelKind): GatewayError {
-  return new GatewayError({
-    status: 400,
-    type: 'invalid_request_error',
-    code: 'model_not_supported',
-    message:
-      kind === 'embedding'
-        ? `the model '${model}' is an embedding model: it serves the embeddings API only`
-        : `the model '${model}' is a generation model: it does not serve the embeddings API`,
-    param: 'model',
-  });
 }
 
 export interface UsageCounts {

@@ -4,7 +4,7 @@
  * worst case), streamed requests ask for usage (`stream_options.include_usage`), and a
  * downgraded request names the model that will serve it.
  */
-import { GatewayError } from '../../lib/http/errors';
+import { invalidRequest } from './refusals';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -21,10 +21,6 @@ export interface MeteredRequest {
   readonly askedMaxTokens: number | undefined;
 }
 
-function badRequest(code: string, message: string, param: string | null = null): GatewayError {
-  return new GatewayError({ status: 400, type: 'invalid_request_error', code, message, param });
-}
-
 function isRecord(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -37,7 +33,7 @@ function parseOrUndefined(raw: Buffer): unknown {
   }
 }
 
-/** Parses and checks the body of a metered request; throws a 400 GatewayError. */
+/** Parses and checks the body of a metered request; throws a 400 (refusals.ts). */
 export function readMeteredRequest(
   raw: Buffer,
   path: string,
@@ -46,23 +42,24 @@ export function readMeteredRequest(
   parse: (raw: Buffer) => unknown = parseOrUndefined,
 ): MeteredRequest {
   if (raw.length === 0) {
-    throw badRequest('invalid_request_body', 'a JSON body naming a model is required');
+    throw invalidRequest('invalid_request_body', 'a JSON body naming a model is required');
   }
   const body = parse(raw);
   if (body === undefined) {
-    throw badRequest('invalid_request_body', 'the request body is not valid JSON');
+    throw invalidRequest('invalid_request_body', 'the request body is not valid JSON');
   }
-  if (!isRecord(body)) throw badRequest('invalid_request_body', 'the body must be a JSON object');
+  if (!isRecord(body))
+    throw invalidRequest('invalid_request_body', 'the body must be a JSON object');
   if (typeof body.model !== 'string' || body.model === '') {
-    throw badRequest('missing_model', 'you must provide a model parameter', 'model');
+    throw invalidRequest('missing_model', 'you must provide a model parameter', 'model');
   }
   let n = 1;
   if (body.n !== undefined && body.n !== null) {
     if (typeof body.n !== 'number' || !Number.isInteger(body.n) || body.n < 1) {
-      throw badRequest('invalid_n', '`n` must be a positive integer', 'n');
+      throw invalidRequest('invalid_n', '`n` must be a positive integer', 'n');
     }
     if (body.n > limits.maxChoices) {
-      throw badRequest('n_too_large', `\`n\` may be at most ${limits.maxChoices}`, 'n');
+      throw invalidRequest('n_too_large', `\`n\` may be at most ${limits.maxChoices}`, 'n');
     }
     n = body.n;
   }
@@ -71,10 +68,10 @@ export function readMeteredRequest(
     const v = body[f];
     if (v === undefined || v === null) continue;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-      throw badRequest('invalid_max_tokens', `\`${f}\` must be a positive integer`, f);
+      throw invalidRequest('invalid_max_tokens', `\`${f}\` must be a positive integer`, f);
     }
     if (v > limits.maxTokensCap) {
-      throw badRequest(
+      throw invalidRequest(
         'max_tokens_too_large',
         `\`${f}\` may be at most ${limits.maxTokensCap} on this gateway`,
         f,

@@ -5,10 +5,15 @@
  *   GET /v1/organization/costs?start_time=&end_time=&bucket_width=1d&group_by=line_item&limit=
  * The tenant comes from the TenantContext only: no parameter names a tenant or a project.
  */
-import { GatewayError } from '../../lib/http/errors';
 import { normalisePath } from '../../lib/http/path';
-import type { StoredLedgerEntry } from './ledger';
+import type { KongPdk } from '../../lib/pdk/kong';
+import { isRedisUnavailable } from '../../lib/redis/errors';
+import type { TenantId } from '../../lib/tenant/tenant-id';
+import { readLedger, type StoredLedgerEntry } from './ledger';
+import { periodAt, periodsBetween } from './period';
 import { nanoUsdToUsd } from './pricing';
+import type { Ready } from './ready';
+import { invalidRequest, ledgerUnavailable } from './refusals';
 
 export const USAGE_PATH = '/v1/organization/usage/completions';
 export const COSTS_PATH = '/v1/organization/costs';
@@ -32,15 +37,8 @@ const BUCKETS: Record<string, { ms: number; defLimit: number; maxLimit: number }
   '1d': { ms: 86_400_000, defLimit: 7, maxLimit: 31 },
 };
 
-function bad(message: string, param: string): GatewayError {
-  return new GatewayError({
-    status: 400,
-    type: 'invalid_request_error',
-    code: 'invalid_showback_query',
-    message,
-    param,
-  });
-}
+const bad = (message: string, param: string) =>
+  invalidRequest('invalid_showback_query', message, param);
 
 /**
  * The showback endpoint a request path names, or undefined. Decided on the path as Kong
@@ -147,4 +145,51 @@ export function showbackPage(q: ShowbackQuery, entries: readonly StoredLedgerEnt
     ),
   }));
   return { object: 'page', data, has_more: false, next_page: null };
+}
+
+/** What a GET asks showback for: the endpoint and its query string. */
+export interface ShowbackAsk {
+  readonly kind: ShowbackKind;
+  readonly rawQuery: string;
+}
+
+/** The showback a request's path and query ask for, or undefined: not a showback endpoint. */
+export function showbackAsked(pathWithQuery: string): ShowbackAsk | undefined {
+  const q = pathWithQuery.indexOf('?');
+  const kind = showbackKind(q < 0 ? pathWithQuery : pathWithQuery.slice(0, q));
+  return kind && { kind, rawQuery: q < 0 ? '' : pathWithQuery.slice(q + 1) };
+}
+
+/** Answers the tenant's showback from its own ledger (kong.response.exit, in access). */
+export async function answerShowback(
+  ready: Ready,
+  kong: KongPdk,
+  tenant: TenantId,
+  asked: ShowbackAsk,
+): Promise<void> {
+  const { config } = ready;
+  const q = parseShowbackQuery(asked.kind, asked.rawQuery);
+  const entries = [];
+  // Reservations that can still be open are in the current period or, for one TTL after a
+  // period's end, the previous one: those are swept first (one script call each), so the page
+  // shows a request whose log never ran as soon as its reservation has expired.
+  const now = Date.now();
+  const open = new Set([
+    periodAt(config.period, now).id,
+    periodAt(config.period, now - config.reservation_ttl_seconds * 1000).id,
+  ]);
+  for (const p of periodsBetween(config.period, q.startMs, q.endMs)) {
+    try {
+      if (open.has(p.id)) await ready.sweeper.sweepNow(tenant, [p.id]);
+      const redis = await ready.readyRedis();
+      entries.push(...(await readLedger(redis, ready.keys, tenant, p.id, q.startMs, q.endMs)));
+    } catch (e) {
+      if (!isRedisUnavailable(e)) throw e;
+      throw ledgerUnavailable();
+    }
+  }
+  void kong.response.exit(200, JSON.stringify(showbackPage(q, entries)), {
+    'Content-Type': 'application/json',
+    'Cache-Control': 'no-store',
+  });
 }

@@ -2,8 +2,10 @@
  * What token-meter's access phase passes to its own log phase through `kong.ctx.shared`
  * (the two run as separate events; nothing per request may live on the instance).
  */
-import type { Downgrade } from './ladder';
+import type { Downgrade } from './budget';
 import type { TokenPrice } from './pricing';
+
+export const PLUGIN_NAME = 'token-meter';
 
 export const METER_STATE_KEY = 'token_meter';
 
