@@ -1,17 +1,10 @@
-/** circuit-breaker's refusals and the response headers it sets. */
+/** circuit-breaker's refusals (its misconfigured 500 is the plugin kit's) and the response headers it sets. */
 import { GatewayError } from '../../lib/http/errors';
 
 /** Response header naming the fallback upstream a request was sent to. */
 export const FALLBACK_HEADER = 'X-Circuit-Breaker-Fallback';
 export const FALLBACK_MODEL_HEADER = 'X-Circuit-Breaker-Fallback-Model';
 export const STATE_HEADER = 'X-Circuit-Breaker-State';
-
-export const MISCONFIGURED = new GatewayError({
-  status: 500,
-  type: 'server_error',
-  code: 'plugin_misconfigured',
-  message: 'circuit-breaker is misconfigured on this route; the request was not forwarded',
-});
 
 export const NO_SERVICE = new GatewayError({
   status: 503,

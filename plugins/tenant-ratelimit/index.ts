@@ -29,88 +29,61 @@
  * This file holds the phases only; each concept is a file beside it (README, "Code layout").
  */
 import type { ServiceClass } from '../../lib/redis/fair-queue';
-import { guardPhase } from '../../lib/plugin/phase';
+import { definePlugin } from '../../lib/plugin/define';
 import type { KongPdk } from '../../lib/pdk/kong';
 import { takeForLog } from '../../lib/request/for-log';
 import { readRequest } from '../../lib/tenant/read';
 import { loadEncodings } from '../../lib/tokens/estimate';
 import { admit } from './admission';
 import * as metrics from './metrics';
-import { startUp, type StartUp } from './ready';
-import { MISCONFIGURED } from './refusals';
+import { startUp, type Ready } from './ready';
 import { releaseRecord } from './release';
 import { Schema } from './schema';
 import { PLUGIN_NAME, RECORD } from './state';
 
-export const Name = PLUGIN_NAME;
-export const Version = '0.1.0';
-/** Right after tenant-auth (1100), before the cache (900) and token-meter (800). */
-export const Priority = 1000;
-export { Schema };
-/** What access leaves in kong.ctx.shared for log (versioned JSON, state.ts). */
-export { RECORD_KEY } from './state';
+/** What a refusal's metrics name: the tenant and the service class, as far as access got. */
+interface Note {
+  tenantLabel: string;
+  classOf: { value: ServiceClass | 'none' };
+}
 
 // The BPE vocabularies (~0.7 s of CPU) are built when the plugin server loads this module,
 // before it listens: built later, from a constructor or the first request, they block the
 // event loop while the first requests' Redis commands run against their timeout (503s).
 loadEncodings();
 
-export class Plugin {
-  /** Never throws past the config read: an unusable config makes every request a 500. */
-  private readonly state: StartUp;
+export const { Name, Version, Priority, Plugin } = definePlugin<Ready, Note>({
+  name: PLUGIN_NAME,
+  version: '0.1.0',
+  /** Right after tenant-auth (1100), before the cache (900) and token-meter (800). */
+  priority: 1000,
+  schema: Schema,
+  startUp,
+  metricsAt: (r) => ({ port: r.config.metrics_port, host: r.config.metrics_host }),
+  note: () => ({ tenantLabel: '', classOf: { value: 'none' } }),
+  async access(ready, kong, note) {
+    const { tenant: ctx, scope } = await readRequest(kong, PLUGIN_NAME);
+    note.tenantLabel = ready.label(ctx.tenantId);
+    await admit(ready, kong, scope, ctx, note.tenantLabel, note.classOf);
+  },
+  onRefusal: (e, note) =>
+    metrics.rejected.inc({
+      tenant: note.tenantLabel || 'none',
+      class: note.classOf.value,
+      reason: e.code,
+    }),
+  // One process per plugin; in the co-hosted chain the release runs in tenant-auth's log.
+  log: release,
+});
+export { Schema };
+/** What access leaves in kong.ctx.shared for log (versioned JSON, state.ts). */
+export { RECORD_KEY } from './state';
 
-  constructor(raw: unknown) {
-    this.state = startUp(raw);
-  }
-
-  async access(kong: unknown): Promise<void> {
-    let tenantLabel = '';
-    const classOf: { value: ServiceClass | 'none' } = { value: 'none' };
-    await guardPhase(
-      kong,
-      Name,
-      'access',
-      async (k) => {
-        const s = this.state;
-        if (!s.ok) {
-          void k.log.err(`tenant-ratelimit is misconfigured, refusing: ${s.reason}`);
-          throw MISCONFIGURED;
-        }
-        const { tenant: ctx, scope } = await readRequest(k, Name);
-        tenantLabel = s.ready.label(ctx.tenantId);
-        await admit(s.ready, k, scope, ctx, tenantLabel, classOf);
-      },
-      {
-        onRefusal: (e) =>
-          metrics.rejected.inc({
-            tenant: tenantLabel || 'none',
-            class: classOf.value,
-            reason: e.code,
-          }),
-      },
-    );
-  }
-
-  /** One process per plugin; in the co-hosted chain the release runs in tenant-auth's log. */
-  async log(kong: unknown): Promise<void> {
-    await guardPhase(kong, Name, 'log', async (k) => {
-      try {
-        await this.release(k);
-      } catch (err) {
-        // Never let an error reach guardPhase here: a response.exit in log is not allowed.
-        void k.log.err(`tenant-ratelimit log: ${err instanceof Error ? err.message : String(err)}`);
-      }
-    });
-  }
-
-  private async release(kong: KongPdk): Promise<void> {
-    const s = this.state;
-    if (!s.ok) return;
-    const taken = await takeForLog(kong, RECORD);
-    try {
-      await releaseRecord(s.ready, kong, taken.record);
-    } finally {
-      taken.done();
-    }
+async function release(ready: Ready, kong: KongPdk): Promise<void> {
+  const taken = await takeForLog(kong, RECORD);
+  try {
+    await releaseRecord(ready, kong, taken.record);
+  } finally {
+    taken.done();
   }
 }

@@ -4,10 +4,10 @@
  * throws past the config read: an unusable config makes every request a 500
  * plugin_misconfigured instead of Kong failing StartInstance.
  */
-import { serveMetrics } from '../../lib/metrics/registry';
 import { createRedis, type RedisClient } from '../../lib/redis/client';
 import type { UpstreamCapacity } from '../../lib/redis/fair-queue';
 import { createKeyspace } from '../../lib/redis/keys';
+import type { StartUp as KitStartUp } from '../../lib/plugin/define';
 import { routeKeyOf } from '../../lib/request/seat';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantId } from '../../lib/tenant/tenant-id';
@@ -34,8 +34,7 @@ export interface Ready {
   label(tenant: TenantId): string;
 }
 
-export type StartUp =
-  { readonly ok: true; readonly ready: Ready } | { readonly ok: false; readonly reason: string };
+export type StartUp = KitStartUp<Ready>;
 
 export function startUp(raw: unknown): StartUp {
   const config = readConfig<TenantRatelimitConfig>(Schema, raw);
@@ -62,11 +61,6 @@ export function startUp(raw: unknown): StartUp {
     const queueEnabled = capacity.maxConcurrent > 0 || capacity.tokensPerMinute > 0;
     // Subscribed before the first wait, so no early grant announcement is missed.
     if (queueEnabled) cluster.listener().start();
-    serveMetrics(PLUGIN_NAME, config.metrics_port, config.metrics_host, (err) => {
-      process.stderr.write(
-        `${PLUGIN_NAME}: metrics endpoint ${config.metrics_host}:${config.metrics_port} failed: ${err.message}\n`,
-      );
-    });
     const ready: Ready = {
       config,
       routeKey: routeKeyOf(raw),

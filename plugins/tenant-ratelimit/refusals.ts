@@ -1,6 +1,6 @@
 /**
- * Every refusal tenant-ratelimit answers, as OpenAI-style errors: the 500 of an unusable
- * config, the 503 of an unreachable Redis (on_redis_error `refuse`), the 429 of a tenant's own
+ * Every refusal tenant-ratelimit answers, as OpenAI-style errors (the 500 of an unusable
+ * config is the plugin kit's, lib/plugin/define.ts): the 503 of an unreachable Redis (on_redis_error `refuse`), the 429 of a tenant's own
  * limits, the 503 of an upstream with no seat in time, and the 400 of an unknown service tier.
  */
 import { GatewayError } from '../../lib/http/errors';
@@ -8,13 +8,6 @@ import type { ServiceClass } from '../../lib/redis/fair-queue';
 import type { AdmitDecision, TenantLimits } from '../../lib/redis/tenant-limits';
 import { LOCAL_SCOPE, SCOPE_HEADER, SERVICE_CLASS_HEADER, rateLimitHeaders } from './headers';
 import type { Scope } from './state';
-
-export const MISCONFIGURED = new GatewayError({
-  status: 500,
-  type: 'server_error',
-  code: 'plugin_misconfigured',
-  message: 'tenant-ratelimit is misconfigured on this route; the request was not forwarded',
-});
 
 export const UNAVAILABLE = new GatewayError({
   status: 503,

@@ -214,6 +214,12 @@ export interface Settlement {
 export interface SettleResult {
   /** false: this request id was settled before; nothing changed. */
   readonly settled: boolean;
+  /**
+   * It had been billed at expiry as estimated: this settlement replaced that entry (or, for a
+   * release, removed it) and gave the budget the difference (budget-settle-4.lua). Counts as
+   * settled.
+   */
+  readonly corrected: boolean;
   readonly usedTokens: number;
   readonly usedCost: number;
 }
@@ -240,5 +246,10 @@ export async function settleBudget(
     args,
   );
   const [settled, usedT, usedC] = numbers(reply, 3, 'budget-settle') as [number, number, number];
-  return { settled: settled === 1, usedTokens: usedT, usedCost: usedC };
+  return {
+    settled: settled === 1 || settled === 2,
+    corrected: settled === 2,
+    usedTokens: usedT,
+    usedCost: usedC,
+  };
 }

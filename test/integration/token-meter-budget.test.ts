@@ -185,7 +185,7 @@ test('the spool replays into Redis once, deduplicated by request id', async (t) 
   spool.append({ tenant: 'acme', period: P, settlement });
   spool.append({ tenant: 'acme', period: P, settlement });
   const r = await spool.replay(spoolSettler(redis, keys));
-  t.deepEqual(r, { settled: 1, duplicate: 1, failed: 0 });
+  t.deepEqual(r, { settled: 1, duplicate: 1, failed: 0, corrected: 0 });
   t.deepEqual(spool.pending(), []);
   const ledger = await readLedger(redis, keys, acme, P, 0, Date.now() + 1000);
   t.is(ledger.length, 1);

@@ -5,6 +5,9 @@
  * budget-sweep-4.lua called directly — settles it exactly once with its ledger entry marked
  * `settled_by: expiry`. Against the real Redis at REDIS_URL, each test in its own namespace.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { closeAllRedis, type RedisClient } from '../../lib/redis/client';
 import type { Keyspace } from '../../lib/redis/keys';
@@ -12,7 +15,7 @@ import { parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
 import { reserveBudget, settleBudget, sweepExpired } from '../../plugins/token-meter/budget';
 import { chargeback } from '../../plugins/token-meter/chargeback';
 import { ExpirySweeper } from '../../plugins/token-meter/expiry';
-import { ledgerFields, readLedger } from '../../plugins/token-meter/ledger';
+import { Spool, ledgerFields, readLedger } from '../../plugins/token-meter/ledger';
 import { ladder } from '../../plugins/token-meter/ladder';
 import { periodAt } from '../../plugins/token-meter/period';
 import { atLength, costOf, type TokenPrice } from '../../plugins/token-meter/pricing';
@@ -176,7 +179,8 @@ test('a reservation past its TTL is billed by the next reserve: one entry, estim
   const [stored] = await readLedger(redis, keys, acme, period, 0, Date.now() + 1000);
   t.like(stored, { requestId: 'lost-1', estimated: true, settledBy: 'expiry', cost });
 
-  // A late log (or spool replay) of the same request id changes nothing.
+  // A late log (or a spool replayed after an outage longer than the TTL) knows what really
+  // happened: it replaces the estimate, once.
   const late = await settleBudget(redis, keys, acme, period, {
     requestId: 'lost-1',
     tokens: 10,
@@ -184,9 +188,88 @@ test('a reservation past its TTL is billed by the next reserve: one entry, estim
     ttlMs: DAY,
     ledger: { model: 'big', estimated: '0' },
   });
-  t.false(late.settled);
+  t.true(late.settled);
+  t.true(late.corrected);
+  const after = await rawLedger(redis, keys, acme, period);
+  t.is(after.length, 1, 'one entry for the request: the exact one');
+  t.like(after[0], { rid: 'lost-1', estimated: '0', replaced: 'expiry' });
+  t.is(after[0]?.settled_by, undefined);
+  t.like(await budget(redis, keys, acme, period), { used: 10, usedCost: 1 });
+  // And only once: a second replay of the same id changes nothing.
+  const again = await settleBudget(redis, keys, acme, period, {
+    requestId: 'lost-1',
+    tokens: 99,
+    cost: 9,
+    ttlMs: DAY,
+    ledger: { model: 'big', estimated: '0' },
+  });
+  t.false(again.settled);
   t.is((await rawLedger(redis, keys, acme, period)).length, 1, 'no second entry');
-  t.is((await budget(redis, keys, acme, period)).used, 1234 + completion, 'not billed twice');
+  t.like(await budget(redis, keys, acme, period), { used: 10, usedCost: 1 }, 'not billed twice');
+});
+
+test('a late release of a request billed at expiry refunds it: no entry, the budget back', async (t) => {
+  // The request failed (an error after us, a refusal) but its log came only after the TTL.
+  const { redis, keys } = await setup(t);
+  const period = periodAt('month', Date.now()).id;
+  await reserveAsMeter(redis, keys, { id: 'failed-1', ttlMs: 50 });
+  await sleep(150);
+  t.like(await sweepExpired(redis, keys, acme, period, DAY), { settled: 1 });
+  t.true((await budget(redis, keys, acme, period)).used > 0, 'billed at expiry');
+  const release = await settleBudget(redis, keys, acme, period, {
+    requestId: 'failed-1',
+    tokens: 0,
+    cost: 0,
+    ttlMs: DAY,
+    ledger: null,
+  });
+  t.true(release.corrected);
+  t.deepEqual(await rawLedger(redis, keys, acme, period), []);
+  t.like(await budget(redis, keys, acme, period), { used: 0, usedCost: 0, reserved: 0 });
+  // Another tenant's request id, or this one again: nothing more.
+  const again = await settleBudget(redis, keys, acme, period, {
+    requestId: 'failed-1',
+    tokens: 5,
+    cost: 5,
+    ttlMs: DAY,
+    ledger: { model: 'big', estimated: '0' },
+  });
+  t.false(again.settled);
+  t.like(await budget(redis, keys, acme, period), { used: 0, usedCost: 0 });
+});
+
+test('a spool replayed after an outage longer than the TTL comes out exact', async (t) => {
+  // Redis away past the reservation's TTL: the log's exact settlement went to the spool, and
+  // the first reserve after Redis came back billed the estimate. The replay then corrects it.
+  const { redis, keys } = await setup(t);
+  const period = periodAt('month', Date.now()).id;
+  await reserveAsMeter(redis, keys, { id: 'during-outage', ttlMs: 50 });
+  await sleep(150);
+  const back = await reserveAsMeter(redis, keys, { id: 'after-outage', ttlMs: DAY });
+  t.is(back.expiredSettled, 1);
+  const spool = new Spool(mkdtempSync(path.join(tmpdir(), 'tm-spool-')));
+  t.teardown(() => rmSync(spool.dir, { recursive: true, force: true }));
+  spool.append({
+    tenant: acme,
+    period,
+    settlement: {
+      requestId: 'during-outage',
+      tokens: 42,
+      cost: 7,
+      ttlMs: DAY,
+      ledger: { model: 'big', estimated: '0' },
+    },
+  });
+  const r = await spool.replay((tenant, p, s) => settleBudget(redis, keys, tenant, p, s));
+  t.like(r, { settled: 1, corrected: 1, duplicate: 0, failed: 0 });
+  const entries = await rawLedger(redis, keys, acme, period);
+  t.deepEqual(
+    entries.map((e) => [e.rid, e.estimated, e.settled_by, e.replaced]),
+    [['during-outage', '0', undefined, 'expiry']],
+  );
+  const b = await budget(redis, keys, acme, period);
+  t.is(b.used, 42);
+  t.is(b.usedCost, 7);
 });
 
 test('the downgrade and the clamp the script chose are what expiry bills', async (t) => {
@@ -292,7 +375,7 @@ test('the timer sweep bills a tenant that never comes back, one it reserved for 
   const sweeper = new ExpirySweeper({
     redis: () => redis,
     keys,
-    reservationTtlMs: 50,
+    reservationTtlMs: 1000,
     minTtlMs: DAY,
     intervalMs: 60_000, // ticked by hand below
     onSettled: (tenant, r) => settledBy.push([tenant, r.settled]),
@@ -300,13 +383,14 @@ test('the timer sweep bills a tenant that never comes back, one it reserved for 
     hold: () => spoolPending,
   });
   // acme's reserve went through this process; globex's through another (a dead one).
-  await reserveAsMeter(redis, keys, { id: 'a-lost', ttlMs: 50 });
+  // A TTL the first tick comes well within, even on a loaded machine.
+  await reserveAsMeter(redis, keys, { id: 'a-lost', ttlMs: 1000 });
   sweeper.noteReserve(acme, period, Date.now());
-  await reserveAsMeter(redis, keys, { id: 'g-lost', tenant: globex, ttlMs: 50 });
+  await reserveAsMeter(redis, keys, { id: 'g-lost', tenant: globex, ttlMs: 1000 });
   // Before the TTL: nothing is billed.
   await sweeper.tick();
   t.deepEqual(settledBy, []);
-  await sleep(1200); // the TTL, and the second of margin noteReserve waits for
+  await sleep(2200); // the TTL, and the second of margin noteReserve waits for
   // While this process's spool holds settlements (an exact one may be among them), it waits.
   spoolPending = true;
   t.is(await sweeper.tick(), 0);

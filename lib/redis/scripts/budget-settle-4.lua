@@ -16,9 +16,13 @@
   ARGV[6..] the ledger entry, field value pairs (the request id is added as field `rid`)
 
   Reply: {settled, used_tokens, used_cost}
-    settled  1 settled now; 0 this request id was settled before (nothing changed): by an
-             earlier log or spool replay, or by the sweep of expired reservations, which
-             billed it as estimated (settled_by = expiry); a late exact usage is not applied
+    settled  1 settled now; 2 settled before by the sweep of expired reservations, which
+             billed it as estimated (settled_by = expiry), and corrected now: its entry is
+             replaced by this one (or removed, for a release) and the budget given the
+             difference, once; 0 this request id was settled before (nothing changed): by an
+             earlier log or spool replay, or a correction already made.
+  The correction is what makes an outage longer than the reservation TTL come out exact: the
+  sweep bills the estimate when Redis is back, then the spooled exact usage replaces it.
 ]]
 local rid = ARGV[1]
 local tokens = tonumber(ARGV[2])
@@ -32,6 +36,24 @@ if (#ARGV - 5) % 2 ~= 0 then
 end
 
 if redis.call('SADD', KEYS[3], rid) == 0 then
+  local billed = redis.call('HGET', KEYS[1], 'x:' .. rid)
+  if billed then
+    -- Billed at expiry as estimated; this is what really happened: it replaces the estimate.
+    local id, t, c = string.match(billed, '^(%S+) (%d+) (%d+)$')
+    redis.call('HDEL', KEYS[1], 'x:' .. rid)
+    redis.call('XDEL', KEYS[4], id)
+    local billing = ARGV[5] == '1'
+    local used_t = redis.call('HINCRBY', KEYS[1], 'used_tokens', (billing and tokens or 0) - tonumber(t))
+    local used_c = redis.call('HINCRBY', KEYS[1], 'used_cost', (billing and cost or 0) - tonumber(c))
+    if billing then
+      local entry = { 'rid', rid }
+      for i = 6, #ARGV do entry[#entry + 1] = ARGV[i] end
+      entry[#entry + 1] = 'replaced'
+      entry[#entry + 1] = 'expiry'
+      redis.call('XADD', KEYS[4], '*', unpack(entry))
+    end
+    return { 2, used_t, used_c }
+  end
   local s = redis.call('HMGET', KEYS[1], 'used_tokens', 'used_cost')
   return { 0, tonumber(s[1]) or 0, tonumber(s[2]) or 0 }
 end

@@ -31,7 +31,11 @@ local function settle_expired(budget, open, settled, ledger, now, limit, ttl)
         redis.call('HINCRBY', budget, 'used_cost', e.c)
         local entry = { 'rid', old }
         for _, v in ipairs(e.f) do entry[#entry + 1] = v end
-        redis.call('XADD', ledger, '*', unpack(entry))
+        local id = redis.call('XADD', ledger, '*', unpack(entry))
+        -- What an exact settlement arriving later (a spool replayed after an outage longer
+        -- than the TTL) replaces: this entry and the amounts it billed (budget-settle-4.lua).
+        redis.call('HSET', budget, 'x:' .. old,
+          string.format('%s %.0f %.0f', id, tonumber(e.t), tonumber(e.c)))
         n = n + 1
         nt = nt + tonumber(e.t)
         nc = nc + tonumber(e.c)
