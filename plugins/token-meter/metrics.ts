@@ -59,7 +59,7 @@ export const spooled = new Counter({
 
 export const replayed = new Counter({
   name: 'token_meter_replayed_total',
-  help: 'Spooled settlements replayed into Redis, by result (settled, duplicate, failed).',
+  help: 'Spooled settlements replayed into Redis, by result (settled, duplicate, failed; corrected: settled over an estimate billed at expiry meanwhile, counted in settled too).',
   labelNames: ['result'] as const,
   registers: [registry],
 });

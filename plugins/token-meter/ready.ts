@@ -96,6 +96,7 @@ export class Ready {
       metrics.replayed.inc({ result: 'settled' }, r.settled);
       metrics.replayed.inc({ result: 'duplicate' }, r.duplicate);
       metrics.replayed.inc({ result: 'failed' }, r.failed);
+      metrics.replayed.inc({ result: 'corrected' }, r.corrected);
     };
     replayTimer = setInterval(() => {
       run().catch((e: unknown) =>
