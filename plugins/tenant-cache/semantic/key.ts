@@ -4,7 +4,7 @@
  * A chat request splits in two:
  * - the **question**: the text of its last message, which must be the user's; only this is
  *   compared by embedding similarity;
- * - the **scope**: everything else the exact key holds (cache-key.ts) — the tenant, plan,
+ * - the **scope**: everything else the exact key holds (../cache-key.ts) — the tenant, plan,
  *   persona, tool grants, knowledge namespace, route, service, path, and the whole canonical
  *   body with the question blanked out (model asked for, earlier messages, system prompt,
  *   tools, tool_choice, response_format, temperature, …) — plus the knowledge and cache
@@ -16,11 +16,11 @@
  * `semanticScope` takes a TenantContext: there is no way to name a scope without one.
  */
 import { createHmac } from 'node:crypto';
-import type { TenantContext } from '../../lib/tenant/context';
-import { canonicalJson } from './canonical';
-import type { RequestIdentity } from './cache-key';
-import { field, type CacheKeyring } from './crypto';
-import type { Generations } from './entry';
+import type { TenantContext } from '../../../lib/tenant/context';
+import { canonicalJson } from '../canonical';
+import type { RequestIdentity } from '../cache-key';
+import { field, type CacheKeyring } from '../crypto';
+import type { Generations } from '../entry';
 
 /** Bump when anything below changes meaning: every old row is then out of scope. */
 export const SCOPE_FORMAT_VERSION = 'sc1';
