@@ -15,11 +15,10 @@
  *
  * `semanticScope` takes a TenantContext: there is no way to name a scope without one.
  */
-import { createHmac } from 'node:crypto';
 import type { TenantContext } from '../../../lib/tenant/context';
 import { canonicalJson } from '../canonical';
-import type { RequestIdentity } from '../cache-key';
-import { field, type CacheKeyring } from '../crypto';
+import { tenantDigest, type RequestIdentity } from '../cache-key';
+import type { CacheKeyring } from '../crypto';
 import type { Generations } from '../entry';
 
 /** Bump when anything below changes meaning: every old row is then out of scope. */
@@ -82,21 +81,10 @@ export function semanticScope(
   req: Omit<RequestIdentity, 'canonicalBody'> & { readonly context: string },
   gens: Generations,
 ): string {
-  const h = createHmac('sha256', keyring.forTenant(ctx).nameKey);
-  field(h, SCOPE_FORMAT_VERSION);
-  field(h, ctx.tenantId);
-  field(h, ctx.plan);
-  field(h, ctx.policy.persona ?? '\u0000none');
-  field(h, JSON.stringify([...ctx.policy.toolsAllowed].sort()));
-  field(h, ctx.policy.knowledgeNamespace);
-  field(h, ctx.policy.preferredModel ?? '\u0000none');
-  field(h, ctx.policy.fallbackModel ?? '\u0000none');
-  field(h, req.routeId);
-  field(h, req.serviceId);
-  field(h, req.method.toUpperCase());
-  field(h, req.pathWithQuery);
-  field(h, req.context);
-  field(h, gens.knowledge);
-  field(h, gens.cache);
-  return h.digest('hex');
+  const models = [
+    ctx.policy.preferredModel ?? '\u0000none',
+    ctx.policy.fallbackModel ?? '\u0000none',
+  ];
+  const rest = [req.context, gens.knowledge, gens.cache];
+  return tenantDigest(ctx, keyring, SCOPE_FORMAT_VERSION, models, req, rest);
 }

@@ -5,7 +5,7 @@
  * does not open.
  */
 import { open, seal, type TenantCacheKeys } from '../crypto';
-import type { CachedResponse } from '../entry';
+import { responseOf, responsePlaintext, type CachedResponse } from '../entry';
 
 const ROW_FORMAT = 'sc1';
 
@@ -20,16 +20,7 @@ export function sealRow(
   expiresAt: number,
   response: CachedResponse,
 ): string {
-  const plaintext = Buffer.from(
-    JSON.stringify({
-      c: response.createdAt,
-      t: response.contentType,
-      m: response.model,
-      b: response.body,
-    }),
-    'utf8',
-  );
-  const sealed = seal(keys, aad(keys, scope, expiresAt), plaintext);
+  const sealed = seal(keys, aad(keys, scope, expiresAt), responsePlaintext(response));
   return [ROW_FORMAT, keys.keyId, sealed.toString('base64')].join('.');
 }
 
@@ -45,19 +36,5 @@ export function openRow(
   const [, keyId, b64] = parts as [string, string, string];
   if (keyId !== keys.keyId) return 'stale';
   const plain = open(keys, aad(keys, scope, expiresAt), Buffer.from(b64, 'base64'));
-  if (plain === null) return 'forged';
-  try {
-    const o = JSON.parse(plain.toString('utf8')) as Record<string, unknown>;
-    if (
-      typeof o.c === 'number' &&
-      typeof o.t === 'string' &&
-      typeof o.m === 'string' &&
-      typeof o.b === 'string'
-    ) {
-      return { createdAt: o.c, contentType: o.t, model: o.m, body: o.b };
-    }
-  } catch {
-    // falls through
-  }
-  return 'forged';
+  return (plain === null ? null : responseOf(plain)) ?? 'forged';
 }
