@@ -77,16 +77,20 @@ async function callsOf(gateway: FrontDoor['gateway'], res: Sent): Promise<Calls>
 
 const GET = 'kong.ctx.shared.get';
 const SET = 'kong.ctx.shared.set';
-const METHOD = 'kong.request.get_method';
-const PATH = 'kong.request.get_path_with_query';
-const HEADERS = 'kong.request.get_headers';
-const BODY = 'kong.request.get_raw_body';
 const ROUTE = 'kong.router.get_route';
-const BUFFER = 'kong.service.request.enable_buffering';
-const HEADER = 'kong.response.set_header';
 const EXIT = 'kong.response.exit';
-const VAR = 'kong.nginx.get_var';
-const LOG_ERR = 'kong.log.err';
+const HEADER = 'kong.response.set_header';
+const BUFFER = 'kong.service.request.enable_buffering';
+/** A refusal: logged, and its body names the request (lib/plugin/phase.ts: one get_var). */
+const REFUSAL = ['kong.log.err', 'kong.nginx.get_var', EXIT];
+const METHOD = 'kong.request.get_method';
+/** The request's own reads: co-hosted, they come from the request's scope (tenant-auth's). */
+const READS = [
+  METHOD,
+  'kong.request.get_path_with_query',
+  'kong.request.get_headers',
+  'kong.request.get_raw_body',
+];
 /** The store's reads in log (the snapshot Kong saved of the response). */
 const STORE = [
   'kong.response.get_headers',
@@ -135,10 +139,8 @@ test.serial('PDK calls per phase stay as documented', async (t) => {
   );
 
   const chain = miss.log === null;
-  // Co-hosted, the method, path, headers and body come from the request's scope (tenant-auth
-  // read them); one process per plugin reads them itself.
   const method = chain ? [] : [METHOD];
-  const reads = chain ? [] : [METHOD, PATH, HEADERS, BODY];
+  const reads = chain ? [] : READS;
   const decided = [GET, ROUTE, SET, ...reads];
   t.deepEqual(miss.access, calls(decided, BUFFER, HEADER), 'cacheable miss');
   t.deepEqual(hit.access, calls(decided, EXIT), 'hit');
@@ -146,8 +148,7 @@ test.serial('PDK calls per phase stay as documented', async (t) => {
   t.deepEqual(stream.access, calls(GET, SET, HEADER, reads), 'streamed chat');
   t.deepEqual(get.access, calls(GET, SET, HEADER, method), 'a GET');
   t.deepEqual(nokey.access, calls(GET, SET, HEADER), 'no master secret');
-  // The refusal is logged, and its body names the request (lib/plugin/phase.ts): one get_var.
-  t.deepEqual(untenanted.access, calls(GET, LOG_ERR, VAR, EXIT), 'no TenantContext: refused');
+  t.deepEqual(untenanted.access, calls(GET, REFUSAL), 'no TenantContext: refused');
 
   // The store's reads follow the carrier read; the pending store and the TenantContext come
   // from the request's scope, in either layout.
@@ -182,7 +183,7 @@ test.serial('the semantic cache adds no PDK call', async (t) => {
   t.is(near.match, 'semantic');
   t.is(near.cache, 'HIT', 'a semantic hit');
   const chain = first.log === null;
-  const reads = chain ? [] : [METHOD, PATH, HEADERS, BODY];
+  const reads = chain ? [] : READS;
   t.deepEqual(first.access, calls(GET, ROUTE, SET, reads, BUFFER, HEADER), 'miss');
   t.deepEqual(near.access, calls(GET, ROUTE, SET, reads, EXIT), 'semantic hit');
   t.deepEqual(chain ? first.chainLog : first.log, calls(GET, STORE), 'the store (both caches)');
