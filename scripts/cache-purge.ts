@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { closeAllRedis, createRedis, waitForRedis } from '../lib/redis/client';
 import { createKeyspace } from '../lib/redis/keys';
 import { isInvalidTenantIdError, parseTenantId, type TenantId } from '../lib/tenant/tenant-id';
-import { purgeTenant } from '../plugins/tenant-cache/store';
+import { purgeTenant } from '../plugins/tenant-cache/redis';
 
 function usage(message: string): never {
   process.stderr.write(
@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     if (milvusAddress) {
       const collection = values['semantic-collection'] ?? 'kta_semantic_cache';
       const { createMilvus } = await import('../lib/milvus/client');
-      const { deleteTenantRows } = await import('../plugins/tenant-cache/semantic');
+      const { deleteTenantRows } = await import('../plugins/tenant-cache/semantic/purge');
       const milvus = await createMilvus({ address: milvusAddress, logLevel: 'error' });
       try {
         await deleteTenantRows(milvus, collection, client, keyspace, tenant);

@@ -85,8 +85,8 @@ export interface Keyspace {
   cacheGeneration(tenant: TenantId): RedisKey;
   /**
    * Sorted set of Milvus row id -> expiry ms: the tenant's semantic-cache rows
-   * (plugins/tenant-cache/semantic.ts), so each tenant's rows are bounded in number and age
-   * (see scripts/semantic-index-add-1.lua).
+   * (plugins/tenant-cache/semantic/collection.ts), so each tenant's rows are bounded in number
+   * and age (see scripts/semantic-index-add-1.lua).
    */
   semanticIndex(tenant: TenantId): RedisKey;
   /**

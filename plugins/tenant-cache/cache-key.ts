@@ -38,27 +38,48 @@ export interface CacheKey {
   readonly redisKey: RedisKey;
 }
 
-/** The tenant's digest of a request: hex HMAC-SHA256 under the tenant's naming key. */
+/**
+ * A digest of the tenant's (the exact key, the semantic scope): hex HMAC-SHA256 under the
+ * tenant's naming key over, each framed by `field`: the format version, the tenant and what it
+ * is granted (plan, persona, tools, knowledge namespace), `policy` (what else of the tenant's
+ * policy the digest holds), the route, its service, the method, the path with its query, then
+ * `rest` (the body, or what stands for it).
+ */
+export function tenantDigest(
+  ctx: TenantContext,
+  keyring: CacheKeyring,
+  version: string,
+  policy: readonly string[],
+  req: Omit<RequestIdentity, 'canonicalBody'>,
+  rest: readonly string[],
+): string {
+  const h = createHmac('sha256', keyring.forTenant(ctx).nameKey);
+  const fields = [
+    version,
+    ctx.tenantId,
+    ctx.plan,
+    ctx.policy.persona ?? '\u0000none',
+    JSON.stringify([...ctx.policy.toolsAllowed].sort()),
+    ctx.policy.knowledgeNamespace,
+    ...policy,
+    req.routeId,
+    req.serviceId,
+    req.method.toUpperCase(),
+    req.pathWithQuery,
+    ...rest,
+  ];
+  for (const value of fields) field(h, value);
+  return h.digest('hex');
+}
+
+/** The tenant's digest of a request, the name of its entry. */
 export function cacheDigest(
   ctx: TenantContext,
   keyring: CacheKeyring,
   req: RequestIdentity,
 ): string {
-  const h = createHmac('sha256', keyring.forTenant(ctx).nameKey);
-  field(h, KEY_FORMAT_VERSION);
-  field(h, ctx.tenantId);
-  field(h, ctx.plan);
-  field(h, ctx.policy.persona ?? '\u0000none');
-  field(h, JSON.stringify([...ctx.policy.toolsAllowed].sort()));
-  field(h, ctx.policy.knowledgeNamespace);
-  field(h, JSON.stringify(ctx.policy.models));
-  field(h, ctx.model?.served ?? '\u0000none');
-  field(h, req.routeId);
-  field(h, req.serviceId);
-  field(h, req.method.toUpperCase());
-  field(h, req.pathWithQuery);
-  field(h, req.canonicalBody);
-  return h.digest('hex');
+  const models = [JSON.stringify(ctx.policy.models), ctx.model?.served ?? '\u0000none'];
+  return tenantDigest(ctx, keyring, KEY_FORMAT_VERSION, models, req, [req.canonicalBody]);
 }
 
 /** The entry's Redis key for this tenant and request. */

@@ -28,6 +28,33 @@ export interface Generations {
   readonly cache: string;
 }
 
+/** What is sealed of an answer, in an entry and in a semantic row alike. */
+export function responsePlaintext(response: CachedResponse): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      c: response.createdAt,
+      t: response.contentType,
+      m: response.model,
+      b: response.body,
+    }),
+    'utf8',
+  );
+}
+
+/** The answer an opened plaintext holds, or null for anything else (then forged). */
+export function responseOf(plain: Buffer): CachedResponse | null {
+  let o: unknown;
+  try {
+    o = JSON.parse(plain.toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (o === null || typeof o !== 'object') return null;
+  const { c, t, m, b } = o as Record<string, unknown>;
+  if (typeof c !== 'number' || typeof t !== 'string' || typeof m !== 'string') return null;
+  return typeof b === 'string' ? { createdAt: c, contentType: t, model: m, body: b } : null;
+}
+
 const GEN_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** A generation as read from Redis, in a form safe inside the value: absent is "0". */
@@ -47,16 +74,7 @@ export function encodeEntry(
   gens: Generations,
   response: CachedResponse,
 ): string {
-  const plaintext = Buffer.from(
-    JSON.stringify({
-      c: response.createdAt,
-      t: response.contentType,
-      m: response.model,
-      b: response.body,
-    }),
-    'utf8',
-  );
-  const sealed = seal(keys, aad(keys, key, gens), plaintext);
+  const sealed = seal(keys, aad(keys, key, gens), responsePlaintext(response));
   return [FORMAT, keys.keyId, gens.knowledge, gens.cache, sealed.toString('base64')].join('.');
 }
 
@@ -66,17 +84,6 @@ export type EntryVerdict =
   | { kind: 'stale' }
   /** Authentication failed: not sealed by this tenant for this key. An alarm. */
   | { kind: 'forged' };
-
-function isCached(v: unknown): v is { c: number; t: string; m: string; b: string } {
-  if (v === null || typeof v !== 'object') return false;
-  const o = v as Record<string, unknown>;
-  return (
-    typeof o.c === 'number' &&
-    typeof o.t === 'string' &&
-    typeof o.m === 'string' &&
-    typeof o.b === 'string'
-  );
-}
 
 export function decodeEntry(
   keys: TenantCacheKeys,
@@ -91,16 +98,6 @@ export function decodeEntry(
     return { kind: 'stale' };
   }
   const plain = open(keys, aad(keys, key, gens), Buffer.from(b64, 'base64'));
-  if (plain === null) return { kind: 'forged' };
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(plain.toString('utf8'));
-  } catch {
-    return { kind: 'forged' };
-  }
-  if (!isCached(parsed)) return { kind: 'forged' };
-  return {
-    kind: 'hit',
-    response: { createdAt: parsed.c, contentType: parsed.t, model: parsed.m, body: parsed.b },
-  };
+  const response = plain === null ? null : responseOf(plain);
+  return response === null ? { kind: 'forged' } : { kind: 'hit', response };
 }

@@ -1,79 +1,103 @@
 /**
- * The cache's Redis operations: one round trip per lookup (MGET of the two generations and
- * the entry, all in the tenant's hash slot), one per store (SET with a TTL), one per purge.
- * Every call runs under the client's deadline (`withDeadline`); callers turn an unavailable
- * Redis into a miss.
+ * The store of the log phase: the answer to a cacheable miss, written under the key access
+ * computed (rebuilt from the pending digest and the TenantContext), when it may be kept:
+ * status 200, no `no-store` or `private` from the upstream, a JSON object body within
+ * `max_entry_bytes` after decompression, served by the model the request was keyed for
+ * (policy.ts). Then the semantic cache's copy, when the plan has it on. Runs in this plugin's
+ * own log phase, or in the chain's (tenant-auth's) in the co-hosted process.
  */
-import { randomBytes } from 'node:crypto';
-import { withDeadline, type RedisClient } from '../../lib/redis/client';
-import type { Keyspace, RedisKey } from '../../lib/redis/keys';
+import { bodyToBuffer, firstHeader, normaliseHeaderMap, type KongPdk } from '../../lib/pdk/kong';
+import type { RequestScope } from '../../lib/request/scope';
 import type { TenantContext } from '../../lib/tenant/context';
-import type { TenantId } from '../../lib/tenant/tenant-id';
-import { generation, type Generations } from './entry';
-import { MAX_TTL_SECONDS } from './schema';
+import { readTenantContext } from '../../lib/tenant/read';
+import { encodeEntry, type CachedResponse } from './entry';
+import { notStored, redisUnavailable } from './errors';
+import * as metrics from './metrics';
+import { PLUGIN_NAME, type Pending } from './pending';
+import { decodeBody, servedModelMatches, upstreamForbidsStore, type SkipReason } from './policy';
+import type { Ready, StartUp } from './ready';
+import { storeEntry } from './redis';
+import { storeSemantic } from './semantic/store';
 
-export interface Lookup {
-  readonly generations: Generations;
-  /** The entry's value, or null when there is none. */
-  readonly value: string | null;
+/** The upstream's JSON content type, kept for the replay; anything else becomes plain JSON. */
+function jsonContentType(ct: string | undefined): string {
+  return ct && /^application\/json(\s*;\s*charset=[\w-]+)?$/i.test(ct.trim())
+    ? ct.trim()
+    : 'application/json';
 }
 
-/** The generations in force and the entry, in one MGET. */
-export async function lookup(
-  client: RedisClient,
-  keyspace: Keyspace,
-  ctx: TenantContext,
-  entry: RedisKey,
-): Promise<Lookup> {
-  const reply = await withDeadline(
-    client,
-    client.mGet([
-      keyspace.knowledgeGeneration(ctx.tenantId),
-      keyspace.cacheGeneration(ctx.tenantId),
-      entry,
-    ]),
-  );
-  const [knowledge, cache, value] = reply as Array<string | null>;
-  return {
-    generations: { knowledge: generation(knowledge), cache: generation(cache) },
-    value: typeof value === 'string' ? value : null,
-  };
-}
-
-export async function storeEntry(
-  client: RedisClient,
-  entry: RedisKey,
-  value: string,
-  ttlSeconds: number,
+/** Stores the answer a miss left pending. Never throws. */
+export async function storePending(
+  state: StartUp,
+  k: KongPdk,
+  pending: Pending,
+  scope: RequestScope | undefined,
 ): Promise<void> {
-  await withDeadline(
-    client,
-    client.set(entry, value, { expiration: { type: 'EX', value: ttlSeconds } }),
-  );
+  let tenant = 'unknown';
+  try {
+    if (!state.ok) return;
+    const ready = state.ready;
+    const ctx = scope?.tenant ?? (await readTenantContext(k, PLUGIN_NAME));
+    tenant = metrics.tenantLabels(ready.config.metrics_max_tenants).label(ctx.tenantId);
+    const stored = await writeEntry(ready, k, ctx, pending, tenant);
+    const outcome = typeof stored === 'string' ? stored : 'stored';
+    metrics.stores.inc({ tenant, outcome });
+    if (typeof stored !== 'string' && pending.s) {
+      await storeSemantic(ready, ctx, tenant, pending.s, pending.ttl, stored);
+    }
+  } catch (e) {
+    metrics.stores.inc({ tenant, outcome: 'error' satisfies SkipReason });
+    await notStored(k, e);
+  }
 }
 
-/**
- * How long a purge's generation lives: longer than any entry can (MAX_TTL_SECONDS), so an
- * entry written before the purge has expired before the generation reverts to its default.
- * Generations are random, so a value never comes back once replaced.
- */
-export const PURGE_GENERATION_TTL_SECONDS = MAX_TTL_SECONDS + 24 * 3600;
+/** The answer as stored, or why it was not. */
+async function writeEntry(
+  ready: Ready,
+  k: KongPdk,
+  ctx: TenantContext,
+  pending: Pending,
+  tenant: string,
+): Promise<SkipReason | CachedResponse> {
+  // In log these read the snapshot Kong saved (plugin_servers/plugin.lua): safe in the timer.
+  if ((await k.response.getStatus()) !== 200) return 'status';
+  const headers = normaliseHeaderMap(await k.response.getHeaders());
+  if (upstreamForbidsStore(headers)) return 'no_store';
+  // Buffering was enabled in access for this request, so the buffered body is there.
+  const raw = bodyToBuffer(await k.service.response.getRawBody());
+  const max = ready.config.max_entry_bytes;
+  const body = decodeBody(raw, firstHeader(headers, 'content-encoding'), max);
+  if (body === 'encoding' || body === 'too_large') return body;
+  const text = body.toString('utf8');
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return 'not_json';
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) return 'not_json';
+  const served = (json as Record<string, unknown>).model;
+  if (!servedModelMatches(pending.m, served)) return 'model_mismatch';
 
-/**
- * Purges every cache entry of one tenant in O(1): a new random cache generation. The old
- * entries stay in Redis until their TTL, unreachable. Returns the new generation.
- */
-export async function purgeTenant(
-  client: RedisClient,
-  keyspace: Keyspace,
-  tenant: TenantId,
-): Promise<string> {
-  const gen = `p${randomBytes(12).toString('hex')}`;
-  await withDeadline(
-    client,
-    client.set(keyspace.cacheGeneration(tenant), gen, {
-      expiration: { type: 'EX', value: PURGE_GENERATION_TTL_SECONDS },
-    }),
+  const redisKey = ready.keyspace.cacheEntry(ctx.tenantId, pending.d);
+  const response: CachedResponse = {
+    createdAt: Date.now(),
+    contentType: jsonContentType(firstHeader(headers, 'content-type')),
+    model: served as string,
+    body: text,
+  };
+  const value = encodeEntry(
+    ready.keyring.forTenant(ctx),
+    redisKey,
+    { knowledge: pending.kg, cache: pending.cg },
+    response,
   );
-  return gen;
+  try {
+    await storeEntry(ready.redis, redisKey, value, pending.ttl);
+  } catch (e) {
+    redisUnavailable(e, 'store');
+    return 'redis_unavailable';
+  }
+  metrics.storedBytes.inc({ tenant }, body.length);
+  return response;
 }

@@ -19,7 +19,7 @@ import { admitTenant, settleTenant } from '../../lib/redis/tenant-limits';
 import { takeTokens } from '../fixtures/redis/token-bucket';
 import { createTenantContext } from '../../lib/tenant/context';
 import type { TenantId } from '../../lib/tenant/tenant-id';
-import { lookup, purgeTenant, storeEntry } from '../../plugins/tenant-cache/store';
+import { lookup, purgeTenant, storeEntry } from '../../plugins/tenant-cache/redis';
 import { reserveBudget, settleBudget } from '../../plugins/token-meter/budget';
 import { chargeback } from '../../plugins/token-meter/chargeback';
 import { ExpirySweeper } from '../../plugins/token-meter/expiry';

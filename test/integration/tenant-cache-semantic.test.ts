@@ -20,10 +20,10 @@ import {
   EXPIRES_FIELD,
   SCOPE_FIELD,
   SemanticStore,
-  deleteTenantRows,
-  sealRow,
-} from '../../plugins/tenant-cache/semantic';
-import { semanticRequest, semanticScope } from '../../plugins/tenant-cache/semantic-key';
+} from '../../plugins/tenant-cache/semantic/collection';
+import { semanticRequest, semanticScope } from '../../plugins/tenant-cache/semantic/key';
+import { deleteTenantRows } from '../../plugins/tenant-cache/semantic/purge';
+import { sealRow } from '../../plugins/tenant-cache/semantic/row';
 import { connectMilvus, connectRedis, deleteKeyspace, randomKeyspace } from './services';
 
 test.after.always(closeAllRedis);

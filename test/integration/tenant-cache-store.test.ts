@@ -1,5 +1,5 @@
 /**
- * plugins/tenant-cache/store.ts against the real Redis at REDIS_URL: one MGET per lookup
+ * plugins/tenant-cache/redis.ts against the real Redis at REDIS_URL: one MGET per lookup
  * reading both generations and the entry, stores with a TTL, purges that replace only the
  * purged tenant's generation. Each test in its own random key namespace.
  */
@@ -17,7 +17,7 @@ import {
   lookup,
   purgeTenant,
   storeEntry,
-} from '../../plugins/tenant-cache/store';
+} from '../../plugins/tenant-cache/redis';
 import { startPrivateRedis } from './private-redis';
 import { connectRedis, deleteKeyspace, randomKeyspace } from './services';
 

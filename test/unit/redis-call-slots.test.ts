@@ -18,7 +18,7 @@ import { takeTokens, tokenBucketScript } from '../fixtures/redis/token-bucket';
 import { createTenantContext } from '../../lib/tenant/context';
 import { parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
 import { reserveBudget, settleBudget, sweepExpired } from '../../plugins/token-meter/budget';
-import { lookup } from '../../plugins/tenant-cache/store';
+import { lookup } from '../../plugins/tenant-cache/redis';
 import { expiryBilling } from '../helpers/expiry-billing';
 
 interface Call {

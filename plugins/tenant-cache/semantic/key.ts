@@ -4,7 +4,7 @@
  * A chat request splits in two:
  * - the **question**: the text of its last message, which must be the user's; only this is
  *   compared by embedding similarity;
- * - the **scope**: everything else the exact key holds (cache-key.ts) — the tenant, plan,
+ * - the **scope**: everything else the exact key holds (../cache-key.ts) — the tenant, plan,
  *   persona, tool grants, knowledge namespace, route, service, path, and the whole canonical
  *   body with the question blanked out (model asked for, earlier messages, system prompt,
  *   tools, tool_choice, response_format, temperature, …) — plus the knowledge and cache
@@ -15,12 +15,11 @@
  *
  * `semanticScope` takes a TenantContext: there is no way to name a scope without one.
  */
-import { createHmac } from 'node:crypto';
-import type { TenantContext } from '../../lib/tenant/context';
-import { canonicalJson } from './canonical';
-import type { RequestIdentity } from './cache-key';
-import { field, type CacheKeyring } from './crypto';
-import type { Generations } from './entry';
+import type { TenantContext } from '../../../lib/tenant/context';
+import { canonicalJson } from '../canonical';
+import { tenantDigest, type RequestIdentity } from '../cache-key';
+import type { CacheKeyring } from '../crypto';
+import type { Generations } from '../entry';
 
 /** Bump when anything below changes meaning: every old row is then out of scope. */
 export const SCOPE_FORMAT_VERSION = 'sc1';
@@ -82,21 +81,10 @@ export function semanticScope(
   req: Omit<RequestIdentity, 'canonicalBody'> & { readonly context: string },
   gens: Generations,
 ): string {
-  const h = createHmac('sha256', keyring.forTenant(ctx).nameKey);
-  field(h, SCOPE_FORMAT_VERSION);
-  field(h, ctx.tenantId);
-  field(h, ctx.plan);
-  field(h, ctx.policy.persona ?? '\u0000none');
-  field(h, JSON.stringify([...ctx.policy.toolsAllowed].sort()));
-  field(h, ctx.policy.knowledgeNamespace);
-  field(h, ctx.policy.preferredModel ?? '\u0000none');
-  field(h, ctx.policy.fallbackModel ?? '\u0000none');
-  field(h, req.routeId);
-  field(h, req.serviceId);
-  field(h, req.method.toUpperCase());
-  field(h, req.pathWithQuery);
-  field(h, req.context);
-  field(h, gens.knowledge);
-  field(h, gens.cache);
-  return h.digest('hex');
+  const models = [
+    ctx.policy.preferredModel ?? '\u0000none',
+    ctx.policy.fallbackModel ?? '\u0000none',
+  ];
+  const rest = [req.context, gens.knowledge, gens.cache];
+  return tenantDigest(ctx, keyring, SCOPE_FORMAT_VERSION, models, req, rest);
 }

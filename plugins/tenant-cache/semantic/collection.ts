@@ -4,13 +4,13 @@
  *
  * One shared collection (its own, not the knowledge collection) with the VarChar `tenant_id`
  * partition key (lib/milvus), each row: the tenant, the question's embedding, the sealed
- * answer (`text`), and two dynamic fields, `scope` (semantic-key.ts) and `expires_at` (unix
+ * answer (`text`), and two dynamic fields, `scope` (key.ts) and `expires_at` (unix
  * seconds). Four locks stand between one tenant's answer and another tenant:
  * 1. the filter: every search is built here from the TenantContext's tenant id, the scope and
  *    the clock (`tenant_id == "<t>" && scope == "<hex>" && expires_at > <now>`);
  * 2. the assertion: the best hit's `tenant_id` and `scope` must be the request's, or it is an
  *    alarm and a miss;
- * 3. encryption: the answer is sealed with AES-256-GCM under the tenant's key (crypto.ts),
+ * 3. encryption: the answer is sealed with AES-256-GCM under the tenant's key (row.ts),
  *    with the tenant, the key id, the scope and the expiry as associated data: a row planted
  *    under another tenant or scope does not open (an alarm, a miss);
  * 4. the scope itself is an HMAC under the tenant's key, so no tenant can compute another's.
@@ -19,7 +19,7 @@
  * tenant's Redis index (scripts/semantic-index-add-1.lua) bounds the tenant's rows in number
  * and evicts expired or surplus rows from Milvus on the next store. A purge changes the cache
  * generation, which is part of the scope: every earlier row is out of reach at once; the
- * purge command also deletes the tenant's rows.
+ * purge command also deletes the tenant's rows (purge.ts).
  */
 import { ConsistencyLevelEnum, ErrorCode, type MilvusClient } from '@zilliz/milvus2-sdk-node';
 import {
@@ -27,41 +27,26 @@ import {
   TENANT_COLLECTION_FIELDS as F,
   ensureTenantCollection,
   type TenantCollectionSpec,
-} from '../../lib/milvus/client';
-import { tenantFilter } from '../../lib/milvus/tenant-filter';
-import type { RedisClient } from '../../lib/redis/client';
-import type { Keyspace } from '../../lib/redis/keys';
-import { loadScript, runScript } from '../../lib/redis/lua-script';
-import type { Embedder } from '../../lib/retrieval/embedder';
-import { withTimeout } from '../../lib/retrieval/errors';
-import type { TenantContext } from '../../lib/tenant/context';
-import type { TenantId } from '../../lib/tenant/tenant-id';
-import { open, seal, type TenantCacheKeys } from './crypto';
-import type { CachedResponse } from './entry';
-import { SCOPE_PATTERN } from './semantic-key';
+} from '../../../lib/milvus/client';
+import { tenantFilter } from '../../../lib/milvus/tenant-filter';
+import type { RedisClient } from '../../../lib/redis/client';
+import type { Keyspace } from '../../../lib/redis/keys';
+import { loadScript, runScript } from '../../../lib/redis/lua-script';
+import type { Embedder } from '../../../lib/retrieval/embedder';
+import type { TenantContext } from '../../../lib/tenant/context';
+import type { TenantId } from '../../../lib/tenant/tenant-id';
+import type { TenantCacheKeys } from '../crypto';
+import type { CachedResponse } from '../entry';
+import { SemanticUnavailableError } from './errors';
+import { SCOPE_PATTERN } from './key';
+import { openRow, sealRow } from './row';
 
 export const SCOPE_FIELD = 'scope';
 export const EXPIRES_FIELD = 'expires_at';
-const ROW_FORMAT = 'sc1';
 /** Milvus caps a VarChar at 65,535 bytes: a larger sealed answer is not stored. */
 export const SEMANTIC_TEXT_MAX_BYTES = 65535;
 
 export type Consistency = 'Strong' | 'Session' | 'Bounded' | 'Eventually';
-
-/** Milvus or the embeddings endpoint failed or missed the deadline: the lookup is a miss. */
-export class SemanticUnavailableError extends Error {
-  override readonly name = 'SemanticUnavailableError';
-  constructor(
-    readonly kind: 'milvus' | 'embeddings' | 'timeout' | 'redis',
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-export function isSemanticUnavailable(e: unknown): e is SemanticUnavailableError {
-  return e instanceof SemanticUnavailableError;
-}
 
 export interface SemanticStoreOptions {
   readonly client: MilvusClient;
@@ -82,58 +67,6 @@ export type SemanticLookup =
   | { kind: 'forged'; similarity: number; detail: string };
 
 export type SemanticStoreOutcome = 'stored' | 'too_large';
-
-function aad(keys: TenantCacheKeys, scope: string, expiresAt: number): string {
-  return [ROW_FORMAT, keys.tenantId, keys.keyId, scope, String(expiresAt)].join('|');
-}
-
-/** `sc1.<key id>.<base64(iv ‖ ciphertext ‖ tag)>` */
-export function sealRow(
-  keys: TenantCacheKeys,
-  scope: string,
-  expiresAt: number,
-  response: CachedResponse,
-): string {
-  const plaintext = Buffer.from(
-    JSON.stringify({
-      c: response.createdAt,
-      t: response.contentType,
-      m: response.model,
-      b: response.body,
-    }),
-    'utf8',
-  );
-  const sealed = seal(keys, aad(keys, scope, expiresAt), plaintext);
-  return [ROW_FORMAT, keys.keyId, sealed.toString('base64')].join('.');
-}
-
-export function openRow(
-  keys: TenantCacheKeys,
-  scope: string,
-  expiresAt: number,
-  text: string,
-): CachedResponse | 'stale' | 'forged' {
-  const parts = text.split('.');
-  if (parts.length !== 3 || parts[0] !== ROW_FORMAT) return 'forged';
-  const [, keyId, b64] = parts as [string, string, string];
-  if (keyId !== keys.keyId) return 'stale';
-  const plain = open(keys, aad(keys, scope, expiresAt), Buffer.from(b64, 'base64'));
-  if (plain === null) return 'forged';
-  try {
-    const o = JSON.parse(plain.toString('utf8')) as Record<string, unknown>;
-    if (
-      typeof o.c === 'number' &&
-      typeof o.t === 'string' &&
-      typeof o.m === 'string' &&
-      typeof o.b === 'string'
-    ) {
-      return { createdAt: o.c, contentType: o.t, model: o.m, body: o.b };
-    }
-  } catch {
-    // falls through
-  }
-  return 'forged';
-}
 
 function checkScope(scope: string): string {
   if (!SCOPE_PATTERN.test(scope)) throw new RangeError('a semantic scope is 64 hex characters');
@@ -347,37 +280,4 @@ export class SemanticStore {
     ok(res.status, 'count');
     return Number(res.data[0]?.['count(*)'] ?? 0);
   }
-}
-
-/**
- * Deletes every semantic-cache row of `tenant` from `collection` and its Redis index (the
- * purge command; the generation bump has already put them out of reach).
- */
-export async function deleteTenantRows(
-  client: MilvusClient,
-  collection: string,
-  redis: RedisClient,
-  keyspace: Keyspace,
-  tenant: TenantId,
-): Promise<void> {
-  const has = await client.hasCollection({ collection_name: collection });
-  if (has.value) {
-    const res = await client.deleteEntities({
-      collection_name: collection,
-      filter: tenantFilter(tenant),
-    });
-    if (res.status.error_code !== ErrorCode.SUCCESS) {
-      throw new Error(`deleting the semantic rows of ${tenant} failed: ${res.status.reason}`);
-    }
-  }
-  await redis.del(keyspace.semanticIndex(tenant));
-}
-
-/** `work`, or SemanticUnavailableError('timeout') after `ms`. */
-export function withinDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  return withTimeout(
-    work,
-    ms,
-    () => new SemanticUnavailableError('timeout', `${what} missed its ${ms} ms deadline`),
-  );
 }

@@ -7,9 +7,10 @@
  *
  * The Milvus SDK (gRPC) is loaded on first use: plans without the semantic cache never load it.
  */
-import type { RedisClient } from '../../lib/redis/client';
-import type { Keyspace } from '../../lib/redis/keys';
-import type { SemanticStore } from './semantic';
+import type { RedisClient } from '../../../lib/redis/client';
+import type { Keyspace } from '../../../lib/redis/keys';
+import type { SemanticStore } from './collection';
+import { SemanticUnavailableError, withinDeadline } from './errors';
 import type { SemanticConfig } from './schema';
 
 const RETRY_COOLDOWN_MS = 1000;
@@ -27,9 +28,9 @@ async function open(
   redis: RedisClient,
   keyspace: Keyspace,
 ): Promise<SemanticStore> {
-  const { createMilvus } = await import('../../lib/milvus/client');
-  const { Embedder } = await import('../../lib/retrieval/embedder');
-  const { SemanticStore, SemanticUnavailableError, withinDeadline } = await import('./semantic');
+  const { createMilvus } = await import('../../../lib/milvus/client');
+  const { Embedder } = await import('../../../lib/retrieval/embedder');
+  const { SemanticStore } = await import('./collection');
   const timeout = c.milvus.connect_timeout_ms;
   const client = await withinDeadline(
     createMilvus({ address: c.milvus.address, timeoutMs: timeout, logLevel: 'error' }),
@@ -80,6 +81,15 @@ async function open(
     client.closeConnection();
     throw e;
   }
+}
+
+/**
+ * Loads the semantic store's module, and with it the Milvus SDK, before a deadline starts: the
+ * SDK's first load blocks the event loop for about 0.3 s, as long as a lookup's default
+ * deadline, and would otherwise make the first lookup of every process a timeout.
+ */
+export async function loadSemanticStore(): Promise<void> {
+  await import('./collection');
 }
 
 /** The store for this configuration, opening it (again, after the cool-down) if needed. */

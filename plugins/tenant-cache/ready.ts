@@ -1,0 +1,54 @@
+/**
+ * tenant-cache's start-up: the config read and checked once, and what every request uses built
+ * from it (the key namespace, the per-tenant keyring from the master secret, the Redis client,
+ * the metrics endpoint), or the reason it cannot cache. Never throws past the config read: an
+ * unusable config, or no master secret, makes every request bypass the cache (the traffic
+ * flows, uncached) instead of Kong failing StartInstance.
+ */
+import { serveMetrics } from '../../lib/metrics/registry';
+import { createRedis, type RedisClient } from '../../lib/redis/client';
+import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
+import { readConfig } from '../../lib/schema/config';
+import { CacheKeyring, loadMasterSecret } from './crypto';
+import { PLUGIN_NAME } from './pending';
+import { Schema, checkConfig, type TenantCacheConfig } from './schema';
+
+export interface Ready {
+  readonly config: TenantCacheConfig;
+  readonly keyspace: Keyspace;
+  readonly keyring: CacheKeyring;
+  readonly redis: RedisClient;
+}
+
+/** Either way the config is there: a misconfigured instance still labels and answers. */
+export type StartUp =
+  | { readonly ok: true; readonly config: TenantCacheConfig; readonly ready: Ready }
+  | { readonly ok: false; readonly config: TenantCacheConfig; readonly reason: string };
+
+export function startUp(raw: unknown): StartUp {
+  const config = readConfig<TenantCacheConfig>(Schema, raw);
+  try {
+    checkConfig(config);
+    const keyspace = createKeyspace(config.key_namespace);
+    const { secret } = loadMasterSecret({
+      env: config.master_key_env,
+      file: config.master_key_file,
+      ephemeral: config.ephemeral_key_when_missing,
+    });
+    const keyring = new CacheKeyring(secret);
+    const redis = createRedis({
+      url: config.redis_url,
+      commandTimeoutMs: config.redis_timeout_ms,
+    });
+    serveMetrics(PLUGIN_NAME, config.metrics_port, config.metrics_host, (e) => {
+      process.stderr.write(
+        `${PLUGIN_NAME}: metrics endpoint ${config.metrics_host}:${config.metrics_port} failed: ${e.message}\n`,
+      );
+    });
+    return { ok: true, config, ready: { config, keyspace, keyring, redis } };
+  } catch (e) {
+    const reason = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`${PLUGIN_NAME}: caching disabled: ${reason}\n`);
+    return { ok: false, config, reason };
+  }
+}
