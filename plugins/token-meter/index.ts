@@ -11,63 +11,38 @@
  * held there by test/harness/token-meter-pdk-calls.test.ts. This file holds the phases only;
  * each concept is a file beside it (README, "Code layout").
  */
-import { guardPhase } from '../../lib/plugin/phase';
+import { definePlugin } from '../../lib/plugin/define';
+import type { KongPdk } from '../../lib/pdk/kong';
 import { readRequest } from '../../lib/tenant/read';
 import * as metrics from './metrics';
-import { startUp, type StartUp } from './ready';
-import { MISCONFIGURED } from './refusals';
+import { startUp, type Ready } from './ready';
 import { meter } from './reserve';
 import { Schema } from './schema';
 import { settle } from './settle';
 import { answerShowback, showbackAsked } from './showback';
 import { PLUGIN_NAME } from './state';
 
-export const Name = PLUGIN_NAME;
-export const Version = '0.1.0';
-/** After tenant-cache (900: a cache hit never reaches us), before retrieval-injector (700). */
-export const Priority = 800;
+export const { Name, Version, Priority, Plugin } = definePlugin<Ready>({
+  name: PLUGIN_NAME,
+  version: '0.1.0',
+  /** After tenant-cache (900: a cache hit never reaches us), before retrieval-injector (700). */
+  priority: 800,
+  schema: Schema,
+  startUp,
+  metricsAt: (r) => ({ port: r.config.metrics_port, host: r.config.metrics_host }),
+  access,
+  onRefusal: (e) => metrics.refusals.inc({ reason: e.code, status: String(e.status) }),
+  // A misconfigured instance reserved nothing, so the kit does not call this for it.
+  log: settle,
+});
 export { Schema };
 
-export class Plugin {
-  private readonly start: StartUp;
-
-  /** Never throws past Kong's schema: an unusable config refuses each request instead. */
-  constructor(raw: unknown) {
-    this.start = startUp(raw);
-  }
-
-  async access(kong: unknown): Promise<void> {
-    await guardPhase(
-      kong,
-      Name,
-      'access',
-      async (k) => {
-        if (!this.start.ok) {
-          void k.log.err(`token-meter is misconfigured, refusing: ${this.start.reason}`);
-          throw MISCONFIGURED;
-        }
-        const ready = this.start.ready;
-        const request = await readRequest(k, Name);
-        const method = await request.scope.method(k);
-        if (method === 'POST') return meter(ready, k, request);
-        if ((method === 'GET' || method === 'HEAD') && ready.config.showback) {
-          const asked = showbackAsked(await request.scope.pathWithQuery(k));
-          if (asked) await answerShowback(ready, k, request.tenant.tenantId, asked);
-        }
-      },
-      { onRefusal: (e) => metrics.refusals.inc({ reason: e.code, status: String(e.status) }) },
-    );
-  }
-
-  async log(kong: unknown): Promise<void> {
-    const start = this.start;
-    await guardPhase(
-      kong,
-      Name,
-      'log',
-      // A misconfigured instance reserved nothing, so it has nothing to settle.
-      async (k) => (start.ok ? settle(start.ready, k) : undefined),
-      { afterResponse: true },
-    );
+async function access(ready: Ready, kong: KongPdk): Promise<void> {
+  const request = await readRequest(kong, PLUGIN_NAME);
+  const method = await request.scope.method(kong);
+  if (method === 'POST') return meter(ready, kong, request);
+  if ((method === 'GET' || method === 'HEAD') && ready.config.showback) {
+    const asked = showbackAsked(await request.scope.pathWithQuery(kong));
+    if (asked) await answerShowback(ready, kong, request.tenant.tenantId, asked);
   }
 }

@@ -6,9 +6,9 @@
  * than fail StartInstance (Kong 3.9 answers a failed one with a bare 500 and retries it on
  * every request).
  */
-import { serveMetrics } from '../../lib/metrics/registry';
 import { createRedis, waitForRedis, type RedisClient } from '../../lib/redis/client';
 import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
+import { startUpOf, type StartUp as KitStartUp } from '../../lib/plugin/define';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantId } from '../../lib/tenant/tenant-id';
 import type * as EstimateModule from '../../lib/tokens/estimate';
@@ -51,9 +51,6 @@ export class Ready {
     checkConfig(config);
     this.keys = createKeyspace(config.key_namespace);
     this.spool = new Spool(config.spool_dir);
-    serveMetrics('token-meter', config.metrics_port, config.metrics_host, (e) => {
-      process.stderr.write(`token-meter: metrics endpoint failed: ${e.message}\n`);
-    });
     // Connected now, not on the first request.
     this.redis = createRedis({ url: config.redis_url, commandTimeoutMs: config.redis_timeout_ms });
     this.startReplay();
@@ -129,15 +126,9 @@ export class Ready {
   }
 }
 
-export type StartUp =
-  { readonly ok: true; readonly ready: Ready } | { readonly ok: false; readonly reason: string };
+export type StartUp = KitStartUp<Ready>;
 
-/** The instance's start-up: ready, or why not. Only a config Kong's schema refuses throws. */
+/** The instance's start-up: ready, or why not (the plugin kit keeps a throw as the reason). */
 export function startUp(raw: unknown): StartUp {
-  const config = readConfig<TokenMeterConfig>(Schema, raw);
-  try {
-    return { ok: true, ready: new Ready(config) };
-  } catch (e) {
-    return { ok: false, reason: e instanceof Error ? e.message : String(e) };
-  }
+  return startUpOf(() => new Ready(readConfig<TokenMeterConfig>(Schema, raw)));
 }

@@ -4,18 +4,15 @@
  * token_meter_refusals_total by code and status.
  */
 import { GatewayError } from '../../lib/http/errors';
+import { misconfigured } from '../../lib/plugin/define';
 import type { TenantId } from '../../lib/tenant/tenant-id';
 import type { BudgetCaps, BudgetTotals } from './budget';
 import { exhaustedHeaders, resetOf } from './headers';
 import { NANO_USD_PER_USD } from './pricing';
 import type { ModelKind, Period } from './config';
 
-export const MISCONFIGURED = new GatewayError({
-  status: 500,
-  type: 'server_error',
-  code: 'plugin_misconfigured',
-  message: 'token-meter is misconfigured on this route; the request was not forwarded',
-});
+/** The plugin kit's one misconfigured refusal (also for a plan with no budget). */
+export const MISCONFIGURED = misconfigured('token-meter');
 
 /** A 400 for a body or a query the meter cannot take; `param` names the field at fault. */
 export function invalidRequest(
