@@ -17,9 +17,9 @@
  * No log phase, no response phase.
  */
 import { GatewayError } from '../../lib/http/errors';
-import { serveMetrics, type TenantLabels } from '../../lib/metrics/registry';
+import { type TenantLabels } from '../../lib/metrics/registry';
 import { type KongPdk } from '../../lib/pdk/kong';
-import { guardPhase } from '../../lib/plugin/phase';
+import { definePlugin, startUpOf } from '../../lib/plugin/define';
 import { ChunkCipher, loadKnowledgeSecret } from '../../lib/retrieval/chunk-cipher';
 import {
   isRetrievalIntegrityError,
@@ -39,21 +39,8 @@ import * as metrics from './metrics';
 import { retrieverFor } from './runtime';
 import { Schema, checkConfig, type RetrievalInjectorConfig } from './schema';
 
-export const Name = 'retrieval-injector';
-export const Version = '0.1.0';
-/** After token-meter (800), before circuit-breaker (600). */
-export const Priority = 700;
-export { Schema };
-
 /** Said to the upstream and the client when a request proceeds without context. */
 export const RETRIEVAL_STATUS_HEADER = 'x-retrieval-status';
-
-const MISCONFIGURED = new GatewayError({
-  status: 500,
-  type: 'server_error',
-  code: 'plugin_misconfigured',
-  message: 'retrieval-injector is misconfigured on this route; the request was not forwarded',
-});
 
 const INTEGRITY = new GatewayError({
   status: 500,
@@ -62,178 +49,161 @@ const INTEGRITY = new GatewayError({
   message: 'retrieval returned knowledge that failed its integrity checks; the request was refused',
 });
 
-export class Plugin {
-  private readonly config: RetrievalInjectorConfig;
-  private readonly cipher: ChunkCipher | null = null;
-  private readonly misconfigured: string | null = null;
+/** A ready instance: its config and the cipher of its tenants' knowledge. */
+interface Ready {
+  readonly config: RetrievalInjectorConfig;
+  readonly cipher: ChunkCipher;
+}
 
-  /** Never throws (a failed StartInstance is a bare 500 retried per request). */
-  constructor(raw: unknown) {
-    this.config = readConfig<RetrievalInjectorConfig>(Schema, raw);
-    try {
-      checkConfig(this.config);
-      this.cipher = new ChunkCipher(
+const NAME = 'retrieval-injector';
+
+export const { Name, Version, Priority, Plugin } = definePlugin<Ready>({
+  name: NAME,
+  version: '0.1.0',
+  /** After token-meter (800), before circuit-breaker (600). */
+  priority: 700,
+  schema: Schema,
+  // KnowledgeSecretError messages name where the secret was looked for, never the secret.
+  startUp: (raw) =>
+    startUpOf(() => {
+      const config = readConfig<RetrievalInjectorConfig>(Schema, raw);
+      checkConfig(config);
+      const cipher = new ChunkCipher(
         loadKnowledgeSecret({
-          file: this.config.encryption.secret_file,
-          env: this.config.encryption.secret_env,
+          file: config.encryption.secret_file,
+          env: config.encryption.secret_env,
         }),
       );
-      serveMetrics(
-        'retrieval-injector',
-        this.config.metrics_port,
-        this.config.metrics_host,
-        (e) => {
-          process.stderr.write(`retrieval-injector: metrics endpoint failed: ${e.message}\n`);
-        },
-      );
-    } catch (e) {
-      // KnowledgeSecretError messages name where the secret was looked for, never the secret.
-      this.misconfigured = e instanceof Error ? e.message : String(e);
-    }
-  }
+      return { config, cipher };
+    }),
+  metricsAt: (r) => ({ port: r.config.metrics_port, host: r.config.metrics_host }),
+  async access(ready, kong) {
+    const { tenant: ctx, scope } = await readRequest(kong, NAME);
+    await inject(ready, kong, scope, ctx, metrics.tenantLabels(ready.config.metrics_max_tenants));
+  },
+  onRefusal: (e) => metrics.refusals.inc({ reason: e.code, status: String(e.status) }),
+});
+export { Schema };
 
-  async access(kong: unknown): Promise<void> {
-    await guardPhase(
-      kong,
-      Name,
-      'access',
-      async (k) => {
-        const { tenant: ctx, scope } = await readRequest(k, Name);
-        if (this.misconfigured !== null || this.cipher === null) {
-          void k.log.err(`retrieval-injector is misconfigured, refusing: ${this.misconfigured}`);
-          throw MISCONFIGURED;
-        }
-        await this.inject(
-          k,
-          scope,
-          ctx,
-          this.cipher,
-          metrics.tenantLabels(this.config.metrics_max_tenants),
-        );
-      },
-      { onRefusal: (e) => metrics.refusals.inc({ reason: e.code, status: String(e.status) }) },
-    );
-  }
+function planSettings(
+  config: RetrievalInjectorConfig,
+  plan: string,
+): { topK: number; minScore: number } {
+  const p = Object.prototype.hasOwnProperty.call(config.plans, plan)
+    ? config.plans[plan]
+    : undefined;
+  return {
+    topK: p?.top_k ?? config.default_top_k,
+    minScore: p?.min_score ?? config.default_min_score,
+  };
+}
 
-  private planSettings(plan: string): { topK: number; minScore: number } {
-    const p = Object.prototype.hasOwnProperty.call(this.config.plans, plan)
-      ? this.config.plans[plan]
-      : undefined;
-    return {
-      topK: p?.top_k ?? this.config.default_top_k,
-      minScore: p?.min_score ?? this.config.default_min_score,
-    };
-  }
-
-  private async inject(
-    kong: KongPdk,
-    scope: RequestScope,
-    ctx: TenantContext,
-    cipher: ChunkCipher,
-    labels: TenantLabels,
-  ): Promise<void> {
-    const { topK, minScore } = this.planSettings(ctx.plan);
-    if (topK === 0) return;
-    const raw = (await scope.rawBody(kong, 0)) ?? Buffer.alloc(0);
-    if (raw.length > this.config.max_body_bytes) {
-      throw new GatewayError({
-        status: 413,
-        type: 'invalid_request_error',
-        code: 'request_too_large',
-        message: `request bodies over ${this.config.max_body_bytes} bytes are refused`,
-      });
-    }
-    const body = parseChatBody(raw, (b) => scope.json(b));
-    if (!body) return;
-    const query = extractQuery(body, this.config.query_source, this.config.query_max_chars);
-    if (query.length === 0) return;
-
-    const tenant = labels.label(ctx.tenantId);
-    const stop = metrics.searchSeconds.startTimer({ tenant });
-    let chunks: readonly RetrievedChunk[];
-    try {
-      const retriever = await retrieverFor(this.config, cipher);
-      const found = await retriever.retrieve(ctx, query, topK, { minScore });
-      metrics.embeddingCache.inc({ result: found.cache });
-      chunks = found.chunks;
-    } catch (e) {
-      if (isRetrievalIntegrityError(e)) {
-        metrics.assertionAlarms.inc({ tenant, kind: e.kind });
-        metrics.searches.inc({ tenant, outcome: 'integrity' });
-        void kong.log.err(
-          `retrieval-injector ALARM (${e.kind}) for tenant ${ctx.tenantId}, namespace ${ctx.policy.knowledgeNamespace}: ${e.message}`,
-        );
-        throw INTEGRITY;
-      }
-      if (isRetrievalUnavailableError(e)) return this.unavailable(kong, e, tenant);
-      throw e;
-    } finally {
-      stop();
-    }
-
-    if (chunks.length === 0) {
-      metrics.searches.inc({ tenant, outcome: 'empty' });
-      metrics.emptyResults.inc({ tenant });
-      await kong.log.setSerializeValue('retrieval', { status: 'empty', chunks: 0 });
-      return;
-    }
-    metrics.searches.inc({ tenant, outcome: 'hits' });
-    metrics.hits.inc({ tenant }, chunks.length);
-    await this.deliver(kong, scope, ctx, body, chunks);
-    await kong.log.setSerializeValue('retrieval', {
-      status: 'injected',
-      chunks: chunks.length,
-      sources: chunks.map((c) => c.source),
+async function inject(
+  ready: Ready,
+  kong: KongPdk,
+  scope: RequestScope,
+  ctx: TenantContext,
+  labels: TenantLabels,
+): Promise<void> {
+  const { config, cipher } = ready;
+  const { topK, minScore } = planSettings(config, ctx.plan);
+  if (topK === 0) return;
+  const raw = (await scope.rawBody(kong, 0)) ?? Buffer.alloc(0);
+  if (raw.length > config.max_body_bytes) {
+    throw new GatewayError({
+      status: 413,
+      type: 'invalid_request_error',
+      code: 'request_too_large',
+      message: `request bodies over ${config.max_body_bytes} bytes are refused`,
     });
   }
+  const body = parseChatBody(raw, (b) => scope.json(b));
+  if (!body) return;
+  const query = extractQuery(body, config.query_source, config.query_max_chars);
+  if (query.length === 0) return;
 
-  /** Hands the chunks on: body rewritten once, header set once. */
-  private async deliver(
-    kong: KongPdk,
-    scope: RequestScope,
-    ctx: TenantContext,
-    body: ChatBody,
-    chunks: readonly RetrievedChunk[],
-  ): Promise<void> {
-    const namespace = knowledgeNamespace(ctx);
-    const mode = this.config.inject;
-    if (mode === 'header' || mode === 'both') {
-      const value = renderContextHeader(namespace, chunks, this.config.header_max_bytes);
-      if (value !== null)
-        await kong.service.request.setHeaders({ [RETRIEVAL_CONTEXT_HEADER]: value });
-    }
-    if (mode === 'system_message' || mode === 'both') {
-      const message = renderSystemMessage(
-        this.config.template,
-        namespace,
-        chunks,
-        newFenceMarker(),
+  const tenant = labels.label(ctx.tenantId);
+  const stop = metrics.searchSeconds.startTimer({ tenant });
+  let chunks: readonly RetrievedChunk[];
+  try {
+    const retriever = await retrieverFor(config, cipher);
+    const found = await retriever.retrieve(ctx, query, topK, { minScore });
+    metrics.embeddingCache.inc({ result: found.cache });
+    chunks = found.chunks;
+  } catch (e) {
+    if (isRetrievalIntegrityError(e)) {
+      metrics.assertionAlarms.inc({ tenant, kind: e.kind });
+      metrics.searches.inc({ tenant, outcome: 'integrity' });
+      void kong.log.err(
+        `retrieval-injector ALARM (${e.kind}) for tenant ${ctx.tenantId}, namespace ${ctx.policy.knowledgeNamespace}: ${e.message}`,
       );
-      await scope.setBody(kong, JSON.stringify(insertSystemMessage(body, message)));
+      throw INTEGRITY;
     }
+    if (isRetrievalUnavailableError(e)) return unavailable(config, kong, e, tenant);
+    throw e;
+  } finally {
+    stop();
   }
 
-  private async unavailable(
-    kong: KongPdk,
-    e: RetrievalUnavailableError,
-    tenant: string,
-  ): Promise<void> {
-    metrics.unavailable.inc({ tenant, dependency: e.dependency });
-    void kong.log.err(`retrieval-injector: ${e.dependency} unavailable: ${e.message}`);
-    if (this.config.on_unavailable === 'refuse') {
-      metrics.searches.inc({ tenant, outcome: 'refused' });
-      throw new GatewayError({
-        status: 503,
-        type: 'service_unavailable',
-        code: 'retrieval_unavailable',
-        message: 'the knowledge service is unavailable; try again later',
-        retryAfterSeconds: this.config.retry_after_seconds,
-      });
-    }
-    metrics.searches.inc({ tenant, outcome: 'skipped' });
-    metrics.skipped.inc({ tenant, dependency: e.dependency });
-    await kong.service.request.setHeaders({ [RETRIEVAL_STATUS_HEADER]: 'skipped' });
-    await kong.response.setHeader(RETRIEVAL_STATUS_HEADER, 'skipped');
-    await kong.log.setSerializeValue('retrieval', { status: 'skipped', dependency: e.dependency });
+  if (chunks.length === 0) {
+    metrics.searches.inc({ tenant, outcome: 'empty' });
+    metrics.emptyResults.inc({ tenant });
+    await kong.log.setSerializeValue('retrieval', { status: 'empty', chunks: 0 });
+    return;
   }
+  metrics.searches.inc({ tenant, outcome: 'hits' });
+  metrics.hits.inc({ tenant }, chunks.length);
+  await deliver(config, kong, scope, ctx, body, chunks);
+  await kong.log.setSerializeValue('retrieval', {
+    status: 'injected',
+    chunks: chunks.length,
+    sources: chunks.map((c) => c.source),
+  });
+}
+
+/** Hands the chunks on: body rewritten once, header set once. */
+async function deliver(
+  config: RetrievalInjectorConfig,
+  kong: KongPdk,
+  scope: RequestScope,
+  ctx: TenantContext,
+  body: ChatBody,
+  chunks: readonly RetrievedChunk[],
+): Promise<void> {
+  const namespace = knowledgeNamespace(ctx);
+  const mode = config.inject;
+  if (mode === 'header' || mode === 'both') {
+    const value = renderContextHeader(namespace, chunks, config.header_max_bytes);
+    if (value !== null)
+      await kong.service.request.setHeaders({ [RETRIEVAL_CONTEXT_HEADER]: value });
+  }
+  if (mode === 'system_message' || mode === 'both') {
+    const message = renderSystemMessage(config.template, namespace, chunks, newFenceMarker());
+    await scope.setBody(kong, JSON.stringify(insertSystemMessage(body, message)));
+  }
+}
+
+async function unavailable(
+  config: RetrievalInjectorConfig,
+  kong: KongPdk,
+  e: RetrievalUnavailableError,
+  tenant: string,
+): Promise<void> {
+  metrics.unavailable.inc({ tenant, dependency: e.dependency });
+  void kong.log.err(`retrieval-injector: ${e.dependency} unavailable: ${e.message}`);
+  if (config.on_unavailable === 'refuse') {
+    metrics.searches.inc({ tenant, outcome: 'refused' });
+    throw new GatewayError({
+      status: 503,
+      type: 'service_unavailable',
+      code: 'retrieval_unavailable',
+      message: 'the knowledge service is unavailable; try again later',
+      retryAfterSeconds: config.retry_after_seconds,
+    });
+  }
+  metrics.searches.inc({ tenant, outcome: 'skipped' });
+  metrics.skipped.inc({ tenant, dependency: e.dependency });
+  await kong.service.request.setHeaders({ [RETRIEVAL_STATUS_HEADER]: 'skipped' });
+  await kong.response.setHeader(RETRIEVAL_STATUS_HEADER, 'skipped');
+  await kong.log.setSerializeValue('retrieval', { status: 'skipped', dependency: e.dependency });
 }
