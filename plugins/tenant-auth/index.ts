@@ -13,7 +13,7 @@
 import { draftCapture } from '../../lib/capture/draft'; // capture (issue 23)
 import { GatewayError } from '../../lib/http/errors';
 import { type TenantLabels } from '../../lib/metrics/registry';
-import { guardPhase } from '../../lib/plugin/phase';
+import { definePlugin } from '../../lib/plugin/define';
 import { openScope, type RequestScope } from '../../lib/request/scope';
 import {
   headerLineCount,
@@ -34,7 +34,7 @@ import * as metrics from './metrics';
 import { answerModels } from './models-endpoint';
 import { modelsRequest } from './models';
 import { STATEFUL_APIS, statefulRefusal } from './provider-state';
-import { Ready } from './ready';
+import { startUp, type Ready } from './ready';
 import { policeBody } from './request-body';
 import { Schema } from './schema';
 import { identityHeaderRemovals, spoofVerdict } from './spoof';
@@ -55,136 +55,121 @@ const TOO_MANY_HEADERS = new GatewayError({
   message: `requests with ${MAX_HEADERS} or more header lines are refused`,
 });
 
-const MISCONFIGURED = new GatewayError({
-  status: 500,
-  type: 'server_error',
-  code: 'plugin_misconfigured',
-  message: 'tenant-auth is misconfigured on this route; the request was not forwarded',
+export const { Plugin } = definePlugin<Ready>({
+  name: Name,
+  version: Version,
+  priority: Priority,
+  schema: Schema,
+  startUp,
+  metricsAt: (r) => ({ port: r.config.metrics_port, host: r.config.metrics_host }),
+  access: (ready, kong) =>
+    authenticate(ready, kong, metrics.tenantLabels(ready.config.metrics_max_tenants)),
+  onRefusal: (e) => metrics.refusals.inc({ reason: e.code, status: String(e.status) }),
 });
 
-export class Plugin {
-  private readonly ready: Ready;
+async function authenticate(ready: Ready, kong: KongPdk, labels: TenantLabels): Promise<void> {
+  // The request's scope: what later plugins would read again from Kong, kept for them.
+  const scope = openScope();
+  const headers = normaliseHeaderMap(await kong.request.getHeaders(MAX_HEADERS));
+  // Kong returns at most MAX_HEADERS lines and drops the rest silently: a header hidden
+  // past them would escape spoof stripping and the body checks, so refuse the request.
+  if (headerLineCount(headers) >= MAX_HEADERS) throw TOO_MANY_HEADERS;
+  // Before anything else: decide the fate of client-sent gateway-owned headers.
+  const spoof = spoofVerdict(headers, ready.extraStrip);
+  const identity = await identify(kong, headers, ready);
+  const { ctx: tenant, tier } = buildContext(identity, ready);
+  const tenantLabel = labels.label(tenant.tenantId);
+  // The API surface, decided on the path Kong will send upstream: nothing the plan does not
+  // serve goes further (plugins/tenant-auth/surface.ts).
+  const surface = await ready.surface.decide(kong, scope, tenant.plan, tenant.tenantId);
+  // Objects the provider keeps under a key other tenants share: none for this tenant.
+  if (STATEFUL_APIS.has(surface.api) && !ready.state.storeOn(tenant.plan, tenant.tenantId))
+    throw statefulRefusal(surface.api, tenant.plan);
 
-  constructor(raw: unknown) {
-    this.ready = new Ready(raw);
-  }
-
-  async access(kong: unknown): Promise<void> {
-    await guardPhase(
-      kong,
-      Name,
-      'access',
-      (k) => {
-        if (this.ready.misconfigured !== null) {
-          void k.log.err(`tenant-auth is misconfigured, refusing: ${this.ready.misconfigured}`);
-          throw MISCONFIGURED;
-        }
-        return this.authenticate(k, metrics.tenantLabels(this.ready.config.metrics_max_tenants));
-      },
-      { onRefusal: (e) => metrics.refusals.inc({ reason: e.code, status: String(e.status) }) },
-    );
-  }
-
-  private async authenticate(kong: KongPdk, labels: TenantLabels): Promise<void> {
-    // The request's scope: what later plugins would read again from Kong, kept for them.
-    const scope = openScope();
-    const headers = normaliseHeaderMap(await kong.request.getHeaders(MAX_HEADERS));
-    // Kong returns at most MAX_HEADERS lines and drops the rest silently: a header hidden
-    // past them would escape spoof stripping and the body checks, so refuse the request.
-    if (headerLineCount(headers) >= MAX_HEADERS) throw TOO_MANY_HEADERS;
-    // Before anything else: decide the fate of client-sent gateway-owned headers.
-    const spoof = spoofVerdict(headers, this.ready.extraStrip);
-    const identity = await identify(kong, headers, this.ready);
-    const { ctx: tenant, tier } = buildContext(identity, this.ready);
-    const tenantLabel = labels.label(tenant.tenantId);
-    // The API surface, decided on the path Kong will send upstream: nothing the plan does not
-    // serve goes further (plugins/tenant-auth/surface.ts).
-    const surface = await this.ready.surface.decide(kong, scope, tenant.plan, tenant.tenantId);
-    // Objects the provider keeps under a key other tenants share: none for this tenant.
-    if (STATEFUL_APIS.has(surface.api) && !this.ready.state.storeOn(tenant.plan, tenant.tenantId))
-      throw statefulRefusal(surface.api, tenant.plan);
-
-    // Only a tiered plan needs the path: for /v1/models and to tell /embeddings apart.
-    const path = tier === null ? '' : await scope.path(kong);
-    if (tier !== null && this.ready.config.models_endpoint) {
-      const models = modelsRequest(path);
-      if (models !== null) {
-        const publish = () => this.publish(kong, scope, tenant);
-        return answerModels(kong, scope, tenant, tier, models, tenantLabel, publish);
-      }
+  // Only a tiered plan needs the path: for /v1/models and to tell /embeddings apart.
+  const path = tier === null ? '' : await scope.path(kong);
+  if (tier !== null && ready.config.models_endpoint) {
+    const models = modelsRequest(path);
+    if (models !== null) {
+      const publish = () => publishContext(kong, scope, tenant);
+      return answerModels(kong, scope, tenant, tier, models, tenantLabel, publish);
     }
-
-    const { body: newBody, model } = surface.bodyless
-      ? { body: null, model: null }
-      : await policeBody(
-          kong,
-          { scope, headers, ctx: tenant, tier, path, surface, tenantLabel },
-          this.ready,
-        );
-    const ctx = model === null ? tenant : withModel(tenant, model);
-    if (model !== null)
-      metrics.modelDecisions.inc({ tenant: tenantLabel, decision: model.decision });
-
-    if (spoof.spoofed) metrics.spoofedHeaders.inc({ tenant: tenantLabel });
-    // One call removes the client copies and credentials, and sets ours.
-    const writes = {
-      ...spoof.removals,
-      ...identityHeaderRemovals(headers, identity.source === 'consumer'),
-      ...this.credentialHeaders(headers, ctx),
-      [TENANT_ID_HEADER]: ctx.tenantId,
-      [TENANT_PLAN_HEADER]: ctx.plan,
-    };
-    await kong.service.request.setHeaders(writes);
-    scope.rememberHeaders(headers);
-    scope.applyHeaderWrites(writes);
-    // capture (issue 23): the request as sent, for an opted-in tenant (lib/capture/draft.ts)
-    await draftCapture(kong, scope, headers, ctx, this.ready.config, tenantLabel);
-    if (newBody !== null) await scope.setBody(kong, newBody);
-    // A GET, HEAD or DELETE carries no body upstream, whatever the client sent with it; the
-    // chain after us then reads none (nothing to rewrite, inject or meter).
-    else if (surface.bodyless) await scope.setBody(kong, '');
-    // Query parameters that must not go upstream. clear_query_arg, not set_raw_query: on Kong
-    // 3.9.3 set_raw_query (ngx.req.set_uri_args) called from a plugin server leaves the query
-    // as it was; clear_query_arg (ngx.var.args) takes, as it does for key-auth.
-    for (const name of surface.dropQueryArgs) await kong.service.request.clearQueryArg(name);
-    await this.publish(kong, scope, ctx);
-    // Set in access, these reach the client with the upstream's answer (and with any later
-    // plugin's exit); token-meter sets the same two on every metered request.
-    if (model !== null && model.served !== model.requested) {
-      await kong.response.setHeaders(modelHeaders(model.requested, model.served));
-    }
-    metrics.authenticated.inc({ tenant: tenantLabel, plan: ctx.plan, source: ctx.source });
   }
 
-  /** The TenantContext (naming the request's scope) to later plugins and to Kong's log serializer. */
-  private async publish(kong: KongPdk, scope: RequestScope, ctx: TenantContext): Promise<void> {
-    const carrier = encodeTenantContext(ctx, scope.key);
-    scope.bindCarrier(carrier, ctx);
-    await kong.ctx.shared.set(TENANT_CONTEXT_KEY, carrier);
-    await kong.log.setSerializeValue('tenant', {
-      id: ctx.tenantId,
-      plan: ctx.plan,
-      source: ctx.source,
-      ...(ctx.model === null ? {} : { model: ctx.model }),
-    });
-  }
+  const { body: newBody, model } = surface.bodyless
+    ? { body: null, model: null }
+    : await policeBody(
+        kong,
+        { scope, headers, ctx: tenant, tier, path, surface, tenantLabel },
+        ready,
+      );
+  const ctx = model === null ? tenant : withModel(tenant, model);
+  if (model !== null) metrics.modelDecisions.inc({ tenant: tenantLabel, decision: model.decision });
 
-  /**
-   * The client's credentials never travel upstream: every credential header it sent is
-   * removed, and the provider key for this tenant (if configured) takes the upstream header.
-   */
-  private credentialHeaders(
-    headers: HeaderMap,
-    ctx: TenantContext,
-  ): Record<string, string[] | string> {
-    const out: Record<string, string[] | string> = {};
-    const up = this.ready.upstream;
-    if (!up) return out;
-    for (const name of up.stripped) if (name in headers) out[name] = [];
-    const value = up.valueFor(ctx);
-    if (value !== null) out[up.header] = value;
-    return out;
+  if (spoof.spoofed) metrics.spoofedHeaders.inc({ tenant: tenantLabel });
+  // One call removes the client copies and credentials, and sets ours.
+  const writes = {
+    ...spoof.removals,
+    ...identityHeaderRemovals(headers, identity.source === 'consumer'),
+    ...credentialHeaders(ready, headers, ctx),
+    [TENANT_ID_HEADER]: ctx.tenantId,
+    [TENANT_PLAN_HEADER]: ctx.plan,
+  };
+  await kong.service.request.setHeaders(writes);
+  scope.rememberHeaders(headers);
+  scope.applyHeaderWrites(writes);
+  // capture (issue 23): the request as sent, for an opted-in tenant (lib/capture/draft.ts)
+  await draftCapture(kong, scope, headers, ctx, ready.config, tenantLabel);
+  if (newBody !== null) await scope.setBody(kong, newBody);
+  // A GET, HEAD or DELETE carries no body upstream, whatever the client sent with it; the
+  // chain after us then reads none (nothing to rewrite, inject or meter).
+  else if (surface.bodyless) await scope.setBody(kong, '');
+  // Query parameters that must not go upstream. clear_query_arg, not set_raw_query: on Kong
+  // 3.9.3 set_raw_query (ngx.req.set_uri_args) called from a plugin server leaves the query
+  // as it was; clear_query_arg (ngx.var.args) takes, as it does for key-auth.
+  for (const name of surface.dropQueryArgs) await kong.service.request.clearQueryArg(name);
+  await publishContext(kong, scope, ctx);
+  // Set in access, these reach the client with the upstream's answer (and with any later
+  // plugin's exit); token-meter sets the same two on every metered request.
+  if (model !== null && model.served !== model.requested) {
+    await kong.response.setHeaders(modelHeaders(model.requested, model.served));
   }
+  metrics.authenticated.inc({ tenant: tenantLabel, plan: ctx.plan, source: ctx.source });
+}
+
+/** The TenantContext (naming the request's scope) to later plugins and to Kong's log serializer. */
+async function publishContext(
+  kong: KongPdk,
+  scope: RequestScope,
+  ctx: TenantContext,
+): Promise<void> {
+  const carrier = encodeTenantContext(ctx, scope.key);
+  scope.bindCarrier(carrier, ctx);
+  await kong.ctx.shared.set(TENANT_CONTEXT_KEY, carrier);
+  await kong.log.setSerializeValue('tenant', {
+    id: ctx.tenantId,
+    plan: ctx.plan,
+    source: ctx.source,
+    ...(ctx.model === null ? {} : { model: ctx.model }),
+  });
+}
+
+/**
+ * The client's credentials never travel upstream: every credential header it sent is
+ * removed, and the provider key for this tenant (if configured) takes the upstream header.
+ */
+function credentialHeaders(
+  ready: Ready,
+  headers: HeaderMap,
+  ctx: TenantContext,
+): Record<string, string[] | string> {
+  const out: Record<string, string[] | string> = {};
+  const up = ready.upstream;
+  if (!up) return out;
+  for (const name of up.stripped) if (name in headers) out[name] = [];
+  const value = up.valueFor(ctx);
+  if (value !== null) out[up.header] = value;
+  return out;
 }
 
 /** The context with the request's model decision (re-validated: served must be in the tier). */

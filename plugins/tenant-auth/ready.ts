@@ -2,11 +2,11 @@
  * tenant-auth's start-up: the config read and checked once, and everything a request needs
  * built from it (the JWT verifier, the model tiers, the API surface gate, the content guards,
  * the provider keys and what the provider may keep). A config that passes Kong's schema but
- * not the plugin's own checks leaves `misconfigured` set: the instance refuses every request
- * with `plugin_misconfigured` rather than fail to start (Kong 3.9 answers a failed
- * StartInstance with a bare 500 and retries it on every request).
+ * not the plugin's own checks is kept by the plugin kit as the reason: the instance refuses
+ * every request with `plugin_misconfigured` rather than fail to start (Kong 3.9 answers a
+ * failed StartInstance with a bare 500 and retries it on every request).
  */
-import { serveMetrics } from '../../lib/metrics/registry';
+import { startUpOf, type StartUp } from '../../lib/plugin/define';
 import { readConfig } from '../../lib/schema/config';
 import { ContentGuards } from './guard';
 import { JwtVerifier } from './identity/jwt';
@@ -18,52 +18,45 @@ import { UpstreamCredentials } from './upstream-auth';
 
 export class Ready {
   readonly config: TenantAuthConfig;
-  readonly jwt: JwtVerifier | null = null;
-  readonly extraStrip: ReadonlySet<string> = new Set();
-  readonly upstream: UpstreamCredentials | null = null;
+  readonly jwt: JwtVerifier | null;
+  readonly extraStrip: ReadonlySet<string>;
+  readonly upstream: UpstreamCredentials;
   readonly tiers: ModelTiers;
   /** What each plan is served (api_surface): the gate before anything else. */
   readonly surface: ApiSurfaceGate;
   /** Methods whose requests must carry a JSON body (upper case). */
   readonly bodyMethods: ReadonlySet<string>;
-  /** Each plan's and tenant's content guard (guard.ts); none until the config is checked. */
-  readonly guards: ContentGuards = new ContentGuards({ plans: {}, tenants: {} });
+  /** Each plan's and tenant's content guard (guard.ts). */
+  readonly guards: ContentGuards;
   /** Whether the provider may keep a tenant's objects (provider-state.ts). */
   readonly state: ProviderState;
-  /** Why this instance cannot serve, when its config is unusable. */
-  readonly misconfigured: string | null = null;
-
-  /** Never throws: a config the checks refuse sets `misconfigured`. */
+  /** Throws when the config passes Kong's schema but not the plugin's own checks. */
   constructor(raw: unknown) {
     this.config = readConfig<TenantAuthConfig>(Schema, raw);
+    checkConfig(this.config);
     this.tiers = new ModelTiers(this.config);
     this.surface = new ApiSurfaceGate(this.config);
     this.bodyMethods = new Set(this.config.require_body_methods.map((m) => m.toUpperCase()));
+    this.guards = new ContentGuards(this.config);
+    this.jwt = this.config.identity_sources.includes('jwt')
+      ? new JwtVerifier(this.config.jwt)
+      : null;
+    this.extraStrip = new Set(
+      this.config.strip_headers.map((h) => h.toLowerCase().replace(/_/g, '-')),
+    );
+    const upstream = new UpstreamCredentials(this.config.upstream_auth);
+    this.upstream = upstream;
     this.state = new ProviderState(
       {
         store: this.config.store ?? 'auto',
         plans: this.config.plans,
         tenants: this.config.tenants,
       },
-      (t) => this.upstream?.ownKey(t) ?? false,
+      (t) => upstream.ownKey(t),
     );
-    try {
-      checkConfig(this.config);
-      this.guards = new ContentGuards(this.config);
-      this.jwt = this.config.identity_sources.includes('jwt')
-        ? new JwtVerifier(this.config.jwt)
-        : null;
-      this.extraStrip = new Set(
-        this.config.strip_headers.map((h) => h.toLowerCase().replace(/_/g, '-')),
-      );
-      this.upstream = new UpstreamCredentials(this.config.upstream_auth);
-      serveMetrics('tenant-auth', this.config.metrics_port, this.config.metrics_host, (e) => {
-        process.stderr.write(
-          `tenant-auth: metrics endpoint ${this.config.metrics_host}:${this.config.metrics_port} failed: ${e.message}\n`,
-        );
-      });
-    } catch (e) {
-      this.misconfigured = e instanceof Error ? e.message : String(e);
-    }
   }
+}
+
+export function startUp(raw: unknown): StartUp<Ready> {
+  return startUpOf(() => new Ready(raw));
 }
