@@ -3,6 +3,11 @@
  * Cross-field rules live in `checkConfig`, run when an instance starts.
  */
 import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
+import {
+  consistencyLevelField,
+  embeddingsRecord,
+  milvusCollectionFields,
+} from '../../lib/schema/typedefs';
 
 export type InjectMode = 'system_message' | 'header' | 'both';
 export type QuerySource = 'last_user' | 'all_user';
@@ -62,24 +67,7 @@ export const Schema: KongSchemaFields = [
     milvus: field.record(
       'Where the shared knowledge collection lives (one Milvus collection, `tenant_id` partition key).',
       [
-        {
-          address: field.string('Milvus gRPC address, `host:port`.', {
-            default: '127.0.0.1:19530',
-            required: true,
-          }),
-        },
-        {
-          collection: field.string(
-            'Name of the shared knowledge collection; created on first use if missing.',
-            { default: 'kta_knowledge', required: true, match: '^[A-Za-z_][A-Za-z0-9_]*$' },
-          ),
-        },
-        {
-          num_partitions: field.integer(
-            'Hash partitions the tenants are spread over when the collection is created.',
-            { default: 64, between: [1, 1024], required: true },
-          ),
-        },
+        ...milvusCollectionFields({ collection: 'shared knowledge', defaultName: 'kta_knowledge' }),
         {
           index_type: field.string(
             'Vector index of the collection. `FLAT` is exact within the tenant partition; `HNSW` is approximate and misses rows under the tenant filter on Milvus 2.3 (see README). A different existing index is rebuilt.',
@@ -92,16 +80,7 @@ export const Schema: KongSchemaFields = [
             { default: 16384, between: [256, 65535], required: true },
           ),
         },
-        {
-          consistency_level: field.string(
-            'Milvus consistency level of searches. `Bounded` is fast; `Strong` sees writes at once.',
-            {
-              default: 'Bounded',
-              one_of: ['Strong', 'Session', 'Bounded', 'Eventually'],
-              required: true,
-            },
-          ),
-        },
+        consistencyLevelField('searches', 'writes'),
         {
           connect_timeout_ms: field.integer(
             'Deadline for connecting to Milvus and opening the collection.',
@@ -119,55 +98,14 @@ export const Schema: KongSchemaFields = [
     ),
   },
   {
-    embeddings: field.record(
-      'The OpenAI-compatible `/v1/embeddings` endpoint that embeds queries.',
-      [
-        {
-          url: field.string('Full URL of the embeddings endpoint.', {
-            default: 'http://127.0.0.1:9000/v1/embeddings',
-            required: true,
-            match: '^https?://',
-          }),
-        },
-        {
-          model: field.string(
-            'Embedding model. Recorded with the collection; a collection of another model is refused.',
-            { default: 'text-embedding-3-small', required: true, len_min: 1 },
-          ),
-        },
-        {
-          dimensions: field.integer(
-            'Vector dimension. Recorded with the collection; answers of another size are refused.',
-            { default: 64, between: [1, 32768], required: true },
-          ),
-        },
-        {
-          send_dimensions: field.boolean(
-            'Send `dimensions` in the request (OpenAI text-embedding-3 models honour it).',
-            { default: true, required: true },
-          ),
-        },
-        {
-          api_key_env: field.string(
-            'Environment variable of the plugin server holding the endpoint API key (sent as Bearer).',
-          ),
-        },
-        {
-          timeout_ms: field.integer('Deadline of one embeddings request.', {
-            default: 2000,
-            between: [10, 30000],
-            required: true,
-          }),
-        },
-        {
-          cache_ttl_seconds: field.integer(
-            'How long a query embedding stays in the per-tenant Redis cache; 0 disables the cache.',
-            { default: 86400, between: [0, 2592000], required: true },
-          ),
-        },
-      ],
-      { required: true },
-    ),
+    embeddings: embeddingsRecord({
+      embeds: 'queries',
+      cacheTtl: {
+        description:
+          'How long a query embedding stays in the per-tenant Redis cache; 0 disables the cache.',
+        default: 86400,
+      },
+    }),
   },
   {
     redis: field.record(

@@ -3,6 +3,11 @@
  * descriptions and defaults, and its typed view. Plans turn it on or off (schema.ts `plans`).
  */
 import { field, type KongSchemaFields } from '../../../lib/schema/fields';
+import {
+  consistencyLevelField,
+  embeddingsRecord,
+  milvusCollectionFields,
+} from '../../../lib/schema/typedefs';
 
 export interface SemanticConfig {
   enabled: boolean;
@@ -70,34 +75,11 @@ export const semanticFields: KongSchemaFields = [
     milvus: field.record(
       'The shared semantic-cache collection (its own, `tenant_id` partition key).',
       [
-        {
-          address: field.string('Milvus gRPC address, `host:port`.', {
-            default: '127.0.0.1:19530',
-            required: true,
-          }),
-        },
-        {
-          collection: field.string(
-            'Name of the semantic-cache collection; created on first use if missing.',
-            { default: 'kta_semantic_cache', required: true, match: '^[A-Za-z_][A-Za-z0-9_]*$' },
-          ),
-        },
-        {
-          num_partitions: field.integer(
-            'Hash partitions the tenants are spread over when the collection is created.',
-            { default: 64, between: [1, 1024], required: true },
-          ),
-        },
-        {
-          consistency_level: field.string(
-            'Milvus consistency level of lookups. `Bounded` is fast; `Strong` sees stores at once.',
-            {
-              default: 'Bounded',
-              one_of: ['Strong', 'Session', 'Bounded', 'Eventually'],
-              required: true,
-            },
-          ),
-        },
+        ...milvusCollectionFields({
+          collection: 'semantic-cache',
+          defaultName: 'kta_semantic_cache',
+        }),
+        consistencyLevelField('lookups', 'stores'),
         {
           connect_timeout_ms: field.integer(
             'Deadline for connecting to Milvus and opening the collection (retried after 1 s).',
@@ -109,54 +91,13 @@ export const semanticFields: KongSchemaFields = [
     ),
   },
   {
-    embeddings: field.record(
-      'The OpenAI-compatible `/v1/embeddings` endpoint that embeds questions.',
-      [
-        {
-          url: field.string('Full URL of the embeddings endpoint.', {
-            default: 'http://127.0.0.1:9000/v1/embeddings',
-            required: true,
-            match: '^https?://',
-          }),
-        },
-        {
-          model: field.string(
-            'Embedding model. Recorded with the collection; a collection of another model is refused.',
-            { default: 'text-embedding-3-small', required: true, len_min: 1 },
-          ),
-        },
-        {
-          dimensions: field.integer(
-            'Vector dimension. Recorded with the collection; answers of another size are refused.',
-            { default: 64, between: [1, 32768], required: true },
-          ),
-        },
-        {
-          send_dimensions: field.boolean(
-            'Send `dimensions` in the request (OpenAI text-embedding-3 models honour it).',
-            { default: true, required: true },
-          ),
-        },
-        {
-          api_key_env: field.string(
-            'Environment variable of the plugin server holding the endpoint API key (sent as Bearer).',
-          ),
-        },
-        {
-          timeout_ms: field.integer('Deadline of one embeddings request.', {
-            default: 2000,
-            between: [10, 30000],
-            required: true,
-          }),
-        },
-        {
-          cache_ttl_seconds: field.integer(
-            'How long a question’s embedding stays in the tenant’s Redis embedding cache; 0 disables it.',
-            { default: 3600, between: [0, 2592000], required: true },
-          ),
-        },
-      ],
-      { required: true },
-    ),
+    embeddings: embeddingsRecord({
+      embeds: 'questions',
+      cacheTtl: {
+        description:
+          'How long a question’s embedding stays in the tenant’s Redis embedding cache; 0 disables it.',
+        default: 3600,
+      },
+    }),
   },
 ];
