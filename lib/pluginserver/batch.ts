@@ -4,7 +4,7 @@
  * which kong.yml's pre-function installs on the route).
  *
  * Why: every PDK call is one round trip with Kong (≈ 50 µs of CPU on the two sides,
- * kong-facts.md); tenant-auth alone made 8 on every request, tenant-cache 7. The plugins' code
+ * kong-facts.md); unbatched, tenant-auth alone made 8 on every request and tenant-cache 7. The plugins' code
  * is unchanged — this wraps the event's `call`:
  * - **Reads, learnt.** The reads a plugin's phase made before its first write in earlier
  *   requests (same method, same arguments: `kong.request.get_headers(100)`,
