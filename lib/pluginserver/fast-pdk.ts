@@ -248,8 +248,16 @@ export function patchListener(): void {
       const encoder = new Encoder();
       const decoder = new Decoder();
       let pending: Buffer[] | undefined;
-      const reply = (msgid: unknown, err: string | undefined, result: unknown) =>
+      // A peer that went away (Kong closed its end: a timeout, a reload, the harness giving
+      // up on a request) makes the next write fail with EPIPE or the read with ECONNRESET. An
+      // 'error' with no listener is thrown and ends the process: every request of the chain
+      // would then fail until the respawn, which a burst of such peers turned into a crash
+      // loop (the harness's chain-crash drill). The connection is dropped, the process lives.
+      client.on('error', () => client.destroy());
+      const reply = (msgid: unknown, err: string | undefined, result: unknown) => {
+        if (client.destroyed || !client.writable) return;
         client.write(encoder.encode([1, msgid, err, result]));
+      };
       client.on('data', (chunk: Buffer) => {
         let message: unknown;
         const data = pending ? Buffer.concat([...pending, chunk]) : chunk;
