@@ -62,7 +62,13 @@ test.serial(
     await checkAfterFault(t, d, outcomes, {
       // The guard (no TenantContext: 503), a plugin of the chain finding none (500), and Kong's
       // own 500 for a request whose plugin-server call broke with the process.
-      allowed: ['503 tenant_unavailable', '500 tenant_context_missing', '500 gateway_error'],
+      // The guard also refuses a POST token-meter did not meter (503 metering_unavailable).
+      allowed: [
+        '503 tenant_unavailable',
+        '503 metering_unavailable',
+        '500 tenant_context_missing',
+        '500 gateway_error',
+      ],
       restoredAt: killedAt,
       // Answered, but their log phase came while no process listened: their reservations are
       // billed at expiry (settled_by expiry; test/plugins/token-meter-expiry.test.ts shows it),

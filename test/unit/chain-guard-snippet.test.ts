@@ -28,10 +28,19 @@ const DRIVER = `
 local code = assert(io.open(arg[1])):read('*a')
 local shared = {}
 if arg[2] ~= '' then shared.tenant_context = arg[2] end
+if arg[4] ~= '' then shared.token_meter = arg[4] end
+-- Kong's collected log-phase plugins of the request: pairs of plugin, config (index 0: size).
+local log = { [0] = 0 }
+for name in string.gmatch(arg[5], '[^,]+') do
+  log[log[0] + 1] = { name = name }
+  log[log[0] + 2] = {}
+  log[0] = log[0] + 2
+end
 local out = {}
 local EXIT = {}
 local kong = {
   ctx = { shared = shared },
+  request = { get_method = function() return arg[3] end },
   response = { exit = function(status, body, hs)
     out[#out + 1] = 'exit ' .. status .. ' ' .. body.error.type .. ' ' .. body.error.code
       .. ' ' .. tostring(body.error.request_id)
@@ -42,7 +51,8 @@ local kong = {
 local env = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
   select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
-  string = string, math = math, table = table, kong = kong, ngx = { var = { kong_request_id = 'rid' } },
+  string = string, math = math, table = table, kong = kong,
+  ngx = { var = { kong_request_id = 'rid' }, ctx = { plugins = { log = log } } },
 }
 local f = assert(loadstring(code, '=post-function'))
 setfenv(f, env)
@@ -53,13 +63,27 @@ if not ok and err ~= EXIT then error(err) end
 io.write(table.concat(out, '; '))
 `;
 
-function run(tenantContext: string): string {
+function run(
+  tenantContext: string,
+  o: { method?: string; meterState?: string; logPlugins?: string[] } = {},
+): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'chain-guard-'));
   const snippet = path.join(dir, 'snippet.lua');
   const driver = path.join(dir, 'driver.lua');
   writeFileSync(snippet, SNIPPET);
   writeFileSync(driver, DRIVER);
-  return execFileSync('luajit', [driver, snippet, tenantContext], { encoding: 'utf8' });
+  return execFileSync(
+    'luajit',
+    [
+      driver,
+      snippet,
+      tenantContext,
+      o.method ?? 'POST',
+      o.meterState ?? '',
+      (o.logPlugins ?? []).join(','),
+    ],
+    { encoding: 'utf8' },
+  );
 }
 
 test('LuaJIT: no TenantContext: 503 tenant_unavailable with Retry-After', (t) => {
@@ -68,4 +92,20 @@ test('LuaJIT: no TenantContext: 503 tenant_unavailable with Retry-After', (t) =>
 
 test('LuaJIT: a TenantContext: the request goes on', (t) => {
   t.is(run('{"request":"00","v":2}'), '');
+});
+
+const CTX = '{"request":"00","v":2}';
+
+test('LuaJIT: a POST token-meter is on but did not meter (its server died): 503 metering_unavailable', (t) => {
+  t.is(
+    run(CTX, { logPlugins: ['tenant-auth', 'token-meter'] }),
+    'exit 503 service_unavailable metering_unavailable rid 1',
+  );
+});
+
+test('LuaJIT: metered, or not a POST, or no token-meter on the request: the request goes on', (t) => {
+  t.is(run(CTX, { logPlugins: ['tenant-auth', 'token-meter'], meterState: '{"v":1}' }), '');
+  t.is(run(CTX, { logPlugins: ['tenant-auth', 'token-meter'], method: 'GET' }), '');
+  t.is(run(CTX, { logPlugins: ['tenant-auth'] }), '');
+  t.is(run(CTX, {}), '');
 });
