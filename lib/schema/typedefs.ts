@@ -14,7 +14,7 @@ export interface EmbeddingsConfig {
   model: string;
   dimensions: number;
   send_dimensions: boolean;
-  api_key_env?: string | null;
+  api_key_env: string | null;
   timeout_ms: number;
   cache_ttl_seconds: number;
 }

@@ -7,6 +7,7 @@ import {
   consistencyLevelField,
   embeddingsRecord,
   milvusCollectionFields,
+  type EmbeddingsConfig,
 } from '../../lib/schema/typedefs';
 
 export type InjectMode = 'system_message' | 'header' | 'both';
@@ -30,15 +31,7 @@ export interface RetrievalInjectorConfig {
     connect_timeout_ms: number;
     search_timeout_ms: number;
   };
-  embeddings: {
-    url: string;
-    model: string;
-    dimensions: number;
-    send_dimensions: boolean;
-    api_key_env: string | null;
-    timeout_ms: number;
-    cache_ttl_seconds: number;
-  };
+  embeddings: EmbeddingsConfig;
   redis: { url: string; key_namespace: string; timeout_ms: number };
   encryption: { secret_file: string | null; secret_env: string | null };
   default_top_k: number;

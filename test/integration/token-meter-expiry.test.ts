@@ -48,6 +48,25 @@ const fallbackPrice: TokenPrice = {
   cachedPrompt: 0.1 * 1000,
 };
 
+/** A log phase's (or a spool replay's) settlement of acme's request `rid`: exact usage, or a release. */
+function settleAs(
+  redis: RedisClient,
+  keys: Keyspace,
+  period: string,
+  rid: string,
+  tokens: number,
+  cost: number,
+  bill = true,
+) {
+  return settleBudget(redis, keys, acme, period, {
+    requestId: rid,
+    tokens,
+    cost,
+    ttlMs: DAY,
+    ledger: bill ? { model: 'big', estimated: '0' } : null,
+  });
+}
+
 /** A reserve as token-meter's access phase makes it: the ladder, and what expiry bills. */
 function reserveAsMeter(
   redis: RedisClient,
@@ -181,13 +200,7 @@ test('a reservation past its TTL is billed by the next reserve: one entry, estim
 
   // A late log (or a spool replayed after an outage longer than the TTL) knows what really
   // happened: it replaces the estimate, once.
-  const late = await settleBudget(redis, keys, acme, period, {
-    requestId: 'lost-1',
-    tokens: 10,
-    cost: 1,
-    ttlMs: DAY,
-    ledger: { model: 'big', estimated: '0' },
-  });
+  const late = await settleAs(redis, keys, period, 'lost-1', 10, 1);
   t.true(late.settled);
   t.true(late.corrected);
   const after = await rawLedger(redis, keys, acme, period);
@@ -196,13 +209,7 @@ test('a reservation past its TTL is billed by the next reserve: one entry, estim
   t.is(after[0]?.settled_by, undefined);
   t.like(await budget(redis, keys, acme, period), { used: 10, usedCost: 1 });
   // And only once: a second replay of the same id changes nothing.
-  const again = await settleBudget(redis, keys, acme, period, {
-    requestId: 'lost-1',
-    tokens: 99,
-    cost: 9,
-    ttlMs: DAY,
-    ledger: { model: 'big', estimated: '0' },
-  });
+  const again = await settleAs(redis, keys, period, 'lost-1', 99, 9);
   t.false(again.settled);
   t.is((await rawLedger(redis, keys, acme, period)).length, 1, 'no second entry');
   t.like(await budget(redis, keys, acme, period), { used: 10, usedCost: 1 }, 'not billed twice');
@@ -216,24 +223,12 @@ test('a late release of a request billed at expiry refunds it: no entry, the bud
   await sleep(150);
   t.like(await sweepExpired(redis, keys, acme, period, DAY), { settled: 1 });
   t.true((await budget(redis, keys, acme, period)).used > 0, 'billed at expiry');
-  const release = await settleBudget(redis, keys, acme, period, {
-    requestId: 'failed-1',
-    tokens: 0,
-    cost: 0,
-    ttlMs: DAY,
-    ledger: null,
-  });
+  const release = await settleAs(redis, keys, period, 'failed-1', 0, 0, false);
   t.true(release.corrected);
   t.deepEqual(await rawLedger(redis, keys, acme, period), []);
   t.like(await budget(redis, keys, acme, period), { used: 0, usedCost: 0, reserved: 0 });
   // Another tenant's request id, or this one again: nothing more.
-  const again = await settleBudget(redis, keys, acme, period, {
-    requestId: 'failed-1',
-    tokens: 5,
-    cost: 5,
-    ttlMs: DAY,
-    ledger: { model: 'big', estimated: '0' },
-  });
+  const again = await settleAs(redis, keys, period, 'failed-1', 5, 5);
   t.false(again.settled);
   t.like(await budget(redis, keys, acme, period), { used: 0, usedCost: 0 });
 });
@@ -305,13 +300,7 @@ test('a settle before expiry leaves nothing for the sweep', async (t) => {
   const { redis, keys } = await setup(t);
   const period = periodAt('month', Date.now()).id;
   await reserveAsMeter(redis, keys, { id: 'ok-1', ttlMs: 500 });
-  const s = await settleBudget(redis, keys, acme, period, {
-    requestId: 'ok-1',
-    tokens: 42,
-    cost: 7,
-    ttlMs: DAY,
-    ledger: { model: 'big', estimated: '0' },
-  });
+  const s = await settleAs(redis, keys, period, 'ok-1', 42, 7);
   t.true(s.settled);
   t.is(
     Number(await redis.hExists(keys.budget(acme, period), 'e:ok-1')),

@@ -7,6 +7,7 @@ import {
   consistencyLevelField,
   embeddingsRecord,
   milvusCollectionFields,
+  type EmbeddingsConfig,
 } from '../../../lib/schema/typedefs';
 
 export interface SemanticConfig {
@@ -23,15 +24,7 @@ export interface SemanticConfig {
     consistency_level: 'Strong' | 'Session' | 'Bounded' | 'Eventually';
     connect_timeout_ms: number;
   };
-  embeddings: {
-    url: string;
-    model: string;
-    dimensions: number;
-    send_dimensions: boolean;
-    api_key_env: string | null;
-    timeout_ms: number;
-    cache_ttl_seconds: number;
-  };
+  embeddings: EmbeddingsConfig;
 }
 
 export const semanticFields: KongSchemaFields = [
