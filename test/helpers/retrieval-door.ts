@@ -6,7 +6,6 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestFn } from 'ava';
@@ -31,6 +30,7 @@ import {
   REDIS_URL,
 } from '../integration/services';
 import { Closers, send, startFrontDoor, type FrontDoor, type Sent } from './frontdoor';
+import { freePort } from './upstreams';
 
 export const DIM = 64;
 export const MODEL = 'text-embedding-3-small';
@@ -79,17 +79,6 @@ const PLANS = {
   free: { tools_allowed: [], weight: 1 },
   pro: { tools_allowed: ['search'], weight: 2 },
 };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export interface RetrievalDoor extends FrontDoor {
   collection: string;

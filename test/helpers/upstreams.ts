@@ -18,14 +18,36 @@ export async function startExtraUpstream(
   return upstream;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+export async function freePort(): Promise<number> {
+  // Outside the kernel's ephemeral range: a port found free here is bound later by someone
+  // else (a plugin server's metrics endpoint, a gateway), and meanwhile every server started on
+  // port 0 and every outgoing connection gets an ephemeral port, so none of them can take it
+  // (a mock upstream once did, and a metrics test read the mock's 404).
+  const low = ephemeralLow();
+  for (let i = 0; i < 200; i++) {
+    const port = 20000 + Math.floor(Math.random() * Math.max(1, low - 20000));
+    if (await canListen(port)) return port;
+  }
+  throw new Error('no free port below the ephemeral range');
+}
+
+/** The first port the kernel hands out for port 0 and outgoing connections. */
+function ephemeralLow(): number {
+  try {
+    const low = Number(
+      readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0],
+    );
+    return Number.isInteger(low) && low > 21000 ? low : 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 
