@@ -390,6 +390,25 @@ export async function holdFault(seen: () => boolean, minMs: number, maxMs = 20_0
     await new Promise((r) => setTimeout(r, 100));
 }
 
+/**
+ * After a fault ends, keeps the load running until each tenant has been served again (a 200 for
+ * a request sent after `restoredAt`) or `boundMs` has passed, then `settleMs` more, so the
+ * recovery is judged against its stated bound rather than a fixed wait shorter than it.
+ */
+export async function untilServedAgain(
+  door: FaultDoor,
+  load: Load,
+  restoredAt: number,
+  boundMs: number,
+  settleMs = 1500,
+): Promise<void> {
+  const served = (tenant: FaultDoor['A']): boolean =>
+    load.outcomes.some((o) => o.tenant === tenant && o.status === 200 && o.sentAt >= restoredAt);
+  while (Date.now() - restoredAt < boundMs && !(served(door.A) && served(door.B)))
+    await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, settleMs));
+}
+
 export interface FaultExpectations {
   /** `<status> <code>` of every 5xx the docs list for this fault (status 0: a transport error). */
   allowed: string[];

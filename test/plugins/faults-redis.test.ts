@@ -13,6 +13,7 @@ import {
   holdFault,
   startFaultDoor,
   startLoad,
+  untilServedAgain,
   type FaultDoor,
 } from '../helpers/fault-door';
 import { startPrivateRedis, type PrivateRedis } from '../integration/private-redis';
@@ -46,7 +47,7 @@ test.serial(
     );
     await r.restart();
     const restoredAt = Date.now();
-    await new Promise((res) => setTimeout(res, 5000));
+    await untilServedAgain(d, load, restoredAt, 10_000);
     const outcomes = await load.stop();
     const during = outcomes.filter((o) => o.sentAt > down + 500 && o.sentAt < restoredAt - 1000);
     t.true(during.length > 0, 'requests were sent while Redis was down');
@@ -81,7 +82,7 @@ test.serial(
     );
     r.resume();
     const restoredAt = Date.now();
-    await new Promise((res) => setTimeout(res, 5000));
+    await untilServedAgain(d, load, restoredAt, 10_000);
     const outcomes = await load.stop();
     const during = outcomes.filter((o) => o.sentAt > paused + 500 && o.sentAt < restoredAt);
     t.true(during.length > 0, 'requests were sent while Redis was paused');

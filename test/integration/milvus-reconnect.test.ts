@@ -1,0 +1,55 @@
+/**
+ * A Milvus client of the front door, its connection cut for a long while (Milvus dead), works
+ * again soon after Milvus returns: gRPC's reconnection backoff is bounded (lib/milvus/client.ts
+ * MILVUS_RECONNECT_BACKOFF). With gRPC's own backoff (1 s × 1.6 per failed attempt) a 12 s
+ * outage leaves the client away for 2.5–5 s more, and a long one for up to two minutes, while
+ * the plugins refuse every retrieval request with 503. The real Milvus at MILVUS_ADDRESS,
+ * behind a TCP proxy the test cuts (test/helpers/tcp-proxy).
+ */
+import test from 'ava';
+import { createMilvus, MILVUS_RECONNECT_BACKOFF } from '../../lib/milvus/client';
+import { startCuttableProxy } from '../helpers/tcp-proxy';
+import { MILVUS_ADDRESS } from './services';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const OUTAGE_MS = 12_000;
+// Twice the longest backoff, plus a connect and a call on a loaded machine.
+const BOUND_MS = 2 * MILVUS_RECONNECT_BACKOFF['grpc.max_reconnect_backoff_ms'] + 1000;
+
+test('after a 12 s outage, the same client works again within twice its longest backoff', async (t) => {
+  const proxy = await startCuttableProxy(MILVUS_ADDRESS);
+  t.teardown(() => proxy.close());
+  const client = await createMilvus({ address: proxy.address, timeoutMs: 2000, logLevel: 'error' });
+  t.teardown(() => {
+    client.closeConnection();
+  });
+  const works = async (): Promise<boolean> => {
+    try {
+      const r = await client.listCollections({ timeout: 1000 });
+      return r.status.error_code === 'Success';
+    } catch {
+      return false;
+    }
+  };
+  t.true(await works(), 'the client works before the outage');
+
+  await proxy.cut();
+  const cutAt = Date.now();
+  let failedDuring = 0;
+  // Calls keep coming during the outage, as requests do: each failed attempt grows gRPC's backoff.
+  while (Date.now() - cutAt < OUTAGE_MS) {
+    if (!(await works())) failedDuring += 1;
+    await sleep(100);
+  }
+  t.true(failedDuring > 0, 'calls fail while Milvus is gone');
+
+  await proxy.restore();
+  const back = Date.now();
+  while (!(await works()) && Date.now() - back < 30_000) await sleep(50);
+  const recoveredMs = Date.now() - back;
+  t.log(`works again ${recoveredMs} ms after Milvus returns`);
+  t.true(
+    recoveredMs <= BOUND_MS,
+    `works again ${recoveredMs} ms after the return, bound ${BOUND_MS} ms`,
+  );
+});
