@@ -5,6 +5,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createCapacityGate } from './capacity';
+import { anthropicMessages } from './anthropic';
 import { chatCompletions } from './chat';
 import { CONTROL_PREFIX, handleControl, type Controllable } from './control';
 import { embeddings } from './embeddings';
@@ -104,6 +105,8 @@ function notFound(res: ServerResponse, method: string, path: string): void {
 function endpointFor(method: string, path: string): Endpoint | undefined {
   if (method === 'POST' && path === '/v1/chat/completions') return chatCompletions;
   if (method === 'POST' && path === '/v1/embeddings') return embeddings;
+  // Anthropic's Messages API (Kong's ai-proxy with provider anthropic).
+  if (method === 'POST' && path === '/v1/messages') return anthropicMessages;
   if (method === 'GET' && path === '/v1/models') return async (ctx) => listModels(ctx.res);
   const model = /^\/v1\/models\/([^/]+)$/.exec(path)?.[1];
   if (method === 'GET' && model !== undefined) {

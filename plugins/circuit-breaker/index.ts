@@ -43,7 +43,7 @@ interface Ready {
 export const { Name, Version, Priority, Plugin } = definePlugin<Ready>({
   name: 'circuit-breaker',
   version: '0.1.0',
-  /** The last of ours before the proxy: after retrieval-injector (700). */
+  /** The last of ours before the proxy: after retrieval-injector (790) and Kong's ai-proxy (770). */
   priority: 600,
   schema: Schema,
   startUp: (raw) =>

@@ -77,3 +77,41 @@ export function insertSystemMessage(body: ChatBody, content: string): ChatBody {
   messages.splice(at, 0, { role: 'system', content });
   return { ...body, messages };
 }
+
+/**
+ * The leading system/developer messages and the context merged into ONE system message (their
+ * texts in order, persona first, then the context), for upstreams that keep a single system
+ * prompt: Kong 3.9's ai-proxy converting to Anthropic keeps only the last system message
+ * (kong/llm/drivers/anthropic.lua), so a persona followed by a separate context message would
+ * be dropped. A leading message whose content is not text (parts other than text) is left as it
+ * is and the context inserted after it, as `insertSystemMessage` does.
+ */
+export function mergeSystemMessage(body: ChatBody, content: string): ChatBody {
+  const messages = [...body.messages];
+  let at = 0;
+  const texts: string[] = [];
+  while (at < messages.length) {
+    const m = messages[at];
+    if (!m || typeof m !== 'object' || (m.role !== 'system' && m.role !== 'developer')) break;
+    const text = systemText(m.content);
+    if (text === null) return insertSystemMessage(body, content);
+    if (text.length > 0) texts.push(text);
+    at++;
+  }
+  texts.push(content);
+  messages.splice(0, at, { role: 'system', content: texts.join('\n\n') });
+  return { ...body, messages };
+}
+
+/** A system message's text: a string, or text parts joined; null for any other content. */
+function systemText(content: unknown): string | null {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return null;
+  const parts: string[] = [];
+  for (const p of content as unknown[]) {
+    const part = p as { type?: unknown; text?: unknown } | null;
+    if (!part || part.type !== 'text' || typeof part.text !== 'string') return null;
+    parts.push(part.text);
+  }
+  return parts.join('');
+}

@@ -33,7 +33,13 @@ import type { TenantContext } from '../../lib/tenant/context';
 import { RETRIEVAL_CONTEXT_HEADER } from '../../lib/tenant/headers';
 import { readRequest } from '../../lib/tenant/read';
 import type { RequestScope } from '../../lib/request/scope';
-import { extractQuery, insertSystemMessage, parseChatBody, type ChatBody } from './chat';
+import {
+  extractQuery,
+  insertSystemMessage,
+  mergeSystemMessage,
+  parseChatBody,
+  type ChatBody,
+} from './chat';
 import { newFenceMarker, renderContextHeader, renderSystemMessage } from './context';
 import * as metrics from './metrics';
 import { retrieverFor } from './runtime';
@@ -60,8 +66,14 @@ const NAME = 'retrieval-injector';
 export const { Name, Version, Priority, Plugin } = definePlugin<Ready>({
   name: NAME,
   version: '0.1.0',
-  /** After token-meter (800), before circuit-breaker (600). */
-  priority: 700,
+  /**
+   * After token-meter (800), and before Kong's own AI plugins (ai-request-transformer 777,
+   * ai-prompt-decorator 772, ai-prompt-guard 771, ai-proxy 770): its system message is written
+   * in OpenAI's format, which ai-proxy then converts to the provider's (Anthropic's `system`).
+   * After ai-proxy it would overwrite the converted body (docs/operations.md, "Beside Kong's AI
+   * plugins").
+   */
+  priority: 790,
   schema: Schema,
   // KnowledgeSecretError messages name where the secret was looked for, never the secret.
   startUp: (raw) =>
@@ -177,9 +189,10 @@ async function deliver(
     if (value !== null)
       await kong.service.request.setHeaders({ [RETRIEVAL_CONTEXT_HEADER]: value });
   }
-  if (mode === 'system_message' || mode === 'both') {
+  if (mode !== 'header') {
     const message = renderSystemMessage(config.template, namespace, chunks, newFenceMarker());
-    await scope.setBody(kong, JSON.stringify(insertSystemMessage(body, message)));
+    const place = mode === 'merged_system_message' ? mergeSystemMessage : insertSystemMessage;
+    await scope.setBody(kong, JSON.stringify(place(body, message)));
   }
 }
 

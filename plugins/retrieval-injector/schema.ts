@@ -10,7 +10,7 @@ import {
   type EmbeddingsConfig,
 } from '../../lib/schema/typedefs';
 
-export type InjectMode = 'system_message' | 'header' | 'both';
+export type InjectMode = 'system_message' | 'merged_system_message' | 'header' | 'both';
 export type QuerySource = 'last_user' | 'all_user';
 export type UnavailablePolicy = 'refuse' | 'skip';
 export type ConsistencyLevel = 'Strong' | 'Session' | 'Bounded' | 'Eventually';
@@ -188,8 +188,12 @@ export const Schema: KongSchemaFields = [
   },
   {
     inject: field.string(
-      'Where the context goes: a fenced `system_message` in the chat body, the `X-Retrieval-Context` upstream `header` (base64url JSON), or `both`.',
-      { default: 'system_message', one_of: ['system_message', 'header', 'both'], required: true },
+      "Where the context goes: a fenced `system_message` in the chat body (after the leading system messages); `merged_system_message`, the same text merged with the leading system messages into one (for upstreams that keep a single system prompt, such as Anthropic through Kong's ai-proxy); the `X-Retrieval-Context` upstream `header` (base64url JSON); or `both` (system message and header).",
+      {
+        default: 'system_message',
+        one_of: ['system_message', 'merged_system_message', 'header', 'both'],
+        required: true,
+      },
     ),
   },
   {

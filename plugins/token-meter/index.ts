@@ -25,7 +25,7 @@ import { PLUGIN_NAME } from './state';
 export const { Name, Version, Priority, Plugin } = definePlugin<Ready>({
   name: PLUGIN_NAME,
   version: '0.1.0',
-  /** After tenant-cache (900: a cache hit never reaches us), before retrieval-injector (700). */
+  /** After tenant-cache (900: a cache hit never reaches us), before retrieval-injector (790). */
   priority: 800,
   schema: Schema,
   startUp,

@@ -43,6 +43,8 @@ export interface KongYmlDoorOptions extends FrontDoorOptions {
   redisUrl?: string;
   /** Fields merged into kong.yml's services (e.g. a shorter `read_timeout`). */
   service?: Record<string, unknown>;
+  /** Plugin entries added to kong.yml's (Kong's own AI plugins beside the chain). */
+  extraPlugins?: Array<KongYmlEntry & Record<string, unknown>>;
 }
 
 export async function startKongYmlDoor(
@@ -63,7 +65,7 @@ export async function startKongYmlDoor(
   nodes = 1,
 ): Promise<KongYmlDoor> {
   const namespace = `kyd${randomBytes(4).toString('hex')}`;
-  const { redisUrl = REDIS_URL, ...doorOptions } = options;
+  const { redisUrl = REDIS_URL, extraPlugins = [], ...doorOptions } = options;
   onClose(async () => {
     await deleteKeysMatching(redisUrl, `${namespace}*`);
   });
@@ -76,7 +78,7 @@ export async function startKongYmlDoor(
         consumers: ConsumerEntry[];
       };
       doc.consumers = [...doc.consumers, ...extraConsumers];
-      doc.plugins = doc.plugins.filter((p) => !without.includes(p.name));
+      doc.plugins = [...doc.plugins.filter((p) => !without.includes(p.name)), ...extraPlugins];
       const mock = new URL(upstreamUrl);
       for (const s of doc.services) Object.assign(s, options.service ?? {}, { url: upstreamUrl });
       for (const p of doc.plugins) {

@@ -9,6 +9,7 @@ import {
 import {
   extractQuery,
   insertSystemMessage,
+  mergeSystemMessage,
   parseChatBody,
 } from '../../plugins/retrieval-injector/chat';
 import { DEFAULT_TEMPLATE } from '../../plugins/retrieval-injector/schema';
@@ -114,4 +115,48 @@ test('the context message goes after the leading system and developer messages',
     ['persona', 'rules', 'CTX', 'q', 'late system'],
   );
   t.is(body.messages.length, 4, 'the input is not mutated');
+});
+
+test('merged: the leading system messages and the context become one system message', (t) => {
+  const body = parseChatBody(
+    Buffer.from(
+      JSON.stringify({
+        model: 'm',
+        messages: [
+          { role: 'system', content: 'persona' },
+          { role: 'developer', content: [{ type: 'text', text: 'rules' }] },
+          { role: 'user', content: 'q' },
+          { role: 'system', content: 'late system' },
+        ],
+      }),
+    ),
+  );
+  if (!body) return t.fail('body not parsed');
+  const out = mergeSystemMessage(body, 'CTX');
+  t.deepEqual(out.messages, [
+    { role: 'system', content: 'persona\n\nrules\n\nCTX' },
+    { role: 'user', content: 'q' },
+    { role: 'system', content: 'late system' },
+  ]);
+  t.is(body.messages.length, 4, 'the input is not mutated');
+  // No leading system message: the context becomes the first one.
+  const bare = parseChatBody(
+    Buffer.from(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'q' }] })),
+  );
+  if (!bare) return t.fail('body not parsed');
+  t.deepEqual(mergeSystemMessage(bare, 'CTX').messages[0], { role: 'system', content: 'CTX' });
+  // A leading message that is not text (an image part) is left alone: inserted after it.
+  const image = parseChatBody(
+    Buffer.from(
+      JSON.stringify({
+        model: 'm',
+        messages: [
+          { role: 'system', content: [{ type: 'image_url', image_url: { url: 'x' } }] },
+          { role: 'user', content: 'q' },
+        ],
+      }),
+    ),
+  );
+  if (!image) return t.fail('body not parsed');
+  t.is(mergeSystemMessage(image, 'CTX').messages.length, 3);
 });

@@ -1,0 +1,328 @@
+/**
+ * The chain beside Kong's own AI plugins on one route (issue 21 part 3; the recipe in
+ * docs/operations.md, "Beside Kong's AI plugins"), on the real Kong 3.9.3 with kong.yml's chain:
+ *
+ * - `ai-proxy` with provider `anthropic`, its upstream the mock's Anthropic Messages stub
+ *   (mock-upstream/anthropic.ts), which refuses what Anthropic refuses (a `system` role among the
+ *   messages, no `max_tokens`, no `anthropic-version`). retrieval-injector (priority 790) writes
+ *   the tenant's context before ai-proxy (770) converts the body, so the context arrives in
+ *   Anthropic's top-level `system`; with `inject: merged_system_message` the persona and the
+ *   context are one system prompt (ai-proxy keeps only the last system message). The bill is the
+ *   provider's usage, to the token, for a JSON answer.
+ * - `ai-proxy` with provider `openai` and `ai-prompt-decorator`: the decorator's messages, the
+ *   persona, retrieval's context, `model`, `stream` and the meter's usage request all reach the
+ *   upstream; a streamed answer is billed exactly.
+ *
+ * Real Kong only: the harness runs none of Kong's AI plugins; there it checks that it refuses a
+ * config naming one rather than run the chain without it.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import test from 'ava';
+import { Closers, gatewayKind, send, type Sent } from '../helpers/frontdoor';
+import { seedKnowledge } from '../helpers/chain-config';
+import { startKongYmlDoor, type KongYmlDoor, type KongYmlEntry } from '../helpers/kong-yml-door';
+import { connectMilvus } from '../integration/services';
+import { createRedis, waitForRedis, type RedisClient } from '../../lib/redis/client';
+import { createKeyspace } from '../../lib/redis/keys';
+import { parseTenantId } from '../../lib/tenant/tenant-id';
+import { periodAt } from '../../plugins/token-meter/period';
+import type { ReceivedRequest } from '../../mock-upstream/recording';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const CLAUDE = 'claude-3-5-haiku-20241022';
+const CODENAME = `ORCHID${randomBytes(3).toString('hex').toUpperCase()}`;
+const ACME_PERSONA = "You are Acme Corp's support assistant.";
+const DECORATOR_FIRST = 'DECORATOR-PREPENDED-RULE';
+const DECORATOR_LAST = 'DECORATOR-APPENDED-NOTE';
+
+interface Door {
+  door: KongYmlDoor;
+  redis: RedisClient;
+}
+
+/** The fields of kong.yml plugin configs these tests change. */
+interface EntryConfig {
+  [field: string]: unknown;
+  model: { options: Record<string, unknown> };
+  plans: Record<string, Record<string, unknown>>;
+  tenants: Record<string, Record<string, unknown>>;
+  prices: Record<string, unknown>;
+}
+
+type Adjust = (p: KongYmlEntry, upstreamUrl: string) => void;
+
+async function startDoor(
+  closers: Closers,
+  extraPlugins: Array<KongYmlEntry & Record<string, unknown>>,
+  adjust: Adjust,
+): Promise<Door> {
+  const collection = `kta_aiproxy_${randomBytes(4).toString('hex')}`;
+  const secret = randomBytes(32).toString('hex');
+  const door = await startKongYmlDoor(
+    closers.add,
+    (p, u) => {
+      if (p.name === 'retrieval-injector')
+        (p.config as { milvus: Record<string, unknown> }).milvus.collection = collection;
+      adjust(p, u);
+    },
+    [],
+    [],
+    { env: { KTA_KNOWLEDGE_SECRET: secret }, extraPlugins },
+  );
+  const milvus = await connectMilvus();
+  const redis = createRedis({ url: REDIS_URL, commandTimeoutMs: 3000 });
+  await waitForRedis(redis, 5000);
+  closers.add(async () => {
+    await milvus.dropCollection({ collection_name: collection }).catch(() => undefined);
+    milvus.closeConnection();
+    await redis.quit().catch(() => undefined);
+  });
+  await seedKnowledge(
+    { milvus, redis, collection, secret, url: door.upstream.url },
+    [['acme', `Launch memo: the launch codename is ${CODENAME}. The launch is in May.`]],
+    `${door.namespace}ri`,
+  );
+  return { door, redis };
+}
+
+async function ask(
+  d: Door,
+  tenant: 'acme' | 'globex',
+  body: Record<string, unknown>,
+): Promise<{ res: Sent; upstream: ReceivedRequest | undefined }> {
+  const id = randomUUID();
+  const res = await send(`${d.door.url}/v1/chat/completions`, {
+    headers: { apikey: `${tenant}-demo-key`, 'x-test-id': id },
+    body,
+  });
+  return { res, upstream: d.door.upstream.received.find((r) => r.headers['x-test-id'] === id) };
+}
+
+/** The ledger entry token-meter wrote for the request Kong answered with `res`. */
+async function ledgerEntry(d: Door, tenant: string, res: Sent): Promise<Record<string, string>> {
+  const rid = String(res.headers['x-kong-request-id'] ?? '');
+  const key = createKeyspace(`${d.door.namespace}tm`).usageLedger(
+    parseTenantId(tenant),
+    periodAt('month', Date.now()).id,
+  );
+  const until = Date.now() + 10_000;
+  for (;;) {
+    const entries = await d.redis.xRange(key, '-', '+');
+    const mine = (entries ?? []).find((e) => e.message.rid === rid);
+    if (mine) return mine.message;
+    if (Date.now() > until) throw new Error(`no ledger entry for request ${rid}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const question = (tag: string) => ({
+  role: 'user',
+  content: `What is the launch codename? (${tag})`,
+});
+
+if (gatewayKind() === 'kong') {
+  const closers = new Closers();
+  test.after.always(() => closers.closeAll());
+
+  test.serial(
+    "ai-proxy to Anthropic: context and persona in Anthropic's system prompt, billed as the provider billed",
+    async (t) => {
+      const d = await startDoor(
+        closers,
+        [
+          {
+            name: 'ai-proxy',
+            route: 'ai',
+            config: {
+              route_type: 'llm/v1/chat',
+              auth: { header_name: 'x-api-key', header_value: 'sk-ant-test-key' },
+              model: {
+                provider: 'anthropic',
+                options: { anthropic_version: '2023-06-01', max_tokens: 256 },
+              },
+            },
+          },
+        ],
+        (p, u) => {
+          const c = p.config as EntryConfig;
+          if (p.name === 'ai-proxy') c.model.options.upstream_url = `${u}/v1/messages`;
+          if (p.name === 'tenant-auth') {
+            c.model_aliases = {};
+            for (const plan of Object.values(c.plans) as Array<Record<string, unknown>>) {
+              plan.models = [CLAUDE, 'text-embedding-3-small'];
+              plan.preferred_model = CLAUDE;
+              delete plan.fallback_model;
+            }
+            (c.tenants.acme ?? {}).persona = ACME_PERSONA;
+          }
+          if (p.name === 'token-meter')
+            c.prices[CLAUDE] = {
+              kind: 'generation',
+              prompt_per_million: 0.8,
+              completion_per_million: 4,
+            };
+          if (p.name === 'retrieval-injector') c.inject = 'merged_system_message';
+          // circuit-breaker's own upstreams would override ai-proxy's target (the recipe: none).
+          if (p.name === 'circuit-breaker') {
+            c.upstreams = {};
+            c.plans = {};
+          }
+        },
+      );
+
+      const { res, upstream } = await ask(d, 'acme', {
+        model: CLAUDE,
+        messages: [question('json')],
+      });
+      t.is(res.status, 200, res.text);
+      t.truthy(upstream, 'the request reached the Anthropic stub');
+      t.is(upstream?.path, '/v1/messages');
+      const sent = upstream?.json as { system?: string; messages: Array<{ role: string }> };
+      t.deepEqual(
+        sent.messages.map((m) => m.role),
+        ['user'],
+        'no system role among Anthropic messages',
+      );
+      t.true(sent.system?.includes(ACME_PERSONA), `the persona is in system: ${sent.system}`);
+      t.true(sent.system?.includes(CODENAME), "acme's knowledge is in system");
+      const answer = res.json as { usage: { prompt_tokens: number; completion_tokens: number } };
+      const entry = await ledgerEntry(d, 'acme', res);
+      t.is(entry.estimated, '0');
+      t.is(
+        Number(entry.prompt),
+        answer.usage.prompt_tokens,
+        'prompt tokens as the provider billed',
+      );
+      t.is(Number(entry.completion), answer.usage.completion_tokens);
+      t.is(entry.model, CLAUDE);
+      const billed = d.door.upstream.usage().acme;
+      t.is(billed?.prompt, answer.usage.prompt_tokens, "the stub's own count agrees");
+
+      // Streamed: ai-proxy turns Anthropic's events into OpenAI chunks without usage, so the
+      // meter bills the bound it reserved, marked estimated (docs/operations.md); never less.
+      const s = await ask(d, 'acme', { model: CLAUDE, stream: true, messages: [question('sse')] });
+      t.is(s.res.status, 200, s.res.text);
+      t.true(s.res.text.includes('data: '), 'an SSE stream');
+      const streamed = await ledgerEntry(d, 'acme', s.res);
+      const usage = d.door.upstream.usage().acme;
+      const completion = (usage?.completion ?? 0) - answer.usage.completion_tokens;
+      t.is(streamed.estimated, '1');
+      t.true(Number(streamed.completion) >= completion, 'billed at least what the provider did');
+
+      // Isolation: globex (another tenant, same route) gets none of acme's knowledge or persona.
+      const g = await ask(d, 'globex', { model: CLAUDE, messages: [question('globex')] });
+      t.is(g.res.status, 200, g.res.text);
+      const gs = JSON.stringify(g.upstream?.json ?? {});
+      t.false(gs.includes(CODENAME), "globex's request carries none of acme's knowledge");
+      t.false(gs.includes(ACME_PERSONA), "nor acme's persona");
+      t.false(g.res.text.includes(CODENAME));
+    },
+  );
+
+  test.serial(
+    'ai-proxy (openai) with ai-prompt-decorator: every rewrite composes, a stream is billed exactly',
+    async (t) => {
+      const d = await startDoor(
+        closers,
+        [
+          {
+            name: 'ai-prompt-decorator',
+            route: 'ai',
+            config: {
+              prompts: {
+                prepend: [{ role: 'system', content: DECORATOR_FIRST }],
+                append: [{ role: 'user', content: DECORATOR_LAST }],
+              },
+            },
+          },
+          {
+            name: 'ai-proxy',
+            route: 'ai',
+            config: {
+              route_type: 'llm/v1/chat',
+              auth: { header_name: 'Authorization', header_value: 'Bearer sk-provider-key' },
+              model: { provider: 'openai', options: {} },
+            },
+          },
+        ],
+        (p, u) => {
+          const c = p.config as EntryConfig;
+          if (p.name === 'ai-proxy') c.model.options.upstream_url = `${u}/v1/chat/completions`;
+          if (p.name === 'tenant-auth') (c.tenants.acme ?? {}).persona = ACME_PERSONA;
+          if (p.name === 'circuit-breaker') {
+            c.upstreams = {};
+            c.plans = {};
+          }
+        },
+      );
+      for (const stream of [false, true]) {
+        const { res, upstream } = await ask(d, 'acme', {
+          model: 'gpt-4o-mini',
+          stream,
+          messages: [question(`decorated ${stream}`)],
+        });
+        t.is(res.status, 200, res.text);
+        const body = upstream?.json as {
+          model?: string;
+          stream?: boolean;
+          stream_options?: { include_usage?: boolean };
+          messages: Array<{ role: string; content: string }>;
+        };
+        t.is(body.model, 'gpt-4o-mini', 'model kept');
+        t.is(body.stream ?? false, stream, 'stream kept');
+        const texts = body.messages.map((m) => m.content);
+        t.is(texts[0], DECORATOR_FIRST, "the decorator's prepended message first");
+        t.is(texts.at(-1), DECORATOR_LAST, "the decorator's appended message last");
+        t.true(
+          texts.some((x) => x.includes(ACME_PERSONA)),
+          'the persona kept',
+        );
+        t.true(
+          texts.some((x) => x.includes(CODENAME)),
+          "retrieval's context kept",
+        );
+        const entry = await ledgerEntry(d, 'acme', res);
+        if (stream) {
+          t.true(body.stream_options?.include_usage, "the meter's usage request kept");
+          t.is(entry.estimated, '0', 'a stream billed from its usage');
+        }
+      }
+      const billed = d.door.upstream.usage().acme;
+      const entries = await d.redis.xRange(
+        createKeyspace(`${d.door.namespace}tm`).usageLedger(
+          parseTenantId('acme'),
+          periodAt('month', Date.now()).id,
+        ),
+        '-',
+        '+',
+      );
+      const sum = (f: string) => (entries ?? []).reduce((n, e) => n + Number(e.message[f] ?? 0), 0);
+      t.is(sum('prompt'), billed?.prompt ?? -1, "ledger prompt tokens = the upstream's");
+      t.is(
+        sum('completion'),
+        billed?.completion ?? -1,
+        "ledger completion tokens = the upstream's",
+      );
+    },
+  );
+} else {
+  test('the harness refuses a config naming ai-proxy rather than run the chain without it', async (t) => {
+    const closers = new Closers();
+    try {
+      await t.throwsAsync(
+        startKongYmlDoor(closers.add, undefined, [], [], {
+          extraPlugins: [
+            {
+              name: 'ai-proxy',
+              route: 'ai',
+              config: { route_type: 'llm/v1/chat', model: { provider: 'openai' } },
+            },
+          ],
+        }),
+        { message: /ai-proxy/ },
+      );
+    } finally {
+      await closers.closeAll();
+    }
+  });
+}
