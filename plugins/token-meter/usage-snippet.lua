@@ -12,7 +12,8 @@ return function()
     -- SSE or JSON, from the first bytes of the body (which may come a byte at a time).
     local head = string.match((c.tm_head or '') .. chunk, '^%s*(.*)$')
     if #head >= 5 or eof then
-      c.tm_sse = string.sub(head, 1, 5) == 'data:'
+      -- OpenAI's streams start with `data:`, Anthropic's with `event:`.
+      c.tm_sse = string.sub(head, 1, 5) == 'data:' or string.sub(head, 1, 6) == 'event:'
     else
       c.tm_head = head
     end
@@ -28,11 +29,23 @@ return function()
     local s, e = string.find(data, '"usage"%s*:%s*{', pos)
     if not s then break end
     at, pos = s, e + 1
+    -- A whole usage object here: keep its prompt count (Anthropic's message_start).
+    local obj = string.match(data, '^"usage"%s*:%s*(%b{})', s)
+    local p = obj and (string.match(obj, '"input_tokens"%s*:%s*(%d+)')
+      or string.match(obj, '"prompt_tokens"%s*:%s*(%d+)'))
+    if p then c.tm_in = tonumber(p) end
   end
   if at then
     c.tm_win = string.sub(data, at, at + 1023)
   elseif c.tm_win and #c.tm_win < 1024 then
     c.tm_win = c.tm_win .. string.sub(chunk, 1, 1024 - #c.tm_win)
+  end
+  -- The prompt count of any usage seen: Anthropic's stream gives it in message_start and only the
+  -- output count in the last usage (message_delta, cumulative).
+  if c.tm_win then
+    local p = string.match(c.tm_win, '"input_tokens"%s*:%s*(%d+)')
+      or string.match(c.tm_win, '"prompt_tokens"%s*:%s*(%d+)')
+    if p then c.tm_in = tonumber(p) end
   end
   -- Keep a short tail so a key split across two chunks is still found.
   c.tm_carry = string.sub(data, -64)
@@ -43,7 +56,7 @@ return function()
   local function num(name)
     return tonumber(string.match(w, '"' .. name .. '"%s*:%s*(%d+)'))
   end
-  local prompt = num('prompt_tokens') or num('input_tokens')
+  local prompt = num('prompt_tokens') or num('input_tokens') or c.tm_in
   local total = num('total_tokens')
   -- Embeddings report prompt and total only: their completion is what is left (0).
   local completion = num('completion_tokens') or num('output_tokens')

@@ -35,6 +35,18 @@ const jsonBody = (model: string, p: number, c: number): string =>
 
 const responsesBody = `{"id":"resp_1","object":"response","model":"gpt-4o","output":[],"usage":{"input_tokens":11,"input_tokens_details":{"cached_tokens":2},"output_tokens":4,"total_tokens":15}}`;
 
+// Anthropic's Messages stream: the prompt count in message_start (with output_tokens 1), the
+// cumulative output count in the last message_delta.
+const anthropicSse = (model: string, p: number, c: number): string =>
+  [
+    `event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"${model}","content":[],"stop_reason":null,"usage":{"input_tokens":${p},"output_tokens":1}}}`,
+    'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}',
+    'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\\"usage\\": {\\"input_tokens\\": 999"}}',
+    `event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":${c}}}`,
+    'event: message_stop\ndata: {"type":"message_stop"}',
+    '',
+  ].join('\n\n');
+
 function cut(body: string, size: number): string[] {
   const out: string[] = [];
   for (let i = 0; i < body.length; i += size) out.push(body.slice(i, i + size));
@@ -57,6 +69,11 @@ const cases: Case[] = [
     name: `JSON cut every ${size} bytes`,
     chunks: cut(jsonBody('gpt-4o', 14, 6), size),
     expected: 'v=1;prompt=14;completion=6;total=20;cached=0;model=gpt-4o;from=json',
+  })),
+  ...[3, 100000].map((size) => ({
+    name: `Anthropic's stream cut every ${size} bytes (input in message_start, output in message_delta)`,
+    chunks: cut(anthropicSse('claude-3-5-haiku', 40, 12), size),
+    expected: 'v=1;prompt=40;completion=12;total=52;cached=0;model=claude-3-5-haiku;from=sse',
   })),
   {
     name: 'Responses API usage (input/output tokens)',
