@@ -49,7 +49,11 @@ return function()
   end
   -- Keep a short tail so a key split across two chunks is still found.
   c.tm_carry = string.sub(data, -64)
-  if not eof then return end
+  -- A JSON body's usage object, once whole, is final: in Kong's buffered responses (ai-proxy's
+  -- JSON answers) a plugin before ai-proxy never sees eof, since ai-proxy's body_filter ends the
+  -- body in the same call.
+  local whole = c.tm_sse == false and c.tm_win and string.find(c.tm_win, '^"usage"%s*:%s*%b{}')
+  if not eof and not whole then return end
   c.tm_done = true
   local w = c.tm_win
   if not w then return end

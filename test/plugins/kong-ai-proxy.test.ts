@@ -7,18 +7,25 @@
  *   messages, no `max_tokens`, no `anthropic-version`). retrieval-injector (priority 790) writes
  *   the tenant's context before ai-proxy (770) converts the body, so the context arrives in
  *   Anthropic's top-level `system`; with `inject: merged_system_message` the persona and the
- *   context are one system prompt (ai-proxy keeps only the last system message). The bill is the
- *   provider's usage, to the token, for a JSON answer.
+ *   context are one system prompt (ai-proxy keeps only the last system message). token-meter's
+ *   usage reader runs in pre-function's body_filter (the recipe), before ai-proxy converts the
+ *   answer, so JSON and streamed answers are billed as the provider billed, to the token.
  * - `ai-proxy` with provider `openai` and `ai-prompt-decorator`: the decorator's messages, the
  *   persona, retrieval's context, `model`, `stream` and the meter's usage request all reach the
  *   upstream; a streamed answer is billed exactly.
+ * - `ai-proxy` with provider `mistral` (OpenAI format), Kong's `rate-limiting` and `file-log`:
+ *   billed exactly; file-log's lines carry no tenant key, provider key or prompt text.
  *
  * Real Kong only: the harness runs none of Kong's AI plugins; there it checks that it refuses a
  * config naming one rather than run the chain without it.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import test from 'ava';
-import { Closers, gatewayKind, send, type Sent } from '../helpers/frontdoor';
+import { parse as parseYaml } from 'yaml';
+import { Closers, gatewayKind, ROOT, send, type Sent } from '../helpers/frontdoor';
 import { seedKnowledge } from '../helpers/chain-config';
 import { startKongYmlDoor, type KongYmlDoor, type KongYmlEntry } from '../helpers/kong-yml-door';
 import { connectMilvus } from '../integration/services';
@@ -34,6 +41,32 @@ const CODENAME = `ORCHID${randomBytes(3).toString('hex').toUpperCase()}`;
 const ACME_PERSONA = "You are Acme Corp's support assistant.";
 const DECORATOR_FIRST = 'DECORATOR-PREPENDED-RULE';
 const DECORATOR_LAST = 'DECORATOR-APPENDED-NOTE';
+const USAGE_SNIPPET = readFileSync(
+  path.join(ROOT, 'plugins', 'token-meter', 'usage-snippet.lua'),
+  'utf8',
+);
+
+/** The plugin entries of an example under examples/kong-ai-plugins/ (what the docs show). */
+function exampleEntries(file: string): Array<KongYmlEntry & Record<string, unknown>> {
+  const doc = parseYaml(
+    readFileSync(path.join(ROOT, 'examples', 'kong-ai-plugins', file), 'utf8'),
+  ) as { plugins: Array<KongYmlEntry & Record<string, unknown>> };
+  return doc.plugins;
+}
+
+/**
+ * The recipe for a provider whose stream ai-proxy converts (Anthropic): token-meter's usage
+ * reader moves from post-function's body_filter to pre-function's, which runs before ai-proxy's
+ * and so reads the provider's own events (usage in message_start and message_delta).
+ */
+function usageReaderBeforeAiProxy(p: KongYmlEntry): void {
+  const c = p.config as { body_filter?: string[] };
+  if (p.name === 'post-function')
+    c.body_filter = (c.body_filter ?? []).filter((lua) => lua !== USAGE_SNIPPET);
+  if (p.name === 'pre-function') c.body_filter = [USAGE_SNIPPET];
+}
+
+const PROVIDER_KEY = `sk-provider-${randomBytes(6).toString('hex')}`;
 
 interface Door {
   door: KongYmlDoor;
@@ -127,48 +160,32 @@ if (gatewayKind() === 'kong') {
   test.serial(
     "ai-proxy to Anthropic: context and persona in Anthropic's system prompt, billed as the provider billed",
     async (t) => {
-      const d = await startDoor(
-        closers,
-        [
-          {
-            name: 'ai-proxy',
-            route: 'ai',
-            config: {
-              route_type: 'llm/v1/chat',
-              auth: { header_name: 'x-api-key', header_value: 'sk-ant-test-key' },
-              model: {
-                provider: 'anthropic',
-                options: { anthropic_version: '2023-06-01', max_tokens: 256 },
-              },
-            },
-          },
-        ],
-        (p, u) => {
-          const c = p.config as EntryConfig;
-          if (p.name === 'ai-proxy') c.model.options.upstream_url = `${u}/v1/messages`;
-          if (p.name === 'tenant-auth') {
-            c.model_aliases = {};
-            for (const plan of Object.values(c.plans) as Array<Record<string, unknown>>) {
-              plan.models = [CLAUDE, 'text-embedding-3-small'];
-              plan.preferred_model = CLAUDE;
-              delete plan.fallback_model;
-            }
-            (c.tenants.acme ?? {}).persona = ACME_PERSONA;
+      const d = await startDoor(closers, [...exampleEntries('anthropic.yml')], (p, u) => {
+        const c = p.config as EntryConfig;
+        if (p.name === 'ai-proxy') c.model.options.upstream_url = `${u}/v1/messages`;
+        usageReaderBeforeAiProxy(p);
+        if (p.name === 'tenant-auth') {
+          c.model_aliases = {};
+          for (const plan of Object.values(c.plans) as Array<Record<string, unknown>>) {
+            plan.models = [CLAUDE, 'text-embedding-3-small'];
+            plan.preferred_model = CLAUDE;
+            delete plan.fallback_model;
           }
-          if (p.name === 'token-meter')
-            c.prices[CLAUDE] = {
-              kind: 'generation',
-              prompt_per_million: 0.8,
-              completion_per_million: 4,
-            };
-          if (p.name === 'retrieval-injector') c.inject = 'merged_system_message';
-          // circuit-breaker's own upstreams would override ai-proxy's target (the recipe: none).
-          if (p.name === 'circuit-breaker') {
-            c.upstreams = {};
-            c.plans = {};
-          }
-        },
-      );
+          (c.tenants.acme ?? {}).persona = ACME_PERSONA;
+        }
+        if (p.name === 'token-meter')
+          c.prices[CLAUDE] = {
+            kind: 'generation',
+            prompt_per_million: 0.8,
+            completion_per_million: 4,
+          };
+        if (p.name === 'retrieval-injector') c.inject = 'merged_system_message';
+        // circuit-breaker's own upstreams would override ai-proxy's target (the recipe: none).
+        if (p.name === 'circuit-breaker') {
+          c.upstreams = {};
+          c.plans = {};
+        }
+      });
 
       const { res, upstream } = await ask(d, 'acme', {
         model: CLAUDE,
@@ -198,16 +215,23 @@ if (gatewayKind() === 'kong') {
       const billed = d.door.upstream.usage().acme;
       t.is(billed?.prompt, answer.usage.prompt_tokens, "the stub's own count agrees");
 
-      // Streamed: ai-proxy turns Anthropic's events into OpenAI chunks without usage, so the
-      // meter bills the bound it reserved, marked estimated (docs/operations.md); never less.
+      // Streamed: the usage reader, before ai-proxy, reads Anthropic's own events.
       const s = await ask(d, 'acme', { model: CLAUDE, stream: true, messages: [question('sse')] });
       t.is(s.res.status, 200, s.res.text);
       t.true(s.res.text.includes('data: '), 'an SSE stream');
       const streamed = await ledgerEntry(d, 'acme', s.res);
       const usage = d.door.upstream.usage().acme;
-      const completion = (usage?.completion ?? 0) - answer.usage.completion_tokens;
-      t.is(streamed.estimated, '1');
-      t.true(Number(streamed.completion) >= completion, 'billed at least what the provider did');
+      t.is(streamed.estimated, '0', 'a stream billed from the provider usage');
+      t.is(
+        Number(streamed.prompt),
+        (usage?.prompt ?? 0) - answer.usage.prompt_tokens,
+        'streamed prompt tokens as the provider billed',
+      );
+      t.is(
+        Number(streamed.completion),
+        (usage?.completion ?? 0) - answer.usage.completion_tokens,
+        'streamed completion tokens as the provider billed',
+      );
 
       // Isolation: globex (another tenant, same route) gets none of acme's knowledge or persona.
       const g = await ask(d, 'globex', { model: CLAUDE, messages: [question('globex')] });
@@ -240,7 +264,7 @@ if (gatewayKind() === 'kong') {
             route: 'ai',
             config: {
               route_type: 'llm/v1/chat',
-              auth: { header_name: 'Authorization', header_value: 'Bearer sk-provider-key' },
+              auth: { header_name: 'Authorization', header_value: `Bearer ${PROVIDER_KEY}` },
               model: { provider: 'openai', options: {} },
             },
           },
@@ -303,6 +327,83 @@ if (gatewayKind() === 'kong') {
         billed?.completion ?? -1,
         "ledger completion tokens = the upstream's",
       );
+    },
+  );
+  test.serial(
+    'ai-proxy (mistral, OpenAI format) with rate-limiting and file-log: billed exactly, no key or prompt in the log',
+    async (t) => {
+      const logDir = mkdtempSync(path.join(tmpdir(), 'kta-file-log-'));
+      closers.add(() => rmSync(logDir, { recursive: true, force: true }));
+      const logFile = path.join(logDir, 'requests.log');
+      const d = await startDoor(
+        closers,
+        [
+          {
+            name: 'ai-proxy',
+            route: 'ai',
+            config: {
+              route_type: 'llm/v1/chat',
+              auth: { header_name: 'Authorization', header_value: `Bearer ${PROVIDER_KEY}` },
+              model: { provider: 'mistral', options: { mistral_format: 'openai' } },
+            },
+          },
+          { name: 'rate-limiting', route: 'ai', config: { minute: 1000, policy: 'local' } },
+          { name: 'file-log', route: 'ai', config: { path: logFile } },
+        ],
+        (p, u) => {
+          const c = p.config as EntryConfig;
+          if (p.name === 'ai-proxy') c.model.options.upstream_url = `${u}/v1/chat/completions`;
+          if (p.name === 'circuit-breaker') {
+            c.upstreams = {};
+            c.plans = {};
+          }
+        },
+      );
+      const secretPrompt = `PROMPT-${randomBytes(4).toString('hex')}`;
+      for (const stream of [false, true]) {
+        const { res, upstream } = await ask(d, 'acme', {
+          model: 'gpt-4o-mini',
+          stream,
+          messages: [{ role: 'user', content: `${secretPrompt} ${stream}` }],
+        });
+        t.is(res.status, 200, res.text);
+        t.truthy(res.headers['x-ratelimit-limit-minute'], "Kong's rate-limiting ran");
+        t.is(
+          upstream?.headers.authorization,
+          `Bearer ${PROVIDER_KEY}`,
+          "the provider key is ai-proxy's",
+        );
+        const entry = await ledgerEntry(d, 'acme', res);
+        t.is(entry.estimated, '0', `billed from the usage (stream ${stream})`);
+      }
+      const billed = d.door.upstream.usage().acme;
+      const entries = await d.redis.xRange(
+        createKeyspace(`${d.door.namespace}tm`).usageLedger(
+          parseTenantId('acme'),
+          periodAt('month', Date.now()).id,
+        ),
+        '-',
+        '+',
+      );
+      const sum = (f: string) => (entries ?? []).reduce((n, e) => n + Number(e.message[f] ?? 0), 0);
+      t.is(sum('prompt'), billed?.prompt ?? -1, "ledger prompt tokens = the upstream's");
+      t.is(
+        sum('completion'),
+        billed?.completion ?? -1,
+        "ledger completion tokens = the upstream's",
+      );
+      // file-log writes after the response: wait for both lines.
+      const until = Date.now() + 10_000;
+      let log = '';
+      while (Date.now() < until) {
+        log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
+        if (log.split('\n').filter(Boolean).length >= 2) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      t.true(log.split('\n').filter(Boolean).length >= 2, 'file-log wrote a line per request');
+      t.false(log.includes('acme-demo-key'), "no tenant key in file-log's lines");
+      t.false(log.includes(PROVIDER_KEY), 'no provider key');
+      t.false(log.includes(secretPrompt), 'no prompt text');
     },
   );
 } else {

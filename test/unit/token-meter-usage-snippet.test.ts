@@ -57,7 +57,12 @@ interface Case {
   name: string;
   chunks: string[];
   expected: string | null;
+  /** No final eof call: a later plugin (ai-proxy) ended a buffered body in the same call. */
+  noEof?: boolean;
 }
+
+const anthropicJson = (model: string, p: number, c: number): string =>
+  `{"id":"msg_1","type":"message","role":"assistant","model":"${model}","content":[{"type":"text","text":"\\"usage\\": {\\"input_tokens\\": 9}"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":${p},"output_tokens":${c}}}`;
 
 const cases: Case[] = [
   ...[1, 7, 64, 100000].map((size) => ({
@@ -75,6 +80,20 @@ const cases: Case[] = [
     chunks: cut(anthropicSse('claude-3-5-haiku', 40, 12), size),
     expected: 'v=1;prompt=40;completion=12;total=52;cached=0;model=claude-3-5-haiku;from=sse',
   })),
+  {
+    name: 'a JSON answer whose eof never comes (buffered, before ai-proxy): its whole usage object',
+    chunks: [anthropicJson('claude-3-5-haiku', 23, 6)],
+    noEof: true,
+    expected: 'v=1;prompt=23;completion=6;total=29;cached=0;model=claude-3-5-haiku;from=json',
+  },
+  {
+    name: 'a stream cut before its end: no usage from message_start alone',
+    chunks: cut(anthropicSse('claude-3-5-haiku', 40, 12), 100000).map(
+      (x) => x.split('event: content_block_start')[0] ?? '',
+    ),
+    noEof: true,
+    expected: null,
+  },
   {
     name: 'Responses API usage (input/output tokens)',
     chunks: [responsesBody],
@@ -110,7 +129,10 @@ test('kong.yml ships the snippet file verbatim in post-function body_filter', (t
   t.is(pf[0]?.config?.body_filter?.[0], SNIPPET);
 });
 
-async function runInHarness(chunks: string[]): Promise<{ usage: string | null; errors: string[] }> {
+async function runInHarness(
+  chunks: string[],
+  noEof = false,
+): Promise<{ usage: string | null; errors: string[] }> {
   const st = new RequestState(
     `r-${Math.random()}`,
     Date.now(),
@@ -125,7 +147,7 @@ async function runInHarness(chunks: string[]): Promise<{ usage: string | null; e
     '1.1',
   );
   for (const c of chunks) await runBodyFilter('unit', [SNIPPET], st, Buffer.from(c), false);
-  await runBodyFilter('unit', [SNIPPET], st, Buffer.alloc(0), true);
+  if (!noEof) await runBodyFilter('unit', [SNIPPET], st, Buffer.alloc(0), true);
   const v = st.ctxShared.get('llm_usage');
   return { usage: typeof v === 'string' ? v : null, errors: st.stats.pdkErrors };
 }
@@ -148,13 +170,13 @@ setfenv(f, env)
 local fn = f()
 assert(type(fn) == 'function', 'the snippet returns its body_filter function')
 for _, c in ipairs(chunks) do env.ngx.arg[1] = c; env.ngx.arg[2] = false; fn() end
-env.ngx.arg[1] = ''; env.ngx.arg[2] = true; fn()
+if arg[3] ~= 'no-eof' then env.ngx.arg[1] = ''; env.ngx.arg[2] = true; fn() end
 local s = serialized.llm_usage
 if shared.llm_usage and (not s or s.prompt_tokens == nil) then error('serialize value missing') end
 io.write(shared.llm_usage or 'nil')
 `;
 
-function runInLuaJit(chunks: string[]): string | null {
+function runInLuaJit(chunks: string[], noEof = false): string | null {
   const dir = mkdtempSync(path.join(tmpdir(), 'usage-snippet-'));
   const snippet = path.join(dir, 'snippet.lua');
   const data = path.join(dir, 'chunks.lua');
@@ -163,19 +185,21 @@ function runInLuaJit(chunks: string[]): string | null {
   // JSON string escapes of ASCII text are valid Lua string escapes.
   writeFileSync(data, `return { ${chunks.map((c) => JSON.stringify(c)).join(', ')} }`);
   writeFileSync(driver, LUAJIT_DRIVER);
-  const out = execFileSync('luajit', [driver, snippet, data], { encoding: 'utf8' });
+  const out = execFileSync('luajit', [driver, snippet, data, noEof ? 'no-eof' : 'eof'], {
+    encoding: 'utf8',
+  });
   return out === 'nil' ? null : out;
 }
 
 for (const c of cases) {
   test(`harness Lua VM: ${c.name}`, async (t) => {
-    const r = await runInHarness(c.chunks);
+    const r = await runInHarness(c.chunks, c.noEof);
     t.deepEqual(r.errors, []);
     t.is(r.usage, c.expected);
     if (c.expected !== null) t.truthy(decodeUsage(r.usage), 'the JS side decodes what Lua wrote');
   });
 
   test(`LuaJIT (apt-get install luajit): ${c.name}`, (t) => {
-    t.is(runInLuaJit(c.chunks), c.expected);
+    t.is(runInLuaJit(c.chunks, c.noEof), c.expected);
   });
 }
