@@ -14,6 +14,7 @@ return function()
     if #head >= 5 or eof then
       -- OpenAI's streams start with `data:`, Anthropic's with `event:`.
       c.tm_sse = string.sub(head, 1, 5) == 'data:' or string.sub(head, 1, 6) == 'event:'
+      c.tm_events = string.sub(head, 1, 6) == 'event:'
     else
       c.tm_head = head
     end
@@ -23,16 +24,17 @@ return function()
     local m = string.match(data, '"model"%s*:%s*"([^"]*)"')
     if m then c.tm_model = string.sub(string.gsub(m, '[^%w_.:/-]', ''), 1, 128) end
   end
-  -- The last `"usage": {` seen starts a window of up to 1 KiB (the usage object).
+  -- The last `"usage": {` (Gemini: `"usageMetadata": {`) seen starts a window of up to 1 KiB.
   local at, pos = nil, 1
   while true do
-    local s, e = string.find(data, '"usage"%s*:%s*{', pos)
+    local s, e = string.find(data, '"usage%a*"%s*:%s*{', pos)
     if not s then break end
     at, pos = s, e + 1
     -- A whole usage object here: keep its prompt count (Anthropic's message_start).
-    local obj = string.match(data, '^"usage"%s*:%s*(%b{})', s)
+    local obj = string.match(data, '^"usage%a*"%s*:%s*(%b{})', s)
     local p = obj and (string.match(obj, '"input_tokens"%s*:%s*(%d+)')
-      or string.match(obj, '"prompt_tokens"%s*:%s*(%d+)'))
+      or string.match(obj, '"prompt_tokens"%s*:%s*(%d+)')
+      or string.match(obj, '"promptTokenCount"%s*:%s*(%d+)'))
     if p then c.tm_in = tonumber(p) end
   end
   if at then
@@ -45,29 +47,36 @@ return function()
   if c.tm_win then
     local p = string.match(c.tm_win, '"input_tokens"%s*:%s*(%d+)')
       or string.match(c.tm_win, '"prompt_tokens"%s*:%s*(%d+)')
+      or string.match(c.tm_win, '"promptTokenCount"%s*:%s*(%d+)')
     if p then c.tm_in = tonumber(p) end
   end
+  -- Anthropic's stream is whole once message_stop came: cut before it, its last usage may be
+  -- message_start's (output_tokens 1), so it is not read and the request is billed at its bound.
+  if c.tm_events and string.find(data, '"message_stop"', 1, true) then c.tm_stop = true end
   -- Keep a short tail so a key split across two chunks is still found.
   c.tm_carry = string.sub(data, -64)
   -- A JSON body's usage object, once whole, is final: in Kong's buffered responses (ai-proxy's
   -- JSON answers) a plugin before ai-proxy never sees eof, since ai-proxy's body_filter ends the
   -- body in the same call.
-  local whole = c.tm_sse == false and c.tm_win and string.find(c.tm_win, '^"usage"%s*:%s*%b{}')
+  local whole = c.tm_sse == false and c.tm_win and string.find(c.tm_win, '^"usage%a*"%s*:%s*%b{}')
   if not eof and not whole then return end
   c.tm_done = true
   local w = c.tm_win
-  if not w then return end
+  if not w or (c.tm_events and not c.tm_stop) then return end
   local function num(name)
     return tonumber(string.match(w, '"' .. name .. '"%s*:%s*(%d+)'))
   end
-  local prompt = num('prompt_tokens') or num('input_tokens') or c.tm_in
-  local total = num('total_tokens')
+  local prompt = num('prompt_tokens') or num('input_tokens') or num('promptTokenCount') or c.tm_in
+  local total = num('total_tokens') or num('totalTokenCount')
+  -- Gemini's counts are cumulative; its thinking tokens are billed as output.
+  local candidates = num('candidatesTokenCount')
+  local gemini = candidates and candidates + (num('thoughtsTokenCount') or 0)
   -- Embeddings report prompt and total only: their completion is what is left (0).
-  local completion = num('completion_tokens') or num('output_tokens')
+  local completion = num('completion_tokens') or num('output_tokens') or gemini
     or (prompt and total and total >= prompt and total - prompt)
   if not prompt or not completion then return end
   total = total or (prompt + completion)
-  local cached = num('cached_tokens') or 0
+  local cached = num('cached_tokens') or num('cachedContentTokenCount') or 0
   local usage = string.format('v=1;prompt=%d;completion=%d;total=%d;cached=%d;model=%s;from=%s',
     prompt, completion, total, cached, c.tm_model or '', c.tm_sse and 'sse' or 'json')
   kong.ctx.shared.llm_usage = usage

@@ -47,6 +47,15 @@ const anthropicSse = (model: string, p: number, c: number): string =>
     '',
   ].join('\n\n');
 
+// Gemini's stream (alt=sse): cumulative usageMetadata on every chunk, the last one final;
+// thinking tokens are billed as output.
+const geminiSse = (p: number, c: number, thoughts: number): string =>
+  [
+    `data: {"candidates":[{"content":{"parts":[{"text":"the"}],"role":"model"}}],"usageMetadata":{"promptTokenCount":${p},"candidatesTokenCount":1,"totalTokenCount":${p + 1}},"modelVersion":"gemini-2.0-flash"}`,
+    `data: {"candidates":[{"content":{"parts":[{"text":" end"}],"role":"model"},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":${p},"candidatesTokenCount":${c},"thoughtsTokenCount":${thoughts},"totalTokenCount":${p + c + thoughts}},"modelVersion":"gemini-2.0-flash"}`,
+    '',
+  ].join('\n\n');
+
 function cut(body: string, size: number): string[] {
   const out: string[] = [];
   for (let i = 0; i < body.length; i += size) out.push(body.slice(i, i + size));
@@ -80,11 +89,21 @@ const cases: Case[] = [
     chunks: cut(anthropicSse('claude-3-5-haiku', 40, 12), size),
     expected: 'v=1;prompt=40;completion=12;total=52;cached=0;model=claude-3-5-haiku;from=sse',
   })),
+  ...[2, 100000].map((size) => ({
+    name: `Gemini's stream cut every ${size} bytes (cumulative usageMetadata, thoughts as output)`,
+    chunks: cut(geminiSse(17, 5, 3), size),
+    expected: 'v=1;prompt=17;completion=8;total=25;cached=0;model=;from=sse',
+  })),
   {
     name: 'a JSON answer whose eof never comes (buffered, before ai-proxy): its whole usage object',
     chunks: [anthropicJson('claude-3-5-haiku', 23, 6)],
     noEof: true,
     expected: 'v=1;prompt=23;completion=6;total=29;cached=0;model=claude-3-5-haiku;from=json',
+  },
+  {
+    name: "Anthropic's stream cut before message_stop: no usage (billed at the bound)",
+    chunks: [anthropicSse('claude-3-5-haiku', 40, 12).split('event: message_stop')[0] ?? ''],
+    expected: null,
   },
   {
     name: 'a stream cut before its end: no usage from message_start alone',
