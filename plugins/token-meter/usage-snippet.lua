@@ -15,6 +15,7 @@ return function()
       -- OpenAI's streams start with `data:`, Anthropic's with `event:`.
       c.tm_sse = string.sub(head, 1, 5) == 'data:' or string.sub(head, 1, 6) == 'event:'
       c.tm_events = string.sub(head, 1, 6) == 'event:'
+      c.tm_object = string.sub(head, 1, 1) == '{'
     else
       c.tm_head = head
     end
@@ -55,10 +56,11 @@ return function()
   if c.tm_events and string.find(data, '"message_stop"', 1, true) then c.tm_stop = true end
   -- Keep a short tail so a key split across two chunks is still found.
   c.tm_carry = string.sub(data, -64)
-  -- A JSON body's usage object, once whole, is final: in Kong's buffered responses (ai-proxy's
+  -- A JSON object's usage, once whole, is final (not a JSON array's: Gemini streams one, with
+  -- cumulative usage in each element): in Kong's buffered responses (ai-proxy's
   -- JSON answers) a plugin before ai-proxy never sees eof, since ai-proxy's body_filter ends the
   -- body in the same call.
-  local whole = c.tm_sse == false and c.tm_win and string.find(c.tm_win, '^"usage%a*"%s*:%s*%b{}')
+  local whole = c.tm_object and c.tm_win and string.find(c.tm_win, '^"usage%a*"%s*:%s*%b{}')
   if not eof and not whole then return end
   c.tm_done = true
   local w = c.tm_win

@@ -56,6 +56,10 @@ const geminiSse = (p: number, c: number, thoughts: number): string =>
     '',
   ].join('\n\n');
 
+// Gemini's stream without alt=sse: a JSON array, cumulative usageMetadata in each element.
+const geminiArray = (p: number, c: number): string =>
+  `[{"candidates":[{"content":{"parts":[{"text":"the"}],"role":"model"}}],"usageMetadata":{"promptTokenCount":${p},"candidatesTokenCount":1,"totalTokenCount":${p + 1}}}\r\n,{"candidates":[{"content":{"parts":[{"text":" end"}],"role":"model"},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":${p},"candidatesTokenCount":${c},"totalTokenCount":${p + c}}}]`;
+
 function cut(body: string, size: number): string[] {
   const out: string[] = [];
   for (let i = 0; i < body.length; i += size) out.push(body.slice(i, i + size));
@@ -94,6 +98,17 @@ const cases: Case[] = [
     chunks: cut(geminiSse(17, 5, 3), size),
     expected: 'v=1;prompt=17;completion=8;total=25;cached=0;model=;from=sse',
   })),
+  {
+    name: "Gemini's JSON-array stream: the last cumulative usage, not the first",
+    chunks: cut(geminiArray(17, 5), 60),
+    expected: 'v=1;prompt=17;completion=5;total=22;cached=0;model=;from=json',
+  },
+  {
+    name: 'a JSON array never ends early on a whole usage object (no eof: nothing)',
+    chunks: [geminiArray(17, 5)],
+    noEof: true,
+    expected: null,
+  },
   {
     name: 'a JSON answer whose eof never comes (buffered, before ai-proxy): its whole usage object',
     chunks: [anthropicJson('claude-3-5-haiku', 23, 6)],
