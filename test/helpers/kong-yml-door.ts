@@ -43,6 +43,8 @@ export interface KongYmlDoorOptions extends FrontDoorOptions {
   redisUrl?: string;
   /** Fields merged into kong.yml's services (e.g. a shorter `read_timeout`). */
   service?: Record<string, unknown>;
+  /** Fields merged into kong.yml's consumers, by username (e.g. `acls` for Kong's acl). */
+  consumerFields?: Record<string, Record<string, unknown>>;
   /** Plugin entries added to kong.yml's (Kong's own AI plugins beside the chain). */
   extraPlugins?: Array<KongYmlEntry & Record<string, unknown>>;
 }
@@ -65,7 +67,7 @@ export async function startKongYmlDoor(
   nodes = 1,
 ): Promise<KongYmlDoor> {
   const namespace = `kyd${randomBytes(4).toString('hex')}`;
-  const { redisUrl = REDIS_URL, extraPlugins = [], ...doorOptions } = options;
+  const { redisUrl = REDIS_URL, extraPlugins = [], consumerFields = {}, ...doorOptions } = options;
   onClose(async () => {
     await deleteKeysMatching(redisUrl, `${namespace}*`);
   });
@@ -77,7 +79,10 @@ export async function startKongYmlDoor(
         plugins: KongYmlEntry[];
         consumers: ConsumerEntry[];
       };
-      doc.consumers = [...doc.consumers, ...extraConsumers];
+      doc.consumers = [...doc.consumers, ...extraConsumers].map((c) => ({
+        ...c,
+        ...(consumerFields[c.username] ?? {}),
+      }));
       doc.plugins = [...doc.plugins.filter((p) => !without.includes(p.name)), ...extraPlugins];
       const mock = new URL(upstreamUrl);
       for (const s of doc.services) Object.assign(s, options.service ?? {}, { url: upstreamUrl });

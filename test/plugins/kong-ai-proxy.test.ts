@@ -15,6 +15,8 @@
  *   upstream; a streamed answer is billed exactly.
  * - `ai-proxy` with provider `mistral` (OpenAI format), Kong's `rate-limiting` and `file-log`:
  *   billed exactly; file-log's lines carry no tenant key, provider key or prompt text.
+ * - Kong's `acl` (950), after tenant-auth and tenant-ratelimit: a tenant outside the allowed
+ *   group is refused 403, reaches no upstream, is not billed and leaves no lease held.
  *
  * Real Kong only: the harness runs none of Kong's AI plugins; there it checks that it refuses a
  * config naming one rather than run the chain without it.
@@ -88,6 +90,7 @@ async function startDoor(
   closers: Closers,
   extraPlugins: Array<KongYmlEntry & Record<string, unknown>>,
   adjust: Adjust,
+  consumerFields: Record<string, Record<string, unknown>> = {},
 ): Promise<Door> {
   const collection = `kta_aiproxy_${randomBytes(4).toString('hex')}`;
   const secret = randomBytes(32).toString('hex');
@@ -100,7 +103,7 @@ async function startDoor(
     },
     [],
     [],
-    { env: { KTA_KNOWLEDGE_SECRET: secret }, extraPlugins },
+    { env: { KTA_KNOWLEDGE_SECRET: secret }, extraPlugins, consumerFields },
   );
   const milvus = await connectMilvus();
   const redis = createRedis({ url: REDIS_URL, commandTimeoutMs: 3000 });
@@ -404,6 +407,56 @@ if (gatewayKind() === 'kong') {
       t.false(log.includes('acme-demo-key'), "no tenant key in file-log's lines");
       t.false(log.includes(PROVIDER_KEY), 'no provider key');
       t.false(log.includes(secretPrompt), 'no prompt text');
+    },
+  );
+  test.serial(
+    "Kong's acl after tenant-auth: a refused tenant reaches no upstream, is not billed, holds no lease",
+    async (t) => {
+      const d = await startDoor(
+        closers,
+        [{ name: 'acl', route: 'ai', config: { allow: ['ai-users'] } }],
+        () => undefined,
+        { 'acme-app': { acls: [{ group: 'ai-users' }] } },
+      );
+      const ok = await ask(d, 'acme', { model: 'gpt-4o-mini', messages: [question('acl ok')] });
+      t.is(ok.res.status, 200, ok.res.text);
+      t.truthy(ok.upstream, 'a member of the group is served');
+      const refused = await Promise.all(
+        [1, 2, 3].map((i) =>
+          ask(d, 'globex', { model: 'gpt-4o-mini', messages: [question(`acl ${i}`)] }),
+        ),
+      );
+      for (const r of refused) {
+        t.is(r.res.status, 403, r.res.text);
+        t.is(r.upstream, undefined, 'nothing reached the upstream');
+      }
+      // Log phases run after the answer: give them a moment, then nothing of globex's is held.
+      await new Promise((r) => setTimeout(r, 1500));
+      const ledger = await d.redis.xLen(
+        createKeyspace(`${d.door.namespace}tm`).usageLedger(
+          parseTenantId('globex'),
+          periodAt('month', Date.now()).id,
+        ),
+      );
+      t.is(ledger, 0, 'no ledger entry for refused requests');
+      const held: string[] = [];
+      let globexSets = 0;
+      for await (const keys of d.redis.scanIterator({
+        MATCH: `${d.door.namespace}*`,
+        COUNT: 500,
+      })) {
+        for (const key of ([] as string[]).concat(keys)) {
+          if (!key.includes('{t:globex}')) continue;
+          globexSets += 1;
+          if ((await d.redis.type(key)) !== 'zset') continue;
+          const live = await d.redis.zCount(key, Date.now(), '+inf');
+          if (live > 0) held.push(`${key}: ${live}`);
+        }
+      }
+      // tenant-ratelimit (1000) admitted globex before acl (950) refused: its keys exist (an
+      // emptied set is removed by Redis, so a released lease leaves none).
+      t.true(globexSets > 0, "tenant-ratelimit's keys of globex exist (it ran before acl)");
+      t.deepEqual(held, [], 'no lease, seat or reservation of globex left held');
     },
   );
 } else {
