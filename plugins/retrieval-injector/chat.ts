@@ -1,6 +1,7 @@
 /**
  * The chat body: which text is the query, and where the context message goes.
  */
+import { textOnly } from '../../lib/request/content-text';
 import type { QuerySource } from './schema';
 
 export interface ChatMessage {
@@ -93,7 +94,7 @@ export function mergeSystemMessage(body: ChatBody, content: string): ChatBody {
   while (at < messages.length) {
     const m = messages[at];
     if (!m || typeof m !== 'object' || (m.role !== 'system' && m.role !== 'developer')) break;
-    const text = systemText(m.content);
+    const text = textOnly(m.content, '');
     if (text === null) return insertSystemMessage(body, content);
     if (text.length > 0) texts.push(text);
     at++;
@@ -101,17 +102,4 @@ export function mergeSystemMessage(body: ChatBody, content: string): ChatBody {
   texts.push(content);
   messages.splice(0, at, { role: 'system', content: texts.join('\n\n') });
   return { ...body, messages };
-}
-
-/** A system message's text: a string, or text parts joined; null for any other content. */
-function systemText(content: unknown): string | null {
-  if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) return null;
-  const parts: string[] = [];
-  for (const p of content as unknown[]) {
-    const part = p as { type?: unknown; text?: unknown } | null;
-    if (!part || part.type !== 'text' || typeof part.text !== 'string') return null;
-    parts.push(part.text);
-  }
-  return parts.join('');
 }

@@ -25,7 +25,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { parse as parseYaml } from 'yaml';
 import { Closers, gatewayKind, ROOT, send, type Sent } from '../helpers/frontdoor';
 import { seedKnowledge } from '../helpers/chain-config';
@@ -149,6 +149,19 @@ async function ledgerEntry(d: Door, tenant: string, res: Sent): Promise<Record<s
     if (Date.now() > until) throw new Error(`no ledger entry for request ${rid}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** The tenant's ledger, summed, equals what the upstream billed it, to the token. */
+async function ledgerEqualsUpstream(t: ExecutionContext, d: Door, tenant: string): Promise<void> {
+  const billed = d.door.upstream.usage()[tenant];
+  const key = createKeyspace(`${d.door.namespace}tm`).usageLedger(
+    parseTenantId(tenant),
+    periodAt('month', Date.now()).id,
+  );
+  const entries = (await d.redis.xRange(key, '-', '+')) ?? [];
+  const sum = (f: string) => entries.reduce((n, e) => n + Number(e.message[f] ?? 0), 0);
+  t.is(sum('prompt'), billed?.prompt ?? -1, "ledger prompt tokens = the upstream's");
+  t.is(sum('completion'), billed?.completion ?? -1, "ledger completion tokens = the upstream's");
 }
 
 const question = (tag: string) => ({
@@ -314,22 +327,7 @@ if (gatewayKind() === 'kong') {
           t.is(entry.estimated, '0', 'a stream billed from its usage');
         }
       }
-      const billed = d.door.upstream.usage().acme;
-      const entries = await d.redis.xRange(
-        createKeyspace(`${d.door.namespace}tm`).usageLedger(
-          parseTenantId('acme'),
-          periodAt('month', Date.now()).id,
-        ),
-        '-',
-        '+',
-      );
-      const sum = (f: string) => (entries ?? []).reduce((n, e) => n + Number(e.message[f] ?? 0), 0);
-      t.is(sum('prompt'), billed?.prompt ?? -1, "ledger prompt tokens = the upstream's");
-      t.is(
-        sum('completion'),
-        billed?.completion ?? -1,
-        "ledger completion tokens = the upstream's",
-      );
+      await ledgerEqualsUpstream(t, d, 'acme');
     },
   );
   test.serial(
@@ -379,22 +377,7 @@ if (gatewayKind() === 'kong') {
         const entry = await ledgerEntry(d, 'acme', res);
         t.is(entry.estimated, '0', `billed from the usage (stream ${stream})`);
       }
-      const billed = d.door.upstream.usage().acme;
-      const entries = await d.redis.xRange(
-        createKeyspace(`${d.door.namespace}tm`).usageLedger(
-          parseTenantId('acme'),
-          periodAt('month', Date.now()).id,
-        ),
-        '-',
-        '+',
-      );
-      const sum = (f: string) => (entries ?? []).reduce((n, e) => n + Number(e.message[f] ?? 0), 0);
-      t.is(sum('prompt'), billed?.prompt ?? -1, "ledger prompt tokens = the upstream's");
-      t.is(
-        sum('completion'),
-        billed?.completion ?? -1,
-        "ledger completion tokens = the upstream's",
-      );
+      await ledgerEqualsUpstream(t, d, 'acme');
       // file-log writes after the response: wait for both lines.
       const until = Date.now() + 10_000;
       let log = '';

@@ -15,6 +15,7 @@
  *
  * `semanticScope` takes a TenantContext: there is no way to name a scope without one.
  */
+import { textOnly } from '../../../lib/request/content-text';
 import type { TenantContext } from '../../../lib/tenant/context';
 import { canonicalJson } from '../canonical';
 import { tenantDigest, type RequestIdentity } from '../cache-key';
@@ -36,17 +37,9 @@ export interface SemanticRequest {
   readonly context: string;
 }
 
+/** An image or audio part is not text: such a question is not compared by similarity. */
 function textOf(content: unknown): string | null {
-  if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) return null;
-  const parts: string[] = [];
-  for (const part of content as unknown[]) {
-    const p = part as { type?: unknown; text?: unknown } | null;
-    // An image or audio part is not text: such a question is not compared by similarity.
-    if (p?.type !== 'text' || typeof p.text !== 'string') return null;
-    parts.push(p.text);
-  }
-  return parts.join('\n');
+  return textOnly(content, '\n');
 }
 
 /**
