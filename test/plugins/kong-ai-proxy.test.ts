@@ -15,13 +15,19 @@
  *   upstream; a streamed answer is billed exactly.
  * - `ai-proxy` with provider `mistral` (OpenAI format), Kong's `rate-limiting` and `file-log`:
  *   billed exactly; file-log's lines carry no tenant key, provider key or prompt text.
+ * - `ai-proxy` with provider `gemini` (Vertex AI mode, a TLS stub: mock-upstream/gemini.ts):
+ *   persona and context in `systemInstruction`; JSON and streamed (a JSON array with cumulative
+ *   usage) answers billed to Gemini's count.
  * - Kong's `acl` (950), after tenant-auth and tenant-ratelimit: a tenant outside the allowed
  *   group is refused 403, reaches no upstream, is not billed and leaves no lease held.
  *
  * Real Kong only: the harness runs none of Kong's AI plugins; there it checks that it refuses a
  * config naming one rather than run the chain without it.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -36,6 +42,7 @@ import { createKeyspace } from '../../lib/redis/keys';
 import { parseTenantId } from '../../lib/tenant/tenant-id';
 import { periodAt } from '../../plugins/token-meter/period';
 import type { ReceivedRequest } from '../../mock-upstream/recording';
+import { geminiGenerate } from '../../mock-upstream/gemini';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const CLAUDE = 'claude-3-5-haiku-20241022';
@@ -162,6 +169,73 @@ async function ledgerEqualsUpstream(t: ExecutionContext, d: Door, tenant: string
   const sum = (f: string) => entries.reduce((n, e) => n + Number(e.message[f] ?? 0), 0);
   t.is(sum('prompt'), billed?.prompt ?? -1, "ledger prompt tokens = the upstream's");
   t.is(sum('completion'), billed?.completion ?? -1, "ledger completion tokens = the upstream's");
+}
+
+const GEMINI = 'gemini-2.0-flash';
+
+interface GeminiStub {
+  port: number;
+  requests: unknown[];
+  paths: string[];
+  billed: { prompt: number; completion: number };
+}
+
+/** The Gemini stub (mock-upstream/gemini.ts) over TLS, as Vertex AI is reached (self-signed). */
+async function startGeminiStub(closers: Closers): Promise<GeminiStub> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kta-gemini-'));
+  closers.add(() => rmSync(dir, { recursive: true, force: true }));
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-days',
+      '1',
+      '-keyout',
+      path.join(dir, 'key.pem'),
+      '-out',
+      path.join(dir, 'cert.pem'),
+    ],
+    { stdio: 'ignore' },
+  );
+  const stub: GeminiStub = {
+    port: 0,
+    requests: [],
+    paths: [],
+    billed: { prompt: 0, completion: 0 },
+  };
+  const server = createHttpsServer(
+    {
+      key: readFileSync(path.join(dir, 'key.pem')),
+      cert: readFileSync(path.join(dir, 'cert.pem')),
+    },
+    (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const raw = Buffer.concat(chunks);
+        stub.paths.push(req.url ?? '');
+        try {
+          stub.requests.push(JSON.parse(raw.toString('utf8')));
+        } catch {
+          stub.requests.push(null);
+        }
+        geminiGenerate(req, res, raw, (u) => {
+          stub.billed.prompt += u.promptTokenCount;
+          stub.billed.completion += u.candidatesTokenCount;
+        });
+      });
+    },
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  stub.port = (server.address() as AddressInfo).port;
+  closers.add(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return stub;
 }
 
 const question = (tag: string) => ({
@@ -440,6 +514,91 @@ if (gatewayKind() === 'kong') {
       // emptied set is removed by Redis, so a released lease leaves none).
       t.true(globexSets > 0, "tenant-ratelimit's keys of globex exist (it ran before acl)");
       t.deepEqual(held, [], 'no lease, seat or reservation of globex left held');
+    },
+  );
+  test.serial(
+    "ai-proxy to Gemini (Vertex AI, over TLS): Gemini's cumulative usage billed exactly, streamed and not",
+    async (t) => {
+      const gemini = await startGeminiStub(closers);
+      const d = await startDoor(
+        closers,
+        [
+          {
+            name: 'ai-proxy',
+            route: 'ai',
+            config: {
+              route_type: 'llm/v1/chat',
+              auth: { header_name: 'Authorization', header_value: `Bearer ${PROVIDER_KEY}` },
+              model: {
+                provider: 'gemini',
+                name: GEMINI,
+                options: {
+                  gemini: {
+                    api_endpoint: `127.0.0.1:${gemini.port}`,
+                    project_id: 'p1',
+                    location_id: 'l1',
+                  },
+                },
+              },
+            },
+          },
+        ],
+        (p) => {
+          const c = p.config as EntryConfig;
+          usageReaderBeforeAiProxy(p);
+          if (p.name === 'tenant-auth') {
+            c.model_aliases = {};
+            for (const plan of Object.values(c.plans)) {
+              plan.models = [GEMINI, 'text-embedding-3-small'];
+              plan.preferred_model = GEMINI;
+              delete plan.fallback_model;
+            }
+            (c.tenants.acme ?? {}).persona = ACME_PERSONA;
+          }
+          if (p.name === 'token-meter')
+            c.prices[GEMINI] = {
+              kind: 'generation',
+              prompt_per_million: 0.1,
+              completion_per_million: 0.4,
+            };
+          if (p.name === 'circuit-breaker') {
+            c.upstreams = {};
+            c.plans = {};
+          }
+        },
+      );
+      for (const stream of [false, true]) {
+        const { res } = await ask(d, 'acme', {
+          model: GEMINI,
+          stream,
+          messages: [question(`gemini ${stream}`)],
+        });
+        t.is(res.status, 200, res.text);
+        if (stream) t.true(res.text.startsWith('data: '), 'the client gets an SSE stream');
+        const entry = await ledgerEntry(d, 'acme', res);
+        t.is(entry.estimated, '0', `billed from Gemini's usage (stream ${stream})`);
+      }
+      t.deepEqual(
+        gemini.paths.map((x) => x.split(':').at(-1)),
+        ['generateContent', 'streamGenerateContent'],
+        'both reached the Gemini stub, the second as a stream',
+      );
+      const sent = gemini.requests[0] as { systemInstruction?: { parts: Array<{ text: string }> } };
+      const system = sent.systemInstruction?.parts.map((x) => x.text).join('') ?? '';
+      t.true(system.includes(ACME_PERSONA), 'the persona in systemInstruction');
+      t.true(system.includes(CODENAME), "acme's knowledge in systemInstruction");
+      const entries =
+        (await d.redis.xRange(
+          createKeyspace(`${d.door.namespace}tm`).usageLedger(
+            parseTenantId('acme'),
+            periodAt('month', Date.now()).id,
+          ),
+          '-',
+          '+',
+        )) ?? [];
+      const sum = (f: string) => entries.reduce((n, e) => n + Number(e.message[f] ?? 0), 0);
+      t.is(sum('prompt'), gemini.billed.prompt, "ledger prompt tokens = Gemini's");
+      t.is(sum('completion'), gemini.billed.completion, "ledger completion tokens = Gemini's");
     },
   );
 } else {
