@@ -24,219 +24,32 @@
  * Real Kong only: the harness runs none of Kong's AI plugins; there it checks that it refuses a
  * config naming one rather than run the chain without it.
  */
-import { execFileSync } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import test, { type ExecutionContext } from 'ava';
-import { parse as parseYaml } from 'yaml';
-import { Closers, gatewayKind, ROOT, send, type Sent } from '../helpers/frontdoor';
-import { seedKnowledge } from '../helpers/chain-config';
-import { startKongYmlDoor, type KongYmlDoor, type KongYmlEntry } from '../helpers/kong-yml-door';
-import { connectMilvus } from '../integration/services';
-import { createRedis, waitForRedis, type RedisClient } from '../../lib/redis/client';
+import test from 'ava';
+import {
+  ACME_PERSONA,
+  ask,
+  CODENAME,
+  CLAUDE,
+  GEMINI,
+  ledgerEntry,
+  ledgerEqualsUpstream,
+  PROVIDER_KEY,
+  startDoor,
+  startProviderDoor,
+  type EntryConfig,
+} from '../helpers/ai-proxy-door';
+import { Closers, gatewayKind } from '../helpers/frontdoor';
+import { startKongYmlDoor } from '../helpers/kong-yml-door';
 import { createKeyspace } from '../../lib/redis/keys';
 import { parseTenantId } from '../../lib/tenant/tenant-id';
 import { periodAt } from '../../plugins/token-meter/period';
-import type { ReceivedRequest } from '../../mock-upstream/recording';
-import { geminiGenerate } from '../../mock-upstream/gemini';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const CLAUDE = 'claude-3-5-haiku-20241022';
-const CODENAME = `ORCHID${randomBytes(3).toString('hex').toUpperCase()}`;
-const ACME_PERSONA = "You are Acme Corp's support assistant.";
 const DECORATOR_FIRST = 'DECORATOR-PREPENDED-RULE';
 const DECORATOR_LAST = 'DECORATOR-APPENDED-NOTE';
-const USAGE_SNIPPET = readFileSync(
-  path.join(ROOT, 'plugins', 'token-meter', 'usage-snippet.lua'),
-  'utf8',
-);
-
-/** The plugin entries of an example under examples/kong-ai-plugins/ (what the docs show). */
-function exampleEntries(file: string): Array<KongYmlEntry & Record<string, unknown>> {
-  const doc = parseYaml(
-    readFileSync(path.join(ROOT, 'examples', 'kong-ai-plugins', file), 'utf8'),
-  ) as { plugins: Array<KongYmlEntry & Record<string, unknown>> };
-  return doc.plugins;
-}
-
-/**
- * The recipe for a provider whose stream ai-proxy converts (Anthropic): token-meter's usage
- * reader moves from post-function's body_filter to pre-function's, which runs before ai-proxy's
- * and so reads the provider's own events (usage in message_start and message_delta).
- */
-function usageReaderBeforeAiProxy(p: KongYmlEntry): void {
-  const c = p.config as { body_filter?: string[] };
-  if (p.name === 'post-function')
-    c.body_filter = (c.body_filter ?? []).filter((lua) => lua !== USAGE_SNIPPET);
-  if (p.name === 'pre-function') c.body_filter = [USAGE_SNIPPET];
-}
-
-const PROVIDER_KEY = `sk-provider-${randomBytes(6).toString('hex')}`;
-
-interface Door {
-  door: KongYmlDoor;
-  redis: RedisClient;
-}
-
-/** The fields of kong.yml plugin configs these tests change. */
-interface EntryConfig {
-  [field: string]: unknown;
-  model: { options: Record<string, unknown> };
-  plans: Record<string, Record<string, unknown>>;
-  tenants: Record<string, Record<string, unknown>>;
-  prices: Record<string, unknown>;
-}
-
-type Adjust = (p: KongYmlEntry, upstreamUrl: string) => void;
-
-async function startDoor(
-  closers: Closers,
-  extraPlugins: Array<KongYmlEntry & Record<string, unknown>>,
-  adjust: Adjust,
-  consumerFields: Record<string, Record<string, unknown>> = {},
-): Promise<Door> {
-  const collection = `kta_aiproxy_${randomBytes(4).toString('hex')}`;
-  const secret = randomBytes(32).toString('hex');
-  const door = await startKongYmlDoor(
-    closers.add,
-    (p, u) => {
-      if (p.name === 'retrieval-injector')
-        (p.config as { milvus: Record<string, unknown> }).milvus.collection = collection;
-      adjust(p, u);
-    },
-    [],
-    [],
-    { env: { KTA_KNOWLEDGE_SECRET: secret }, extraPlugins, consumerFields },
-  );
-  const milvus = await connectMilvus();
-  const redis = createRedis({ url: REDIS_URL, commandTimeoutMs: 3000 });
-  await waitForRedis(redis, 5000);
-  closers.add(async () => {
-    await milvus.dropCollection({ collection_name: collection }).catch(() => undefined);
-    milvus.closeConnection();
-    await redis.quit().catch(() => undefined);
-  });
-  await seedKnowledge(
-    { milvus, redis, collection, secret, url: door.upstream.url },
-    [['acme', `Launch memo: the launch codename is ${CODENAME}. The launch is in May.`]],
-    `${door.namespace}ri`,
-  );
-  return { door, redis };
-}
-
-async function ask(
-  d: Door,
-  tenant: 'acme' | 'globex',
-  body: Record<string, unknown>,
-): Promise<{ res: Sent; upstream: ReceivedRequest | undefined }> {
-  const id = randomUUID();
-  const res = await send(`${d.door.url}/v1/chat/completions`, {
-    headers: { apikey: `${tenant}-demo-key`, 'x-test-id': id },
-    body,
-  });
-  return { res, upstream: d.door.upstream.received.find((r) => r.headers['x-test-id'] === id) };
-}
-
-/** The ledger entry token-meter wrote for the request Kong answered with `res`. */
-async function ledgerEntry(d: Door, tenant: string, res: Sent): Promise<Record<string, string>> {
-  const rid = String(res.headers['x-kong-request-id'] ?? '');
-  const key = createKeyspace(`${d.door.namespace}tm`).usageLedger(
-    parseTenantId(tenant),
-    periodAt('month', Date.now()).id,
-  );
-  const until = Date.now() + 10_000;
-  for (;;) {
-    const entries = await d.redis.xRange(key, '-', '+');
-    const mine = (entries ?? []).find((e) => e.message.rid === rid);
-    if (mine) return mine.message;
-    if (Date.now() > until) throw new Error(`no ledger entry for request ${rid}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-/** The tenant's ledger, summed, equals what the upstream billed it, to the token. */
-async function ledgerEqualsUpstream(t: ExecutionContext, d: Door, tenant: string): Promise<void> {
-  const billed = d.door.upstream.usage()[tenant];
-  const key = createKeyspace(`${d.door.namespace}tm`).usageLedger(
-    parseTenantId(tenant),
-    periodAt('month', Date.now()).id,
-  );
-  const entries = (await d.redis.xRange(key, '-', '+')) ?? [];
-  const sum = (f: string) => entries.reduce((n, e) => n + Number(e.message[f] ?? 0), 0);
-  t.is(sum('prompt'), billed?.prompt ?? -1, "ledger prompt tokens = the upstream's");
-  t.is(sum('completion'), billed?.completion ?? -1, "ledger completion tokens = the upstream's");
-}
-
-const GEMINI = 'gemini-2.0-flash';
-
-interface GeminiStub {
-  port: number;
-  requests: unknown[];
-  paths: string[];
-  billed: { prompt: number; completion: number };
-}
-
-/** The Gemini stub (mock-upstream/gemini.ts) over TLS, as Vertex AI is reached (self-signed). */
-async function startGeminiStub(closers: Closers): Promise<GeminiStub> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'kta-gemini-'));
-  closers.add(() => rmSync(dir, { recursive: true, force: true }));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-days',
-      '1',
-      '-keyout',
-      path.join(dir, 'key.pem'),
-      '-out',
-      path.join(dir, 'cert.pem'),
-    ],
-    { stdio: 'ignore' },
-  );
-  const stub: GeminiStub = {
-    port: 0,
-    requests: [],
-    paths: [],
-    billed: { prompt: 0, completion: 0 },
-  };
-  const server = createHttpsServer(
-    {
-      key: readFileSync(path.join(dir, 'key.pem')),
-      cert: readFileSync(path.join(dir, 'cert.pem')),
-    },
-    (req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const raw = Buffer.concat(chunks);
-        stub.paths.push(req.url ?? '');
-        try {
-          stub.requests.push(JSON.parse(raw.toString('utf8')));
-        } catch {
-          stub.requests.push(null);
-        }
-        geminiGenerate(req, res, raw, (u) => {
-          stub.billed.prompt += u.promptTokenCount;
-          stub.billed.completion += u.candidatesTokenCount;
-        });
-      });
-    },
-  );
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  stub.port = (server.address() as AddressInfo).port;
-  closers.add(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return stub;
-}
 
 const question = (tag: string) => ({
   role: 'user',
@@ -250,32 +63,7 @@ if (gatewayKind() === 'kong') {
   test.serial(
     "ai-proxy to Anthropic: context and persona in Anthropic's system prompt, billed as the provider billed",
     async (t) => {
-      const d = await startDoor(closers, [...exampleEntries('anthropic.yml')], (p, u) => {
-        const c = p.config as EntryConfig;
-        if (p.name === 'ai-proxy') c.model.options.upstream_url = `${u}/v1/messages`;
-        usageReaderBeforeAiProxy(p);
-        if (p.name === 'tenant-auth') {
-          c.model_aliases = {};
-          for (const plan of Object.values(c.plans) as Array<Record<string, unknown>>) {
-            plan.models = [CLAUDE, 'text-embedding-3-small'];
-            plan.preferred_model = CLAUDE;
-            delete plan.fallback_model;
-          }
-          (c.tenants.acme ?? {}).persona = ACME_PERSONA;
-        }
-        if (p.name === 'token-meter')
-          c.prices[CLAUDE] = {
-            kind: 'generation',
-            prompt_per_million: 0.8,
-            completion_per_million: 4,
-          };
-        if (p.name === 'retrieval-injector') c.inject = 'merged_system_message';
-        // circuit-breaker's own upstreams would override ai-proxy's target (the recipe: none).
-        if (p.name === 'circuit-breaker') {
-          c.upstreams = {};
-          c.plans = {};
-        }
-      });
+      const d = await startProviderDoor(closers, 'anthropic');
 
       const { res, upstream } = await ask(d, 'acme', {
         model: CLAUDE,
@@ -519,54 +307,9 @@ if (gatewayKind() === 'kong') {
   test.serial(
     "ai-proxy to Gemini (Vertex AI, over TLS): Gemini's cumulative usage billed exactly, streamed and not",
     async (t) => {
-      const gemini = await startGeminiStub(closers);
-      const d = await startDoor(
-        closers,
-        [
-          {
-            name: 'ai-proxy',
-            route: 'ai',
-            config: {
-              route_type: 'llm/v1/chat',
-              auth: { header_name: 'Authorization', header_value: `Bearer ${PROVIDER_KEY}` },
-              model: {
-                provider: 'gemini',
-                name: GEMINI,
-                options: {
-                  gemini: {
-                    api_endpoint: `127.0.0.1:${gemini.port}`,
-                    project_id: 'p1',
-                    location_id: 'l1',
-                  },
-                },
-              },
-            },
-          },
-        ],
-        (p) => {
-          const c = p.config as EntryConfig;
-          usageReaderBeforeAiProxy(p);
-          if (p.name === 'tenant-auth') {
-            c.model_aliases = {};
-            for (const plan of Object.values(c.plans)) {
-              plan.models = [GEMINI, 'text-embedding-3-small'];
-              plan.preferred_model = GEMINI;
-              delete plan.fallback_model;
-            }
-            (c.tenants.acme ?? {}).persona = ACME_PERSONA;
-          }
-          if (p.name === 'token-meter')
-            c.prices[GEMINI] = {
-              kind: 'generation',
-              prompt_per_million: 0.1,
-              completion_per_million: 0.4,
-            };
-          if (p.name === 'circuit-breaker') {
-            c.upstreams = {};
-            c.plans = {};
-          }
-        },
-      );
+      const d = await startProviderDoor(closers, 'gemini');
+      const gemini = d.gemini;
+      if (!gemini) return t.fail('no Gemini stub');
       for (const stream of [false, true]) {
         const { res } = await ask(d, 'acme', {
           model: GEMINI,
