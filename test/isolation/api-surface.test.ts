@@ -332,6 +332,11 @@ test('a key in the query is not accepted, and Kong’s access log does not keep 
     return text.includes(p.res.headers['x-kong-request-id'] as string) ? text : undefined;
   }, 15000);
   t.false(lines.includes(secret), 'the access log never holds the key');
+  // Nor does the error log, after this run's requests with keys in their queries (above, and the
+  // chat with `api_key=sk-client&apikey=…`): no line was written for them that quotes the query.
+  const errorLog = readFileSync(path.join(prefix, 'logs', 'error.log'), 'utf8');
+  t.false(errorLog.includes(secret), 'the error log never holds the key');
+  t.false(errorLog.includes('sk-client'), 'nor a provider-style key from the query');
   t.true(
     lines.includes('GET /v1/models'),
     'control: the request line is logged, without its query',
