@@ -84,6 +84,7 @@ const namespace = `mon${randomBytes(4).toString('hex')}`;
 let targets: ScrapeTarget[] = [];
 let doorUrl = '';
 const sent: Record<string, number[]> = {};
+let acmeHit = false;
 
 test.before(async () => {
   const ports = await freePorts(6);
@@ -149,13 +150,21 @@ test.before(async () => {
   closers.add(async () => {
     await deleteKeysMatching(REDIS_URL, `${namespace}*`);
   });
-  const ask = async (key: string, body: Record<string, unknown>): Promise<number> => {
-    const r = await send(`${doorUrl}/v1/chat/completions`, { headers: [['apikey', key]], body });
-    return r.status;
-  };
-  // acme (pro): the same deterministic question twice — a miss, then a cache hit.
+  const send1 = (key: string, body: Record<string, unknown>) =>
+    send(`${doorUrl}/v1/chat/completions`, { headers: [['apikey', key]], body });
+  const ask = async (key: string, body: Record<string, unknown>): Promise<number> =>
+    (await send1(key, body)).status;
+  // acme (pro): the same deterministic question again until a cache hit. The miss is stored in
+  // its log phase, after the answer: asked at once, the second request may find nothing yet.
   const question = chat(`what is monitoring? ${namespace}`, { temperature: 0 });
-  sent.acme = [await ask('acme-demo-key', question), await ask('acme-demo-key', question)];
+  sent.acme = [await ask('acme-demo-key', question)];
+  for (let i = 0; i < 20; i++) {
+    const r = await send1('acme-demo-key', question);
+    sent.acme.push(r.status);
+    acmeHit = r.headers['x-cache-status'] === 'HIT';
+    if (r.status !== 200 || acmeHit) break;
+    await new Promise((res) => setTimeout(res, 250));
+  }
   // globex (free, 1 request a minute here): served, then refused.
   sent.globex = [
     await ask('globex-demo-key', chat('hello')),
@@ -184,8 +193,8 @@ function hasSample(e: Exported, name: string, labels: Record<string, string>): b
   );
 }
 
-test('the traffic went as planned: acme served twice, globex served then refused', (t) => {
-  t.deepEqual(sent.acme, [200, 200]);
+test('the traffic went as planned: acme served until a cache hit, globex served then refused', (t) => {
+  t.true(acmeHit && (sent.acme ?? []).every((s) => s === 200), JSON.stringify(sent.acme));
   t.deepEqual(sent.globex, [200, 429]);
 });
 
