@@ -12,7 +12,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createClient } from 'redis';
@@ -21,23 +20,13 @@ import type { Gateway } from '../harness/types';
 import { locateKong, startKong } from '../kong-runner/index';
 import { startMockUpstream } from '../mock-upstream/index';
 import { percentile, table, writeSection } from './report';
+import { freePort } from '../harness/free-port';
 
 const ROOT = path.resolve(__dirname, '..');
 const MISSES = Number(process.env.BENCH_MISSES ?? 40);
 const HITS = Number(process.env.BENCH_HITS ?? 300);
 const UPSTREAM_MS = 200;
 const MAX_SECONDS_PER_KIND = 90;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function startRedis(dir: string): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();

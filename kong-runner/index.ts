@@ -22,7 +22,6 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { addExitHook } from '../harness/exit-hooks';
@@ -36,6 +35,7 @@ import {
 } from '../harness/pluginserver/layout';
 import type { Gateway, GatewayOptions, PluginDump, PluginServerMode } from '../harness/types';
 import { kongEnv, locateKong, type KongInstall } from './locate';
+import { freePort } from '../harness/free-port';
 
 export { locateKong } from './locate';
 
@@ -76,17 +76,6 @@ export interface KongGateway extends Gateway {
   readonly prefix: string;
   /** Kong's error log so far (plugin-server output lands there too). */
   errorLog(): string;
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = net.createServer();
-    srv.once('error', rej);
-    srv.listen(0, host, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => res(port));
-    });
-  });
 }
 
 function sleep(ms: number): Promise<void> {
@@ -201,8 +190,33 @@ function keepLogs(prefix: string, label: string): void {
   copyFileSync(src, join(dir, `${label}.log`));
 }
 
-/** Starts a real Kong; throws KongStartError with Kong's own message when it refuses. */
+/**
+ * Starts a real Kong; throws KongStartError with Kong's own message when it refuses. A port
+ * chosen here (no `opts.port`) that someone else bound before Kong did is chosen again, twice.
+ */
 export async function startKong(opts: KongOptions): Promise<KongGateway> {
+  if (opts.port !== undefined) return startKongOnce(opts, opts.port);
+  return startKongOnAFreePort(opts, freePort);
+}
+
+/** startKong's choice of port, with the chooser as a parameter (a test hands it a taken port). */
+export async function startKongOnAFreePort(
+  opts: KongOptions,
+  choose: (host: string) => Promise<number>,
+): Promise<KongGateway> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await choose(opts.host ?? '127.0.0.1');
+    try {
+      return await startKongOnce(opts, port);
+    } catch (e) {
+      const taken = e instanceof KongStartError && e.message.includes(`:${port} failed (98:`);
+      if (!taken || attempt >= 3) throw e;
+      opts.logger?.(`[kong] port ${port} was taken before Kong bound it; another port`);
+    }
+  }
+}
+
+async function startKongOnce(opts: KongOptions, port: number): Promise<KongGateway> {
   const kong = locateKong();
   if (!kong) {
     throw new KongStartError(
@@ -228,7 +242,6 @@ export async function startKong(opts: KongOptions): Promise<KongGateway> {
     declarativePath = join(prefix, 'kong.json');
     writeFileSync(declarativePath, JSON.stringify(opts.config));
   }
-  const port = opts.port ?? (await freePort(host));
   const dirs = Object.entries(opts.pluginServers).map(([name, dir]) => {
     const abs = resolve(dir);
     if (abs.split('/').pop() !== name) {

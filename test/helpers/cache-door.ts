@@ -24,6 +24,7 @@ import {
   type OnClose,
   type Sent,
 } from './frontdoor';
+import { freePort } from '../../harness/free-port';
 
 export const CACHE_PLANS = {
   free: { tools_allowed: [], preferred_model: 'gpt-4o-mini', weight: 1 },
@@ -83,17 +84,6 @@ export const CACHE_CONSUMERS = [
     keyauth_credentials: [{ key: 'hooli-key' }],
   },
 ];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** An upstream answering every POST with a gzip-compressed chat completion; counts calls. */
 async function startGzipUpstream(onClose: OnClose): Promise<{ url: string; calls: () => number }> {

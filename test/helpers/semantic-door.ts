@@ -37,6 +37,7 @@ import {
   type Sent,
 } from './frontdoor';
 import { PRICES, USAGE_SNIPPET } from './token-meter-door';
+import { freePort } from '../../harness/free-port';
 
 export const SEM_DIM = 256;
 export const SEM_THRESHOLD = 0.9;
@@ -55,17 +56,6 @@ const TENANTS: Record<string, keyof typeof AUTH_PLANS> = {
   meterco: 'pro',
   semmeter: 'pro',
 };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** An embeddings endpoint that answers (correctly) only after `delayMs`. */
 async function startSlowEmbeddings(onClose: OnClose, delayMs: number): Promise<string> {

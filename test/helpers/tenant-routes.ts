@@ -5,7 +5,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ReceivedRequest } from '../../mock-upstream/index';
@@ -19,6 +18,7 @@ import {
   type OnClose,
   type Sent,
 } from './frontdoor';
+import { freePort } from '../../harness/free-port';
 
 export const PLANS = {
   free: { tools_allowed: [], preferred_model: 'gpt-4o-mini', weight: 1 },
@@ -106,17 +106,6 @@ export const CONSUMERS = [
 
 export const JWT_ISSUER = 'https://idp.example';
 export const JWT_AUDIENCE = 'ai-gateway';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function tenantAuth(extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { plans: PLANS, tenants: TENANTS, ...extra };

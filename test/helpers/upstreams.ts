@@ -4,7 +4,6 @@
  * Gateway-agnostic: nothing here asks the harness for anything.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import net from 'node:net';
 import { startMockUpstream, type MockKnobs, type MockUpstream } from '../../mock-upstream/index';
 import type { OnClose } from './frontdoor';
 
@@ -18,38 +17,8 @@ export async function startExtraUpstream(
   return upstream;
 }
 
-export async function freePort(): Promise<number> {
-  // Outside the kernel's ephemeral range: a port found free here is bound later by someone
-  // else (a plugin server's metrics endpoint, a gateway), and meanwhile every server started on
-  // port 0 and every outgoing connection gets an ephemeral port, so none of them can take it
-  // (a mock upstream once did, and a metrics test read the mock's 404).
-  const low = ephemeralLow();
-  for (let i = 0; i < 200; i++) {
-    const port = 20000 + Math.floor(Math.random() * Math.max(1, low - 20000));
-    if (await canListen(port)) return port;
-  }
-  throw new Error('no free port below the ephemeral range');
-}
-
-/** The first port the kernel hands out for port 0 and outgoing connections. */
-function ephemeralLow(): number {
-  try {
-    const low = Number(
-      readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0],
-    );
-    return Number.isInteger(low) && low > 21000 ? low : 32768;
-  } catch {
-    return 32768;
-  }
-}
-
-function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
-}
+/** A free port outside the ephemeral range (harness/free-port.ts says why). */
+export { freePort } from '../../harness/free-port';
 
 /** Socket inodes listening on `port` (IPv4 and IPv6), from /proc/net/tcp{,6}. */
 function listeningInodes(port: number): Set<string> {

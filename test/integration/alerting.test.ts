@@ -38,6 +38,7 @@ import {
   alertmanagerConfig,
 } from '../../scripts/monitoring/alertmanager-config';
 import { JOB_NAME, ROOT, prometheusConfig } from '../../scripts/monitoring/prometheus-config';
+import { freePorts } from '../../harness/free-port';
 
 const run = promisify(execFile);
 const RULES_DIR = path.join(ROOT, 'docker', 'prometheus', 'rules');
@@ -92,23 +93,6 @@ function labels(s: Spend, extra: Record<string, string>): string {
   return Object.entries({ ...extra, model: s.model, tenant: s.tenant })
     .map(([k, v]) => `${k}="${v}"`)
     .join(',');
-}
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<net.Server>((resolve, reject) => {
-          const s = net.createServer();
-          s.on('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
 }
 
 async function listen(server: http.Server): Promise<number> {

@@ -7,7 +7,6 @@
  * reservation becomes usage. kong.yml's chain through the fault door, on the real Kong and on
  * the harness; reservation TTL 10 s (its minimum), sweep every second.
  */
-import { createServer } from 'node:net';
 import test from 'ava';
 import { createClient } from 'redis';
 import { metricAt } from '../helpers/semantic-door';
@@ -19,6 +18,7 @@ import {
   startFaultDoor,
   type FaultDoor,
 } from '../helpers/fault-door';
+import { freePort } from '../../harness/free-port';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -37,17 +37,6 @@ async function entriesOf(redis: Redis, d: FaultDoor, rid: string) {
     }
   }
   return out;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 }
 
 test.serial(
