@@ -148,7 +148,7 @@ async function main(): Promise<void> {
     name: 'tenant-ratelimit',
     route,
     config: {
-      redis: { url: REDIS_URL, key_namespace: `bench-${run}-${route}`, command_timeout_ms: 1000 },
+      redis: { url: REDIS_URL, key_namespace: `bench-${run}-${route}`, timeout_ms: 1000 },
       queue: { upstream: `flex-${route}`, max_concurrent: SEATS, max_wait_ms: 20000 },
       flex: { reserved_seats: reserve, max_wait_ms: 30000 },
     },

@@ -471,7 +471,7 @@ async function main(): Promise<void> {
     route,
     config: {
       metrics_port: metricsPort,
-      redis: { url: REDIS_URL, key_namespace: `bench-${run}-${route}`, command_timeout_ms: 1000 },
+      redis: { url: REDIS_URL, key_namespace: `bench-${run}-${route}`, timeout_ms: 1000 },
       queue: { upstream: `bench-${route}`, max_wait_ms: 20000, ...queue },
     },
   });

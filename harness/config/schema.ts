@@ -90,6 +90,12 @@ function runValidators(def: SchemaField, value: unknown, path: string, ctx: Ctx)
 
 /** Schema:validate_field type checks (kong/db/schema/init.lua 3.9.3), returning the processed value. */
 function processValue(def: SchemaField, value: unknown, path: string, ctx: Ctx): unknown {
+  // A set deprecated field: Kong warns (kong/db/schema/init.lua validate_field, via
+  // kong.deprecation: "<message> (deprecated after <removal_in_version>)").
+  const dep = def.deprecation as { message?: string; removal_in_version?: string } | undefined;
+  if (dep?.message) {
+    ctx.notes.push(`[warn] ${dep.message} (deprecated after ${String(dep.removal_in_version)})`);
+  }
   switch (def.type) {
     case 'string':
       if (typeof value !== 'string') return void ctx.errors.push(`${path}: expected a string`);

@@ -7,6 +7,7 @@
  * object: every declared field present, defaults applied where Kong would have, `null` for
  * the rest, nested records, record-valued maps and record arrays included.
  */
+import { applyAliases } from './deprecated';
 import type { KongField, KongSchemaFields } from './fields';
 
 function readValue(def: KongField, value: unknown): unknown {
@@ -48,5 +49,39 @@ function readRecord(
  */
 export function readConfig<T>(fields: KongSchemaFields, raw: unknown): T {
   const input = raw !== null && typeof raw === 'object' ? (raw as Record<string, unknown>) : {};
-  return readRecord(fields, input) as T;
+  const config = readRecord(fields, input);
+  // A deprecated alias's value moves to the field that replaced it (lib/schema/deprecated.ts).
+  applyAliases(config, aliasesOf(fields));
+  return config as T;
+}
+
+type Alias = { oldPath: string[]; newPath: string[]; newDefault: unknown };
+
+/** Every field of `fields` (records included) that declares what replaced it. */
+export function aliasesOf(fields: KongSchemaFields, at: string[] = [], root = fields): Alias[] {
+  const out: Alias[] = [];
+  for (const entry of fields) {
+    for (const [name, def] of Object.entries(entry)) {
+      const newPath = def.deprecation?.replaced_with?.[0]?.path;
+      if (newPath) {
+        const target = fieldAt(root, newPath);
+        if (!target)
+          throw new Error(`deprecated ${[...at, name].join('.')}: no field ${newPath.join('.')}`);
+        out.push({ oldPath: [...at, name], newPath: [...newPath], newDefault: target.default });
+      }
+      if (def.type === 'record' && def.fields)
+        out.push(...aliasesOf(def.fields, [...at, name], root));
+    }
+  }
+  return out;
+}
+
+function fieldAt(fields: KongSchemaFields, path: readonly string[]): KongField | undefined {
+  let list: KongSchemaFields | undefined = fields;
+  let found: KongField | undefined;
+  for (const key of path) {
+    found = list?.find((e) => key in e)?.[key];
+    list = found?.fields;
+  }
+  return found;
 }

@@ -24,6 +24,16 @@ export interface KongField {
   fields?: KongSchemaFields;
   referenceable?: boolean;
   encrypted?: boolean;
+  /**
+   * Kong's field deprecation (metaschema.lua): Kong logs `message` as a deprecation warning
+   * whenever the field is set. `replaced_with[0].path` (from the config's root) is where
+   * readConfig moves its value (lib/schema/deprecated.ts).
+   */
+  deprecation?: {
+    message: string;
+    removal_in_version: string;
+    replaced_with?: ReadonlyArray<{ path: readonly string[] }>;
+  };
 }
 
 export type KongSchemaFields = Array<Record<string, KongField>>;

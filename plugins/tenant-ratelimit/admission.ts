@@ -42,7 +42,7 @@ export async function admit(
   const { config, limiters } = ready;
   // The instance (and its client) is created by the first request: its first connection
   // gets one command deadline instead of a 503 "client is offline".
-  await untilFirstConnected(ready.redis, config.redis.command_timeout_ms);
+  await untilFirstConnected(ready.redis, config.redis.timeout_ms);
   const estimate = await sharedEstimate(
     kong,
     request,

@@ -22,8 +22,8 @@ export interface LimitsOverride {
 export type RedisErrorPolicy = 'refuse' | 'local';
 
 export interface TenantRatelimitConfig {
-  redis: { url: string; key_namespace: string; command_timeout_ms: number };
-  on_redis_error: RedisErrorPolicy;
+  redis: { url: string; key_namespace: string; timeout_ms: number };
+  on_redis_unavailable: RedisErrorPolicy;
   default_limits: LimitsConfig;
   plans: Record<string, LimitsConfig>;
   tenants: Record<string, LimitsOverride>;

@@ -1,5 +1,5 @@
 /**
- * The per-node limiter used only while Redis is unavailable and `on_redis_error` is `local`.
+ * The per-node limiter used only while Redis is unavailable and `on_redis_unavailable` is `local`.
  * Same limits, same all-or-nothing decision as scripts/tenant-admit-3.lua, but in this
  * process: with N gateway nodes a tenant may get up to N times its limits, which is why it
  * is named for what it is and announced in a header and a metric. There is no queue here:

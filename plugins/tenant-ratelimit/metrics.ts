@@ -47,7 +47,7 @@ export const seatsInUse = new Gauge({
 
 export const localDecisions = new Counter({
   name: 'tenant_ratelimit_local_node_decisions_total',
-  help: 'Decisions taken by the per-node limiter because Redis was unavailable (on_redis_error=local), by tenant.',
+  help: 'Decisions taken by the per-node limiter because Redis was unavailable (on_redis_unavailable=local), by tenant.',
   labelNames: ['tenant'] as const,
   registers: [registry],
 });

@@ -54,7 +54,7 @@ export function startUp(raw: unknown): StartUp {
     const keys = createKeyspace(config.redis.key_namespace);
     const redis = createRedis({
       url: config.redis.url,
-      commandTimeoutMs: config.redis.command_timeout_ms,
+      commandTimeoutMs: config.redis.timeout_ms,
       log: (m) => process.stderr.write(`${PLUGIN_NAME}: ${m}\n`),
     });
     const cluster = new RedisLimiter(redis, keys, keys.fairQueue(q.upstream), capacity, q);
@@ -75,7 +75,7 @@ export function startUp(raw: unknown): StartUp {
       limiters: new Limiters(
         cluster,
         new NodeLimiter(config, capacity.seatLeaseMs),
-        config.on_redis_error,
+        config.on_redis_unavailable,
       ),
       label: (tenant) => metrics.tenantLabels(config.metrics_max_tenants).label(tenant),
     };

@@ -1,6 +1,6 @@
 /**
  * Every refusal tenant-ratelimit answers, as OpenAI-style errors (the 500 of an unusable
- * config is the plugin kit's, lib/plugin/define.ts): the 503 of an unreachable Redis (on_redis_error `refuse`), the 429 of a tenant's own
+ * config is the plugin kit's, lib/plugin/define.ts): the 503 of an unreachable Redis (on_redis_unavailable `refuse`), the 429 of a tenant's own
  * limits, the 503 of an upstream with no seat in time, and the 400 of an unknown service tier.
  */
 import { GatewayError } from '../../lib/http/errors';

@@ -5,6 +5,8 @@
  */
 import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
 import type { LimitsConfig, LimitsOverride, TenantRatelimitConfig } from './config';
+import { deprecatedAlias } from '../../lib/schema/deprecated';
+import { PLUGIN_NAME } from './state';
 
 export type {
   LimitsConfig,
@@ -59,6 +61,16 @@ const limitFields = (override: boolean): KongSchemaFields => {
 
 const NAME_MATCH = '^[a-z0-9][a-z0-9_.-]*$';
 
+const REDIS_TIMEOUT = field.integer(
+  'Longest wait for one Redis reply; past it Redis counts as unavailable and on_redis_unavailable applies.',
+  { default: 250, required: true, between: [10, 5000] },
+);
+
+const ON_REDIS_UNAVAILABLE = field.string(
+  'When Redis cannot be reached: `refuse` answers 503 (ratelimit_unavailable); `local` applies the same limits per gateway node (a per-node limiter, announced in the X-RateLimit-Scope header and a metric). Never unlimited.',
+  { default: 'refuse', one_of: ['refuse', 'local'], required: true },
+);
+
 export const Schema: KongSchemaFields = [
   {
     redis: field.record(
@@ -76,20 +88,26 @@ export const Schema: KongSchemaFields = [
             { default: 'kta', required: true, match: '^[a-z0-9][a-z0-9_-]*$', len_max: 32 },
           ),
         },
+        { timeout_ms: REDIS_TIMEOUT },
         {
-          command_timeout_ms: field.integer(
-            'Longest wait for one Redis reply; past it Redis counts as unavailable and on_redis_error applies.',
-            { default: 250, required: true, between: [10, 5000] },
+          command_timeout_ms: deprecatedAlias(
+            PLUGIN_NAME,
+            ['redis', 'command_timeout_ms'],
+            ['redis', 'timeout_ms'],
+            REDIS_TIMEOUT,
           ),
         },
       ],
       { required: true },
     ),
   },
+  { on_redis_unavailable: ON_REDIS_UNAVAILABLE },
   {
-    on_redis_error: field.string(
-      'When Redis cannot be reached: `refuse` answers 503 (ratelimit_unavailable); `local` applies the same limits per gateway node (a per-node limiter, announced in the X-RateLimit-Scope header and a metric). Never unlimited.',
-      { default: 'refuse', one_of: ['refuse', 'local'], required: true },
+    on_redis_error: deprecatedAlias(
+      PLUGIN_NAME,
+      ['on_redis_error'],
+      ['on_redis_unavailable'],
+      ON_REDIS_UNAVAILABLE,
     ),
   },
   {
@@ -169,7 +187,7 @@ export const Schema: KongSchemaFields = [
         },
         {
           local_max_concurrent: field.integer(
-            'Seats this node alone may use while Redis is unavailable and on_redis_error is `local`. Null: max_concurrent.',
+            'Seats this node alone may use while Redis is unavailable and on_redis_unavailable is `local`. Null: max_concurrent.',
             { between: [1, 1_000_000] },
           ),
         },

@@ -118,7 +118,7 @@ export async function startFaultDoor(
         c.redis = {
           ...(c.redis as object),
           url: redisUrl,
-          command_timeout_ms: FAULT_TTLS.redisDeadlineMs,
+          timeout_ms: FAULT_TTLS.redisDeadlineMs,
         };
         // The load is the fault tests' own: room for it under each plan's caps.
         c.tenants = { ...tenants, [A.id]: roomy, [B.id]: roomy };

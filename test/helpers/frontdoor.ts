@@ -139,6 +139,8 @@ export interface FrontDoorOptions {
    * none); a node without an entry gets kong-runner's default (1).
    */
   workers?: readonly number[];
+  /** Receives the gateway's notes (the harness's config warnings among them). */
+  logger?: (line: string) => void;
 }
 
 export async function startFrontDoor(
@@ -188,10 +190,13 @@ export async function startFrontDoors(
       ...(options.env ? { env: options.env } : {}),
       ...(options.kongConf ? { kongConf: options.kongConf } : {}),
       // GATEWAY_LOG=1 shows plugin-server output and gateway notes while debugging a test.
-      ...(process.env.GATEWAY_LOG
+      ...(process.env.GATEWAY_LOG || options.logger
         ? {
-            logger: (line: string) =>
-              process.stderr.write(`${options.nodes > 1 ? `[node ${node}] ` : ''}${line}\n`),
+            logger: (line: string) => {
+              options.logger?.(line);
+              if (process.env.GATEWAY_LOG)
+                process.stderr.write(`${options.nodes > 1 ? `[node ${node}] ` : ''}${line}\n`);
+            },
           }
         : {}),
     };

@@ -126,7 +126,7 @@ function ratelimitConfig(routes: RouteSpec[]): (upstreamUrl: string) => Record<s
           redis: {
             url: REDIS_URL,
             key_namespace: `e2e-${run}-${r.name}`.slice(0, 32),
-            command_timeout_ms: 2000,
+            timeout_ms: 2000,
             ...((r.config.redis as object | undefined) ?? {}),
           },
         },

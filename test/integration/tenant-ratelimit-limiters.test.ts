@@ -161,7 +161,7 @@ function unreachable(): Limiter {
   return new RedisLimiter(redis, keys, keys.fairQueue('llm'), capacity, config.queue);
 }
 
-test('attempt: Redis unreachable and on_redis_error local, the per-node limiter answers', async (t) => {
+test('attempt: Redis unreachable and on_redis_unavailable local, the per-node limiter answers', async (t) => {
   const node = await local();
   const table = new Limiters(unreachable(), node, 'local');
   const r = await table.attempt(kong, 'access', table.cluster, (l) =>
@@ -174,7 +174,7 @@ test('attempt: Redis unreachable and on_redis_error local, the per-node limiter 
   t.is(table.of('cluster'), table.cluster);
 });
 
-test('attempt: Redis unreachable and on_redis_error refuse, the 503 ratelimit_unavailable', async (t) => {
+test('attempt: Redis unreachable and on_redis_unavailable refuse, the 503 ratelimit_unavailable', async (t) => {
   const table = new Limiters(unreachable(), await local(), 'refuse');
   const err = await t.throwsAsync(
     table.attempt(kong, 'access', table.cluster, (l) => l.admit(ticket(limits()), false)),
@@ -201,4 +201,19 @@ test('attempt: an error that is not an outage is not hidden by the per-node limi
   );
   t.is(err?.message, 'a bug, not an outage');
   t.is(calls, 1);
+});
+
+test('local: per-node buckets are kept per key namespace, as Redis keys are', async (t) => {
+  const inNamespace = (ns: string) =>
+    new NodeLimiter(
+      readConfig<TenantRatelimitConfig>(Schema, { redis: { key_namespace: ns } }),
+      SEAT_LEASE_MS,
+    );
+  const ns = `ns-${process.pid}-${Date.now()}`;
+  const tight = limits({ requestsPerMinute: 1, requestBurst: 1 });
+  t.true((await inNamespace(`${ns}-a`).admit(ticket(tight))).decision.allowed);
+  // Kong recreates instances: a new one in the same namespace sees the spent bucket.
+  t.false((await inNamespace(`${ns}-a`).admit(ticket(tight))).decision.allowed);
+  // Another namespace (another deployment sharing the node) has its own.
+  t.true((await inNamespace(`${ns}-b`).admit(ticket(tight))).decision.allowed);
 });

@@ -84,7 +84,7 @@ function config(upstreamUrl: string, redisUrl: string): Record<string, unknown> 
           redis: {
             url: redisUrl,
             key_namespace: `so-${run}-${r.name}`,
-            command_timeout_ms: 2000,
+            timeout_ms: 2000,
           },
         },
       },

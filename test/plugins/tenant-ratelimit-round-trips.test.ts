@@ -37,7 +37,7 @@ test.before(async () => {
     config: {
       ...config,
       metrics_port: metricsPort,
-      redis: { url: proxy?.url, key_namespace: ns(name), command_timeout_ms: 2000 },
+      redis: { url: proxy?.url, key_namespace: ns(name), timeout_ms: 2000 },
     },
   });
   door = await startRatelimitDoor(closers.add, [

@@ -67,29 +67,29 @@ const door = sharedRatelimitDoor(test, [
   },
   {
     name: 'refuse',
-    config: { redis: { url: DEAD_REDIS_URL, command_timeout_ms: 100 }, on_redis_error: 'refuse' },
+    config: { redis: { url: DEAD_REDIS_URL, timeout_ms: 100 }, on_redis_unavailable: 'refuse' },
   },
   {
     name: 'local',
     config: {
-      redis: { url: DEAD_REDIS_URL, command_timeout_ms: 100 },
-      on_redis_error: 'local',
+      redis: { url: DEAD_REDIS_URL, timeout_ms: 100 },
+      on_redis_unavailable: 'local',
       default_limits: { requests_per_minute: 1, request_burst: 2 },
     },
   },
   {
     name: 'refuseq',
     config: {
-      redis: { url: DEAD_REDIS_URL, command_timeout_ms: 100 },
-      on_redis_error: 'refuse',
+      redis: { url: DEAD_REDIS_URL, timeout_ms: 100 },
+      on_redis_unavailable: 'refuse',
       queue: { max_concurrent: 1 },
     },
   },
   {
     name: 'localq',
     config: {
-      redis: { url: DEAD_REDIS_URL, command_timeout_ms: 100 },
-      on_redis_error: 'local',
+      redis: { url: DEAD_REDIS_URL, timeout_ms: 100 },
+      on_redis_unavailable: 'local',
       default_limits: { requests_per_minute: 1, request_burst: 2 },
       queue: { max_concurrent: 1, local_max_concurrent: 2 },
     },
@@ -287,7 +287,7 @@ test('without tenant-auth on the route it refuses: 500 tenant_context_missing, n
   t.is(upstream, undefined);
 });
 
-test('Redis down, on_redis_error=refuse: 503 ratelimit_unavailable, nothing proxied', async (t) => {
+test('Redis down, on_redis_unavailable=refuse: 503 ratelimit_unavailable, nothing proxied', async (t) => {
   const { res, upstream } = await door().call('refuse', GLOBEX);
   t.is(res.status, 503);
   t.like(apiError(res), { type: 'service_unavailable', code: 'ratelimit_unavailable' });
@@ -295,7 +295,7 @@ test('Redis down, on_redis_error=refuse: 503 ratelimit_unavailable, nothing prox
   t.is(upstream, undefined);
 });
 
-test('Redis down, on_redis_error=local: a per-node limiter, announced, still limiting', async (t) => {
+test('Redis down, on_redis_unavailable=local: a per-node limiter, announced, still limiting', async (t) => {
   const statuses: number[] = [];
   const scopes: unknown[] = [];
   for (let i = 0; i < 3; i++) {
@@ -308,14 +308,14 @@ test('Redis down, on_redis_error=local: a per-node limiter, announced, still lim
 });
 
 // With a queue, the limits and the queue's acquire go to Redis together: both fail together.
-test('Redis down with a queue, on_redis_error=refuse: 503 ratelimit_unavailable', async (t) => {
+test('Redis down with a queue, on_redis_unavailable=refuse: 503 ratelimit_unavailable', async (t) => {
   const { res, upstream } = await door().call('refuseq', GLOBEX);
   t.is(res.status, 503);
   t.like(apiError(res), { type: 'service_unavailable', code: 'ratelimit_unavailable' });
   t.is(upstream, undefined);
 });
 
-test('Redis down with a queue, on_redis_error=local: per-node limits and seats, announced', async (t) => {
+test('Redis down with a queue, on_redis_unavailable=local: per-node limits and seats, announced', async (t) => {
   const statuses: number[] = [];
   const scopes: unknown[] = [];
   for (let i = 0; i < 3; i++) {

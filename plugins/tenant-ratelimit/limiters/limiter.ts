@@ -1,7 +1,7 @@
 /**
  * The limiters behind one interface, after the policy table of Kong's rate-limiting plugin
  * (`kong/plugins/rate-limiting/policies/init.lua`): the cluster-wide one in Redis, and the
- * per-node one that stands in while Redis is unavailable (on_redis_error `local`). Admission
+ * per-node one that stands in while Redis is unavailable (on_redis_unavailable `local`). Admission
  * starts on the cluster limiter and moves to the per-node one through `attempt`, in one place;
  * log finds the limiter a record names with `of`.
  */
@@ -79,7 +79,7 @@ export class Limiters {
   }
 
   /**
-   * Runs `op` on `limiter`; a Redis outage applies on_redis_error: `local` runs it again on the
+   * Runs `op` on `limiter`; a Redis outage applies on_redis_unavailable: `local` runs it again on the
    * per-node limiter, `refuse` answers 503. Any other error goes on to the caller.
    */
   async attempt<T>(

@@ -9,8 +9,18 @@ import type { TenantRatelimitConfig } from '../config';
 import type { LeaseRef, Ticket } from '../ticket';
 import type { Entry, Limiter, SeatOutcome } from './limiter';
 
-/** Per-node state lives for the process, shared by every instance (Kong recreates them). */
-const perNode = new LocalNodeLimiter();
+/**
+ * Per-node state lives for the process, shared by every instance (Kong recreates them), one
+ * per key namespace as in Redis: two routes in one namespace share a tenant's buckets there,
+ * two namespaces never do.
+ */
+const perNamespace = new Map<string, LocalNodeLimiter>();
+
+export function perNodeState(keyNamespace: string): LocalNodeLimiter {
+  let state = perNamespace.get(keyNamespace);
+  if (!state) perNamespace.set(keyNamespace, (state = new LocalNodeLimiter()));
+  return state;
+}
 
 export class NodeLimiter implements Limiter {
   readonly scope = 'local' as const;
@@ -20,7 +30,7 @@ export class NodeLimiter implements Limiter {
   constructor(
     config: TenantRatelimitConfig,
     private readonly seatLeaseMs: number,
-    private readonly state: LocalNodeLimiter = perNode,
+    private readonly state: LocalNodeLimiter = perNodeState(config.redis.key_namespace),
   ) {
     // Only a concurrency capacity has a per-node share; a tokens capacity has none.
     const all = config.queue.local_max_concurrent ?? config.queue.max_concurrent;

@@ -1,0 +1,122 @@
+/**
+ * Field names a release renamed still load as deprecated aliases (lib/schema/deprecated.ts):
+ * a kong.yml written for the old names behaves as before, the gateway logs a deprecation
+ * warning naming the new field, and setting both names to different values is refused
+ * (500 plugin_misconfigured, never proxied). On the gateway GATEWAY names; on the real Kong
+ * the warning is Kong's own (its per-field `deprecation` attribute).
+ */
+import test from 'ava';
+import { randomBytes } from 'node:crypto';
+import type { KongGateway } from '../../kong-runner/index';
+import { apiError, Closers, send, startFrontDoor, type FrontDoor } from '../helpers/frontdoor';
+import {
+  AUTH_PLANS,
+  DEAD_REDIS_URL,
+  RATELIMIT_CONSUMERS,
+  chatBody,
+} from '../helpers/ratelimit-door';
+
+const run = randomBytes(4).toString('hex');
+const closers = new Closers();
+const said: string[] = [];
+let door: FrontDoor;
+
+const ROUTES: Record<string, Record<string, unknown>> = {
+  // A tenant-ratelimit config as written before on_redis_unavailable and redis.timeout_ms.
+  old: {
+    redis: { url: DEAD_REDIS_URL, key_namespace: `dep-${run}-old`, command_timeout_ms: 100 },
+    on_redis_error: 'local',
+    default_limits: { requests_per_minute: 1, request_burst: 2 },
+  },
+  // Both names, different values: which one the operator meant is not ours to guess.
+  clash: {
+    redis: { url: DEAD_REDIS_URL, key_namespace: `dep-${run}-clash`, timeout_ms: 100 },
+    on_redis_error: 'refuse',
+    on_redis_unavailable: 'local',
+  },
+  // Both names, the same value: loads.
+  agree: {
+    redis: { url: DEAD_REDIS_URL, key_namespace: `dep-${run}-agree`, timeout_ms: 100 },
+    on_redis_error: 'local',
+    on_redis_unavailable: 'local',
+  },
+};
+
+test.before(async () => {
+  door = await startFrontDoor(
+    closers.add,
+    (upstreamUrl) => ({
+      _format_version: '3.0',
+      services: [
+        {
+          name: 'llm',
+          url: upstreamUrl,
+          routes: Object.keys(ROUTES).map((r) => ({ name: r, paths: [`/${r}`], strip_path: true })),
+        },
+      ],
+      plugins: Object.entries(ROUTES).flatMap(([route, config]) => [
+        { name: 'key-auth', route, config: { hide_credentials: true } },
+        { name: 'tenant-auth', route, config: { plans: AUTH_PLANS } },
+        { name: 'tenant-ratelimit', route, config },
+      ]),
+      consumers: RATELIMIT_CONSUMERS,
+    }),
+    { logger: (line) => said.push(line) },
+  );
+});
+test.after.always(() => closers.closeAll());
+
+function call(route: string) {
+  return send(`${door.url}/${route}/v1/chat/completions`, {
+    headers: [['apikey', 'acme-key']],
+    body: chatBody(),
+  });
+}
+
+/** What the gateway logged: Kong's error log, or the harness's notes. */
+function gatewayLog(): string {
+  const g = door.gateway as Partial<KongGateway>;
+  return typeof g.errorLog === 'function' ? g.errorLog() : said.join('\n');
+}
+
+test('old names: on_redis_error and redis.command_timeout_ms still apply', async (t) => {
+  const statuses: number[] = [];
+  const scopes: unknown[] = [];
+  const started = Date.now();
+  for (let i = 0; i < 3; i++) {
+    const res = await call('old');
+    statuses.push(res.status);
+    scopes.push(res.headers['x-ratelimit-scope']);
+  }
+  // `local` (not the default `refuse`): the per-node limiter answers, and still limits.
+  t.deepEqual(statuses, [200, 200, 429]);
+  t.deepEqual(scopes, ['local-node', 'local-node', 'local-node']);
+  // The old 100 ms deadline, not the default 250 ms, bounds each wait for the dead Redis.
+  t.true(Date.now() - started < 3 * 1000);
+});
+
+test('old names: the gateway warns that each is deprecated and names its replacement', (t) => {
+  const log = gatewayLog();
+  t.regex(
+    log,
+    /tenant-ratelimit: config\.on_redis_error is deprecated, please use config\.on_redis_unavailable instead/,
+  );
+  t.regex(
+    log,
+    /tenant-ratelimit: config\.redis\.command_timeout_ms is deprecated, please use config\.redis\.timeout_ms instead/,
+  );
+});
+
+test('both names set to different values: 500 plugin_misconfigured, never proxied', async (t) => {
+  const before = door.upstream.received.length;
+  const res = await call('clash');
+  t.is(res.status, 500);
+  t.is(apiError(res).code, 'plugin_misconfigured');
+  t.is(door.upstream.received.length, before);
+});
+
+test('both names set to the same value: loads and applies it', async (t) => {
+  const res = await call('agree');
+  t.is(res.status, 200);
+  t.is(res.headers['x-ratelimit-scope'], 'local-node');
+});
