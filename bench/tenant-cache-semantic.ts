@@ -103,8 +103,7 @@ async function measure(kind: 'kong' | 'harness', keyFile: string): Promise<Measu
         name: 'tenant-cache',
         route: 'ai',
         config: {
-          redis_url: REDIS_URL,
-          key_namespace: namespace,
+          redis: { url: REDIS_URL, key_namespace: namespace },
           master_key_env: 'KTA_BENCH_UNSET',
           master_key_file: keyFile,
           ttl_seconds: 600,

@@ -162,8 +162,7 @@ async function measure(
         name: 'tenant-cache',
         route: 'ai',
         config: {
-          redis_url: redisUrl,
-          key_namespace: `bench-${randomBytes(3).toString('hex')}`,
+          redis: { url: redisUrl, key_namespace: `bench-${randomBytes(3).toString('hex')}` },
           master_key_env: 'KTA_BENCH_UNSET',
           master_key_file: keyFile,
           ttl_seconds: 600,

@@ -31,6 +31,9 @@ import { parse } from 'yaml';
 import { CaptureKeyring, CaptureSecretError, loadCaptureSecret } from '../lib/capture/crypto';
 import { closeAllRedis, createRedis, waitForRedis } from '../lib/redis/client';
 import { createKeyspace } from '../lib/redis/keys';
+import { readConfig } from '../lib/schema/config';
+import type { TokenMeterConfig } from '../plugins/token-meter/config';
+import { Schema as MeterSchema } from '../plugins/token-meter/schema';
 import {
   ReplayError,
   diffOutcomes,
@@ -67,15 +70,16 @@ function meterSettings(configFile: string, env: NodeJS.ProcessEnv): MeterSetting
   const doc = parse(readFileSync(configFile, 'utf8')) as {
     plugins?: Array<{ name?: string; config?: Record<string, unknown> }>;
   };
-  const meter = (doc.plugins ?? []).find((p) => p.name === 'token-meter')?.config ?? {};
-  const capture = (meter.capture ?? {}) as Record<string, unknown>;
+  // Read as the plugin reads it: defaults, and the deprecated flat Redis fields resolved.
+  const meter = readConfig<TokenMeterConfig>(
+    MeterSchema,
+    (doc.plugins ?? []).find((p) => p.name === 'token-meter')?.config ?? {},
+  );
   return {
-    redisUrl:
-      env.REDIS_URL ??
-      (typeof meter.redis_url === 'string' ? meter.redis_url : 'redis://127.0.0.1:6379'),
-    namespace: typeof meter.key_namespace === 'string' ? meter.key_namespace : 'kta',
-    secretEnv: typeof capture.secret_env === 'string' ? capture.secret_env : 'KTA_CAPTURE_SECRET',
-    secretFile: typeof capture.secret_file === 'string' ? capture.secret_file : null,
+    redisUrl: env.REDIS_URL ?? meter.redis.url,
+    namespace: meter.redis.key_namespace,
+    secretEnv: meter.capture.secret_env,
+    secretFile: meter.capture.secret_file,
   };
 }
 

@@ -6,6 +6,7 @@
  * wherever it appears; what differs (what is embedded, the collection's purpose and default
  * name, a deadline's default) is a parameter.
  */
+import { deprecatedAlias } from './deprecated';
 import { field, type KongField, type KongSchemaFields } from './fields';
 
 /** The config an `embeddingsRecord` holds (lib/retrieval/embedder.ts reads it). */
@@ -117,4 +118,79 @@ export function consistencyLevelField(reads: string, writes: string): Record<str
       },
     ),
   };
+}
+
+/** The config a `redisRecord` holds (lib/redis/client.ts connects with it). */
+export interface RedisConfig {
+  url: string;
+  key_namespace: string;
+  timeout_ms: number;
+}
+
+/**
+ * The one Redis record every plugin of the chain declares as `redis` (after Kong's
+ * tools/redis/schema.lua): the same URL, the same key namespace (lib/redis/keys.ts), and a
+ * deadline whose meaning (an outage, a miss) and default are the plugin's.
+ */
+export function redisRecord(o: {
+  /** What this plugin keeps there: "budgets, reservations and the ledger". */
+  readonly holds: string;
+  readonly timeout: { readonly description: string; readonly default: number };
+}): KongField {
+  return field.record(
+    `The Redis that holds ${o.holds}, shared by all gateway nodes.`,
+    [
+      {
+        url: field.string(
+          'Redis URL, `redis://[[user][:password]@]host[:port][/db]` or `rediss://…` (may be a vault reference).',
+          { default: 'redis://127.0.0.1:6379', required: true, referenceable: true },
+        ),
+      },
+      {
+        key_namespace: field.string(
+          'Prefix of every Redis key (lib/redis/keys.ts), so several deployments (or test runs) can share one Redis.',
+          { default: 'kta', required: true, match: '^[a-z0-9][a-z0-9_-]*$', len_max: 32 },
+        ),
+      },
+      {
+        timeout_ms: field.integer(o.timeout.description, {
+          default: o.timeout.default,
+          required: true,
+          between: [1, 5000],
+        }),
+      },
+    ],
+    { required: true },
+  );
+}
+
+/**
+ * The flat Redis fields a plugin declared before the `redis` record (`redis_url`,
+ * `redis_timeout_ms`, `key_namespace`), kept as deprecated aliases of the record's fields.
+ */
+export function flatRedisAliases(plugin: string, record: KongField): KongSchemaFields {
+  const of = (name: string): KongField => {
+    const f = record.fields?.find((e) => name in e)?.[name];
+    if (!f) throw new Error(`the redis record has no ${name}`);
+    return f;
+  };
+  return [
+    { redis_url: deprecatedAlias(plugin, ['redis_url'], ['redis', 'url'], of('url')) },
+    {
+      redis_timeout_ms: deprecatedAlias(
+        plugin,
+        ['redis_timeout_ms'],
+        ['redis', 'timeout_ms'],
+        of('timeout_ms'),
+      ),
+    },
+    {
+      key_namespace: deprecatedAlias(
+        plugin,
+        ['key_namespace'],
+        ['redis', 'key_namespace'],
+        of('key_namespace'),
+      ),
+    },
+  ];
 }

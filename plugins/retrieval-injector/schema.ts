@@ -7,7 +7,9 @@ import {
   consistencyLevelField,
   embeddingsRecord,
   milvusCollectionFields,
+  redisRecord,
   type EmbeddingsConfig,
+  type RedisConfig,
 } from '../../lib/schema/typedefs';
 
 export type InjectMode = 'system_message' | 'merged_system_message' | 'header' | 'both';
@@ -32,7 +34,7 @@ export interface RetrievalInjectorConfig {
     search_timeout_ms: number;
   };
   embeddings: EmbeddingsConfig;
-  redis: { url: string; key_namespace: string; timeout_ms: number };
+  redis: RedisConfig;
   encryption: { secret_file: string | null; secret_env: string | null };
   default_top_k: number;
   default_min_score: number;
@@ -101,34 +103,10 @@ export const Schema: KongSchemaFields = [
     }),
   },
   {
-    redis: field.record(
-      'Redis for the per-tenant query-embedding cache (an outage only costs cache hits).',
-      [
-        {
-          url: field.string('Redis URL, `redis://[user:pass@]host:port[/db]`.', {
-            default: 'redis://127.0.0.1:6379',
-            required: true,
-            referenceable: true,
-          }),
-        },
-        {
-          key_namespace: field.string('Prefix of every Redis key (lib/redis/keys.ts).', {
-            default: 'kta',
-            required: true,
-            match: '^[a-z0-9][a-z0-9_-]*$',
-            len_max: 32,
-          }),
-        },
-        {
-          timeout_ms: field.integer('Deadline of one Redis command.', {
-            default: 250,
-            between: [10, 5000],
-            required: true,
-          }),
-        },
-      ],
-      { required: true },
-    ),
+    redis: redisRecord({
+      holds: 'the per-tenant query-embedding cache (an outage only costs cache hits)',
+      timeout: { description: 'Deadline of one Redis command.', default: 250 },
+    }),
   },
   {
     encryption: field.record(

@@ -94,7 +94,7 @@ export async function decide(
 
   let found;
   try {
-    await untilFirstConnected(ready.redis, ready.config.redis_timeout_ms);
+    await untilFirstConnected(ready.redis, ready.config.redis.timeout_ms);
     found = await lookup(ready.redis, ready.keyspace, ctx, key.redisKey);
   } catch (e) {
     redisUnavailable(e, 'lookup');

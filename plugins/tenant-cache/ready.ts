@@ -29,7 +29,7 @@ export function startUp(raw: unknown): StartUp {
   const config = readConfig<TenantCacheConfig>(Schema, raw);
   try {
     checkConfig(config);
-    const keyspace = createKeyspace(config.key_namespace);
+    const keyspace = createKeyspace(config.redis.key_namespace);
     const { secret } = loadMasterSecret({
       env: config.master_key_env,
       file: config.master_key_file,
@@ -37,8 +37,8 @@ export function startUp(raw: unknown): StartUp {
     });
     const keyring = new CacheKeyring(secret);
     const redis = createRedis({
-      url: config.redis_url,
-      commandTimeoutMs: config.redis_timeout_ms,
+      url: config.redis.url,
+      commandTimeoutMs: config.redis.timeout_ms,
     });
     serveMetrics(PLUGIN_NAME, config.metrics_port, config.metrics_host, (e) => {
       process.stderr.write(

@@ -3,6 +3,8 @@
  * the typed view of the validated config. Cross-field rules live in `checkConfig`.
  */
 import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
+import { flatRedisAliases, redisRecord, type RedisConfig } from '../../lib/schema/typedefs';
+import { PLUGIN_NAME } from './pending';
 import { semanticFields, type SemanticConfig } from './semantic/schema';
 
 /** Longest entry TTL any plan may set; a purge's generation outlives it (redis.ts). */
@@ -17,9 +19,7 @@ export interface PlanCacheConfig {
 }
 
 export interface TenantCacheConfig {
-  redis_url: string;
-  redis_timeout_ms: number;
-  key_namespace: string;
+  redis: RedisConfig;
   master_key_env: string;
   master_key_file: string | null;
   ephemeral_key_when_missing: boolean;
@@ -65,25 +65,18 @@ const planFields: KongSchemaFields = [
   },
 ];
 
-export const Schema: KongSchemaFields = [
-  {
-    redis_url: field.string(
-      'Redis holding the cache entries: `redis://[[user][:password]@]host[:port][/db]` (may be a vault reference).',
-      { default: 'redis://127.0.0.1:6379', required: true, referenceable: true },
-    ),
-  },
-  {
-    redis_timeout_ms: field.integer(
+const REDIS = redisRecord({
+  holds: 'the cache entries',
+  timeout: {
+    description:
       'Deadline of one Redis call. A lookup that misses it is served as a miss (the request goes upstream), never as an error.',
-      { default: 100, between: [1, 5000], required: true },
-    ),
+    default: 100,
   },
-  {
-    key_namespace: field.string(
-      'Prefix of every Redis key, so several deployments can share one Redis.',
-      { default: 'kta', match: '^[a-z0-9][a-z0-9_-]*$', len_max: 32, required: true },
-    ),
-  },
+});
+
+export const Schema: KongSchemaFields = [
+  { redis: REDIS },
+  ...flatRedisAliases(PLUGIN_NAME, REDIS),
   {
     master_key_env: field.string(
       'Environment variable of the plugin server holding the master secret (32+ bytes, hex or base64). Per-tenant keys are derived from it; keep it out of kong.yml.',
@@ -185,11 +178,11 @@ export function planPolicy(c: TenantCacheConfig, plan: string): PlanPolicy {
 /** Cross-field rules, with the bad value in the message. Throws on the first violation. */
 export function checkConfig(c: TenantCacheConfig): void {
   try {
-    new URL(c.redis_url);
+    new URL(c.redis.url);
   } catch {
-    throw new Error('redis_url is not a URL');
+    throw new Error('redis.url is not a URL');
   }
-  if (!c.redis_url.startsWith('redis://') && !c.redis_url.startsWith('rediss://')) {
-    throw new Error('redis_url must start with redis:// or rediss://');
+  if (!c.redis.url.startsWith('redis://') && !c.redis.url.startsWith('rediss://')) {
+    throw new Error('redis.url must start with redis:// or rediss://');
   }
 }

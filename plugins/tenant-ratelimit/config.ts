@@ -2,6 +2,7 @@
  * The typed view of tenant-ratelimit's validated config: what readConfig returns for
  * schema.ts's fields, defaults applied (unset nullable fields are null).
  */
+import type { RedisConfig } from '../../lib/schema/typedefs';
 
 export interface LimitsConfig {
   requests_per_minute: number;
@@ -22,7 +23,7 @@ export interface LimitsOverride {
 export type RedisErrorPolicy = 'refuse' | 'local';
 
 export interface TenantRatelimitConfig {
-  redis: { url: string; key_namespace: string; timeout_ms: number };
+  redis: RedisConfig;
   on_redis_unavailable: RedisErrorPolicy;
   default_limits: LimitsConfig;
   plans: Record<string, LimitsConfig>;

@@ -3,7 +3,13 @@
  * constraints; its typed view is config.ts). Cross-field rules live in one validator,
  * `checkConfig`, run when an instance starts; its messages name the field.
  */
-import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
+import {
+  METRICS_FIELDS,
+  field,
+  type KongField,
+  type KongSchemaFields,
+} from '../../lib/schema/fields';
+import { redisRecord } from '../../lib/schema/typedefs';
 import type { LimitsConfig, LimitsOverride, TenantRatelimitConfig } from './config';
 import { deprecatedAlias } from '../../lib/schema/deprecated';
 import { PLUGIN_NAME } from './state';
@@ -61,10 +67,15 @@ const limitFields = (override: boolean): KongSchemaFields => {
 
 const NAME_MATCH = '^[a-z0-9][a-z0-9_.-]*$';
 
-const REDIS_TIMEOUT = field.integer(
-  'Longest wait for one Redis reply; past it Redis counts as unavailable and on_redis_unavailable applies.',
-  { default: 250, required: true, between: [10, 5000] },
-);
+const REDIS = redisRecord({
+  holds: 'every bucket, lease and queue',
+  timeout: {
+    description:
+      'Longest wait for one Redis reply; past it Redis counts as unavailable and on_redis_unavailable applies.',
+    default: 250,
+  },
+});
+const REDIS_TIMEOUT = REDIS.fields?.find((f) => 'timeout_ms' in f)?.timeout_ms as KongField;
 
 const ON_REDIS_UNAVAILABLE = field.string(
   'When Redis cannot be reached: `refuse` answers 503 (ratelimit_unavailable); `local` applies the same limits per gateway node (a per-node limiter, announced in the X-RateLimit-Scope header and a metric). Never unlimited.',
@@ -73,22 +84,10 @@ const ON_REDIS_UNAVAILABLE = field.string(
 
 export const Schema: KongSchemaFields = [
   {
-    redis: field.record(
-      'The Redis that holds every bucket, lease and queue, shared by all gateway nodes.',
-      [
-        {
-          url: field.string(
-            'Redis URL, `redis://[[user][:password]@]host[:port][/db]` (may be a vault reference).',
-            { default: 'redis://127.0.0.1:6379', required: true, referenceable: true },
-          ),
-        },
-        {
-          key_namespace: field.string(
-            'Prefix of every key, so several deployments (or test runs) can share one Redis.',
-            { default: 'kta', required: true, match: '^[a-z0-9][a-z0-9_-]*$', len_max: 32 },
-          ),
-        },
-        { timeout_ms: REDIS_TIMEOUT },
+    redis: {
+      ...REDIS,
+      fields: [
+        ...(REDIS.fields ?? []),
         {
           command_timeout_ms: deprecatedAlias(
             PLUGIN_NAME,
@@ -98,8 +97,7 @@ export const Schema: KongSchemaFields = [
           ),
         },
       ],
-      { required: true },
-    ),
+    },
   },
   { on_redis_unavailable: ON_REDIS_UNAVAILABLE },
   {

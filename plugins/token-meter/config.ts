@@ -3,6 +3,7 @@
  * fields, defaults applied (unset nullable fields are null), and the cross-field rules Kong's
  * schema cannot state, checked once when an instance starts (ready.ts).
  */
+import type { RedisConfig } from '../../lib/schema/typedefs';
 import type { CaptureConfig } from '../../lib/capture/recorder';
 
 export type Period = 'month' | 'day' | 'hour';
@@ -44,9 +45,7 @@ export interface TenantBudgetOverride {
 }
 
 export interface TokenMeterConfig {
-  redis_url: string;
-  redis_timeout_ms: number;
-  key_namespace: string;
+  redis: RedisConfig;
   period: Period;
   plans: Record<string, PlanBudget>;
   tenants: Record<string, TenantBudgetOverride>;

@@ -49,10 +49,10 @@ export class Ready {
   /** Throws what the config's checks refuse; startUp() turns that into a misconfiguration. */
   constructor(readonly config: TokenMeterConfig) {
     checkConfig(config);
-    this.keys = createKeyspace(config.key_namespace);
+    this.keys = createKeyspace(config.redis.key_namespace);
     this.spool = new Spool(config.spool_dir);
     // Connected now, not on the first request.
-    this.redis = createRedis({ url: config.redis_url, commandTimeoutMs: config.redis_timeout_ms });
+    this.redis = createRedis({ url: config.redis.url, commandTimeoutMs: config.redis.timeout_ms });
     this.startReplay();
     this.sweeper = this.sharedSweeper();
     setTimeout(() => void estimates().then((m) => m.loadEncodings()), 0).unref();
@@ -65,7 +65,7 @@ export class Ready {
    */
   async readyRedis(): Promise<RedisClient> {
     if (!this.redis.isReady) {
-      await waitForRedis(this.redis, this.config.redis_timeout_ms).catch(() => undefined);
+      await waitForRedis(this.redis, this.config.redis.timeout_ms).catch(() => undefined);
     }
     return this.redis;
   }
@@ -105,7 +105,7 @@ export class Ready {
 
   private sharedSweeper(): ExpirySweeper {
     const c = this.config;
-    const k = `${c.redis_url}\u0000${c.key_namespace}`;
+    const k = `${c.redis.url}\u0000${c.redis.key_namespace}`;
     let sweeper = sweepers.get(k);
     if (!sweeper) {
       sweeper = new ExpirySweeper({

@@ -3,6 +3,8 @@
  * constraint. Its typed view and cross-field rules are in config.ts.
  */
 import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
+import { flatRedisAliases, redisRecord } from '../../lib/schema/typedefs';
+import { PLUGIN_NAME } from './state';
 
 /** The typed view, for the scripts that read the same config (chargeback, eval). */
 export type { ModelPrice, Period, TokenMeterConfig } from './config';
@@ -111,25 +113,18 @@ const overrideFields: KongSchemaFields = [
 
 const NAME = { match: '^[a-z0-9][a-z0-9_.-]*$', len_max: 64 };
 
-export const Schema: KongSchemaFields = [
-  {
-    redis_url: field.string(
-      'Redis holding budgets, reservations and the ledger: redis://[[user][:password]@]host[:port][/db].',
-      { default: 'redis://127.0.0.1:6379', required: true, referenceable: true },
-    ),
-  },
-  {
-    redis_timeout_ms: field.integer(
+const REDIS = redisRecord({
+  holds: 'budgets, reservations and the ledger',
+  timeout: {
+    description:
       'Deadline of each Redis call; past it Redis counts as unavailable (see on_redis_unavailable).',
-      { default: 250, between: [10, 5000], required: true },
-    ),
+    default: 250,
   },
-  {
-    key_namespace: field.string(
-      'Prefix of every Redis key of this deployment, shared with the other plugins.',
-      { default: 'kta', match: '^[a-z0-9][a-z0-9_-]*$', len_max: 32, required: true },
-    ),
-  },
+});
+
+export const Schema: KongSchemaFields = [
+  { redis: REDIS },
+  ...flatRedisAliases(PLUGIN_NAME, REDIS),
   {
     period: field.string(
       'Budget period, calendar UTC: `month`, `day` or `hour`. Budgets reset at its start.',

@@ -155,8 +155,7 @@ function adaptConfig(
     if (p.name === 'tenant-ratelimit')
       c.redis = { ...obj(c.redis), url: o.redisUrl, key_namespace: o.namespace };
     if (p.name === 'tenant-cache') {
-      c.redis_url = o.redisUrl;
-      c.key_namespace = o.namespace;
+      c.redis = { ...obj(c.redis), url: o.redisUrl, key_namespace: o.namespace };
       const semantic = obj(c.semantic);
       c.semantic = {
         ...semantic,
@@ -168,10 +167,8 @@ function adaptConfig(
         embeddings: { ...obj(semantic.embeddings), url: `${o.mockUrl}/v1/embeddings` },
       };
     }
-    if (p.name === 'token-meter') {
-      c.redis_url = o.redisUrl;
-      c.key_namespace = o.namespace;
-    }
+    if (p.name === 'token-meter')
+      c.redis = { ...obj(c.redis), url: o.redisUrl, key_namespace: o.namespace };
     if (p.name === 'retrieval-injector') {
       c.embeddings = { ...obj(c.embeddings), url: `${o.mockUrl}/v1/embeddings` };
       c.redis = { ...obj(c.redis), url: o.redisUrl, key_namespace: o.namespace };

@@ -149,9 +149,7 @@ export async function startCacheDoor(onClose: OnClose): Promise<CacheDoor> {
   const gz = await startGzipUpstream(onClose);
 
   const cache = (extra: Record<string, unknown> = {}) => ({
-    redis_url: REDIS_URL,
-    redis_timeout_ms: 2000,
-    key_namespace: keyspace.namespace,
+    redis: { url: REDIS_URL, timeout_ms: 2000, key_namespace: keyspace.namespace },
     master_key_env: 'KTA_TEST_CACHE_KEY_UNSET',
     master_key_file: keyFile,
     ...extra,

@@ -58,9 +58,11 @@ export async function startCaptureDoor(onClose: OnClose): Promise<CaptureDoor> {
   const namespace = `cap${randomBytes(4).toString('hex')}`;
   const secretHex = randomBytes(32).toString('hex');
   const meter = {
-    redis_url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    redis_timeout_ms: 1000,
-    key_namespace: namespace,
+    redis: {
+      url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      timeout_ms: 1000,
+      key_namespace: namespace,
+    },
     metrics_port: 0,
     plans: { free: { budget_tokens: 1_000_000 }, pro: { budget_tokens: 1_000_000 } },
     prices: PRICES,

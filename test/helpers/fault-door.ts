@@ -129,8 +129,7 @@ export async function startFaultDoor(
         };
       }
       if (p.name === 'tenant-cache') {
-        c.redis_url = redisUrl;
-        c.redis_timeout_ms = FAULT_TTLS.redisDeadlineMs;
+        c.redis = { ...(c.redis as object), url: redisUrl, timeout_ms: FAULT_TTLS.redisDeadlineMs };
         const sem = c.semantic as Record<string, Record<string, unknown>>;
         sem.milvus = {
           ...sem.milvus,
@@ -140,8 +139,7 @@ export async function startFaultDoor(
         sem.embeddings = { ...sem.embeddings, url: embeddingsUrl };
       }
       if (p.name === 'token-meter') {
-        c.redis_url = redisUrl;
-        c.redis_timeout_ms = FAULT_TTLS.redisDeadlineMs;
+        c.redis = { ...(c.redis as object), url: redisUrl, timeout_ms: FAULT_TTLS.redisDeadlineMs };
         c.reservation_ttl_seconds = FAULT_TTLS.reservationSeconds;
         c.spool_dir = spool;
         c.replay_interval_seconds = 1;

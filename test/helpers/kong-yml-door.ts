@@ -94,14 +94,10 @@ export async function startKongYmlDoor(
         const redis = c.redis as Record<string, unknown> | undefined;
         if (p.name === 'tenant-ratelimit' && redis)
           c.redis = { ...redis, url: redisUrl, key_namespace: `${namespace}rl` };
-        if (p.name === 'tenant-cache') {
-          c.redis_url = redisUrl;
-          c.key_namespace = `${namespace}tc`;
-        }
-        if (p.name === 'token-meter') {
-          c.redis_url = redisUrl;
-          c.key_namespace = `${namespace}tm`;
-        }
+        if (p.name === 'tenant-cache')
+          c.redis = { ...redis, url: redisUrl, key_namespace: `${namespace}tc` };
+        if (p.name === 'token-meter')
+          c.redis = { ...redis, url: redisUrl, key_namespace: `${namespace}tm` };
         if (p.name === 'retrieval-injector') {
           const embeddings = (c.embeddings ?? {}) as Record<string, unknown>;
           c.embeddings = { ...embeddings, url: `${upstreamUrl}/v1/embeddings` };

@@ -126,9 +126,7 @@ export async function startSemanticDoor(onClose: OnClose): Promise<SemanticDoor>
       ...extra,
     });
     const cache = (sem: Record<string, unknown> | null) => ({
-      redis_url: REDIS_URL,
-      redis_timeout_ms: 2000,
-      key_namespace: keyspace.namespace,
+      redis: { url: REDIS_URL, timeout_ms: 2000, key_namespace: keyspace.namespace },
       master_key_env: 'KTA_TEST_CACHE_KEY_UNSET',
       master_key_file: keyFile,
       metrics_port: cachePort,
@@ -176,9 +174,7 @@ export async function startSemanticDoor(onClose: OnClose): Promise<SemanticDoor>
           name: 'token-meter',
           route,
           config: {
-            redis_url: REDIS_URL,
-            redis_timeout_ms: 2000,
-            key_namespace: keyspace.namespace,
+            redis: { url: REDIS_URL, timeout_ms: 2000, key_namespace: keyspace.namespace },
             metrics_port: meterPort,
             period: 'month',
             plans: { pro: { budget_tokens: 10_000_000 }, free: { budget_tokens: 10_000_000 } },

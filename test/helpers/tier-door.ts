@@ -110,16 +110,12 @@ export async function startTierDoor(onClose: OnClose): Promise<TierDoor> {
     ...extra,
   });
   const cache = {
-    redis_url: REDIS_URL,
-    redis_timeout_ms: 2000,
-    key_namespace: keyspace.namespace,
+    redis: { url: REDIS_URL, timeout_ms: 2000, key_namespace: keyspace.namespace },
     master_key_env: 'KTA_TEST_CACHE_KEY_UNSET',
     master_key_file: keyFile,
   };
   const meter = {
-    redis_url: REDIS_URL,
-    redis_timeout_ms: 1000,
-    key_namespace: keyspace.namespace,
+    redis: { url: REDIS_URL, timeout_ms: 1000, key_namespace: keyspace.namespace },
     plans: {
       free: { budget_tokens: 1_000_000, allow_downgrade: false },
       pro: { budget_tokens: 1_000_000 },

@@ -91,9 +91,7 @@ export interface UsageResult {
 
 export function meterConfig(namespace: string, extra: Record<string, unknown> = {}) {
   return {
-    redis_url: REDIS_URL,
-    redis_timeout_ms: 1000,
-    key_namespace: namespace,
+    redis: { url: REDIS_URL, timeout_ms: 1000, key_namespace: namespace },
     metrics_port: METRICS_PORT,
     plans: METER_PLANS,
     prices: PRICES,

@@ -19,7 +19,8 @@ test('interleaved requests of two tenants: every upstream request carries its ow
     (p) => {
       // A loaded machine (CI beside other work) can hold a Redis reply past token-meter's 250 ms
       // deadline, and the meter then refuses (503 budget_unavailable), by design: not the point.
-      if (p.name === 'token-meter' && p.config) p.config.redis_timeout_ms = 3000;
+      if (p.name === 'token-meter' && p.config)
+        p.config.redis = { ...(p.config.redis as object), timeout_ms: 3000 };
       if (p.name !== 'tenant-ratelimit' || !p.config) return;
       const lifted = { requests_per_minute: 100_000, request_burst: 10_000, max_concurrent: 64 };
       p.config.plans = { free: lifted, pro: lifted };

@@ -72,7 +72,9 @@ test('kong.yml: globex captured through the whole chain, acme never; replay to a
   const config = path.join(dir, 'kong.yml');
   writeFileSync(
     config,
-    stringify({ plugins: [{ name: 'token-meter', config: { key_namespace: namespace } }] }),
+    stringify({
+      plugins: [{ name: 'token-meter', config: { redis: { key_namespace: namespace } } }],
+    }),
   );
   const run = (args: string[], env: Record<string, string> = {}) =>
     new Promise<{ code: number; out: string }>((resolve) => {

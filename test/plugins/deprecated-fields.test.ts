@@ -15,6 +15,11 @@ import {
   RATELIMIT_CONSUMERS,
   chatBody,
 } from '../helpers/ratelimit-door';
+import { PRICES } from '../helpers/token-meter-door';
+import { closeAllRedis } from '../../lib/redis/client';
+import { connectRedis } from '../integration/services';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 const run = randomBytes(4).toString('hex');
 const closers = new Closers();
@@ -42,6 +47,23 @@ const ROUTES: Record<string, Record<string, unknown>> = {
   },
 };
 
+const FLAT_CACHE = {
+  redis_url: REDIS_URL,
+  redis_timeout_ms: 2000,
+  key_namespace: `depc-${run}`,
+  ephemeral_key_when_missing: true,
+  master_key_env: 'KTA_TEST_CACHE_KEY_UNSET',
+  metrics_port: 0,
+};
+const FLAT_METER = {
+  redis_url: REDIS_URL,
+  redis_timeout_ms: 2000,
+  key_namespace: `depm-${run}`,
+  plans: { free: { budget_tokens: 1_000_000 }, pro: { budget_tokens: 1_000_000 } },
+  prices: PRICES,
+  metrics_port: 0,
+};
+
 test.before(async () => {
   door = await startFrontDoor(
     closers.add,
@@ -51,20 +73,34 @@ test.before(async () => {
         {
           name: 'llm',
           url: upstreamUrl,
-          routes: Object.keys(ROUTES).map((r) => ({ name: r, paths: [`/${r}`], strip_path: true })),
+          routes: [...Object.keys(ROUTES), 'flat'].map((r) => ({
+            name: r,
+            paths: [`/${r}`],
+            strip_path: true,
+          })),
         },
       ],
-      plugins: Object.entries(ROUTES).flatMap(([route, config]) => [
-        { name: 'key-auth', route, config: { hide_credentials: true } },
-        { name: 'tenant-auth', route, config: { plans: AUTH_PLANS } },
-        { name: 'tenant-ratelimit', route, config },
-      ]),
+      plugins: [
+        ...Object.entries(ROUTES).flatMap(([route, config]) => [
+          { name: 'key-auth', route, config: { hide_credentials: true } },
+          { name: 'tenant-auth', route, config: { plans: AUTH_PLANS, metrics_port: 0 } },
+          { name: 'tenant-ratelimit', route, config: { ...config, metrics_port: 0 } },
+        ]),
+        // token-meter and tenant-cache as configured before their `redis` record.
+        { name: 'key-auth', route: 'flat', config: { hide_credentials: true } },
+        { name: 'tenant-auth', route: 'flat', config: { plans: AUTH_PLANS, metrics_port: 0 } },
+        { name: 'tenant-cache', route: 'flat', config: FLAT_CACHE },
+        { name: 'token-meter', route: 'flat', config: FLAT_METER },
+      ],
       consumers: RATELIMIT_CONSUMERS,
     }),
     { logger: (line) => said.push(line) },
   );
 });
-test.after.always(() => closers.closeAll());
+test.after.always(async () => {
+  await closers.closeAll();
+  await closeAllRedis();
+});
 
 function call(route: string) {
   return send(`${door.url}/${route}/v1/chat/completions`, {
@@ -119,4 +155,41 @@ test('both names set to the same value: loads and applies it', async (t) => {
   const res = await call('agree');
   t.is(res.status, 200);
   t.is(res.headers['x-ratelimit-scope'], 'local-node');
+});
+
+test('token-meter and tenant-cache: redis_url, redis_timeout_ms and key_namespace still apply', async (t) => {
+  const body = chatBody('deprecated flat fields', { temperature: 0 });
+  const ask = () =>
+    send(`${door.url}/flat/v1/chat/completions`, { headers: [['apikey', 'acme-key']], body });
+  const first = await ask();
+  t.is(first.status, 200, first.text.slice(0, 300));
+  let hit = false;
+  for (let i = 0; i < 50 && !hit; i++) {
+    hit = (await ask()).headers['x-cache-status'] === 'HIT';
+    if (!hit) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.true(hit, 'the cache stores and answers through the old fields');
+  // Each plugin keeps its keys under the namespace its old key_namespace named.
+  const redis = await connectRedis();
+  const keysOf = async (ns: string) => {
+    const found: string[] = [];
+    for await (const batch of redis.scanIterator({ MATCH: `${ns}:*`, COUNT: 1000 }))
+      found.push(...batch);
+    return found;
+  };
+  t.true((await keysOf(`depc-${run}`)).length > 0, 'cache entries under the old key_namespace');
+  t.true((await keysOf(`depm-${run}`)).length > 0, 'meter state under the old key_namespace');
+  const log = gatewayLog();
+  for (const plugin of ['tenant-cache', 'token-meter']) {
+    for (const [old, now] of [
+      ['redis_url', 'redis.url'],
+      ['redis_timeout_ms', 'redis.timeout_ms'],
+      ['key_namespace', 'redis.key_namespace'],
+    ]) {
+      t.true(
+        log.includes(`${plugin}: config.${old} is deprecated, please use config.${now} instead`),
+        `${plugin} warns about ${old}`,
+      );
+    }
+  }
 });

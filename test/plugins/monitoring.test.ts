@@ -95,8 +95,7 @@ test.before(async () => {
           }
           case 'tenant-cache':
           case 'token-meter':
-            c.redis_url = REDIS_URL;
-            c.key_namespace = namespace;
+            c.redis = { ...(c.redis as object), url: REDIS_URL, key_namespace: namespace };
             break;
           case 'retrieval-injector':
             c.redis = { ...(c.redis as object), url: REDIS_URL, key_namespace: namespace };

@@ -369,8 +369,7 @@ test('Redis down or paused: a miss with a metric, never an error; back up: cache
         name: 'tenant-cache',
         route: 'ai',
         config: {
-          redis_url: redis.url,
-          redis_timeout_ms: 150,
+          redis: { url: redis.url, timeout_ms: 150 },
           metrics_port: metricsPort,
           ephemeral_key_when_missing: true,
           master_key_env: 'KTA_TEST_CACHE_KEY_UNSET',

@@ -55,9 +55,12 @@ test('kong.yml meters a demo tenant end to end, the post-function snippet includ
         if (p.name === 'token-meter') {
           p.config = {
             ...p.config,
-            key_namespace: namespace,
+            redis: {
+              ...(p.config?.redis as object),
+              key_namespace: namespace,
+              url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+            },
             metrics_port: 0,
-            redis_url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
           };
         }
         if (p.name === 'tenant-auth') p.config = { ...p.config, metrics_port: 0 };

@@ -19,8 +19,7 @@ import { startPrivateRedis } from '../integration/private-redis';
 test.serial('spool mode: a Redis pause loses no settlement and counts none twice', async (t) => {
   const server = await startPrivateRedis(t);
   const door = await startMeterDoor(t.teardown, {
-    redis_url: server.url,
-    redis_timeout_ms: 300,
+    redis: { url: server.url, timeout_ms: 300 },
     on_redis_unavailable: 'spool',
     replay_interval_seconds: 1,
     spool_dir: mkdtempSync(path.join(tmpdir(), 'tm-spool-e2e-')),
@@ -66,7 +65,7 @@ test.serial(
   'refuse mode (the default): Redis unavailable is a 503 with Retry-After, nothing proxied',
   async (t) => {
     const server = await startPrivateRedis(t);
-    const door = await startMeterDoor(t.teardown, { redis_url: server.url, redis_timeout_ms: 300 });
+    const door = await startMeterDoor(t.teardown, { redis: { url: server.url, timeout_ms: 300 } });
     t.is((await door.call('globex', '/v1/chat/completions', { body: chat('up') })).res.status, 200);
     await server.stop();
     const { res, upstream } = await door.call('globex', '/v1/chat/completions', {
@@ -83,7 +82,7 @@ test.serial(
   'refuse mode: a reserve whose reply misses its deadline is released by request id, not held until its TTL',
   async (t) => {
     const server = await startPrivateRedis(t);
-    const door = await startMeterDoor(t.teardown, { redis_url: server.url, redis_timeout_ms: 300 });
+    const door = await startMeterDoor(t.teardown, { redis: { url: server.url, timeout_ms: 300 } });
     t.is((await door.call('globex', '/v1/chat/completions', { body: chat('up') })).res.status, 200);
     const admin = createClient({ url: server.url });
     await admin.connect();

@@ -7,6 +7,8 @@ import test from 'ava';
 import type { KongField, KongSchemaFields } from '../../lib/schema/fields';
 import { Schema as Retrieval } from '../../plugins/retrieval-injector/schema';
 import { Schema as Cache } from '../../plugins/tenant-cache/schema';
+import { Schema as Ratelimit } from '../../plugins/tenant-ratelimit/schema';
+import { Schema as Meter } from '../../plugins/token-meter/schema';
 
 function entry(fields: KongSchemaFields, path: string[]): KongField {
   let list = fields;
@@ -53,5 +55,34 @@ test('one set of Milvus collection fields: address, collection, partitions, cons
     const { description: _x, default: _y, ...ra } = entry(a.fields ?? [], [name]);
     const { description: _z, default: _w, ...rb } = entry(b.fields ?? [], [name]);
     t.deepEqual(ra, rb, name);
+  }
+});
+
+test('one Redis record: url, key_namespace, timeout_ms alike in the four plugins that use Redis', (t) => {
+  const records = { Ratelimit, Cache, Meter, Retrieval };
+  const shapes = Object.entries(records).map(
+    ([name, schema]) => [name, shape(entry(schema, ['redis']), ['command_timeout_ms'])] as const,
+  );
+  for (const [name, s] of shapes) {
+    t.deepEqual(
+      s.map(([f]) => f),
+      ['url', 'key_namespace', 'timeout_ms'],
+      name,
+    );
+    t.deepEqual(s, shapes[0]?.[1], name);
+  }
+  for (const schema of Object.values(records)) {
+    const r = entry(schema, ['redis']);
+    t.is(entry(r.fields ?? [], ['url']).default, 'redis://127.0.0.1:6379');
+    t.is(entry(r.fields ?? [], ['key_namespace']).default, 'kta');
+  }
+  // The flat fields before the record are deprecated aliases, nowhere required.
+  for (const schema of [Cache, Meter]) {
+    for (const old of ['redis_url', 'redis_timeout_ms', 'key_namespace']) {
+      const f = entry(schema, [old]);
+      t.truthy(f.deprecation?.replaced_with?.[0]?.path, old);
+      t.is(f.required, undefined, old);
+      t.is(f.default, undefined, old);
+    }
   }
 });
