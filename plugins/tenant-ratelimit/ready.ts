@@ -17,7 +17,8 @@ import { NodeLimiter } from './limiters/node';
 import { RedisLimiter } from './limiters/redis';
 import * as metrics from './metrics';
 import type { TenantRatelimitConfig } from './config';
-import { Schema, checkConfig } from './schema';
+import { checkConfig } from './config';
+import { Schema } from './schema';
 import { PLUGIN_NAME } from './state';
 
 export interface Ready {

@@ -16,11 +16,8 @@ import { resolveLimits } from '../../plugins/tenant-ratelimit/limits';
 import { LocalNodeLimiter } from '../../plugins/tenant-ratelimit/local-limiter';
 import { nextLookMs } from '../../plugins/tenant-ratelimit/pacing';
 import { releasePlan, roundTrips } from '../../plugins/tenant-ratelimit/release-plan';
-import {
-  Schema,
-  checkConfig,
-  type TenantRatelimitConfig,
-} from '../../plugins/tenant-ratelimit/schema';
+import { checkConfig, type TenantRatelimitConfig } from '../../plugins/tenant-ratelimit/config';
+import { Schema } from '../../plugins/tenant-ratelimit/schema';
 import { tenantContextOf } from '../helpers/tenant-context';
 
 const config = (raw: Record<string, unknown> = {}) =>
