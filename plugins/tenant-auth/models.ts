@@ -15,7 +15,7 @@ import {
   type ModelDecision,
 } from '../../lib/tenant/context';
 import type { TenantId } from '../../lib/tenant/tenant-id';
-import type { ModelPolicyMode, TenantAuthConfig } from './schema';
+import type { ModelPolicyMode, TenantAuthConfig } from './config';
 
 /** The alias every tiered plan understands: the plan's preferred model. */
 export const DEFAULT_ALIAS = 'default';

@@ -8,7 +8,7 @@ import { GatewayError } from '../../lib/http/errors';
 import type { TenantPolicy } from '../../lib/tenant/context';
 import type { TenantId } from '../../lib/tenant/tenant-id';
 import { buildModelTier, type ModelTier } from './models';
-import type { TenantAuthConfig } from './schema';
+import type { TenantAuthConfig } from './config';
 
 export function resolvePlanName(cfg: TenantAuthConfig, credentialPlan: string | null): string {
   if (credentialPlan !== null && Object.prototype.hasOwnProperty.call(cfg.plans, credentialPlan)) {

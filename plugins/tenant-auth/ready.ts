@@ -12,7 +12,9 @@ import { ContentGuards } from './guard';
 import { JwtVerifier } from './identity/jwt';
 import { ModelTiers } from './policy';
 import { ProviderState } from './provider-state';
-import { Schema, checkConfig, type TenantAuthConfig } from './schema';
+import type { TenantAuthConfig } from './config';
+import { checkModelTiers } from './models';
+import { Schema } from './schema';
 import { ApiSurfaceGate } from './surface';
 import { UpstreamCredentials } from './upstream-auth';
 
@@ -59,4 +61,32 @@ export class Ready {
 
 export function startUp(raw: unknown): StartUp<Ready> {
   return startUpOf(() => new Ready(raw));
+}
+
+/** Cross-field rules, with the bad value in the message. Throws on the first violation. */
+export function checkConfig(c: TenantAuthConfig): void {
+  if (c.identity_sources.includes('jwt')) {
+    const j = c.jwt;
+    const usesHs = j.algorithms.includes('HS256');
+    const usesAsym = j.algorithms.includes('RS256') || j.algorithms.includes('ES256');
+    if (usesHs && j.hs256_secrets.length === 0 && !j.jwks_file) {
+      throw new Error('jwt.algorithms includes HS256 but jwt.hs256_secrets is empty');
+    }
+    if (usesAsym && j.public_keys.length === 0 && !j.jwks_file && !usesHs) {
+      throw new Error('jwt needs public_keys or jwks_file for RS256/ES256');
+    }
+  }
+  if (c.default_plan !== null && !Object.prototype.hasOwnProperty.call(c.plans, c.default_plan)) {
+    throw new Error(`default_plan '${c.default_plan}' is not one of plans`);
+  }
+  checkModelTiers(c);
+  const base = c.api_base_path;
+  if (
+    base !== '' &&
+    (!base.startsWith('/') || base.endsWith('/') || /\/\.{0,2}(\/|$)/.test(base))
+  ) {
+    throw new Error(
+      `api_base_path '${base}' must be empty or start with '/', with no trailing '/', '//' or dot segment`,
+    );
+  }
 }

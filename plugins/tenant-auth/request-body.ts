@@ -8,14 +8,13 @@ import type { RequestScope } from '../../lib/request/scope';
 import { bodyToBuffer, type HeaderMap, type KongPdk } from '../../lib/pdk/kong';
 import type { ModelChoice, TenantContext } from '../../lib/tenant/context';
 import {
-  applyPersona,
-  applyToolPolicy,
   assertJsonContentType,
   bodyTooLarge,
   emptyBody,
   parseJsonObject,
   precheckBody,
 } from './body';
+import { applyPersona, applyToolPolicy } from './rewrite';
 import { guardRefusal } from './guard';
 import * as metrics from './metrics';
 import { assertGenerationModel, decideModel, endpointKind, type ModelTier } from './models';

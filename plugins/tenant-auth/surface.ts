@@ -20,7 +20,7 @@ import {
 import { splitPathAndQuery } from '../../lib/http/path';
 import type { KongPdk } from '../../lib/pdk/kong';
 import type { RequestScope } from '../../lib/request/scope';
-import type { TenantAuthConfig } from './schema';
+import type { TenantAuthConfig } from './config';
 
 /** What the gate let through. */
 export interface SurfaceDecision {

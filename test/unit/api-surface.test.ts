@@ -13,7 +13,8 @@ import { assertGenerationModel, buildModelTier } from '../../plugins/tenant-auth
 import { queryArgsToDrop } from '../../plugins/tenant-auth/surface';
 import { showbackKind } from '../../plugins/token-meter/showback';
 import { readConfig } from '../../lib/schema/config';
-import { Schema, type TenantAuthConfig } from '../../plugins/tenant-auth/schema';
+import type { TenantAuthConfig } from '../../plugins/tenant-auth/config';
+import { Schema } from '../../plugins/tenant-auth/schema';
 
 const SPELLINGS = [
   '/v1/files',

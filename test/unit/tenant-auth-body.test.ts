@@ -1,12 +1,10 @@
 import test from 'ava';
 import {
-  applyPersona,
-  applyToolPolicy,
   assertJsonContentType,
   parseJsonObject,
   precheckBody,
-  toolIdentity,
 } from '../../plugins/tenant-auth/body';
+import { applyPersona, applyToolPolicy, toolIdentity } from '../../plugins/tenant-auth/rewrite';
 import { isGatewayError } from '../../lib/http/errors';
 import type { TenantPolicy } from '../../lib/tenant/context';
 

@@ -3,7 +3,9 @@ import path from 'node:path';
 import test from 'ava';
 import { parse } from 'yaml';
 import { readConfig } from '../../lib/schema/config';
-import { checkConfig, Schema, type TenantAuthConfig } from '../../plugins/tenant-auth/schema';
+import type { TenantAuthConfig } from '../../plugins/tenant-auth/config';
+import { checkConfig } from '../../plugins/tenant-auth/ready';
+import { Schema } from '../../plugins/tenant-auth/schema';
 import { isGatewayError } from '../../lib/http/errors';
 import {
   buildModelTier,

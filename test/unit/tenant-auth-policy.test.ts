@@ -1,7 +1,7 @@
 import test from 'ava';
 import { resolvePlanName, resolvePolicy, toolAllowed } from '../../plugins/tenant-auth/policy';
 import { identityFromConsumer, planFromTags } from '../../plugins/tenant-auth/identity/consumer';
-import { checkConfig } from '../../plugins/tenant-auth/schema';
+import { checkConfig } from '../../plugins/tenant-auth/ready';
 import { isGatewayError } from '../../lib/http/errors';
 import { parseTenantId } from '../../lib/tenant/tenant-id';
 import { tenantAuthConfig } from '../helpers/tenant-auth-config';

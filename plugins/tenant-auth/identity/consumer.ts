@@ -7,7 +7,7 @@
  */
 import { GatewayError } from '../../../lib/http/errors';
 import type { KongConsumer } from '../../../lib/pdk/kong';
-import type { TenantAuthConfig } from '../schema';
+import type { TenantAuthConfig } from '../config';
 import type { VerifiedIdentity } from './types';
 
 /**

@@ -17,7 +17,7 @@ import {
 } from 'jose';
 import { GatewayError } from '../../../lib/http/errors';
 import type { HeaderMap } from '../../../lib/pdk/kong';
-import type { JwtAlgorithm, TenantAuthConfig } from '../schema';
+import type { JwtAlgorithm, TenantAuthConfig } from '../config';
 import type { VerifiedIdentity } from './types';
 
 type JwtConfig = TenantAuthConfig['jwt'];
