@@ -21,39 +21,17 @@ import { type TenantLabels } from '../../lib/metrics/registry';
 import { type KongPdk } from '../../lib/pdk/kong';
 import { definePlugin, startUpOf } from '../../lib/plugin/define';
 import { ChunkCipher, loadKnowledgeSecret } from '../../lib/retrieval/chunk-cipher';
-import {
-  isRetrievalIntegrityError,
-  isRetrievalUnavailableError,
-  type RetrievalUnavailableError,
-} from '../../lib/retrieval/errors';
+import { isRetrievalIntegrityError, isRetrievalUnavailableError } from '../../lib/retrieval/errors';
 import type { RetrievedChunk } from '../../lib/retrieval/knowledge-store';
-import { knowledgeNamespace } from '../../lib/retrieval/namespace';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantContext } from '../../lib/tenant/context';
-import { RETRIEVAL_CONTEXT_HEADER } from '../../lib/tenant/headers';
 import { readRequest } from '../../lib/tenant/read';
 import type { RequestScope } from '../../lib/request/scope';
-import {
-  extractQuery,
-  insertSystemMessage,
-  mergeSystemMessage,
-  parseChatBody,
-  type ChatBody,
-} from './chat';
-import { newFenceMarker, renderContextHeader, renderSystemMessage } from './context';
+import { extractQuery, parseChatBody } from './chat';
+import { INTEGRITY, deliver, unavailable } from './deliver';
 import * as metrics from './metrics';
 import { retrieverFor } from './runtime';
 import { Schema, checkConfig, type RetrievalInjectorConfig } from './schema';
-
-/** Said to the upstream and the client when a request proceeds without context. */
-export const RETRIEVAL_STATUS_HEADER = 'x-retrieval-status';
-
-const INTEGRITY = new GatewayError({
-  status: 500,
-  type: 'server_error',
-  code: 'retrieval_integrity',
-  message: 'retrieval returned knowledge that failed its integrity checks; the request was refused',
-});
 
 /** A ready instance: its config and the cipher of its tenants' knowledge. */
 interface Ready {
@@ -171,52 +149,4 @@ async function inject(
     chunks: chunks.length,
     sources: chunks.map((c) => c.source),
   });
-}
-
-/** Hands the chunks on: body rewritten once, header set once. */
-async function deliver(
-  config: RetrievalInjectorConfig,
-  kong: KongPdk,
-  scope: RequestScope,
-  ctx: TenantContext,
-  body: ChatBody,
-  chunks: readonly RetrievedChunk[],
-): Promise<void> {
-  const namespace = knowledgeNamespace(ctx);
-  const mode = config.inject;
-  if (mode === 'header' || mode === 'both') {
-    const value = renderContextHeader(namespace, chunks, config.header_max_bytes);
-    if (value !== null)
-      await kong.service.request.setHeaders({ [RETRIEVAL_CONTEXT_HEADER]: value });
-  }
-  if (mode !== 'header') {
-    const message = renderSystemMessage(config.template, namespace, chunks, newFenceMarker());
-    const place = mode === 'merged_system_message' ? mergeSystemMessage : insertSystemMessage;
-    await scope.setBody(kong, JSON.stringify(place(body, message)));
-  }
-}
-
-async function unavailable(
-  config: RetrievalInjectorConfig,
-  kong: KongPdk,
-  e: RetrievalUnavailableError,
-  tenant: string,
-): Promise<void> {
-  metrics.unavailable.inc({ tenant, dependency: e.dependency });
-  void kong.log.err(`retrieval-injector: ${e.dependency} unavailable: ${e.message}`);
-  if (config.on_unavailable === 'refuse') {
-    metrics.searches.inc({ tenant, outcome: 'refused' });
-    throw new GatewayError({
-      status: 503,
-      type: 'service_unavailable',
-      code: 'retrieval_unavailable',
-      message: 'the knowledge service is unavailable; try again later',
-      retryAfterSeconds: config.retry_after_seconds,
-    });
-  }
-  metrics.searches.inc({ tenant, outcome: 'skipped' });
-  metrics.skipped.inc({ tenant, dependency: e.dependency });
-  await kong.service.request.setHeaders({ [RETRIEVAL_STATUS_HEADER]: 'skipped' });
-  await kong.response.setHeader(RETRIEVAL_STATUS_HEADER, 'skipped');
-  await kong.log.setSerializeValue('retrieval', { status: 'skipped', dependency: e.dependency });
 }
