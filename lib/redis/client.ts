@@ -34,41 +34,27 @@
  * and a master that stops answering fails its commands at once (each node's connection has
  * no offline queue) until its replica has taken over and the topology is read again.
  */
-import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis';
+import { createClient } from 'redis';
+import { clusterClient } from './cluster-client';
+import {
+  MAX_PENDING_COMMANDS,
+  NO_PER_COMMAND_TIMER,
+  messageOf,
+  reconnectDelayMs,
+} from './connection-policy';
 import { DeadlineSweep } from './deadline-sweep';
+import type { RedisClient, RedisClusterClient, RedisStandaloneClient } from './shapes';
+import { parseRedisUrl, redactUrl } from './url';
 
-/** SCAN's options, as node-redis takes them. */
-export interface ScanKeysOptions {
-  readonly MATCH?: string;
-  readonly COUNT?: number;
-  readonly TYPE?: string;
-}
-
-/** `scanIterator` as both client shapes offer it (node-redis's own binds `this` to its class). */
-interface ScanAllKeys {
-  scanIterator(options?: ScanKeysOptions): AsyncGenerator<string[], void, unknown>;
-}
-
-/** A client of one Redis server (`redis://host:port`). */
-export type RedisStandaloneClient = Omit<RedisClientType, 'scanIterator'> & ScanAllKeys;
-
-/**
- * A Redis Cluster client (`redis://host:port?cluster=1`). node-redis's cluster client has no
- * `scanIterator` (a SCAN cursor belongs to one node); `createRedis` adds one that scans every
- * master in turn, to it and to its duplicates, so code that scans (chargeback, test teardown)
- * runs unchanged.
- */
-export type RedisClusterClient = Omit<RedisClusterType, 'duplicate'> &
-  ScanAllKeys & {
-    duplicate(): RedisClusterClient;
-  };
-
-/**
- * What `createRedis` returns: either shape. Commands, scripts (`evalSha`/`eval` with `keys`),
- * `duplicate`/`subscribe` and `scanIterator` exist on both; the cluster routes each by its
- * first key's slot.
- */
-export type RedisClient = RedisStandaloneClient | RedisClusterClient;
+export type {
+  RedisClient,
+  RedisClusterClient,
+  RedisStandaloneClient,
+  ScanKeysOptions,
+} from './shapes';
+export { InvalidRedisUrlError, parseRedisUrl, type RedisTarget } from './url';
+export { MAX_PENDING_COMMANDS, reconnectDelayMs } from './connection-policy';
+export { CLUSTER_TOPOLOGY_REFRESH_MS, MAX_CLUSTER_REDIRECTIONS } from './cluster-client';
 
 export interface RedisOptions {
   /**
@@ -90,31 +76,6 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
 /** Distinct (url, timeouts) combinations one process may hold; more means a config bug. */
 export const MAX_CACHED_CLIENTS = 8;
 
-/** Commands waiting to be written or answered, per client; beyond it, calls fail at once. */
-export const MAX_PENDING_COMMANDS = 10_000;
-
-/**
- * node-redis 6.3 gives every command a 5 s `timeout` unless told otherwise (client/index.js:
- * `{ timeout: DEFAULT_COMMAND_TIMEOUT, ...commandOptions }`), i.e. an AbortSignal.timeout each;
- * 0 turns it off (commands-queue.js arms one only for a truthy timeout). The deadline is
- * `withDeadline`'s sweep instead.
- */
-const NO_PER_COMMAND_TIMER = { timeout: 0 } as const;
-
-const RECONNECT_BASE_MS = 50;
-const RECONNECT_CAP_MS = 2000;
-const RECONNECT_JITTER_MS = 100;
-
-/**
- * After the first reconnection attempt to a node, how long until the cluster client reads the
- * topology again (and every such interval while the node stays down): how soon after a
- * replica has taken over the failed master's slots are served again. node-redis's default is
- * 5 s; a topology read is one CLUSTER SLOTS on a live node.
- */
-export const CLUSTER_TOPOLOGY_REFRESH_MS = 500;
-/** MOVED/ASK redirections followed per command; more means a topology in flux: fail fast. */
-export const MAX_CLUSTER_REDIRECTIONS = 5;
-
 const clients = new Map<string, RedisClient>();
 /** Each client's deadline keeper: one sweep timer per client, none per command. */
 const sweeps = new WeakMap<RedisClient, DeadlineSweep>();
@@ -132,123 +93,9 @@ function positiveMs(value: number | undefined, fallback: number, name: string): 
   return value;
 }
 
-/** Exponential backoff, capped; never gives up, so the client recovers on its own. */
-export function reconnectDelayMs(retries: number): number {
-  const exp = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** Math.min(retries, 16));
-  return exp + Math.floor(Math.random() * RECONNECT_JITTER_MS);
-}
-
-/** Where a client connects, from its URL. */
-export type RedisTarget =
-  | { readonly kind: 'standalone'; readonly url: string }
-  | {
-      readonly kind: 'cluster';
-      /** Seed nodes: the topology is discovered from the first that answers. */
-      readonly nodes: ReadonlyArray<{ readonly host: string; readonly port: number }>;
-      readonly username?: string;
-      readonly password?: string;
-      readonly tls: boolean;
-    };
-
-export class InvalidRedisUrlError extends Error {
-  override readonly name = 'InvalidRedisUrlError';
-}
-
-const CLUSTER_FLAG_VALUES: ReadonlyMap<string, boolean> = new Map([
-  ['1', true],
-  ['true', true],
-  ['yes', true],
-  ['0', false],
-  ['false', false],
-  ['no', false],
-]);
-
-function seedNode(hostPort: string, url: string): { host: string; port: number } {
-  let u: URL;
-  try {
-    u = new URL(`redis://${hostPort}`);
-  } catch {
-    throw new InvalidRedisUrlError(`bad node ${JSON.stringify(hostPort)} in ${redactUrl(url)}`);
-  }
-  if (!u.hostname || !u.port || u.username || u.pathname !== '' || u.search) {
-    throw new InvalidRedisUrlError(
-      `a cluster node must be host:port, got ${JSON.stringify(hostPort)} in ${redactUrl(url)}`,
-    );
-  }
-  // URL keeps an IPv6 host in brackets; sockets want it bare.
-  return { host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(u.port) };
-}
-
-/**
- * Standalone or cluster, from the URL alone, so no plugin schema changes: the `redis://` and
- * `rediss://` URLs every plugin already takes name a cluster with the query `cluster=1`, the
- * URL's host:port being one seed node and `nodes` (comma-separated host:port) more seeds,
- * tried when the first does not answer. Credentials and `rediss://` (TLS) apply to every
- * node. A cluster has one database: a path other than `/` or `/0` is refused, as is any other
- * query parameter (a typo must not silently select a standalone client).
- */
-export function parseRedisUrl(url: string): RedisTarget {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new InvalidRedisUrlError(`Redis URL is not a URL: ${redactUrl(url)}`);
-  }
-  const flag = u.searchParams.get('cluster');
-  if (flag === null) return { kind: 'standalone', url };
-  const cluster = CLUSTER_FLAG_VALUES.get(flag.toLowerCase());
-  if (cluster === undefined) {
-    throw new InvalidRedisUrlError(`cluster=${flag} in ${redactUrl(url)}: use cluster=1 or 0`);
-  }
-  for (const name of u.searchParams.keys()) {
-    if (name !== 'cluster' && name !== 'nodes') {
-      throw new InvalidRedisUrlError(`unknown parameter ${name} in ${redactUrl(url)}`);
-    }
-  }
-  if (!cluster) {
-    if (u.searchParams.has('nodes')) {
-      throw new InvalidRedisUrlError(`nodes= needs cluster=1 in ${redactUrl(url)}`);
-    }
-    u.search = '';
-    return { kind: 'standalone', url: u.toString() };
-  }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
-    throw new InvalidRedisUrlError(`a cluster URL starts with redis:// or rediss://`);
-  }
-  if (u.pathname !== '' && u.pathname !== '/' && u.pathname !== '/0') {
-    throw new InvalidRedisUrlError(
-      `Redis Cluster has only database 0, got ${u.pathname} in ${redactUrl(url)}`,
-    );
-  }
-  const first = seedNode(`${u.hostname}:${u.port || '6379'}`, url);
-  const more = (u.searchParams.get('nodes') ?? '')
-    .split(',')
-    .map((n) => n.trim())
-    .filter((n) => n.length > 0)
-    .map((n) => seedNode(n, url));
-  return {
-    kind: 'cluster',
-    nodes: [first, ...more],
-    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
-    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
-    tls: u.protocol === 'rediss:',
-  };
-}
-
 /** True for a client made for a cluster URL. */
 export function isRedisCluster(client: RedisClient): client is RedisClusterClient {
   return clusters.has(client);
-}
-
-/** The URL without its password, fit for a log line. */
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '<unparseable redis url>';
-  }
 }
 
 /**
@@ -279,10 +126,15 @@ export function createRedis(opts: RedisOptions): RedisClient {
   const target = parseRedisUrl(opts.url);
   const log = opts.log ?? ((m: string) => console.error(m));
   const where = redactUrl(opts.url);
-  const client =
-    target.kind === 'cluster'
-      ? clusterClient(target, connectTimeoutMs, log, where)
-      : standaloneClient(target.url, connectTimeoutMs, log, where);
+  let client: RedisClient;
+  if (target.kind === 'cluster') {
+    const made = clusterClient(target, connectTimeoutMs, log, where);
+    client = made.client;
+    clusters.add(client);
+    stopRetries.set(client, made.stop);
+  } else {
+    client = standaloneClient(target.url, connectTimeoutMs, log, where);
+  }
   clients.set(cacheKey, client);
   sweeps.set(client, new DeadlineSweep(commandTimeoutMs));
   return client;
@@ -322,119 +174,6 @@ function standaloneClient(
     // Only reached when the client is closed before it ever connected.
     log(`[redis] ${where} connect abandoned: ${messageOf(err)}`);
   });
-  return client;
-}
-
-/**
- * Adds `scanIterator` to a cluster client, and to the clients its `duplicate` makes (the fair
- * queue's grant listener subscribes on a duplicate).
- */
-function withClusterScan(cluster: RedisClusterType): RedisClusterClient {
-  async function* scanIterator(options?: ScanKeysOptions): AsyncGenerator<string[], void, unknown> {
-    // A SCAN cursor belongs to one node: each master is scanned to its end in turn. A slot
-    // migrating meanwhile may yield its keys twice or not at all, as SCAN may on one node.
-    for (const master of [...cluster.masters]) {
-      const node = await cluster.nodeClient(master);
-      for await (const keys of node.scanIterator(options)) yield keys;
-    }
-  }
-  // Bound before Object.assign shadows it with the wrapper below.
-  const duplicateCluster = cluster.duplicate.bind(cluster);
-  const duplicate = (): RedisClusterClient => withClusterScan(duplicateCluster());
-  return Object.assign(cluster, { scanIterator, duplicate });
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/**
- * node-redis's cluster client under the same policy as a standalone one. Every node
- * connection gets the deadlines, the bounded queue, no offline queue and the endless
- * reconnection; the cluster client adds what a standalone one does by itself:
- * - its first connection (reading the topology from a seed node) is retried here with the
- *   same backoff: node-redis gives up after one pass over the seeds, and a plugin server that
- *   started while Redis was down must heal when it comes back;
- * - `scanIterator`, over every master.
- * 'error' (topology reads) and 'node-error' (one node's connection) are logged once per
- * outage of the cluster or of that node.
- */
-function clusterClient(
-  target: Extract<RedisTarget, { kind: 'cluster' }>,
-  connectTimeoutMs: number,
-  log: (message: string) => void,
-  where: string,
-): RedisClusterClient {
-  const cluster = createCluster({
-    rootNodes: target.nodes.map((n) => ({ socket: { host: n.host, port: n.port } })),
-    defaults: {
-      ...(target.username !== undefined ? { username: target.username } : {}),
-      ...(target.password !== undefined ? { password: target.password } : {}),
-      disableOfflineQueue: true,
-      commandsQueueMaxLength: MAX_PENDING_COMMANDS,
-      socket: {
-        connectTimeout: connectTimeoutMs,
-        reconnectStrategy: (retries: number) => reconnectDelayMs(retries),
-        ...(target.tls ? { tls: true as const } : {}),
-      },
-    },
-    RESP: 3,
-    commandOptions: NO_PER_COMMAND_TIMER,
-    maxCommandRedirections: MAX_CLUSTER_REDIRECTIONS,
-    topologyRefreshOnReconnectionAttemptStrategy: CLUSTER_TOPOLOGY_REFRESH_MS,
-  });
-
-  let outage = false;
-  const reportOutage = (err: unknown): void => {
-    if (outage) return;
-    outage = true;
-    log(`[redis] ${where} cluster unavailable, retrying in the background: ${messageOf(err)}`);
-  };
-  const endOutage = (): void => {
-    if (outage) log(`[redis] ${where} cluster reachable again`);
-    outage = false;
-  };
-  cluster.on('error', reportOutage);
-  cluster.on('connect', endOutage);
-  const nodesDown = new Set<string>();
-  const address = (node: unknown): string => {
-    const n = node as { host?: unknown; port?: unknown } | undefined;
-    return `${String(n?.host)}:${String(n?.port)}`;
-  };
-  cluster.on('node-error', (err: unknown, node: unknown) => {
-    const a = address(node);
-    if (nodesDown.has(a)) return;
-    nodesDown.add(a);
-    log(`[redis] ${where} node ${a} unavailable, retrying in the background: ${messageOf(err)}`);
-  });
-  cluster.on('node-ready', (node: unknown) => {
-    if (nodesDown.delete(address(node))) log(`[redis] ${where} node ${address(node)} reconnected`);
-    endOutage();
-  });
-  // A node dropped from the topology (a failed master, replaced by its replica) ends here.
-  cluster.on('node-disconnect', (node: unknown) => nodesDown.delete(address(node)));
-
-  let stopped = false;
-  let retry: NodeJS.Timeout | undefined;
-  const connect = (attempt: number): void => {
-    cluster.connect().then(
-      () => undefined,
-      (err: unknown) => {
-        if (stopped) return;
-        reportOutage(err);
-        retry = setTimeout(() => connect(attempt + 1), reconnectDelayMs(attempt));
-        retry.unref();
-      },
-    );
-  };
-
-  const client = withClusterScan(cluster);
-  clusters.add(client);
-  stopRetries.set(client, () => {
-    stopped = true;
-    clearTimeout(retry);
-  });
-  connect(0);
   return client;
 }
 
