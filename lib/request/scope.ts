@@ -30,15 +30,16 @@ import {
   type KongPdk,
 } from '../pdk/kong';
 import type { TenantContext } from '../tenant/context';
+import { SCOPE_IDLE_MS, SCOPE_TTL_MS, ScopeStore } from './scope-store';
 
-/** Longer than any wait a request may do in access (kept under Kong's 60 s socket timeout). */
-export const SCOPE_TTL_MS = 120_000;
-/** A scope no plugin holds for its log phase ends this long after it was last touched. */
-export const SCOPE_IDLE_MS = 10_000;
-/** Scopes held at once per process; the oldest is dropped past it. */
-export const MAX_SCOPES = 20_000;
-/** Body bytes held at once per process; the oldest scopes' bodies are dropped past it. */
-export const MAX_SCOPE_BODY_BYTES = 64 * 1024 * 1024;
+export {
+  MAX_SCOPES,
+  MAX_SCOPE_BODY_BYTES,
+  SCOPE_IDLE_MS,
+  SCOPE_TTL_MS,
+  declareChainProcess,
+  isChainProcess,
+} from './scope-store';
 
 /** A typed slot of a scope: one per fact, declared once (lib/request/facts.ts). */
 export interface ScopeSlot<T> {
@@ -63,6 +64,8 @@ export function slot<T>(name: string): ScopeSlot<T> {
 }
 
 const KEY_PATTERN = /^[0-9a-f]{32}$/;
+
+const store = new ScopeStore<RequestScope>();
 
 export class RequestScope {
   readonly bornAt = Date.now();
@@ -228,7 +231,7 @@ export class RequestScope {
   }
 
   dropBody(): void {
-    if (this.registered()) store.bodyBytes -= this.bodySize;
+    if (this.registered()) store.bodyChanged(-this.bodySize);
     this.bodyBytes = undefined;
     this.jsonOf = undefined;
     this.jsonValue = undefined;
@@ -262,7 +265,7 @@ export class RequestScope {
   /** `plugin`'s log phase is done with the scope; the last holder ends it. */
   release(plugin: string): void {
     this.holders.delete(plugin);
-    if (this.holders.size === 0) endScope(this);
+    if (this.holders.size === 0) store.end(this);
   }
 
   /** Ended by the store's sweep: past its TTL, or unheld and untouched for SCOPE_IDLE_MS. */
@@ -277,9 +280,9 @@ export class RequestScope {
   }
 
   private keepBody(bytes: Buffer): void {
-    if (this.registered()) store.bodyBytes += bytes.length - this.bodySize;
+    if (this.registered()) store.bodyChanged(bytes.length - this.bodySize);
     this.bodyBytes = bytes;
-    if (this.registered()) trimBodies(this);
+    if (this.registered()) store.trimBodies(this);
   }
 
   /** Whether later phases of this request can find this scope (it has a carrier's key). */
@@ -288,40 +291,7 @@ export class RequestScope {
   }
 
   private registered(): boolean {
-    return store.scopes.get(this.key) === this;
-  }
-}
-
-const store = {
-  scopes: new Map<string, RequestScope>(),
-  bodyBytes: 0,
-};
-
-function endScope(scope: RequestScope): void {
-  scope.dropBody();
-  if (store.scopes.get(scope.key) === scope) store.scopes.delete(scope.key);
-}
-
-let lastSweep = 0;
-
-/**
- * Ends expired scopes (at most every 250 ms) and, past MAX_SCOPES, the oldest. Map order is
- * creation order: the walk stops at the first scope too young to be idle.
- */
-function sweep(now = Date.now()): void {
-  if (now - lastSweep < 250 && store.scopes.size <= MAX_SCOPES) return;
-  lastSweep = now;
-  for (const scope of store.scopes.values()) {
-    if (store.scopes.size > MAX_SCOPES || scope.expired(now)) endScope(scope);
-    else if (now - scope.bornAt <= SCOPE_IDLE_MS) break;
-  }
-}
-
-function trimBodies(keep: RequestScope): void {
-  if (store.bodyBytes <= MAX_SCOPE_BODY_BYTES) return;
-  for (const scope of store.scopes.values()) {
-    if (store.bodyBytes <= MAX_SCOPE_BODY_BYTES) return;
-    if (scope !== keep) scope.dropBody();
+    return store.holds(this);
   }
 }
 
@@ -333,21 +303,21 @@ export function openScope(): RequestScope {
 /** The scope of `key` in this process, created when this process has none yet. */
 export function adoptScope(key: string): RequestScope {
   if (!KEY_PATTERN.test(key)) throw new RangeError('a request scope key is 32 hex digits');
-  sweep();
+  store.sweep();
   const known = findScope(key);
   if (known) return known;
   const scope = new RequestScope(key);
-  store.scopes.set(key, scope);
+  store.add(scope);
   return scope;
 }
 
 /** The scope of `key` if this process holds one (undefined after its end or its TTL). */
 export function findScope(key: string): RequestScope | undefined {
-  const scope = store.scopes.get(key);
+  const scope = store.get(key);
   if (!scope) return undefined;
   const now = Date.now();
   if (scope.expired(now)) {
-    endScope(scope);
+    store.end(scope);
     return undefined;
   }
   scope.touch(now);
@@ -359,24 +329,7 @@ export function privateScope(): RequestScope {
   return new RequestScope(randomBytes(16).toString('hex'));
 }
 
-let chain = false;
-
-/**
- * Declared by the co-hosted server's entry files (scripts/build.js): every plugin of the chain
- * that Kong runs on this node runs in this process, so a fact one plugin learns reaches the
- * others through the scope and need not also be published in `kong.ctx.shared`.
- */
-export function declareChainProcess(): void {
-  chain = true;
-}
-
-export function isChainProcess(): boolean {
-  return chain;
-}
-
 /** How many scopes and body bytes this process holds (metrics, tests). */
 export function scopeStats(now = Date.now()): { scopes: number; bodyBytes: number } {
-  lastSweep = 0;
-  sweep(now);
-  return { scopes: store.scopes.size, bodyBytes: store.bodyBytes };
+  return store.stats(now);
 }
