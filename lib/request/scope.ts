@@ -41,7 +41,7 @@ export {
   isChainProcess,
 } from './scope-store';
 
-/** A typed slot of a scope: one per fact, declared once (lib/request/facts.ts). */
+/** A typed slot of a scope: one per fact, declared once beside the code that owns it. */
 export interface ScopeSlot<T> {
   readonly name: string;
   /** Only for the type. */
