@@ -33,74 +33,27 @@
  * and the serializer still go alone.
  */
 
+import {
+  ACCESS_READ,
+  BATCH_METHOD,
+  EXITS,
+  LOG_WRITES,
+  READS,
+  WRITES,
+  decodeResult,
+  isFailure,
+} from './batch-methods';
+
+export { BATCH_METHOD, endsWithExit } from './batch-methods';
+
 type Call = (method: string, ...args: unknown[]) => Promise<unknown>;
 
-export const BATCH_METHOD = 'kong.ctx.shared.kta_pdk.run';
 /** A route without the snippet is tried again this long after (a plugin added to it later). */
 export const ABSENT_RETRY_MS = 60_000;
 /** Learnt reads unused for this many events of the phase are no longer fetched. */
 const FORGET_AFTER_EVENTS = 64;
 /** At most this many learnt reads per plugin and phase. */
 const MAX_LEARNT = 16;
-
-const ACCESS_READ =
-  /^kong\.(request\.get_|client\.get_(consumer|credential|ip|forwarded_ip)$|router\.get_(route|service)$|nginx\.get_var$|ctx\.shared\.get$)/;
-/** In the log timer: what the snippet reads as Kong's saved copy would (see above). */
-const LOG_READ =
-  /^kong\.(ctx\.shared\.get|service\.response\.get_(status|headers|header|raw_body)|response\.get_(status|headers|source))$/;
-const LOG_WRITES = new Set(['kong.ctx.shared.set']);
-
-const READS: Record<string, RegExp> = { access: ACCESS_READ, rewrite: ACCESS_READ, log: LOG_READ };
-
-const WRITES = new Set([
-  'kong.service.request.set_header',
-  'kong.service.request.set_headers',
-  'kong.service.request.add_header',
-  'kong.service.request.clear_header',
-  'kong.service.request.set_raw_body',
-  'kong.service.request.set_path',
-  'kong.service.request.set_raw_query',
-  'kong.service.request.set_method',
-  'kong.service.request.enable_buffering',
-  'kong.service.set_target',
-  'kong.service.set_upstream',
-  'kong.response.set_header',
-  'kong.response.set_headers',
-  'kong.response.add_header',
-  'kong.response.clear_header',
-  'kong.ctx.shared.set',
-  'kong.log.set_serialize_value',
-  'kong.log.debug',
-  'kong.log.info',
-  'kong.log.notice',
-  'kong.log.warn',
-  'kong.log.err',
-]);
-
-/** Calls after which Kong never steps the event again (pdk.js NON_RETURN_METHODS). */
-const EXITS = new Set(['kong.response.exit', 'kong.response.error']);
-
-/**
- * Whether a PDK call hands Kong an exit (Kong yields the request's coroutine for good and never
- * steps the event again): the exit itself, or a batch that ends with one.
- */
-export function endsWithExit(method: unknown, args: unknown): boolean {
-  if (typeof method !== 'string') return false;
-  if (EXITS.has(method)) return true;
-  if (method !== BATCH_METHOD || !Array.isArray(args)) return false;
-  const calls: unknown = args[0];
-  if (!Array.isArray(calls) || calls.length === 0) return false;
-  const last: unknown = calls[calls.length - 1];
-  return Array.isArray(last) && typeof last[0] === 'string' && EXITS.has(last[0]);
-}
-
-/** kong.request.get_headers & co. as mp_rpc.lua's fix_mmap sends them alone. */
-const MULTIMAP = new Set([
-  'kong.request.get_query',
-  'kong.request.get_headers',
-  'kong.response.get_headers',
-  'kong.service.response.get_headers',
-]);
 
 interface Learnt {
   readonly method: string;
@@ -126,20 +79,6 @@ const presentAt = new Set<string>();
 /** How many exchanges the batches saved and cost (metrics, tests). */
 export const batchStats = { batches: 0, callsInBatches: 0, fallbacks: 0 };
 
-/**
- * Exchanges with Kong per plugin and phase in this process: the phase's start and each call
- * (a batch is one). What `kta_pdk_exchanges_total` exports (lib/pluginserver/harden.ts), so
- * the chain's cost can be counted on the real Kong, not only in the harness.
- */
-export const exchangeCounts = new Map<string, { plugin: string; phase: string; n: number }>();
-
-export function countExchange(plugin: string, phase: string): void {
-  const key = `${plugin}\u0000${phase}`;
-  const c = exchangeCounts.get(key);
-  if (c) c.n++;
-  else exchangeCounts.set(key, { plugin, phase, n: 1 });
-}
-
 function signature(method: string, args: unknown[]): string {
   return args.length === 0 ? method : `${method}\u0000${JSON.stringify(args)}`;
 }
@@ -151,34 +90,6 @@ function phaseMemory(key: string): PhaseMemory {
     memory.set(key, m);
   }
   return m;
-}
-
-/**
- * A read fetched ahead that Kong could not make (`e`), or a saved log value the snippet does not
- * have (`x`): the call is then made alone, if at all.
- */
-function isFailure(item: unknown): boolean {
-  return typeof item === 'object' && item !== null && ('e' in item || 'x' in item);
-}
-
-/** One result of `kta_pdk.run`, as the same call alone would have answered it. */
-function decodeResult(method: string, item: unknown): unknown {
-  if (item === null || typeof item !== 'object' || Array.isArray(item)) return null;
-  const r = item as { v?: unknown; b?: unknown };
-  if (typeof r.b === 'string') return Buffer.from(r.b, 'base64');
-  const v = r.v ?? null;
-  if (v !== null && MULTIMAP.has(method)) return fixMultimap(v);
-  return v;
-}
-
-function fixMultimap(v: unknown): unknown {
-  if (Array.isArray(v)) return {}; // an empty Lua table
-  if (typeof v !== 'object' || v === null) return v;
-  const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
-  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-    out[k] = x === true ? [] : typeof x === 'string' ? [x] : x;
-  }
-  return out;
 }
 
 type Queued = readonly [method: string, args: unknown[]];

@@ -20,8 +20,10 @@ import { randomInt } from 'node:crypto';
 import path from 'node:path';
 import { Counter, Gauge } from 'prom-client';
 import { registry } from '../metrics/registry';
-import { batchStats, endsWithExit, exchangeCounts } from './batch';
-import { patchHandleEvent, patchListener } from './fast-pdk';
+import { batchStats, endsWithExit } from './batch';
+import { exchangeCounts } from './exchanges';
+import { patchHandleEvent } from './fast-pdk';
+import { patchListener } from './quiet-listener';
 
 interface DecoderClass {
   prototype: { decode(this: unknown, buffer: ArrayLike<number> | ArrayBuffer): unknown };
