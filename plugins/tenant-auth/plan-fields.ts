@@ -67,6 +67,20 @@ export function apiSurfaceField(
   return field.array(description, field.string('A named API.', { one_of: [...API_NAMES] }), opts);
 }
 
+/** An alias → model map, the same at every level (top level, plan, tenant). */
+export function modelAliasesField(
+  description: string,
+  opts: { default?: Record<string, string>; required?: boolean } = {},
+) {
+  const name = { len_min: 1, len_max: MAX_MODEL_NAME_LENGTH };
+  return field.map(
+    description,
+    field.string('An alias (matched like a model name).', name),
+    field.string('The model the alias stands for.', name),
+    opts,
+  );
+}
+
 /** The model-tier fields, the same for a plan and for a tenant override (which replaces). */
 function modelTierFields(of: 'plan' | 'tenant'): KongSchemaFields {
   const tenant = of === 'tenant';
@@ -81,18 +95,10 @@ function modelTierFields(of: 'plan' | 'tenant'): KongSchemaFields {
       ),
     },
     {
-      model_aliases: field.map(
+      model_aliases: modelAliasesField(
         tenant
           ? 'Aliases of this tenant, layered over the plan’s (same alias: the tenant’s wins).'
           : 'Aliases of this plan, layered over the top-level `model_aliases`: alias → model. An alias to a model outside the tier is treated as that model.',
-        field.string('An alias (matched like a model name).', {
-          len_min: 1,
-          len_max: MAX_MODEL_NAME_LENGTH,
-        }),
-        field.string('The model the alias stands for.', {
-          len_min: 1,
-          len_max: MAX_MODEL_NAME_LENGTH,
-        }),
         tenant ? {} : { default: {} },
       ),
     },

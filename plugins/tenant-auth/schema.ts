@@ -5,8 +5,7 @@
  */
 import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
 import { DEFAULT_API_SURFACE } from '../../lib/http/api-surface';
-import { MAX_MODEL_NAME_LENGTH } from '../../lib/tenant/context';
-import { apiSurfaceField, overrideFields, planFields } from './plan-fields';
+import { apiSurfaceField, modelAliasesField, overrideFields, planFields } from './plan-fields';
 
 export const Schema: KongSchemaFields = [
   {
@@ -141,16 +140,8 @@ export const Schema: KongSchemaFields = [
     ),
   },
   {
-    model_aliases: field.map(
+    model_aliases: modelAliasesField(
       'Aliases every tiered plan understands: alias → model (e.g. `fast: gpt-4o-mini`). `default` always means the plan’s preferred model unless an alias named `default` says otherwise.',
-      field.string('An alias (matched like a model name).', {
-        len_min: 1,
-        len_max: MAX_MODEL_NAME_LENGTH,
-      }),
-      field.string('The model the alias stands for.', {
-        len_min: 1,
-        len_max: MAX_MODEL_NAME_LENGTH,
-      }),
       { default: {}, required: true },
     ),
   },
