@@ -10,8 +10,9 @@
  *   plan, misconfigured cache); the request went upstream.
  */
 import { slot } from '../request/scope';
+import { SHARED_KEYS } from '../request/shared-keys';
 
-export const CACHE_STATUS_KEY = 'tenant_cache_status';
+export const CACHE_STATUS_KEY = SHARED_KEYS.cacheStatus.key;
 
 /** The same status in the request's scope (lib/request/scope.ts): read at no call in-process. */
 export const CACHE_STATUS_SLOT = slot<CacheStatus>(CACHE_STATUS_KEY);

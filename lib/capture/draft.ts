@@ -18,15 +18,16 @@ import type { TenantContext } from '../tenant/context';
 import type { TenantId } from '../tenant/tenant-id';
 import * as metrics from './metrics';
 import { capturableHeaders, draftFrom, encodeDraft, type CaptureDraft } from './record';
+import { SHARED_KEYS } from '../request/shared-keys';
 
 /**
  * `kong.ctx.shared` key of the capture flag: `1` (the draft is in the scope) or the draft's
  * JSON (one process per plugin). The answer snippet (answer-snippet.lua) keeps the answer of
  * requests that carry it.
  */
-export const CAPTURE_FLAG_KEY = 'kta_capture';
+export const CAPTURE_FLAG_KEY = SHARED_KEYS.captureFlag.key;
 /** `kong.ctx.shared` key the answer snippet writes: `all;<body>` or `cut;<first bytes>`. */
-export const CAPTURE_ANSWER_KEY = 'kta_capture_answer';
+export const CAPTURE_ANSWER_KEY = SHARED_KEYS.captureAnswer.key;
 export const CAPTURE_DRAFT_SLOT = slot<CaptureDraft>(CAPTURE_FLAG_KEY);
 /** The scope holder that keeps a drafted request's scope until token-meter's log. */
 export const CAPTURE_HOLDER = 'capture';

@@ -3,9 +3,10 @@
  * of the log timer, the writes that only change the request, the exits; and how the snippet's
  * results decode into what the same call alone would have answered.
  */
+import { SHARED_KEYS } from '../request/shared-keys';
 
 /** The snippet's entry in `kong.ctx.shared` (lib/pluginserver/pdk-batch.lua). */
-export const BATCH_METHOD = 'kong.ctx.shared.kta_pdk.run';
+export const BATCH_METHOD = `kong.ctx.shared.${SHARED_KEYS.pdkBatch.key}.run`;
 
 export const ACCESS_READ =
   /^kong\.(request\.get_|client\.get_(consumer|credential|ip|forwarded_ip)$|router\.get_(route|service)$|nginx\.get_var$|ctx\.shared\.get$)/;

@@ -8,7 +8,7 @@
  * is unchanged — this wraps the event's `call`:
  * - **Reads, learnt.** The reads a plugin's phase made before its first write in earlier
  *   requests (same method, same arguments: `kong.request.get_headers(100)`,
- *   `kong.ctx.shared.get("tenant_ctx")`, …) are fetched all at once at the phase's first call.
+ *   `kong.ctx.shared.get(TENANT_CONTEXT_KEY)`, …) are fetched all at once at the phase's first call.
  *   Until the phase writes anything, a read with the same signature is answered from that
  *   fetch: nothing in nginx can change it meanwhile (the request waits on this phase). A read
  *   never seen before, or made after a write, goes to Kong as before.

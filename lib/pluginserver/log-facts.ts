@@ -12,8 +12,9 @@
  * facts come from serialize (and `response.getSource()`), as before: one more exchange there.
  */
 import type { KongPdk } from '../pdk/kong';
+import { SHARED_KEYS } from '../request/shared-keys';
 
-export const LOG_FACTS_KEY = 'kta_log_facts';
+export const LOG_FACTS_KEY = SHARED_KEYS.logFacts.key;
 
 export interface ServedFacts {
   /** Kong's request id (X-Kong-Request-Id); null when Kong has none. */

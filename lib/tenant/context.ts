@@ -15,8 +15,9 @@ import {
   parseTenantId,
   type TenantId,
 } from './tenant-id';
+import { SHARED_KEYS } from '../request/shared-keys';
 
-export const TENANT_CONTEXT_KEY = 'tenant_context';
+export const TENANT_CONTEXT_KEY = SHARED_KEYS.tenantContext.key;
 /** 2: the model tier (`policy.models`) and the request's model decision (`model`). */
 export const TENANT_CONTEXT_VERSION = 2;
 

@@ -12,10 +12,11 @@
 import type { KongPdk } from '../pdk/kong';
 import { isChainProcess, slot, type RequestScope } from '../request/scope';
 import { countChatPromptTokens, countTextTokens, type CountableMessage } from './tokenize';
+import { SHARED_KEYS } from '../request/shared-keys';
 
 export { loadEncodings } from './tokenize';
 
-export const ESTIMATE_KEY = 'token_estimate';
+export const ESTIMATE_KEY = SHARED_KEYS.tokenEstimate.key;
 export const ESTIMATE_VERSION = 1;
 
 /** Where the prompt count came from. */

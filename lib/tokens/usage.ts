@@ -13,7 +13,8 @@
  * `string.format` (no JSON library needed):
  *   `v=1;prompt=<int>;completion=<int>;total=<int>;cached=<int>;model=<name>;from=<sse|json>`
  */
-export const USAGE_KEY = 'llm_usage';
+import { SHARED_KEYS } from '../request/shared-keys';
+export const USAGE_KEY = SHARED_KEYS.usage.key;
 
 export interface ObservedUsage {
   readonly promptTokens: number;

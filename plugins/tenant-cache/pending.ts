@@ -8,11 +8,12 @@
 import type { LogRecordSpec } from '../../lib/request/for-log';
 import { slot } from '../../lib/request/scope';
 import { SCOPE_PATTERN } from './semantic/key';
+import { SHARED_KEYS } from '../../lib/request/shared-keys';
 
 export const PLUGIN_NAME = 'tenant-cache';
 
 /** The `kong.ctx.shared` key of the pending store when the request's scope cannot be found. */
-export const PENDING_KEY = 'tenant_cache_pending';
+export const PENDING_KEY = SHARED_KEYS.cachePending.key;
 
 /** The semantic cache's share: the scope and the question, when the plan has it on. */
 export interface SemanticPending {

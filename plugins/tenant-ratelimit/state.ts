@@ -7,11 +7,12 @@
 import type { LogRecordSpec } from '../../lib/request/for-log';
 import { slot } from '../../lib/request/scope';
 import type { TenantLimits } from '../../lib/redis/tenant-limits';
+import { SHARED_KEYS } from '../../lib/request/shared-keys';
 
 export const PLUGIN_NAME = 'tenant-ratelimit';
 
 /** The `kong.ctx.shared` key of the record when the request's scope cannot be found again. */
-export const RECORD_KEY = 'tenant_ratelimit';
+export const RECORD_KEY = SHARED_KEYS.ratelimitRecord.key;
 
 /** Where a limit was applied: cluster-wide in Redis, or by this node alone (Redis down). */
 export type Scope = 'cluster' | 'local';

@@ -4,10 +4,11 @@
  */
 import type { Downgrade } from './budget';
 import type { TokenPrice } from './pricing';
+import { SHARED_KEYS } from '../../lib/request/shared-keys';
 
 export const PLUGIN_NAME = 'token-meter';
 
-export const METER_STATE_KEY = 'token_meter';
+export const METER_STATE_KEY = SHARED_KEYS.meterState.key;
 
 export interface MeterState {
   readonly v: 1;

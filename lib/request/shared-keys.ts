@@ -1,0 +1,120 @@
+/**
+ * Every `kong.ctx.shared` key of the chain, declared once: its name, who writes it, who reads
+ * it, and the version its value carries. `kong.ctx.shared` is the request's own table in nginx
+ * (clients cannot write there); it is how plugins in different processes, and kong.yml's Lua
+ * snippets, hand facts on. Each key's codec (its guard: a decoder that answers undefined, null
+ * or a refusal for anything that is not its value) lives beside the code that owns the fact
+ * and takes the key's name from here; this module imports nothing.
+ *
+ * Kept true by test/unit/shared-keys.test.ts: every key the code and the snippets use is here,
+ * each guard refuses what is not its value and checks the version declared here, and
+ * docs/architecture.md's table "kong.ctx.shared, key by key" says the same.
+ */
+
+export interface SharedKey {
+  readonly key: string;
+  /** Plugins, or the kong.yml snippet (`pre-function`, `post-function`), that write it. */
+  readonly writers: readonly string[];
+  /** Plugins or snippets that read it. */
+  readonly readers: readonly string[];
+  /** The version the encoded value carries; null for a bare value its guard checks whole. */
+  readonly version: number | null;
+  readonly what: string;
+}
+
+const PRE = 'pre-function';
+const POST = 'post-function';
+
+export const SHARED_KEYS = {
+  tenantContext: {
+    key: 'tenant_context',
+    writers: ['tenant-auth'],
+    readers: [
+      'tenant-ratelimit',
+      'tenant-cache',
+      'token-meter',
+      'retrieval-injector',
+      'circuit-breaker',
+      POST,
+    ],
+    version: 2,
+    what: 'the TenantContext (frozen, re-validated on read) and the request scope key',
+  },
+  tokenEstimate: {
+    key: 'token_estimate',
+    writers: ['tenant-ratelimit', 'token-meter'],
+    readers: ['tenant-ratelimit', 'token-meter'],
+    version: 1,
+    what: 'the token estimate of the request, made once (one process per plugin only)',
+  },
+  ratelimitRecord: {
+    key: 'tenant_ratelimit',
+    writers: ['tenant-ratelimit'],
+    readers: ['tenant-ratelimit'],
+    version: 1,
+    what: 'what tenant-ratelimit admitted, for its log phase (when the scope is not found)',
+  },
+  cacheStatus: {
+    key: 'tenant_cache_status',
+    writers: ['tenant-cache'],
+    readers: ['token-meter', PRE],
+    version: null,
+    what: 'HIT / MISS / BYPASS: a hit is billed 0 upstream tokens',
+  },
+  cachePending: {
+    key: 'tenant_cache_pending',
+    writers: ['tenant-cache'],
+    readers: ['tenant-cache'],
+    version: 1,
+    what: 'the miss tenant-cache stores in its log phase (when the scope is not found)',
+  },
+  meterState: {
+    key: 'token_meter',
+    writers: ['token-meter'],
+    readers: ['token-meter', POST],
+    version: 1,
+    what: 'the budget reservation token-meter settles in its log phase',
+  },
+  usage: {
+    key: 'llm_usage',
+    writers: [POST],
+    readers: ['token-meter', 'tenant-ratelimit'],
+    version: 1,
+    what: 'the usage the upstream reported, read from the response as it streams',
+  },
+  captureFlag: {
+    key: 'kta_capture',
+    writers: ['tenant-auth'],
+    readers: ['token-meter', POST],
+    version: null,
+    what: 'an opted-in tenant’s request to capture (a draft, without the key)',
+  },
+  captureAnswer: {
+    key: 'kta_capture_answer',
+    writers: [POST],
+    readers: ['token-meter'],
+    version: null,
+    what: 'the answer of a captured request as the client received it (`all;` or `cut;`)',
+  },
+  logFacts: {
+    key: 'kta_log_facts',
+    writers: [PRE],
+    readers: ['token-meter', 'circuit-breaker'],
+    version: null,
+    what: 'the response’s status, headers and source, saved for the log timer',
+  },
+  logSaved: {
+    key: 'kta_log',
+    writers: [PRE],
+    readers: [PRE],
+    version: null,
+    what: 'Kong’s saved status, response headers and source, which `kta_pdk.run` answers from in log',
+  },
+  pdkBatch: {
+    key: 'kta_pdk',
+    writers: [PRE],
+    readers: ['every plugin of ours'],
+    version: null,
+    what: 'the PDK batch entry (`kta_pdk.run`): many PDK calls in one exchange',
+  },
+} as const satisfies Record<string, SharedKey>;
