@@ -1,10 +1,13 @@
 /**
  * A TCP proxy whose link can be cut: a dependency (Milvus) that dies and comes back, without
- * touching the shared service behind it. `cut()` resets every open connection and stops
- * listening (new connections are refused, as with a dead server); `restore()` listens again on
- * the same port.
+ * touching the shared service behind it. `cut()` resets every open connection and every new
+ * one (accepted, then reset at once, as a dead server's host answers); `restore()` lets them
+ * through again. The port stays bound throughout: released during a cut, it was free for any
+ * other test's listen(0) to take (a CI run saw a 200 served "during" a Milvus cut), and the
+ * restore could then not have it back.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { freePort } from '../../harness/free-port';
 
 export interface CuttableProxy {
   readonly port: number;
@@ -19,49 +22,52 @@ export async function startCuttableProxy(target: string): Promise<CuttableProxy>
   const [host = '127.0.0.1', portText = ''] = target.split(':');
   const targetPort = Number(portText);
   const sockets = new Set<Socket>();
-  let server: Server | undefined;
-  let port = 0;
+  let cut = false;
 
-  const listen = async (): Promise<void> => {
-    const s = createServer((client) => {
-      const upstream = connect(targetPort, host);
-      sockets.add(client).add(upstream);
-      client.pipe(upstream);
-      upstream.pipe(client);
-      const end = (): void => {
-        client.destroy();
-        upstream.destroy();
-        sockets.delete(client);
-        sockets.delete(upstream);
-      };
-      client.on('error', end).on('close', end);
-      upstream.on('error', end).on('close', end);
-    });
-    await new Promise<void>((resolve, reject) => {
-      s.once('error', reject);
-      s.listen(port, '127.0.0.1', () => resolve());
-    });
-    port = (s.address() as { port: number }).port;
-    server = s;
-  };
-  const stopListening = async (): Promise<void> => {
-    const s = server;
-    server = undefined;
+  const server: Server = createServer((client) => {
+    if (cut) {
+      client.resetAndDestroy();
+      return;
+    }
+    const upstream = connect(targetPort, host);
+    sockets.add(client).add(upstream);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  const resetAll = (): void => {
     for (const sock of sockets) sock.resetAndDestroy();
     sockets.clear();
-    if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
   };
 
-  await listen();
   return {
-    get port() {
-      return port;
+    port,
+    address: `127.0.0.1:${port}`,
+    cut: () => {
+      cut = true;
+      resetAll();
+      return Promise.resolve();
     },
-    get address() {
-      return `127.0.0.1:${port}`;
+    restore: () => {
+      cut = false;
+      return Promise.resolve();
     },
-    cut: stopListening,
-    restore: listen,
-    close: stopListening,
+    close: async () => {
+      cut = true;
+      resetAll();
+      if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }
