@@ -26,7 +26,15 @@ export type StartUp =
   | { readonly ok: false; readonly config: TenantCacheConfig; readonly reason: string };
 
 export function startUp(raw: unknown): StartUp {
-  const config = readConfig<TenantCacheConfig>(Schema, raw);
+  let config: TenantCacheConfig;
+  try {
+    config = readConfig<TenantCacheConfig>(Schema, raw);
+  } catch (e) {
+    // A config readConfig refuses (a deprecated field and its replacement set to different
+    // values): bypass as below, labelled with the defaults, never a throw out of the
+    // constructor (Kong would run the route without the plugin and log nothing we chose).
+    return disabled(readConfig<TenantCacheConfig>(Schema, {}), e);
+  }
   try {
     checkConfig(config);
     const keyspace = createKeyspace(config.redis.key_namespace);
@@ -47,8 +55,12 @@ export function startUp(raw: unknown): StartUp {
     });
     return { ok: true, config, ready: { config, keyspace, keyring, redis } };
   } catch (e) {
-    const reason = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`${PLUGIN_NAME}: caching disabled: ${reason}\n`);
-    return { ok: false, config, reason };
+    return disabled(config, e);
   }
+}
+
+function disabled(config: TenantCacheConfig, e: unknown): StartUp {
+  const reason = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`${PLUGIN_NAME}: caching disabled: ${reason}\n`);
+  return { ok: false, config, reason };
 }

@@ -95,3 +95,20 @@ test('an alias naming a field that does not exist is a programming error, found 
     message: /no field nowhere/,
   });
 });
+
+test('tenant-cache: a deprecated field and its replacement at odds disable caching, never a throw', async (t) => {
+  const { startUp } = await import('../../plugins/tenant-cache/ready');
+  const s = startUp({
+    redis_url: 'redis://127.0.0.1:1',
+    redis: { url: 'redis://127.0.0.1:2' },
+    ephemeral_key_when_missing: true,
+    metrics_port: 0,
+  });
+  t.false(s.ok);
+  t.regex(
+    s.ok ? '' : s.reason,
+    /config\.redis_url \(deprecated\) and config\.redis\.url are both set/,
+  );
+  // Labelled and answered with the defaults meanwhile.
+  t.is(s.config.metrics_max_tenants > 0, true);
+});
