@@ -9,7 +9,7 @@ import type { TestFn } from 'ava';
 import { randomUUID } from 'node:crypto';
 import type { MockUpstream } from '../../mock-upstream/index';
 import {
-  Closers,
+  sharedDoor,
   send,
   startFrontDoor,
   type FrontDoor,
@@ -188,16 +188,7 @@ export async function startBreakerDoor(onClose: OnClose): Promise<BreakerDoor> {
 
 /** One breaker door for a whole test file. */
 export function sharedBreakerDoor(test: TestFn): () => BreakerDoor {
-  let door: BreakerDoor | undefined;
-  const closers = new Closers();
-  test.before(async () => {
-    door = await startBreakerDoor(closers.add);
-  });
-  test.after.always(() => closers.closeAll());
-  return () => {
-    if (!door) throw new Error('the breaker door did not start');
-    return door;
-  };
+  return sharedDoor(test, 'breaker door', (c) => startBreakerDoor(c.add));
 }
 
 /** Resolves after `ms` (waiting out a breaker's open period, not a timing assertion). */

@@ -14,10 +14,10 @@ import { gzipSync } from 'node:zlib';
 import type { TestFn } from 'ava';
 import type { ReceivedRequest } from '../../mock-upstream/index';
 import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
-import { closeAllRedis, type RedisClient } from '../../lib/redis/client';
+import { type RedisClient } from '../../lib/redis/client';
 import { connectRedis, deleteKeyspace, REDIS_URL } from '../integration/services';
 import {
-  Closers,
+  sharedDoor,
   send,
   startFrontDoor,
   type FrontDoor,
@@ -236,19 +236,7 @@ export async function startCacheDoor(onClose: OnClose): Promise<CacheDoor> {
 }
 
 export function sharedCacheDoor(test: TestFn): () => CacheDoor {
-  let door: CacheDoor | undefined;
-  const closers = new Closers();
-  test.before(async () => {
-    door = await startCacheDoor(closers.add);
-  });
-  test.after.always(async () => {
-    await closers.closeAll();
-    await closeAllRedis();
-  });
-  return () => {
-    if (!door) throw new Error('the cache door did not start');
-    return door;
-  };
+  return sharedDoor(test, 'cache door', (c) => startCacheDoor(c.add));
 }
 
 export const apikey = (k: string): Array<[string, string]> => [['apikey', k]];

@@ -15,7 +15,7 @@ import { ConsistencyLevelEnum, type MilvusClient } from '@zilliz/milvus2-sdk-nod
 import { closeAllRedis, type RedisClient } from '../../lib/redis/client';
 import type { MockUpstream } from '../../mock-upstream/index';
 import { connectMilvus, connectRedis } from '../integration/services';
-import { Closers } from './frontdoor';
+import { sharedDoor, Closers } from './frontdoor';
 import { answerPrint, figure, probe, type Probe, type ProbeInit, type Secret } from './chain-probe';
 import { adjustChain, seedKnowledge } from './chain-config';
 import { startKongYmlDoor, type KongYmlDoor } from './kong-yml-door';
@@ -286,14 +286,5 @@ export function tool(name: string): object {
 
 /** One fixture for a whole test file. */
 export function sharedChainFixture(test: TestFn, nodes = 1): () => ChainFixture {
-  let fx: ChainFixture | undefined;
-  const closers = new Closers();
-  test.before(async () => {
-    fx = await startChainFixture(closers, nodes);
-  });
-  test.after.always(() => closers.closeAll());
-  return () => {
-    if (!fx) throw new Error('the chain fixture did not start');
-    return fx;
-  };
+  return sharedDoor(test, 'chain fixture', (c) => startChainFixture(c, nodes));
 }

@@ -3,10 +3,12 @@
  * the compiled plugins (dist/pluginservers, built by `npm test`) plus test fixtures, on a
  * declarative config built by the test. Everything is stopped in teardown.
  */
+import type { TestFn } from 'ava';
 import { existsSync } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import path from 'node:path';
 import { startGateway, type Gateway } from '../../harness/index';
+import { closeAllRedis } from '../../lib/redis/client';
 import { startKong } from '../../kong-runner/index';
 import { startMockUpstream, type MockUpstream } from '../../mock-upstream/index';
 
@@ -127,6 +129,30 @@ export class Closers {
   async closeAll(): Promise<void> {
     for (const fn of this.fns.reverse()) await fn();
   }
+}
+
+/**
+ * One door for a whole test file: started in `test.before`, closed after every test (its
+ * processes, then this process's Redis clients); the getter throws when the start failed.
+ */
+export function sharedDoor<D>(
+  test: TestFn,
+  label: string,
+  start: (closers: Closers) => Promise<D>,
+): () => D {
+  let door: D | undefined;
+  const closers = new Closers();
+  test.before(async () => {
+    door = await start(closers);
+  });
+  test.after.always(async () => {
+    await closers.closeAll();
+    await closeAllRedis();
+  });
+  return () => {
+    if (door === undefined) throw new Error(`the ${label} did not start`);
+    return door;
+  };
 }
 
 export interface FrontDoorOptions {

@@ -8,7 +8,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { TestFn } from 'ava';
 import type { ReceivedRequest } from '../../mock-upstream/index';
 import {
-  Closers,
+  sharedDoor,
   send,
   startFrontDoor,
   startFrontDoors,
@@ -189,16 +189,7 @@ export async function startRatelimitCluster(
 
 /** One door for a whole test file. */
 export function sharedRatelimitDoor(test: TestFn, routes: RouteSpec[]): () => RatelimitDoor {
-  let door: RatelimitDoor | undefined;
-  const closers = new Closers();
-  test.before(async () => {
-    door = await startRatelimitDoor(closers.add, routes);
-  });
-  test.after.always(() => closers.closeAll());
-  return () => {
-    if (!door) throw new Error('the ratelimit door did not start');
-    return door;
-  };
+  return sharedDoor(test, 'ratelimit door', (c) => startRatelimitDoor(c.add, routes));
 }
 
 /** Repeats `attempt` until it returns true (log phases run after the response), at most ~3 s. */

@@ -29,7 +29,7 @@ import {
   randomKeyspace,
   REDIS_URL,
 } from '../integration/services';
-import { Closers, send, startFrontDoor, type FrontDoor, type Sent } from './frontdoor';
+import { sharedDoor, Closers, send, startFrontDoor, type FrontDoor, type Sent } from './frontdoor';
 import { freePort } from './upstreams';
 
 export const DIM = 64;
@@ -253,18 +253,11 @@ export function sharedRetrievalDoor(
   test: TestFn,
   seed: (door: RetrievalDoor) => Promise<void> = async () => undefined,
 ): () => RetrievalDoor {
-  let door: RetrievalDoor | undefined;
-  const closers = new Closers();
-  test.before(async () => {
-    const started = await startRetrievalDoor(closers);
+  return sharedDoor(test, 'retrieval door', async (c) => {
+    const started = await startRetrievalDoor(c);
     await seed(started);
-    door = started;
+    return started;
   });
-  test.after.always(() => closers.closeAll());
-  return () => {
-    if (!door) throw new Error('the retrieval door did not start');
-    return door;
-  };
 }
 
 /** Every message content of a chat body that reached the upstream, joined. */

@@ -19,7 +19,7 @@ import path from 'node:path';
 import type { TestFn } from 'ava';
 import type { MilvusClient } from '@zilliz/milvus2-sdk-node';
 import type { ReceivedRequest } from '../../mock-upstream/index';
-import { closeAllRedis, type RedisClient } from '../../lib/redis/client';
+import { type RedisClient } from '../../lib/redis/client';
 import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
 import {
   connectMilvus,
@@ -29,7 +29,7 @@ import {
   MILVUS_ADDRESS,
 } from '../integration/services';
 import {
-  Closers,
+  sharedDoor,
   send,
   startFrontDoor,
   type FrontDoor,
@@ -214,19 +214,7 @@ export async function startSemanticDoor(onClose: OnClose): Promise<SemanticDoor>
 }
 
 export function sharedSemanticDoor(test: TestFn): () => SemanticDoor {
-  let door: SemanticDoor | undefined;
-  const closers = new Closers();
-  test.before(async () => {
-    door = await startSemanticDoor(closers.add);
-  });
-  test.after.always(async () => {
-    await closers.closeAll();
-    await closeAllRedis();
-  });
-  return () => {
-    if (!door) throw new Error('the semantic door did not start');
-    return door;
-  };
+  return sharedDoor(test, 'semantic door', (c) => startSemanticDoor(c.add));
 }
 
 /** A deterministic chat request whose question carries a token no other test uses. */

@@ -11,7 +11,7 @@ import type { ReceivedRequest } from '../../mock-upstream/index';
 import { HS_SECRET, keys } from './jwt';
 import type { TestFn } from 'ava';
 import {
-  Closers,
+  sharedDoor,
   send,
   startFrontDoor,
   type FrontDoor,
@@ -234,14 +234,5 @@ export function probedContext(
 
 /** One tenant door for a whole test file: started before its tests, stopped after. */
 export function sharedTenantDoor(test: TestFn): () => TenantDoor {
-  let door: TenantDoor | undefined;
-  const closers = new Closers();
-  test.before(async () => {
-    door = await startTenantDoor(closers.add);
-  });
-  test.after.always(() => closers.closeAll());
-  return () => {
-    if (!door) throw new Error('the tenant door did not start');
-    return door;
-  };
+  return sharedDoor(test, 'tenant door', (c) => startTenantDoor(c.add));
 }

@@ -12,10 +12,9 @@ import path from 'node:path';
 import type { TestFn } from 'ava';
 import type { ReceivedRequest } from '../../mock-upstream/index';
 import { createKeyspace } from '../../lib/redis/keys';
-import { closeAllRedis } from '../../lib/redis/client';
 import { connectRedis, deleteKeyspace, REDIS_URL } from '../integration/services';
 import {
-  Closers,
+  sharedDoor,
   send,
   startFrontDoor,
   type FrontDoor,
@@ -214,19 +213,7 @@ export async function startTierDoor(onClose: OnClose): Promise<TierDoor> {
 
 /** One tier door for a whole test file. */
 export function sharedTierDoor(test: TestFn): () => TierDoor {
-  let door: TierDoor | undefined;
-  const closers = new Closers();
-  test.before(async () => {
-    door = await startTierDoor(closers.add);
-  });
-  test.after.always(async () => {
-    await closers.closeAll();
-    await closeAllRedis();
-  });
-  return () => {
-    if (!door) throw new Error('the tier door did not start');
-    return door;
-  };
+  return sharedDoor(test, 'tier door', (c) => startTierDoor(c.add));
 }
 
 /** A deterministic (cacheable) chat request whose prompt no other test uses. */

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { TestFn } from 'ava';
 import type { ReceivedRequest } from '../../mock-upstream/index';
 import { deleteKeysMatching } from './redis-cleanup';
-import { Closers, ROOT, send, startFrontDoor, type FrontDoor, type Sent } from './frontdoor';
+import { sharedDoor, ROOT, send, startFrontDoor, type FrontDoor, type Sent } from './frontdoor';
 
 export const USAGE_SNIPPET = readFileSync(
   path.join(ROOT, 'plugins', 'token-meter', 'usage-snippet.lua'),
@@ -173,16 +173,7 @@ export async function startMeterDoor(
 
 /** One meter door for a whole test file. */
 export function sharedMeterDoor(test: TestFn): () => MeterDoor {
-  let door: MeterDoor | undefined;
-  const closers = new Closers();
-  test.before(async () => {
-    door = await startMeterDoor(closers.add, {}, { cacheProbe: true });
-  });
-  test.after.always(() => closers.closeAll());
-  return () => {
-    if (!door) throw new Error('the meter door did not start');
-    return door;
-  };
+  return sharedDoor(test, 'meter door', (c) => startMeterDoor(c.add, {}, { cacheProbe: true }));
 }
 
 export function totals(results: UsageResult[]): { input: number; output: number; n: number } {
