@@ -6,20 +6,14 @@
 // -> proxy -> response (Kong.response: buffered, only when a collected plugin has `response`
 // or buffering was enabled) -> header_filter headers -> log (plugin.lua: from a timer, on a snapshot).
 import { createHash, randomBytes } from 'node:crypto';
-import { Transform } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DeclarativeConfig, PluginEntity } from './config/entities';
-import {
-  defaultErrorMessage,
-  errorBody,
-  errorHandlerType,
-  responseType,
-  type ErrorConf,
-} from './errors';
-import { headerMapFromRaw, joinedHeader, type HeaderMap } from './headers';
+import type { ErrorConf } from './errors';
+import { headerMapFromRaw, type HeaderMap } from './headers';
+import { bodyFilterOf, handlerError, pdkError, readBody, refuseEarly, send } from './downstream';
 import { keyAuthAccess } from './keyauth';
-import { accessCode, bodyFilterCode, runAccess, runBodyFilter } from './post-function';
-import { addKongResponseHeaders, KONG_SERVER } from './kong-headers';
+import { accessCode, runAccess } from './post-function';
+import { addKongResponseHeaders } from './kong-headers';
 import {
   dropInvalidHeaders,
   bodyLimitRefusal,
@@ -27,10 +21,8 @@ import {
   normalizePath,
   escapeUri,
   parseTarget,
-  type NginxRefusal,
 } from './nginx';
 import { ExitSignal, KongLuaError, normalizeHeaderValues, type PdkEnv } from './pdk/core';
-import { buildExit } from './pdk/response';
 import type { LoadedPlugin, PluginTable } from './plugins';
 import { proxyToService, readUpstreamBody } from './proxy';
 import { RequestState, type DownstreamResponse, type KongPhase } from './request-state';
@@ -54,15 +46,6 @@ export interface RunloopDeps {
 
 type Collected = { plugin: LoadedPlugin; entity: PluginEntity };
 type Outcome = 'ret' | 'exit' | 'kong-error';
-
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
 
 /** How many requests' PDK statistics the harness keeps by default (the newest ones). */
 export const MAX_REQUEST_STATS = 1000;
@@ -144,66 +127,6 @@ export class Runloop {
     }
   }
 
-  /** kong.response.error through the PDK (JSON by Accept, default JSON). */
-  private pdkError(st: RequestState, status: number, message: string): DownstreamResponse {
-    const ct = responseType(joinedHeader(st.upstream.headers, 'accept'));
-    st.exited = true;
-    return buildExit(
-      status,
-      errorBody(ct, message, st.id, st.errorConf),
-      new Map([['content-type', [ct]]]),
-    );
-  }
-
-  /** kong/error_handlers.lua: Accept, else Content-Type, else text/plain. */
-  private handlerError(st: RequestState, status: number): DownstreamResponse {
-    const ct = errorHandlerType(
-      joinedHeader(st.upstream.headers, 'accept'),
-      joinedHeader(st.upstream.headers, 'content-type'),
-      st.errorConf.defaultType,
-    );
-    return buildExit(
-      status,
-      errorBody(ct, defaultErrorMessage(status), st.id, st.errorConf),
-      new Map([['content-type', [ct]]]),
-    );
-  }
-
-  /**
-   * A request nginx refuses before Kong runs (harness/nginx.ts): kong/error_handlers.lua
-   * renders it (494 sent as 400), with the headers header_filter adds to a Kong response;
-   * the connection closes. No plugin runs.
-   */
-  private async refuse(
-    req: IncomingMessage,
-    res: ServerResponse,
-    id: string,
-    startTime: number,
-    refusal: NginxRefusal,
-  ): Promise<void> {
-    this.deps.log(`[nginx] ${refusal.reason}, request id ${id}`);
-    const headers = headerMapFromRaw(req.rawHeaders);
-    const ct = errorHandlerType(
-      joinedHeader(headers, 'accept'),
-      joinedHeader(headers, 'content-type'),
-      this.deps.errorConf.defaultType,
-    );
-    const body = errorBody(ct, defaultErrorMessage(refusal.status), id, this.deps.errorConf);
-    req.resume();
-    await new Promise<void>((resolve) => {
-      res.once('close', () => resolve());
-      res.writeHead(refusal.status === 494 ? 400 : refusal.status, {
-        'content-type': ct,
-        connection: 'close',
-        'content-length': String(Buffer.byteLength(body)),
-        'x-kong-response-latency': String(Date.now() - startTime),
-        server: KONG_SERVER,
-        'x-kong-request-id': id,
-      });
-      res.end(body);
-    });
-  }
-
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const startTime = Date.now();
     const id = randomBytes(16).toString('hex');
@@ -216,7 +139,14 @@ export class Runloop {
     });
     const parsed = parseTarget(target);
     if (refusal || !parsed) {
-      await this.refuse(req, res, id, startTime, refusal ?? { status: 400, reason: 'bad target' });
+      await refuseEarly(
+        this.deps,
+        req,
+        res,
+        id,
+        startTime,
+        refusal ?? { status: 400, reason: 'bad target' },
+      );
       return;
     }
     const declaredLength = req.headers['transfer-encoding']
@@ -224,13 +154,13 @@ export class Runloop {
       : Number(req.headers['content-length'] ?? '0');
     const early = bodyLimitRefusal(declaredLength, 0, this.deps.clientMaxBodySize);
     if (early) {
-      await this.refuse(req, res, id, startTime, early);
+      await refuseEarly(this.deps, req, res, id, startTime, early);
       return;
     }
     const body = await readBody(req);
     const late = bodyLimitRefusal(undefined, body.length, this.deps.clientMaxBodySize);
     if (late) {
-      await this.refuse(req, res, id, startTime, late);
+      await refuseEarly(this.deps, req, res, id, startTime, late);
       return;
     }
     const st = new RequestState(
@@ -264,7 +194,7 @@ export class Runloop {
     try {
       final = await this.phases(st, (c) => (collected = c));
       addKongResponseHeaders(st, final.response.headers);
-      await this.send(st, res, final, this.bodyFilter(collected));
+      await send(st, res, final, bodyFilterOf(collected));
     } catch (e) {
       // No log phase will run: nobody may wait on it, and nothing stays behind.
       this.logWaiters.delete(id);
@@ -310,7 +240,7 @@ export class Runloop {
       if (o === 'exit' && st.exitResponse) return { response: st.exitResponse };
       if (o === 'kong-error') {
         st.unexpected = true;
-        return { response: this.handlerError(st, 500) };
+        return { response: handlerError(st, 500) };
       }
     }
     // router (runloop access.before)
@@ -319,7 +249,7 @@ export class Runloop {
     // normalized by kong/tools/uri.lua (dot segments, `//`, %XX of unreserved characters).
     const path = normalizePath(st.rawPath);
     const match = this.deps.router.match(st.method, st.host, path);
-    if (!match) return { response: this.pdkError(st, 404, 'no Route matched with those values') };
+    if (!match) return { response: pdkError(st, 404, 'no Route matched with those values') };
     st.route = match.route;
     st.service = match.service;
     // match_t.prefix is set only for strip_path routes (kong/router/atc.lua matching), and
@@ -347,12 +277,11 @@ export class Runloop {
       if (o === 'exit' && st.exitResponse) delayed = st.exitResponse;
       if (o === 'kong-error') {
         st.unexpected = true;
-        delayed = this.pdkError(st, 500, 'An unexpected error occurred');
+        delayed = pdkError(st, 500, 'An unexpected error occurred');
       }
     }
     if (delayed) return { response: delayed };
-    if (!st.service)
-      return { response: this.pdkError(st, 503, 'no Service found with those values') };
+    if (!st.service) return { response: pdkError(st, 503, 'no Service found with those values') };
     // proxy
     st.proxied = true;
     st.proxyLatency = Date.now() - st.startTime;
@@ -363,7 +292,7 @@ export class Runloop {
       // nginx's error_page 502/504 -> /kong_error_handler -> Kong.handle_error, which sets
       // ctx.KONG_UNEXPECTED (kong/init.lua 3.9.3): kong.response.get_source() says "error".
       st.unexpected = true;
-      return { response: this.handlerError(st, result.status) };
+      return { response: handlerError(st, result.status) };
     }
     st.upstreamLatency = result.waitingMs;
     const upstreamHeaders = headerMapFromRaw(result.res.rawHeaders);
@@ -397,11 +326,11 @@ export class Runloop {
       // which answers with kong.response.exit: a 200 saying "The upstream server responded with
       // 200", and kong.response.get_source() says "exit" (KONG_EXITED), not "error".
       st.exited = true;
-      return { response: this.handlerError(st, status) };
+      return { response: handlerError(st, status) };
     }
     if (full === 'timeout') {
       st.unexpected = true; // the error handler answers, as above
-      return { response: this.handlerError(st, 504) };
+      return { response: handlerError(st, 504) };
     }
     st.serviceResponse.body = full;
     st.response = { status, headers, body: full };
@@ -410,75 +339,10 @@ export class Runloop {
       if (o === 'exit' && st.exitResponse) return { response: st.exitResponse };
       if (o === 'kong-error') {
         st.unexpected = true;
-        return { response: this.handlerError(st, 500) };
+        return { response: handlerError(st, 500) };
       }
     }
     st.response.headers.set('content-length', [String(st.response.body.length)]);
     return { response: st.response };
-  }
-
-  /**
-   * The body_filter of a collected post-function (the only Lua plugin with one here), run
-   * per chunk and once with eof, as nginx calls it: see post-function.ts.
-   */
-  private bodyFilter(
-    collected: Collected[] | undefined,
-  ): ((st: RequestState, chunk: Buffer, eof: boolean) => Promise<void>) | undefined {
-    const pf = collected?.find((c) => c.plugin.name === 'post-function');
-    const code = pf ? bodyFilterCode(pf.entity.config) : undefined;
-    if (!pf || !code) return undefined;
-    const key = `${pf.entity.id}:${createHash('sha1').update(code.join('\0')).digest('hex')}`;
-    return (st, chunk, eof) => runBodyFilter(key, code, st, chunk, eof);
-  }
-
-  private send(
-    st: RequestState,
-    res: ServerResponse,
-    final: { response: DownstreamResponse; stream?: IncomingMessage },
-    filter?: (st: RequestState, chunk: Buffer, eof: boolean) => Promise<void>,
-  ): Promise<void> {
-    st.response = final.response;
-    st.phase = 'header_filter';
-    const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of final.response.headers) headers[k] = v.length === 1 ? (v[0] as string) : v;
-    return new Promise((resolve) => {
-      // Resolved when the client got everything and the last body_filter call ran.
-      let filtered: Promise<void> = Promise.resolve();
-      const done = (): void => void filtered.finally(() => resolve());
-      res.once('finish', done);
-      res.once('close', done);
-      res.writeHead(final.response.status, headers);
-      if (final.stream) {
-        const source = final.stream;
-        if (filter) {
-          // Each chunk goes to the client as it comes; body_filter sees it on the way.
-          const tap = new Transform({
-            transform(chunk: Buffer, _enc, cb) {
-              filtered = filtered.then(() => filter(st, chunk, false));
-              filtered.then(
-                () => cb(null, chunk),
-                (e: unknown) => cb(e as Error),
-              );
-            },
-            flush(cb) {
-              filtered = filtered.then(() => filter(st, Buffer.alloc(0), true));
-              filtered.then(
-                () => cb(),
-                (e: unknown) => cb(e as Error),
-              );
-            },
-          });
-          source.pipe(tap).pipe(res);
-          tap.on('error', () => res.destroy());
-        } else source.pipe(res);
-        source.on('error', () => res.destroy());
-      } else if (filter) {
-        filtered = filter(st, final.response.body, true);
-        void filtered.then(
-          () => res.end(final.response.body),
-          () => res.end(final.response.body),
-        );
-      } else res.end(final.response.body);
-    });
   }
 }
