@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Build: compile TypeScript to CommonJS in dist/, copy the Redis Lua scripts beside their
+// Build: compile TypeScript to CommonJS in dist/, copy the Lua files (Redis scripts, the
+// harness's post-function prelude) beside their
 // loader, and lay out the plugin-server directories.
 //
 // Kong 3.9 takes one plugin per pluginserver_<name> entry (kong/runloop/plugin_servers/
@@ -46,6 +47,8 @@ function main() {
     stdio: 'inherit',
   });
   copyLua(path.join(root, 'lib'), path.join(dist, 'lib'));
+  // The harness's Lua prelude for post-function / pre-function (harness/post-function.ts).
+  copyLua(path.join(root, 'harness'), path.join(dist, 'harness'));
 
   const names = pluginNames();
   for (const name of names) {
