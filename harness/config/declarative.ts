@@ -13,14 +13,9 @@ import type {
   ServiceEntity,
 } from './entities';
 import { isUuid, kongDeclarativeId, stableId } from './ids';
-import { FieldReader, isObj, type Obj } from './reader';
+import { ConfigError, FieldReader, isObj, type Obj } from './reader';
 
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid declarative config:\n  ${problems.join('\n  ')}`);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError };
 
 const MAX_TIMEOUT = 2147483646; // typedefs.timeout: between 1 and 2^31-2
 const HTTP_METHODS = /^[A-Z]+$/;

@@ -72,3 +72,11 @@ export class FieldReader {
     });
   }
 }
+
+/** A declarative config Kong would refuse, with every problem found. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid declarative config:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
