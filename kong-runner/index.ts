@@ -18,7 +18,6 @@ import {
   mkdirSync,
   mkdtempSync,
   readFileSync,
-  readdirSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -35,6 +34,7 @@ import {
 } from '../harness/pluginserver/layout';
 import type { Gateway, GatewayOptions, PluginDump, PluginServerMode } from '../harness/types';
 import { kongEnv, locateKong, type KongInstall } from './locate';
+import { alive, pidsWith, processTree, running } from './processes';
 import { freePort } from '../harness/free-port';
 
 export { locateKong } from './locate';
@@ -124,62 +124,6 @@ export function pluginServerSettings(
     if (k.startsWith('KONG_')) settings[k] = entry.slice(eq + 1);
   }
   return settings;
-}
-
-/** pids of live processes whose command line contains `marker`. */
-function pidsWith(marker: string): number[] {
-  const pids: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      if (cmd.includes(marker)) pids.push(Number(d));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids.filter((p) => p !== process.pid);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Parent pid of a process, from /proc/<pid>/stat (field 4, after the parenthesised name). */
-function parentPid(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return undefined;
-  }
-}
-
-/** `root` and every process below it (nginx workers carry no prefix in their command line). */
-function processTree(root: number): number[] {
-  const all = readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .map(Number);
-  const tree = [root];
-  for (let i = 0; i < tree.length; i++) {
-    for (const p of all) if (parentPid(p) === tree[i] && !tree.includes(p)) tree.push(p);
-  }
-  return tree;
-}
-
-/** Alive and not a zombie waiting for a parent to reap it. */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 function keepLogs(prefix: string, label: string): void {
