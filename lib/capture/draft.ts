@@ -13,7 +13,8 @@
  * scope, held for token-meter's log; with one process per plugin it crosses in the flag.
  */
 import type { HeaderMap, KongPdk } from '../pdk/kong';
-import { isChainProcess, slot, type RequestScope } from '../request/scope';
+import { slot, type RequestScope } from '../request/scope';
+import { isChainProcess } from '../request/scope-store';
 import type { TenantContext } from '../tenant/context';
 import type { TenantId } from '../tenant/tenant-id';
 import * as metrics from './metrics';

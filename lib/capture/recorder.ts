@@ -14,7 +14,7 @@ import { TenantLabels } from '../metrics/registry';
 import type { KongPdk } from '../pdk/kong';
 import type { RedisClient } from '../redis/client';
 import type { Keyspace } from '../redis/keys';
-import { isChainProcess } from '../request/scope';
+import { isChainProcess } from '../request/scope-store';
 import type { TenantRequest } from '../tenant/read';
 import { CaptureKeyring, loadCaptureSecret } from './crypto';
 import { CAPTURE_ANSWER_KEY, CAPTURE_DRAFT_SLOT, CAPTURE_FLAG_KEY, CAPTURE_HOLDER } from './draft';

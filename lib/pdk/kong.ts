@@ -161,3 +161,18 @@ export function headerLineCount(headers: HeaderMap): number {
   for (const values of Object.values(headers)) n += Math.max(1, values.length);
   return n;
 }
+
+/** `headers` after `service.request.setHeaders(writes)`: a new map, names lower-cased. */
+export function withHeaderWrites(
+  headers: HeaderMap,
+  writes: Record<string, HeaderValue>,
+): HeaderMap {
+  const next: HeaderMap = Object.assign(Object.create(null) as HeaderMap, headers);
+  for (const [name, value] of Object.entries(writes)) {
+    const k = name.toLowerCase();
+    const values = Array.isArray(value) ? value : [value];
+    if (values.length === 0) delete next[k];
+    else next[k] = values.map(String);
+  }
+  return next;
+}

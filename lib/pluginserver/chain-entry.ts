@@ -14,7 +14,8 @@
  */
 import { guardPhase } from '../plugin/phase';
 import { runChainLog } from '../request/chain-log';
-import { CHAIN_LOG_OWNER, declareChainProcess } from '../request/scope';
+import { declareChainProcess } from '../request/scope-store';
+import { CHAIN_LOG_OWNER } from '../request/log-holds';
 
 /** Plugins whose log work the chain's log phase runs; no log phase of their own in the chain. */
 export const LOG_IN_CHAIN: ReadonlySet<string> = new Set([

@@ -19,7 +19,7 @@
  */
 import type { KongPdk } from '../pdk/kong';
 import { findRequest } from '../tenant/read';
-import { CHAIN_LOG_OWNER } from './scope';
+import { CHAIN_LOG_OWNER } from './log-holds';
 
 export async function runChainLog(kong: KongPdk): Promise<void> {
   const req = await findRequest(kong, CHAIN_LOG_OWNER);

@@ -10,7 +10,8 @@
  */
 import type { KongPdk } from '../pdk/kong';
 import { TENANT_CONTEXT_KEY, carrierRequestKey } from '../tenant/context';
-import { findScope, isChainProcess, type RequestScope, type ScopeSlot } from './scope';
+import { findScope, type RequestScope, type ScopeSlot } from './scope';
+import { isChainProcess } from './scope-store';
 
 export interface LogRecordSpec<T> {
   /** The plugin whose log phase reads the record (it holds the scope until then). */

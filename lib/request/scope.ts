@@ -25,21 +25,14 @@ import {
   bodyToBuffer,
   firstHeader,
   normaliseHeaderMap,
+  withHeaderWrites,
   type HeaderMap,
   type HeaderValue,
   type KongPdk,
 } from '../pdk/kong';
 import type { TenantContext } from '../tenant/context';
+import { LogHolds, type DeferredLog } from './log-holds';
 import { SCOPE_IDLE_MS, SCOPE_TTL_MS, ScopeStore } from './scope-store';
-
-export {
-  MAX_SCOPES,
-  MAX_SCOPE_BODY_BYTES,
-  SCOPE_IDLE_MS,
-  SCOPE_TTL_MS,
-  declareChainProcess,
-  isChainProcess,
-} from './scope-store';
 
 /** A typed slot of a scope: one per fact, declared once beside the code that owns it. */
 export interface ScopeSlot<T> {
@@ -47,17 +40,6 @@ export interface ScopeSlot<T> {
   /** Only for the type. */
   readonly _type?: T;
 }
-
-/** Log work a plugin leaves for the chain's one log phase. */
-export interface DeferredLog {
-  readonly plugin: string;
-  /** Lower first: what frees a shared resource (a seat) before what only records. */
-  readonly order: number;
-  run(kong: KongPdk): Promise<void>;
-}
-
-/** The plugin whose log phase runs the chain's deferred log work (scripts/build.js). */
-export const CHAIN_LOG_OWNER = 'tenant-auth';
 
 export function slot<T>(name: string): ScopeSlot<T> {
   return Object.freeze({ name });
@@ -78,10 +60,8 @@ export class RequestScope {
   private jsonOf: Buffer | undefined;
   private jsonValue: unknown;
   private headerMap: HeaderMap | undefined;
-  /** Plugins whose log phase still needs this scope. */
-  private readonly holders = new Set<string>();
-  /** Log work left for the chain's one log phase (lib/request/for-log.ts). */
-  private readonly deferred: DeferredLog[] = [];
+  /** Who still needs the scope for a log phase, and the log work left for the chain's. */
+  private readonly holds = new LogHolds();
 
   constructor(readonly key: string) {}
 
@@ -170,15 +150,7 @@ export class RequestScope {
 
   /** What `service.request.setHeaders(map)` did to the request headers, mirrored. */
   applyHeaderWrites(map: Record<string, HeaderValue>): void {
-    if (!this.headerMap) return;
-    const next: HeaderMap = Object.assign(Object.create(null) as HeaderMap, this.headerMap);
-    for (const [name, value] of Object.entries(map)) {
-      const k = name.toLowerCase();
-      const values = Array.isArray(value) ? value : [value];
-      if (values.length === 0) delete next[k];
-      else next[k] = values.map(String);
-    }
-    this.headerMap = next;
+    if (this.headerMap) this.headerMap = withHeaderWrites(this.headerMap, map);
   }
 
   /**
@@ -239,39 +211,31 @@ export class RequestScope {
 
   /** `plugin`'s log phase will need this scope: it is kept until `release(plugin)` (or TTL). */
   hold(plugin: string): void {
-    this.holders.add(plugin);
+    this.holds.hold(plugin);
   }
 
-  /**
-   * Leaves `run` for the chain's log phase (tenant-auth's, in the co-hosted process) instead of
-   * `plugin`'s own; the scope is kept until it ran (or TTL). `order` sorts the work there.
-   */
+  /** Leaves log work for the chain's one log phase (log-holds.ts). */
   defer(entry: DeferredLog): void {
-    this.deferred.push(entry);
-    this.hold(CHAIN_LOG_OWNER);
+    this.holds.defer(entry);
   }
 
-  /** The work left for the chain's log phase, in its order; each entry is taken once. */
   takeDeferred(): DeferredLog[] {
-    return this.deferred.splice(0).sort((a, b) => a.order - b.order);
+    return this.holds.takeDeferred();
   }
 
-  /** `plugin`'s own deferred work, taken (its own log phase ran after all). */
   takeDeferredOf(plugin: string): DeferredLog | undefined {
-    const i = this.deferred.findIndex((d) => d.plugin === plugin);
-    return i < 0 ? undefined : this.deferred.splice(i, 1)[0];
+    return this.holds.takeDeferredOf(plugin);
   }
 
   /** `plugin`'s log phase is done with the scope; the last holder ends it. */
   release(plugin: string): void {
-    this.holders.delete(plugin);
-    if (this.holders.size === 0) store.end(this);
+    if (this.holds.release(plugin)) store.end(this);
   }
 
   /** Ended by the store's sweep: past its TTL, or unheld and untouched for SCOPE_IDLE_MS. */
   expired(now: number): boolean {
     if (now - this.bornAt > SCOPE_TTL_MS) return true;
-    return this.holders.size === 0 && now - this.touchedAt > SCOPE_IDLE_MS;
+    return !this.holds.held && now - this.touchedAt > SCOPE_IDLE_MS;
   }
 
   /** Marks the scope in use (a plugin found it). */

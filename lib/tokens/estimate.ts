@@ -10,7 +10,8 @@
  * assumed a short answer would let a long one overshoot.
  */
 import type { KongPdk } from '../pdk/kong';
-import { isChainProcess, slot, type RequestScope } from '../request/scope';
+import { slot, type RequestScope } from '../request/scope';
+import { isChainProcess } from '../request/scope-store';
 import { countChatPromptTokens, countTextTokens, type CountableMessage } from './tokenize';
 import { SHARED_KEYS } from '../request/shared-keys';
 

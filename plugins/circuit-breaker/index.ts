@@ -21,7 +21,7 @@ import { definePlugin, startUpOf } from '../../lib/plugin/define';
 import { type KongPdk } from '../../lib/pdk/kong';
 import { readConfig } from '../../lib/schema/config';
 import { readRequest } from '../../lib/tenant/read';
-import { isChainProcess } from '../../lib/request/scope';
+import { isChainProcess } from '../../lib/request/scope-store';
 import { SEAT_HAND_OFF, markSeatTaker, routeKeyOf } from '../../lib/request/seat';
 import type { Admission } from './breakers';
 import { direct } from './direct';

@@ -8,7 +8,8 @@ import type { KongPdk } from '../../lib/pdk/kong';
 import type { AdmitDecision } from '../../lib/redis/tenant-limits';
 import { leaveForLog } from '../../lib/request/for-log';
 import { hasSeatTaker, type SeatHandOff } from '../../lib/request/seat';
-import { isChainProcess, type RequestScope } from '../../lib/request/scope';
+import { type RequestScope } from '../../lib/request/scope';
+import { isChainProcess } from '../../lib/request/scope-store';
 import {
   LOCAL_SCOPE,
   QUEUE_WAIT_HEADER,

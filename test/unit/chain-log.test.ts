@@ -102,7 +102,7 @@ function request() {
 test.serial(
   'the work left in access runs once in the chain log, in order; an error does not stop the rest',
   async (t) => {
-    const { declareChainProcess } = await import('../../lib/request/scope');
+    const { declareChainProcess } = await import('../../lib/request/scope-store');
     declareChainProcess();
     const { scope, carrier } = request();
     const ran: string[] = [];

@@ -7,15 +7,13 @@
  */
 import test from 'ava';
 import {
-  MAX_SCOPE_BODY_BYTES,
-  SCOPE_IDLE_MS,
-  SCOPE_TTL_MS,
   adoptScope,
   findScope,
   openScope,
   privateScope,
   scopeStats,
 } from '../../lib/request/scope';
+import { MAX_SCOPE_BODY_BYTES, SCOPE_IDLE_MS, SCOPE_TTL_MS } from '../../lib/request/scope-store';
 import type { KongPdk } from '../../lib/pdk/kong';
 import { GatewayError } from '../../lib/http/errors';
 import {
