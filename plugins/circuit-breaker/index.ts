@@ -5,17 +5,8 @@
  * node (bulkhead), so one tenant's failing or hanging upstream cannot drag the others.
  * Outcomes are recorded in `log`, where Kong says who answered and how.
  *
- * PDK calls (each one IPC round trip with Kong):
- *   access: ctx.shared.get, nginx.getVar                                       = 2
- *     + router.getService when the request stays on the service's own target   = 3
- *     + service.setTarget when routed to a configured upstream                  = 3
- *     + service.request.setPath when that upstream has a path                   + 1
- *     + request.getRawBody, service.request.setRawBody when a model is written  + 2
- *     + response.setHeaders when falling back                                  + 1
- *     refusal: response.exit (+ log.err on an unexpected error)
- *   log: ctx.shared.get of the saved log facts (batched with the phase's other reads: 0..1);
- *     where kong.yml's log snippet is not on the route, + log.serialize,
- *     + response.getSource for a request this plugin admitted                   = 1..3
+ * Its PDK calls per request are stated once, in the README ("PDK calls per phase"), and held
+ * there by test/harness/circuit-breaker-pdk-calls.test.ts.
  */
 import { definePlugin, startUpOf } from '../../lib/plugin/define';
 import { type KongPdk } from '../../lib/pdk/kong';

@@ -5,15 +5,8 @@
  * namespace, assembly assertion, per-tenant decryption) and hands the chunks to the upstream
  * as a fenced system message and/or the gateway-owned `X-Retrieval-Context` header.
  *
- * PDK calls on the access path (each one IPC round trip with Kong):
- *   ctx.shared.get (TenantContext)                                             = 1
- *   + request.getRawBody(0) when the plan retrieves (top_k > 0)                 = 2
- *   + with hits: service.request.setRawBody (system_message) and/or
- *     service.request.setHeaders (header), then log.setSerializeValue         = 4 (5 with both)
- *   without hits: log.setSerializeValue                                       = 3
- *   skipped (dependency down, on_unavailable=skip): service.request.setHeaders,
- *     response.setHeader, log.setSerializeValue                                = 5
- *   refusal: response.exit                                                     = 3
+ * Its PDK calls per request are stated once, in the README ("PDK calls per phase"); the chain
+ * benchmark counts them on the real Kong (docs/benchmarks.md, "The chain").
  * No log phase, no response phase.
  */
 import { GatewayError } from '../../lib/http/errors';

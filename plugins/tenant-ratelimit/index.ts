@@ -4,15 +4,8 @@
  * queuing of the shared upstream's capacity, so one tenant's flood cannot raise another
  * tenant's latency. Runs right after tenant-auth; refuses to run without its TenantContext.
  *
- * PDK calls (each one IPC round trip with Kong):
- *   access: ctx.shared.get (TenantContext), ctx.shared.get (token estimate),
- *           ctx.shared.set (our record for log), response.setHeaders             = 4
- *           + request.getRawBody and ctx.shared.set when no estimate was published = 6
- *           + request.getHeader (the flex header) when flex is on, the tenant's plan may
- *             mark flex work and the body did not already say service_tier "flex"  = 5 / 7
- *           (response.setHeaders is skipped when there is no header to send)
- *           refusals: response.exit instead of ctx.shared.set + setHeaders
- *   log:    ctx.shared.get (our record), ctx.shared.get (observed usage)           = 2
+ * Its PDK calls per request are stated once, in the README ("Cost on the request path"), and
+ * held there by test/harness/tenant-ratelimit-pdk-calls.test.ts.
  * Redis round trips (tenant_ratelimit_redis_round_trips_total, by phase), each a batch of
  * scripts written together on the one connection:
  *   access: 1 (tenant limits + fair-queue acquire together; the limits alone without a queue)
