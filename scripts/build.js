@@ -70,7 +70,7 @@ function main() {
       `'use strict';\n// Entry of the co-hosted plugin server: one of the chain's ${names.length} plugins served by one process\n` +
         `// (its log phase as the chain runs it: lib/pluginserver/chain-entry.ts).\n` +
         `require('../lib/pluginserver/harden.js');\n` +
-        `require('../lib/request/scope.js').declareChainProcess();\n` +
+        `require('../lib/request/scope-store.js').declareChainProcess();\n` +
         `module.exports = require('../lib/pluginserver/chain-entry.js').chainEntry(require('../plugins/${name}/index.js'));\n`,
     );
     // What Kong's query command dumps in the chain layout: the chain's entry, alone.

@@ -56,7 +56,7 @@ try {
     // each is served as its own directory serves it but for that; and what Kong reads of it
     // (its query directory, dist/chain-query/<name>) is exactly what the chain serves.
     const { LOG_IN_CHAIN } = require(path.join(root, 'dist/lib/pluginserver/chain-entry.js'));
-    const { CHAIN_LOG_OWNER } = require(path.join(root, 'dist/lib/request/scope.js'));
+    const { CHAIN_LOG_OWNER } = require(path.join(root, 'dist/lib/request/log-holds.js'));
     const dumpOf = (dir) => {
       const d = JSON.parse(
         execFileSync(bin, ['-d', dir, '--dump-all-plugins'], { encoding: 'utf8' }),
