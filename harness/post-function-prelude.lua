@@ -125,22 +125,26 @@ function H.compile(key, code)
   compiled[key] = compiled[key] or {}
   table.insert(compiled[key], { fn = f, first = true })
 end
+-- Runs the compiled snippets of `key` in order; a snippet that returns a function on its first
+-- call is replaced by that function (Kong's pre-/post-function closure form).
+local function run_all(key)
+  for _, c in ipairs(compiled[key] or {}) do
+    if c.first then
+      c.first = false
+      local res = c.fn()
+      if type(res) == 'function' then c.fn = res; res() end
+    else
+      c.fn()
+    end
+  end
+end
+
 function H.body_filter(key, rid, chunk, eof)
   local r = requests[rid]
   if not r then r = { ctx = {} }; requests[rid] = r end
   r.arg = { chunk, eof }
   CUR = r
-  local ok, err = pcall(function()
-    for _, c in ipairs(compiled[key] or {}) do
-      if c.first then
-        c.first = false
-        local res = c.fn()
-        if type(res) == 'function' then c.fn = res; res() end
-      else
-        c.fn()
-      end
-    end
-  end)
+  local ok, err = pcall(run_all, key)
   CUR = nil
   if eof then requests[rid] = nil end
   if not ok then return tostring(err) end
@@ -151,17 +155,7 @@ function H.access(key, rid)
   local r = requests[rid]
   if not r then r = { ctx = {} }; requests[rid] = r end
   CUR = r
-  local ok, err = pcall(function()
-    for _, c in ipairs(compiled[key] or {}) do
-      if c.first then
-        c.first = false
-        local res = c.fn()
-        if type(res) == 'function' then c.fn = res; res() end
-      else
-        c.fn()
-      end
-    end
-  end)
+  local ok, err = pcall(run_all, key)
   CUR = nil
   requests[rid] = nil
   if ok then return 'ret' end
