@@ -10,15 +10,39 @@
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { threadId } from 'node:worker_threads';
 
 const LOWEST = 20000;
+
+/**
+ * Ports this process has handed out. A port is checked free and handed over, but the caller
+ * binds it later (often much later: a whole cluster's ports are chosen before its first node
+ * starts), so a second call meanwhile would find it free again. A CI run lost a soak that way:
+ * two of its eighteen metrics ports came out equal, one plugin server could not listen, and
+ * its gauge was read from the other's port.
+ */
+const handedOut = new Set<number>();
+
+/**
+ * Where this process starts looking: its own stretch of the range, by pid and worker thread,
+ * so that test files running side by side (ava's workers) walk different stretches and rarely
+ * meet on a port one of them has chosen and not yet bound. Every stretch wraps into the rest.
+ */
+const SLICES = 16;
+const slice = (process.pid * 7 + threadId) % SLICES;
 
 /** A free port between 20000 and the kernel's ephemeral range, checked by listening on it. */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   const low = ephemeralLow();
-  for (let i = 0; i < 200; i++) {
-    const port = LOWEST + Math.floor(Math.random() * Math.max(1, low - LOWEST));
-    if (await canListen(port, host)) return port;
+  const span = Math.max(1, low - LOWEST);
+  const width = Math.max(1, Math.floor(span / SLICES));
+  const start = slice * width + Math.floor(Math.random() * width);
+  for (let i = 0; i < span; i++) {
+    const port = LOWEST + ((start + i) % span);
+    if (handedOut.has(port)) continue;
+    if (!(await canListen(port, host))) continue;
+    handedOut.add(port);
+    return port;
   }
   throw new Error(`no free port between ${LOWEST} and the ephemeral range (${low})`);
 }
@@ -26,10 +50,7 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 /** `n` distinct free ports. */
 export async function freePorts(n: number, host = '127.0.0.1'): Promise<number[]> {
   const out: number[] = [];
-  while (out.length < n) {
-    const port = await freePort(host);
-    if (!out.includes(port)) out.push(port);
-  }
+  for (let i = 0; i < n; i++) out.push(await freePort(host));
   return out;
 }
 
