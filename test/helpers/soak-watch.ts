@@ -277,15 +277,19 @@ export function lagTargets(cluster: SoakCluster): LagTarget[] {
   return out;
 }
 
+/** One plugin server's metrics; asked up to three times, since the machine may be busy with other tests. */
 async function scrape(port: number): Promise<string | undefined> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${port}/metrics`, {
-      signal: AbortSignal.timeout(5000),
-    });
-    return res.ok ? await res.text() : undefined;
-  } catch {
-    return undefined;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`, {
+        signal: AbortSignal.timeout(5000),
+      });
+      if (res.ok) return await res.text();
+    } catch {
+      // asked again below
+    }
   }
+  return undefined;
 }
 
 const gauge = (text: string | undefined, name: string): number | undefined => {
