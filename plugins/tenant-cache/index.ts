@@ -12,7 +12,8 @@
  * request shape are stated once, in the README ("Code layout", "PDK calls per phase").
  */
 import { CACHE_STATUS_KEY, CACHE_STATUS_SLOT, type CacheStatus } from '../../lib/cache/status';
-import { guardPhase } from '../../lib/plugin/phase';
+import type { KongPdk } from '../../lib/pdk/kong';
+import { definePlugin } from '../../lib/plugin/define';
 import { leaveForLog, takeForLog } from '../../lib/request/for-log';
 import { readRequest } from '../../lib/tenant/read';
 import { notStored } from './errors';
@@ -23,69 +24,58 @@ import { startUp, type StartUp } from './ready';
 import { Schema } from './schema';
 import { storePending } from './store';
 
-export const Name = PLUGIN_NAME;
-export const Version = '0.1.0';
-/** After tenant-ratelimit (1000), before token-meter (800). */
-export const Priority = 900;
+export const { Name, Version, Priority, Plugin } = definePlugin<StartUp>({
+  name: PLUGIN_NAME,
+  version: '0.1.0',
+  /** After tenant-ratelimit (1000), before token-meter (800). */
+  priority: 900,
+  schema: Schema,
+  // Never a misconfiguration to the kit: an unusable config (or no secret) bypasses (ready.ts).
+  startUp: (raw) => ({ ok: true, ready: startUp(raw) }),
+  metricsAt: (s) =>
+    s.ok ? { port: s.config.metrics_port, host: s.config.metrics_host } : { port: 0, host: '' },
+  access,
+  // One process per plugin; in the co-hosted chain the store runs in tenant-auth's log.
+  log,
+});
 export { Schema };
 /** What access leaves for log on a cacheable miss (ctx.shared, versioned JSON, pending.ts). */
 export { PENDING_KEY } from './pending';
 
-export class Plugin {
-  /** Never throws past the config read: an unusable config (or no secret) bypasses. */
-  private readonly state: StartUp;
-
-  constructor(raw: unknown) {
-    this.state = startUp(raw);
+async function access(state: StartUp, kong: KongPdk): Promise<void> {
+  // Fails closed: no tenant, no cache read, no proxying.
+  const { tenant: ctx, scope } = await readRequest(kong, PLUGIN_NAME);
+  const tenant = metrics.tenantLabels(state.config.metrics_max_tenants).label(ctx.tenantId);
+  const outcome = await decide(state, kong, scope, ctx, tenant);
+  const reason =
+    outcome.status === 'hit' ? (outcome.match === 'exact' ? 'hit' : 'semantic') : outcome.reason;
+  metrics.lookups.inc({ tenant, status: outcome.status, reason });
+  await kong.ctx.shared.set(CACHE_STATUS_KEY, outcome.status satisfies CacheStatus);
+  scope.set(CACHE_STATUS_SLOT, outcome.status);
+  if (outcome.status === 'hit') {
+    answerHit(kong, outcome, tenant);
+    return;
   }
-
-  async access(kong: unknown): Promise<void> {
-    await guardPhase(kong, Name, 'access', async (k) => {
-      // Fails closed: no tenant, no cache read, no proxying.
-      const { tenant: ctx, scope } = await readRequest(k, Name);
-      const tenant = metrics
-        .tenantLabels(this.state.config.metrics_max_tenants)
-        .label(ctx.tenantId);
-      const outcome = await decide(this.state, k, scope, ctx, tenant);
-      const reason =
-        outcome.status === 'hit'
-          ? outcome.match === 'exact'
-            ? 'hit'
-            : 'semantic'
-          : outcome.reason;
-      metrics.lookups.inc({ tenant, status: outcome.status, reason });
-      await k.ctx.shared.set(CACHE_STATUS_KEY, outcome.status satisfies CacheStatus);
-      scope.set(CACHE_STATUS_SLOT, outcome.status);
-      if (outcome.status === 'hit') {
-        answerHit(k, outcome, tenant);
-        return;
-      }
-      if (outcome.pending) {
-        const state = this.state;
-        await leaveForLog(k, scope, PENDING, outcome.pending, (lk, pending, sc) =>
-          storePending(state, lk, pending, sc),
-        );
-        await k.service.request.enableBuffering();
-      }
-      if (this.state.config.status_header) {
-        await k.response.setHeader('X-Cache-Status', outcome.status === 'miss' ? 'MISS' : 'BYPASS');
-      }
-    });
+  if (outcome.pending) {
+    await leaveForLog(kong, scope, PENDING, outcome.pending, (lk, pending, sc) =>
+      storePending(state, lk, pending, sc),
+    );
+    await kong.service.request.enableBuffering();
   }
-
-  /** One process per plugin; in the co-hosted chain the store runs in tenant-auth's log. */
-  async log(kong: unknown): Promise<void> {
-    await guardPhase(kong, Name, 'log', async (k) => {
-      // Nothing here may throw (errors.ts): the store catches its own errors.
-      let taken;
-      try {
-        taken = await takeForLog(k, PENDING);
-        taken.done();
-      } catch (e) {
-        await notStored(k, e);
-        return;
-      }
-      if (taken.record) await storePending(this.state, k, taken.record, taken.scope);
-    });
+  if (state.config.status_header) {
+    await kong.response.setHeader('X-Cache-Status', outcome.status === 'miss' ? 'MISS' : 'BYPASS');
   }
+}
+
+async function log(state: StartUp, kong: KongPdk): Promise<void> {
+  // Nothing here may throw (errors.ts): the store catches its own errors.
+  let taken;
+  try {
+    taken = await takeForLog(kong, PENDING);
+    taken.done();
+  } catch (e) {
+    await notStored(kong, e);
+    return;
+  }
+  if (taken.record) await storePending(state, kong, taken.record, taken.scope);
 }

@@ -1,11 +1,12 @@
 /**
  * tenant-cache's start-up: the config read and checked once, and what every request uses built
- * from it (the key namespace, the per-tenant keyring from the master secret, the Redis client,
- * the metrics endpoint), or the reason it cannot cache. Never throws past the config read: an
- * unusable config, or no master secret, makes every request bypass the cache (the traffic
- * flows, uncached) instead of Kong failing StartInstance.
+ * from it (the key namespace, the per-tenant keyring from the master secret, the Redis client),
+ * or the reason it cannot cache. Never throws past the config read: an unusable config, or no
+ * master secret, makes every request bypass the cache (the traffic flows, uncached) instead of
+ * Kong failing StartInstance. To the plugin kit (index.ts) both are a start-up that succeeded:
+ * a cache that cannot cache still serves, so the kit's `plugin_misconfigured` refusal is not
+ * for it; it serves metrics only when it can cache.
  */
-import { serveMetrics } from '../../lib/metrics/registry';
 import { createRedis, type RedisClient } from '../../lib/redis/client';
 import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
 import { readConfig } from '../../lib/schema/config';
@@ -47,11 +48,6 @@ export function startUp(raw: unknown): StartUp {
     const redis = createRedis({
       url: config.redis.url,
       commandTimeoutMs: config.redis.timeout_ms,
-    });
-    serveMetrics(PLUGIN_NAME, config.metrics_port, config.metrics_host, (e) => {
-      process.stderr.write(
-        `${PLUGIN_NAME}: metrics endpoint ${config.metrics_host}:${config.metrics_port} failed: ${e.message}\n`,
-      );
     });
     return { ok: true, config, ready: { config, keyspace, keyring, redis } };
   } catch (e) {

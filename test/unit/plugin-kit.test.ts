@@ -139,3 +139,14 @@ test('log: an error is logged, never answered (the response has gone)', async (t
   t.deepEqual(exits, []);
   t.true(errors.some((e) => e.includes('log boom')));
 });
+
+test('tenant-cache on the kit: a config it cannot use bypasses the cache, never the kit refusal', async (t) => {
+  const cache = await import('../../plugins/tenant-cache/index');
+  const p = new cache.Plugin({ master_key_env: 'KTA_NO_SUCH_SECRET_ENV' });
+  t.true(p.startUp.ok, 'the kit sees a start-up that succeeded: no plugin_misconfigured');
+  const state = p.startUp.ok ? p.startUp.ready : undefined;
+  t.is(state?.ok, false, 'the cache itself is off');
+  t.regex(state && !state.ok ? state.reason : '', /secret|KTA_NO_SUCH_SECRET_ENV/i);
+  t.is(typeof (cache.Plugin.prototype as { access?: unknown }).access, 'function');
+  t.is(typeof (cache.Plugin.prototype as { log?: unknown }).log, 'function');
+});
