@@ -47,6 +47,8 @@ function main() {
     stdio: 'inherit',
   });
   copyLua(path.join(root, 'lib'), path.join(dist, 'lib'));
+  // Each plugin's own Redis scripts (plugins/<name>/scripts) and snippets.
+  copyLua(path.join(root, 'plugins'), path.join(dist, 'plugins'));
   // The harness's Lua prelude for post-function / pre-function (harness/post-function.ts).
   copyLua(path.join(root, 'harness'), path.join(dist, 'harness'));
 

@@ -86,7 +86,7 @@ export interface Keyspace {
   /**
    * Sorted set of Milvus row id -> expiry ms: the tenant's semantic-cache rows
    * (plugins/tenant-cache/semantic/collection.ts), so each tenant's rows are bounded in number
-   * and age (see scripts/semantic-index-add-1.lua).
+   * and age (see the semantic cache's semantic-index-add-1.lua).
    */
   semanticIndex(tenant: TenantId): RedisKey;
   /**

@@ -6,7 +6,7 @@
 import type { KongPdk } from '../../lib/pdk/kong';
 import { untilFirstConnected } from '../../lib/redis/client';
 import type { ServiceClass } from '../../lib/redis/fair-queue';
-import { chargeableTokens } from '../../lib/redis/tenant-limits';
+import { chargeableTokens } from './tenant-limits';
 import { SEAT_HAND_OFF } from '../../lib/request/seat';
 import type { RequestScope } from '../../lib/request/scope';
 import type { TenantContext } from '../../lib/tenant/context';

@@ -3,7 +3,7 @@
  * `RateLimit-Policy: "rpm";q=600;w=60` and `RateLimit: "rpm";r=12;t=3`, Structured Field
  * lists, one item per policy) and the queue wait of an admitted request.
  */
-import type { AdmitDecision, TenantLimits } from '../../lib/redis/tenant-limits';
+import type { AdmitDecision, TenantLimits } from './tenant-limits';
 
 export const QUEUE_WAIT_HEADER = 'X-Queue-Wait-Ms';
 /** The class that served (or refused) the request: `urgent` or `flex`. */

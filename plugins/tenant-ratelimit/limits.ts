@@ -2,7 +2,7 @@
  * A tenant's effective limits: its plan's (or the default limits), with its own overrides
  * on top. Bursts default to one minute's worth.
  */
-import type { TenantLimits } from '../../lib/redis/tenant-limits';
+import type { TenantLimits } from './tenant-limits';
 import type { TenantContext } from '../../lib/tenant/context';
 import type { LimitsConfig, LimitsOverride, TenantRatelimitConfig } from './config';
 

@@ -8,8 +8,8 @@
  * State is bounded: at most `maxTenants` tenants (the least recently seen is dropped), and
  * every lease expires by itself.
  */
-import type { AdmitDecision, TenantLimits } from '../../lib/redis/tenant-limits';
-import { bucketArgs, chargeableTokens } from '../../lib/redis/tenant-limits';
+import type { AdmitDecision, TenantLimits } from './tenant-limits';
+import { bucketArgs, chargeableTokens } from './tenant-limits';
 import type { TenantId } from '../../lib/tenant/tenant-id';
 
 interface Bucket {

@@ -5,7 +5,7 @@
  */
 import { GatewayError } from '../../lib/http/errors';
 import type { ServiceClass } from '../../lib/redis/fair-queue';
-import type { AdmitDecision, TenantLimits } from '../../lib/redis/tenant-limits';
+import type { AdmitDecision, TenantLimits } from './tenant-limits';
 import { LOCAL_SCOPE, SCOPE_HEADER, SERVICE_CLASS_HEADER, rateLimitHeaders } from './headers';
 import type { Scope } from './state';
 

@@ -5,7 +5,7 @@
  */
 import { GatewayError } from '../../lib/http/errors';
 import type { KongPdk } from '../../lib/pdk/kong';
-import type { AdmitDecision } from '../../lib/redis/tenant-limits';
+import type { AdmitDecision } from './tenant-limits';
 import { leaveForLog } from '../../lib/request/for-log';
 import { hasSeatTaker, type SeatHandOff } from '../../lib/request/seat';
 import { type RequestScope } from '../../lib/request/scope';

@@ -6,7 +6,7 @@
  */
 import type { LogRecordSpec } from '../../lib/request/for-log';
 import { slot } from '../../lib/request/scope';
-import type { TenantLimits } from '../../lib/redis/tenant-limits';
+import type { TenantLimits } from './tenant-limits';
 import { SHARED_KEYS } from '../../lib/request/shared-keys';
 
 export const PLUGIN_NAME = 'tenant-ratelimit';

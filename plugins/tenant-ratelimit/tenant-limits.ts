@@ -4,10 +4,14 @@
  * that expire by themselves). scripts/tenant-admit-3.lua decides, scripts/tenant-settle-2.lua
  * ends a request: it releases the lease and corrects the token charge to the observed usage.
  */
-import type { TenantId } from '../tenant/tenant-id';
-import type { RedisClient } from './client';
-import type { Keyspace } from './keys';
-import { loadScript, runScript } from './lua-script';
+import { join } from 'node:path';
+import type { RedisClient } from '../../lib/redis/client';
+import type { Keyspace } from '../../lib/redis/keys';
+import { loadScript, runScript } from '../../lib/redis/lua-script';
+import type { TenantId } from '../../lib/tenant/tenant-id';
+
+/** tenant-ratelimit's own Lua scripts (scripts/, copied beside the build by scripts/build.js). */
+const SCRIPTS = join(__dirname, 'scripts');
 
 /** Limits of one tenant; 0 turns a limit off. Rates are per minute, as operators write them. */
 export interface TenantLimits {
@@ -78,7 +82,7 @@ export async function admitTenant(
   const [tokCap, tokRate] = bucketArgs(limits.tokensPerMinute, limits.tokenBurst);
   const reply = await runScript(
     client,
-    loadScript('tenant-admit-3'),
+    loadScript('tenant-admit-3', SCRIPTS),
     [
       keys.rateBucket(tenant, 'requests'),
       keys.rateBucket(tenant, 'tokens'),
@@ -132,7 +136,7 @@ export async function settleTenant(
   const [tokCap, tokRate] = bucketArgs(limits.tokensPerMinute, limits.tokenBurst);
   const reply = await runScript(
     client,
-    loadScript('tenant-settle-2'),
+    loadScript('tenant-settle-2', SCRIPTS),
     [keys.rateBucket(tenant, 'tokens'), keys.concurrencyLeases(tenant)],
     [leaseId, tokCap, tokRate, Math.round(correction)],
   );

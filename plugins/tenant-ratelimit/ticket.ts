@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ServiceClass } from '../../lib/redis/fair-queue';
-import type { TenantLimits } from '../../lib/redis/tenant-limits';
+import type { TenantLimits } from './tenant-limits';
 import type { TenantContext } from '../../lib/tenant/context';
 import type { TenantId } from '../../lib/tenant/tenant-id';
 import type { TokenEstimate } from '../../lib/tokens/estimate';

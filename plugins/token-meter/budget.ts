@@ -6,9 +6,13 @@
  */
 import type { RedisClient } from '../../lib/redis/client';
 import type { Keyspace, RedisKey } from '../../lib/redis/keys';
+import { join } from 'node:path';
 import { loadScript, runScript } from '../../lib/redis/lua-script';
 import type { TenantId } from '../../lib/tenant/tenant-id';
 import type { FlatPrice } from './pricing';
+
+/** token-meter's own Lua scripts (scripts/, copied beside the build by scripts/build.js). */
+const SCRIPTS = join(__dirname, 'scripts');
 
 /** How a request was served below what it asked: another model, or fewer completion tokens. */
 export type Downgrade = 'none' | 'fallback' | 'clamp';
@@ -134,7 +138,7 @@ export async function reserveBudget(
   });
   const reply = await runScript(
     redis,
-    loadScript('budget-reserve-4'),
+    loadScript('budget-reserve-4', SCRIPTS),
     budgetKeys(keys, tenant, period),
     args,
   );
@@ -189,7 +193,7 @@ export async function sweepExpired(
 ): Promise<SweepResult> {
   const reply = await runScript(
     redis,
-    loadScript('budget-sweep-4'),
+    loadScript('budget-sweep-4', SCRIPTS),
     budgetKeys(keys, tenant, period),
     [Math.ceil(minTtlMs), limit],
   );
@@ -241,7 +245,7 @@ export async function settleBudget(
   if (s.ledger) for (const [k, v] of Object.entries(s.ledger)) args.push(k, v);
   const reply = await runScript(
     redis,
-    loadScript('budget-settle-4'),
+    loadScript('budget-settle-4', SCRIPTS),
     budgetKeys(keys, tenant, period),
     args,
   );

@@ -115,7 +115,7 @@ function budgetControl(
           `tenant ${tenant} (plan ${plan ?? 'none'}) has no budget in token-meter's config`,
         );
       }
-      // The counters token-meter's reserve script reads (lib/redis/scripts/budget-reserve-4.lua):
+      // The counters token-meter's reserve script reads (plugins/token-meter/scripts/budget-reserve-4.lua):
       // integers, cost in nano-USD.
       const key = keyspace.budget(parseTenantId(tenant), periodAt(period, Date.now()).id);
       const fields = ['used_tokens', 'used_cost'];

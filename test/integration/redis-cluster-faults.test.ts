@@ -14,7 +14,7 @@ import { closeAllRedis, type RedisClusterClient } from '../../lib/redis/client';
 import { isRedisUnavailable } from '../../lib/redis/errors';
 import { hashSlot } from '../../lib/redis/hash-slot';
 import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
-import { admitTenant } from '../../lib/redis/tenant-limits';
+import { admitTenant } from '../../plugins/tenant-ratelimit/tenant-limits';
 import type { TenantId } from '../../lib/tenant/tenant-id';
 import { settleBudget, type Settlement } from '../../plugins/token-meter/budget';
 import {

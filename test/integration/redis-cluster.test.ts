@@ -14,8 +14,9 @@ import { closeAllRedis, type RedisClusterClient } from '../../lib/redis/client';
 import { acquireSeat, grantedTickets, releaseSeat } from '../../lib/redis/fair-queue';
 import { hashSlot } from '../../lib/redis/hash-slot';
 import type { Keyspace } from '../../lib/redis/keys';
-import { loadScript, runScript } from '../../lib/redis/lua-script';
-import { admitTenant, settleTenant } from '../../lib/redis/tenant-limits';
+import { runScript } from '../../lib/redis/lua-script';
+import { admitTenant, settleTenant } from '../../plugins/tenant-ratelimit/tenant-limits';
+import { productScript } from '../fixtures/redis/product-scripts';
 import { takeTokens } from '../fixtures/redis/token-bucket';
 import { createTenantContext } from '../../lib/tenant/context';
 import type { TenantId } from '../../lib/tenant/tenant-id';
@@ -85,7 +86,7 @@ test('positive control: a script whose keys span two tenants is refused (CROSSSL
   const err = await t.throwsAsync(
     runScript(
       redis,
-      loadScript('tenant-settle-2'),
+      productScript('tenant-settle-2'),
       [keys.rateBucket(a, 'tokens'), keys.concurrencyLeases(b)],
       ['lease', 0, 0, 0],
     ),

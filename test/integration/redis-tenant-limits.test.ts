@@ -6,7 +6,11 @@
 import test, { type ExecutionContext } from 'ava';
 import { closeAllRedis, type RedisClient } from '../../lib/redis/client';
 import type { Keyspace } from '../../lib/redis/keys';
-import { admitTenant, settleTenant, type TenantLimits } from '../../lib/redis/tenant-limits';
+import {
+  admitTenant,
+  settleTenant,
+  type TenantLimits,
+} from '../../plugins/tenant-ratelimit/tenant-limits';
 import { parseTenantId } from '../../lib/tenant/tenant-id';
 import { connectRedis, deleteKeyspace, randomKeyspace } from './services';
 

@@ -9,7 +9,7 @@ import { isGatewayError } from '../../lib/http/errors';
 import type { KongPdk } from '../../lib/pdk/kong';
 import { closeAllRedis, createRedis, type RedisClient } from '../../lib/redis/client';
 import type { UpstreamCapacity } from '../../lib/redis/fair-queue';
-import type { TenantLimits } from '../../lib/redis/tenant-limits';
+import type { TenantLimits } from '../../plugins/tenant-ratelimit/tenant-limits';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantRatelimitConfig } from '../../plugins/tenant-ratelimit/config';
 import { Limiters, type Limiter } from '../../plugins/tenant-ratelimit/limiters/limiter';

@@ -17,11 +17,11 @@ import {
   loadScript,
   LuaScriptError,
   runScript,
-  scriptNames,
   SHARED_INCLUDES_DIR,
 } from '../../lib/redis/lua-script';
 import { createKeyspace } from '../../lib/redis/keys';
 import { parseTenantId } from '../../lib/tenant/tenant-id';
+import { productScripts } from '../fixtures/redis/product-scripts';
 import { tokenBucketScript } from '../fixtures/redis/token-bucket';
 
 /** A fresh directory holding `files` (path -> text), removed after the test. */
@@ -177,10 +177,17 @@ test('<includes>/… names the shared includes from a script outside lib/redis/s
 test('every product script resolves to Lua that compiles, each include defined once', async (t) => {
   const lua = await new LuaFactory().createEngine();
   t.teardown(() => lua.global.close());
-  const names = scriptNames();
-  t.true(names.includes('fair-queue-acquire-8'));
+  const scripts = productScripts();
+  const names = scripts.map((s) => s.name);
+  for (const n of [
+    'fair-queue-acquire-8',
+    'tenant-admit-3',
+    'budget-reserve-4',
+    'semantic-index-add-1',
+  ])
+    t.true(names.includes(n), n);
   t.false(names.some((n) => n.startsWith('includes')));
-  for (const name of [...names.map((n) => loadScript(n)), tokenBucketScript()]) {
+  for (const name of [...scripts, tokenBucketScript()]) {
     lua.global.set('src', name.source);
     // load() compiles without running: a broken splice is a syntax error here.
     const error: unknown = await lua.doString("local f, err = load(src); return err or ''");

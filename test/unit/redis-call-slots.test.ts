@@ -12,8 +12,8 @@ import type { RedisClient } from '../../lib/redis/client';
 import { acquireSeat, cancelSeat, claimSeat, releaseSeat } from '../../lib/redis/fair-queue';
 import { hashSlot } from '../../lib/redis/hash-slot';
 import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
-import { loadScript, scriptNames } from '../../lib/redis/lua-script';
-import { admitTenant, settleTenant } from '../../lib/redis/tenant-limits';
+import { admitTenant, settleTenant } from '../../plugins/tenant-ratelimit/tenant-limits';
+import { productScripts } from '../fixtures/redis/product-scripts';
 import { takeTokens, tokenBucketScript } from '../fixtures/redis/token-bucket';
 import { createTenantContext } from '../../lib/tenant/context';
 import { parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
@@ -33,7 +33,7 @@ class Recorded extends Error {}
 function recorder(): { client: RedisClient; calls: Call[] } {
   const calls: Call[] = [];
   const scriptName = (shaOrSource: string): string => {
-    for (const s of [...scriptNames().map((name) => loadScript(name)), tokenBucketScript()]) {
+    for (const s of [...productScripts(), tokenBucketScript()]) {
       if (s.sha1 === shaOrSource || s.source === shaOrSource) return s.name;
     }
     return `unknown script ${shaOrSource.slice(0, 12)}`;
@@ -178,8 +178,7 @@ test('every multi-key call sends keys of one hash slot: the tenant’s, or the u
     }
   }
   // Every script that takes more than one key was among the calls.
-  for (const name of scriptNames()) {
-    const s = loadScript(name);
+  for (const s of productScripts()) {
     if (s.numberOfKeys > 1) t.true(seen.has(s.name), `${s.name} has no call in this test`);
   }
   t.true(seen.has('MGET'));
@@ -221,7 +220,7 @@ function keyProblems(source: string, numberOfKeys: number): string[] {
 }
 
 test('every Lua script reaches its keys through KEYS only, as many as its name says', (t) => {
-  const scripts = [...scriptNames().map((name) => loadScript(name)), tokenBucketScript()];
+  const scripts = [...productScripts(), tokenBucketScript()];
   t.true(scripts.length >= 10);
   for (const s of scripts) {
     t.deepEqual(keyProblems(s.source, s.numberOfKeys), [], s.name);

@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { createKeyspace } from '../../lib/redis/keys';
-import { loadScript } from '../../lib/redis/lua-script';
+import { productScript } from '../fixtures/redis/product-scripts';
 import { parseTenantId } from '../../lib/tenant/tenant-id';
 
 test('budget-reserve-4 and budget-sweep-4 run the one sweep, on their own four keys', (t) => {
@@ -13,7 +13,7 @@ test('budget-reserve-4 and budget-sweep-4 run the one sweep, on their own four k
     ['budget-reserve-4', 'settle_expired(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, 100, key_ttl)'],
     ['budget-sweep-4', 'settle_expired(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, limit, ttl)'],
   ] as const) {
-    const script = loadScript(name);
+    const script = productScript(name);
     t.true(
       script.includes.some((i) => i.endsWith('budget-expiry.lua')),
       `${name} includes the sweep`,

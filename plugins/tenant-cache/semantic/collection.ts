@@ -32,6 +32,7 @@ import { tenantFilter } from '../../../lib/milvus/tenant-filter';
 import type { RedisClient } from '../../../lib/redis/client';
 import type { Keyspace } from '../../../lib/redis/keys';
 import { loadScript, runScript } from '../../../lib/redis/lua-script';
+import { join } from 'node:path';
 import type { Embedder } from '../../../lib/retrieval/embedder';
 import type { TenantContext } from '../../../lib/tenant/context';
 import type { TenantId } from '../../../lib/tenant/tenant-id';
@@ -80,7 +81,8 @@ function ok(status: { error_code: string | number; reason: string }, what: strin
 }
 
 const ID_PATTERN = /^-?\d{1,20}$/;
-const indexScript = () => loadScript('semantic-index-add-1');
+/** The semantic cache's own script (scripts/, copied beside the build by scripts/build.js). */
+const indexScript = () => loadScript('semantic-index-add-1', join(__dirname, 'scripts'));
 
 export class SemanticStore {
   private constructor(private readonly opts: SemanticStoreOptions) {}

@@ -8,7 +8,7 @@
 import type { KongPdk } from '../../../lib/pdk/kong';
 import type { AcquireResult } from '../../../lib/redis/fair-queue';
 import { isRedisUnavailable } from '../../../lib/redis/errors';
-import type { AdmitDecision } from '../../../lib/redis/tenant-limits';
+import type { AdmitDecision } from '../tenant-limits';
 import * as metrics from '../metrics';
 import { UNAVAILABLE } from '../refusals';
 import type { RedisErrorPolicy } from '../config';

@@ -13,7 +13,7 @@ import {
   type UpstreamCapacity,
 } from '../../../lib/redis/fair-queue';
 import type { FairQueueKeys, Keyspace } from '../../../lib/redis/keys';
-import { admitTenant, settleTenant } from '../../../lib/redis/tenant-limits';
+import { admitTenant, settleTenant } from '../tenant-limits';
 import { grantListener, type GrantListener } from '../grant-listener';
 import * as metrics from '../metrics';
 import { waitInQueue, type QueueDoor } from '../queue-wait';

@@ -29,9 +29,9 @@
 
   Time comes from the Redis server (TIME): every gateway node shares one clock.
 ]]
---- @include "includes/server-time"
---- @include "includes/bucket"
---- @include "includes/expire-with-last"
+--- @include "<includes>/server-time"
+--- @include "<includes>/bucket"
+--- @include "<includes>/expire-with-last"
 
 local req_cap = tonumber(ARGV[1])
 local req_rate = tonumber(ARGV[2])

@@ -15,8 +15,8 @@
     leaseRemoved  1 if the lease was still there (0: it had expired, or was released before)
     tokensLeft    whole tokens left after the correction (-1 when the limit is off)
 ]]
---- @include "includes/server-time"
---- @include "includes/bucket"
+--- @include "<includes>/server-time"
+--- @include "<includes>/bucket"
 
 local tok_cap = tonumber(ARGV[2])
 local tok_rate = tonumber(ARGV[3])

@@ -41,7 +41,7 @@
 
   Expired reservations are settled first, at most 100 a call.
 ]]
---- @include "includes/server-time"
+--- @include "<includes>/server-time"
 --- @include "includes/budget-expiry"
 local rid = ARGV[1]
 local ttl = tonumber(ARGV[2])

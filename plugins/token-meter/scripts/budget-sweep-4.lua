@@ -15,7 +15,7 @@
     settled  reservations settled by expiry now; tokens and cost: what they were billed;
     left     1 when more expired reservations wait (call again), else 0
 ]]
---- @include "includes/server-time"
+--- @include "<includes>/server-time"
 --- @include "includes/budget-expiry"
 local ttl = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])

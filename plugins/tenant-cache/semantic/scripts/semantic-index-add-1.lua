@@ -11,7 +11,7 @@
   Reply: the ids removed from the index (expired, then the oldest-expiring beyond the bound);
          the caller deletes them from Milvus. The index itself expires with its last row.
 ]]
---- @include "includes/expire-with-last"
+--- @include "<includes>/expire-with-last"
 
 local key = KEYS[1]
 local expires = tonumber(ARGV[2])
