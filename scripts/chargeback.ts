@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { closeAllRedis, createRedis, waitForRedis } from '../lib/redis/client';
 import { createKeyspace } from '../lib/redis/keys';
 import { chargeback, toCsv } from '../plugins/token-meter/chargeback';
-import type { Period } from '../plugins/token-meter/schema';
+import type { Period } from '../plugins/token-meter/config';
 
 function fail(message: string): never {
   process.stderr.write(`chargeback: ${message}\n`);

@@ -32,7 +32,6 @@ import { CaptureKeyring, CaptureSecretError, loadCaptureSecret } from '../lib/ca
 import { closeAllRedis, createRedis, waitForRedis } from '../lib/redis/client';
 import { createKeyspace } from '../lib/redis/keys';
 import { readConfig } from '../lib/schema/config';
-import type { TokenMeterConfig } from '../plugins/token-meter/config';
 import { Schema as MeterSchema } from '../plugins/token-meter/schema';
 import {
   ReplayError,
@@ -71,7 +70,7 @@ function meterSettings(configFile: string, env: NodeJS.ProcessEnv): MeterSetting
     plugins?: Array<{ name?: string; config?: Record<string, unknown> }>;
   };
   // Read as the plugin reads it: defaults, and the deprecated flat Redis fields resolved.
-  const meter = readConfig<TokenMeterConfig>(
+  const meter = readConfig(
     MeterSchema,
     (doc.plugins ?? []).find((p) => p.name === 'token-meter')?.config ?? {},
   );

@@ -28,17 +28,12 @@ import {
   type CapturedOutcome,
   type CapturedUsage,
 } from './record';
+import type { CaptureConfig } from './schema';
 import { storeCapture } from './store';
 
-/** token-meter's `capture` config record. */
-export interface CaptureConfig {
-  secret_env: string;
-  secret_file: string | null;
-  ttl_seconds: number;
-  max_body_bytes: number;
-  max_answer_chars: number;
-}
+export type { CaptureConfig } from './schema';
 
+/** token-meter's `capture` config record. */
 /** The keyring of each secret source, loaded once per process (null: no secret). */
 const keyrings = new Map<string, CaptureKeyring | null>();
 

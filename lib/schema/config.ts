@@ -8,6 +8,7 @@
  * the rest, nested records, record-valued maps and record arrays included.
  */
 import { applyAliases } from './deprecated';
+import type { ConfigOf } from './derive';
 import type { KongField, KongSchemaFields } from './fields';
 
 function readValue(def: KongField, value: unknown): unknown {
@@ -44,15 +45,15 @@ function readRecord(
 }
 
 /**
- * The complete config object for `fields` from what the plugin server was given. The type
- * parameter is the plugin's own config interface; the schema is what makes it true.
+ * The complete config object for `fields` from what the plugin server was given, typed by the
+ * schema itself (`ConfigOf`, lib/schema/derive.ts): the fields must keep their literal types.
  */
-export function readConfig<T>(fields: KongSchemaFields, raw: unknown): T {
+export function readConfig<const F extends KongSchemaFields>(fields: F, raw: unknown): ConfigOf<F> {
   const input = raw !== null && typeof raw === 'object' ? (raw as Record<string, unknown>) : {};
   const config = readRecord(fields, input);
   // A deprecated alias's value moves to the field that replaced it (lib/schema/deprecated.ts).
   applyAliases(config, aliasesOf(fields));
-  return config as T;
+  return config as ConfigOf<F>;
 }
 
 type Alias = { oldPath: string[]; newPath: string[]; newDefault: unknown };

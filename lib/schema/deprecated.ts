@@ -16,12 +16,15 @@ export const ALIASES_REMOVED_IN = '1.0.0';
  * it), not required, and marked deprecated in favour of `replacedBy` (a path from the config
  * root, as in Kong's shorthand_fields).
  */
+/** A deprecated alias: a field whose `deprecation` is set (ConfigOf leaves it out of the config). */
+export type DeprecatedField = KongField & { deprecation: NonNullable<KongField['deprecation']> };
+
 export function deprecatedAlias(
   plugin: string,
   oldPath: readonly string[],
   replacedBy: readonly string[],
   field: KongField,
-): KongField {
+): DeprecatedField {
   const { default: _default, required: _required, ...rest } = field;
   return {
     ...rest,

@@ -36,56 +36,50 @@ export interface KongField {
   };
 }
 
-export type KongSchemaFields = Array<Record<string, KongField>>;
+export type KongSchemaFields = ReadonlyArray<Record<string, KongField>>;
 
 type Opts = Omit<KongField, 'type' | 'description'>;
 
+/**
+ * What a helper returns: the field as declared, its literal types kept (`const` type
+ * parameters), so `ConfigOf` (lib/schema/derive.ts) can read the config type off the schema.
+ */
+type Built<T extends KongFieldType, O, X = unknown> = { type: T; description: string } & X & O;
+
+function build<T extends KongFieldType, O, X>(type: T, description: string, extra: X, opts?: O) {
+  return { type, description, ...extra, ...opts } as Built<T, O, X>;
+}
+
 export const field = {
-  string: (description: string, opts: Opts = {}): KongField => ({
-    type: 'string',
-    description,
-    ...opts,
-  }),
-  integer: (description: string, opts: Opts = {}): KongField => ({
-    type: 'integer',
-    description,
-    ...opts,
-  }),
-  number: (description: string, opts: Opts = {}): KongField => ({
-    type: 'number',
-    description,
-    ...opts,
-  }),
-  boolean: (description: string, opts: Opts = {}): KongField => ({
-    type: 'boolean',
-    description,
-    ...opts,
-  }),
-  array: (description: string, elements: KongField, opts: Opts = {}): KongField => ({
-    type: 'array',
-    description,
-    elements,
-    ...opts,
-  }),
-  set: (description: string, elements: KongField, opts: Opts = {}): KongField => ({
-    type: 'set',
-    description,
-    elements,
-    ...opts,
-  }),
-  map: (description: string, keys: KongField, values: KongField, opts: Opts = {}): KongField => ({
-    type: 'map',
-    description,
-    keys,
-    values,
-    ...opts,
-  }),
-  record: (description: string, fields: KongSchemaFields, opts: Opts = {}): KongField => ({
-    type: 'record',
-    description,
-    fields,
-    ...opts,
-  }),
+  string: <const O extends Opts = object>(description: string, opts?: O) =>
+    build('string', description, {}, opts),
+  integer: <const O extends Opts = object>(description: string, opts?: O) =>
+    build('integer', description, {}, opts),
+  number: <const O extends Opts = object>(description: string, opts?: O) =>
+    build('number', description, {}, opts),
+  boolean: <const O extends Opts = object>(description: string, opts?: O) =>
+    build('boolean', description, {}, opts),
+  array: <const E extends KongField, const O extends Opts = object>(
+    description: string,
+    elements: E,
+    opts?: O,
+  ) => build('array', description, { elements }, opts),
+  set: <const E extends KongField, const O extends Opts = object>(
+    description: string,
+    elements: E,
+    opts?: O,
+  ) => build('set', description, { elements }, opts),
+  map: <const K extends KongField, const V extends KongField, const O extends Opts = object>(
+    description: string,
+    keys: K,
+    values: V,
+    opts?: O,
+  ) => build('map', description, { keys, values }, opts),
+  record: <const F extends KongSchemaFields, const O extends Opts = object>(
+    description: string,
+    fields: F,
+    opts?: O,
+  ) => build('record', description, { fields }, opts),
 };
 
 /**
@@ -137,7 +131,7 @@ export interface MetricsConfig {
 }
 
 /** Schema entries of `MetricsConfig`, the same in every plugin of the chain. */
-export const METRICS_FIELDS: KongSchemaFields = [
+export const METRICS_FIELDS = [
   {
     metrics_port: field.integer(
       'Port where this plugin server serves Prometheus `/metrics` (on `metrics_host`); 0 disables. One port per plugin server: instances of the plugin on several routes share it.',
@@ -156,4 +150,4 @@ export const METRICS_FIELDS: KongSchemaFields = [
       { default: 1000, between: [1, 100000], required: true },
     ),
   },
-];
+] as const satisfies KongSchemaFields;

@@ -6,26 +6,19 @@
  * wherever it appears; what differs (what is embedded, the collection's purpose and default
  * name, a deadline's default) is a parameter.
  */
+import type { FieldValue } from './derive';
 import { deprecatedAlias } from './deprecated';
 import { field, type KongField, type KongSchemaFields } from './fields';
 
 /** The config an `embeddingsRecord` holds (lib/retrieval/embedder.ts reads it). */
-export interface EmbeddingsConfig {
-  url: string;
-  model: string;
-  dimensions: number;
-  send_dimensions: boolean;
-  api_key_env: string | null;
-  timeout_ms: number;
-  cache_ttl_seconds: number;
-}
+export type EmbeddingsConfig = FieldValue<ReturnType<typeof embeddingsRecord>>;
 
 /** The OpenAI-compatible `/v1/embeddings` endpoint, with the tenant's embedding cache TTL. */
 export function embeddingsRecord(o: {
   /** What is embedded: "questions", "queries". */
   readonly embeds: string;
   readonly cacheTtl: { readonly description: string; readonly default: number };
-}): KongField {
+}) {
   return field.record(
     `The OpenAI-compatible \`/v1/embeddings\` endpoint that embeds ${o.embeds}.`,
     [
@@ -73,7 +66,7 @@ export function embeddingsRecord(o: {
           required: true,
         }),
       },
-    ],
+    ] as const,
     { required: true },
   );
 }
@@ -83,7 +76,7 @@ export function milvusCollectionFields(o: {
   /** The collection's purpose, in "Name of the … collection". */
   readonly collection: string;
   readonly defaultName: string;
-}): KongSchemaFields {
+}) {
   return [
     {
       address: field.string('Milvus gRPC address, `host:port`.', {
@@ -103,11 +96,11 @@ export function milvusCollectionFields(o: {
         { default: 64, between: [1, 1024], required: true },
       ),
     },
-  ];
+  ] as const satisfies KongSchemaFields;
 }
 
 /** The consistency level of a collection's reads (placed by each plugin among its fields). */
-export function consistencyLevelField(reads: string, writes: string): Record<string, KongField> {
+export function consistencyLevelField(reads: string, writes: string) {
   return {
     consistency_level: field.string(
       `Milvus consistency level of ${reads}. \`Bounded\` is fast; \`Strong\` sees ${writes} at once.`,
@@ -121,11 +114,7 @@ export function consistencyLevelField(reads: string, writes: string): Record<str
 }
 
 /** The config a `redisRecord` holds (lib/redis/client.ts connects with it). */
-export interface RedisConfig {
-  url: string;
-  key_namespace: string;
-  timeout_ms: number;
-}
+export type RedisConfig = FieldValue<ReturnType<typeof redisRecord>>;
 
 /**
  * The one Redis record every plugin of the chain declares as `redis` (after Kong's
@@ -136,7 +125,7 @@ export function redisRecord(o: {
   /** What this plugin keeps there: "budgets, reservations and the ledger". */
   readonly holds: string;
   readonly timeout: { readonly description: string; readonly default: number };
-}): KongField {
+}) {
   return field.record(
     `The Redis that holds ${o.holds}, shared by all gateway nodes.`,
     [
@@ -159,7 +148,7 @@ export function redisRecord(o: {
           between: [1, 5000],
         }),
       },
-    ],
+    ] as const,
     { required: true },
   );
 }
@@ -192,5 +181,5 @@ export function flatRedisAliases(plugin: string, record: KongField): KongSchemaF
         of('key_namespace'),
       ),
     },
-  ];
+  ] as const satisfies KongSchemaFields;
 }

@@ -39,7 +39,7 @@ export const { Name, Version, Priority, Plugin } = definePlugin<Ready>({
   schema: Schema,
   startUp: (raw) =>
     startUpOf(() => {
-      const config = readConfig<CircuitBreakerConfig>(Schema, raw);
+      const config = readConfig(Schema, raw);
       checkConfig(config);
       return { config, fingerprint: settingsFingerprint(config), routeKey: routeKeyOf(raw) };
     }),

@@ -1,63 +1,23 @@
 /**
  * circuit-breaker configuration: the Kong schema (pure data, with descriptions and defaults)
- * and the typed view of the validated config. Cross-field rules live in `checkConfig`, run
+ * and the typed view of the validated config, derived from it. Cross-field rules live in `checkConfig`, run
  * when an instance starts.
  */
+import type { ConfigOf } from '../../lib/schema/derive';
 import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
 
-export type BreakerScope = 'upstream' | 'tenant';
-
-export interface UpstreamConfig {
-  host: string;
-  port: number;
-  path: string | null;
-  model: string | null;
-  breaker_scope: BreakerScope;
-}
-
-export interface RouteConfig {
-  upstream: string | null;
-  fallback_upstream: string | null;
-  fallback_model: string | null;
-  max_in_flight: number | null;
-}
-
-export interface BreakerConfig {
-  kind: 'consecutive' | 'sampling';
-  consecutive_failures: number;
-  sampling_threshold: number;
-  sampling_duration_ms: number;
-  sampling_minimum_rps: number;
-  half_open_after_ms: number;
-  probe_timeout_ms: number;
-  count_429_as_failure: boolean;
-  slow_call_ms: number;
-}
-
-export interface BulkheadConfig {
-  max_in_flight: number;
-  queue: number;
-  queue_timeout_ms: number;
-  slot_ttl_ms: number;
-  retry_after_seconds: number;
-}
-
-export interface CircuitBreakerConfig {
-  upstreams: Record<string, UpstreamConfig>;
-  plans: Record<string, RouteConfig>;
-  tenants: Record<string, RouteConfig>;
-  service_breaker_scope: BreakerScope;
-  breaker: BreakerConfig;
-  bulkhead: BulkheadConfig;
-  max_body_bytes: number;
-  metrics_port: number;
-  metrics_host: string;
-  metrics_max_tenants: number;
-}
+/** The validated config as `readConfig` returns it, read off the schema (lib/schema/derive.ts). */
+export type CircuitBreakerConfig = ConfigOf<typeof Schema>;
+export type UpstreamConfig = ConfigOf<typeof upstreamFields>;
+/** Routing of a plan or a tenant: `upstream`, fallback and bulkhead size, null to inherit. */
+export type RouteConfig = ConfigOf<ReturnType<typeof routeFields>>;
+export type BreakerConfig = CircuitBreakerConfig['breaker'];
+export type BulkheadConfig = CircuitBreakerConfig['bulkhead'];
+export type BreakerScope = UpstreamConfig['breaker_scope'];
 
 const NAME = { match: '^[a-z0-9][a-z0-9_.-]*$', len_max: 64 } as const;
 
-const upstreamFields: KongSchemaFields = [
+const upstreamFields = [
   {
     host: field.string('Host name or IP address of the upstream (connected to directly).', {
       required: true,
@@ -83,36 +43,37 @@ const upstreamFields: KongSchemaFields = [
       { default: 'tenant', one_of: ['upstream', 'tenant'], required: true },
     ),
   },
-];
+] as const satisfies KongSchemaFields;
 
-const routeFields = (who: string): KongSchemaFields => [
-  {
-    upstream: field.string(
-      `Name (in \`upstreams\`) of the upstream ${who} is routed to; null keeps the service’s own target.`,
-      NAME,
-    ),
-  },
-  {
-    fallback_upstream: field.string(
-      `Name (in \`upstreams\`) of the upstream ${who} is routed to while its breaker is open; null answers 503 instead.`,
-      NAME,
-    ),
-  },
-  {
-    fallback_model: field.string(
-      `Model written into the request body when ${who} falls back (overrides the fallback upstream’s \`model\`).`,
-      { len_min: 1 },
-    ),
-  },
-  {
-    max_in_flight: field.integer(
-      `Bulkhead size for ${who}, replacing \`bulkhead.max_in_flight\`.`,
-      { between: [1, 100000] },
-    ),
-  },
-];
+const routeFields = (who: string) =>
+  [
+    {
+      upstream: field.string(
+        `Name (in \`upstreams\`) of the upstream ${who} is routed to; null keeps the service’s own target.`,
+        NAME,
+      ),
+    },
+    {
+      fallback_upstream: field.string(
+        `Name (in \`upstreams\`) of the upstream ${who} is routed to while its breaker is open; null answers 503 instead.`,
+        NAME,
+      ),
+    },
+    {
+      fallback_model: field.string(
+        `Model written into the request body when ${who} falls back (overrides the fallback upstream’s \`model\`).`,
+        { len_min: 1 },
+      ),
+    },
+    {
+      max_in_flight: field.integer(
+        `Bulkhead size for ${who}, replacing \`bulkhead.max_in_flight\`.`,
+        { between: [1, 100000] },
+      ),
+    },
+  ] as const satisfies KongSchemaFields;
 
-export const Schema: KongSchemaFields = [
+export const Schema = [
   {
     upstreams: field.map(
       'Named upstream targets that plans and tenants can be routed to (dedicated deployments, other providers, fallbacks).',
@@ -254,7 +215,7 @@ export const Schema: KongSchemaFields = [
     ),
   },
   ...METRICS_FIELDS,
-];
+] as const satisfies KongSchemaFields;
 
 /** Cross-field rules, with the bad value in the message. Throws on the first violation. */
 export function checkConfig(c: CircuitBreakerConfig): void {

@@ -49,7 +49,7 @@ export const { Name, Version, Priority, Plugin } = definePlugin<Ready>({
   // KnowledgeSecretError messages name where the secret was looked for, never the secret.
   startUp: (raw) =>
     startUpOf(() => {
-      const config = readConfig<RetrievalInjectorConfig>(Schema, raw);
+      const config = readConfig(Schema, raw);
       checkConfig(config);
       const cipher = new ChunkCipher(
         loadKnowledgeSecret({

@@ -29,17 +29,15 @@
  */
 import { RE2JS } from 're2js';
 import { GatewayError } from '../../lib/http/errors';
-import { field, type KongField } from '../../lib/schema/fields';
+import type { FieldValue } from '../../lib/schema/derive';
+import { field } from '../../lib/schema/fields';
 import type { TenantId } from '../../lib/tenant/tenant-id';
 
-export interface GuardConfig {
-  deny_patterns: string[] | null;
-  allow_patterns: string[] | null;
-  non_text: 'refuse' | 'allow';
-}
+/** A `guard` record as readConfig returns it, read off `guardField` (lib/schema/derive.ts). */
+export type GuardConfig = NonNullable<FieldValue<ReturnType<typeof guardField>>>;
 
 /** The `guard` record of a plan or a tenant (null when absent). */
-export function guardField(description: string): KongField {
+export function guardField(description: string) {
   const patterns = (what: string) =>
     field.array(
       what,

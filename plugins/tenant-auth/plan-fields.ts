@@ -8,7 +8,7 @@ import { API_NAMES } from '../../lib/http/api-surface';
 import { MAX_MODEL_NAME_LENGTH } from '../../lib/tenant/context';
 import { guardField } from './guard';
 
-export const planFields: KongSchemaFields = [
+export const planFields = [
   {
     tools_allowed: field.array(
       'Tool (function) names this plan may offer the model. `*` grants every tool; empty grants none.',
@@ -57,7 +57,7 @@ export const planFields: KongSchemaFields = [
       'Content guard of the plan’s chat, completions and responses requests: patterns checked on every text the client wrote (all roles, content parts, tools, Responses input), normalised; nothing in a request switches it off. null: none.',
     ),
   },
-];
+] as const satisfies KongSchemaFields;
 
 /** A list of named APIs (lib/http/api-surface.ts); the same shape at every level. */
 export function apiSurfaceField(
@@ -68,10 +68,9 @@ export function apiSurfaceField(
 }
 
 /** An alias → model map, the same at every level (top level, plan, tenant). */
-export function modelAliasesField(
-  description: string,
-  opts: { default?: Record<string, string>; required?: boolean } = {},
-) {
+export function modelAliasesField<
+  const O extends { default?: Record<string, string>; required?: boolean } = object,
+>(description: string, opts?: O) {
   const name = { len_min: 1, len_max: MAX_MODEL_NAME_LENGTH };
   return field.map(
     description,
@@ -82,8 +81,11 @@ export function modelAliasesField(
 }
 
 /** The model-tier fields, the same for a plan and for a tenant override (which replaces). */
-function modelTierFields(of: 'plan' | 'tenant'): KongSchemaFields {
+function modelTierFields<Of extends 'plan' | 'tenant'>(of: Of) {
   const tenant = of === 'tenant';
+  /** A plan's default (always set); a tenant's override has none (null inherits). */
+  const byDefault = <D>(d: D) =>
+    (tenant ? {} : { default: d }) as Of extends 'tenant' ? object : { default: D };
   return [
     {
       models: field.array(
@@ -91,7 +93,7 @@ function modelTierFields(of: 'plan' | 'tenant'): KongSchemaFields {
           ? 'Replaces the plan’s model tier for this tenant.'
           : 'The model tier: the only models this plan’s requests are served by, in the spelling sent upstream (matched ignoring case, surrounding whitespace and Unicode compatibility forms). Empty: no tier, every model passes unchanged.',
         field.string('A model name.', { len_min: 1, len_max: MAX_MODEL_NAME_LENGTH }),
-        tenant ? {} : { default: [] },
+        byDefault([]),
       ),
     },
     {
@@ -99,7 +101,7 @@ function modelTierFields(of: 'plan' | 'tenant'): KongSchemaFields {
         tenant
           ? 'Aliases of this tenant, layered over the plan’s (same alias: the tenant’s wins).'
           : 'Aliases of this plan, layered over the top-level `model_aliases`: alias → model. An alias to a model outside the tier is treated as that model.',
-        tenant ? {} : { default: {} },
+        byDefault({}),
       ),
     },
     {
@@ -118,10 +120,10 @@ function modelTierFields(of: 'plan' | 'tenant'): KongSchemaFields {
         { len_max: MAX_MODEL_NAME_LENGTH },
       ),
     },
-  ];
+  ] as const satisfies KongSchemaFields;
 }
 
-export const overrideFields: KongSchemaFields = [
+export const overrideFields = [
   {
     tools_allowed: field.array(
       'Replaces the plan’s tool grant for this tenant.',
@@ -168,4 +170,4 @@ export const overrideFields: KongSchemaFields = [
       'A content guard for this tenant, applied with its plan’s (both must pass): it adds to the plan’s guard, never loosens it.',
     ),
   },
-];
+] as const satisfies KongSchemaFields;

@@ -21,8 +21,10 @@
  * another: none is made. With a key of its own, the provider's project boundary is the tenant's.
  */
 import { GatewayError } from '../../lib/http/errors';
+import type { TenantAuthConfig } from './config';
 
-export type StoreMode = 'auto' | 'on' | 'off';
+/** The `store` setting (config.ts, read off the schema). */
+export type StoreMode = TenantAuthConfig['store'];
 
 /** The APIs whose objects the provider keeps (lib/http/api-surface.ts names). */
 export const STATEFUL_APIS: ReadonlySet<string> = new Set([

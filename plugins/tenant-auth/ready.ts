@@ -34,7 +34,7 @@ export class Ready {
   readonly state: ProviderState;
   /** Throws when the config passes Kong's schema but not the plugin's own checks. */
   constructor(raw: unknown) {
-    this.config = readConfig<TenantAuthConfig>(Schema, raw);
+    this.config = readConfig(Schema, raw);
     checkConfig(this.config);
     this.tiers = new ModelTiers(this.config);
     this.surface = new ApiSurfaceGate(this.config);

@@ -7,7 +7,7 @@ import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/f
 import { DEFAULT_API_SURFACE } from '../../lib/http/api-surface';
 import { apiSurfaceField, modelAliasesField, overrideFields, planFields } from './plan-fields';
 
-export const Schema: KongSchemaFields = [
+export const Schema = [
   {
     identity_sources: field.array(
       'Where the tenant comes from, in order: `consumer` (a Kong consumer authenticated by an earlier auth plugin such as key-auth) and/or `jwt` (a JWT verified by this plugin). When several sources present a credential they must name the same tenant.',
@@ -259,4 +259,4 @@ export const Schema: KongSchemaFields = [
     ),
   },
   ...METRICS_FIELDS,
-];
+] as const satisfies KongSchemaFields;

@@ -14,15 +14,10 @@
  */
 import { readFileSync } from 'node:fs';
 import type { TenantContext } from '../../lib/tenant/context';
+import type { TenantAuthConfig } from './config';
 
-export interface UpstreamAuthConfig {
-  header: string;
-  scheme: string;
-  default_key: string | null;
-  plans: Record<string, string>;
-  tenants: Record<string, string>;
-  strip_client_credentials: string[];
-}
+/** The `upstream_auth` record as readConfig returns it (config.ts, read off the schema). */
+export type UpstreamAuthConfig = TenantAuthConfig['upstream_auth'];
 
 const SOURCE = /^(env:[A-Za-z_][A-Za-z0-9_]*|file:\/.+)$/;
 

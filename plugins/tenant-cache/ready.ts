@@ -29,12 +29,12 @@ export type StartUp =
 export function startUp(raw: unknown): StartUp {
   let config: TenantCacheConfig;
   try {
-    config = readConfig<TenantCacheConfig>(Schema, raw);
+    config = readConfig(Schema, raw);
   } catch (e) {
     // A config readConfig refuses (a deprecated field and its replacement set to different
     // values): bypass as below, labelled with the defaults, never a throw out of the
     // constructor (Kong would run the route without the plugin and log nothing we chose).
-    return disabled(readConfig<TenantCacheConfig>(Schema, {}), e);
+    return disabled(readConfig(Schema, {}), e);
   }
   try {
     checkConfig(config);

@@ -1,43 +1,22 @@
 /**
  * tenant-cache configuration: the Kong schema (pure data, with descriptions and defaults) and
- * the typed view of the validated config. Cross-field rules live in `checkConfig`.
+ * the typed view of the validated config, derived from it. Cross-field rules live in `checkConfig`.
  */
+import type { ConfigOf } from '../../lib/schema/derive';
 import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
-import { flatRedisAliases, redisRecord, type RedisConfig } from '../../lib/schema/typedefs';
+import { flatRedisAliases, redisRecord } from '../../lib/schema/typedefs';
 import { PLUGIN_NAME } from './pending';
-import { semanticFields, type SemanticConfig } from './semantic/schema';
+import { semanticFields } from './semantic/schema';
 
 /** Longest entry TTL any plan may set; a purge's generation outlives it (redis.ts). */
 export const MAX_TTL_SECONDS = 7 * 24 * 3600;
 
-export interface PlanCacheConfig {
-  enabled: boolean | null;
-  ttl_seconds: number | null;
-  max_temperature: number | null;
-  semantic_enabled: boolean | null;
-  similarity_threshold: number | null;
-}
+/** The config readConfig returns, read off the schema (lib/schema/derive.ts): they cannot drift. */
+export type TenantCacheConfig = ConfigOf<typeof Schema>;
+/** A plan's settings: a null field inherits the top-level one. */
+export type PlanCacheConfig = TenantCacheConfig['plans'][string];
 
-export interface TenantCacheConfig {
-  redis: RedisConfig;
-  master_key_env: string;
-  master_key_file: string | null;
-  ephemeral_key_when_missing: boolean;
-  enabled: boolean;
-  ttl_seconds: number;
-  max_temperature: number;
-  plans: Record<string, PlanCacheConfig>;
-  cache_embeddings: boolean;
-  max_entry_bytes: number;
-  max_body_bytes: number;
-  status_header: boolean;
-  semantic: SemanticConfig;
-  metrics_port: number;
-  metrics_host: string;
-  metrics_max_tenants: number;
-}
-
-const planFields: KongSchemaFields = [
+const planFields = [
   {
     enabled: field.boolean('Caches the plan’s requests; null keeps the top-level `enabled`.'),
   },
@@ -63,7 +42,7 @@ const planFields: KongSchemaFields = [
       { between: [0.5, 1] },
     ),
   },
-];
+] as const satisfies KongSchemaFields;
 
 const REDIS = redisRecord({
   holds: 'the cache entries',
@@ -74,7 +53,7 @@ const REDIS = redisRecord({
   },
 });
 
-export const Schema: KongSchemaFields = [
+export const Schema = [
   { redis: REDIS },
   ...flatRedisAliases(PLUGIN_NAME, REDIS),
   {
@@ -153,7 +132,7 @@ export const Schema: KongSchemaFields = [
     ),
   },
   ...METRICS_FIELDS,
-];
+] as const satisfies KongSchemaFields;
 
 /** The policy in force for one plan. */
 export interface PlanPolicy {

@@ -4,57 +4,16 @@
  * rules Kong's schema cannot state, checked once when an instance starts (ready.ts); their
  * messages name the field and the bad value.
  */
-import type { RedisConfig } from '../../lib/schema/typedefs';
+import type { ConfigOf } from '../../lib/schema/derive';
+import type { Schema } from './schema';
 
-export interface LimitsConfig {
-  requests_per_minute: number;
-  request_burst: number | null;
-  tokens_per_minute: number;
-  token_burst: number | null;
-  max_concurrent: number;
-}
-
-export interface LimitsOverride {
-  requests_per_minute: number | null;
-  request_burst: number | null;
-  tokens_per_minute: number | null;
-  token_burst: number | null;
-  max_concurrent: number | null;
-}
-
-export type RedisErrorPolicy = 'refuse' | 'local';
-
-export interface TenantRatelimitConfig {
-  redis: RedisConfig;
-  on_redis_unavailable: RedisErrorPolicy;
-  default_limits: LimitsConfig;
-  plans: Record<string, LimitsConfig>;
-  tenants: Record<string, LimitsOverride>;
-  queue: {
-    upstream: string;
-    max_concurrent: number;
-    tokens_per_minute: number;
-    token_burst: number | null;
-    max_wait_ms: number;
-    poll_interval_ms: number;
-    seat_ttl_seconds: number;
-    local_max_concurrent: number | null;
-  };
-  flex: {
-    enabled: boolean;
-    header: string | null;
-    header_value: string;
-    allowed_plans: string[] | null;
-    max_wait_ms: number;
-    reserved_seats: number;
-    wait_for_tenant_limits: boolean;
-  };
-  estimate: { default_max_tokens: number; max_tokens_cap: number; unknown_prompt_tokens: number };
-  ratelimit_headers: boolean;
-  metrics_port: number;
-  metrics_host: string;
-  metrics_max_tenants: number;
-}
+/** The config readConfig returns, read off the schema (lib/schema/derive.ts): they cannot drift. */
+export type TenantRatelimitConfig = ConfigOf<typeof Schema>;
+/** A plan's limits (every field set). */
+export type LimitsConfig = TenantRatelimitConfig['default_limits'];
+/** A tenant's override: a null field inherits the plan's. */
+export type LimitsOverride = TenantRatelimitConfig['tenants'][string];
+export type RedisErrorPolicy = TenantRatelimitConfig['on_redis_unavailable'];
 
 /** Cross-field rules, with the field and the bad value in the message. */
 export function checkConfig(c: TenantRatelimitConfig): void {

@@ -38,7 +38,7 @@ export interface Ready {
 export type StartUp = KitStartUp<Ready>;
 
 export function startUp(raw: unknown): StartUp {
-  const config = readConfig<TenantRatelimitConfig>(Schema, raw);
+  const config = readConfig(Schema, raw);
   const q = config.queue;
   const capacity: UpstreamCapacity = {
     maxConcurrent: q.max_concurrent,

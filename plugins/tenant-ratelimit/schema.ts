@@ -13,17 +13,14 @@ import { redisRecord } from '../../lib/schema/typedefs';
 import { deprecatedAlias } from '../../lib/schema/deprecated';
 import { PLUGIN_NAME } from './state';
 
-export type {
-  LimitsConfig,
-  LimitsOverride,
-  RedisErrorPolicy,
-  TenantRatelimitConfig,
-} from './config';
-
 const PER_MINUTE_MAX = 1_000_000_000;
 
-const limitFields = (override: boolean): KongSchemaFields => {
-  const d = (v: number) => (override ? {} : { default: v, required: true });
+/** A plan's limits (defaults, always set) or a tenant override's (null inherits the plan's). */
+const limitFields = <O extends boolean>(override: O) => {
+  const d = (v: number) =>
+    (override ? {} : { default: v, required: true }) as O extends true
+      ? object
+      : { default: number; required: true };
   return [
     {
       requests_per_minute: field.integer(
@@ -61,7 +58,7 @@ const limitFields = (override: boolean): KongSchemaFields => {
         { ...d(0), between: [0, 1_000_000] },
       ),
     },
-  ];
+  ] as const satisfies KongSchemaFields;
 };
 
 const NAME_MATCH = '^[a-z0-9][a-z0-9_.-]*$';
@@ -81,7 +78,7 @@ const ON_REDIS_UNAVAILABLE = field.string(
   { default: 'refuse', one_of: ['refuse', 'local'], required: true },
 );
 
-export const Schema: KongSchemaFields = [
+export const Schema = [
   {
     redis: {
       ...REDIS,
@@ -275,4 +272,4 @@ export const Schema: KongSchemaFields = [
     ),
   },
   ...METRICS_FIELDS,
-];
+] as const satisfies KongSchemaFields;

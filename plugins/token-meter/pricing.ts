@@ -19,7 +19,7 @@ export interface TokenPrice extends FlatPrice {
   readonly longContext?: FlatPrice & { readonly abovePromptTokens: number };
 }
 
-function flat(p: Omit<ModelPrice, 'long_context'>): FlatPrice {
+function flat(p: Omit<ModelPrice, 'long_context' | 'kind'>): FlatPrice {
   return {
     prompt: p.prompt_per_million * 1000,
     completion: p.completion_per_million * 1000,

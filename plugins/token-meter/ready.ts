@@ -130,5 +130,5 @@ export type StartUp = KitStartUp<Ready>;
 
 /** The instance's start-up: ready, or why not (the plugin kit keeps a throw as the reason). */
 export function startUp(raw: unknown): StartUp {
-  return startUpOf(() => new Ready(readConfig<TokenMeterConfig>(Schema, raw)));
+  return startUpOf(() => new Ready(readConfig(Schema, raw)));
 }

@@ -4,12 +4,10 @@
  */
 import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
 import { flatRedisAliases, redisRecord } from '../../lib/schema/typedefs';
-import { PLUGIN_NAME } from './state';
+import { captureRecord } from '../../lib/capture/schema';
+import { PLUGIN_NAME } from './name';
 
-/** The typed view, for the scripts that read the same config (chargeback, eval). */
-export type { ModelPrice, Period, TokenMeterConfig } from './config';
-
-const basePriceFields: KongSchemaFields = [
+const basePriceFields = [
   {
     prompt_per_million: field.number('Price of one million prompt (input) tokens, in USD.', {
       required: true,
@@ -28,9 +26,9 @@ const basePriceFields: KongSchemaFields = [
       { between: [0, 100000] },
     ),
   },
-];
+] as const satisfies KongSchemaFields;
 
-const priceFields: KongSchemaFields = [
+const priceFields = [
   {
     kind: field.string(
       'What the model does: `generation` (chat, completions, responses) or `embedding` (the embeddings API). A request on an API its kind does not serve is refused with 400 model_not_supported before anything is reserved, and a downgrade never crosses kinds. null: not declared, any API.',
@@ -54,9 +52,9 @@ const priceFields: KongSchemaFields = [
       { required: false },
     ),
   },
-];
+] as const satisfies KongSchemaFields;
 
-const planFields: KongSchemaFields = [
+const planFields = [
   {
     budget_tokens: field.integer(
       'Tokens (prompt + completion) a tenant of this plan may use per period; null: no token cap.',
@@ -99,9 +97,9 @@ const planFields: KongSchemaFields = [
       { between: [1, 1000000] },
     ),
   },
-];
+] as const satisfies KongSchemaFields;
 
-const overrideFields: KongSchemaFields = [
+const overrideFields = [
   { budget_tokens: field.integer('Replaces the plan token budget for this tenant.', { gt: 0 }) },
   { budget_usd: field.number('Replaces the plan money budget (USD) for this tenant.', { gt: 0 }) },
   {
@@ -109,7 +107,7 @@ const overrideFields: KongSchemaFields = [
       between: [0, 1],
     }),
   },
-];
+] as const satisfies KongSchemaFields;
 
 const NAME = { match: '^[a-z0-9][a-z0-9_.-]*$', len_max: 64 };
 
@@ -122,7 +120,7 @@ const REDIS = redisRecord({
   },
 });
 
-export const Schema: KongSchemaFields = [
+export const Schema = [
   { redis: REDIS },
   ...flatRedisAliases(PLUGIN_NAME, REDIS),
   {
@@ -246,42 +244,7 @@ export const Schema: KongSchemaFields = [
     ),
   },
   {
-    capture: field.record(
-      'Request capture for replay (issue 23): for tenants whose tenant-auth plan or override sets `capture`, the log phase seals the request and its outcome under the tenant’s key and stores them in the tenant’s keyspace. Nothing is captured for other tenants.',
-      [
-        {
-          secret_env: field.string(
-            'Environment variable of the plugin server (and of the operator running `npm run replay`) holding the capture secret: 32+ bytes, hex or base64. Per-tenant keys are derived from it. Without it nothing is captured.',
-            { default: 'KTA_CAPTURE_SECRET', match: '^[A-Za-z_][A-Za-z0-9_]*$', required: true },
-          ),
-        },
-        {
-          secret_file: field.string(
-            'File holding the capture secret, read when the environment variable is unset.',
-          ),
-        },
-        {
-          ttl_seconds: field.integer('How long a capture is kept in Redis.', {
-            default: 604800,
-            between: [60, 7776000],
-            required: true,
-          }),
-        },
-        {
-          max_body_bytes: field.integer(
-            'Largest request body kept; a capture of a larger one keeps headers and outcome only (and cannot be replayed).',
-            { default: 262144, between: [1024, 8388608], required: true },
-          ),
-        },
-        {
-          max_answer_chars: field.integer(
-            'Longest answer text kept (the answer snippet keeps at most the first 64 KiB of a response).',
-            { default: 16384, between: [0, 65536], required: true },
-          ),
-        },
-      ],
-      { required: true },
-    ),
+    capture: captureRecord(),
   },
   ...METRICS_FIELDS,
-];
+] as const satisfies KongSchemaFields;

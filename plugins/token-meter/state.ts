@@ -6,7 +6,7 @@ import type { Downgrade } from './budget';
 import type { TokenPrice } from './pricing';
 import { SHARED_KEYS } from '../../lib/request/shared-keys';
 
-export const PLUGIN_NAME = 'token-meter';
+export { PLUGIN_NAME } from './name';
 
 export const METER_STATE_KEY = SHARED_KEYS.meterState.key;
 

@@ -28,7 +28,7 @@ import { KnowledgeStore } from '../../lib/retrieval/knowledge-store';
 import { parseTenantId } from '../../lib/tenant/tenant-id';
 import { startMockUpstream, type MockUpstream } from '../../mock-upstream/index';
 import { periodAt } from '../../plugins/token-meter/period';
-import type { Period } from '../../plugins/token-meter/schema';
+import type { Period } from '../../plugins/token-meter/config';
 import type { UpstreamView } from './checks';
 import { startProviderTap, type ProviderTap } from './provider-tap';
 

@@ -4,5 +4,5 @@ import { Schema } from '../../plugins/tenant-auth/schema';
 
 /** A complete tenant-auth config: the schema's defaults, then the overrides. */
 export function tenantAuthConfig(overrides: Partial<TenantAuthConfig> = {}): TenantAuthConfig {
-  return { ...readConfig<TenantAuthConfig>(Schema, {}), ...overrides };
+  return { ...readConfig(Schema, {}), ...overrides };
 }

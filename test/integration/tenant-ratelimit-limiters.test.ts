@@ -11,7 +11,6 @@ import { closeAllRedis, createRedis, type RedisClient } from '../../lib/redis/cl
 import type { UpstreamCapacity } from '../../lib/redis/fair-queue';
 import type { TenantLimits } from '../../plugins/tenant-ratelimit/tenant-limits';
 import { readConfig } from '../../lib/schema/config';
-import type { TenantRatelimitConfig } from '../../plugins/tenant-ratelimit/config';
 import { Limiters, type Limiter } from '../../plugins/tenant-ratelimit/limiters/limiter';
 import { NodeLimiter } from '../../plugins/tenant-ratelimit/limiters/node';
 import { RedisLimiter } from '../../plugins/tenant-ratelimit/limiters/redis';
@@ -46,7 +45,7 @@ function tracked(redis: RedisClient): RedisClient {
 }
 
 const SEAT_LEASE_MS = 60_000;
-const config = readConfig<TenantRatelimitConfig>(Schema, {
+const config = readConfig(Schema, {
   queue: { max_concurrent: 1, max_wait_ms: 300, poll_interval_ms: 50 },
   flex: { reserved_seats: 0 },
 });
@@ -205,10 +204,7 @@ test('attempt: an error that is not an outage is not hidden by the per-node limi
 
 test('local: per-node buckets are kept per key namespace, as Redis keys are', async (t) => {
   const inNamespace = (ns: string) =>
-    new NodeLimiter(
-      readConfig<TenantRatelimitConfig>(Schema, { redis: { key_namespace: ns } }),
-      SEAT_LEASE_MS,
-    );
+    new NodeLimiter(readConfig(Schema, { redis: { key_namespace: ns } }), SEAT_LEASE_MS);
   const ns = `ns-${process.pid}-${Date.now()}`;
   const tight = limits({ requestsPerMinute: 1, requestBurst: 1 });
   t.true((await inNamespace(`${ns}-a`).admit(ticket(tight))).decision.allowed);

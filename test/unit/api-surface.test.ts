@@ -13,7 +13,6 @@ import { assertGenerationModel, buildModelTier } from '../../plugins/tenant-auth
 import { queryArgsToDrop } from '../../plugins/tenant-auth/surface';
 import { showbackKind } from '../../plugins/token-meter/showback';
 import { readConfig } from '../../lib/schema/config';
-import type { TenantAuthConfig } from '../../plugins/tenant-auth/config';
 import { Schema } from '../../plugins/tenant-auth/schema';
 
 const SPELLINGS = [
@@ -168,7 +167,7 @@ test('a number outside JSON’s safe range is refused with its field, not turned
 });
 
 test('text-generating APIs refuse an embedding model: the plan’s, or any named embed', (t) => {
-  const cfg = readConfig<TenantAuthConfig>(Schema, {
+  const cfg = readConfig(Schema, {
     plans: {
       free: {
         preferred_model: 'gpt-4o-mini',

@@ -11,14 +11,9 @@ import { Bulkheads } from '../../plugins/circuit-breaker/bulkheads';
 import { decodeLogFacts, factsFromSerialized } from '../../lib/pluginserver/log-facts';
 import { classify, lastUpstreamStatus, verdictOf } from '../../plugins/circuit-breaker/outcome';
 import { breakerKey, resolveRoute } from '../../plugins/circuit-breaker/routing';
-import {
-  Schema,
-  checkConfig,
-  type BreakerConfig,
-  type CircuitBreakerConfig,
-} from '../../plugins/circuit-breaker/schema';
+import { Schema, checkConfig, type BreakerConfig } from '../../plugins/circuit-breaker/schema';
 
-const config = (raw: Record<string, unknown> = {}) => readConfig<CircuitBreakerConfig>(Schema, raw);
+const config = (raw: Record<string, unknown> = {}) => readConfig(Schema, raw);
 const breakerConfig = (b: Partial<BreakerConfig> = {}): BreakerConfig => ({
   ...config().breaker,
   ...b,

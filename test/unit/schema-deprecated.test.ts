@@ -46,8 +46,11 @@ type Config = {
   store: { timeout_ms: number; old_timeout_ms: unknown };
 };
 
+/** The whole object readConfig returns, old names included (its type leaves them out). */
+const read = (raw: unknown) => readConfig(SCHEMA, raw) as unknown as Config;
+
 test('an old field moves to its replacement, nested or not, and reads as unset', (t) => {
-  const c = readConfig<Config>(SCHEMA, { old_mode: 'local', store: { old_timeout_ms: 100 } });
+  const c = read({ old_mode: 'local', store: { old_timeout_ms: 100 } });
   t.is(c.mode, 'local');
   t.is(c.store.timeout_ms, 100);
   t.is(c.old_mode, null);
@@ -55,22 +58,20 @@ test('an old field moves to its replacement, nested or not, and reads as unset',
 });
 
 test('without the old field, the new one and its default apply', (t) => {
-  t.like(readConfig<Config>(SCHEMA, {}), { mode: 'refuse', store: { timeout_ms: 250 } });
-  t.like(readConfig<Config>(SCHEMA, { mode: 'local' }), { mode: 'local' });
+  t.like(read({}), { mode: 'refuse', store: { timeout_ms: 250 } });
+  t.like(read({ mode: 'local' }), { mode: 'local' });
 });
 
 test('the new field at its default counts as unset (Kong filled it): the old value applies', (t) => {
-  t.is(readConfig<Config>(SCHEMA, { mode: 'refuse', old_mode: 'local' }).mode, 'local');
+  t.is(read({ mode: 'refuse', old_mode: 'local' }).mode, 'local');
 });
 
 test('both set to the same value: loads', (t) => {
-  t.is(readConfig<Config>(SCHEMA, { mode: 'local', old_mode: 'local' }).mode, 'local');
+  t.is(read({ mode: 'local', old_mode: 'local' }).mode, 'local');
 });
 
 test('both set to different values: refused, naming both', (t) => {
-  const e = t.throws(() =>
-    readConfig<Config>(SCHEMA, { store: { timeout_ms: 500, old_timeout_ms: 100 } }),
-  );
+  const e = t.throws(() => read({ store: { timeout_ms: 500, old_timeout_ms: 100 } }));
   t.regex(
     e!.message,
     /config\.store\.old_timeout_ms \(deprecated\) and config\.store\.timeout_ms are both set/,

@@ -7,6 +7,8 @@ import { parseTenantId } from '../../lib/tenant/tenant-id';
 import { tenantAuthConfig } from '../helpers/tenant-auth-config';
 
 const NO_TIER = { models: [], model_aliases: {}, model_policy: null, embedding_model: null };
+/** What the schema fills on every plan and override that these tests do not set. */
+const UNSET = { capture: null, api_surface: null, guard: null, store: null };
 
 const plans = {
   free: {
@@ -16,6 +18,8 @@ const plans = {
     persona: null,
     weight: 1,
     ...NO_TIER,
+    ...UNSET,
+    capture: false,
   },
   pro: {
     tools_allowed: ['search'],
@@ -24,6 +28,8 @@ const plans = {
     persona: 'Pro bot',
     weight: 4,
     ...NO_TIER,
+    ...UNSET,
+    capture: false,
   },
 };
 
@@ -55,6 +61,7 @@ test('tenant overrides layer over the plan; knowledge namespace defaults to the 
         model_aliases: null,
         model_policy: null,
         embedding_model: null,
+        ...UNSET,
       },
     },
   });

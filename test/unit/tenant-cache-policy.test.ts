@@ -11,10 +11,9 @@ import {
 } from '../../plugins/tenant-cache/policy';
 import { planPolicy } from '../../plugins/tenant-cache/schema';
 import { readConfig } from '../../lib/schema/config';
-import { Schema, type TenantCacheConfig } from '../../plugins/tenant-cache/schema';
+import { Schema } from '../../plugins/tenant-cache/schema';
 
-const config = (extra: Record<string, unknown> = {}) =>
-  readConfig<TenantCacheConfig>(Schema, extra);
+const config = (extra: Record<string, unknown> = {}) => readConfig(Schema, extra);
 const strict = planPolicy(config(), 'pro');
 
 test('endpoints: chat completions and embeddings, nothing else', (t) => {

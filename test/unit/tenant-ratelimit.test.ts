@@ -16,12 +16,11 @@ import { resolveLimits } from '../../plugins/tenant-ratelimit/limits';
 import { LocalNodeLimiter } from '../../plugins/tenant-ratelimit/local-limiter';
 import { nextLookMs } from '../../plugins/tenant-ratelimit/pacing';
 import { releasePlan, roundTrips } from '../../plugins/tenant-ratelimit/release-plan';
-import { checkConfig, type TenantRatelimitConfig } from '../../plugins/tenant-ratelimit/config';
+import { checkConfig } from '../../plugins/tenant-ratelimit/config';
 import { Schema } from '../../plugins/tenant-ratelimit/schema';
 import { tenantContextOf } from '../helpers/tenant-context';
 
-const config = (raw: Record<string, unknown> = {}) =>
-  readConfig<TenantRatelimitConfig>(Schema, raw);
+const config = (raw: Record<string, unknown> = {}) => readConfig(Schema, raw);
 
 const ctx = (tenantId: string, plan: string, weight = 1): TenantContext =>
   tenantContextOf(tenantId, plan, weight);

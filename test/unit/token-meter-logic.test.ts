@@ -4,7 +4,7 @@ import { GatewayError } from '../../lib/http/errors';
 import { ladder } from '../../plugins/token-meter/ladder';
 import { periodAt, periodsBetween } from '../../plugins/token-meter/period';
 import { costOf, priceOf, type TokenPrice } from '../../plugins/token-meter/pricing';
-import type { ModelPrice, TokenMeterConfig } from '../../plugins/token-meter/schema';
+import type { ModelPrice, TokenMeterConfig } from '../../plugins/token-meter/config';
 import { readMeteredRequest, rewriteBody } from '../../plugins/token-meter/request-body';
 import { parseShowbackQuery, showbackKind, showbackPage } from '../../plugins/token-meter/showback';
 import {
@@ -145,6 +145,7 @@ test('long-context tier: the whole request at the tier its prompt falls in', (t)
   // 1.25 / 10 USD per million up to 200k prompt tokens, 2.5 / 15 above (Gemini 2.5 Pro's shape).
   const tiered = priceOf(
     configWith({
+      kind: null,
       prompt_per_million: 1.25,
       completion_per_million: 10,
       cached_prompt_per_million: null,
@@ -210,6 +211,7 @@ test('reasoning tokens are completion tokens: billed once, at the completion pri
 });
 
 const flatPrice = {
+  kind: null,
   prompt_per_million: 1.25,
   completion_per_million: 10,
   cached_prompt_per_million: null,

@@ -13,7 +13,7 @@ import { readMeteredRequest } from '../../plugins/token-meter/request-body';
 import { Schema } from '../../plugins/token-meter/schema';
 
 const config = (extra: Record<string, unknown> = {}): TokenMeterConfig =>
-  readConfig<TokenMeterConfig>(Schema, {
+  readConfig(Schema, {
     plans: {
       pro: { budget_tokens: 1000, budget_usd: 2.5, soft_threshold: 0.8, default_max_tokens: 64 },
       strict: { budget_tokens: 500, allow_downgrade: false, allow_clamp: false },

@@ -2,32 +2,18 @@
  * The semantic cache's part of tenant-cache's schema (the `semantic` record): pure data, with
  * descriptions and defaults, and its typed view. Plans turn it on or off (schema.ts `plans`).
  */
+import type { ConfigOf } from '../../../lib/schema/derive';
 import { field, type KongSchemaFields } from '../../../lib/schema/fields';
 import {
   consistencyLevelField,
   embeddingsRecord,
   milvusCollectionFields,
-  type EmbeddingsConfig,
 } from '../../../lib/schema/typedefs';
 
-export interface SemanticConfig {
-  enabled: boolean;
-  similarity_threshold: number;
-  max_entries_per_tenant: number;
-  lookup_timeout_ms: number;
-  store_timeout_ms: number;
-  max_question_chars: number;
-  milvus: {
-    address: string;
-    collection: string;
-    num_partitions: number;
-    consistency_level: 'Strong' | 'Session' | 'Bounded' | 'Eventually';
-    connect_timeout_ms: number;
-  };
-  embeddings: EmbeddingsConfig;
-}
+/** The `semantic` record as readConfig returns it, read off the fields below. */
+export type SemanticConfig = ConfigOf<typeof semanticFields>;
 
-export const semanticFields: KongSchemaFields = [
+export const semanticFields = [
   {
     enabled: field.boolean(
       'Answers a near-duplicate question from the tenant’s own earlier answers (Milvus). Off by default; plans may turn it on.',
@@ -93,4 +79,4 @@ export const semanticFields: KongSchemaFields = [
       },
     }),
   },
-];
+] as const satisfies KongSchemaFields;
