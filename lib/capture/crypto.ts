@@ -11,22 +11,13 @@
  * - one HMAC-SHA256 key that signs the request-id index (which tenant a request id belongs
  *   to), so an index entry written by anyone without the secret is refused.
  */
-import {
-  createCipheriv,
-  createDecipheriv,
-  createHash,
-  createHmac,
-  hkdfSync,
-  randomBytes,
-  timingSafeEqual,
-} from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { TenantId } from '../tenant/tenant-id';
+import { deriveKey, openAead, sealAead } from '../secrets/aead';
 import { MIN_SECRET_BYTES, decodeSecret } from '../secrets/decode';
 
 const HKDF_SALT = 'kta/capture/v1';
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
 export { MIN_SECRET_BYTES };
 /** Derived keys kept per process; beyond it the map starts over (a derivation is ~10 µs). */
 const MAX_DERIVED = 10_000;
@@ -62,7 +53,7 @@ export function loadCaptureSecret(
 }
 
 function derive(master: Buffer, info: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', master, HKDF_SALT, info, 32));
+  return deriveKey(master, HKDF_SALT, info);
 }
 
 export class CaptureKeyring {
@@ -102,22 +93,18 @@ export class CaptureKeyring {
 }
 
 /** Associated data: the record opens only for its tenant, its request id and this secret. */
-function aad(keyring: CaptureKeyring, tenant: TenantId, requestId: string): Buffer {
-  return Buffer.from(`kta-capture|v1|${keyring.keyId}|${tenant}|${requestId}`, 'utf8');
+function aad(keyring: CaptureKeyring, tenant: TenantId, requestId: string): string {
+  return `kta-capture|v1|${keyring.keyId}|${tenant}|${requestId}`;
 }
 
-/** AES-256-GCM under the tenant's key: iv ‖ ciphertext ‖ tag. */
+/** AES-256-GCM under the tenant's key (lib/secrets/aead.ts): iv ‖ ciphertext ‖ tag. */
 export function sealCapture(
   keyring: CaptureKeyring,
   tenant: TenantId,
   requestId: string,
   plaintext: Buffer,
 ): Buffer {
-  const iv = randomBytes(IV_BYTES);
-  const cipher = createCipheriv('aes-256-gcm', keyring.sealKey(tenant), iv);
-  cipher.setAAD(aad(keyring, tenant, requestId));
-  const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-  return Buffer.concat([iv, body, cipher.getAuthTag()]);
+  return sealAead(keyring.sealKey(tenant), aad(keyring, tenant, requestId), plaintext);
 }
 
 /** The plaintext, or null when the value was not sealed for this tenant and request id. */
@@ -127,20 +114,5 @@ export function openCapture(
   requestId: string,
   sealed: Buffer,
 ): Buffer | null {
-  if (sealed.length < IV_BYTES + TAG_BYTES) return null;
-  try {
-    const decipher = createDecipheriv(
-      'aes-256-gcm',
-      keyring.sealKey(tenant),
-      sealed.subarray(0, IV_BYTES),
-    );
-    decipher.setAAD(aad(keyring, tenant, requestId));
-    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
-    return Buffer.concat([
-      decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)),
-      decipher.final(),
-    ]);
-  } catch {
-    return null;
-  }
+  return openAead(keyring.sealKey(tenant), aad(keyring, tenant, requestId), sealed);
 }

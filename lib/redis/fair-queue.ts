@@ -8,7 +8,7 @@
 import type { TenantId } from '../tenant/tenant-id';
 import type { RedisClient } from './client';
 import type { FairQueueKeys } from './keys';
-import { loadScript, runScript } from './lua-script';
+import { loadScript, replyNumbers, runScript } from './lua-script';
 
 export interface UpstreamCapacity {
   /** Requests in flight upstream at once; 0 = no concurrency capacity. */
@@ -61,16 +61,8 @@ export class FairQueueReplyError extends Error {
   override readonly name = 'FairQueueReplyError';
 }
 
-function numbers(reply: unknown, length: number): number[] {
-  if (
-    Array.isArray(reply) &&
-    reply.length === length &&
-    reply.every((v): v is number => typeof v === 'number')
-  ) {
-    return reply;
-  }
-  throw new FairQueueReplyError(`unexpected fair-queue reply: ${JSON.stringify(reply)}`);
-}
+const numbers = (reply: unknown, length: number): number[] =>
+  replyNumbers(reply, length, 'fair-queue', (m) => new FairQueueReplyError(m));
 
 /** The scripts, one per operation; each takes the queue's 8 keys (`FairQueueKeys.all`). */
 const script = {

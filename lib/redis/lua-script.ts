@@ -246,3 +246,23 @@ export async function runScript(
     decided = true;
   });
 }
+
+/**
+ * A script's reply that must be `length` numbers (the scripts' headers state their replies);
+ * anything else is `fail('unexpected <what> reply: …')`, in the caller's own error class.
+ */
+export function replyNumbers(
+  reply: unknown,
+  length: number,
+  what: string,
+  fail: (message: string) => Error,
+): number[] {
+  if (
+    Array.isArray(reply) &&
+    reply.length === length &&
+    reply.every((v): v is number => typeof v === 'number')
+  ) {
+    return reply;
+  }
+  throw fail(`unexpected ${what} reply: ${JSON.stringify(reply)}`);
+}

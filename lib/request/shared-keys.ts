@@ -118,3 +118,21 @@ export const SHARED_KEYS = {
     what: 'the PDK batch entry (`kta_pdk.run`): many PDK calls in one exchange',
   },
 } as const satisfies Record<string, SharedKey>;
+
+/**
+ * The first step of every versioned key's guard: the JSON object a value holds, or undefined
+ * for anything else (not a string, empty, not JSON, not an object). The guard then checks the
+ * version and the fields.
+ */
+export function sharedJsonObject(raw: unknown): Record<string, unknown> | undefined {
+  if (typeof raw !== 'string' || raw === '') return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+    ? (parsed as Record<string, unknown>)
+    : undefined;
+}

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { withDeadline, type RedisClient } from '../redis/client';
 import type { Keyspace } from '../redis/keys';
 import type { TenantId } from '../tenant/tenant-id';
+import type { EmbeddingsConfig } from '../schema/typedefs';
 import { RetrievalIntegrityError, RetrievalUnavailableError } from './errors';
 
 export interface EmbedderOptions {
@@ -25,6 +26,28 @@ export interface EmbedderOptions {
     readonly keyspace: Keyspace;
     readonly ttlSeconds: number;
   } | null;
+}
+
+/**
+ * The options of an `embeddingsRecord` config (lib/schema/typedefs.ts), as retrieval-injector and
+ * the semantic cache both declare it: the API key read from the plugin server's environment
+ * (null when unnamed or unset), the tenant-keyed cache on when its TTL is above 0 and a Redis is
+ * given.
+ */
+export function embedderOptions(
+  c: EmbeddingsConfig,
+  cache: { readonly redis: RedisClient; readonly keyspace: Keyspace } | null,
+  env: NodeJS.ProcessEnv = process.env,
+): EmbedderOptions {
+  return {
+    url: c.url,
+    model: c.model,
+    dim: c.dimensions,
+    sendDimensions: c.send_dimensions,
+    apiKey: c.api_key_env ? (env[c.api_key_env] ?? null) : null,
+    timeoutMs: c.timeout_ms,
+    cache: cache && c.cache_ttl_seconds > 0 ? { ...cache, ttlSeconds: c.cache_ttl_seconds } : null,
+  };
 }
 
 /** Texts per request when embedding a batch (ingestion). */

@@ -10,20 +10,14 @@
  * 3. encryption: chunk text is sealed with the namespace's own key (chunk-cipher.ts), so a
  *    chunk of another tenant does not even decrypt.
  */
+import { ConsistencyLevelEnum, type MilvusClient, type RowData } from '@zilliz/milvus2-sdk-node';
 import {
-  ConsistencyLevelEnum,
-  ErrorCode,
-  type MilvusClient,
-  type RowData,
-} from '@zilliz/milvus2-sdk-node';
-import {
-  MilvusOperationError,
   TENANT_COLLECTION_FIELDS as F,
-  ensureTenantCollection,
   searchParams,
   type TenantCollectionSpec,
 } from '../milvus/client';
 import { tenantFilter } from '../milvus/tenant-filter';
+import { checkStatus, countTenantRows, openTenantCollection } from '../milvus/tenant-rows';
 import type { TenantContext } from '../tenant/context';
 import type { TenantId } from '../tenant/tenant-id';
 import { knowledgeNamespace } from './namespace';
@@ -83,10 +77,10 @@ export interface DocumentToStore {
 
 export { knowledgeNamespace };
 
+const unavailable = (message: string) => new RetrievalUnavailableError('milvus', message);
+
 function ok(status: { error_code: string | number; reason: string }, what: string): void {
-  if (status.error_code !== ErrorCode.SUCCESS) {
-    throw new RetrievalUnavailableError('milvus', `${what} failed: ${status.reason}`);
-  }
+  checkStatus(status, what, unavailable);
 }
 
 export class KnowledgeStore {
@@ -97,14 +91,11 @@ export class KnowledgeStore {
    * configured model and dimension; a mismatch is an integrity error.
    */
   static async open(opts: KnowledgeStoreOptions): Promise<KnowledgeStore> {
-    try {
-      await ensureTenantCollection(opts.client, opts.collection);
-    } catch (e) {
-      if (e instanceof MilvusOperationError) {
-        throw new RetrievalIntegrityError('collection_mismatch', e.message);
-      }
-      throw e;
-    }
+    await openTenantCollection(
+      opts.client,
+      opts.collection,
+      (m) => new RetrievalIntegrityError('collection_mismatch', m),
+    );
     return new KnowledgeStore(opts);
   }
 
@@ -249,14 +240,7 @@ export class KnowledgeStore {
 
   /** Chunks of `tenant` now stored (strongly consistent). */
   async countChunks(tenant: TenantId): Promise<number> {
-    const res = await this.opts.client.query({
-      collection_name: this.opts.collection.name,
-      filter: tenantFilter(tenant),
-      output_fields: ['count(*)'],
-      consistency_level: ConsistencyLevelEnum.Strong,
-    });
-    ok(res.status, 'count');
-    return Number(res.data[0]?.['count(*)'] ?? 0);
+    return countTenantRows(this.opts.client, this.opts.collection.name, tenant, unavailable);
   }
 
   /** Offboarding: deletes every chunk of `tenant`, then verifies none is left. */

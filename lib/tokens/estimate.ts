@@ -13,7 +13,7 @@ import type { KongPdk } from '../pdk/kong';
 import { slot, type RequestScope } from '../request/scope';
 import { isChainProcess } from '../request/scope-store';
 import { countChatPromptTokens, countTextTokens, type CountableMessage } from './tokenize';
-import { SHARED_KEYS } from '../request/shared-keys';
+import { SHARED_KEYS, sharedJsonObject } from '../request/shared-keys';
 
 export { loadEncodings } from './tokenize';
 
@@ -165,14 +165,8 @@ export function encodeEstimate(e: TokenEstimate): string {
 
 /** The estimate another plugin published, or undefined when absent or not ours. */
 export function decodeEstimate(raw: unknown): TokenEstimate | undefined {
-  if (typeof raw !== 'string' || raw === '') return undefined;
-  let o: unknown;
-  try {
-    o = JSON.parse(raw);
-  } catch {
-    return undefined;
-  }
-  if (!isRecord(o) || o.v !== ESTIMATE_VERSION) return undefined;
+  const o = sharedJsonObject(raw);
+  if (!o || o.v !== ESTIMATE_VERSION) return undefined;
   const nums = ['promptTokens', 'completionTokens', 'totalTokens', 'n'] as const;
   if (
     !nums.every((k) => typeof o[k] === 'number' && Number.isFinite(o[k]) && (o[k] as number) >= 0)

@@ -10,6 +10,7 @@
  * The Milvus SDK (gRPC, protobuf) and the Redis client are loaded on first use, not when the plugin server starts:
  * it doubles the start-up time of the process, which Kong waits for.
  */
+import { RuntimeSlots } from '../../lib/plugin/runtime-slots';
 import type { ChunkCipher } from '../../lib/retrieval/chunk-cipher';
 import type { Retriever } from '../../lib/retrieval/retriever';
 import {
@@ -20,15 +21,7 @@ import {
 } from '../../lib/retrieval/errors';
 import type { RetrievalInjectorConfig } from './schema';
 
-const RETRY_COOLDOWN_MS = 1000;
-const MAX_RUNTIMES = 8;
-
-interface Slot {
-  promise: Promise<Retriever>;
-  failedAt: number | null;
-}
-
-const slots = new Map<string, Slot>();
+const runtimes = new RuntimeSlots<Retriever>('retrieval');
 
 function runtimeKey(c: RetrievalInjectorConfig): string {
   return JSON.stringify([c.milvus, c.embeddings, c.redis, c.encryption]);
@@ -39,7 +32,7 @@ async function open(c: RetrievalInjectorConfig, cipher: ChunkCipher): Promise<Re
   const { KnowledgeStore } = await import('../../lib/retrieval/knowledge-store');
   const { createRedis } = await import('../../lib/redis/client');
   const { createKeyspace } = await import('../../lib/redis/keys');
-  const { Embedder } = await import('../../lib/retrieval/embedder');
+  const { Embedder, embedderOptions } = await import('../../lib/retrieval/embedder');
   const { Retriever } = await import('../../lib/retrieval/retriever');
   const timeout = c.milvus.connect_timeout_ms;
   // First, so Redis connects while Milvus opens (until then, cache lookups count as errors).
@@ -77,24 +70,12 @@ async function open(c: RetrievalInjectorConfig, cipher: ChunkCipher): Promise<Re
       timeout,
       () => unavailable(`collection not opened within ${timeout} ms`),
     );
-    const apiKey = c.embeddings.api_key_env
-      ? (process.env[c.embeddings.api_key_env] ?? null)
-      : null;
-    const embedder = new Embedder({
-      url: c.embeddings.url,
-      model: c.embeddings.model,
-      dim: c.embeddings.dimensions,
-      sendDimensions: c.embeddings.send_dimensions,
-      apiKey,
-      timeoutMs: c.embeddings.timeout_ms,
-      cache: redis
-        ? {
-            redis,
-            keyspace: createKeyspace(c.redis.key_namespace),
-            ttlSeconds: c.embeddings.cache_ttl_seconds,
-          }
-        : null,
-    });
+    const embedder = new Embedder(
+      embedderOptions(
+        c.embeddings,
+        redis ? { redis, keyspace: createKeyspace(c.redis.key_namespace) } : null,
+      ),
+    );
     return new Retriever(embedder, store);
   } catch (e) {
     client.closeConnection();
@@ -105,20 +86,5 @@ async function open(c: RetrievalInjectorConfig, cipher: ChunkCipher): Promise<Re
 
 /** The runtime for this configuration, opening it (again, after the cool-down) if needed. */
 export function retrieverFor(c: RetrievalInjectorConfig, cipher: ChunkCipher): Promise<Retriever> {
-  const key = runtimeKey(c);
-  const slot = slots.get(key);
-  if (slot && (slot.failedAt === null || Date.now() - slot.failedAt < RETRY_COOLDOWN_MS)) {
-    return slot.promise;
-  }
-  if (!slot && slots.size >= MAX_RUNTIMES) {
-    return Promise.reject(
-      new Error(`more than ${MAX_RUNTIMES} distinct retrieval configurations in one process`),
-    );
-  }
-  const fresh: Slot = { promise: open(c, cipher), failedAt: null };
-  fresh.promise.catch(() => {
-    fresh.failedAt = Date.now();
-  });
-  slots.set(key, fresh);
-  return fresh.promise;
+  return runtimes.get(runtimeKey(c), () => open(c, cipher));
 }

@@ -12,22 +12,14 @@
  * The key id is a fingerprint of the master secret: rotating the secret changes every name
  * and id, so old entries are simply never found again and expire by their TTL.
  */
-import {
-  createCipheriv,
-  createDecipheriv,
-  createHash,
-  hkdfSync,
-  randomBytes,
-  type Hmac,
-} from 'node:crypto';
+import { createHash, randomBytes, type Hmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { TenantContext } from '../../lib/tenant/context';
 import type { TenantId } from '../../lib/tenant/tenant-id';
+import { deriveKey, openAead, sealAead } from '../../lib/secrets/aead';
 import { MIN_SECRET_BYTES, decodeSecret as decodeLibSecret } from '../../lib/secrets/decode';
 
 const HKDF_SALT = 'kta/tenant-cache/v1';
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
 export { MIN_SECRET_BYTES };
 /** Derived keys kept per process; beyond it the map starts over (a derivation is ~10 µs). */
 const MAX_DERIVED = 10_000;
@@ -69,7 +61,7 @@ function ephemeralSecret(): Buffer {
 }
 
 function derive(master: Buffer, info: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', master, HKDF_SALT, info, 32));
+  return deriveKey(master, HKDF_SALT, info);
 }
 
 /** The master secret and the per-tenant keys derived from it. */
@@ -99,29 +91,14 @@ export class CacheKeyring {
   }
 }
 
-/** AES-256-GCM: iv ‖ ciphertext ‖ tag. */
+/** AES-256-GCM under the tenant's seal key (lib/secrets/aead.ts): iv ‖ ciphertext ‖ tag. */
 export function seal(keys: TenantCacheKeys, aad: string, plaintext: Buffer): Buffer {
-  const iv = randomBytes(IV_BYTES);
-  const cipher = createCipheriv('aes-256-gcm', keys.sealKey, iv);
-  cipher.setAAD(Buffer.from(aad, 'utf8'));
-  const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-  return Buffer.concat([iv, body, cipher.getAuthTag()]);
+  return sealAead(keys.sealKey, aad, plaintext);
 }
 
 /** The plaintext, or null when the value was not sealed by these keys for this `aad`. */
 export function open(keys: TenantCacheKeys, aad: string, sealed: Buffer): Buffer | null {
-  if (sealed.length < IV_BYTES + TAG_BYTES) return null;
-  try {
-    const decipher = createDecipheriv('aes-256-gcm', keys.sealKey, sealed.subarray(0, IV_BYTES));
-    decipher.setAAD(Buffer.from(aad, 'utf8'));
-    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
-    return Buffer.concat([
-      decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)),
-      decipher.final(),
-    ]);
-  } catch {
-    return null;
-  }
+  return openAead(keys.sealKey, aad, sealed);
 }
 
 /**

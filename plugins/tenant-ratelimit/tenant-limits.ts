@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import type { RedisClient } from '../../lib/redis/client';
 import type { Keyspace } from '../../lib/redis/keys';
-import { loadScript, runScript } from '../../lib/redis/lua-script';
+import { loadScript, replyNumbers, runScript } from '../../lib/redis/lua-script';
 import type { TenantId } from '../../lib/tenant/tenant-id';
 
 /** tenant-ratelimit's own Lua scripts (scripts/, copied beside the build by scripts/build.js). */
@@ -45,16 +45,8 @@ export class TenantLimitsReplyError extends Error {
 
 const REASONS: ReadonlyArray<LimitName | null> = [null, 'requests', 'tokens', 'concurrency'];
 
-function numbers(reply: unknown, length: number, what: string): number[] {
-  if (
-    Array.isArray(reply) &&
-    reply.length === length &&
-    reply.every((v): v is number => typeof v === 'number')
-  ) {
-    return reply;
-  }
-  throw new TenantLimitsReplyError(`unexpected ${what} reply: ${JSON.stringify(reply)}`);
-}
+const numbers = (reply: unknown, length: number, what: string): number[] =>
+  replyNumbers(reply, length, what, (m) => new TenantLimitsReplyError(m));
 
 /** Buckets refill per second; the script takes burst and refill rate. */
 export function bucketArgs(perMinute: number, burst: number): [number, number] {

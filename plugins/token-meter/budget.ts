@@ -7,7 +7,7 @@
 import type { RedisClient } from '../../lib/redis/client';
 import type { Keyspace, RedisKey } from '../../lib/redis/keys';
 import { join } from 'node:path';
-import { loadScript, runScript } from '../../lib/redis/lua-script';
+import { loadScript, replyNumbers, runScript } from '../../lib/redis/lua-script';
 import type { TenantId } from '../../lib/tenant/tenant-id';
 import type { FlatPrice } from './pricing';
 
@@ -78,16 +78,8 @@ export class BudgetReplyError extends Error {
   override readonly name = 'BudgetReplyError';
 }
 
-function numbers(reply: unknown, length: number, what: string): number[] {
-  if (
-    Array.isArray(reply) &&
-    reply.length === length &&
-    reply.every((v): v is number => typeof v === 'number')
-  ) {
-    return reply;
-  }
-  throw new BudgetReplyError(`unexpected ${what} reply: ${JSON.stringify(reply)}`);
-}
+const numbers = (reply: unknown, length: number, what: string): number[] =>
+  replyNumbers(reply, length, what, (m) => new BudgetReplyError(m));
 
 export async function reserveBudget(
   redis: RedisClient,

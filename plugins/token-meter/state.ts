@@ -4,7 +4,7 @@
  */
 import type { Downgrade } from './budget';
 import type { TokenPrice } from './pricing';
-import { SHARED_KEYS } from '../../lib/request/shared-keys';
+import { SHARED_KEYS, sharedJsonObject } from '../../lib/request/shared-keys';
 
 export { PLUGIN_NAME } from './name';
 
@@ -37,15 +37,8 @@ export function encodeMeterState(s: MeterState): string {
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
 
 export function decodeMeterState(raw: unknown): MeterState | undefined {
-  if (typeof raw !== 'string' || raw === '') return undefined;
-  let o: unknown;
-  try {
-    o = JSON.parse(raw);
-  } catch {
-    return undefined;
-  }
-  if (typeof o !== 'object' || o === null) return undefined;
-  const s = o as Record<string, unknown>;
+  const s = sharedJsonObject(raw);
+  if (!s) return undefined;
   const price = s.price as Record<string, unknown> | null | undefined;
   if (
     s.v !== 1 ||

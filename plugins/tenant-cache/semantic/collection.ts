@@ -21,14 +21,17 @@
  * generation, which is part of the scope: every earlier row is out of reach at once; the
  * purge command also deletes the tenant's rows (purge.ts).
  */
-import { ConsistencyLevelEnum, ErrorCode, type MilvusClient } from '@zilliz/milvus2-sdk-node';
+import { ConsistencyLevelEnum, type MilvusClient } from '@zilliz/milvus2-sdk-node';
 import {
-  MilvusOperationError,
   TENANT_COLLECTION_FIELDS as F,
-  ensureTenantCollection,
   type TenantCollectionSpec,
 } from '../../../lib/milvus/client';
 import { tenantFilter } from '../../../lib/milvus/tenant-filter';
+import {
+  checkStatus,
+  countTenantRows,
+  openTenantCollection,
+} from '../../../lib/milvus/tenant-rows';
 import type { RedisClient } from '../../../lib/redis/client';
 import type { Keyspace } from '../../../lib/redis/keys';
 import { loadScript, runScript } from '../../../lib/redis/lua-script';
@@ -74,10 +77,10 @@ function checkScope(scope: string): string {
   return scope;
 }
 
+const unavailable = (message: string) => new SemanticUnavailableError('milvus', message);
+
 function ok(status: { error_code: string | number; reason: string }, what: string): void {
-  if (status.error_code !== ErrorCode.SUCCESS) {
-    throw new SemanticUnavailableError('milvus', `${what} failed: ${status.reason}`);
-  }
+  checkStatus(status, what, unavailable);
 }
 
 const ID_PATTERN = /^-?\d{1,20}$/;
@@ -89,14 +92,7 @@ export class SemanticStore {
 
   /** Opens (creating if missing) the collection; one of another model or size is refused. */
   static async open(opts: SemanticStoreOptions): Promise<SemanticStore> {
-    try {
-      await ensureTenantCollection(opts.client, opts.collection);
-    } catch (e) {
-      if (e instanceof MilvusOperationError) {
-        throw new SemanticUnavailableError('milvus', e.message);
-      }
-      throw e;
-    }
+    await openTenantCollection(opts.client, opts.collection, unavailable);
     return new SemanticStore(opts);
   }
 
@@ -273,13 +269,6 @@ export class SemanticStore {
 
   /** Rows of `tenant` now stored, expired or not (strongly consistent). */
   async countRows(tenant: TenantId): Promise<number> {
-    const res = await this.opts.client.query({
-      collection_name: this.opts.collection.name,
-      filter: tenantFilter(tenant),
-      output_fields: ['count(*)'],
-      consistency_level: ConsistencyLevelEnum.Strong,
-    });
-    ok(res.status, 'count');
-    return Number(res.data[0]?.['count(*)'] ?? 0);
+    return countTenantRows(this.opts.client, this.opts.collection.name, tenant, unavailable);
   }
 }

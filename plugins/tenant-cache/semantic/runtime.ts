@@ -7,21 +7,14 @@
  *
  * The Milvus SDK (gRPC) is loaded on first use: plans without the semantic cache never load it.
  */
+import { RuntimeSlots } from '../../../lib/plugin/runtime-slots';
 import type { RedisClient } from '../../../lib/redis/client';
 import type { Keyspace } from '../../../lib/redis/keys';
 import type { SemanticStore } from './collection';
 import { SemanticUnavailableError, withinDeadline } from './errors';
 import type { SemanticConfig } from './schema';
 
-const RETRY_COOLDOWN_MS = 1000;
-const MAX_RUNTIMES = 8;
-
-interface Slot {
-  promise: Promise<SemanticStore>;
-  failedAt: number | null;
-}
-
-const slots = new Map<string, Slot>();
+const runtimes = new RuntimeSlots<SemanticStore>('semantic-cache');
 
 async function open(
   c: SemanticConfig,
@@ -29,7 +22,7 @@ async function open(
   keyspace: Keyspace,
 ): Promise<SemanticStore> {
   const { createMilvus } = await import('../../../lib/milvus/client');
-  const { Embedder } = await import('../../../lib/retrieval/embedder');
+  const { Embedder, embedderOptions } = await import('../../../lib/retrieval/embedder');
   const { SemanticStore } = await import('./collection');
   const timeout = c.milvus.connect_timeout_ms;
   const client = await withinDeadline(
@@ -43,21 +36,7 @@ async function open(
     );
   });
   try {
-    const apiKey = c.embeddings.api_key_env
-      ? (process.env[c.embeddings.api_key_env] ?? null)
-      : null;
-    const embedder = new Embedder({
-      url: c.embeddings.url,
-      model: c.embeddings.model,
-      dim: c.embeddings.dimensions,
-      sendDimensions: c.embeddings.send_dimensions,
-      apiKey,
-      timeoutMs: c.embeddings.timeout_ms,
-      cache:
-        c.embeddings.cache_ttl_seconds > 0
-          ? { redis, keyspace, ttlSeconds: c.embeddings.cache_ttl_seconds }
-          : null,
-    });
+    const embedder = new Embedder(embedderOptions(c.embeddings, { redis, keyspace }));
     return await withinDeadline(
       SemanticStore.open({
         client,
@@ -99,19 +78,5 @@ export function semanticStoreFor(
   keyspace: Keyspace,
 ): Promise<SemanticStore> {
   const key = JSON.stringify([c.milvus, c.embeddings, keyspace.namespace]);
-  const slot = slots.get(key);
-  if (slot && (slot.failedAt === null || Date.now() - slot.failedAt < RETRY_COOLDOWN_MS)) {
-    return slot.promise;
-  }
-  if (!slot && slots.size >= MAX_RUNTIMES) {
-    return Promise.reject(
-      new Error(`more than ${MAX_RUNTIMES} distinct semantic-cache configurations in one process`),
-    );
-  }
-  const fresh: Slot = { promise: open(c, redis, keyspace), failedAt: null };
-  fresh.promise.catch(() => {
-    fresh.failedAt = Date.now();
-  });
-  slots.set(key, fresh);
-  return fresh.promise;
+  return runtimes.get(key, () => open(c, redis, keyspace));
 }
