@@ -61,7 +61,7 @@ export class FairQueueReplyError extends Error {
   override readonly name = 'FairQueueReplyError';
 }
 
-const numbers = (reply: unknown, length: number): number[] =>
+const numbers = <N extends number>(reply: unknown, length: N) =>
   replyNumbers(reply, length, 'fair-queue', (m) => new FairQueueReplyError(m));
 
 /** The scripts, one per operation; each takes the queue's 8 keys (`FairQueueKeys.all`). */
@@ -116,13 +116,7 @@ export async function acquireSeat(
   if (!Array.isArray(reply) || reply.length !== 6 || typeof tags !== 'string') {
     throw new FairQueueReplyError(`unexpected fair-queue reply: ${JSON.stringify(reply)}`);
   }
-  const [granted, position, seats, waiting, hint] = numbers(reply.slice(0, 5), 5) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
+  const [granted, position, seats, waiting, hint] = numbers(reply.slice(0, 5), 5);
   return {
     granted: granted === 1,
     position,
@@ -150,7 +144,7 @@ export async function claimSeat(
     keys.all,
     commonArgs(ticket, cap, keys.channel),
   );
-  const [claimed, seats, waiting] = numbers(reply, 3) as [number, number, number];
+  const [claimed, seats, waiting] = numbers(reply, 3);
   return { claimed: claimed === 1, seatsInUse: seats, waiting };
 }
 
@@ -206,12 +200,7 @@ function releaseReply(reply: unknown): ReleaseResult {
   if (!Array.isArray(reply) || typeof ids !== 'string') {
     throw new FairQueueReplyError(`unexpected fair-queue reply: ${JSON.stringify(reply)}`);
   }
-  const [was, granted, seats, waiting] = numbers(reply.slice(0, 4), 4) as [
-    number,
-    number,
-    number,
-    number,
-  ];
+  const [was, granted, seats, waiting] = numbers(reply.slice(0, 4), 4);
   return {
     was: was === 1 ? 'seated' : was === 2 ? 'waiting' : 'unknown',
     granted,

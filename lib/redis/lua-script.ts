@@ -247,22 +247,27 @@ export async function runScript(
   });
 }
 
+/** `N` numbers, as a tuple the caller destructures without a cast. */
+export type Numbers<N extends number, A extends number[] = []> = A['length'] extends N
+  ? A
+  : Numbers<N, [...A, number]>;
+
 /**
  * A script's reply that must be `length` numbers (the scripts' headers state their replies);
  * anything else is `fail('unexpected <what> reply: …')`, in the caller's own error class.
  */
-export function replyNumbers(
+export function replyNumbers<N extends number>(
   reply: unknown,
-  length: number,
+  length: N,
   what: string,
   fail: (message: string) => Error,
-): number[] {
+): Numbers<N> {
   if (
     Array.isArray(reply) &&
     reply.length === length &&
     reply.every((v): v is number => typeof v === 'number')
   ) {
-    return reply;
+    return reply as Numbers<N>;
   }
   throw fail(`unexpected ${what} reply: ${JSON.stringify(reply)}`);
 }

@@ -45,7 +45,7 @@ export class TenantLimitsReplyError extends Error {
 
 const REASONS: ReadonlyArray<LimitName | null> = [null, 'requests', 'tokens', 'concurrency'];
 
-const numbers = (reply: unknown, length: number, what: string): number[] =>
+const numbers = <N extends number>(reply: unknown, length: N, what: string) =>
   replyNumbers(reply, length, what, (m) => new TenantLimitsReplyError(m));
 
 /** Buckets refill per second; the script takes burst and refill rate. */
@@ -95,7 +95,7 @@ export async function admitTenant(
     reply,
     8,
     'tenant-admit',
-  ) as [number, number, number, number, number, number, number, number];
+  );
   return {
     allowed: allowed === 1,
     refusedBy: REASONS[reason] ?? null,
@@ -132,6 +132,6 @@ export async function settleTenant(
     [keys.rateBucket(tenant, 'tokens'), keys.concurrencyLeases(tenant)],
     [leaseId, tokCap, tokRate, Math.round(correction)],
   );
-  const [removed, tokLeft] = numbers(reply, 2, 'tenant-settle') as [number, number];
+  const [removed, tokLeft] = numbers(reply, 2, 'tenant-settle');
   return { leaseRemoved: removed === 1, tokensLeft: tokCap > 0 ? tokLeft : null };
 }

@@ -78,7 +78,7 @@ export class BudgetReplyError extends Error {
   override readonly name = 'BudgetReplyError';
 }
 
-const numbers = (reply: unknown, length: number, what: string): number[] =>
+const numbers = <N extends number>(reply: unknown, length: N, what: string) =>
   replyNumbers(reply, length, what, (m) => new BudgetReplyError(m));
 
 export async function reserveBudget(
@@ -134,15 +134,7 @@ export async function reserveBudget(
     budgetKeys(keys, tenant, period),
     args,
   );
-  const [index, units, usedT, resT, usedC, resC, expired] = numbers(reply, 7, 'budget-reserve') as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
+  const [index, units, usedT, resT, usedC, resC, expired] = numbers(reply, 7, 'budget-reserve');
   return {
     chosen: index === -1 ? 'duplicate' : index - 1,
     units,
@@ -189,12 +181,7 @@ export async function sweepExpired(
     budgetKeys(keys, tenant, period),
     [Math.ceil(minTtlMs), limit],
   );
-  const [settled, tokens, cost, more] = numbers(reply, 4, 'budget-sweep') as [
-    number,
-    number,
-    number,
-    number,
-  ];
+  const [settled, tokens, cost, more] = numbers(reply, 4, 'budget-sweep');
   return { settled, tokens, cost, more: more === 1 };
 }
 
@@ -241,7 +228,7 @@ export async function settleBudget(
     budgetKeys(keys, tenant, period),
     args,
   );
-  const [settled, usedT, usedC] = numbers(reply, 3, 'budget-settle') as [number, number, number];
+  const [settled, usedT, usedC] = numbers(reply, 3, 'budget-settle');
   return {
     settled: settled === 1 || settled === 2,
     corrected: settled === 2,
