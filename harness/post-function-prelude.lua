@@ -139,7 +139,15 @@ local function run_all(key)
   end
 end
 
-function H.body_filter(key, rid, chunk, eof)
+-- A chunk with bytes a JS string cannot carry into Lua as they are (NUL, 0x80-0xff: wasmoon
+-- passes strings as UTF-8 C strings) arrives hex-encoded (`hex` true) and is decoded here, so the
+-- snippet sees the bytes nginx would give it (a binary event stream, UTF-8 text).
+local function unhex(h)
+  return (string.gsub(h, '%x%x', function(x) return string.char(tonumber(x, 16)) end))
+end
+
+function H.body_filter(key, rid, chunk, eof, hex)
+  if hex then chunk = unhex(chunk) end
   local r = requests[rid]
   if not r then r = { ctx = {} }; requests[rid] = r end
   r.arg = { chunk, eof }

@@ -12,8 +12,8 @@
 // What the harness offers the snippet: ngx.arg, ngx.ctx (per request), kong.ctx.shared (the
 // request's shared table, read and written through), kong.log.set_serialize_value and
 // kong.log.{err,warn,notice,info,debug}. Not mirrored: changing ngx.arg[1] (the body is passed
-// through as the upstream sent it); chunks reach Lua decoded as latin1 (bytes kept 1:1 as
-// characters, so ASCII patterns match as they would on the bytes).
+// through as the upstream sent it). Chunks reach Lua as their bytes: plain ASCII as a string,
+// anything else (NUL, UTF-8, a binary event stream) hex-encoded and decoded by the prelude.
 //
 // pre-function access offers the PDK calls of the request the snippet needs, answered by the
 // harness's own PDK (harness/pdk/*.ts, each mirroring its Kong 3.9.3 file): kong.request.get_header
@@ -79,7 +79,13 @@ const PRELUDE = readFileSync(join(__dirname, 'post-function-prelude.lua'), 'utf8
 
 interface LuaHarness {
   compile(key: string, code: string): void;
-  body_filter(key: string, rid: string, chunk: string, eof: boolean): string | null | undefined;
+  body_filter(
+    key: string,
+    rid: string,
+    chunk: string,
+    eof: boolean,
+    hex: boolean,
+  ): string | null | undefined;
   access(key: string, rid: string): string;
 }
 
@@ -210,7 +216,11 @@ export async function runBodyFilter(
   }
   current = st;
   try {
-    const err = h.body_filter(key, st.id, chunk.toString('latin1'), eof);
+    // Plain ASCII goes as it is; anything else as hex, decoded by the prelude (see there).
+    const ascii = chunk.every((b) => b > 0 && b < 0x80);
+    const err = ascii
+      ? h.body_filter(key, st.id, chunk.toString('latin1'), eof, false)
+      : h.body_filter(key, st.id, chunk.toString('hex'), eof, true);
     if (typeof err === 'string') st.stats.pdkErrors.push(`post-function body_filter: ${err}`);
   } finally {
     current = undefined;

@@ -8,6 +8,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import zlib from 'node:zlib';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { runBodyFilter } from '../../harness/post-function';
@@ -59,6 +60,91 @@ const geminiSse = (p: number, c: number, thoughts: number): string =>
 // Gemini's stream without alt=sse: a JSON array, cumulative usageMetadata in each element.
 const geminiArray = (p: number, c: number): string =>
   `[{"candidates":[{"content":{"parts":[{"text":"the"}],"role":"model"}}],"usageMetadata":{"promptTokenCount":${p},"candidatesTokenCount":1,"totalTokenCount":${p + 1}}}\r\n,{"candidates":[{"content":{"parts":[{"text":" end"}],"role":"model"},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":${p},"candidatesTokenCount":${c},"totalTokenCount":${p + c}}}]`;
+
+// Anthropic with prompt caching: input_tokens counts only what is neither read from nor written
+// to the cache; the bill's prompt is all three, the reads also reported as cached.
+const anthropicCachedSse = (p: number, read: number, write: number, c: number): string =>
+  [
+    `event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4","content":[],"stop_reason":null,"usage":{"input_tokens":${p},"cache_creation_input_tokens":${write},"cache_read_input_tokens":${read},"output_tokens":1}}}`,
+    'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}',
+    `event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":${c}}}`,
+    'event: message_stop\ndata: {"type":"message_stop"}',
+    '',
+  ].join('\n\n');
+
+// Bedrock Converse (what ai-proxy's bedrock driver calls): JSON usage in camelCase, cache reads
+// and writes apart from inputTokens.
+const bedrockJson = (p: number, c: number, read = 0, write = 0): string =>
+  `{"metrics":{"latencyMs":312},"output":{"message":{"role":"assistant","content":[{"text":"\\"usage\\": {\\"inputTokens\\": 999}"}]}},"stopReason":"end_turn","usage":{"inputTokens":${p},"outputTokens":${c},"totalTokens":${p + c + read + write}${read || write ? `,"cacheReadInputTokens":${read},"cacheWriteInputTokens":${write}` : ''}}}`;
+
+/**
+ * One frame of AWS's binary event stream (ConverseStream): total length, headers length and
+ * their CRC32, the headers (`:event-type` and friends, string-typed), the JSON payload, the
+ * message's CRC32. As a latin1 string: one character per byte.
+ */
+function eventFrame(type: string, payload: object): string {
+  const header = (name: string, value: string): Buffer => {
+    const n = Buffer.from(name);
+    const v = Buffer.from(value);
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(v.length);
+    return Buffer.concat([Buffer.from([n.length]), n, Buffer.from([7]), len, v]);
+  };
+  const headers = Buffer.concat([
+    header(':event-type', type),
+    header(':content-type', 'application/json'),
+    header(':message-type', 'event'),
+  ]);
+  const body = Buffer.from(JSON.stringify(payload));
+  const prelude = Buffer.alloc(8);
+  prelude.writeUInt32BE(12 + headers.length + body.length + 4, 0);
+  prelude.writeUInt32BE(headers.length, 4);
+  const preludeCrc = Buffer.alloc(4);
+  preludeCrc.writeUInt32BE(zlib.crc32(prelude));
+  const head = Buffer.concat([prelude, preludeCrc, headers, body]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(zlib.crc32(head));
+  return Buffer.concat([head, crc]).toString('latin1');
+}
+
+const bedrockStream = (p: number, c: number, read = 0): string =>
+  [
+    eventFrame('messageStart', { role: 'assistant', p: 'abcd' }),
+    eventFrame('contentBlockDelta', {
+      contentBlockIndex: 0,
+      delta: { text: '"usage": {"inputTokens": 7' },
+      p: 'ab',
+    }),
+    eventFrame('contentBlockStop', { contentBlockIndex: 0, p: 'abcdef' }),
+    eventFrame('messageStop', { stopReason: 'end_turn', p: 'a' }),
+    eventFrame('metadata', {
+      usage: {
+        inputTokens: p,
+        outputTokens: c,
+        totalTokens: p + c + read,
+        ...(read ? { cacheReadInputTokens: read } : {}),
+      },
+      metrics: { latencyMs: 404 },
+      p: 'abc',
+    }),
+  ].join('');
+
+// Cohere's chat API v1 (ai-proxy's cohere driver): what it bills in meta.billed_units (meta.tokens
+// counts its prompt template too); the stream is one JSON object per line, usage in stream-end.
+const cohereJson = (p: number, c: number): string =>
+  `{"response_id":"r1","text":"the \\"billed_units\\": {\\"input_tokens\\": 9}","generation_id":"g1","finish_reason":"COMPLETE","meta":{"api_version":{"version":"1"},"billed_units":{"input_tokens":${p},"output_tokens":${c}},"tokens":{"input_tokens":${p + 60},"output_tokens":${c}}}}`;
+
+const cohereStream = (p: number, c: number): string =>
+  [
+    '{"is_finished":false,"event_type":"stream-start","generation_id":"g1"}',
+    '{"is_finished":false,"event_type":"text-generation","text":"hello"}',
+    `{"is_finished":true,"event_type":"stream-end","response":{"response_id":"r1","text":"hello","generation_id":"g1","finish_reason":"COMPLETE","meta":{"api_version":{"version":"1"},"billed_units":{"input_tokens":${p},"output_tokens":${c}},"tokens":{"input_tokens":${p + 60},"output_tokens":${c}}}},"finish_reason":"COMPLETE"}`,
+    '',
+  ].join('\n');
+
+// Cohere's v2 chat: usage.billed_units and usage.tokens.
+const cohereV2Json = (p: number, c: number): string =>
+  `{"id":"c2","finish_reason":"COMPLETE","message":{"role":"assistant","content":[{"type":"text","text":"hi"}]},"usage":{"billed_units":{"input_tokens":${p},"output_tokens":${c}},"tokens":{"input_tokens":${p + 60},"output_tokens":${c}}}}`;
 
 function cut(body: string, size: number): string[] {
   const out: string[] = [];
@@ -146,6 +232,61 @@ const cases: Case[] = [
     expected: 'v=1;prompt=8;completion=0;total=8;cached=0;model=text-embedding-3-small;from=json',
   },
   { name: 'an error body', chunks: ['{"error":{"message":"no","type":"x"}}'], expected: null },
+  ...[3, 100000].map((size) => ({
+    name: `Anthropic's stream with prompt caching, cut every ${size} bytes: reads and writes billed as prompt`,
+    chunks: cut(anthropicCachedSse(10, 2000, 100, 40), size),
+    expected: 'v=1;prompt=2110;completion=40;total=2150;cached=2000;model=claude-sonnet-4;from=sse',
+  })),
+  {
+    name: "Anthropic's JSON with prompt caching",
+    chunks: [
+      '{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4","content":[],"stop_reason":"end_turn","usage":{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":300,"output_tokens":7}}',
+    ],
+    expected: 'v=1;prompt=312;completion=7;total=319;cached=300;model=claude-sonnet-4;from=json',
+  },
+  ...[4, 100000].map((size) => ({
+    name: `Bedrock Converse JSON cut every ${size} bytes`,
+    chunks: cut(bedrockJson(25, 9), size),
+    expected: 'v=1;prompt=25;completion=9;total=34;cached=0;model=;from=json',
+  })),
+  {
+    name: 'Bedrock Converse JSON with prompt caching',
+    chunks: [bedrockJson(25, 9, 400, 50)],
+    expected: 'v=1;prompt=475;completion=9;total=484;cached=400;model=;from=json',
+  },
+  ...[5, 64, 100000].map((size) => ({
+    name: `Bedrock ConverseStream (binary event stream) cut every ${size} bytes: the metadata event`,
+    chunks: cut(bedrockStream(31, 12), size),
+    expected: 'v=1;prompt=31;completion=12;total=43;cached=0;model=;from=json',
+  })),
+  {
+    name: 'Bedrock ConverseStream with cache reads',
+    chunks: [bedrockStream(31, 12, 500)],
+    expected: 'v=1;prompt=531;completion=12;total=543;cached=500;model=;from=json',
+  },
+  {
+    name: 'Bedrock ConverseStream cut before its metadata event: no usage (billed at the bound)',
+    chunks: [
+      bedrockStream(31, 12).split(':event-type')[0] ?? '',
+      eventFrame('contentBlockDelta', { delta: { text: 'x' } }),
+    ],
+    expected: null,
+  },
+  ...[6, 100000].map((size) => ({
+    name: `Cohere v1 JSON cut every ${size} bytes: billed_units, not tokens`,
+    chunks: cut(cohereJson(5, 11), size),
+    expected: 'v=1;prompt=5;completion=11;total=16;cached=0;model=;from=json',
+  })),
+  ...[7, 100000].map((size) => ({
+    name: `Cohere v1 stream cut every ${size} bytes: stream-end's billed_units`,
+    chunks: cut(cohereStream(5, 11), size),
+    expected: 'v=1;prompt=5;completion=11;total=16;cached=0;model=;from=json',
+  })),
+  {
+    name: 'Cohere v2 JSON: usage.billed_units',
+    chunks: [cohereV2Json(8, 3)],
+    expected: 'v=1;prompt=8;completion=3;total=11;cached=0;model=;from=json',
+  },
   {
     name: 'a model name with characters outside the wire pattern is cleaned',
     chunks: [`{"model":"gpt;4o=x","usage":${usageJson(1, 2)}}`],
@@ -180,7 +321,9 @@ async function runInHarness(
     8000,
     '1.1',
   );
-  for (const c of chunks) await runBodyFilter('unit', [SNIPPET], st, Buffer.from(c), false);
+  // latin1: one byte per character, so a binary frame reaches Lua as its bytes.
+  for (const c of chunks)
+    await runBodyFilter('unit', [SNIPPET], st, Buffer.from(c, 'latin1'), false);
   if (!noEof) await runBodyFilter('unit', [SNIPPET], st, Buffer.alloc(0), true);
   const v = st.ctxShared.get('llm_usage');
   return { usage: typeof v === 'string' ? v : null, errors: st.stats.pdkErrors };
@@ -210,14 +353,25 @@ if shared.llm_usage and (not s or s.prompt_tokens == nil) then error('serialize 
 io.write(shared.llm_usage or 'nil')
 `;
 
+/** A Lua string literal of `s`'s latin1 bytes: printable ASCII as is, every other byte `\\ddd`. */
+function luaString(s: string): string {
+  let out = '"';
+  for (const b of Buffer.from(s, 'latin1')) {
+    out +=
+      b >= 0x20 && b < 0x7f && b !== 0x22 && b !== 0x5c
+        ? String.fromCharCode(b)
+        : `\\${String(b).padStart(3, '0')}`;
+  }
+  return `${out}"`;
+}
+
 function runInLuaJit(chunks: string[], noEof = false): string | null {
   const dir = mkdtempSync(path.join(tmpdir(), 'usage-snippet-'));
   const snippet = path.join(dir, 'snippet.lua');
   const data = path.join(dir, 'chunks.lua');
   const driver = path.join(dir, 'driver.lua');
   writeFileSync(snippet, SNIPPET);
-  // JSON string escapes of ASCII text are valid Lua string escapes.
-  writeFileSync(data, `return { ${chunks.map((c) => JSON.stringify(c)).join(', ')} }`);
+  writeFileSync(data, `return { ${chunks.map(luaString).join(', ')} }`);
   writeFileSync(driver, LUAJIT_DRIVER);
   const out = execFileSync('luajit', [driver, snippet, data, noEof ? 'no-eof' : 'eof'], {
     encoding: 'utf8',
