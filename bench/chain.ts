@@ -705,7 +705,7 @@ async function main(): Promise<void> {
         '2.80, stream 2.88, refused 1.20; nginx CPU over key-auth miss 1.44 ms; added p50 miss 7.13',
         'ms; req/s at c=16 226 (key-auth alone 894 in that run: 0.25×); stream TTFB 8.01× direct.',
         'Exchanges the same as now (miss 19, hit 13). On the request path since, only the usage',
-        'reader changed (one more key, Cohere\'s, looked for in each chunk): the differences are',
+        "reader changed (one more key, Cohere's, looked for in each chunk): the differences are",
         'mostly the machine (a quieter run, key-auth alone twice as fast).',
         '',
         '### Before: batched calls, the seat at admission, a timer per Redis call (0ee59be)',

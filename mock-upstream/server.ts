@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { createCapacityGate } from './capacity';
 import { anthropicMessages } from './anthropic';
+import { cohereChat } from './cohere';
 import { chatCompletions } from './chat';
 import { CONTROL_PREFIX, handleControl, type Controllable } from './control';
 import { embeddings } from './embeddings';
@@ -107,6 +108,8 @@ function endpointFor(method: string, path: string): Endpoint | undefined {
   if (method === 'POST' && path === '/v1/embeddings') return embeddings;
   // Anthropic's Messages API (Kong's ai-proxy with provider anthropic).
   if (method === 'POST' && path === '/v1/messages') return anthropicMessages;
+  // Cohere's Chat API v1 (Kong's ai-proxy with provider cohere).
+  if (method === 'POST' && path === '/v1/chat') return cohereChat;
   if (method === 'GET' && path === '/v1/models') return async (ctx) => listModels(ctx.res);
   const model = /^\/v1\/models\/([^/]+)$/.exec(path)?.[1];
   if (method === 'GET' && model !== undefined) {

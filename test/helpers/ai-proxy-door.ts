@@ -245,7 +245,10 @@ export async function ledgerTotals(
   };
 }
 
-export type Provider = 'openai' | 'anthropic' | 'mistral' | 'gemini';
+export type Provider = 'openai' | 'anthropic' | 'mistral' | 'gemini' | 'cohere';
+
+/** The model a cohere route serves (Cohere's Chat API v1 stub: mock-upstream/cohere.ts). */
+export const COHERE = 'command-r';
 
 /** A door with ai-proxy to one provider, and what that provider billed so far. */
 export interface ProviderDoor extends Door {
@@ -321,14 +324,18 @@ export async function startProviderDoor(
     );
     return { ...d, provider, model: GEMINI, gemini, billed: () => ({ ...gemini.billed }) };
   }
-  const model = provider === 'anthropic' ? CLAUDE : 'gpt-4o-mini';
+  const model = provider === 'anthropic' ? CLAUDE : provider === 'cohere' ? COHERE : 'gpt-4o-mini';
   const d = await startDoor(
     closers,
     provider === 'anthropic'
       ? exampleEntries('anthropic.yml')
       : [
           aiProxy(
-            { provider, options: provider === 'mistral' ? { mistral_format: 'openai' } : {} },
+            {
+              provider,
+              ...(provider === 'cohere' ? { name: COHERE } : {}),
+              options: provider === 'mistral' ? { mistral_format: 'openai' } : {},
+            },
             bearer,
           ),
         ],
@@ -337,9 +344,15 @@ export async function startProviderDoor(
       const c = p.config as EntryConfig;
       if (p.name === 'ai-proxy')
         c.model.options.upstream_url =
-          provider === 'anthropic' ? `${u}/v1/messages` : `${u}/v1/chat/completions`;
+          provider === 'anthropic'
+            ? `${u}/v1/messages`
+            : provider === 'cohere'
+              ? `${u}/v1/chat`
+              : `${u}/v1/chat/completions`;
       if (provider === 'anthropic')
         servePlansWith(p, CLAUDE, { prompt_per_million: 0.8, completion_per_million: 4 });
+      if (provider === 'cohere')
+        servePlansWith(p, COHERE, { prompt_per_million: 0.15, completion_per_million: 0.6 });
     },
   );
   return {

@@ -18,6 +18,9 @@
  * - `ai-proxy` with provider `gemini` (Vertex AI mode, a TLS stub: mock-upstream/gemini.ts):
  *   persona and context in `systemInstruction`; JSON and streamed (a JSON array with cumulative
  *   usage) answers billed to Gemini's count.
+ * - `ai-proxy` with provider `cohere` (Chat API v1 stub: mock-upstream/cohere.ts, which refuses
+ *   OpenAI's `messages`): JSON and streamed (one JSON object per line) answers billed to Cohere's
+ *   `billed_units`, not its larger `tokens`.
  * - Kong's `acl` (950), after tenant-auth and tenant-ratelimit: a tenant outside the allowed
  *   group is refused 403, reaches no upstream, is not billed and leaves no lease held.
  *
@@ -34,6 +37,7 @@ import {
   ask,
   CODENAME,
   CLAUDE,
+  COHERE,
   GEMINI,
   ledgerEntry,
   ledgerEqualsUpstream,
@@ -342,6 +346,35 @@ if (gatewayKind() === 'kong') {
       const sum = (f: string) => entries.reduce((n, e) => n + Number(e.message[f] ?? 0), 0);
       t.is(sum('prompt'), gemini.billed.prompt, "ledger prompt tokens = Gemini's");
       t.is(sum('completion'), gemini.billed.completion, "ledger completion tokens = Gemini's");
+    },
+  );
+  test.serial(
+    'ai-proxy to Cohere (chat v1): billed_units billed exactly, streamed and not, persona and context in chat_history',
+    async (t) => {
+      const d = await startProviderDoor(closers, 'cohere');
+      for (const stream of [false, true]) {
+        const { res, upstream } = await ask(d, 'acme', {
+          model: COHERE,
+          stream,
+          messages: [question(`cohere ${stream}`)],
+        });
+        t.is(res.status, 200, res.text);
+        t.is(upstream?.path, '/v1/chat', 'the request reached the Cohere stub');
+        if (stream) t.true(res.text.includes('data: '), 'the client gets an SSE stream');
+        const entry = await ledgerEntry(d, 'acme', res);
+        t.is(entry.estimated, '0', `billed from Cohere's billed_units (stream ${stream})`);
+        t.is(entry.model, COHERE);
+        const sent = upstream?.json as {
+          message: string;
+          chat_history?: Array<{ role: string; message: string }>;
+        };
+        t.true(sent.message.includes('launch codename'), 'the question is the last turn');
+        const history = JSON.stringify(sent.chat_history ?? []);
+        t.true(history.includes(ACME_PERSONA), 'the persona reaches Cohere in chat_history');
+        t.true(history.includes(CODENAME), "acme's knowledge reaches Cohere in chat_history");
+      }
+      // The ledger equals what the stub billed (billed_units), to the token, streamed and not.
+      await ledgerEqualsUpstream(t, d, 'acme');
     },
   );
 } else {
