@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { createCapacityGate } from './capacity';
 import { anthropicMessages } from './anthropic';
+import { bedrockConverse } from './bedrock';
 import { cohereChat } from './cohere';
 import { chatCompletions } from './chat';
 import { CONTROL_PREFIX, handleControl, type Controllable } from './control';
@@ -110,6 +111,9 @@ function endpointFor(method: string, path: string): Endpoint | undefined {
   if (method === 'POST' && path === '/v1/messages') return anthropicMessages;
   // Cohere's Chat API v1 (Kong's ai-proxy with provider cohere).
   if (method === 'POST' && path === '/v1/chat') return cohereChat;
+  // Bedrock's Converse API (Kong's ai-proxy with provider bedrock).
+  if (method === 'POST' && /^\/model\/[^/]+\/converse(-stream)?$/.test(path))
+    return bedrockConverse;
   if (method === 'GET' && path === '/v1/models') return async (ctx) => listModels(ctx.res);
   const model = /^\/v1\/models\/([^/]+)$/.exec(path)?.[1];
   if (method === 'GET' && model !== undefined) {

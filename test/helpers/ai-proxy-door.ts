@@ -112,10 +112,11 @@ export async function ask(
   d: Door,
   tenant: 'acme' | 'globex',
   body: Record<string, unknown>,
+  headers: Record<string, string> = {},
 ): Promise<{ res: Sent; upstream: ReceivedRequest | undefined }> {
   const id = randomUUID();
   const res = await send(`${d.door.url}/v1/chat/completions`, {
-    headers: { apikey: `${tenant}-demo-key`, 'x-test-id': id },
+    headers: { ...headers, apikey: `${tenant}-demo-key`, 'x-test-id': id },
     body,
   });
   return { res, upstream: d.door.upstream.received.find((r) => r.headers['x-test-id'] === id) };
@@ -245,10 +246,12 @@ export async function ledgerTotals(
   };
 }
 
-export type Provider = 'openai' | 'anthropic' | 'mistral' | 'gemini' | 'cohere';
+export type Provider = 'openai' | 'anthropic' | 'mistral' | 'gemini' | 'cohere' | 'bedrock';
 
 /** The model a cohere route serves (Cohere's Chat API v1 stub: mock-upstream/cohere.ts). */
 export const COHERE = 'command-r';
+/** The model a bedrock route serves (Bedrock's Converse stub: mock-upstream/bedrock.ts). */
+export const BEDROCK = 'anthropic.claude-3-haiku-20240307-v1:0';
 
 /** A door with ai-proxy to one provider, and what that provider billed so far. */
 export interface ProviderDoor extends Door {
@@ -324,7 +327,14 @@ export async function startProviderDoor(
     );
     return { ...d, provider, model: GEMINI, gemini, billed: () => ({ ...gemini.billed }) };
   }
-  const model = provider === 'anthropic' ? CLAUDE : provider === 'cohere' ? COHERE : 'gpt-4o-mini';
+  const model =
+    provider === 'anthropic'
+      ? CLAUDE
+      : provider === 'cohere'
+        ? COHERE
+        : provider === 'bedrock'
+          ? BEDROCK
+          : 'gpt-4o-mini';
   const d = await startDoor(
     closers,
     provider === 'anthropic'
@@ -333,10 +343,17 @@ export async function startProviderDoor(
           aiProxy(
             {
               provider,
-              ...(provider === 'cohere' ? { name: COHERE } : {}),
-              options: provider === 'mistral' ? { mistral_format: 'openai' } : {},
+              ...(provider === 'cohere' || provider === 'bedrock' ? { name: model } : {}),
+              options:
+                provider === 'mistral'
+                  ? { mistral_format: 'openai' }
+                  : provider === 'bedrock'
+                    ? { bedrock: { aws_region: 'us-east-1' } }
+                    : {},
             },
-            bearer,
+            provider === 'bedrock'
+              ? { aws_access_key_id: 'AKIAMOCKKEY', aws_secret_access_key: PROVIDER_KEY }
+              : bearer,
           ),
         ],
     (p, u) => {
@@ -348,11 +365,15 @@ export async function startProviderDoor(
             ? `${u}/v1/messages`
             : provider === 'cohere'
               ? `${u}/v1/chat`
-              : `${u}/v1/chat/completions`;
+              : provider === 'bedrock'
+                ? `${u}/model/${encodeURIComponent(BEDROCK)}/converse`
+                : `${u}/v1/chat/completions`;
       if (provider === 'anthropic')
         servePlansWith(p, CLAUDE, { prompt_per_million: 0.8, completion_per_million: 4 });
       if (provider === 'cohere')
         servePlansWith(p, COHERE, { prompt_per_million: 0.15, completion_per_million: 0.6 });
+      if (provider === 'bedrock')
+        servePlansWith(p, BEDROCK, { prompt_per_million: 0.25, completion_per_million: 1.25 });
     },
   );
   return {

@@ -21,6 +21,9 @@
  * - `ai-proxy` with provider `cohere` (Chat API v1 stub: mock-upstream/cohere.ts, which refuses
  *   OpenAI's `messages`): JSON and streamed (one JSON object per line) answers billed to Cohere's
  *   `billed_units`, not its larger `tokens`.
+ * - `ai-proxy` with provider `bedrock` (a Converse stub: mock-upstream/bedrock.ts, SigV4
+ *   header required): JSON and ConverseStream (AWS's binary event stream) answers billed to
+ *   Bedrock's `usage` exactly; persona and context in Converse's `system`.
  * - Kong's `acl` (950), after tenant-auth and tenant-ratelimit: a tenant outside the allowed
  *   group is refused 403, reaches no upstream, is not billed and leaves no lease held.
  *
@@ -36,6 +39,7 @@ import {
   ACME_PERSONA,
   ask,
   CODENAME,
+  BEDROCK,
   CLAUDE,
   COHERE,
   GEMINI,
@@ -374,6 +378,32 @@ if (gatewayKind() === 'kong') {
         t.true(history.includes(CODENAME), "acme's knowledge reaches Cohere in chat_history");
       }
       // The ledger equals what the stub billed (billed_units), to the token, streamed and not.
+      await ledgerEqualsUpstream(t, d, 'acme');
+    },
+  );
+  test.serial(
+    "ai-proxy to Bedrock (Converse): billed to Bedrock's usage exactly, JSON and the binary event stream",
+    async (t) => {
+      const d = await startProviderDoor(closers, 'bedrock');
+      for (const stream of [false, true]) {
+        const { res, upstream } = await ask(
+          d,
+          'acme',
+          { model: BEDROCK, stream, messages: [question(`bedrock ${stream}`)] },
+          // With upstream_url set, Kong 3.9.3 sends a stream to the same URL: the stub's cue.
+          stream ? { 'x-mock-bedrock-stream': '1' } : {},
+        );
+        t.is(res.status, 200, res.text);
+        t.truthy(upstream?.path.endsWith('/converse'), 'the request reached the Bedrock stub');
+        if (stream) t.true(res.text.includes('data: '), 'the client gets an SSE stream');
+        const entry = await ledgerEntry(d, 'acme', res);
+        t.is(entry.estimated, '0', `billed from Bedrock's usage (stream ${stream})`);
+        t.is(entry.model, BEDROCK);
+        const sent = upstream?.json as { system?: Array<{ text: string }>; messages: unknown[] };
+        const system = (sent.system ?? []).map((x) => x.text).join('');
+        t.true(system.includes(ACME_PERSONA), 'the persona in Converse system');
+        t.true(system.includes(CODENAME), "acme's knowledge in Converse system");
+      }
       await ledgerEqualsUpstream(t, d, 'acme');
     },
   );

@@ -8,12 +8,12 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import zlib from 'node:zlib';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { runBodyFilter } from '../../harness/post-function';
 import { RequestState } from '../../harness/request-state';
 import { decodeUsage } from '../../lib/tokens/usage';
+import { eventStreamMessage } from '../../mock-upstream/aws-eventstream';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SNIPPET = readFileSync(path.join(ROOT, 'plugins/token-meter/usage-snippet.lua'), 'utf8');
@@ -77,35 +77,9 @@ const anthropicCachedSse = (p: number, read: number, write: number, c: number): 
 const bedrockJson = (p: number, c: number, read = 0, write = 0): string =>
   `{"metrics":{"latencyMs":312},"output":{"message":{"role":"assistant","content":[{"text":"\\"usage\\": {\\"inputTokens\\": 999}"}]}},"stopReason":"end_turn","usage":{"inputTokens":${p},"outputTokens":${c},"totalTokens":${p + c + read + write}${read || write ? `,"cacheReadInputTokens":${read},"cacheWriteInputTokens":${write}` : ''}}}`;
 
-/**
- * One frame of AWS's binary event stream (ConverseStream): total length, headers length and
- * their CRC32, the headers (`:event-type` and friends, string-typed), the JSON payload, the
- * message's CRC32. As a latin1 string: one character per byte.
- */
-function eventFrame(type: string, payload: object): string {
-  const header = (name: string, value: string): Buffer => {
-    const n = Buffer.from(name);
-    const v = Buffer.from(value);
-    const len = Buffer.alloc(2);
-    len.writeUInt16BE(v.length);
-    return Buffer.concat([Buffer.from([n.length]), n, Buffer.from([7]), len, v]);
-  };
-  const headers = Buffer.concat([
-    header(':event-type', type),
-    header(':content-type', 'application/json'),
-    header(':message-type', 'event'),
-  ]);
-  const body = Buffer.from(JSON.stringify(payload));
-  const prelude = Buffer.alloc(8);
-  prelude.writeUInt32BE(12 + headers.length + body.length + 4, 0);
-  prelude.writeUInt32BE(headers.length, 4);
-  const preludeCrc = Buffer.alloc(4);
-  preludeCrc.writeUInt32BE(zlib.crc32(prelude));
-  const head = Buffer.concat([prelude, preludeCrc, headers, body]);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(zlib.crc32(head));
-  return Buffer.concat([head, crc]).toString('latin1');
-}
+/** One ConverseStream message (mock-upstream/aws-eventstream.ts), one character per byte. */
+const eventFrame = (type: string, payload: object): string =>
+  eventStreamMessage(type, payload).toString('latin1');
 
 const bedrockStream = (p: number, c: number, read = 0): string =>
   [
