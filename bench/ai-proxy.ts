@@ -1,12 +1,13 @@
 /**
  * token-meter's bill through Kong's ai-proxy, per provider format: `npm run bench -- ai-proxy`.
  *
- * For each provider (OpenAI, Mistral in OpenAI format, Anthropic, Gemini on Vertex AI), kong.yml's
+ * For each provider (OpenAI, Mistral in OpenAI format, Anthropic, Gemini on Vertex AI, Cohere's
+ * chat v1, Bedrock's Converse), kong.yml's
  * chain on the real Kong 3.9.3 with ai-proxy and the recipe of docs/operations.md ("Beside Kong's
  * AI plugins": the usage reader before ai-proxy), tenant acme sends REQUESTS chats, every other
  * one streamed, with varying questions; then its ledger in Redis is compared, to the token, with
- * what the provider stub billed (the mock's usage for OpenAI, Mistral and Anthropic; the Gemini
- * stub's). Writes section `ai-proxy` of docs/benchmarks.md. Needs Redis and Milvus running
+ * what the provider stub billed (the mock's usage for OpenAI, Mistral, Anthropic, Cohere and Bedrock;
+ * the Gemini stub's). Writes section `ai-proxy` of docs/benchmarks.md. Needs Redis and Milvus running
  * (REDIS_URL, MILVUS_ADDRESS) and the built plugins (`npm run build`).
  */
 import { execSync } from 'node:child_process';
@@ -18,7 +19,7 @@ import { table, writeSection } from './report';
 // Kong's AI plugins run on the real Kong only (the harness refuses them).
 process.env.GATEWAY = 'kong';
 const REQUESTS = Number(process.env.BENCH_AI_PROXY_REQUESTS ?? 40);
-const PROVIDERS: Provider[] = ['openai', 'mistral', 'anthropic', 'gemini'];
+const PROVIDERS: Provider[] = ['openai', 'mistral', 'anthropic', 'gemini', 'cohere', 'bedrock'];
 
 async function run(closers: Closers, provider: Provider): Promise<Array<string | number>> {
   {
@@ -29,11 +30,17 @@ async function run(closers: Closers, provider: Provider): Promise<Array<string |
       const stream = i % 2 === 1;
       if (stream) streamed++;
       const words = 'tell me more about the launch plan and its budget'.split(' ');
-      const { res } = await ask(d, 'acme', {
-        model: d.model,
-        stream,
-        messages: [{ role: 'user', content: `${i}: ${words.slice(0, 3 + (i % 7)).join(' ')}?` }],
-      });
+      const { res } = await ask(
+        d,
+        'acme',
+        {
+          model: d.model,
+          stream,
+          messages: [{ role: 'user', content: `${i}: ${words.slice(0, 3 + (i % 7)).join(' ')}?` }],
+        },
+        // Kong 3.9.3 sends a Bedrock stream to the configured upstream_url: the stub's cue.
+        stream && provider === 'bedrock' ? { 'x-mock-bedrock-stream': '1' } : {},
+      );
       statuses[res.status] = (statuses[res.status] ?? 0) + 1;
     }
     // Log phases run after the answers: wait for every entry.
