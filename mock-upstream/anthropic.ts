@@ -11,6 +11,7 @@
  * "provider" billed (`onUsage`). Errors use Anthropic's body: `{"type":"error","error":{…}}`.
  */
 import type { Endpoint, EndpointContext } from './endpoint';
+import { providerJsonObject } from './request-body';
 import { mockAnswerText, contentDeltas } from './chat';
 import { decodeTokens, encodeText } from '../lib/tokens/tokenize';
 
@@ -63,14 +64,7 @@ export function parseAnthropicRequest(
   if (!headers['x-api-key'])
     throw new AnthropicError(401, 'authentication_error', 'x-api-key header is required');
   if (!headers['anthropic-version']) throw invalid('anthropic-version: header is required');
-  let body: Record<string, unknown>;
-  try {
-    body = JSON.parse(rawBody.toString('utf8')) as Record<string, unknown>;
-  } catch {
-    throw invalid('the body is not valid JSON');
-  }
-  if (!body || typeof body !== 'object' || Array.isArray(body))
-    throw invalid('the body must be a JSON object');
+  const body = providerJsonObject(rawBody, invalid);
   const { model, max_tokens: maxTokens, messages, system, stream } = body;
   if (typeof model !== 'string' || model === '') throw invalid('model: Field required');
   if (typeof maxTokens !== 'number' || !Number.isInteger(maxTokens) || maxTokens < 1)

@@ -12,6 +12,7 @@
  * can compare the gateway's ledger with what this "provider" billed (`onUsage`).
  */
 import type { Endpoint, EndpointContext } from './endpoint';
+import { providerJsonObject } from './request-body';
 import { eventStreamMessage } from './aws-eventstream';
 import { contentDeltas, mockAnswerText } from './chat';
 import { decodeTokens, encodeText } from '../lib/tokens/tokenize';
@@ -63,12 +64,7 @@ export function parseBedrockRequest(
     throw new BedrockError(403, 'UnrecognizedClientException', 'a SigV4 Authorization is required');
   if (!headers['x-amz-date'])
     throw new BedrockError(403, 'UnrecognizedClientException', 'X-Amz-Date is required');
-  let body: Record<string, unknown>;
-  try {
-    body = JSON.parse(rawBody.toString('utf8')) as Record<string, unknown>;
-  } catch {
-    throw invalid('the body is not valid JSON');
-  }
+  const body = providerJsonObject(rawBody, invalid);
   const { messages, system, inferenceConfig } = body;
   if (!Array.isArray(messages) || messages.length === 0)
     throw invalid('messages: at least one message is required');

@@ -10,6 +10,7 @@
  * can compare the gateway's ledger with what this "provider" billed (`onUsage`).
  */
 import type { Endpoint, EndpointContext } from './endpoint';
+import { providerJsonObject } from './request-body';
 import { contentDeltas, mockAnswerText } from './chat';
 import { decodeTokens, encodeText } from '../lib/tokens/tokenize';
 
@@ -44,14 +45,7 @@ export function parseCohereRequest(
   const auth = headers.authorization;
   if (typeof auth !== 'string' || !/^Bearer \S+$/.test(auth))
     throw new CohereError(401, 'invalid api token');
-  let body: Record<string, unknown>;
-  try {
-    body = JSON.parse(rawBody.toString('utf8')) as Record<string, unknown>;
-  } catch {
-    throw invalid('the body is not valid JSON');
-  }
-  if (!body || typeof body !== 'object' || Array.isArray(body))
-    throw invalid('the body must be a JSON object');
+  const body = providerJsonObject(rawBody, invalid);
   if ('messages' in body && body.messages !== null)
     throw invalid(
       'messages is not a valid field: the last turn goes in message, the rest in chat_history',

@@ -40,3 +40,18 @@ export function requireJsonObject(raw: Buffer): Record<string, unknown> {
   }
   return parsed as Record<string, unknown>;
 }
+
+/**
+ * The body as a JSON object for a provider stub (Anthropic, Cohere, Bedrock), or `invalid(…)`,
+ * the provider's own 400, naming what is wrong.
+ */
+export function providerJsonObject(
+  raw: Buffer,
+  invalid: (message: string) => Error,
+): Record<string, unknown> {
+  const parsed = tryParseJson(raw);
+  if (parsed === undefined) throw invalid('the body is not valid JSON');
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw invalid('the body must be a JSON object');
+  return parsed as Record<string, unknown>;
+}
