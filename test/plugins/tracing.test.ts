@@ -282,10 +282,17 @@ if (gatewayKind() === 'kong') {
         t.false(dump.includes(secret), `a span holds ${secret}`);
       }
       const gw = door.gateway as KongGateway;
-      const logs = [
-        gw.errorLog(),
-        readFileSync(path.join(gw.prefix, 'logs', 'access.log'), 'utf8'),
-      ].join('\n');
+      const readLogs = () =>
+        [gw.errorLog(), readFileSync(path.join(gw.prefix, 'logs', 'access.log'), 'utf8')].join(
+          '\n',
+        );
+      // nginx writes a request's access line in its log phase, after the client has the answer
+      // (a CI run read the log before the 401's line was there): wait for it, 5 s at most.
+      let logs = readLogs();
+      for (const until = Date.now() + 5000; !logs.includes('/v1/models') && Date.now() < until;) {
+        await new Promise((r) => setTimeout(r, 100));
+        logs = readLogs();
+      }
       t.true(logs.includes('/v1/chat/completions'), 'the access log has the requests');
       t.true(logs.includes('/v1/models'), 'and the request with a key in its URL');
       for (const secret of [...tenantKeys, providerKey, prompt]) {
