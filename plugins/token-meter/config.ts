@@ -9,7 +9,7 @@ import type { Schema } from './schema';
 /** The config readConfig returns, read off the schema (lib/schema/derive.ts): they cannot drift. */
 export type TokenMeterConfig = ConfigOf<typeof Schema>;
 export type Period = TokenMeterConfig['period'];
-/** A model's prices; `kind` says what it does, so it is only used where it can (null: any endpoint). */
+/** A model's prices; `kind` says what it does, so it is only used where it can (null: every endpoint). */
 export type ModelPrice = TokenMeterConfig['default_price'];
 /** What a model does (generation or embedding). */
 export type ModelKind = NonNullable<ModelPrice['kind']>;
