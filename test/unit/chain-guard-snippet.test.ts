@@ -14,13 +14,16 @@ import { parse } from 'yaml';
 const ROOT = path.resolve(__dirname, '..', '..');
 const SNIPPET = readFileSync(path.join(ROOT, 'plugins/tenant-auth/chain-guard.lua'), 'utf8');
 
-test('kong.yml ships the guard verbatim in post-function access, on the route tenant-auth guards', (t) => {
+test('kong.yml ships the guard verbatim in post-function access, then the transform guard, on the route tenant-auth guards', (t) => {
   const doc = parse(readFileSync(path.join(ROOT, 'kong.yml'), 'utf8')) as {
     plugins: Array<{ name: string; route?: string; config?: { access?: string[] } }>;
   };
   const post = doc.plugins.filter((p) => p.name === 'post-function');
   t.is(post.length, 1);
-  t.deepEqual(post[0]?.config?.access, [SNIPPET]);
+  t.deepEqual(post[0]?.config?.access, [
+    SNIPPET,
+    readFileSync(path.join(ROOT, 'plugins/token-meter/transform-guard.lua'), 'utf8'),
+  ]);
   t.is(post[0]?.route, doc.plugins.find((p) => p.name === 'tenant-auth')?.route);
 });
 
