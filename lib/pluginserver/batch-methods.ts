@@ -7,6 +7,10 @@ import { SHARED_KEYS } from '../request/shared-keys';
 
 /** The snippet's entry in `kong.ctx.shared` (lib/pluginserver/pdk-batch.lua). */
 export const BATCH_METHOD = `kong.ctx.shared.${SHARED_KEYS.pdkBatch.key}.run`;
+/** The snippet's merge of the chain's access phases (lib/pluginserver/chain-access.ts). */
+export const CHAIN_METHOD = `kong.ctx.shared.${SHARED_KEYS.pdkBatch.key}.chain`;
+/** Undoes CHAIN_METHOD for the request (the owner could not run what it merged). */
+export const UNCHAIN_METHOD = `kong.ctx.shared.${SHARED_KEYS.pdkBatch.key}.unchain`;
 
 export const ACCESS_READ =
   /^kong\.(request\.get_|client\.get_(consumer|credential|ip|forwarded_ip)$|router\.get_(route|service)$|nginx\.get_var$|ctx\.shared\.get$)/;

@@ -36,6 +36,7 @@
 import {
   ACCESS_READ,
   BATCH_METHOD,
+  CHAIN_METHOD,
   EXITS,
   LOG_WRITES,
   READS,
@@ -103,7 +104,7 @@ export class PhaseBatch {
   private pending: Queued[] = [];
   private wrote = false;
   private confirmed = false;
-  private exited = false;
+  private exited_ = false;
   private exiting: Promise<undefined> | undefined;
   private readonly mem: PhaseMemory;
 
@@ -176,9 +177,36 @@ export class PhaseBatch {
     return decodeResult(lastMethod, last);
   }
 
+  /** An exit was sent (or is on its way): Kong runs nothing more of this phase. */
+  get exited(): boolean {
+    return this.exiting !== undefined || this.exited_;
+  }
+
+  /**
+   * A value this phase set in `kong.ctx.shared` and has not sent yet: what Kong would answer
+   * once it has (the table is the request's own, and nothing else runs in this phase meanwhile).
+   * Only primitives: a table would come back from Kong as a copy.
+   */
+  private pendingShared(key: unknown): { value: unknown } | undefined {
+    for (let i = this.pending.length - 1; i >= 0; i--) {
+      const [m, a] = this.pending[i] as Queued;
+      if (m !== 'kong.ctx.shared.set' || a[0] !== key) continue;
+      const v = a[1];
+      if (v === null || v === undefined || ['string', 'number', 'boolean'].includes(typeof v))
+        return { value: v ?? null };
+      return undefined;
+    }
+    return undefined;
+  }
+
   readonly handle: Call = async (method, ...args) => {
     // Nothing after an exit reaches Kong (it never steps the event again).
     if (this.exiting) return undefined;
+    if (method === CHAIN_METHOD) return this.chain(args);
+    if (method === 'kong.ctx.shared.get') {
+      const own = this.pendingShared(args[0]);
+      if (own) return own.value;
+    }
     if (EXITS.has(method)) {
       // Plugins `void` their exit: the phase's end waits for it (it may first send writes).
       this.exiting ??= this.exit(method, args);
@@ -200,6 +228,28 @@ export class PhaseBatch {
     this.pending = [];
     return this.send(calls);
   };
+
+  /**
+   * The chain's merge (chain-access.ts): only as the phase's first call, only where the snippet
+   * is known to be on the route, and always inside a batch (with the reads learnt), so that it
+   * costs no exchange of its own and is never sent to a Kong that lacks it. Never learnt: it
+   * changes what Kong runs next, so it is made only when the owner will run what it merges.
+   */
+  private async chain(args: unknown[]): Promise<unknown> {
+    if (this.fetched !== undefined || this.wrote || !presentAt.has(this.instance)) return null;
+    if (!this.available()) return null;
+    const learnt = [...this.mem.reads.values()];
+    this.fetched = new Map();
+    const calls: Queued[] = [[CHAIN_METHOD, args], ...learnt.map((l) => [l.method, l.args] as const)];
+    const out = await this.runBatch(calls, 1);
+    if (out === undefined) return null;
+    learnt.forEach((l, i) => {
+      const item = out[i + 1];
+      if (!isFailure(item))
+        this.fetched?.set(signature(l.method, l.args), decodeResult(l.method, item));
+    });
+    return isFailure(out[0]) ? null : decodeResult(CHAIN_METHOD, out[0]);
+  }
 
   /** The first read of the phase: with it, every read the phase made last time. */
   private async prefetch(sig: string, method: string, args: unknown[]): Promise<unknown> {
@@ -236,7 +286,7 @@ export class PhaseBatch {
         // Kong never answers after an exit: the batch is not awaited either.
         const calls: Queued[] = [...this.pending, [method, args]];
         this.pending = [];
-        this.exited = true;
+        this.exited_ = true;
         void this.call(
           BATCH_METHOD,
           calls.map(([m, a]) => [m, a, a.length]),
@@ -249,7 +299,7 @@ export class PhaseBatch {
       this.pending = [];
       await this.send(calls);
     }
-    this.exited = true;
+    this.exited_ = true;
     await this.call(method, ...args);
     return undefined;
   }
@@ -257,7 +307,7 @@ export class PhaseBatch {
   /** At the phase's end: the writes still queued, then what was learnt is kept. */
   async end(): Promise<void> {
     if (this.exiting) await this.exiting;
-    if (!this.exited && this.pending.length > 0) {
+    if (!this.exited_ && this.pending.length > 0) {
       const calls = this.pending;
       this.pending = [];
       await this.send(calls);
@@ -273,10 +323,10 @@ export function batchedCall(
   plugin: string,
   instance: string,
   phase: string,
-): { call: Call; end(): Promise<void> } {
-  if (!(phase in READS)) return { call, end: async () => {} };
+): { call: Call; end(): Promise<void>; exited(): boolean } {
+  if (!(phase in READS)) return { call, end: async () => {}, exited: () => false };
   const b = new PhaseBatch(call, `${plugin}#${instance}`, `${plugin}.${phase}`, Date.now, phase);
-  return { call: b.handle, end: () => b.end() };
+  return { call: b.handle, end: () => b.end(), exited: () => b.exited };
 }
 
 /** Forgets everything learnt (tests). */

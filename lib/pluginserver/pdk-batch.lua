@@ -47,7 +47,121 @@ local function resolve(name)
   resolved[name] = t
   return t
 end
+-- One access phase for the chain (lib/pluginserver/chain-access.ts): called by the first plugin
+-- of the chain (`owner`) at its access phase's first exchange, in the co-hosted plugin server.
+-- It finds the plugins Kong will run next for this request, in Kong's order, that the same
+-- plugin-server socket serves and `names` lists, stopping at the first other plugin with an
+-- access phase (a foreign plugin must see the request as the plugins before it left it). For
+-- each it claims the instance Kong would (the plugin server's own get_instance_id, under that
+-- plugin's id), then hides their access handlers from Kong's collecting iterator for this request
+-- only (ngx.ctx.plugins.ws, which kong/runloop/plugins_iterator.lua get_next_and_collect reads
+-- at every step; its header_filter, body_filter and log are collected as before). The owner then
+-- runs their access work in its own phase. Answers { name, instance id, ... } or nil (nothing
+-- merged: Kong runs each phase itself); never raises.
+local function compound(r, s, u) return (r or '') .. ':' .. (s or '') .. ':' .. (u or '') end
+local function config_for(ctx, combos, plugin)
+  local c = combos and combos[plugin.name]
+  if not c then return nil end
+  local h = plugin.handler
+  -- plugins_iterator.lua lookup_cfg, in its order.
+  local r = (not h.no_route and ctx.route) and ctx.route.id or nil
+  local s = (not h.no_service and ctx.service) and ctx.service.id or nil
+  local u = (not h.no_consumer and ctx.authenticated_consumer) and ctx.authenticated_consumer.id or nil
+  return (r and s and u and c[compound(r, s, u)]) or (r and u and c[compound(r, nil, u)])
+    or (s and u and c[compound(nil, s, u)]) or (r and s and c[compound(r, s, nil)])
+    or (u and c[compound(nil, nil, u)]) or (r and c[compound(r, nil, nil)])
+    or (s and c[compound(nil, s, nil)]) or c[compound()]
+end
+local function socket_of(plugin)
+  local def = type(plugin.handler) == 'table' and plugin.handler.server_def
+  return type(def) == 'table' and def.socket or nil
+end
+-- Per worker, for the plugin list of the current config only (a reload makes a new list), so
+-- nothing grows: the plugins with their access hidden, and the lists and ws tables made of them.
+-- (The sandbox has no setmetatable: no weak tables, no __index.)
+local made = { list = nil, hidden = {}, ws = {} }
+local function without_access(plugin)
+  local copy = made.hidden[plugin]
+  if copy then return copy end
+  local h = {}
+  for k, v in pairs(plugin.handler) do h[k] = v end
+  h.access = nil
+  copy = {}
+  for k, v in pairs(plugin) do copy[k] = v end
+  copy.handler = h
+  made.hidden[plugin] = copy
+  return copy
+end
+local function shadow_of(ws, merged)
+  local list = ws.plugins
+  if made.list ~= list then made = { list = list, hidden = {}, ws = {} } end
+  local key = table.concat(merged, ',')
+  local w = made.ws[key]
+  if w then return w end
+  local s = { [0] = list[0] }
+  for i = 1, list[0] do s[i] = list[i] end
+  for _, i in ipairs(merged) do s[i] = without_access(list[i]) end
+  w = {}
+  for k, v in pairs(ws) do w[k] = v end
+  w.plugins = s
+  made.ws[key] = w
+  return w
+end
+local function take(owner, names)
+  local ctx = ngx.ctx
+  local collected = ctx.plugins
+  local ws = type(collected) == 'table' and collected.ws
+  if type(ws) ~= 'table' or type(ws.plugins) ~= 'table' then return nil end
+  local list, combos = ws.plugins, ws.combos
+  local allowed = {}
+  for _, n in ipairs(names) do allowed[n] = true end
+  local me
+  for i = 1, list[0] do
+    if list[i].name == owner then me = i; break end
+  end
+  local socket = me and socket_of(list[me])
+  if not socket then return nil end
+  local merged, configs = {}, {}
+  for i = me + 1, list[0] do
+    local p = list[i]
+    local cfg = config_for(ctx, combos, p)
+    if cfg then
+      if allowed[p.name] and socket_of(p) == socket
+          and type(p.handler.instance_callbacks) == 'table' and p.handler.access then
+        merged[#merged + 1] = i
+        configs[#configs + 1] = cfg
+      elseif p.handler.access then
+        break
+      end
+    end
+  end
+  if #merged == 0 then return nil end
+  local out, own = {}, ctx.plugin_id
+  for j, i in ipairs(merged) do
+    local p, cfg = list[i], configs[j]
+    kong.vault.update(cfg)
+    ctx.plugin_id = cfg.__plugin_id -- get_instance_id keys the instance by kong.plugin.get_id()
+    local ok, id = pcall(p.handler.instance_callbacks.get_instance_id, p.handler, cfg)
+    ctx.plugin_id = own
+    if not ok or id == nil then return nil end
+    out[#out + 1] = p.name
+    out[#out + 1] = id
+  end
+  ctx.kta_chain_ws = ws
+  collected.ws = shadow_of(ws, merged)
+  return out
+end
 local kta_pdk = {
+  chain = function(owner, names)
+    local ok, out = pcall(take, owner, names)
+    if ok then return out end
+    return nil
+  end,
+  -- The owner could not run what chain merged: Kong runs those phases itself after all.
+  unchain = function()
+    local ctx = ngx.ctx
+    if ctx.kta_chain_ws and type(ctx.plugins) == 'table' then ctx.plugins.ws = ctx.kta_chain_ws end
+  end,
   run = function(calls)
     local out = {}
     for i = 1, #calls do
