@@ -1,7 +1,9 @@
 /**
  * What the co-hosted chain process serves of each plugin (scripts/build.js writes
- * dist/chain/<plugin>.js as `chainEntry(require(<plugin>))`): the plugin as it is, except for
- * its log phase, which the chain runs once for several plugins (lib/request/chain-log.ts):
+ * dist/chain/<plugin>.js as `chainEntry(require(<plugin>))`): the plugin as it is, except that
+ * tenant-auth's access also runs the access work of the plugins Kong would run next on the
+ * request (lib/pluginserver/chain-access.ts: one phase where Kong started five), and except for
+ * the log phase, which the chain runs once for several plugins (lib/request/chain-log.ts):
  * - tenant-auth, the first plugin of every chain route, gets a log phase that runs the log work
  *   the others left in the request's scope;
  * - tenant-ratelimit, tenant-cache and circuit-breaker declare none: Kong then neither starts a
@@ -16,6 +18,19 @@ import { guardPhase } from '../plugin/phase';
 import { runChainLog } from '../request/chain-log';
 import { declareChainProcess } from '../request/scope-store';
 import { CHAIN_LOG_OWNER } from '../request/log-holds';
+import { mergeNext, runMerged } from './chain-access';
+
+/**
+ * Plugins whose access work tenant-auth's access runs, when Kong would run them next on the
+ * request with nothing foreign between (lib/pluginserver/chain-access.ts).
+ */
+export const ACCESS_IN_CHAIN: readonly string[] = [
+  'tenant-ratelimit',
+  'tenant-cache',
+  'token-meter',
+  'retrieval-injector',
+  'circuit-breaker',
+];
 
 /** Plugins whose log work the chain's log phase runs; no log phase of their own in the chain. */
 export const LOG_IN_CHAIN: ReadonlySet<string> = new Set([
@@ -35,7 +50,17 @@ export function chainEntry<M extends PluginModule>(mod: M): M {
   declareChainProcess();
   if (mod.Name === CHAIN_LOG_OWNER) {
     const Plugin = mod.Plugin as unknown as new (config: unknown) => object;
+    const ownAccess = (Plugin.prototype as { access?: (kong: unknown) => Promise<void> }).access;
     class ChainLogOwner extends Plugin {
+      async access(kong: unknown): Promise<void> {
+        const merged = await mergeNext(kong, CHAIN_LOG_OWNER, ACCESS_IN_CHAIN);
+        await ownAccess?.call(this, kong);
+        if (merged.length === 0) return;
+        // A merged plugin's error is its own refusal (the kit's guard); anything past that
+        // (none expected) refuses the request rather than let it go on without them.
+        await guardPhase(kong, CHAIN_LOG_OWNER, 'access', () => runMerged(kong, merged));
+      }
+
       async log(kong: unknown): Promise<void> {
         await guardPhase(kong, CHAIN_LOG_OWNER, 'log', runChainLog, { afterResponse: true });
       }

@@ -11,6 +11,7 @@
 import path from 'node:path';
 import type { HeaderValue, KongPdk } from '../pdk/kong';
 import { batchedCall, endsWithExit } from './batch';
+import { attachEvent, servedInstances } from './chain-access';
 import { countExchange } from './exchanges';
 
 /** kong-pdk's pipe end handed to a phase (lib/pipe.js). */
@@ -160,6 +161,7 @@ export function patchHandleEvent(): void {
     event: { InstanceId: number; EventName: string },
   ) {
     const iid = event.InstanceId;
+    servedInstances(this.instances);
     const ins = this.instances.get(iid);
     // Kong expects the error to start with "no plugin instance" (it then starts one again).
     if (!ins) throw new Error(`no plugin instance #${iid}`);
@@ -177,7 +179,12 @@ export function patchHandleEvent(): void {
     const batch = batchedCall(counted, ins.name, String(iid), phase);
     setImmediate(() => {
       Promise.resolve()
-        .then(() => ins.executePhase(phase, fastKong(batch.call)))
+        .then(() =>
+          ins.executePhase(
+            phase,
+            attachEvent(fastKong(batch.call), { call: batch.call, exited: batch.exited }),
+          ),
+        )
         // The writes still queued go before the phase's end (batch.ts), whatever its outcome.
         .then(
           () => batch.end(),

@@ -1,0 +1,112 @@
+/**
+ * One access phase for the chain (issue 19): in the co-hosted plugin server, tenant-auth's
+ * access phase also runs the access work of the plugins Kong would run next on the request,
+ * so Kong starts one phase where it started five.
+ *
+ * Why: a phase costs an exchange to start it, one to find its request (the plugin-server
+ * protocol carries no request identity: mp_rpc.lua bridge_loop sends only the instance and the
+ * phase) and one to send its writes: ≈ 3 × 50 µs of CPU on the two sides, and a wake-up of the
+ * process, per plugin, before the first byte goes upstream (kong-facts.md).
+ *
+ * How (lib/pluginserver/pdk-batch.lua `chain`, with the phase's first reads, in one exchange):
+ * - Kong's collecting iterator (kong/runloop/plugins_iterator.lua `get_next_and_collect`) reads
+ *   `ngx.ctx.plugins.ws` at every step. The snippet finds the plugins that come next in Kong's
+ *   order and apply to this request (the same route/service/consumer lookup), keeps those this
+ *   process serves (the same plugin-server socket) up to the first other plugin with an access
+ *   phase, claims their instances as Kong would (`get_instance_id`, under each plugin's own id),
+ *   and gives the request a copy of the list in which their access handlers are hidden. Their
+ *   header_filter, body_filter and log phases are collected and run by Kong as before.
+ * - tenant-auth runs its own access, then each merged plugin's access (the same instance, the
+ *   same guarded code, in Kong's order) on the same event: their reads and writes share the
+ *   phase's batch, so writes go together and a `kong.ctx.shared` value set earlier in the phase
+ *   is answered without an exchange (batch.ts).
+ * - It stops at the first exit (a refusal, a cache hit): Kong runs no later access phase after
+ *   an exit either.
+ * - A merged instance this process no longer has (it expired while Kong still listed it): the
+ *   merge is undone for the request (`unchain`), before any of them ran, and Kong runs their
+ *   phases itself (and restarts the instance, as it does for any phase).
+ * Without the snippet, without `ngx.ctx.plugins` (the harness), with a foreign plugin between,
+ * or in one process per plugin, nothing is merged and every plugin's phase runs as before.
+ * Fails closed as before: a merged plugin's error is its own refusal (guardPhase), and if the
+ * process dies mid-phase kong.yml's chain guard refuses what no TenantContext or meter reached.
+ */
+import { CHAIN_METHOD, UNCHAIN_METHOD } from './batch-methods';
+
+type Call = (method: string, ...args: unknown[]) => Promise<unknown>;
+
+/** What fast-pdk.ts hands the facade of each event. */
+export interface EventHandle {
+  readonly call: Call;
+  /** An exit was sent in this phase. */
+  exited(): boolean;
+}
+
+/** kong-pdk's instance (lib/mod.js), as the chain runs one. */
+export interface ChainInstance {
+  readonly name: string;
+  resetExpireTs(): void;
+  executePhase(phase: string, kong: unknown): Promise<unknown>;
+}
+
+const HANDLE = Symbol.for('kong-tenant-ai-gateway.event-handle');
+
+let instances: ReadonlyMap<number, ChainInstance> | undefined;
+
+/** The process's plugin instances by id (kong-pdk's server `instances`, set by fast-pdk.ts). */
+export function servedInstances(map: ReadonlyMap<number, ChainInstance>): void {
+  instances = map;
+}
+
+export function attachEvent<K extends object>(kong: K, handle: EventHandle): K {
+  Object.defineProperty(kong, HANDLE, { value: handle, enumerable: false });
+  return kong;
+}
+
+function eventOf(kong: unknown): EventHandle | undefined {
+  if (typeof kong !== 'object' || kong === null) return undefined;
+  return (kong as { [HANDLE]?: EventHandle })[HANDLE];
+}
+
+/** A merged plugin: its name and the instance Kong claimed for it. */
+export interface Merged {
+  readonly name: string;
+  readonly instance: ChainInstance;
+}
+
+/**
+ * Asks the snippet to merge the access phases of `names` that come next on this request into
+ * `owner`'s. Must be the phase's first PDK call. Answers the plugins to run, in Kong's order
+ * (empty: nothing merged, each runs its own phase).
+ */
+export async function mergeNext(
+  kong: unknown,
+  owner: string,
+  names: readonly string[],
+): Promise<Merged[]> {
+  const ev = eventOf(kong);
+  if (!ev || !instances) return [];
+  const out = await ev.call(CHAIN_METHOD, owner, names);
+  if (!Array.isArray(out) || out.length === 0) return [];
+  const merged: Merged[] = [];
+  for (let i = 0; i + 1 < out.length; i += 2) {
+    const [name, id] = [out[i], out[i + 1]];
+    const instance = typeof id === 'number' ? instances.get(id) : undefined;
+    if (typeof name !== 'string' || !instance || instance.name !== name) {
+      // Kong lists an instance this process does not have: Kong runs their phases after all.
+      await ev.call(UNCHAIN_METHOD);
+      return [];
+    }
+    merged.push({ name, instance });
+  }
+  return merged;
+}
+
+/** Runs the merged plugins' access, in order, on the owner's event, until one exits. */
+export async function runMerged(kong: unknown, merged: readonly Merged[]): Promise<void> {
+  const ev = eventOf(kong);
+  for (const m of merged) {
+    if (ev?.exited()) return;
+    m.instance.resetExpireTs();
+    await m.instance.executePhase('access', kong);
+  }
+}

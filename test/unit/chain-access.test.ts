@@ -1,0 +1,97 @@
+/**
+ * The chain's one access phase, its Node half (lib/pluginserver/chain-access.ts): the owner asks
+ * the snippet to merge (test/unit/chain-merge-snippet.test.ts is the Lua half), then runs each
+ * merged plugin's access on its own event, in order, and stops at the first exit; an instance
+ * the process does not have undoes the merge before anything ran. Without the event handle
+ * (kong-pdk's own PDK objects, the harness's tests) nothing is merged.
+ */
+import test from 'ava';
+import {
+  attachEvent,
+  mergeNext,
+  runMerged,
+  servedInstances,
+  type ChainInstance,
+} from '../../lib/pluginserver/chain-access';
+
+function fakeEvent(answer: unknown) {
+  const calls: string[] = [];
+  let exited = false;
+  const kong = attachEvent(
+    {},
+    {
+      call: async (method: string, ...args: unknown[]) => {
+        calls.push(`${method.replace('kong.ctx.shared.kta_pdk.', '')} ${JSON.stringify(args)}`);
+        return method.endsWith('.chain') ? answer : null;
+      },
+      exited: () => exited,
+    },
+  );
+  return { kong, calls, exit: () => (exited = true) };
+}
+
+function instance(name: string, ran: string[], onRun?: () => void): ChainInstance {
+  return {
+    name,
+    resetExpireTs: () => ran.push(`${name} kept`),
+    executePhase: async (phase) => {
+      ran.push(`${name} ${phase}`);
+      onRun?.();
+    },
+  };
+}
+
+test.serial(
+  'merged plugins run in order on the owner event, and stop at the first exit',
+  async (t) => {
+    const ran: string[] = [];
+    const ev = fakeEvent(['tenant-ratelimit', 7, 'tenant-cache', 8, 'token-meter', 9]);
+    servedInstances(
+      new Map([
+        [7, instance('tenant-ratelimit', ran)],
+        [8, instance('tenant-cache', ran, ev.exit)],
+        [9, instance('token-meter', ran)],
+      ]),
+    );
+    const merged = await mergeNext(ev.kong, 'tenant-auth', ['tenant-ratelimit', 'tenant-cache']);
+    t.deepEqual(
+      merged.map((m) => m.name),
+      ['tenant-ratelimit', 'tenant-cache', 'token-meter'],
+    );
+    t.deepEqual(ev.calls, ['chain ["tenant-auth",["tenant-ratelimit","tenant-cache"]]']);
+    await runMerged(ev.kong, merged);
+    t.deepEqual(
+      ran,
+      [
+        'tenant-ratelimit kept',
+        'tenant-ratelimit access',
+        'tenant-cache kept',
+        'tenant-cache access',
+      ],
+      'token-meter not run after the cache answered (exited)',
+    );
+  },
+);
+
+test.serial(
+  'an instance this process does not have: the merge is undone, nothing runs',
+  async (t) => {
+    const ran: string[] = [];
+    servedInstances(new Map([[7, instance('tenant-ratelimit', ran)]]));
+    const ev = fakeEvent(['tenant-ratelimit', 7, 'tenant-cache', 8]);
+    t.deepEqual(await mergeNext(ev.kong, 'tenant-auth', ['tenant-cache']), []);
+    t.deepEqual(ev.calls.at(-1), 'unchain []');
+    const wrongName = fakeEvent(['tenant-cache', 7]);
+    t.deepEqual(await mergeNext(wrongName.kong, 'tenant-auth', ['tenant-cache']), []);
+    t.deepEqual(wrongName.calls.at(-1), 'unchain []', 'an id that names another plugin');
+    t.deepEqual(ran, []);
+  },
+);
+
+test.serial('nothing merged: the snippet answered nil, or no event handle', async (t) => {
+  servedInstances(new Map());
+  const ev = fakeEvent(null);
+  t.deepEqual(await mergeNext(ev.kong, 'tenant-auth', ['tenant-cache']), []);
+  t.deepEqual(ev.calls.length, 1, 'no unchain for nothing');
+  t.deepEqual(await mergeNext({}, 'tenant-auth', ['tenant-cache']), []);
+});
