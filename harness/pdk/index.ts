@@ -84,6 +84,14 @@ TABLE[BATCH_METHOD] = (st, [calls], env) => {
   return out;
 };
 
+/**
+ * The snippet's `chain` and `unchain` (lib/pluginserver/chain-access.ts): they merge plugins'
+ * access phases through what Kong keeps in `ngx.ctx.plugins`, which the harness does not have;
+ * the snippet answers nil there, and every plugin runs its own phase.
+ */
+TABLE['kong.ctx.shared.kta_pdk.chain'] = () => null;
+TABLE['kong.ctx.shared.kta_pdk.unchain'] = () => null;
+
 export function findPdkMethod(method: string): PdkFn {
   const fn = TABLE[method];
   if (!fn)

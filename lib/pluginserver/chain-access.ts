@@ -85,7 +85,13 @@ export async function mergeNext(
 ): Promise<Merged[]> {
   const ev = eventOf(kong);
   if (!ev || !instances) return [];
-  const out = await ev.call(CHAIN_METHOD, owner, names);
+  let out: unknown;
+  try {
+    out = await ev.call(CHAIN_METHOD, owner, names);
+  } catch {
+    // Kong could not run it (the snippet raises nothing itself): nothing was merged.
+    return [];
+  }
   if (!Array.isArray(out) || out.length === 0) return [];
   const merged: Merged[] = [];
   for (let i = 0; i + 1 < out.length; i += 2) {

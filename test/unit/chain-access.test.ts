@@ -95,3 +95,20 @@ test.serial('nothing merged: the snippet answered nil, or no event handle', asyn
   t.deepEqual(ev.calls.length, 1, 'no unchain for nothing');
   t.deepEqual(await mergeNext({}, 'tenant-auth', ['tenant-cache']), []);
 });
+
+test.serial(
+  'a merge Kong could not run (the call failed): nothing merged, the phase goes on',
+  async (t) => {
+    servedInstances(new Map());
+    const kong = attachEvent(
+      {},
+      {
+        call: async () => {
+          throw new Error('PDK method kong.ctx.shared.kta_pdk.chain failed');
+        },
+        exited: () => false,
+      },
+    );
+    t.deepEqual(await mergeNext(kong, 'tenant-auth', ['tenant-cache']), []);
+  },
+);
