@@ -14,6 +14,19 @@ export const UNCHAIN_METHOD = `kong.ctx.shared.${SHARED_KEYS.pdkBatch.key}.uncha
 
 export const ACCESS_READ =
   /^kong\.(request\.get_|client\.get_(consumer|credential|ip|forwarded_ip)$|router\.get_(route|service)$|nginx\.get_var$|ctx\.shared\.get$)/;
+/**
+ * Reads no write of WRITES can change (the route and service Kong matched, the authenticated
+ * consumer and credential, the client address, the request's id): learnt and answered from
+ * the phase's first fetch even after the phase wrote.
+ */
+const STABLE_READ =
+  /^kong\.(router\.get_(route|service)|client\.get_(consumer|credential|ip|forwarded_ip))$/;
+const STABLE_VARS: ReadonlySet<unknown> = new Set(['kong_request_id']);
+
+export function isStableRead(method: string, args: readonly unknown[]): boolean {
+  return STABLE_READ.test(method) || (method === 'kong.nginx.get_var' && STABLE_VARS.has(args[0]));
+}
+
 /** In the log timer: what the snippet reads as Kong's saved copy would (see above). */
 const LOG_READ =
   /^kong\.(ctx\.shared\.get|service\.response\.get_(status|headers|header|raw_body)|response\.get_(status|headers|source))$/;

@@ -43,6 +43,7 @@ import {
   WRITES,
   decodeResult,
   isFailure,
+  isStableRead,
 } from './batch-methods';
 
 export { BATCH_METHOD, endsWithExit } from './batch-methods';
@@ -183,30 +184,25 @@ export class PhaseBatch {
   }
 
   /**
-   * A value this phase set in `kong.ctx.shared` and has not sent yet: what Kong would answer
-   * once it has (the table is the request's own, and nothing else runs in this phase meanwhile).
-   * Only primitives: a table would come back from Kong as a copy.
+   * `kong.ctx.shared` values this phase set, sent or not: what Kong would answer for them (the
+   * table is the request's own, and nothing else runs in this phase meanwhile). Only
+   * primitives: a table would come back from Kong as a copy.
    */
-  private pendingShared(key: unknown): { value: unknown } | undefined {
-    for (let i = this.pending.length - 1; i >= 0; i--) {
-      const [m, a] = this.pending[i] as Queued;
-      if (m !== 'kong.ctx.shared.set' || a[0] !== key) continue;
-      const v = a[1];
-      if (v === null || v === undefined || ['string', 'number', 'boolean'].includes(typeof v))
-        return { value: v ?? null };
-      return undefined;
-    }
-    return undefined;
+  private readonly sharedSet = new Map<unknown, unknown>();
+
+  private noteShared(args: unknown[]): void {
+    const v = args[1];
+    if (v === null || v === undefined || ['string', 'number', 'boolean'].includes(typeof v))
+      this.sharedSet.set(args[0], v ?? null);
+    else this.sharedSet.delete(args[0]);
   }
 
   readonly handle: Call = async (method, ...args) => {
     // Nothing after an exit reaches Kong (it never steps the event again).
     if (this.exiting) return undefined;
     if (method === CHAIN_METHOD) return this.chain(args);
-    if (method === 'kong.ctx.shared.get') {
-      const own = this.pendingShared(args[0]);
-      if (own) return own.value;
-    }
+    if (method === 'kong.ctx.shared.get' && this.sharedSet.has(args[0]))
+      return this.sharedSet.get(args[0]);
     if (EXITS.has(method)) {
       // Plugins `void` their exit: the phase's end waits for it (it may first send writes).
       this.exiting ??= this.exit(method, args);
@@ -214,12 +210,13 @@ export class PhaseBatch {
     }
     if (this.writes.has(method)) {
       this.wrote = true;
+      if (method === 'kong.ctx.shared.set') this.noteShared(args);
       this.pending.push([method, args]);
       return null;
     }
     const read = this.read.test(method);
     const sig = signature(method, args);
-    if (read && !this.wrote) {
+    if (read && (!this.wrote || isStableRead(method, args))) {
       this.remember(sig, method, args);
       if (this.fetched === undefined) return this.prefetch(sig, method, args);
       if (this.fetched.has(sig)) return this.fetched.get(sig);

@@ -141,7 +141,7 @@ test.serial(
 );
 
 test.serial(
-  'a kong.ctx.shared value set in the phase and not sent yet is answered without an exchange',
+  'a kong.ctx.shared value the phase set, sent or not, is answered without an exchange',
   async (t) => {
     const k = fakeKong(true);
     const b = new PhaseBatch(k.call, 'p#1', 'p.access');
@@ -155,6 +155,33 @@ test.serial(
     t.is(k.exchanges.length, 4, 'the writes and the read, one by one before the snippet is seen');
     t.is(k.state.shared.get('k'), 'v2', 'the writes reached Kong in order');
     await b.end();
+  },
+);
+
+test.serial(
+  'a read no write can change (route, consumer, request id) is answered from the first fetch after writes too',
+  async (t) => {
+    const k = fakeKong(true);
+    const phase = async () => {
+      const b = new PhaseBatch(k.call, 'p#1', 'p.access');
+      await b.handle('kong.request.get_headers', 100);
+      await b.handle('kong.ctx.shared.set', 'k', 'v');
+      await b.handle('kong.router.get_route');
+      await b.handle('kong.nginx.get_var', 'kong_request_id');
+      // A flushed set: still answered from what the phase set.
+      await b.handle('kong.request.get_raw_body', 0);
+      t.is(await b.handle('kong.ctx.shared.get', 'k'), 'v');
+      await b.end();
+    };
+    await phase(); // learns, one by one
+    await phase(); // probes for the snippet
+    k.exchanges.length = 0;
+    await phase();
+    t.deepEqual(k.exchanges, [
+      'batch[request.get_headers,router.get_route,nginx.get_var]',
+      // get_raw_body is not stable: after the write it goes to Kong, with the write first
+      'batch[ctx.shared.set,request.get_raw_body]',
+    ]);
   },
 );
 
