@@ -237,7 +237,10 @@ export class PhaseBatch {
     if (!this.available()) return null;
     const learnt = [...this.mem.reads.values()];
     this.fetched = new Map();
-    const calls: Queued[] = [[CHAIN_METHOD, args], ...learnt.map((l) => [l.method, l.args] as const)];
+    const calls: Queued[] = [
+      [CHAIN_METHOD, args],
+      ...learnt.map((l) => [l.method, l.args] as const),
+    ];
     const out = await this.runBatch(calls, 1);
     if (out === undefined) return null;
     learnt.forEach((l, i) => {
