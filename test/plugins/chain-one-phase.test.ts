@@ -17,14 +17,9 @@ import test from 'ava';
 import { freePort } from '../../harness/free-port';
 import { Closers, gatewayKind, send } from '../helpers/frontdoor';
 import { startKongYmlDoor, type KongYmlEntry } from '../helpers/kong-yml-door';
+import { ACCESS_IN_CHAIN } from '../../lib/pluginserver/chain-entry';
 
-const FOLLOWERS = [
-  'tenant-ratelimit',
-  'tenant-cache',
-  'token-meter',
-  'retrieval-injector',
-  'circuit-breaker',
-];
+const FOLLOWERS = ACCESS_IN_CHAIN;
 
 const closers = new Closers();
 test.after.always(() => closers.closeAll());

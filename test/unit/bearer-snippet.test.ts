@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
+import { loadSnippet } from '../helpers/lua-sandbox';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SNIPPET = readFileSync(path.join(ROOT, 'plugins/tenant-auth/bearer-snippet.lua'), 'utf8');
@@ -50,14 +51,7 @@ local kong = {
   end },
 }
 ngx = { null = {}, var = { kong_request_id = 'rid' } }
-local env = {
-  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
-  select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
-  string = string, math = math, table = table, kong = kong, ngx = ngx,
-}
-local f = assert(loadstring(code, '=pre-function'))
-setfenv(f, env)
-local fn = f()
+${loadSnippet('pre-function', `kong = kong, ngx = ngx`)}
 assert(type(fn) == 'function', 'the snippet returns its access function')
 local ok, err = pcall(fn)
 if not ok and err ~= EXIT then error(err) end

@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
+import { loadSnippet } from '../helpers/lua-sandbox';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SNIPPET = readFileSync(path.join(ROOT, 'plugins/tenant-auth/chain-guard.lua'), 'utf8');
@@ -51,15 +52,11 @@ local kong = {
     error(EXIT)
   end },
 }
-local env = {
-  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
-  select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
-  string = string, math = math, table = table, kong = kong,
-  ngx = { var = { kong_request_id = 'rid' }, ctx = { plugins = { log = log } } },
-}
-local f = assert(loadstring(code, '=post-function'))
-setfenv(f, env)
-local fn = f()
+${loadSnippet(
+  'post-function',
+  `kong = kong,
+  ngx = { var = { kong_request_id = 'rid' }, ctx = { plugins = { log = log } } }`,
+)}
 assert(type(fn) == 'function', 'the snippet returns its access function')
 local ok, err = pcall(fn)
 if not ok and err ~= EXIT then error(err) end

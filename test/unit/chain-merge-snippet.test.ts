@@ -13,17 +13,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { loadSnippet } from '../helpers/lua-sandbox';
+import { ACCESS_IN_CHAIN } from '../../lib/pluginserver/chain-entry';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SNIPPET = readFileSync(path.join(ROOT, 'lib/pluginserver/pdk-batch.lua'), 'utf8');
 
-const FOLLOWERS = [
-  'tenant-ratelimit',
-  'tenant-cache',
-  'token-meter',
-  'retrieval-injector',
-  'circuit-breaker',
-];
+const FOLLOWERS = ACCESS_IN_CHAIN;
 
 // arg[2]: the plugin list, "name:socket:phases:route" per plugin, comma separated (socket '-'
 // for a bundled plugin, route the one its config is for, '*' global, '!' none). Prints what
@@ -55,14 +51,8 @@ local vault = {}
 local kong = { ctx = { shared = {} }, vault = { update = function(c) vault[#vault + 1] = c.__plugin_id end } }
 ngx = { ctx = { plugin_id = 'id-tenant-auth', route = { id = 'r1' },
   plugins = arg[3] ~= 'noplugins' and { ws = ws } or nil }, get_phase = function() return 'access' end }
-local env = {
-  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
-  select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
-  string = string, math = math, table = table, kong = kong, ngx = ngx,
-}
-local f = assert(loadstring(code, '=pre-function'))
-setfenv(f, env)
-f()()
+${loadSnippet('pre-function', `kong = kong, ngx = ngx`)}
+fn()
 local names = {}
 for n in string.gmatch(arg[5] or '', '[^,]+') do names[#names + 1] = n end
 local out = kong.ctx.shared.kta_pdk.chain('tenant-auth', names)

@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
+import { loadSnippet } from '../helpers/lua-sandbox';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SNIPPET = readFileSync(path.join(ROOT, 'lib/pluginserver/pdk-batch.lua'), 'utf8');
@@ -62,14 +63,7 @@ ngx = {
   var = { kong_request_id = 'rid' },
   encode_base64 = function(s) return '<b64:' .. s:gsub('%z', '0') .. '>' end,
 }
-local env = {
-  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
-  select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
-  string = string, math = math, table = table, kong = kong, ngx = ngx,
-}
-local f = assert(loadstring(code, '=pre-function'))
-setfenv(f, env)
-local fn = f()
+${loadSnippet('pre-function', `kong = kong, ngx = ngx`)}
 fn()
 if arg[4] then
   -- the log facts snippet, run in the request's log phase before the timer

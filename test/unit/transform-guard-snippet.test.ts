@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { loadSnippet } from '../helpers/lua-sandbox';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SNIPPET = readFileSync(path.join(ROOT, 'plugins/token-meter/transform-guard.lua'), 'utf8');
@@ -73,15 +74,11 @@ local ai = nil
 if case.transformed then
   ai = { ['ai-request-transformer-transform-request'] = { transformed = true } }
 end
-local env = {
-  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
-  select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
-  string = string, math = math, table = table, kong = kong,
-  ngx = { var = { kong_request_id = 'rid' }, ctx = { plugins = { log = log }, ai_namespaced_ctx = ai } },
-}
-local f = assert(loadstring(code, '=post-function'))
-setfenv(f, env)
-local fn = f()
+${loadSnippet(
+  'post-function',
+  `kong = kong,
+  ngx = { var = { kong_request_id = 'rid' }, ctx = { plugins = { log = log }, ai_namespaced_ctx = ai } }`,
+)}
 assert(type(fn) == 'function', 'the snippet returns its access function')
 local ok, err = pcall(fn)
 if not ok and err ~= EXIT then error(err) end
