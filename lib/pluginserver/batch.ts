@@ -45,6 +45,7 @@ import {
   isFailure,
   isStableRead,
 } from './batch-methods';
+import { phaseMemory, resetPhaseMemory, signature, type PhaseMemory } from './batch-memory';
 
 export { BATCH_METHOD, endsWithExit } from './batch-methods';
 
@@ -52,23 +53,6 @@ type Call = (method: string, ...args: unknown[]) => Promise<unknown>;
 
 /** A route without the snippet is tried again this long after (a plugin added to it later). */
 export const ABSENT_RETRY_MS = 60_000;
-/** Learnt reads unused for this many events of the phase are no longer fetched. */
-const FORGET_AFTER_EVENTS = 64;
-/** At most this many learnt reads per plugin and phase. */
-const MAX_LEARNT = 16;
-
-interface Learnt {
-  readonly method: string;
-  readonly args: unknown[];
-  lastUsed: number;
-}
-
-interface PhaseMemory {
-  events: number;
-  readonly reads: Map<string, Learnt>;
-}
-
-const memory = new Map<string, PhaseMemory>();
 /** Per plugin instance (one per route or scope in Kong): when the snippet was found missing. */
 const absentSince = new Map<string, number>();
 /**
@@ -80,19 +64,6 @@ const presentAt = new Set<string>();
 
 /** How many exchanges the batches saved and cost (metrics, tests). */
 export const batchStats = { batches: 0, callsInBatches: 0, fallbacks: 0 };
-
-function signature(method: string, args: unknown[]): string {
-  return args.length === 0 ? method : `${method}\u0000${JSON.stringify(args)}`;
-}
-
-function phaseMemory(key: string): PhaseMemory {
-  let m = memory.get(key);
-  if (!m) {
-    m = { events: 0, reads: new Map() };
-    memory.set(key, m);
-  }
-  return m;
-}
 
 type Queued = readonly [method: string, args: unknown[]];
 
@@ -217,7 +188,7 @@ export class PhaseBatch {
     const read = this.read.test(method);
     const sig = signature(method, args);
     if (read && (!this.wrote || isStableRead(method, args))) {
-      this.remember(sig, method, args);
+      this.mem.remember(sig, method, args);
       if (this.fetched === undefined) return this.prefetch(sig, method, args);
       if (this.fetched.has(sig)) return this.fetched.get(sig);
     }
@@ -225,6 +196,24 @@ export class PhaseBatch {
     this.pending = [];
     return this.send(calls);
   };
+
+  /**
+   * Runs `first` with every learnt read but `except` in one batch, and keeps what the reads
+   * answered for the phase's later reads (marked as fetched ahead: Kong returns their errors
+   * instead of raising them). Undefined when the snippet is not on the route.
+   */
+  private async withLearnt(first: Queued, except?: string): Promise<unknown[] | undefined> {
+    const learnt = this.mem.learnt(except);
+    this.fetched = new Map();
+    const calls: Queued[] = [first, ...learnt.map(([, l]) => [l.method, l.args] as const)];
+    const out = await this.runBatch(calls, 1);
+    if (out === undefined) return undefined;
+    learnt.forEach(([s, l], i) => {
+      const item = out[i + 1];
+      if (!isFailure(item)) this.fetched?.set(s, decodeResult(l.method, item));
+    });
+    return out;
+  }
 
   /**
    * The chain's merge (chain-access.ts): only as the phase's first call, only where the snippet
@@ -235,49 +224,21 @@ export class PhaseBatch {
   private async chain(args: unknown[]): Promise<unknown> {
     if (this.fetched !== undefined || this.wrote || !presentAt.has(this.instance)) return null;
     if (!this.available()) return null;
-    const learnt = [...this.mem.reads.values()];
-    this.fetched = new Map();
-    const calls: Queued[] = [
-      [CHAIN_METHOD, args],
-      ...learnt.map((l) => [l.method, l.args] as const),
-    ];
-    const out = await this.runBatch(calls, 1);
-    if (out === undefined) return null;
-    learnt.forEach((l, i) => {
-      const item = out[i + 1];
-      if (!isFailure(item))
-        this.fetched?.set(signature(l.method, l.args), decodeResult(l.method, item));
-    });
-    return isFailure(out[0]) ? null : decodeResult(CHAIN_METHOD, out[0]);
+    const out = await this.withLearnt([CHAIN_METHOD, args]);
+    if (out === undefined || isFailure(out[0])) return null;
+    return decodeResult(CHAIN_METHOD, out[0]);
   }
 
   /** The first read of the phase: with it, every read the phase made last time. */
   private async prefetch(sig: string, method: string, args: unknown[]): Promise<unknown> {
-    const learnt = [...this.mem.reads.entries()].filter(([s]) => s !== sig);
-    this.fetched = new Map();
-    if (learnt.length === 0 || !this.available()) return this.call(method, ...args);
-    const calls: Queued[] = [[method, args], ...learnt.map(([, l]) => [l.method, l.args] as const)];
-    // The reads fetched ahead are marked: Kong returns their errors instead of raising them.
-    const out = await this.runBatch(calls, 1);
-    if (out === undefined) return this.call(method, ...args);
-    learnt.forEach(([s], i) => {
-      const item = out[i + 1];
-      if (!isFailure(item)) this.fetched?.set(s, decodeResult(calls[i + 1]?.[0] ?? '', item));
-    });
-    // A saved log value the snippet lacks: Kong's own answer, alone.
-    if (isFailure(out[0])) return this.call(method, ...args);
-    return decodeResult(method, out[0]);
-  }
-
-  private remember(sig: string, method: string, args: unknown[]): void {
-    const known = this.mem.reads.get(sig);
-    if (known) {
-      known.lastUsed = this.mem.events;
-      return;
+    if (this.mem.learnt(sig).length === 0 || !this.available()) {
+      this.fetched = new Map();
+      return this.call(method, ...args);
     }
-    if (this.mem.reads.size >= MAX_LEARNT) return;
-    const l: Learnt = { method, args, lastUsed: this.mem.events };
-    this.mem.reads.set(sig, l);
+    const out = await this.withLearnt([method, args], sig);
+    // Without the snippet, or a saved log value it lacks: Kong's own answer, alone.
+    if (out === undefined || isFailure(out[0])) return this.call(method, ...args);
+    return decodeResult(method, out[0]);
   }
 
   private async exit(method: string, args: unknown[]): Promise<undefined> {
@@ -312,8 +273,7 @@ export class PhaseBatch {
       this.pending = [];
       await this.send(calls);
     }
-    const cutoff = this.mem.events - FORGET_AFTER_EVENTS;
-    for (const [s, l] of this.mem.reads) if (l.lastUsed < cutoff) this.mem.reads.delete(s);
+    this.mem.forgetUnused();
   }
 }
 
@@ -331,7 +291,7 @@ export function batchedCall(
 
 /** Forgets everything learnt (tests). */
 export function resetBatchMemory(): void {
-  memory.clear();
+  resetPhaseMemory();
   absentSince.clear();
   presentAt.clear();
   batchStats.batches = 0;
