@@ -16,6 +16,7 @@ import { createFailurePlan, inflictFailure } from './failures';
 import { createRateGate } from './rate';
 import { DEFAULT_KNOBS, parseKnobs, type MockKnobs } from './knobs';
 import { listModels, retrieveModel } from './models';
+import { createObjectStore, type ObjectStore } from './objects';
 import { errorBody, isInvalidRequestError, sendInvalidRequest, sendJson } from './openai-error';
 import { appendBounded, recordRequest, type ReceivedRequest } from './recording';
 import { readBody } from './request-body';
@@ -71,6 +72,11 @@ export interface MockUpstream {
    * answers cut by a failure.
    */
   usage(): Record<string, UpstreamUsage>;
+  /**
+   * The ids of the objects the mock keeps as a provider does under its one key (stored
+   * responses, stored chat completions, files, batches: mock-upstream/objects.ts), by kind.
+   */
+  objectIds(kind: 'response' | 'chat_completion' | 'file' | 'batch'): string[];
   /** Stops listening and ends every open socket, including ones held by a `timeout` failure. */
   close(): Promise<void>;
 }
@@ -122,14 +128,20 @@ function endpointFor(method: string, path: string): Endpoint | undefined {
   return undefined;
 }
 
-async function runEndpoint(ctx: EndpointContext, method: string, path: string): Promise<void> {
-  const endpoint = endpointFor(method, path);
+async function runEndpoint(
+  ctx: EndpointContext,
+  method: string,
+  path: string,
+  objects: ObjectStore,
+): Promise<void> {
+  const endpoint = objects.endpoint(method, path) ?? endpointFor(method, path);
   if (endpoint === undefined) {
     notFound(ctx.res, method, path);
     return;
   }
   try {
     await endpoint(ctx);
+    if (endpoint === chatCompletions) objects.afterChat(ctx);
   } catch (e) {
     if (ctx.res.headersSent) ctx.res.destroy();
     else if (isInvalidRequestError(e)) sendInvalidRequest(ctx.res, e);
@@ -161,6 +173,7 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
   let sequence = 0;
   // One entry per tenant that reached the mock: bounded by the tenants of a run.
   const usageByTenant = new Map<string, UpstreamUsage>();
+  const objects = createObjectStore();
 
   const handle: Controllable & { stats(): MockStats } = {
     received,
@@ -186,6 +199,7 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       served = 0;
       rejected = 0;
       usageByTenant.clear();
+      objects.reset();
     },
     stats: () => ({
       inFlight: gate.inFlight,
@@ -289,7 +303,7 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       usageByTenant.set(tenant, sum);
     };
     record.responseId = ctx.requestId;
-    await runEndpoint(ctx, method, path);
+    await runEndpoint(ctx, method, path, objects);
   }
 
   const server = createServer((req, res) => {
@@ -320,6 +334,7 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
     stats: handle.stats,
     startTimes: handle.startTimes,
     usage: () => Object.fromEntries([...usageByTenant].map(([t, u]) => [t, { ...u }])),
+    objectIds: (kind) => objects.ids(kind),
     close() {
       closed ??= new Promise<void>((resolve) => {
         for (const a of live) a.abort();

@@ -1,11 +1,12 @@
 -- capture answer reader (issue 23): Kong's bundled post-function runs this in body_filter
 -- (sandboxed, no require). Only for a request tenant-auth drafted for capture (its tenant opted
--- in: kong.ctx.shared.kta_capture is set) it keeps the first 64 KiB of the response body and, at
--- the end, writes them to kong.ctx.shared.kta_capture_answer as `all;<body>` or `cut;<prefix>`
--- for token-meter's log phase (lib/capture/recorder.ts). Every other request returns at once.
--- It never changes the body: streams stay streams.
+-- in: kong.ctx.shared.kta_capture is set), or whose answer makes a stored object it records
+-- (kong.ctx.shared.kta_objects, `store: scoped`), it keeps the first 64 KiB of the response body
+-- and, at the end, writes them to kong.ctx.shared.kta_capture_answer as `all;<body>` or
+-- `cut;<prefix>` for the log phases (lib/capture/recorder.ts, plugins/tenant-auth/objects.ts).
+-- Every other request returns at once. It never changes the body: streams stay streams.
 return function()
-  if kong.ctx.shared.kta_capture == nil then return end
+  if kong.ctx.shared.kta_capture == nil and kong.ctx.shared.kta_objects == nil then return end
   local c = ngx.ctx
   if c.cap_done then return end
   local chunk, eof = ngx.arg[1] or '', ngx.arg[2]

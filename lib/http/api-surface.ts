@@ -187,7 +187,14 @@ export const DEFAULT_API_SURFACE: readonly string[] = API_CATALOGUE.filter((a) =
 
 /** What the gate makes of one request. */
 export type ApiVerdict =
-  | { readonly kind: 'served'; readonly api: string }
+  | {
+      readonly kind: 'served';
+      readonly api: string;
+      /** The catalogue path matched (`/files/{id}/content`): which endpoint of the API. */
+      readonly endpoint: string;
+      /** The `{id}` segment of the path as sent (not decoded), or null when it has none. */
+      readonly id: string | null;
+    }
   /** A known API the surface does not include. */
   | { readonly kind: 'not_enabled'; readonly api: string; readonly title: string }
   /** A path the surface serves, with another method: the methods it takes there. */
@@ -201,7 +208,7 @@ function compile(base: string, path: string): RegExp {
     .split('/')
     .filter((s) => s !== '')
     .map((s) => {
-      if (s === '{id}') return `/${ID_SEGMENT}`;
+      if (s === '{id}') return `/(${ID_SEGMENT})`;
       if (s === '**') return '(?:/[^/]+)*';
       return `/${s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`;
     });
@@ -211,6 +218,7 @@ function compile(base: string, path: string): RegExp {
 
 interface CompiledEndpoint {
   readonly api: ApiDefinition;
+  readonly path: string;
   readonly methods: ReadonlySet<string>;
   readonly pattern: RegExp;
 }
@@ -223,6 +231,7 @@ export class ApiSurfaceMatcher {
     this.endpoints = API_CATALOGUE.flatMap((api) =>
       api.endpoints.map((ep) => ({
         api,
+        path: ep.path,
         methods: new Set(ep.methods.includes('GET') ? [...ep.methods, 'HEAD'] : ep.methods),
         pattern: compile(basePath, ep.path),
       })),
@@ -240,10 +249,12 @@ export class ApiSurfaceMatcher {
     let known: ApiDefinition | undefined;
     const allow = new Set<string>();
     for (const ep of this.endpoints) {
-      if (!ep.pattern.test(path)) continue;
+      const match = ep.pattern.exec(path);
+      if (match === null) continue;
       const on = enabled.has(ep.api.name);
       if (ep.methods.has(m)) {
-        if (on) return { kind: 'served', api: ep.api.name };
+        if (on)
+          return { kind: 'served', api: ep.api.name, endpoint: ep.path, id: match[1] ?? null };
         known ??= ep.api;
       } else if (on) {
         for (const x of ep.methods) allow.add(x);
@@ -265,4 +276,28 @@ function normalisePathForMatch(upstreamPath: string): string | null {
   const path = normalisePath(q < 0 ? upstreamPath : upstreamPath.slice(0, q));
   if (/%2f|%5c|\\/i.test(path)) return null;
   return path;
+}
+
+/**
+ * What a POST to `upstreamPath` spends at the provider, for token-meter: `none` for the
+ * endpoints that make or change an object without generating (a file upload, an upload's
+ * parts, a metadata update, a cancel), `batch` for a batch (its tokens are spent later, by
+ * the provider, where no gateway can reserve them first), `tokens` for everything else (chat,
+ * completions, responses, embeddings, and any path not known here: metered, never waved
+ * through).
+ */
+export function postSpends(upstreamPath: string): 'none' | 'batch' | 'tokens' {
+  const path = normalisePathForMatch(upstreamPath);
+  if (path === null) return 'tokens';
+  const p = path.replace(/\/+$/, '').toLowerCase();
+  if (/\/batches$/.test(p)) return 'batch';
+  if (
+    /\/files$/.test(p) ||
+    /\/uploads(\/[^/]+\/(parts|complete|cancel))?$/.test(p) ||
+    /\/(responses|batches)\/[^/]+\/cancel$/.test(p) ||
+    /\/chat\/completions\/[^/]+$/.test(p)
+  ) {
+    return 'none';
+  }
+  return 'tokens';
 }

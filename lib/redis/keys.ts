@@ -27,8 +27,18 @@ const CACHE_DIGEST_PATTERN = /^[0-9a-f]{32,128}$/;
 
 /** A SHA-256 hex digest. */
 const DIGEST_PATTERN = /^[a-f0-9]{64}$/;
+/**
+ * An id the provider gave an object it keeps (`resp_…`, `file-…`, `batch_…`, `chatcmpl-…`): no
+ * `{`, `}`, `:`, `%` or `/`, so no id can forge a hash tag or name another tenant's key.
+ */
+const PROVIDER_OBJECT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,191}$/;
 /** Kong's request id (`kong_request_id`: hex), or any id of that alphabet; no `{`, `}`, `:`. */
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{7,127}$/;
+
+/** Whether `id` can name a provider object's key (`Keyspace.providerObject`). */
+export function isProviderObjectId(id: string): boolean {
+  return PROVIDER_OBJECT_ID_PATTERN.test(id);
+}
 
 export class InvalidKeyPartError extends Error {
   override readonly name = 'InvalidKeyPartError';
@@ -106,6 +116,14 @@ export interface Keyspace {
    * being told the tenant. In the request id's own slot: one key per id, no hot slot.
    */
   captureOwner(requestId: string): RedisKey;
+  /**
+   * String (JSON `{s?}`: the object as last seen): one object the provider keeps for the
+   * tenant (tenant-auth `store: scoped`), by its kind and the provider's id. Only the tenant's
+   * own key says it owns the object; it expires with `stored_objects.ttl`.
+   */
+  providerObject(tenant: TenantId, kind: string, id: string): RedisKey;
+  /** Sorted set id -> creation ms: the tenant's objects of one kind (what a list answers). */
+  providerObjectIndex(tenant: TenantId, kind: string): RedisKey;
   /** A shared queue across tenants (e.g. per upstream), in its own slot. */
   sharedQueue(queue: string): RedisKey;
   /**
@@ -182,6 +200,15 @@ export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keysp
       [ns, `{c:${checkPart(requestId, 'request id', REQUEST_ID_PATTERN)}}`, 'capture-owner'].join(
         ':',
       ) as RedisKey,
+    providerObject: (tenant, kind, id) =>
+      tenantKey(
+        tenant,
+        'obj',
+        checkPart(kind, 'object kind', KEY_PART_PATTERN),
+        checkPart(id, 'provider object id', PROVIDER_OBJECT_ID_PATTERN),
+      ),
+    providerObjectIndex: (tenant, kind) =>
+      tenantKey(tenant, 'objs', checkPart(kind, 'object kind', KEY_PART_PATTERN)),
     sharedQueue: (queue) =>
       [ns, `{q:${checkPart(queue, 'queue name', KEY_PART_PATTERN)}}`, 'queue'].join(
         ':',

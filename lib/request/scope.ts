@@ -117,6 +117,16 @@ export class RequestScope {
     return this.once('pathWithQuery', () => kong.request.getPathWithQuery());
   }
 
+  /**
+   * The path (and query) Kong will send upstream, after its router's strip_path and the
+   * service's path, normalised: what the API surface is decided on (access only).
+   */
+  upstreamUri(kong: KongPdk): Promise<string> {
+    return this.once('upstreamUri', async () =>
+      String((await kong.nginx.getVar('upstream_uri')) ?? ''),
+    );
+  }
+
   /** Kong's request id (access only: `ngx.var` raises in the log timer). */
   requestId(kong: KongPdk): Promise<string> {
     return this.once('requestId', async () =>

@@ -73,7 +73,7 @@ export const SHARED_KEYS = {
     writers: ['token-meter'],
     readers: ['token-meter', POST],
     version: 1,
-    what: 'the budget reservation token-meter settles in its log phase',
+    what: 'the budget reservation token-meter settles in its log phase (`none` for a POST that spends no tokens: a file upload, a cancel)',
   },
   usage: {
     key: 'llm_usage',
@@ -92,9 +92,16 @@ export const SHARED_KEYS = {
   captureAnswer: {
     key: 'kta_capture_answer',
     writers: [POST],
-    readers: ['token-meter'],
+    readers: ['token-meter', 'tenant-auth'],
     version: null,
-    what: 'the answer of a captured request as the client received it (`all;` or `cut;`)',
+    what: 'the answer of a captured request, or of one that made a stored object, as the client received it (`all;` or `cut;`)',
+  },
+  objectCapture: {
+    key: 'kta_objects',
+    writers: ['tenant-auth'],
+    readers: [POST],
+    version: null,
+    what: 'a request whose answer makes or changes a stored object (`store: scoped`): its answer is kept',
   },
   logFacts: {
     key: 'kta_log_facts',

@@ -33,7 +33,9 @@ import { buildContext, identify } from './identity/resolve';
 import * as metrics from './metrics';
 import { answerModels } from './models-endpoint';
 import { modelsRequest } from './models';
-import { STATEFUL_APIS, statefulRefusal } from './provider-state';
+import { OBJECTS_KEY, SCOPED_APIS } from './objects';
+import { STATEFUL_APIS, statefulRefusal, unscopedRefusal } from './provider-state';
+import { runChainLog } from '../../lib/request/chain-log';
 import { startUp, type Ready } from './ready';
 import { policeBody } from './request-body';
 import { Schema } from './schema';
@@ -64,6 +66,9 @@ export const { Plugin } = definePlugin<Ready>({
   metricsAt: (r) => ({ port: r.config.metrics_port, host: r.config.metrics_host }),
   access: (ready, kong) =>
     authenticate(ready, kong, metrics.tenantLabels(ready.config.metrics_max_tenants)),
+  // What access left for after the response (the record of a stored object, objects.ts). In
+  // the co-hosted chain this is the chain's one log phase (lib/pluginserver/chain-entry.ts).
+  log: (_ready, kong) => runChainLog(kong),
   onRefusal: (e) => metrics.refusals.inc({ reason: e.code, status: String(e.status) }),
 });
 
@@ -82,9 +87,24 @@ async function authenticate(ready: Ready, kong: KongPdk, labels: TenantLabels): 
   // The API surface, decided on the path Kong will send upstream: nothing the plan does not
   // serve goes further (plugins/tenant-auth/surface.ts).
   const surface = await ready.surface.decide(kong, scope, tenant.plan, tenant.tenantId);
-  // Objects the provider keeps under a key other tenants share: none for this tenant.
-  if (STATEFUL_APIS.has(surface.api) && !ready.state.storeOn(tenant.plan, tenant.tenantId))
-    throw statefulRefusal(surface.api, tenant.plan);
+  // Objects the provider keeps under a key other tenants share: none for this tenant, or
+  // (`store: scoped`) only its own, recorded by the gateway (objects.ts).
+  const objects = ready.state.scoped(tenant.plan, tenant.tenantId) ? ready.objects : null;
+  if (STATEFUL_APIS.has(surface.api) && !ready.state.storeOn(tenant.plan, tenant.tenantId)) {
+    if (objects === null) throw statefulRefusal(surface.api, tenant.plan);
+    if (!SCOPED_APIS.has(surface.api)) throw unscopedRefusal(surface.api, tenant.plan);
+    const list = await objects.onRequest(kong, scope, tenant, surface, tenantLabel);
+    if (list !== null) {
+      // Later plugins' log phases still run after an exit in access: they find the tenant.
+      await publishContext(kong, scope, tenant);
+      metrics.authenticated.inc({ tenant: tenantLabel, plan: tenant.plan, source: tenant.source });
+      void kong.response.exit(200, JSON.stringify(list), {
+        'Content-Type': 'application/json',
+        'Cache-Control': 'private, no-store',
+      });
+      return;
+    }
+  }
 
   // Only a tiered plan needs the path: for /v1/models and to tell /embeddings apart.
   const path = tier === null ? '' : await scope.path(kong);
@@ -96,13 +116,14 @@ async function authenticate(ready: Ready, kong: KongPdk, labels: TenantLabels): 
     }
   }
 
-  const { body: newBody, model } = surface.bodyless
-    ? { body: null, model: null }
-    : await policeBody(
-        kong,
-        { scope, headers, ctx: tenant, tier, path, surface, tenantLabel },
-        ready,
-      );
+  const { body: newBody, model } =
+    surface.bodyless || surface.opaqueBody
+      ? { body: null, model: null }
+      : await policeBody(
+          kong,
+          { scope, headers, ctx: tenant, tier, path, surface, tenantLabel, objects },
+          ready,
+        );
   const ctx = model === null ? tenant : withModel(tenant, model);
   if (model !== null) metrics.modelDecisions.inc({ tenant: tenantLabel, decision: model.decision });
 
@@ -114,6 +135,8 @@ async function authenticate(ready: Ready, kong: KongPdk, labels: TenantLabels): 
     ...credentialHeaders(ready, headers, ctx),
     [TENANT_ID_HEADER]: ctx.tenantId,
     [TENANT_PLAN_HEADER]: ctx.plan,
+    // A stored object's id is read from the answer: asked for uncompressed (objects.ts).
+    ...(objects?.capturing(scope) ? { 'accept-encoding': 'identity' } : {}),
   };
   await kong.service.request.setHeaders(writes);
   scope.rememberHeaders(headers);
@@ -128,6 +151,8 @@ async function authenticate(ready: Ready, kong: KongPdk, labels: TenantLabels): 
   // 3.9.3 set_raw_query (ngx.req.set_uri_args) called from a plugin server leaves the query
   // as it was; clear_query_arg (ngx.var.args) takes, as it does for key-auth.
   for (const name of surface.dropQueryArgs) await kong.service.request.clearQueryArg(name);
+  // kong.yml's post-function keeps the answer that makes a stored object (objects.ts).
+  if (objects?.capturing(scope)) await kong.ctx.shared.set(OBJECTS_KEY, '1');
   await publishContext(kong, scope, ctx);
   // Set in access, these reach the client with the upstream's answer (and with any later
   // plugin's exit); token-meter sets the same two on every metered request.

@@ -58,6 +58,13 @@ export const modelListings = new Counter({
   registers: [registry],
 });
 
+export const storedObjects = new Counter({
+  name: 'tenant_auth_stored_objects_total',
+  help: 'Objects the provider keeps, for tenants on `store: scoped`, by tenant, kind (response, chat_completion, file, batch) and outcome (recorded, forgotten, listed, refused: not the tenant’s, unrecorded: made but no id found in the answer).',
+  labelNames: ['tenant', 'kind', 'outcome'] as const,
+  registers: [registry],
+});
+
 let labels: TenantLabels | null = null;
 /** The bounded tenant label mapper; the bound comes from the first instance's config. */
 export function tenantLabels(maxTenants: number): TenantLabels {

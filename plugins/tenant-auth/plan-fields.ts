@@ -49,7 +49,7 @@ export const planFields = [
   },
   {
     store: field.string('Replaces the top-level `store` for this plan’s tenants; null keeps it.', {
-      one_of: ['auto', 'on', 'off'],
+      one_of: ['auto', 'on', 'off', 'scoped'],
     }),
   },
   {
@@ -162,7 +162,7 @@ export const overrideFields = [
   {
     store: field.string(
       'Replaces the top-level `store` for this tenant (over its plan’s); null keeps the plan’s.',
-      { one_of: ['auto', 'on', 'off'] },
+      { one_of: ['auto', 'on', 'off', 'scoped'] },
     ),
   },
   {

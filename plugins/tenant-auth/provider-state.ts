@@ -3,19 +3,23 @@
  * uploads, batches, vector stores, assistants, threads, fine-tuning jobs, conversations. The
  * provider keeps them under the provider key, not under our tenant: with one key shared by
  * several tenants, whoever holds an object's id (or lists them) reads it, continues it
- * (`previous_response_id`) or deletes it. The gateway does not record which tenant created
- * which object, so it does not let a tenant on a shared key create, reach or reference one:
+ * (`previous_response_id`) or deletes it. So a tenant on a shared key makes, reaches or
+ * references one only where the gateway records who made it (`scoped`, objects.ts):
  *
  * - `store` (top level, per plan, per tenant): `auto` (the default) is on for a tenant whose
  *   provider key is its own (`upstream_auth.tenants`), off for one on a plan key, the default
  *   key or the service's; `on` is the operator vouching that the key is the tenant's alone (a
- *   provider project per tenant behind a plan key, say); `off` is never.
+ *   provider project per tenant behind a plan key, say); `scoped` keeps objects on any key,
+ *   each recorded under the tenant that made it and reachable only by it (stored responses,
+ *   stored chat completions, files, batches; the other stateful APIs stay refused); `off` is
+ *   never.
  * - Store off: the stateful APIs are refused (403 `stored_objects_disabled`) even where
  *   `api_surface` lists them; a Responses request is sent with `store: false` (the provider's
  *   default is true: the response would be kept where no one may read it back), and in it an
  *   explicit `store: true` and every reference to a stored object (`previous_response_id`,
- *   `conversation`, `file_id`, `file_ids`, `vector_store_ids`, a `container` id) are refused
- *   (400 `stored_objects_disabled`, `param` naming the field), wherever they sit in the body.
+ *   `conversation`, `file_id`, `file_ids`, `input_file_id`, `vector_store_ids`, a `container`
+ *   id, an `item_reference` input item) are refused (400 `stored_objects_disabled`, `param`
+ *   naming the field), wherever they sit in the body.
  *
  * So on a shared key no object of one tenant can be made, read, listed, continued or deleted by
  * another: none is made. With a key of its own, the provider's project boundary is the tenant's.
@@ -54,6 +58,7 @@ const REFERENCES = new Set([
   'conversation',
   'file_id',
   'file_ids',
+  'input_file_id',
   'vector_store_ids',
   'container',
 ]);
@@ -71,12 +76,32 @@ export class ProviderState {
     private readonly ownKey: (tenant: string) => boolean,
   ) {}
 
-  /** Whether the provider may keep objects for this tenant. */
-  storeOn(plan: string, tenant: string): boolean {
+  /** The tenant's `store` setting: its own, else its plan's, else the top level's. */
+  mode(plan: string, tenant: string): StoreMode {
     const own = (o: Record<string, { store?: StoreMode | null }>, k: string) =>
       Object.prototype.hasOwnProperty.call(o, k) ? (o[k]?.store ?? null) : null;
-    const mode = own(this.cfg.tenants, tenant) ?? own(this.cfg.plans, plan) ?? this.cfg.store;
+    return own(this.cfg.tenants, tenant) ?? own(this.cfg.plans, plan) ?? this.cfg.store;
+  }
+
+  /** Whether the provider may keep objects for this tenant under a key that is its alone. */
+  storeOn(plan: string, tenant: string): boolean {
+    const mode = this.mode(plan, tenant);
     return mode === 'on' || (mode === 'auto' && this.ownKey(tenant));
+  }
+
+  /** Whether the tenant's objects are kept on any key, each reachable only by it (objects.ts). */
+  scoped(plan: string, tenant: string): boolean {
+    return this.mode(plan, tenant) === 'scoped';
+  }
+
+  /** Whether any tenant may be `scoped` (the record of owners is then needed). */
+  get anyScoped(): boolean {
+    const modes = [
+      this.cfg.store,
+      ...Object.values(this.cfg.plans).map((p) => p.store),
+      ...Object.values(this.cfg.tenants).map((t) => t.store),
+    ];
+    return modes.includes('scoped');
   }
 }
 
@@ -93,6 +118,15 @@ const disabled = (message: string, param: string | null, status: 400 | 403) =>
 export function statefulRefusal(api: string, plan: string): GatewayError {
   return disabled(
     `the ${api} API keeps objects at the provider, which is off for your tenant on the '${plan}' plan: its provider key is shared with other tenants`,
+    null,
+    403,
+  );
+}
+
+/** A stateful API the gateway does not scope, asked for by a `scoped` tenant. */
+export function unscopedRefusal(api: string, plan: string): GatewayError {
+  return disabled(
+    `the ${api} API keeps objects at the provider that this gateway does not scope to your tenant on the '${plan}' plan (it scopes stored responses, stored chat completions, files and batches): it needs a provider key of your tenant's own`,
     null,
     403,
   );
@@ -134,6 +168,8 @@ function findReference(v: unknown): string | null {
       if (f !== null) return f;
     }
   } else if (typeof v === 'object' && v !== null) {
+    // An input item naming an item of a stored response.
+    if ((v as Record<string, unknown>).type === 'item_reference') return 'item_reference';
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
       if (REFERENCES.has(k) && x !== null && x !== '' && !(Array.isArray(x) && x.length === 0)) {
         // A code-interpreter `container` may be `{type: "auto"}`: a new one, no reference.

@@ -12,6 +12,10 @@ import { ContentGuards } from './guard';
 import { JwtVerifier } from './identity/jwt';
 import { ModelTiers } from './policy';
 import { ProviderState } from './provider-state';
+import { ScopedObjects } from './objects';
+import { ObjectRegistry } from '../../lib/provider-objects/registry';
+import { createRedis } from '../../lib/redis/client';
+import { createKeyspace } from '../../lib/redis/keys';
 import type { TenantAuthConfig } from './config';
 import { checkModelTiers } from './models';
 import { Schema } from './schema';
@@ -32,6 +36,8 @@ export class Ready {
   readonly guards: ContentGuards;
   /** Whether the provider may keep a tenant's objects (provider-state.ts). */
   readonly state: ProviderState;
+  /** Who owns each stored object, where a tenant may be `scoped` (objects.ts); else null. */
+  readonly objects: ScopedObjects | null;
   /** Throws when the config passes Kong's schema but not the plugin's own checks. */
   constructor(raw: unknown) {
     this.config = readConfig(Schema, raw);
@@ -56,6 +62,16 @@ export class Ready {
       },
       (t) => upstream.ownKey(t),
     );
+    const so = this.config.stored_objects;
+    this.objects = this.state.anyScoped
+      ? new ScopedObjects(
+          new ObjectRegistry(
+            createRedis({ url: so.redis.url, commandTimeoutMs: so.redis.timeout_ms }),
+            createKeyspace(so.redis.key_namespace),
+            so.ttl_seconds * 1000,
+          ),
+        )
+      : null;
   }
 }
 

@@ -18,6 +18,7 @@ import { applyPersona, applyToolPolicy } from './rewrite';
 import { guardRefusal } from './guard';
 import * as metrics from './metrics';
 import { assertGenerationModel, decideModel, endpointKind, type ModelTier } from './models';
+import type { ScopedObjects } from './objects';
 import { STORING_APIS, unstore } from './provider-state';
 import type { Ready } from './ready';
 import { GENERATION_APIS, type SurfaceDecision } from './surface';
@@ -32,6 +33,8 @@ export interface BodyRequest {
   readonly path: string;
   readonly surface: SurfaceDecision;
   readonly tenantLabel: string;
+  /** The tenant's stored objects, where its `store` is `scoped` (objects.ts); else null. */
+  readonly objects: ScopedObjects | null;
 }
 
 /**
@@ -43,18 +46,26 @@ export async function policeBody(
   req: BodyRequest,
   ready: Ready,
 ): Promise<{ body: string | null; model: ModelChoice | null }> {
-  const { scope, headers, ctx, tier, path, surface, tenantLabel } = req;
+  const { scope, headers, ctx, tier, path, surface, tenantLabel, objects } = req;
   const unchanged = { body: null, model: null };
   const max = ready.config.max_body_bytes;
   const declared = precheckBody(headers, max);
   const guarded = GENERATION_APIS.has(surface.api) && ready.guards.applies(ctx.plan, ctx.tenantId);
-  const unstored = STORING_APIS.has(surface.api) && !ready.state.storeOn(ctx.plan, ctx.tenantId);
+  const unstored =
+    objects === null &&
+    STORING_APIS.has(surface.api) &&
+    !ready.state.storeOn(ctx.plan, ctx.tenantId);
+  // A scoped tenant's generation and batch bodies: their references are checked, what they
+  // make is recorded.
+  const scoped =
+    objects !== null && (GENERATION_APIS.has(surface.api) || surface.api === 'batches');
   const policyNeedsBody =
     tier !== null ||
     !ctx.policy.toolsAllowed.includes('*') ||
     ctx.policy.persona !== null ||
     guarded ||
-    unstored;
+    unstored ||
+    scoped;
   const validate = ready.config.validate_json_body;
   if (!policyNeedsBody && !validate) return unchanged;
   // Where a policy applies the body is read whatever the headers declare: an HTTP/2 request
@@ -107,6 +118,7 @@ export async function policeBody(
     }
   }
   if (unstored) unstore(body, surface.api);
+  if (scoped) await objects.onBody(scope, ctx, surface.api, body, tenantLabel);
   const stripped = applyToolPolicy(body, ctx.policy, ready.config.tool_policy);
   if (stripped.length > 0) metrics.toolsStripped.inc({ tenant: tenantLabel }, stripped.length);
   if (applyPersona(body, ctx.policy.persona, ready.config.persona_mode)) {

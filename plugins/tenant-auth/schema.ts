@@ -5,6 +5,7 @@
  */
 import { METRICS_FIELDS, field, type KongSchemaFields } from '../../lib/schema/fields';
 import { DEFAULT_API_SURFACE } from '../../lib/http/api-surface';
+import { redisRecord } from '../../lib/schema/typedefs';
 import { apiSurfaceField, modelAliasesField, overrideFields, planFields } from './plan-fields';
 
 export const Schema = [
@@ -225,8 +226,32 @@ export const Schema = [
   },
   {
     store: field.string(
-      'Whether the provider may keep a tenant’s objects (stored responses, files, batches, …), kept under the provider key: `auto` on for a tenant with its own key in `upstream_auth.tenants`, off on a shared key; `on` vouches the key is the tenant’s alone; `off`. Off: stateful APIs 403 `stored_objects_disabled`, Responses sent with `store: false`, `store: true` or a stored-object reference 400 (tenant-auth README).',
-      { one_of: ['auto', 'on', 'off'], default: 'auto', required: true },
+      'Whether the provider may keep a tenant’s objects (stored responses, files, batches, …) under the provider key: `auto` on with the tenant’s own key (`upstream_auth.tenants`), off on a shared one; `on` vouches the key is the tenant’s alone; `scoped` on any key, the gateway recording each object’s tenant so only it reaches the object (responses, chat completions, files, batches; `stored_objects`); `off`: stateful APIs 403, Responses sent with `store: false` (README).',
+      { one_of: ['auto', 'on', 'off', 'scoped'], default: 'auto', required: true },
+    ),
+  },
+  {
+    stored_objects: field.record(
+      'The record of which tenant owns each object the provider keeps, for tenants whose `store` is `scoped` (unused otherwise).',
+      [
+        {
+          ttl_seconds: field.integer(
+            'How long an object stays its tenant’s through the gateway after it was made (or last read, for a batch). Past it the gateway no longer lets anyone reach it (closed): set it to how long the provider keeps the objects (30 days for stored responses).',
+            { default: 2592000, required: true, between: [60, 31536000] },
+          ),
+        },
+        {
+          redis: redisRecord({
+            holds: 'which tenant owns each stored object',
+            timeout: {
+              description:
+                'Deadline of one Redis call. A lookup that misses it refuses the request (503 `stored_objects_unavailable`), never lets it through.',
+              default: 250,
+            },
+          }),
+        },
+      ],
+      { required: true },
     ),
   },
   {

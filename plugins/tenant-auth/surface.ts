@@ -30,12 +30,28 @@ export interface SurfaceDecision {
   readonly method: string;
   /** The method carries no body: none goes upstream, nothing reads or rewrites one. */
   readonly bodyless: boolean;
+  /**
+   * The body is not JSON (a file upload's multipart form): forwarded as sent, never read or
+   * checked as JSON (nginx's client_max_body_size bounds it).
+   */
+  readonly opaqueBody: boolean;
+  /** The catalogue path matched (`/files/{id}/content`, lib/http/api-surface.ts). */
+  readonly endpoint: string;
+  /** The object id in the path (`{id}`), as sent; null when the path names none. */
+  readonly id: string | null;
   /** Query arguments (decoded names) removed from what goes upstream. */
   readonly dropQueryArgs: readonly string[];
 }
 
 /** APIs that generate text: the model they name must be one that does. */
 export const GENERATION_APIS: ReadonlySet<string> = new Set(['chat', 'completions', 'responses']);
+
+/**
+ * Endpoints whose body is a file (a multipart form), not JSON: `<METHOD> <catalogue path>`.
+ * Image edits and audio also take forms, but name a model the tier must decide: they stay
+ * JSON-only (415 for a form) until the tier can read a form.
+ */
+const MULTIPART_ENDPOINTS: ReadonlySet<string> = new Set(['POST /files', 'POST /uploads/{id}/**']);
 
 /** Query parameters that never go upstream (compared lower-cased, `_` as `-`). */
 const QUERY_CREDENTIALS = ['apikey', 'api-key', 'key', 'access-token', 'token', 'jwt'];
@@ -105,9 +121,7 @@ export class ApiSurfaceGate {
     tenant: string,
   ): Promise<SurfaceDecision> {
     const method = (await scope.method(kong)).toUpperCase();
-    const upstreamUri = await scope.once('upstreamUri', async () =>
-      String((await kong.nginx.getVar('upstream_uri')) ?? ''),
-    );
+    const upstreamUri = await scope.upstreamUri(kong);
     const { query } = splitPathAndQuery(await scope.pathWithQuery(kong));
     const verdict = this.matcher.decide(method, upstreamUri, this.enabledFor(plan, tenant));
     if (verdict.kind !== 'served') throw refusal(verdict, method, plan);
@@ -115,6 +129,9 @@ export class ApiSurfaceGate {
       api: verdict.api,
       method,
       bodyless: BODYLESS_METHODS.has(method),
+      opaqueBody: MULTIPART_ENDPOINTS.has(`${method} ${verdict.endpoint}`),
+      endpoint: verdict.endpoint,
+      id: verdict.id,
       dropQueryArgs: queryArgsToDrop(query, this.credentialNames),
     };
   }

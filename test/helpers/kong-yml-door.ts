@@ -92,6 +92,14 @@ export async function startKongYmlDoor(
         // Metrics servers off everywhere: another run may hold the configured ports.
         if ('metrics_port' in c) c.metrics_port = 0;
         const redis = c.redis as Record<string, unknown> | undefined;
+        if (p.name === 'tenant-auth') {
+          const so = (c.stored_objects ?? {}) as Record<string, unknown>;
+          const soRedis = (so.redis ?? {}) as Record<string, unknown>;
+          c.stored_objects = {
+            ...so,
+            redis: { ...soRedis, url: redisUrl, key_namespace: `${namespace}ta` },
+          };
+        }
         if (p.name === 'tenant-ratelimit' && redis)
           c.redis = { ...redis, url: redisUrl, key_namespace: `${namespace}rl` };
         if (p.name === 'tenant-cache')

@@ -169,8 +169,10 @@ const CASES: Case[] = [
       }),
     control: seen((f) => [f.m.persona], '/v1/responses'),
     expect: (t, _f, p) => {
-      t.is(p.res.status, 404, 'the mock serves no /v1/responses: OpenAI-shaped 404 passed on');
+      t.is(p.res.status, 200, p.res.text);
       t.is(p.upstream.length, 1);
+      // The provider's own answer to B (the mock's: mock-upstream/objects.ts), nothing kept.
+      t.regex(p.res.text, /"text":"mock answer resp_[0-9a-f]+"/);
     },
   },
   {

@@ -90,6 +90,8 @@ const GUARDS: Record<keyof typeof SHARED_KEYS, ((raw: unknown) => unknown) | str
   captureFlag: decodeDraft,
   captureAnswer:
     'a string of the answer, parsed by readAnswer (lib/capture/record.ts), whatever it holds',
+  objectCapture:
+    'a flag tenant-auth sets for the post-function (any value: keep the answer); no plugin reads it',
   logFacts: decodeLogFacts,
   logSaved: 'a Lua table the log snippet writes and the batch snippet reads; no plugin decodes it',
   pdkBatch: 'a Lua table of functions the snippet installs; no plugin decodes it',

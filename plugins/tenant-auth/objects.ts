@@ -1,0 +1,382 @@
+/**
+ * `store: scoped` (issue 21 part 2): objects the provider keeps, on a provider key several
+ * tenants share, each reachable only by the tenant that made it. The gateway records the owner
+ * of every object the provider makes for a tenant (lib/provider-objects/registry.ts), and:
+ *
+ * - a request naming an object in its path (`GET /files/{id}`, `DELETE /responses/{id}`, …) is
+ *   forwarded only when the tenant owns it; otherwise 404 `object_not_found`, the same answer
+ *   as for an id that never existed (no oracle for other tenants' ids);
+ * - a body naming one (`previous_response_id`, `file_id`, `file_ids`, a batch's
+ *   `input_file_id`) is forwarded only when the tenant owns each (400 `object_not_found`,
+ *   `param` naming the field); references the gateway does not scope (`conversation`,
+ *   `vector_store_ids`, a `container` id, an `item_reference`, a reasoning item by id without
+ *   its encrypted content) are refused (400 `stored_objects_disabled`);
+ * - a list (`GET /files`, `GET /batches`, `GET /chat/completions`) is answered by the gateway
+ *   from the tenant's own records (each object as the provider last answered it through the
+ *   gateway), never forwarded: the provider's list holds every tenant's objects;
+ * - a request that makes an object (`POST /responses` unless `store: false`, `POST
+ *   /chat/completions` with `store: true`, `POST /files`, `POST /batches`) is recorded after
+ *   the provider answered 2xx: kong.yml's post-function keeps the start of the answer
+ *   (lib/capture/answer-snippet.lua, shared with capture), tenant-auth's log reads the id there; a delete
+ *   answered 2xx forgets it; a batch read refreshes it and records its output and error files.
+ *
+ * The other stateful APIs (vector stores, uploads, assistants, threads, fine-tuning,
+ * conversations) stay refused under `scoped`: the gateway does not follow their objects.
+ * Recording happens in the log phase: an object whose log was lost is not the tenant's through
+ * the gateway (closed). A reference made before the maker's log ran is looked up once more
+ * after a short pause.
+ */
+import { GatewayError } from '../../lib/http/errors';
+import type { KongPdk } from '../../lib/pdk/kong';
+import type { ObjectKind, ObjectRegistry } from '../../lib/provider-objects/registry';
+import { CHAIN_LOG_OWNER } from '../../lib/request/log-holds';
+import { slot, type RequestScope } from '../../lib/request/scope';
+import { SHARED_KEYS } from '../../lib/request/shared-keys';
+import type { TenantContext } from '../../lib/tenant/context';
+import { printable } from './body';
+import * as metrics from './metrics';
+import type { SurfaceDecision } from './surface';
+
+/** The stateful APIs `scoped` serves, and the kind of object each names in its path. */
+export const SCOPED_APIS: ReadonlyMap<string, ObjectKind> = new Map([
+  ['stored_responses', 'response'],
+  ['stored_chat_completions', 'chat_completion'],
+  ['files', 'file'],
+  ['batches', 'batch'],
+]);
+
+/** Body fields naming an object the registry scopes, and its kind. */
+const SCOPED_REFERENCES: ReadonlyMap<string, ObjectKind> = new Map([
+  ['previous_response_id', 'response'],
+  ['file_id', 'file'],
+  ['file_ids', 'file'],
+  ['input_file_id', 'file'],
+]);
+
+/** Body fields naming an object the registry does not follow: refused under `scoped`. */
+const UNSCOPED_REFERENCES = new Set(['conversation', 'vector_store_ids', 'container']);
+
+/** How long a reference not found yet waits for its maker's log phase before it is refused. */
+export const RECHECK_AFTER_MS = 150;
+
+/** Set for a request whose answer the post-function keeps (lib/capture/answer-snippet.lua). */
+export const OBJECTS_KEY = SHARED_KEYS.objectCapture.key;
+/** Where it keeps it: `all;<answer>` or `cut;<its first 64 KiB>`. */
+const ANSWER_KEY = SHARED_KEYS.captureAnswer.key;
+
+/** A list the gateway answers (OpenAI's list shape). */
+export interface ListAnswer {
+  readonly object: 'list';
+  readonly data: readonly unknown[];
+  readonly first_id: string | null;
+  readonly last_id: string | null;
+  readonly has_more: boolean;
+}
+
+/** What the log phase does with the provider's answer. */
+type After =
+  | { readonly op: 'record'; readonly kind: ObjectKind }
+  | { readonly op: 'refresh'; readonly kind: ObjectKind; readonly id: string }
+  | { readonly op: 'forget'; readonly kind: ObjectKind; readonly id: string };
+
+export function notFound(kind: ObjectKind, id: string, param: string | null): GatewayError {
+  return new GatewayError({
+    status: param === null ? 404 : 400,
+    type: 'invalid_request_error',
+    code: 'object_not_found',
+    message: `no ${kind.replace('_', ' ')} with id '${printable(id, 64)}' among your tenant's objects`,
+    param,
+  });
+}
+
+function unscoped(param: string, why: string): GatewayError {
+  return new GatewayError({
+    status: 400,
+    type: 'invalid_request_error',
+    code: 'stored_objects_disabled',
+    message: `'${param}' ${why}: this gateway scopes stored responses, chat completions, files and batches to your tenant, not these`,
+    param,
+  });
+}
+
+const unavailable = () =>
+  new GatewayError({
+    status: 503,
+    type: 'server_error',
+    code: 'stored_objects_unavailable',
+    message: 'the record of your stored objects cannot be read right now; try again',
+    headers: { 'Retry-After': '1' },
+  });
+
+/** A registry call whose failure closes the request (503), never opens it. */
+async function guarded<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch {
+    throw unavailable();
+  }
+}
+
+export class ScopedObjects {
+  constructor(readonly registry: ObjectRegistry) {}
+
+  /** True when the tenant owns it now, or after one short wait for a maker's log phase. */
+  private async owned(ctx: TenantContext, kind: ObjectKind, id: string): Promise<boolean> {
+    if (await guarded(() => this.registry.owns(ctx, kind, id))) return true;
+    await new Promise((r) => setTimeout(r, RECHECK_AFTER_MS));
+    return guarded(() => this.registry.owns(ctx, kind, id));
+  }
+
+  /**
+   * A stateful request on a scoped tenant, before the body: refuses an object that is not the
+   * tenant's, and arranges the record of what the provider makes. A list is answered here:
+   * the page to send (never forwarded); null for every other request.
+   */
+  async onRequest(
+    kong: KongPdk,
+    scope: RequestScope,
+    ctx: TenantContext,
+    surface: SurfaceDecision,
+    tenantLabel: string,
+  ): Promise<ListAnswer | null> {
+    const kind = SCOPED_APIS.get(surface.api);
+    if (kind === undefined) return null;
+    if (surface.id === null) {
+      if (surface.method === 'GET' || surface.method === 'HEAD') {
+        return this.list(kong, scope, ctx, kind, tenantLabel);
+      }
+      // POST /files, POST /batches: recorded once the provider answered.
+      this.after(scope, ctx, { op: 'record', kind }, tenantLabel);
+      return null;
+    }
+    if (!(await this.owned(ctx, kind, surface.id))) {
+      metrics.storedObjects.inc({ tenant: tenantLabel, kind, outcome: 'refused' });
+      throw notFound(kind, surface.id, null);
+    }
+    if (surface.method === 'DELETE' && surface.endpoint.endsWith('{id}')) {
+      this.after(scope, ctx, { op: 'forget', kind, id: surface.id }, tenantLabel);
+    } else if (kind === 'batch') {
+      // A batch's status and output files change: what the provider answers is kept.
+      this.after(scope, ctx, { op: 'refresh', kind, id: surface.id }, tenantLabel);
+    }
+    return null;
+  }
+
+  /**
+   * A generation or batch body on a scoped tenant: every reference it holds must be to the
+   * tenant's own object; a body that makes an object is recorded after the provider answered.
+   */
+  async onBody(
+    scope: RequestScope,
+    ctx: TenantContext,
+    api: string,
+    body: Record<string, unknown>,
+    tenantLabel: string,
+  ): Promise<void> {
+    const refs = references(body);
+    const checks = await Promise.all(
+      refs.map(async (r) => ({ ...r, ok: await this.owned(ctx, r.kind, r.id) })),
+    );
+    const bad = checks.find((c) => !c.ok);
+    if (bad) {
+      metrics.storedObjects.inc({ tenant: tenantLabel, kind: bad.kind, outcome: 'refused' });
+      throw notFound(bad.kind, bad.id, bad.param);
+    }
+    if (api === 'responses' && body.store !== false) {
+      this.after(scope, ctx, { op: 'record', kind: 'response' }, tenantLabel);
+    } else if (api === 'chat' && body.store === true) {
+      this.after(scope, ctx, { op: 'record', kind: 'chat_completion' }, tenantLabel);
+    }
+  }
+
+  /**
+   * Whether the answer must be kept for the record: then kong.ctx.shared says so to the
+   * post-function, and the provider is asked for it uncompressed (the id is read from it).
+   */
+  capturing(scope: RequestScope): boolean {
+    return scope.get(CAPTURING) === true;
+  }
+
+  private after(scope: RequestScope, ctx: TenantContext, what: After, tenantLabel: string): void {
+    if (scope.get(CAPTURING) === true) return;
+    scope.set(CAPTURING, true);
+    scope.defer({
+      plugin: CHAIN_LOG_OWNER,
+      order: 40,
+      run: (k) => this.settle(k, ctx, what, tenantLabel),
+    });
+  }
+
+  /** In log: what the provider answered, applied to the registry. */
+  private async settle(
+    kong: KongPdk,
+    ctx: TenantContext,
+    what: After,
+    tenantLabel: string,
+  ): Promise<void> {
+    const status = Number(await kong.response.getStatus());
+    if (!(status >= 200 && status < 300)) return;
+    if (what.op === 'forget') {
+      await this.registry.forget(ctx, what.kind, what.id);
+      metrics.storedObjects.inc({ tenant: tenantLabel, kind: what.kind, outcome: 'forgotten' });
+      return;
+    }
+    const answer = decodeSeen(await kong.ctx.shared.get(ANSWER_KEY));
+    const id = what.op === 'refresh' ? what.id : answer === null ? null : madeId(answer.text);
+    if (id === null) {
+      metrics.storedObjects.inc({ tenant: tenantLabel, kind: what.kind, outcome: 'unrecorded' });
+      void kong.log.warn(
+        `tenant-auth: the provider made a ${what.kind} but its id was not found in the answer: not recorded (the tenant cannot reach it through the gateway)`,
+      );
+      return;
+    }
+    const snapshot = answer?.whole ? jsonObject(answer.text) : null;
+    // A refresh keeps the snapshot only when it is the same object.
+    const keep =
+      snapshot !== null && (what.op === 'record' || snapshot.id === id) ? snapshot : null;
+    await this.registry.record(ctx, what.kind, id, keep === null ? null : answer!.text);
+    metrics.storedObjects.inc({ tenant: tenantLabel, kind: what.kind, outcome: 'recorded' });
+    // A batch's output and error files are the tenant's too.
+    if (what.kind === 'batch' && keep !== null) {
+      for (const field of ['output_file_id', 'error_file_id']) {
+        const file = keep[field];
+        if (typeof file === 'string' && file !== '') {
+          await this.registry.record(ctx, 'file', file, null);
+        }
+      }
+    }
+  }
+
+  /** `GET` of a scoped list: the tenant's own records, in OpenAI's list shape. */
+  private async list(
+    kong: KongPdk,
+    scope: RequestScope,
+    ctx: TenantContext,
+    kind: ObjectKind,
+    tenantLabel: string,
+  ): Promise<ListAnswer> {
+    const query = new URLSearchParams((await scope.pathWithQuery(kong)).split('?')[1] ?? '');
+    const opts = listOptions(query);
+    const page = await guarded(() => this.registry.list(ctx, kind, opts));
+    const object = OBJECT_NAMES[kind];
+    const data = page.items.map((o) => o.snapshot ?? { id: o.id, object });
+    metrics.storedObjects.inc({ tenant: tenantLabel, kind, outcome: 'listed' });
+    return {
+      object: 'list',
+      data,
+      first_id: page.items[0]?.id ?? null,
+      last_id: page.items[page.items.length - 1]?.id ?? null,
+      has_more: page.hasMore,
+    };
+  }
+}
+
+const CAPTURING = slot<boolean>('tenant-auth:objects:capturing');
+
+const OBJECT_NAMES: Record<ObjectKind, string> = {
+  response: 'response',
+  chat_completion: 'chat.completion',
+  file: 'file',
+  batch: 'batch',
+};
+
+/** `limit` (1..100, default 20), `order` (`desc` default), `after`; anything else 400. */
+export function listOptions(query: URLSearchParams): {
+  limit: number;
+  order: 'asc' | 'desc';
+  after: string | null;
+} {
+  const bad = (param: string, message: string) =>
+    new GatewayError({
+      status: 400,
+      type: 'invalid_request_error',
+      code: 'invalid_list_parameter',
+      message,
+      param,
+    });
+  const rawLimit = query.get('limit');
+  const limit = rawLimit === null ? 20 : Number(rawLimit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100 || !/^\d+$/.test(rawLimit ?? '20')) {
+    throw bad('limit', 'limit must be a whole number from 1 to 100');
+  }
+  const order = query.get('order') ?? 'desc';
+  if (order !== 'asc' && order !== 'desc') throw bad('order', "order must be 'asc' or 'desc'");
+  const after = query.get('after');
+  return { limit, order, after: after === null || after === '' ? null : after };
+}
+
+interface Reference {
+  readonly param: string;
+  readonly kind: ObjectKind;
+  readonly id: string;
+}
+
+/**
+ * Every reference to a provider object in a body, at any depth; throws on one the registry
+ * does not scope. An id that is not a string is the provider's to refuse (it names nothing).
+ */
+export function references(body: unknown): Reference[] {
+  const out: Reference[] = [];
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) {
+      for (const x of v) walk(x);
+      return;
+    }
+    if (typeof v !== 'object' || v === null) return;
+    const o = v as Record<string, unknown>;
+    if (o.type === 'item_reference') {
+      throw unscoped('item_reference', 'names an item of a stored response by id');
+    }
+    if (o.type === 'reasoning' && typeof o.id === 'string' && !o.encrypted_content) {
+      throw unscoped(
+        'id',
+        'names a stored reasoning item: send it with its encrypted_content, or continue with previous_response_id',
+      );
+    }
+    for (const [k, x] of Object.entries(o)) {
+      const kind = SCOPED_REFERENCES.get(k);
+      if (kind !== undefined) {
+        for (const id of Array.isArray(x) ? x : [x]) {
+          if (typeof id === 'string' && id !== '') out.push({ param: k, kind, id });
+        }
+      } else if (UNSCOPED_REFERENCES.has(k) && x !== null && x !== '' && !emptyArray(x)) {
+        // A code-interpreter `container` may be `{type: "auto"}`: a new one, no reference.
+        if (!(k === 'container' && typeof x === 'object' && !Array.isArray(x))) {
+          throw unscoped(k, 'names an object kept at the provider');
+        }
+      }
+      walk(x);
+    }
+  };
+  walk(body);
+  return out;
+}
+
+const emptyArray = (x: unknown) => Array.isArray(x) && x.length === 0;
+
+/** What kong.yml's post-function kept of the answer (lib/capture/answer-snippet.lua). */
+export function decodeSeen(raw: unknown): { text: string; whole: boolean } | null {
+  if (typeof raw !== 'string') return null;
+  if (raw.startsWith('all;')) return { text: raw.slice(4), whole: true };
+  if (raw.startsWith('cut;')) return { text: raw.slice(4), whole: false };
+  return null;
+}
+
+/** The id of the object an answer made: its top-level `id`, else the first `"id"` in it (SSE). */
+export function madeId(text: string): string | null {
+  const obj = jsonObject(text);
+  if (obj !== null) return typeof obj.id === 'string' && obj.id !== '' ? obj.id : null;
+  const m = /"id"\s*:\s*"([^"\\]{1,192})"/.exec(text);
+  return m?.[1] ?? null;
+}
+
+function jsonObject(text: string): Record<string, unknown> | null {
+  try {
+    const v = JSON.parse(text) as unknown;
+    return v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? (v as Record<string, unknown>)
+      : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * `store: scoped` through the repo's whole kong.yml chain (one plugin server for the chain, its
+ * access phases merged into tenant-auth's, its log work in tenant-auth's log phase), on either
+ * gateway: what tenant-auth records in the chain's one log phase is what it checks on the next
+ * request. acme makes a stored response and uploads a file (a multipart form, through every
+ * plugin of the chain); globex, on the same provider key, reaches neither; acme reaches both.
+ */
+import { randomUUID } from 'node:crypto';
+import test from 'ava';
+import { Closers, eventually, send, type Sent } from '../helpers/frontdoor';
+import { startKongYmlDoor, type KongYmlDoor } from '../helpers/kong-yml-door';
+
+const closers = new Closers();
+let door: KongYmlDoor;
+const KEYS = { acme: 'acme-demo-key', globex: 'globex-demo-key' } as const;
+const SCOPED = {
+  store: 'scoped',
+  api_surface: [
+    'chat',
+    'completions',
+    'responses',
+    'embeddings',
+    'models',
+    'showback',
+    'stored_responses',
+    'files',
+    'batches',
+  ],
+};
+
+test.before(async () => {
+  door = await startKongYmlDoor(closers.add, (p) => {
+    if (p.name !== 'tenant-auth') return;
+    const c = p.config as { tenants?: Record<string, Record<string, unknown>> };
+    c.tenants = {
+      ...c.tenants,
+      acme: { ...c.tenants?.acme, ...SCOPED },
+      globex: { ...c.tenants?.globex, ...SCOPED },
+    };
+  });
+});
+test.after.always(() => closers.closeAll());
+
+async function call(
+  tenant: keyof typeof KEYS,
+  method: string,
+  path: string,
+  body?: object | string,
+  headers: Record<string, string> = {},
+): Promise<{ res: Sent; upstream: number }> {
+  const id = randomUUID();
+  const res = await send(`${door.url}${path}`, {
+    method,
+    headers: { apikey: KEYS[tenant], 'x-test-id': id, ...headers },
+    ...(body === undefined ? {} : { body }),
+  });
+  return {
+    res,
+    upstream: door.upstream.received.filter((r) => r.headers['x-test-id'] === id).length,
+  };
+}
+
+const idOf = (r: { res: Sent }) => (r.res.json as { id: string }).id;
+const code = (r: { res: Sent }) => (r.res.json as { error?: { code: string } }).error?.code;
+
+test('a stored response made through the chain is its maker’s alone', async (t) => {
+  const made = await call('acme', 'POST', '/v1/responses', { model: 'gpt-4o-mini', input: 'hi' });
+  t.is(made.res.status, 200, made.res.text);
+  const id = idOf(made);
+  const read = await eventually(async () => {
+    const r = await call('acme', 'GET', `/v1/responses/${id}`);
+    return r.res.status === 200 ? r : undefined;
+  }, 10_000);
+  t.is(read.upstream, 1);
+  const other = await call('globex', 'GET', `/v1/responses/${id}`);
+  t.is(other.res.status, 404, other.res.text);
+  t.is(code(other), 'object_not_found');
+  t.is(other.upstream, 0);
+  const cont = await call('globex', 'POST', '/v1/responses', {
+    model: 'gpt-4o-mini',
+    input: 'more',
+    previous_response_id: id,
+  });
+  t.is(cont.res.status, 400, cont.res.text);
+  t.is(cont.upstream, 0);
+});
+
+test('a file uploaded as a form through the chain is its maker’s alone', async (t) => {
+  const boundary = 'chainBoundary7';
+  const form = [
+    `--${boundary}`,
+    'Content-Disposition: form-data; name="purpose"',
+    '',
+    'batch',
+    `--${boundary}`,
+    'Content-Disposition: form-data; name="file"; filename="a.jsonl"',
+    '',
+    '{"custom_id":"1"}',
+    `--${boundary}--`,
+    '',
+  ].join('\r\n');
+  const made = await call('acme', 'POST', '/v1/files', form, {
+    'content-type': `multipart/form-data; boundary=${boundary}`,
+  });
+  t.is(made.res.status, 200, made.res.text);
+  const id = idOf(made);
+  await eventually(async () => {
+    const r = await call('acme', 'GET', `/v1/files/${id}/content`);
+    return r.res.status === 200 && r.res.text === '{"custom_id":"1"}' ? true : undefined;
+  }, 10_000);
+  const other = await call('globex', 'GET', `/v1/files/${id}/content`);
+  t.is(other.res.status, 404, other.res.text);
+  t.is(other.upstream, 0);
+  const lists = await Promise.all([
+    call('acme', 'GET', '/v1/files'),
+    call('globex', 'GET', '/v1/files'),
+  ]);
+  t.true(lists[0].res.text.includes(id));
+  t.false(lists[1].res.text.includes(id));
+  t.deepEqual(
+    lists.map((l) => l.upstream),
+    [0, 0],
+  );
+});
+
+test('on the metered chain a batch is refused (its tokens would be spent unreserved); a cancel or an upload is not metered', async (t) => {
+  const file = await call('acme', 'POST', '/v1/files', { purpose: 'batch', content: '{}' });
+  t.is(file.res.status, 200, file.res.text);
+  await eventually(async () => {
+    const r = await call('acme', 'GET', `/v1/files/${idOf(file)}`);
+    return r.res.status === 200 ? true : undefined;
+  }, 10_000);
+  const batch = await call('acme', 'POST', '/v1/batches', {
+    input_file_id: idOf(file),
+    endpoint: '/v1/chat/completions',
+    completion_window: '24h',
+  });
+  t.is(batch.res.status, 403, batch.res.text);
+  t.is(code(batch), 'batches_not_metered');
+  t.is(batch.upstream, 0);
+  const made = await call('acme', 'POST', '/v1/responses', { model: 'gpt-4o-mini', input: 'x' });
+  const id = idOf(made);
+  const cancel = await eventually(async () => {
+    const r = await call('acme', 'POST', `/v1/responses/${id}/cancel`, {});
+    return r.res.status === 200 ? r : undefined;
+  }, 10_000);
+  t.is(cancel.upstream, 1, 'a cancel carries no model and is not metered');
+});
