@@ -11,16 +11,18 @@
  * held there by test/harness/token-meter-pdk-calls.test.ts. This file holds the phases only;
  * each concept is a file beside it (README, "Code layout").
  */
+import { postSpends } from '../../lib/http/api-surface';
 import { definePlugin } from '../../lib/plugin/define';
 import type { KongPdk } from '../../lib/pdk/kong';
 import { readRequest } from '../../lib/tenant/read';
 import * as metrics from './metrics';
 import { startUp, type Ready } from './ready';
+import { unmeteredBatch } from './refusals';
 import { meter } from './reserve';
 import { Schema } from './schema';
 import { settle } from './settle';
 import { answerShowback, showbackAsked } from './showback';
-import { PLUGIN_NAME } from './state';
+import { METER_STATE_KEY, METER_STATE_NONE, PLUGIN_NAME } from './state';
 
 export const { Name, Version, Priority, Plugin } = definePlugin<Ready>({
   name: PLUGIN_NAME,
@@ -40,7 +42,18 @@ export { Schema };
 async function access(ready: Ready, kong: KongPdk): Promise<void> {
   const request = await readRequest(kong, PLUGIN_NAME);
   const method = await request.scope.method(kong);
-  if (method === 'POST') return meter(ready, kong, request);
+  if (method === 'POST') {
+    // A file upload or a cancel spends nothing; a batch spends later, where no reservation
+    // can come first: refused rather than let through unmetered.
+    const spends = postSpends(await request.scope.upstreamUri(kong));
+    if (spends === 'none') {
+      // Said, so kong.yml's chain guard knows the meter ran (and found nothing to reserve).
+      await kong.ctx.shared.set(METER_STATE_KEY, METER_STATE_NONE);
+      return;
+    }
+    if (spends === 'batch') throw unmeteredBatch();
+    return meter(ready, kong, request);
+  }
   if ((method === 'GET' || method === 'HEAD') && ready.config.showback) {
     const asked = showbackAsked(await request.scope.pathWithQuery(kong));
     if (asked) await answerShowback(ready, kong, request.tenant.tenantId, asked);

@@ -9,6 +9,11 @@ import { SHARED_KEYS, sharedJsonObject } from '../../lib/request/shared-keys';
 export { PLUGIN_NAME } from './name';
 
 export const METER_STATE_KEY = SHARED_KEYS.meterState.key;
+/**
+ * The meter state of a POST that spends no tokens (a file upload, a cancel): nothing reserved,
+ * nothing to settle (`decodeMeterState` refuses it), but kong.yml's chain guard sees the meter ran.
+ */
+export const METER_STATE_NONE = 'none';
 
 export interface MeterState {
   readonly v: 1;
