@@ -82,6 +82,13 @@ export const SHARED_KEYS = {
     version: 1,
     what: 'the usage the upstream reported, read from the response as it streams',
   },
+  transformUsage: {
+    key: 'kta_transform_usage',
+    writers: [POST],
+    readers: ['token-meter'],
+    version: 1,
+    what: 'the usage of ai-request-transformer’s own LLM call (Kong’s count), billed to the tenant as a ledger line of its own',
+  },
   captureFlag: {
     key: 'kta_capture',
     writers: ['tenant-auth'],

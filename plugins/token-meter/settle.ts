@@ -19,6 +19,7 @@ import { costOf, NANO_USD_PER_USD, type TokenPrice } from './pricing';
 import { resolveBudget } from './policy';
 import { estimates, type Ready } from './ready';
 import { decodeMeterState, METER_STATE_KEY, PLUGIN_NAME, type MeterState } from './state';
+import { settleTransformer } from './transformer-line';
 
 /** The log phase of a request. */
 export async function settle(ready: Ready, kong: KongPdk): Promise<void> {
@@ -58,6 +59,8 @@ async function settleMetered(
   const usage = decodeUsage(await kong.ctx.shared.get(USAGE_KEY));
   const status = await kong.response.getStatus();
   const tenantLabel = ready.label(ctx.tenantId);
+  // Kong's ai-request-transformer spent tokens of its own for this request, whatever came after.
+  await settleTransformer(ready, kong, account, state, status, tenantLabel);
   const ok = status >= 200 && status < 300;
   if (!usage && (!ok || (await kongAnsweredForUpstream(kong)))) {
     // An error or a refusal after us, or Kong's own error body in place of an answer the

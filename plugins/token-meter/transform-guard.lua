@@ -14,6 +14,8 @@
 -- transformer left that is not a JSON object is refused (502), never sent unbounded.
 -- The reservation is read from token-meter's own state (kong.ctx.shared.token_meter, JSON it
 -- wrote: plugins/token-meter/state.ts). Without a transformed request this costs two lookups.
+-- The transformer's own LLM usage (Kong's count, in its namespaced ctx) goes to
+-- kong.ctx.shared.kta_transform_usage: token-meter bills it to the tenant as a line of its own.
 local NS = 'ai-request-transformer-transform-request'
 
 local function transformed()
@@ -56,6 +58,16 @@ return function()
   if not transformed() then return end
   local state = kong.ctx.shared.token_meter
   if type(state) ~= 'string' then return end
+  -- The transformer's own LLM call is the tenant's spend too: its usage, as Kong counted it, for
+  -- token-meter's log (a ledger line of its own; usage format: lib/tokens/usage.ts).
+  local t = ngx.ctx.ai_namespaced_ctx[NS]
+  local tp, tc = tonumber(t.llm_prompt_tokens_count), tonumber(t.llm_completion_tokens_count)
+  if tp and tc and tp + tc > 0 then
+    local tm = type(t.model) == 'table' and type(t.model.name) == 'string' and t.model.name or ''
+    kong.ctx.shared.kta_transform_usage = string.format(
+      'v=1;prompt=%d;completion=%d;total=%d;cached=0;model=%s;from=json', tp, tc, tp + tc,
+      string.sub((string.gsub(tm, '[^%w_.:/-]', '')), 1, 128))
+  end
   local limit = tonumber(state:match('"maxTokensPerChoice":(%d+)'))
   local n = tonumber(state:match('"n":(%d+)'))
   if not limit or not n or limit < 1 then return end

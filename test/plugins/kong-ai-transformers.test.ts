@@ -22,12 +22,14 @@ import {
   ask,
   exampleEntries,
   ledgerEntry,
-  ledgerEqualsUpstream,
   PROVIDER_KEY,
   startDoor,
   type EntryConfig,
 } from '../helpers/ai-proxy-door';
 import { Closers, gatewayKind } from '../helpers/frontdoor';
+import { createKeyspace } from '../../lib/redis/keys';
+import { parseTenantId } from '../../lib/tenant/tenant-id';
+import { periodAt } from '../../plugins/token-meter/period';
 import { startKongYmlDoor } from '../helpers/kong-yml-door';
 
 const MARK = `TRANSFORMED-${randomBytes(4).toString('hex')}`;
@@ -142,7 +144,37 @@ if (gatewayKind() === 'kong') {
           t.is(entry.estimated, '0', 'a stream billed from its usage');
         }
       }
-      await ledgerEqualsUpstream(t, d, 'acme');
+      // The upstream's usage, line for line; and the transformer's own LLM call, 20 + 30 tokens
+      // each time as its stub answered, billed to the tenant as a line of its own (`<id>-t`).
+      const entries = (
+        (await d.redis.xRange(
+          createKeyspace(`${d.door.namespace}tm`).usageLedger(
+            parseTenantId('acme'),
+            periodAt('month', Date.now()).id,
+          ),
+          '-',
+          '+',
+        )) ?? []
+      ).map((e) => e.message);
+      const lines = entries.filter((e) => String(e.rid).endsWith('-t'));
+      t.is(lines.length, 2, 'one transformer line per transformed request');
+      for (const line of lines) {
+        t.like(line, { prompt: '20', completion: '30', model: 'gpt-4o-mini', estimated: '0' });
+        t.true(Number(line.cost_nusd) > 0, 'priced, never free');
+        t.truthy(
+          entries.find((e) => e.rid === String(line.rid).slice(0, -2)),
+          'beside its request',
+        );
+      }
+      const billed = d.door.upstream.usage().acme;
+      const upstreamLines = entries.filter((e) => !String(e.rid).endsWith('-t'));
+      const sum = (f: string) => upstreamLines.reduce((n, e) => n + Number(e[f] ?? 0), 0);
+      t.is(sum('prompt'), billed?.prompt ?? -1, "ledger prompt tokens = the upstream's");
+      t.is(
+        sum('completion'),
+        billed?.completion ?? -1,
+        "ledger completion tokens = the upstream's",
+      );
     },
   );
 

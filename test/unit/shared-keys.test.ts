@@ -87,6 +87,7 @@ const GUARDS: Record<keyof typeof SHARED_KEYS, ((raw: unknown) => unknown) | str
   cachePending: decodePending,
   meterState: decodeMeterState,
   usage: decodeUsage,
+  transformUsage: decodeUsage,
   captureFlag: decodeDraft,
   captureAnswer:
     'a string of the answer, parsed by readAnswer (lib/capture/record.ts), whatever it holds',

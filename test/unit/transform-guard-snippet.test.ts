@@ -72,7 +72,12 @@ local kong = {
 }
 local ai = nil
 if case.transformed then
-  ai = { ['ai-request-transformer-transform-request'] = { transformed = true } }
+  ai = { ['ai-request-transformer-transform-request'] = {
+    transformed = true,
+    llm_prompt_tokens_count = case.tp,
+    llm_completion_tokens_count = case.tc,
+    model = case.tmodel and { name = case.tmodel, provider = 'openai' } or nil,
+  } }
 end
 ${loadSnippet(
   'post-function',
@@ -82,11 +87,18 @@ ${loadSnippet(
 assert(type(fn) == 'function', 'the snippet returns its access function')
 local ok, err = pcall(fn)
 if not ok and err ~= EXIT then error(err) end
+if kong.ctx.shared.kta_transform_usage then
+  out[#out + 1] = 'usage ' .. kong.ctx.shared.kta_transform_usage
+end
 io.write(table.concat(out, '; '))
 `;
 
 interface Case {
   transformed?: boolean;
+  /** The transformer's own LLM call, as Kong counted it. */
+  tp?: number;
+  tc?: number;
+  tmodel?: string;
   state?: string;
   body?: Record<string, unknown> | 'not json';
   log?: string[];
@@ -235,5 +247,41 @@ test('LuaJIT: a transformed body that is not JSON is refused 502, never sent unb
   t.is(
     run({ transformed: true, state: meterState({ bound: 64 }), body: 'not json' }),
     'exit 502 transformed_request_invalid rid',
+  );
+});
+
+test('LuaJIT: the transformer’s own LLM usage is handed to token-meter, only for a metered request', (t) => {
+  t.is(
+    run({
+      transformed: true,
+      tp: 120,
+      tc: 35,
+      tmodel: 'gpt-4o{x}',
+      state: meterState({ bound: 64, n: 1 }),
+      body: { model: 'gpt-4o-mini', messages: MSG, max_tokens: 10 },
+    }),
+    'usage v=1;prompt=120;completion=35;total=155;cached=0;model=gpt-4ox;from=json',
+  );
+  t.is(
+    run({
+      transformed: true,
+      tp: 120,
+      tc: 35,
+      tmodel: 'gpt-4o',
+      body: { model: 'm', messages: MSG },
+    }),
+    '',
+    'not metered: nothing to bill it to',
+  );
+  t.is(
+    run({
+      transformed: true,
+      tp: 0,
+      tc: 0,
+      state: meterState({ bound: 64 }),
+      body: { model: 'gpt-4o-mini', messages: MSG, max_tokens: 10 },
+    }),
+    '',
+    'no usage counted: no line',
   );
 });
