@@ -71,6 +71,8 @@ function eventOf(kong: unknown): EventHandle | undefined {
 export interface Merged {
   readonly name: string;
   readonly instance: ChainInstance;
+  /** Kong will not start its log phase for this request: the owner's log runs its log work. */
+  readonly logHere: boolean;
 }
 
 /**
@@ -82,19 +84,22 @@ export async function mergeNext(
   kong: unknown,
   owner: string,
   names: readonly string[],
+  logs: readonly string[] = [],
 ): Promise<Merged[]> {
   const ev = eventOf(kong);
   if (!ev || !instances) return [];
   let out: unknown;
   try {
-    out = await ev.call(CHAIN_METHOD, owner, names);
+    out = await ev.call(CHAIN_METHOD, owner, names, logs);
   } catch {
     // Kong could not run it (the snippet raises nothing itself): nothing was merged.
     return [];
   }
   if (!Array.isArray(out) || out.length === 0) return [];
+  // { name, id, log hidden, ... }; a snippet older than the hidden logs answers { name, id, ... }.
+  const step = typeof out[2] === 'boolean' ? 3 : 2;
   const merged: Merged[] = [];
-  for (let i = 0; i + 1 < out.length; i += 2) {
+  for (let i = 0; i + 1 < out.length; i += step) {
     const [name, id] = [out[i], out[i + 1]];
     const instance = typeof id === 'number' ? instances.get(id) : undefined;
     if (typeof name !== 'string' || !instance || instance.name !== name) {
@@ -102,9 +107,15 @@ export async function mergeNext(
       await ev.call(UNCHAIN_METHOD);
       return [];
     }
-    merged.push({ name, instance });
+    merged.push({ name, instance, logHere: step === 3 && out[i + 2] === true });
   }
   return merged;
+}
+
+/** The log phase of a merged plugin whose log Kong will not start (`logHere`), on `kong`'s event. */
+export async function runMergedLog(kong: unknown, m: Merged): Promise<void> {
+  m.instance.resetExpireTs();
+  await m.instance.executePhase('log', kong);
 }
 
 /** Runs the merged plugins' access, in order, on the owner's event, until one exits. */

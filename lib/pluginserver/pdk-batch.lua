@@ -56,8 +56,10 @@ end
 -- plugin's id), then hides their access handlers from Kong's collecting iterator for this request
 -- only (ngx.ctx.plugins.ws, which kong/runloop/plugins_iterator.lua get_next_and_collect reads
 -- at every step; its header_filter, body_filter and log are collected as before). The owner then
--- runs their access work in its own phase. Answers { name, instance id, ... } or nil (nothing
--- merged: Kong runs each phase itself); never raises.
+-- runs their access work in its own phase. A merged plugin that `logs` lists also has its log
+-- handler hidden (Kong neither collects nor starts its log phase; the owner's log runs its log
+-- work), noted in ngx.ctx.kta_chain_logs for kong.yml's chain guard. Answers { name, instance
+-- id, log hidden, ... } or nil (nothing merged: Kong runs each phase itself); never raises.
 local function compound(r, s, u) return (r or '') .. ':' .. (s or '') .. ':' .. (u or '') end
 local function config_for(ctx, combos, plugin)
   local c = combos and combos[plugin.name]
@@ -79,42 +81,47 @@ end
 -- Per worker, for the plugin list of the current config only (a reload makes a new list), so
 -- nothing grows: the plugins with their access hidden, and the lists and ws tables made of them.
 -- (The sandbox has no setmetatable: no weak tables, no __index.)
-local made = { list = nil, hidden = {}, ws = {} }
-local function without_access(plugin)
-  local copy = made.hidden[plugin]
+local made = { list = nil, hidden = {}, quiet = {}, ws = {} }
+local function without_access(plugin, no_log)
+  local cache = no_log and made.quiet or made.hidden
+  local copy = cache[plugin]
   if copy then return copy end
   local h = {}
   for k, v in pairs(plugin.handler) do h[k] = v end
   h.access = nil
+  if no_log then h.log = nil end
   copy = {}
   for k, v in pairs(plugin) do copy[k] = v end
   copy.handler = h
-  made.hidden[plugin] = copy
+  cache[plugin] = copy
   return copy
 end
-local function shadow_of(ws, merged)
+local function shadow_of(ws, merged, quiet)
   local list = ws.plugins
-  if made.list ~= list then made = { list = list, hidden = {}, ws = {} } end
-  local key = table.concat(merged, ',')
+  if made.list ~= list then made = { list = list, hidden = {}, quiet = {}, ws = {} } end
+  local parts = {}
+  for j, i in ipairs(merged) do parts[j] = quiet[i] and (i .. 'q') or tostring(i) end
+  local key = table.concat(parts, ',')
   local w = made.ws[key]
   if w then return w end
   local s = { [0] = list[0] }
   for i = 1, list[0] do s[i] = list[i] end
-  for _, i in ipairs(merged) do s[i] = without_access(list[i]) end
+  for _, i in ipairs(merged) do s[i] = without_access(list[i], quiet[i]) end
   w = {}
   for k, v in pairs(ws) do w[k] = v end
   w.plugins = s
   made.ws[key] = w
   return w
 end
-local function take(owner, names)
+local function take(owner, names, logs)
   local ctx = ngx.ctx
   local collected = ctx.plugins
   local ws = type(collected) == 'table' and collected.ws
   if type(ws) ~= 'table' or type(ws.plugins) ~= 'table' then return nil end
   local list, combos = ws.plugins, ws.combos
-  local allowed = {}
+  local allowed, logged = {}, {}
   for _, n in ipairs(names) do allowed[n] = true end
+  for _, n in ipairs(type(logs) == 'table' and logs or {}) do logged[n] = true end
   local me
   for i = 1, list[0] do
     if list[i].name == owner then me = i; break end
@@ -136,7 +143,7 @@ local function take(owner, names)
     end
   end
   if #merged == 0 then return nil end
-  local out, own = {}, ctx.plugin_id
+  local out, own, quiet, quiet_names = {}, ctx.plugin_id, {}, nil
   for j, i in ipairs(merged) do
     local p, cfg = list[i], configs[j]
     kong.vault.update(cfg)
@@ -144,16 +151,24 @@ local function take(owner, names)
     local ok, id = pcall(p.handler.instance_callbacks.get_instance_id, p.handler, cfg)
     ctx.plugin_id = own
     if not ok or id == nil then return nil end
+    local q = logged[p.name] == true and p.handler.log ~= nil
+    if q then
+      quiet[i] = true
+      quiet_names = quiet_names or {}
+      quiet_names[p.name] = true
+    end
     out[#out + 1] = p.name
     out[#out + 1] = id
+    out[#out + 1] = q
   end
   ctx.kta_chain_ws = ws
-  collected.ws = shadow_of(ws, merged)
+  ctx.kta_chain_logs = quiet_names
+  collected.ws = shadow_of(ws, merged, quiet)
   return out
 end
 local kta_pdk = {
-  chain = function(owner, names)
-    local ok, out = pcall(take, owner, names)
+  chain = function(owner, names, logs)
+    local ok, out = pcall(take, owner, names, logs)
     if ok then return out end
     return nil
   end,
@@ -161,6 +176,7 @@ local kta_pdk = {
   unchain = function()
     local ctx = ngx.ctx
     if ctx.kta_chain_ws and type(ctx.plugins) == 'table' then ctx.plugins.ws = ctx.kta_chain_ws end
+    ctx.kta_chain_logs = nil
   end,
   run = function(calls)
     local out = {}

@@ -9,8 +9,12 @@
 -- tenant-auth's phase and its own) would be served and never billed. Kong lists the plugins
 -- with a log phase it will run for this request in ngx.ctx.plugins.log, collected in access
 -- before each one's handler runs (kong/runloop/plugins_iterator.lua): token-meter among them
--- and no meter state in kong.ctx.shared means its access did not complete.
+-- and no meter state in kong.ctx.shared means its access did not complete. Where the chain's one
+-- access phase runs token-meter's work and its log is run by tenant-auth's (hidden from Kong's
+-- list), the merge notes it in ngx.ctx.kta_chain_logs (lib/pluginserver/pdk-batch.lua).
 local function runs_on_this_request(name)
+  local merged = ngx.ctx and ngx.ctx.kta_chain_logs
+  if type(merged) == 'table' and merged[name] then return true end
   local collected = ngx.ctx and ngx.ctx.plugins
   local log = collected and collected.log
   if type(log) ~= 'table' then return false end

@@ -76,8 +76,10 @@ async function accessExchanges(
   const after = await exchanges(metricsUrl);
   const delta: Record<string, number | undefined> = {};
   for (const name of ['tenant-auth', ...FOLLOWERS]) {
-    const k = `${name} access`;
-    delta[name] = (after.get(k) ?? 0) - (before.get(k) ?? 0);
+    for (const phase of ['access', 'log']) {
+      const k = `${name} ${phase}`;
+      delta[phase === 'access' ? name : k] = (after.get(k) ?? 0) - (before.get(k) ?? 0);
+    }
   }
   return delta;
 }
@@ -92,6 +94,9 @@ if (gatewayKind() === 'kong') {
       t.true((delta['tenant-auth'] ?? 0) > 0, "tenant-auth's access ran");
       for (const name of FOLLOWERS) t.is(delta[name], 0, `no access phase of ${name}'s own`);
       t.deepEqual([...new Set(seen)], ['MISS', 'HIT'], 'a miss, then the cache answered it');
+      // token-meter's log work ran in tenant-auth's log phase: Kong started none of its own.
+      t.is(delta['token-meter log'], 0, "no log phase of token-meter's own");
+      t.true((delta['tenant-auth log'] ?? 0) > 0, "tenant-auth's log ran");
       t.true(
         (delta['tenant-auth'] ?? Infinity) <= 20 * 6,
         `at most 6 exchanges per request in the merged phase (${delta['tenant-auth']} for 20)`,
@@ -115,6 +120,7 @@ if (gatewayKind() === 'kong') {
       for (const name of ['token-meter', 'retrieval-injector', 'circuit-breaker']) {
         t.true((delta[name] ?? 0) > 0, `after it: ${name} runs its own access`);
       }
+      t.true((delta['token-meter log'] ?? 0) > 0, 'not merged: token-meter runs its own log');
       const last = d.upstream.received.at(-1);
       t.is(last?.headers['x-foreign-saw'], 'acme', "the foreign plugin saw tenant-auth's header");
     },

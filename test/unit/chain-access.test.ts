@@ -10,6 +10,7 @@ import {
   attachEvent,
   mergeNext,
   runMerged,
+  runMergedLog,
   servedInstances,
   type ChainInstance,
 } from '../../lib/pluginserver/chain-access';
@@ -58,7 +59,7 @@ test.serial(
       merged.map((m) => m.name),
       ['tenant-ratelimit', 'tenant-cache', 'token-meter'],
     );
-    t.deepEqual(ev.calls, ['chain ["tenant-auth",["tenant-ratelimit","tenant-cache"]]']);
+    t.deepEqual(ev.calls, ['chain ["tenant-auth",["tenant-ratelimit","tenant-cache"],[]]']);
     await runMerged(ev.kong, merged);
     t.deepEqual(
       ran,
@@ -110,5 +111,49 @@ test.serial(
       },
     );
     t.deepEqual(await mergeNext(kong, 'tenant-auth', ['tenant-cache']), []);
+  },
+);
+
+test.serial(
+  'the snippet says which merged logs Kong will not start: those run on the owner’s log event',
+  async (t) => {
+    const ran: string[] = [];
+    servedInstances(
+      new Map([
+        [7, instance('tenant-cache', ran)],
+        [9, instance('token-meter', ran)],
+      ]),
+    );
+    const ev = fakeEvent(['tenant-cache', 7, false, 'token-meter', 9, true]);
+    const merged = await mergeNext(
+      ev.kong,
+      'tenant-auth',
+      ['tenant-cache', 'token-meter'],
+      ['token-meter'],
+    );
+    t.deepEqual(ev.calls, ['chain ["tenant-auth",["tenant-cache","token-meter"],["token-meter"]]']);
+    t.deepEqual(
+      merged.map((m) => [m.name, m.logHere]),
+      [
+        ['tenant-cache', false],
+        ['token-meter', true],
+      ],
+    );
+    const meter = merged.find((m) => m.logHere);
+    if (!meter) throw new Error('no log merged');
+    await runMergedLog({}, meter);
+    t.deepEqual(ran, ['token-meter kept', 'token-meter log']);
+    // A snippet from before the hidden logs answers pairs: nothing is run here, Kong runs it.
+    const old = fakeEvent(['tenant-cache', 7, 'token-meter', 9]);
+    t.deepEqual(
+      (await mergeNext(old.kong, 'tenant-auth', ['token-meter'], ['token-meter'])).map((m) => [
+        m.name,
+        m.logHere,
+      ]),
+      [
+        ['tenant-cache', false],
+        ['token-meter', false],
+      ],
+    );
   },
 );

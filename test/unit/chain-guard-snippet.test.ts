@@ -55,7 +55,8 @@ local kong = {
 ${loadSnippet(
   'post-function',
   `kong = kong,
-  ngx = { var = { kong_request_id = 'rid' }, ctx = { plugins = { log = log } } }`,
+  ngx = { var = { kong_request_id = 'rid' }, ctx = { plugins = { log = log },
+    kta_chain_logs = arg[6] ~= '' and { [arg[6]] = true } or nil } }`,
 )}
 assert(type(fn) == 'function', 'the snippet returns its access function')
 local ok, err = pcall(fn)
@@ -65,7 +66,7 @@ io.write(table.concat(out, '; '))
 
 function run(
   tenantContext: string,
-  o: { method?: string; meterState?: string; logPlugins?: string[] } = {},
+  o: { method?: string; meterState?: string; logPlugins?: string[]; logRunByOwner?: string } = {},
 ): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'chain-guard-'));
   const snippet = path.join(dir, 'snippet.lua');
@@ -81,6 +82,7 @@ function run(
       o.method ?? 'POST',
       o.meterState ?? '',
       (o.logPlugins ?? []).join(','),
+      o.logRunByOwner ?? '',
     ],
     { encoding: 'utf8' },
   );
@@ -108,4 +110,15 @@ test('LuaJIT: metered, or not a POST, or no token-meter on the request: the requ
   t.is(run(CTX, { logPlugins: ['tenant-auth', 'token-meter'], method: 'GET' }), '');
   t.is(run(CTX, { logPlugins: ['tenant-auth'] }), '');
   t.is(run(CTX, {}), '');
+});
+
+test('LuaJIT: token-meter merged into the chain (its log run by tenant-auth’s, hidden from Kong’s list): still guarded', (t) => {
+  t.is(
+    run(CTX, { logPlugins: ['tenant-auth'], logRunByOwner: 'token-meter' }),
+    'exit 503 service_unavailable metering_unavailable rid 1',
+  );
+  t.is(
+    run(CTX, { logPlugins: ['tenant-auth'], logRunByOwner: 'token-meter', meterState: 'none' }),
+    '',
+  );
 });

@@ -55,12 +55,15 @@ ${loadSnippet('pre-function', `kong = kong, ngx = ngx`)}
 fn()
 local names = {}
 for n in string.gmatch(arg[5] or '', '[^,]+') do names[#names + 1] = n end
-local out = kong.ctx.shared.kta_pdk.chain('tenant-auth', names)
-local function access_of(l)
+local logs = {}
+for n in string.gmatch(arg[6] or '', '[^,]+') do logs[#logs + 1] = n end
+local out = kong.ctx.shared.kta_pdk.chain('tenant-auth', names, logs)
+local function phase_of(l, phase)
   local a = {}
-  for i = 1, l[0] do if l[i].handler.access then a[#a + 1] = l[i].name end end
+  for i = 1, l[0] do if l[i].handler[phase] then a[#a + 1] = l[i].name end end
   return table.concat(a, ' ')
 end
+local function access_of(l) return phase_of(l, 'access') end
 local now = ngx.ctx.plugins and ngx.ctx.plugins.ws.plugins or list
 local res = out and table.concat((function() local s = {} for i, v in ipairs(out) do s[i] = tostring(v) end return s end)(), ' ') or 'nil'
 io.write('chain: ', res, '\\n')
@@ -69,13 +72,22 @@ io.write('access in the config list: ', access_of(list), '\\n')
 io.write('claims: ', table.concat(claims, ' '), '\\n')
 io.write('vault: ', table.concat(vault, ' '), '\\n')
 io.write('plugin id after: ', ngx.ctx.plugin_id, '\\n')
+io.write('log now: ', phase_of(now, 'log'), '\\n')
+local quiet = {}
+for n in pairs(ngx.ctx.kta_chain_logs or {}) do quiet[#quiet + 1] = n end
+io.write('logs run by the owner: ', table.concat(quiet, ' '), '\\n')
 if ngx.ctx.plugins then
   kong.ctx.shared.kta_pdk.unchain()
   io.write('after unchain: ', access_of(ngx.ctx.plugins.ws.plugins), '\\n')
+  io.write('log after unchain: ', phase_of(ngx.ctx.plugins.ws.plugins, 'log'), '\\n')
+  io.write('logs after unchain: ', tostring(ngx.ctx.kta_chain_logs), '\\n')
 end
 `;
 
-function run(plugins: string[], o: { mode?: string; fail?: boolean; names?: string[] } = {}) {
+function run(
+  plugins: string[],
+  o: { mode?: string; fail?: boolean; names?: string[]; logs?: string[] } = {},
+) {
   const dir = mkdtempSync(path.join(tmpdir(), 'chain-merge-'));
   writeFileSync(path.join(dir, 'snippet.lua'), SNIPPET);
   writeFileSync(path.join(dir, 'driver.lua'), DRIVER);
@@ -88,6 +100,7 @@ function run(plugins: string[], o: { mode?: string; fail?: boolean; names?: stri
       o.mode ?? '',
       o.fail ? 'fail' : '',
       (o.names ?? FOLLOWERS).join(','),
+      (o.logs ?? []).join(','),
     ],
     { encoding: 'utf8' },
   );
@@ -113,7 +126,10 @@ const CHAIN = [
 
 test('LuaJIT: the chain after its owner is merged, each instance claimed under its own plugin id', (t) => {
   const r = run(CHAIN);
-  t.is(r.chain, 'tenant-ratelimit 100 tenant-cache 200 token-meter 300 circuit-breaker 400');
+  t.is(
+    r.chain,
+    'tenant-ratelimit 100 false tenant-cache 200 false token-meter 300 false circuit-breaker 400 false',
+  );
   t.is(
     r['access now'],
     'pre-function key-auth tenant-auth post-function',
@@ -141,7 +157,7 @@ test('LuaJIT: merging stops at a foreign plugin with an access phase; one withou
   const acl = [...CHAIN];
   acl.splice(5, 0, 'acl:-:access:r1');
   const r = run(acl);
-  t.is(r.chain, 'tenant-ratelimit 100 tenant-cache 200', 'nothing merged past acl');
+  t.is(r.chain, 'tenant-ratelimit 100 false tenant-cache 200 false', 'nothing merged past acl');
   t.is(
     r['access now'],
     'pre-function key-auth tenant-auth acl token-meter circuit-breaker post-function',
@@ -150,7 +166,7 @@ test('LuaJIT: merging stops at a foreign plugin with an access phase; one withou
   fileLog.splice(5, 0, 'file-log:-:log:r1');
   t.is(
     run(fileLog).chain,
-    'tenant-ratelimit 100 tenant-cache 200 token-meter 300 circuit-breaker 400',
+    'tenant-ratelimit 100 false tenant-cache 200 false token-meter 300 false circuit-breaker 400 false',
   );
 });
 
@@ -158,13 +174,17 @@ test('LuaJIT: only plugins configured for this request, served by the same socke
   const other = CHAIN.map((p) =>
     p.startsWith('tenant-cache') ? 'tenant-cache:/run/other.sock:access:r1' : p,
   );
-  t.is(run(other).chain, 'tenant-ratelimit 100', 'a plugin of another process ends the merge');
+  t.is(
+    run(other).chain,
+    'tenant-ratelimit 100 false',
+    'a plugin of another process ends the merge',
+  );
   const elsewhere = CHAIN.map((p) =>
     p.startsWith('tenant-cache') ? `tenant-cache:${S}:access:r2` : p,
   );
   t.is(
     run(elsewhere).chain,
-    'tenant-ratelimit 100 token-meter 200 circuit-breaker 300',
+    'tenant-ratelimit 100 false token-meter 200 false circuit-breaker 300 false',
     'a plugin configured on another route is not on this request',
   );
   const global = CHAIN.map((p) =>
@@ -172,9 +192,9 @@ test('LuaJIT: only plugins configured for this request, served by the same socke
   );
   t.is(
     run(global).chain,
-    'tenant-ratelimit 100 tenant-cache 200 token-meter 300 circuit-breaker 400',
+    'tenant-ratelimit 100 false tenant-cache 200 false token-meter 300 false circuit-breaker 400 false',
   );
-  t.is(run(CHAIN, { names: ['tenant-ratelimit'] }).chain, 'tenant-ratelimit 100');
+  t.is(run(CHAIN, { names: ['tenant-ratelimit'] }).chain, 'tenant-ratelimit 100 false');
 });
 
 test('LuaJIT: nothing to merge, no ngx.ctx.plugins, or an instance that cannot be claimed: nil, nothing hidden', (t) => {
@@ -190,4 +210,21 @@ test('LuaJIT: nothing to merge, no ngx.ctx.plugins, or an instance that cannot b
     'pre-function key-auth tenant-auth tenant-ratelimit tenant-cache token-meter circuit-breaker post-function',
   );
   t.is(failed['plugin id after'], 'id-tenant-auth');
+});
+
+test('LuaJIT: a merged plugin whose log the owner runs has its log hidden too, and the guard is told', (t) => {
+  const r = run(CHAIN, { logs: ['token-meter', 'tenant-cache'] });
+  t.is(
+    r.chain,
+    'tenant-ratelimit 100 false tenant-cache 200 false token-meter 300 true circuit-breaker 400 false',
+    'tenant-cache has no log phase here: nothing to hide',
+  );
+  t.is(r['log now'], 'tenant-auth', "token-meter's log is not collected: the owner's log runs it");
+  t.is(r['logs run by the owner'], 'token-meter');
+  t.is(r['log after unchain'], 'tenant-auth token-meter', 'unchain gives it back to Kong');
+  t.is(r['logs after unchain'], 'nil');
+  // Not asked: Kong runs it, as before.
+  const plain = run(CHAIN);
+  t.is(plain['log now'], 'tenant-auth token-meter');
+  t.is(plain['logs run by the owner'], '');
 });
