@@ -5,7 +5,7 @@
 import { parseChatRequest, type ChatRequest } from './chat-request';
 import type { Endpoint, EndpointContext } from './endpoint';
 import { requireJsonObject } from './request-body';
-import { sendJson } from './openai-error';
+import { sendJsonAnswer } from './json-answer';
 import { countChatPromptTokens, decodeTokens, encodeText } from '../lib/tokens/tokenize';
 
 const ANSWER_PREFIX = 'mock answer to: ';
@@ -102,7 +102,7 @@ function sendCompletion(ctx: EndpointContext, request: ChatRequest, c: Completio
     });
     return;
   }
-  sendJson(ctx.res, 200, body, { 'x-request-id': ctx.requestId });
+  sendJsonAnswer(ctx, body, { 'x-request-id': ctx.requestId });
   ctx.onUsage?.(c.usage);
 }
 

@@ -4,7 +4,8 @@
  */
 import type { Endpoint } from './endpoint';
 import { embedText, embedTokenIds } from './hashed-embedding';
-import { InvalidRequestError, sendJson } from './openai-error';
+import { sendJsonAnswer } from './json-answer';
+import { InvalidRequestError } from './openai-error';
 import { requireJsonObject } from './request-body';
 import { countTextTokens } from '../lib/tokens/tokenize';
 
@@ -110,9 +111,8 @@ export const embeddings: Endpoint = async (ctx) => {
       embedding: format === 'base64' ? toBase64(vector) : vector,
     };
   });
-  sendJson(
-    ctx.res,
-    200,
+  sendJsonAnswer(
+    ctx,
     {
       object: 'list',
       data,

@@ -63,6 +63,11 @@ export interface MockKnobs {
    * null: none). Any other credential, or none, gets OpenAI's 401 `invalid_api_key`.
    */
   apiKey: string | null;
+  /**
+   * Extra: non-streamed JSON answers (chat completions, embeddings) gzip-compressed when the
+   * request's `Accept-Encoding` accepts gzip, as OpenAI answers (default false: always plain).
+   */
+  gzipJson: boolean;
 }
 
 export const DEFAULT_KNOBS: Readonly<MockKnobs> = Object.freeze({
@@ -75,6 +80,7 @@ export const DEFAULT_KNOBS: Readonly<MockKnobs> = Object.freeze({
   embeddingDim: 64,
   streamChunkDelayMs: 0,
   apiKey: null,
+  gzipJson: false,
 });
 
 const MAX_EMBEDDING_DIM = 8192;
@@ -182,6 +188,12 @@ export function parseKnobs(v: unknown): Partial<MockKnobs> {
           throw new RangeError(`apiKey must be a non-empty string or null, got ${show(value)}`);
         }
         out.apiKey = value;
+        break;
+      case 'gzipJson':
+        if (typeof value !== 'boolean') {
+          throw new RangeError(`gzipJson must be true or false, got ${show(value)}`);
+        }
+        out.gzipJson = value;
         break;
       case 'overCapacity':
         if (value !== 'queue' && value !== 'reject') {
