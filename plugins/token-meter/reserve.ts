@@ -26,6 +26,16 @@ import { encodeMeterState, METER_STATE_KEY, type MeterState } from './state';
 /** Largest body read; bigger requests are refused 413 (tenant-auth bounds them earlier). */
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
 
+/**
+ * Sent upstream on every metered request: the usage reader (usage-snippet.lua, in body_filter)
+ * string-matches the answer's bytes, so the answer must come uncompressed. A client's
+ * `Accept-Encoding: gzip` (httpx, `curl --compressed`, most SDKs) would otherwise reach the
+ * provider, which gzips its JSON, and the request would be billed at its bound, estimated.
+ */
+export const UPSTREAM_ENCODING: Readonly<Record<string, string>> = Object.freeze({
+  'accept-encoding': 'identity',
+});
+
 /** One metered request, as access knows it before the reserve: built once, passed whole. */
 interface Metering {
   readonly ctx: TenantContext;
@@ -74,6 +84,10 @@ export async function meter(ready: Ready, kong: KongPdk, request: TenantRequest)
   await kong.ctx.shared.set(METER_STATE_KEY, encodeMeterState(state));
   const newBody = rewriteBody(m.request, state.modelServed, state.maxTokensPerChoice);
   if (newBody !== null) await request.scope.setBody(kong, newBody);
+  // An uncompressed answer, so that the usage reader can read it (UPSTREAM_ENCODING). A write:
+  // it joins this phase's batch of writes (lib/pluginserver/batch.ts), no exchange of its own.
+  await kong.service.request.setHeaders(UPSTREAM_ENCODING);
+  request.scope.applyHeaderWrites(UPSTREAM_ENCODING);
   if (state.downgrade !== 'none') {
     metrics.downgrades.inc({ tenant: ready.label(m.ctx.tenantId), kind: state.downgrade });
   }

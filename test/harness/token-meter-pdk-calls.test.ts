@@ -64,10 +64,12 @@ test.serial('PDK calls per phase stay as documented', async (t) => {
   t.is(hit.access, null);
   // The refusal's body names the request (lib/plugin/phase.ts): one get_var more.
   const refusal = { 'kong.nginx.get_var': 2, 'kong.response.exit': 1 };
-  // The request id, the meter state for the log phase, the bounded body, the budget headers.
+  // The request id, the meter state for the log phase, the bounded body, the upstream asked
+  // for an uncompressed answer (the usage reader reads its bytes), the budget headers.
   const metered = {
     'kong.nginx.get_var': 1,
     'kong.service.request.set_raw_body': 1,
+    'kong.service.request.set_headers': 1,
     'kong.response.set_headers': 1,
   };
 

@@ -9,6 +9,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TestFn } from 'ava';
 import type { ReceivedRequest } from '../../mock-upstream/index';
+import { createRedis, waitForRedis } from '../../lib/redis/client';
+import { createKeyspace } from '../../lib/redis/keys';
+import { parseTenantId } from '../../lib/tenant/tenant-id';
+import { parseLedgerFields, type StoredLedgerEntry } from '../../plugins/token-meter/ledger';
+import { periodAt } from '../../plugins/token-meter/period';
 import { deleteKeysMatching } from './redis-cleanup';
 import { sharedDoor, ROOT, send, startFrontDoor, type FrontDoor, type Sent } from './frontdoor';
 
@@ -59,6 +64,7 @@ export const METER_TENANTS: Record<string, keyof typeof AUTH_PLANS> = {
   isob: 'tiny',
   cacheco: 'free',
   metricco: 'free',
+  gzipco: 'free',
 };
 
 /** The meter's metrics port in these tests (one plugin server per gateway). */
@@ -80,6 +86,8 @@ export interface MeterDoor extends FrontDoor {
   ): Promise<{ res: Sent; upstream: ReceivedRequest | undefined }>;
   /** Showback usage (group_by model) of the tenant, polled until `ready` holds (log is async). */
   usage(tenant: string, ready: (r: UsageResult[]) => boolean): Promise<UsageResult[]>;
+  /** The ledger entry of the request `res` answered (its X-Kong-Request-Id), once log wrote it. */
+  ledgerEntry(tenant: string, res: Sent): Promise<StoredLedgerEntry>;
 }
 
 export interface UsageResult {
@@ -168,7 +176,27 @@ export async function startMeterDoor(
     return last;
   };
 
-  return { ...door, namespace, call, usage };
+  const ledgerEntry: MeterDoor['ledgerEntry'] = async (tenant, res) => {
+    const rid = String(res.headers['x-kong-request-id'] ?? '');
+    if (rid === '') throw new Error('the answer names no request (X-Kong-Request-Id)');
+    // The process-wide client (lib/redis/client.ts), single node or cluster as the URL says;
+    // closed with the door (sharedDoor's closeAllRedis).
+    const redis = createRedis({ url: REDIS_URL, commandTimeoutMs: 2000 });
+    await waitForRedis(redis, 5000);
+    const key = createKeyspace(namespace).usageLedger(
+      parseTenantId(tenant),
+      periodAt('month', Date.now()).id,
+    );
+    for (let i = 0; i < 100; i++) {
+      const entries = (await redis.xRange(key, '-', '+')) ?? [];
+      const mine = entries.find((e) => e.message.rid === rid);
+      if (mine) return parseLedgerFields(mine.message as Record<string, string>);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`no ledger entry for request ${rid} of ${tenant}`);
+  };
+
+  return { ...door, namespace, call, usage, ledgerEntry };
 }
 
 /** One meter door for a whole test file. */

@@ -15,6 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import test from 'ava';
 import { freePort } from '../../harness/free-port';
+import type { ReceivedRequest } from '../../mock-upstream/index';
 import { Closers, gatewayKind, send } from '../helpers/frontdoor';
 import { startKongYmlDoor, type KongYmlEntry } from '../helpers/kong-yml-door';
 import { ACCESS_IN_CHAIN } from '../../lib/pluginserver/chain-entry';
@@ -84,6 +85,15 @@ async function accessExchanges(
   return delta;
 }
 
+/**
+ * Every chat request the upstream received asked for an uncompressed answer: token-meter's
+ * write (plugins/token-meter/reserve.ts), sent in the phase's batch of writes, arrived.
+ */
+function chatsAskedIdentity(d: { upstream: { received: ReceivedRequest[] } }): boolean {
+  const chats = d.upstream.received.filter((r) => r.path === '/v1/chat/completions');
+  return chats.length > 0 && chats.every((r) => r.headers['accept-encoding'] === 'identity');
+}
+
 if (gatewayKind() === 'kong') {
   test.serial(
     "real Kong: the chain's access work runs in tenant-auth's phase; answers as before",
@@ -97,6 +107,7 @@ if (gatewayKind() === 'kong') {
       // token-meter's log work ran in tenant-auth's log phase: Kong started none of its own.
       t.is(delta['token-meter log'], 0, "no log phase of token-meter's own");
       t.true((delta['tenant-auth log'] ?? 0) > 0, "tenant-auth's log ran");
+      t.true(chatsAskedIdentity(d), "token-meter's header write reached the upstream");
       t.true(
         (delta['tenant-auth'] ?? Infinity) <= 20 * 6,
         `at most 6 exchanges per request in the merged phase (${delta['tenant-auth']} for 20)`,
@@ -134,6 +145,7 @@ if (gatewayKind() === 'kong') {
       for (const name of ['tenant-auth', 'tenant-ratelimit', 'tenant-cache']) {
         t.true((delta[name] ?? 0) > 0, `${name}'s own access phase`);
       }
+      t.true(chatsAskedIdentity(d), "token-meter's header write reached the upstream");
     },
   );
 }

@@ -81,6 +81,44 @@ test('a non-streamed answer is metered exactly, bounded, and said in headers', a
   t.is(results[0]?.model, 'gpt-4o-mini');
 });
 
+test.serial(
+  'a client that accepts gzip: the upstream is asked for identity, and the answer is billed exactly',
+  async (t) => {
+    const d = door();
+    // As OpenAI does: non-streamed JSON gzip-compressed for a request that accepts gzip.
+    d.upstream.configure({ gzipJson: true });
+    t.teardown(() => d.upstream.configure({ gzipJson: false }));
+    const asked: Array<[string, object]> = [
+      ['/v1/chat/completions', chat('compress this answer if you can')],
+      ['/v1/embeddings', { model: 'text-embedding-3-small', input: 'a compressible sentence' }],
+    ];
+    const billed: Record<string, { prompt: number; completion: number }> = {};
+    for (const [pathname, body] of asked) {
+      const { res, upstream } = await d.call('gzipco', pathname, {
+        body,
+        headers: [['accept-encoding', 'gzip, deflate']],
+      });
+      t.is(res.status, 200, pathname);
+      const usage = (res.json as { usage?: Usage } | undefined)?.usage;
+      const entry = await d.ledgerEntry('gzipco', res);
+      t.like(
+        entry,
+        {
+          estimated: false,
+          promptTokens: usage?.prompt_tokens ?? -1,
+          completionTokens: usage?.completion_tokens ?? 0,
+        },
+        `${pathname}: billed from the upstream's usage, not estimated`,
+      );
+      billed[pathname] = { prompt: entry.promptTokens, completion: entry.completionTokens };
+      t.is(upstream?.headers['accept-encoding'], 'identity', `${pathname}: identity asked for`);
+      t.is(res.headers['content-encoding'], undefined, `${pathname}: answered uncompressed`);
+    }
+    // The chat ledger entry is what the upstream counted (the mock's own tally; chat only).
+    t.deepEqual(d.upstream.usage().gzipco, { answers: 1, ...billed['/v1/chat/completions'] });
+  },
+);
+
 test('streamed requests get include_usage added, other stream options kept', async (t) => {
   const { res, upstream } = await door().call('acme', '/v1/chat/completions', {
     body: chat('hi', { stream: true, stream_options: { include_obfuscation: false } }),
