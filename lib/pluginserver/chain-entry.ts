@@ -92,9 +92,10 @@ export function chainEntry<M extends PluginModule>(mod: M): M {
 
 /**
  * The merged plugins whose log Kong will not start for this request: left in the request's
- * scope for the chain's log phase (after every other entry: what they record reads what the
- * others released). Without a scope (tenant-auth refused the request before it published one)
- * there is nothing for them to record: their log finds no tenant either.
+ * scope for the chain's log phase, after the seat and the breaker's outcome (order 0 and 1) and
+ * before the cache's store (2): the bill before what only saves work. Without a scope
+ * (tenant-auth refused the request before it published one) there is nothing for them to
+ * record: their log finds no tenant either.
  */
 async function runLogsHere(kong: unknown, merged: readonly Merged[]): Promise<void> {
   const here = merged.filter((m) => m.logHere);
@@ -107,6 +108,6 @@ async function runLogsHere(kong: unknown, merged: readonly Merged[]): Promise<vo
   }
   if (!req) return;
   for (const m of here) {
-    req.scope.defer({ plugin: m.name, order: 100, run: (k) => runMergedLog(k, m) });
+    req.scope.defer({ plugin: m.name, order: 1.5, run: (k) => runMergedLog(k, m) });
   }
 }
