@@ -16,6 +16,7 @@
 -- wrote: plugins/token-meter/state.ts). Without a transformed request this costs two lookups.
 -- The transformer's own LLM usage (Kong's count, in its namespaced ctx) goes to
 -- kong.ctx.shared.kta_transform_usage: token-meter bills it to the tenant as a line of its own.
+-- Behind ai-proxy it also asks the provider for an uncompressed answer again (below).
 local NS = 'ai-request-transformer-transform-request'
 
 local function transformed()
@@ -24,12 +25,19 @@ local function transformed()
   return type(t) == 'table' and t.transformed == true
 end
 
--- ai-proxy lists a log phase, so Kong collected it for this request before its access ran.
+-- ai-proxy has header_filter and body_filter phases (Kong 3.9.3 kong/llm/plugin/base.lua: a log
+-- phase only with a filter that needs one), so Kong collected it for this request in those lists
+-- before its access ran.
 local function ai_proxy_on_request()
-  local log = ngx.ctx.plugins and ngx.ctx.plugins.log
-  if type(log) ~= 'table' then return false end
-  for i = 1, (log[0] or 0), 2 do
-    if type(log[i]) == 'table' and log[i].name == 'ai-proxy' then return true end
+  local collected = ngx.ctx.plugins
+  if type(collected) ~= 'table' then return false end
+  for _, phase in ipairs({ 'header_filter', 'body_filter', 'log' }) do
+    local list = collected[phase]
+    if type(list) == 'table' then
+      for i = 1, (list[0] or 0), 2 do
+        if type(list[i]) == 'table' and list[i].name == 'ai-proxy' then return true end
+      end
+    end
   end
   return false
 end
@@ -55,6 +63,12 @@ local function bound(tbl, key, limit, add)
 end
 
 return function()
+  -- Kong's ai-proxy asks its provider for gzip (its openai, azure and bedrock drivers set
+  -- Accept-Encoding in access, after token-meter's identity): the usage reader reads the answer's
+  -- bytes, so on a metered request the provider is asked for identity again.
+  if kong.ctx.shared.token_meter ~= nil and ai_proxy_on_request() then
+    kong.service.request.set_header('Accept-Encoding', 'identity')
+  end
   if not transformed() then return end
   local state = kong.ctx.shared.token_meter
   if type(state) ~= 'string' then return end

@@ -81,9 +81,9 @@ test.serial('PDK calls per phase stay as documented', async (t) => {
     t.deepEqual(refused.access, { [GET]: 1, 'kong.request.get_path': 1, ...refusal });
     t.deepEqual(showback.access, { [GET]: 1, 'kong.response.exit': 1 });
     t.deepEqual(models.access, { [GET]: 1 });
-    // tenant, meter state, usage; then the status of what was metered
+    // tenant, meter state, ai-request-transformer's usage (none here), usage; then the status
     for (const r of [miss, stream, failed])
-      t.deepEqual(r.log, { [GET]: 3, 'kong.response.get_status': 1 });
+      t.deepEqual(r.log, { [GET]: 4, 'kong.response.get_status': 1 });
     // tenant, no meter state, the cache status (not a hit)
     for (const r of [refused, showback, models]) t.deepEqual(r.log, { [GET]: 3 });
     // + the saved log facts (the serializer: the snippet is not on this route) and the estimate
@@ -98,8 +98,22 @@ test.serial('PDK calls per phase stay as documented', async (t) => {
     'kong.request.get_path': 1,
     'kong.request.get_raw_body': 1,
   };
-  for (const r of [miss, stream, failed]) t.deepEqual(r.access, { ...read, ...metered, [SET]: 2 });
-  t.deepEqual(refused.access, { ...read, [SET]: 1, ...refusal });
+  // + the path Kong sends upstream (what a POST spends: lib/http/api-surface.ts postSpends),
+  // which tenant-auth read in its own process.
+  const upstreamUri = { 'kong.nginx.get_var': 1 };
+  for (const r of [miss, stream, failed])
+    t.deepEqual(r.access, {
+      ...read,
+      ...metered,
+      'kong.nginx.get_var': metered['kong.nginx.get_var'] + upstreamUri['kong.nginx.get_var'],
+      [SET]: 2,
+    });
+  t.deepEqual(refused.access, {
+    ...read,
+    [SET]: 1,
+    ...refusal,
+    'kong.nginx.get_var': refusal['kong.nginx.get_var'] + upstreamUri['kong.nginx.get_var'],
+  });
   const showbackRead = {
     [GET]: 1,
     'kong.request.get_method': 1,
@@ -108,7 +122,7 @@ test.serial('PDK calls per phase stay as documented', async (t) => {
   t.deepEqual(showback.access, { ...showbackRead, 'kong.response.exit': 1 });
   t.deepEqual(models.access, showbackRead);
   for (const r of [miss, stream, failed])
-    t.deepEqual(r.log, { [GET]: 4, 'kong.response.get_status': 1 });
+    t.deepEqual(r.log, { [GET]: 5, 'kong.response.get_status': 1 });
   for (const r of [refused, showback, models]) t.deepEqual(r.log, { [GET]: 4 });
   t.deepEqual(hit.log, { [GET]: 6, 'kong.log.serialize': 1 });
 });

@@ -152,10 +152,11 @@ test('unknown paths and wrong methods get an OpenAI-style 404', async (t) => {
       code: null,
     },
   });
-  const wrongMethod = await fetch(`${mock.url}/v1/chat/completions`);
+  // GET /v1/chat/completions is the stored completions list (mock-upstream/objects.ts).
+  const wrongMethod = await fetch(`${mock.url}/v1/embeddings`);
   t.is(wrongMethod.status, 404);
   t.is(
     ((await wrongMethod.json()) as OpenAIError).error.message,
-    'Invalid URL (GET /v1/chat/completions)',
+    'Invalid URL (GET /v1/embeddings)',
   );
 });

@@ -60,7 +60,9 @@ local kong = {
     if case.body == 'not json' then return nil, 'invalid json body' end
     return case.body
   end },
-  service = { request = { set_body = function(b, mime)
+  service = { request = { set_header = function(k, v)
+    out[#out + 1] = 'header ' .. k .. '=' .. v
+  end, set_body = function(b, mime)
     assert(mime == 'application/json')
     out[#out + 1] = 'set ' .. encode(b)
   end } },
@@ -82,7 +84,7 @@ end
 ${loadSnippet(
   'post-function',
   `kong = kong,
-  ngx = { var = { kong_request_id = 'rid' }, ctx = { plugins = { log = log }, ai_namespaced_ctx = ai } }`,
+  ngx = { var = { kong_request_id = 'rid' }, ctx = { plugins = { log = case.where == 'log' and log or { [0] = 0 }, header_filter = case.where ~= 'log' and log or { [0] = 0 } }, ai_namespaced_ctx = ai } }`,
 )}
 assert(type(fn) == 'function', 'the snippet returns its access function')
 local ok, err = pcall(fn)
@@ -95,6 +97,8 @@ io.write(table.concat(out, '; '))
 
 interface Case {
   transformed?: boolean;
+  /** Which of Kong's collected lists names the `log` plugins (header_filter by default: ai-proxy's). */
+  where?: 'log' | 'header_filter';
   /** The transformer's own LLM call, as Kong counted it. */
   tp?: number;
   tc?: number;
@@ -221,7 +225,8 @@ test("LuaJIT: behind ai-proxy the provider's own field is bounded, its model lef
       log: ['ai-proxy'],
       body: { contents: [{ role: 'user' }], generationConfig: { maxOutputTokens: 4096 } },
     }),
-    'set {"contents":[{"role":"user"}],"generationConfig":{"maxOutputTokens":48}}',
+    'header Accept-Encoding=identity; ' +
+      'set {"contents":[{"role":"user"}],"generationConfig":{"maxOutputTokens":48}}',
   );
   t.is(
     run({
@@ -230,7 +235,8 @@ test("LuaJIT: behind ai-proxy the provider's own field is bounded, its model lef
       log: ['ai-proxy'],
       body: { inferenceConfig: {}, messages: MSG },
     }),
-    'set {"inferenceConfig":{"maxTokens":48},"messages":[{"content":"hi","role":"user"}]}',
+    'header Accept-Encoding=identity; ' +
+      'set {"inferenceConfig":{"maxTokens":48},"messages":[{"content":"hi","role":"user"}]}',
   );
   t.is(
     run({
@@ -239,7 +245,8 @@ test("LuaJIT: behind ai-proxy the provider's own field is bounded, its model lef
       log: ['ai-proxy'],
       body: { model: 'claude-x', messages: MSG },
     }),
-    'set {"max_tokens":48,"messages":[{"content":"hi","role":"user"}],"model":"claude-x"}',
+    'header Accept-Encoding=identity; ' +
+      'set {"max_tokens":48,"messages":[{"content":"hi","role":"user"}],"model":"claude-x"}',
   );
 });
 
@@ -284,4 +291,28 @@ test('LuaJIT: the transformer’s own LLM usage is handed to token-meter, only f
     '',
     'no usage counted: no line',
   );
+});
+
+test('LuaJIT: behind ai-proxy a metered request asks the provider for identity again; unmetered, or without ai-proxy, nothing', (t) => {
+  t.is(
+    run({
+      log: ['ai-proxy'],
+      state: meterState({ bound: 48 }),
+      body: { model: 'gpt-4o-mini', messages: MSG },
+    }),
+    'header Accept-Encoding=identity',
+    'not transformed: only the header',
+  );
+  t.is(run({ log: ['ai-proxy'], body: { model: 'm', messages: MSG } }), '', 'not metered');
+  t.is(
+    run({
+      where: 'log',
+      log: ['ai-proxy'],
+      state: meterState({ bound: 48 }),
+      body: { model: 'm' },
+    }),
+    'header Accept-Encoding=identity',
+    'found in the log list too',
+  );
+  t.is(run({ state: meterState({ bound: 48 }), body: { model: 'm', messages: MSG } }), '');
 });
