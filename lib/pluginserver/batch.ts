@@ -233,12 +233,19 @@ export class PhaseBatch {
   private async prefetch(sig: string, method: string, args: unknown[]): Promise<unknown> {
     if (this.mem.learnt(sig).length === 0 || !this.available()) {
       this.fetched = new Map();
-      return this.call(method, ...args);
+      return this.keep(sig, await this.call(method, ...args));
     }
     const out = await this.withLearnt([method, args], sig);
     // Without the snippet, or a saved log value it lacks: Kong's own answer, alone.
-    if (out === undefined || isFailure(out[0])) return this.call(method, ...args);
-    return decodeResult(method, out[0]);
+    if (out === undefined || isFailure(out[0]))
+      return this.keep(sig, await this.call(method, ...args));
+    return this.keep(sig, decodeResult(method, out[0]));
+  }
+
+  /** The first read's answer answers its repeats too (the chain's log reads the carrier often). */
+  private keep(sig: string, value: unknown): unknown {
+    this.fetched?.set(sig, value);
+    return value;
   }
 
   private async exit(method: string, args: unknown[]): Promise<undefined> {

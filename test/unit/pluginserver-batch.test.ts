@@ -222,6 +222,26 @@ test.serial(
   },
 );
 
+test.serial(
+  'the first read answers its repeats in the phase, with or without learnt reads',
+  async (t) => {
+    const k = fakeKong(true);
+    k.state.shared.set('carrier', 'c1');
+    const cold = new PhaseBatch(k.call, 'log#1', 'log.log', Date.now, 'log');
+    t.is(await cold.handle('kong.ctx.shared.get', 'carrier'), 'c1');
+    t.is(await cold.handle('kong.ctx.shared.get', 'carrier'), 'c1');
+    t.deepEqual(k.exchanges, ['ctx.shared.get'], 'the repeat cost no exchange');
+    await cold.handle('kong.ctx.shared.get', 'usage');
+    await cold.end();
+    k.exchanges.length = 0;
+    const warm = new PhaseBatch(k.call, 'log#1', 'log.log', Date.now, 'log');
+    t.is(await warm.handle('kong.ctx.shared.get', 'carrier'), 'c1');
+    await warm.handle('kong.ctx.shared.get', 'usage');
+    t.is(await warm.handle('kong.ctx.shared.get', 'carrier'), 'c1');
+    t.deepEqual(k.exchanges, ['batch[ctx.shared.get,ctx.shared.get]']);
+  },
+);
+
 test.serial('learnt reads are not served once the phase has written', async (t) => {
   const k = fakeKong(true);
   const first = new PhaseBatch(k.call, 'p#1', 'p.access');
