@@ -11,19 +11,23 @@
  * `GET …/messages`, made by the chat endpoint with `store: true`); `POST /v1/files` (multipart
  * or JSON), `GET /v1/files`, `GET|DELETE /v1/files/{id}`, `GET …/content`; `POST /v1/batches`
  * (its `input_file_id` must exist), `GET /v1/batches`, `GET /v1/batches/{id}` (the first read
- * completes it, with an output file), `POST …/cancel`.
+ * completes it, with an output file), `POST …/cancel`; `POST /v1/uploads`, its `parts`,
+ * `complete` (the upload becomes a file) and `cancel`; `POST|GET /v1/vector_stores`,
+ * `GET|DELETE /v1/vector_stores/{id}`, `GET …/files`, `POST …/search`.
  */
 import { randomBytes } from 'node:crypto';
 import type { Endpoint, EndpointContext } from './endpoint';
 import { errorBody, sendJson } from './openai-error';
 
-type Kind = 'response' | 'chat_completion' | 'file' | 'batch';
+type Kind = 'response' | 'chat_completion' | 'file' | 'batch' | 'upload' | 'vector_store';
 
 interface Kept {
   readonly kind: Kind;
   obj: Record<string, unknown>;
   readonly input?: unknown;
   readonly content?: Buffer;
+  /** An upload's parts, in the order they came. */
+  readonly parts?: Buffer[];
 }
 
 export interface ObjectStore {
@@ -83,7 +87,7 @@ function fileUpload(ctx: EndpointContext): { purpose: string; filename: string; 
     const value = part.slice(split + 4).replace(/\r\n$/, '');
     const name = /name="([^"]*)"/.exec(head)?.[1];
     if (name === 'purpose') purpose = value;
-    if (name === 'file') {
+    if (name === 'file' || name === 'data') {
       filename = /filename="([^"]*)"/.exec(head)?.[1] ?? filename;
       content = Buffer.from(value, 'latin1');
     }
@@ -320,6 +324,126 @@ export function createObjectStore(): ObjectStore {
       }),
     ],
   ];
+
+  const fileObject = (id: string, filename: string, purpose: string, content: Buffer) => ({
+    object: 'file',
+    id,
+    bytes: content.length,
+    created_at: now(),
+    filename,
+    purpose,
+    status: 'processed',
+  });
+  routes.push(
+    [
+      'POST',
+      /^\/v1\/uploads$/,
+      () => async (ctx) => {
+        const body = json(ctx);
+        const id = `upload_${hex()}`;
+        const obj = {
+          id,
+          object: 'upload',
+          bytes: body.bytes ?? 0,
+          created_at: now(),
+          filename: body.filename ?? 'upload',
+          purpose: body.purpose ?? 'batch',
+          status: 'pending',
+          file: null,
+        };
+        kept.set(id, { kind: 'upload', obj, parts: [] });
+        answer(ctx, obj);
+      },
+    ],
+    [
+      'POST',
+      /^\/v1\/uploads\/([^/]+)\/parts$/,
+      byId('upload', 'upload', (c, k, id) => {
+        k.parts?.push(fileUpload(c).content);
+        answer(c, { id: `part_${hex()}`, object: 'upload.part', created_at: now(), upload_id: id });
+      }),
+    ],
+    [
+      'POST',
+      /^\/v1\/uploads\/([^/]+)\/complete$/,
+      byId('upload', 'upload', (c, k) => {
+        const content = Buffer.concat(k.parts ?? []);
+        const fileId = `file-${hex()}`;
+        const file = fileObject(fileId, String(k.obj.filename), String(k.obj.purpose), content);
+        kept.set(fileId, { kind: 'file', obj: file, content });
+        k.obj = { ...k.obj, status: 'completed', file };
+        answer(c, k.obj);
+      }),
+    ],
+    [
+      'POST',
+      /^\/v1\/uploads\/([^/]+)\/cancel$/,
+      byId('upload', 'upload', (c, k) => {
+        k.obj = { ...k.obj, status: 'cancelled' };
+        answer(c, k.obj);
+      }),
+    ],
+    [
+      'POST',
+      /^\/v1\/vector_stores$/,
+      () => async (ctx) => {
+        const body = json(ctx);
+        const files = Array.isArray(body.file_ids) ? body.file_ids.map(String) : [];
+        const missing = files.find((f) => !get('file', f));
+        if (missing !== undefined) {
+          bad(ctx, `File with id '${missing}' not found.`, 'file_ids');
+          return;
+        }
+        const id = `vs_${hex()}`;
+        const obj = {
+          id,
+          object: 'vector_store',
+          created_at: now(),
+          name: body.name ?? null,
+          status: 'completed',
+          file_counts: { completed: files.length, total: files.length },
+        };
+        kept.set(id, { kind: 'vector_store', obj, input: files });
+        answer(ctx, obj);
+      },
+    ],
+    ['GET', /^\/v1\/vector_stores$/, () => async (ctx) => list(ctx, 'vector_store')],
+    [
+      'GET',
+      /^\/v1\/vector_stores\/([^/]+)$/,
+      byId('vector_store', 'vector store', (c, k) => answer(c, k.obj)),
+    ],
+    [
+      'DELETE',
+      /^\/v1\/vector_stores\/([^/]+)$/,
+      byId('vector_store', 'vector store', (c, _k, id) => {
+        kept.delete(id);
+        answer(c, { id, object: 'vector_store.deleted', deleted: true });
+      }),
+    ],
+    [
+      'GET',
+      /^\/v1\/vector_stores\/([^/]+)\/files$/,
+      byId('vector_store', 'vector store', (c, k) =>
+        answer(c, {
+          object: 'list',
+          data: ((k.input as string[]) ?? []).map((f) => ({ id: f, object: 'vector_store.file' })),
+          has_more: false,
+        }),
+      ),
+    ],
+    [
+      'POST',
+      /^\/v1\/vector_stores\/([^/]+)\/search$/,
+      byId('vector_store', 'vector store', (c, k) =>
+        answer(c, {
+          object: 'vector_store.search_results.page',
+          data: ((k.input as string[]) ?? []).map((f) => ({ file_id: f, score: 0.5, content: [] })),
+          has_more: false,
+        }),
+      ),
+    ],
+  );
 
   return {
     endpoint(method, path) {

@@ -74,9 +74,12 @@ export interface MockUpstream {
   usage(): Record<string, UpstreamUsage>;
   /**
    * The ids of the objects the mock keeps as a provider does under its one key (stored
-   * responses, stored chat completions, files, batches: mock-upstream/objects.ts), by kind.
+   * responses, stored chat completions, files, batches, uploads, vector stores:
+   * mock-upstream/objects.ts), by kind.
    */
-  objectIds(kind: 'response' | 'chat_completion' | 'file' | 'batch'): string[];
+  objectIds(
+    kind: 'response' | 'chat_completion' | 'file' | 'batch' | 'upload' | 'vector_store',
+  ): string[];
   /** Stops listening and ends every open socket, including ones held by a `timeout` failure. */
   close(): Promise<void>;
 }

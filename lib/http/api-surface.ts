@@ -152,7 +152,7 @@ export const API_CATALOGUE: readonly ApiDefinition[] = [
     name: 'vector_stores',
     title: 'Vector stores',
     byDefault: false,
-    endpoints: [e('GET,POST,DELETE', '/vector_stores/**')],
+    endpoints: [e('GET,POST', '/vector_stores'), e('GET,POST,DELETE', '/vector_stores/{id}/**')],
   },
   {
     name: 'assistants',
@@ -194,6 +194,8 @@ export type ApiVerdict =
       readonly endpoint: string;
       /** The `{id}` segment of the path as sent (not decoded), or null when it has none. */
       readonly id: string | null;
+      /** What `**` matched after the id (`/files`, `/parts`), '' for none or no `**`. */
+      readonly tail: string;
     }
   /** A known API the surface does not include. */
   | { readonly kind: 'not_enabled'; readonly api: string; readonly title: string }
@@ -209,7 +211,7 @@ function compile(base: string, path: string): RegExp {
     .filter((s) => s !== '')
     .map((s) => {
       if (s === '{id}') return `/(${ID_SEGMENT})`;
-      if (s === '**') return '(?:/[^/]+)*';
+      if (s === '**') return '((?:/[^/]+)*)';
       return `/${s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`;
     });
   const b = base.replace(/\/+$/, '').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -253,8 +255,13 @@ export class ApiSurfaceMatcher {
       if (match === null) continue;
       const on = enabled.has(ep.api.name);
       if (ep.methods.has(m)) {
-        if (on)
-          return { kind: 'served', api: ep.api.name, endpoint: ep.path, id: match[1] ?? null };
+        if (on) {
+          const id = ep.path.includes('{id}') ? (match[1] ?? null) : null;
+          const tail = ep.path.endsWith('**')
+            ? (match[ep.path.includes('{id}') ? 2 : 1] ?? '')
+            : '';
+          return { kind: 'served', api: ep.api.name, endpoint: ep.path, id, tail };
+        }
         known ??= ep.api;
       } else if (on) {
         for (const x of ep.methods) allow.add(x);
@@ -281,7 +288,8 @@ function normalisePathForMatch(upstreamPath: string): string | null {
 /**
  * What a POST to `upstreamPath` spends at the provider, for token-meter: `none` for the
  * endpoints that make or change an object without generating (a file upload, an upload's
- * parts, a metadata update, a cancel), `batch` for a batch (its tokens are spent later, by
+ * parts, a metadata update, a cancel, a vector store and its files and searches: billed by the
+ * provider as storage, not tokens), `batch` for a batch (its tokens are spent later, by
  * the provider, where no gateway can reserve them first), `tokens` for everything else (chat,
  * completions, responses, embeddings, and any path not known here: metered, never waved
  * through).
@@ -294,6 +302,7 @@ export function postSpends(upstreamPath: string): 'none' | 'batch' | 'tokens' {
   if (
     /\/files$/.test(p) ||
     /\/uploads(\/[^/]+\/(parts|complete|cancel))?$/.test(p) ||
+    /\/vector_stores(\/.*)?$/.test(p) ||
     /\/(responses|batches)\/[^/]+\/cancel$/.test(p) ||
     /\/chat\/completions\/[^/]+$/.test(p)
   ) {

@@ -1,6 +1,7 @@
 /**
  * Which tenant owns each object the provider keeps (issue 21 part 2, tenant-auth
- * `store: scoped`): stored responses, stored chat completions, files and batches, recorded
+ * `store: scoped`): stored responses, stored chat completions, files, batches, uploads and
+ * vector stores, recorded
  * under the tenant when the provider made them, so that on a provider key several tenants
  * share each reaches only its own.
  *
@@ -23,7 +24,14 @@ import type { TenantContext } from '../tenant/context';
 const SCRIPTS = join(__dirname, 'scripts');
 
 /** The kinds of object the registry scopes (each its own key space: an id is owned per kind). */
-export const OBJECT_KINDS = ['response', 'chat_completion', 'file', 'batch'] as const;
+export const OBJECT_KINDS = [
+  'response',
+  'chat_completion',
+  'file',
+  'batch',
+  'upload',
+  'vector_store',
+] as const;
 export type ObjectKind = (typeof OBJECT_KINDS)[number];
 
 /** The most ids one tenant's index of one kind keeps (a list shows the newest). */

@@ -7,21 +7,26 @@
  *   forwarded only when the tenant owns it; otherwise 404 `object_not_found`, the same answer
  *   as for an id that never existed (no oracle for other tenants' ids);
  * - a body naming one (`previous_response_id`, `file_id`, `file_ids`, a batch's
- *   `input_file_id`) is forwarded only when the tenant owns each (400 `object_not_found`,
- *   `param` naming the field); references the gateway does not scope (`conversation`,
- *   `vector_store_ids`, a `container` id, an `item_reference`, a reasoning item by id without
- *   its encrypted content) are refused (400 `stored_objects_disabled`);
- * - a list (`GET /files`, `GET /batches`, `GET /chat/completions`) is answered by the gateway
+ *   `input_file_id`, `vector_store_ids`) is forwarded only when the tenant owns each (400
+ *   `object_not_found`, `param` naming the field); references the gateway does not scope
+ *   (`conversation`, a `container` id, an `item_reference`, a reasoning item by id without its
+ *   encrypted content) are refused (400 `stored_objects_disabled`);
+ * - a list (`GET /files`, `GET /batches`, `GET /chat/completions`, `GET /vector_stores`) is
+ *   answered by the gateway
  *   from the tenant's own records (each object as the provider last answered it through the
  *   gateway), never forwarded: the provider's list holds every tenant's objects;
  * - a request that makes an object (`POST /responses` unless `store: false`, `POST
- *   /chat/completions` with `store: true`, `POST /files`, `POST /batches`) is recorded after
+ *   /chat/completions` with `store: true`, `POST /files`, `POST /batches`, `POST /uploads`,
+ *   `POST /vector_stores`) is recorded after
  *   the provider answered 2xx: kong.yml's post-function keeps the start of the answer
  *   (lib/capture/answer-snippet.lua, shared with capture), tenant-auth's log reads the id there; a delete
  *   answered 2xx forgets it; a batch read refreshes it and records its output and error files.
  *
- * The other stateful APIs (vector stores, uploads, assistants, threads, fine-tuning,
- * conversations) stay refused under `scoped`: the gateway does not follow their objects.
+ * Uploads (`POST /uploads`, then its parts, `complete` and `cancel`; the file it becomes is the
+ * tenant's) and vector stores (`POST /vector_stores`, everything under `/vector_stores/{id}`, a
+ * Responses `file_search`'s `vector_store_ids`) are scoped the same way. The other stateful APIs
+ * (assistants, threads, fine-tuning, conversations) stay refused under `scoped`: the gateway
+ * does not follow their objects.
  * Recording happens in the log phase: an object whose log was lost is not the tenant's through
  * the gateway (closed). A reference made before the maker's log ran is looked up once more
  * after a short pause.
@@ -43,7 +48,12 @@ export const SCOPED_APIS: ReadonlyMap<string, ObjectKind> = new Map([
   ['stored_chat_completions', 'chat_completion'],
   ['files', 'file'],
   ['batches', 'batch'],
+  ['uploads', 'upload'],
+  ['vector_stores', 'vector_store'],
 ]);
+
+/** Objects whose state changes after they were made: what a read answers is kept for the list. */
+const CHANGING: ReadonlySet<ObjectKind> = new Set(['batch', 'upload', 'vector_store']);
 
 /** Body fields naming an object the registry scopes, and its kind. */
 const SCOPED_REFERENCES: ReadonlyMap<string, ObjectKind> = new Map([
@@ -51,10 +61,11 @@ const SCOPED_REFERENCES: ReadonlyMap<string, ObjectKind> = new Map([
   ['file_id', 'file'],
   ['file_ids', 'file'],
   ['input_file_id', 'file'],
+  ['vector_store_ids', 'vector_store'],
 ]);
 
 /** Body fields naming an object the registry does not follow: refused under `scoped`. */
-const UNSCOPED_REFERENCES = new Set(['conversation', 'vector_store_ids', 'container']);
+const UNSCOPED_REFERENCES = new Set(['conversation', 'container']);
 
 /** How long a reference not found yet waits for its maker's log phase before it is refused. */
 export const RECHECK_AFTER_MS = 150;
@@ -94,7 +105,7 @@ function unscoped(param: string, why: string): GatewayError {
     status: 400,
     type: 'invalid_request_error',
     code: 'stored_objects_disabled',
-    message: `'${param}' ${why}: this gateway scopes stored responses, chat completions, files and batches to your tenant, not these`,
+    message: `'${param}' ${why}: this gateway scopes stored responses, chat completions, files, batches, uploads and vector stores to your tenant, not these`,
     param,
   });
 }
@@ -153,10 +164,16 @@ export class ScopedObjects {
       metrics.storedObjects.inc({ tenant: tenantLabel, kind, outcome: 'refused' });
       throw notFound(kind, surface.id, null);
     }
-    if (surface.method === 'DELETE' && surface.endpoint.endsWith('{id}')) {
+    // The object itself, not something under it (`/vector_stores/{id}`, not `…/{id}/files`).
+    const itself = surface.tail === '';
+    if (surface.method === 'DELETE' && itself) {
       this.after(scope, ctx, { op: 'forget', kind, id: surface.id }, tenantLabel);
-    } else if (kind === 'batch') {
-      // A batch's status and output files change: what the provider answers is kept.
+    } else if (
+      CHANGING.has(kind) &&
+      (itself || surface.tail === '/complete' || surface.tail === '/cancel')
+    ) {
+      // A batch's status, an upload's file, a vector store's counts change: what the provider
+      // answers is kept (and the files it made for the tenant recorded as the tenant's).
       this.after(scope, ctx, { op: 'refresh', kind, id: surface.id }, tenantLabel);
     }
     return null;
@@ -236,13 +253,16 @@ export class ScopedObjects {
       snapshot !== null && (what.op === 'record' || snapshot.id === id) ? snapshot : null;
     await this.registry.record(ctx, what.kind, id, keep === null ? null : answer!.text);
     metrics.storedObjects.inc({ tenant: tenantLabel, kind: what.kind, outcome: 'recorded' });
-    // A batch's output and error files are the tenant's too.
-    if (what.kind === 'batch' && keep !== null) {
-      for (const field of ['output_file_id', 'error_file_id']) {
-        const file = keep[field];
-        if (typeof file === 'string' && file !== '') {
-          await this.registry.record(ctx, 'file', file, null);
-        }
+    // Files the provider made for the tenant's object are the tenant's too: a batch's output
+    // and error files, the file a completed upload became.
+    if (keep !== null) {
+      const made = what.kind === 'batch' ? [keep.output_file_id, keep.error_file_id] : [];
+      const file = keep.file as Record<string, unknown> | null | undefined;
+      if (what.kind === 'upload' && file && typeof file === 'object') made.push(file.id);
+      for (const f of made) {
+        if (typeof f !== 'string' || f === '') continue;
+        const snap = what.kind === 'upload' ? JSON.stringify(file) : null;
+        await this.registry.record(ctx, 'file', f, snap);
       }
     }
   }
@@ -278,6 +298,8 @@ const OBJECT_NAMES: Record<ObjectKind, string> = {
   chat_completion: 'chat.completion',
   file: 'file',
   batch: 'batch',
+  upload: 'upload',
+  vector_store: 'vector_store',
 };
 
 /** `limit` (1..100, default 20), `order` (`desc` default), `after`; anything else 400. */

@@ -126,7 +126,7 @@ export function statefulRefusal(api: string, plan: string): GatewayError {
 /** A stateful API the gateway does not scope, asked for by a `scoped` tenant. */
 export function unscopedRefusal(api: string, plan: string): GatewayError {
   return disabled(
-    `the ${api} API keeps objects at the provider that this gateway does not scope to your tenant on the '${plan}' plan (it scopes stored responses, stored chat completions, files and batches): it needs a provider key of your tenant's own`,
+    `the ${api} API keeps objects at the provider that this gateway does not scope to your tenant on the '${plan}' plan (it scopes stored responses, stored chat completions, files, batches, uploads and vector stores): it needs a provider key of your tenant's own`,
     null,
     403,
   );

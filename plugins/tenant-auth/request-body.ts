@@ -23,6 +23,9 @@ import { STORING_APIS, unstore } from './provider-state';
 import type { Ready } from './ready';
 import { GENERATION_APIS, type SurfaceDecision } from './surface';
 
+/** Stateful APIs whose JSON bodies may name a stored object (a batch's file, a store's files). */
+const BODY_REFERENCES: ReadonlySet<string> = new Set(['batches', 'uploads', 'vector_stores']);
+
 /** One request's facts the body policy reads. */
 export interface BodyRequest {
   readonly scope: RequestScope;
@@ -58,7 +61,7 @@ export async function policeBody(
   // A scoped tenant's generation and batch bodies: their references are checked, what they
   // make is recorded.
   const scoped =
-    objects !== null && (GENERATION_APIS.has(surface.api) || surface.api === 'batches');
+    objects !== null && (GENERATION_APIS.has(surface.api) || BODY_REFERENCES.has(surface.api));
   const policyNeedsBody =
     tier !== null ||
     !ctx.policy.toolsAllowed.includes('*') ||

@@ -39,6 +39,8 @@ export interface SurfaceDecision {
   readonly endpoint: string;
   /** The object id in the path (`{id}`), as sent; null when the path names none. */
   readonly id: string | null;
+  /** What follows the id on an open endpoint (`/files` of `/vector_stores/{id}/**`), or ''. */
+  readonly tail: string;
   /** Query arguments (decoded names) removed from what goes upstream. */
   readonly dropQueryArgs: readonly string[];
 }
@@ -132,6 +134,7 @@ export class ApiSurfaceGate {
       opaqueBody: MULTIPART_ENDPOINTS.has(`${method} ${verdict.endpoint}`),
       endpoint: verdict.endpoint,
       id: verdict.id,
+      tail: verdict.tail,
       dropQueryArgs: queryArgsToDrop(query, this.credentialNames),
     };
   }

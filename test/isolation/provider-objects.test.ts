@@ -35,7 +35,9 @@ const SURFACE = [
   'batches',
   'stored_responses',
   'stored_chat_completions',
+  'uploads',
   'vector_stores',
+  'assistants',
 ];
 
 test.before(async () => {
@@ -403,13 +405,129 @@ test('stored chat completions: B cannot read, read messages of, update, delete o
   );
 });
 
+test('uploads: B cannot add parts to, complete or cancel A’s upload, nor read the file it became', async (t) => {
+  const made = await call('alice', 'POST', '/v1/uploads', {
+    filename: 'big.jsonl',
+    purpose: 'batch',
+    bytes: 10,
+    mime_type: 'text/jsonl',
+  });
+  reached(t, made, 'alice starts an upload');
+  const id = idOf(made);
+  const boundary = 'partBoundary9';
+  const part = (text: string) =>
+    [
+      `--${boundary}`,
+      'Content-Disposition: form-data; name="data"; filename="blob"',
+      '',
+      text,
+      `--${boundary}--`,
+      '',
+    ].join('\r\n');
+  const form = { 'content-type': `multipart/form-data; boundary=${boundary}` };
+  const first = await eventually(async () => {
+    const r = await call('alice', 'POST', `/v1/uploads/${id}/parts`, part('{"a":1}'), form);
+    return r.res.status === 200 ? r : undefined;
+  }, 10_000);
+  reached(t, first, 'alice adds a part');
+  refused(
+    t,
+    await call('bob', 'POST', `/v1/uploads/${id}/parts`, part('{"evil":1}'), form),
+    404,
+    'object_not_found',
+    'bob adds a part',
+  );
+  refused(
+    t,
+    await call('bob', 'POST', `/v1/uploads/${id}/complete`, { part_ids: [] }),
+    404,
+    'object_not_found',
+    'bob completes',
+  );
+  refused(
+    t,
+    await call('bob', 'POST', `/v1/uploads/${id}/cancel`, {}),
+    404,
+    'object_not_found',
+    'bob cancels',
+  );
+  const done = await call('alice', 'POST', `/v1/uploads/${id}/complete`, {
+    part_ids: [idOf(first)],
+  });
+  reached(t, done, 'alice completes');
+  const file = (done.res.json as { file: { id: string } }).file.id;
+  const content = await ownedBy('alice', `/v1/files/${file}/content`);
+  t.is(content.res.text, '{"a":1}', 'the file the upload became is alice’s');
+  refused(
+    t,
+    await call('bob', 'GET', `/v1/files/${file}/content`),
+    404,
+    'object_not_found',
+    'bob reads it',
+  );
+  const list = await call('alice', 'GET', '/v1/files?limit=100');
+  t.true(list.res.text.includes(file), 'listed among alice’s files');
+});
+
+test('vector stores: B cannot read, search, list the files of, delete, list or use A’s store; A can', async (t) => {
+  const file = await call('alice', 'POST', '/v1/files', { purpose: 'assistants', content: 'doc' });
+  await ownedBy('alice', `/v1/files/${idOf(file)}`);
+  // A store over another tenant's file is refused before the provider.
+  const stolen = await call('bob', 'POST', '/v1/vector_stores', {
+    name: 'x',
+    file_ids: [idOf(file)],
+  });
+  refused(t, stolen, 400, 'object_not_found', 'bob builds a store on alice’s file');
+  t.is(err(stolen).param, 'file_ids');
+  const made = await call('alice', 'POST', '/v1/vector_stores', {
+    name: 'kb',
+    file_ids: [idOf(file)],
+  });
+  reached(t, made, 'alice makes a store');
+  const vs = idOf(made);
+  reached(t, await ownedBy('alice', `/v1/vector_stores/${vs}`), 'alice reads it');
+  for (const [method, path, body] of [
+    ['GET', `/v1/vector_stores/${vs}`, undefined],
+    ['GET', `/v1/vector_stores/${vs}/files`, undefined],
+    ['POST', `/v1/vector_stores/${vs}/search`, { query: 'secret' }],
+    ['DELETE', `/v1/vector_stores/${vs}`, undefined],
+  ] as const) {
+    refused(
+      t,
+      await call('bob', method, path, body),
+      404,
+      'object_not_found',
+      `bob ${method} ${path}`,
+    );
+  }
+  const search = await call('bob', 'POST', '/v1/responses', {
+    ...RESPONSE,
+    tools: [{ type: 'file_search', vector_store_ids: [vs] }],
+  });
+  refused(t, search, 400, 'object_not_found', 'bob’s file_search over alice’s store');
+  t.is(err(search).param, 'vector_store_ids');
+  reached(
+    t,
+    await call('alice', 'POST', `/v1/vector_stores/${vs}/search`, { query: 'doc' }),
+    'alice searches',
+  );
+  reached(
+    t,
+    await call('alice', 'POST', '/v1/responses', {
+      ...RESPONSE,
+      tools: [{ type: 'file_search', vector_store_ids: [vs] }],
+    }),
+    'alice’s file_search',
+  );
+  const bobList = await call('bob', 'GET', '/v1/vector_stores');
+  t.deepEqual(bobList.upstream, []);
+  t.false(bobList.res.text.includes(vs));
+  t.true((await call('alice', 'GET', '/v1/vector_stores')).res.text.includes(vs));
+});
+
 test('references the gateway does not scope are refused, and so are the APIs it does not follow', async (t) => {
   for (const [param, body] of [
     ['conversation', { ...RESPONSE, conversation: 'conv_x' }],
-    [
-      'vector_store_ids',
-      { ...RESPONSE, tools: [{ type: 'file_search', vector_store_ids: ['vs_x'] }] },
-    ],
     ['container', { ...RESPONSE, tools: [{ type: 'code_interpreter', container: 'cntr_x' }] }],
     ['item_reference', { model: 'gpt-4o-mini', input: [{ type: 'item_reference', id: 'msg_x' }] }],
   ] as const) {
@@ -419,10 +537,10 @@ test('references the gateway does not scope are refused, and so are the APIs it 
   }
   refused(
     t,
-    await call('bob', 'GET', '/v1/vector_stores/vs_x'),
+    await call('bob', 'GET', '/v1/assistants/asst_x'),
     403,
     'stored_objects_disabled',
-    'vector stores',
+    'assistants',
   );
   // `off` stays off for a tenant of the same plan.
   refused(t, await call('hermit', 'GET', '/v1/files'), 403, 'stored_objects_disabled', 'hermit');

@@ -109,12 +109,24 @@ test('an opted-in API is served; the base path is where the upstream serves the 
     api: 'files',
     endpoint: '/files/{id}/content',
     id: 'file-1',
+    tail: '',
   });
+  t.deepEqual(
+    matcher.decide('POST', '/v1/vector_stores/vs_1/files/file-2', new Set(['vector_stores'])),
+    {
+      kind: 'served',
+      api: 'vector_stores',
+      endpoint: '/vector_stores/{id}/**',
+      id: 'vs_1',
+      tail: '/files/file-2',
+    },
+  );
   t.deepEqual(matcher.decide('GET', '/v1/Files/', files), {
     kind: 'served',
     api: 'files',
     endpoint: '/files',
     id: null,
+    tail: '',
   });
   const azureLike = new ApiSurfaceMatcher('/openai/v1');
   t.like(azureLike.decide('POST', '/openai/v1/chat/completions', byDefault), {

@@ -30,6 +30,9 @@ test('references: every scoped id in a body, at any depth, with its field and ki
   t.deepEqual(references({ input_file_id: 'file-9', endpoint: '/v1/chat/completions' }), [
     { param: 'input_file_id', kind: 'file', id: 'file-9' },
   ]);
+  t.deepEqual(references({ tools: [{ type: 'file_search', vector_store_ids: ['vs_1'] }] }), [
+    { param: 'vector_store_ids', kind: 'vector_store', id: 'vs_1' },
+  ]);
   t.deepEqual(references({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }), []);
   // Non-string ids name nothing (the provider refuses them).
   t.deepEqual(references({ previous_response_id: 7, file_ids: [null, ''] }), []);
@@ -39,7 +42,6 @@ test('references the gateway does not scope are refused with the field named', (
   for (const [body, param] of [
     [{ conversation: 'conv_1' }, 'conversation'],
     [{ conversation: { id: 'conv_1' } }, 'conversation'],
-    [{ tools: [{ type: 'file_search', vector_store_ids: ['vs_1'] }] }, 'vector_store_ids'],
     [{ tools: [{ type: 'code_interpreter', container: 'cntr_1' }] }, 'container'],
     [{ input: [{ type: 'item_reference', id: 'msg_1' }] }, 'item_reference'],
     [{ input: [{ type: 'reasoning', id: 'rs_1', summary: [] }] }, 'id'],
@@ -112,6 +114,9 @@ test('postSpends: uploads and cancels spend nothing, a batch spends later, the r
     '/v1/responses/resp_1/cancel',
     '/v1/batches/batch_1/cancel',
     '/v1/chat/completions/chatcmpl-1',
+    '/v1/vector_stores',
+    '/v1/vector_stores/vs_1/files',
+    '/v1/vector_stores/vs_1/search',
   ]) {
     t.is(postSpends(p), 'none', p);
   }
