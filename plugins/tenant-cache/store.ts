@@ -7,7 +7,6 @@
  * own log phase, or in the chain's (tenant-auth's) in the co-hosted process.
  */
 import { bodyToBuffer, firstHeader, normaliseHeaderMap, type KongPdk } from '../../lib/pdk/kong';
-import { readServedFacts, sourceOf } from '../../lib/pluginserver/log-facts';
 import type { RequestScope } from '../../lib/request/scope';
 import type { TenantContext } from '../../lib/tenant/context';
 import { readTenantContext } from '../../lib/tenant/read';
@@ -66,7 +65,7 @@ async function writeEntry(
   // after its status line: kong/init.lua keeps the 200 and exits with its error body) there is no
   // buffered body, and asking for it raises in Kong, which ends the whole log event (in the
   // chain's log phase, every entry after this one too).
-  if ((await sourceOf(k, await readServedFacts(k))) !== 'service') return 'status';
+  if (String(await k.response.getSource()) !== 'service') return 'status';
   const headers = normaliseHeaderMap(await k.response.getHeaders());
   if (upstreamForbidsStore(headers)) return 'no_store';
   // Buffering was enabled in access for this request, so the buffered body is there.
