@@ -143,6 +143,15 @@ export async function ledgerEntry(
   }
 }
 
+/** The tenant's ledger entries of this month, oldest first. */
+export async function ledgerEntries(d: Door, tenant: string): Promise<Record<string, string>[]> {
+  const key = createKeyspace(`${d.door.namespace}tm`).usageLedger(
+    parseTenantId(tenant),
+    periodAt('month', Date.now()).id,
+  );
+  return ((await d.redis.xRange(key, '-', '+')) ?? []).map((e) => e.message);
+}
+
 /** The tenant's ledger, summed, equals what the upstream billed it, to the token. */
 export async function ledgerEqualsUpstream(
   t: ExecutionContext,
@@ -150,12 +159,8 @@ export async function ledgerEqualsUpstream(
   tenant: string,
 ): Promise<void> {
   const billed = d.door.upstream.usage()[tenant];
-  const key = createKeyspace(`${d.door.namespace}tm`).usageLedger(
-    parseTenantId(tenant),
-    periodAt('month', Date.now()).id,
-  );
-  const entries = (await d.redis.xRange(key, '-', '+')) ?? [];
-  const sum = (f: string) => entries.reduce((n, e) => n + Number(e.message[f] ?? 0), 0);
+  const entries = await ledgerEntries(d, tenant);
+  const sum = (f: string) => entries.reduce((n, e) => n + Number(e[f] ?? 0), 0);
   t.is(sum('prompt'), billed?.prompt ?? -1, "ledger prompt tokens = the upstream's");
   t.is(sum('completion'), billed?.completion ?? -1, "ledger completion tokens = the upstream's");
 }

@@ -9,6 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
+import { probe, type Probe } from '../helpers/object-probe';
 import { ANSWER_SNIPPET } from '../helpers/capture-door';
 import {
   Closers,
@@ -16,10 +17,8 @@ import {
   eventually,
   KEY_AUTH,
   planConsumers,
-  send,
   startFrontDoor,
   type FrontDoor,
-  type Sent,
 } from '../helpers/frontdoor';
 import { deleteKeysMatching } from '../helpers/redis-cleanup';
 
@@ -79,34 +78,13 @@ test.before(async () => {
 
 test.after.always(() => closers.closeAll());
 
-interface Probe {
-  res: Sent;
-  upstream: Array<{ method: string; path: string; body: string; auth: string | undefined }>;
-}
-
-async function call(
+const call = (
   tenant: string,
   method: string,
   pathname: string,
   body?: object | string,
   headers: Record<string, string> = {},
-): Promise<Probe> {
-  const id = randomUUID();
-  const res = await send(`${door.url}${pathname}`, {
-    method,
-    headers: { apikey: `${tenant}-key`, 'x-test-id': id, ...headers },
-    ...(body === undefined ? {} : { body }),
-  });
-  const upstream = door.upstream.received
-    .filter((r) => r.headers['x-test-id'] === id)
-    .map((r) => ({
-      method: r.method,
-      path: r.path,
-      body: r.rawBody.toString('utf8'),
-      auth: r.headers.authorization as string | undefined,
-    }));
-  return { res, upstream };
-}
+): Promise<Probe> => probe(door, tenant, method, pathname, body, headers);
 
 const err = (r: Probe) =>
   (r.res.json as { error: { code: string; param: string | null; message: string } }).error;

@@ -8,17 +8,15 @@
  * reference to a stored object in a Responses body is refused). Positive controls: a tenant with
  * its own key, and one the operator vouched for (`store: on`), reach the upstream.
  */
-import { randomUUID } from 'node:crypto';
 import test from 'ava';
+import { probe, type Probe } from '../helpers/object-probe';
 import {
   Closers,
   declarative,
   KEY_AUTH,
   planConsumers,
-  send,
   startFrontDoor,
   type FrontDoor,
-  type Sent,
 } from '../helpers/frontdoor';
 
 const closers = new Closers();
@@ -78,33 +76,13 @@ test.before(async () => {
 
 test.after.always(() => closers.closeAll());
 
-interface Probe {
-  res: Sent;
-  upstream: Array<{ method: string; path: string; body: string; auth: string | undefined }>;
-}
-
-async function call(
+const call = (
   tenant: string,
   method: string,
   pathname: string,
-  body?: object,
-): Promise<Probe> {
-  const id = randomUUID();
-  const res = await send(`${door.url}${pathname}`, {
-    method,
-    headers: { apikey: `${tenant}-key`, 'x-test-id': id },
-    ...(body === undefined ? {} : { body }),
-  });
-  const upstream = door.upstream.received
-    .filter((r) => r.headers['x-test-id'] === id)
-    .map((r) => ({
-      method: r.method,
-      path: r.path,
-      body: r.rawBody.toString('utf8'),
-      auth: r.headers.authorization as string | undefined,
-    }));
-  return { res, upstream };
-}
+  body?: object | string,
+  headers: Record<string, string> = {},
+): Promise<Probe> => probe(door, tenant, method, pathname, body, headers);
 
 const err = (r: Probe) => (r.res.json as { error: { code: string; param: string | null } }).error;
 

@@ -43,6 +43,7 @@ import {
   CLAUDE,
   COHERE,
   GEMINI,
+  ledgerEntries,
   ledgerEntry,
   ledgerEqualsUpstream,
   PROVIDER_KEY,
@@ -344,16 +345,8 @@ if (gatewayKind() === 'kong') {
       const system = sent.systemInstruction?.parts.map((x) => x.text).join('') ?? '';
       t.true(system.includes(ACME_PERSONA), 'the persona in systemInstruction');
       t.true(system.includes(CODENAME), "acme's knowledge in systemInstruction");
-      const entries =
-        (await d.redis.xRange(
-          createKeyspace(`${d.door.namespace}tm`).usageLedger(
-            parseTenantId('acme'),
-            periodAt('month', Date.now()).id,
-          ),
-          '-',
-          '+',
-        )) ?? [];
-      const sum = (f: string) => entries.reduce((n, e) => n + Number(e.message[f] ?? 0), 0);
+      const entries = await ledgerEntries(d, 'acme');
+      const sum = (f: string) => entries.reduce((n, e) => n + Number(e[f] ?? 0), 0);
       t.is(sum('prompt'), gemini.billed.prompt, "ledger prompt tokens = Gemini's");
       t.is(sum('completion'), gemini.billed.completion, "ledger completion tokens = Gemini's");
     },

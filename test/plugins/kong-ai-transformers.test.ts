@@ -21,15 +21,13 @@ import test from 'ava';
 import {
   ask,
   exampleEntries,
+  ledgerEntries,
   ledgerEntry,
   PROVIDER_KEY,
   startDoor,
   type EntryConfig,
 } from '../helpers/ai-proxy-door';
 import { Closers, gatewayKind } from '../helpers/frontdoor';
-import { createKeyspace } from '../../lib/redis/keys';
-import { parseTenantId } from '../../lib/tenant/tenant-id';
-import { periodAt } from '../../plugins/token-meter/period';
 import { startKongYmlDoor } from '../helpers/kong-yml-door';
 
 const MARK = `TRANSFORMED-${randomBytes(4).toString('hex')}`;
@@ -146,16 +144,7 @@ if (gatewayKind() === 'kong') {
       }
       // The upstream's usage, line for line; and the transformer's own LLM call, 20 + 30 tokens
       // each time as its stub answered, billed to the tenant as a line of its own (`<id>-t`).
-      const entries = (
-        (await d.redis.xRange(
-          createKeyspace(`${d.door.namespace}tm`).usageLedger(
-            parseTenantId('acme'),
-            periodAt('month', Date.now()).id,
-          ),
-          '-',
-          '+',
-        )) ?? []
-      ).map((e) => e.message);
+      const entries = await ledgerEntries(d, 'acme');
       const lines = entries.filter((e) => String(e.rid).endsWith('-t'));
       t.is(lines.length, 2, 'one transformer line per transformed request');
       for (const line of lines) {
