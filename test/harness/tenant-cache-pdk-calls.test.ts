@@ -91,9 +91,10 @@ const READS = [
   'kong.request.get_headers',
   'kong.request.get_raw_body',
 ];
-/** The store's reads in log (the snapshot Kong saved of the response). */
+/** The store's reads in log (the snapshot Kong saved of the response; who answered it). */
 const STORE = [
   'kong.response.get_headers',
+  'kong.response.get_source',
   'kong.response.get_status',
   'kong.service.response.get_raw_body',
 ];
