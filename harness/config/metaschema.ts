@@ -1,7 +1,7 @@
 // Kong's metaschema for a plugin's schema (kong/db/schema/metaschema.lua 3.9.3): Kong checks
 // every plugin schema when it loads the plugins (kong/init.lua init -> "error loading plugin
 // schemas") and refuses to start on any violation, whether or not the plugin is configured.
-// Mirrored here: field types, `description` 10..500 characters, `required` a boolean, the
+// Mirrored here: field types, `description` 10..500 bytes, `required` a boolean, the
 // attributes a type must declare (array/set `elements`, map `keys`+`values`, record `fields`),
 // and a `default` valid for its own field. Checked on the real Kong by
 // test/parity/kong-refusals.test.ts.
@@ -38,8 +38,11 @@ function checkField(name: string, def: SchemaField, path: string, problems: stri
     at('type', `expected one of: ${VALID_TYPES.join(', ')}`);
   if (def.description !== undefined) {
     if (typeof def.description !== 'string') at('description', 'expected a string');
-    else if (def.description.length < 10) at('description', 'length must be at least 10');
-    else if (def.description.length > 500) at('description', 'length must be at most 500');
+    // Kong measures in bytes (Lua's `#`): a curly quote counts three.
+    else if (Buffer.byteLength(def.description) < 10)
+      at('description', 'length must be at least 10');
+    else if (Buffer.byteLength(def.description) > 500)
+      at('description', 'length must be at most 500');
   }
   if (def.required !== undefined && typeof def.required !== 'boolean')
     at('required', 'expected a boolean');
