@@ -478,68 +478,103 @@ async function exchanges(
   return { rows, totals };
 }
 
-/** The log facts snippet's text, as kong.yml ships it (lib/pluginserver/pdk-log-facts.lua). */
-const LOG_FACTS_SNIPPET = BATCH_SNIPPETS[1] as string;
-
-/** kong.yml's pre-function without the log facts snippet (the log phases fall back to serialize). */
-function withoutLogFacts(config: Declarative): void {
-  for (const p of config.plugins ?? []) {
-    const list = p.name === 'pre-function' ? p.config?.log : undefined;
-    if (p.config && Array.isArray(list)) p.config.log = list.filter((x) => x !== LOG_FACTS_SNIPPET);
-  }
-}
-
-async function kongQuick(upstreamUrl: string): Promise<void> {
+/**
+ * The issue's targets on the real Kong, run after run (BENCH_QUICK_ROUNDS, default 3): each
+ * round starts Kong with key-auth alone (the bypass and the stream as references) and then
+ * kong.yml's lean chain in one process, and measures the miss (with req/s at c=16), the hit
+ * and the stream. Written to its own section of docs/benchmarks.md.
+ */
+async function kongTargets(upstreamUrl: string): Promise<void> {
   if (!locateKong()) throw new Error('BENCH_CHAIN_KONG_QUICK needs the real Kong');
-  const rounds = Number(process.env.BENCH_QUICK_ROUNDS ?? 2);
-  const out: Record<string, Record<string, number[]>> = {};
-  // Alternated, so a change in the machine's load falls on both sides.
-  for (let round = 0; round < rounds; round++) {
-    for (const facts of [true, false]) {
-      const config = chainConfig(upstreamUrl, true, true);
-      if (!facts) withoutLogFacts(config);
-      const metricsPorts = await withMetricsPorts(config);
-      const gw = await start('kong', config, 'chain');
-      try {
-        const pids = [
-          ...new Set(Object.keys(serversFor(config)).map((n) => gw.pluginServerInfo(n).pid)),
-        ];
-        for (const shape of ['miss', 'hit'] as Shape[]) {
-          await dumpProfiles(pids, 'warm-up');
-          const m = await measureShape(gw, shape, pids, false, metricsPorts);
-          const label = `${facts ? 'log facts' : 'serialize'} ${shape}`;
-          await dumpProfiles(pids, `${label.replace(/ /g, '-')}-r${round}`);
-          const o = (out[label] ??= { exchanges: [], pluginCpu: [], nginxCpu: [], p50: [] });
-          o.exchanges?.push(m.exchanges ?? NaN);
-          o.pluginCpu?.push(m.pluginCpu);
-          o.nginxCpu?.push(m.nginxCpu);
-          o.p50?.push(m.p50);
-          process.stdout.write(`${label}: ${JSON.stringify(m)}\n`);
-        }
-      } finally {
-        await gw.close();
-      }
+  const rounds = Number(process.env.BENCH_QUICK_ROUNDS ?? 3);
+  const rows: Array<Array<string | number>> = [];
+  let held = 0;
+  for (let round = 1; round <= rounds; round++) {
+    const load = os.loadavg()[0] ?? NaN;
+    const base = await start('kong', chainConfig(upstreamUrl, false), 'chain');
+    let b: Measured;
+    let bs: Measured;
+    try {
+      b = await measureShape(base, 'bypass', [], true);
+      bs = await measureShape(base, 'stream', [], false);
+    } finally {
+      await base.close();
     }
+    const config = chainConfig(upstreamUrl, true, true);
+    const metricsPorts = await withMetricsPorts(config);
+    const gw = await start('kong', config, 'chain');
+    const m: Partial<Record<Shape, Measured>> = {};
+    try {
+      const pids = [
+        ...new Set(Object.keys(serversFor(config)).map((n) => gw.pluginServerInfo(n).pid)),
+      ];
+      for (const shape of ['miss', 'hit', 'stream'] as Shape[]) {
+        await dumpProfiles(pids, 'warm-up');
+        m[shape] = await measureShape(gw, shape, pids, shape === 'miss', metricsPorts);
+        await dumpProfiles(pids, `${shape}-r${round}`);
+        process.stdout.write(`round ${round} ${shape}: ${JSON.stringify(m[shape])}\n`);
+      }
+    } finally {
+      await gw.close();
+    }
+    const miss = m.miss as Measured;
+    const hit = m.hit as Measured;
+    const stream = m.stream as Measured;
+    const added = miss.p50 - b.p50;
+    const nginx = miss.nginxCpu - b.nginxCpu;
+    const ratio = (miss.rps ?? NaN) / (b.rps ?? NaN);
+    const ttfbBound = 1.2 * bs.ttfbP50 + 2;
+    const checks = [
+      added <= 3,
+      miss.pluginCpu <= 2,
+      nginx <= 1,
+      (miss.exchanges ?? Infinity) <= 20 && (hit.exchanges ?? Infinity) <= 8,
+      ratio >= 0.4,
+      stream.ttfbP50 <= ttfbBound,
+    ];
+    if (checks.every(Boolean)) held++;
+    const mark = (ok: boolean | undefined, text: string) => `${text} ${ok ? '✓' : '✗'}`;
+    rows.push([
+      `${round} (${load.toFixed(1)})`,
+      mark(checks[0], f(added)),
+      mark(checks[1], f(miss.pluginCpu)),
+      mark(checks[2], f(nginx)),
+      mark(checks[3], `${f(miss.exchanges)} / ${f(hit.exchanges)}`),
+      mark(checks[4], `${f(ratio)}× (${f(miss.rps)} ÷ ${f(b.rps)})`),
+      mark(checks[5], `${f(stream.ttfbP50)} ≤ ${f(ttfbBound)} (direct ${f(bs.ttfbP50)})`),
+      `${f(hit.p50 - b.p50)} / ${f(hit.pluginCpu)}`,
+    ]);
   }
-  const mean = (xs: number[] = []) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  console.log(
+  const body = [
+    '## The chain against its targets, run after run (real Kong 3.9.3)',
+    '',
+    'Command: `BENCH_CHAIN_KONG_QUICK=1 npx tsx bench/chain.ts` (BENCH_QUICK_ROUNDS rounds, default',
+    "3). Each round starts Kong with key-auth alone, then kong.yml's chain (one process, lean:",
+    'without retrieval-injector and the semantic cache), and measures as the table above does',
+    `(${SEQUENTIAL} requests per shape at c=1, ${CONCURRENT_TOTAL} at c=16 for the miss). The`,
+    "issue's targets: added p50 ≤ 3 ms, plugin-server CPU ≤ 2 ms and nginx CPU ≤ 1 ms over",
+    'key-auth alone per miss, ≤ 20 exchanges per miss and ≤ 8 per hit, req/s at c=16 ≥ 0.4× key-auth',
+    "alone, the stream's time to first byte ≤ 1.2 × direct + 2 ms. Round (load average at its",
+    'start); ✓ where the target held in that round. Times in ms.',
+    '',
     table(
-      ['setup', 'exchanges / req', 'plugin CPU ms / req', 'nginx CPU ms / req', 'p50 ms'],
-      Object.entries(out).map(([label, o]) => [
-        label,
-        f(mean(o.exchanges)),
-        f(mean(o.pluginCpu)),
-        f(mean(o.nginxCpu)),
-        f(mean(o.p50)),
-      ]),
+      [
+        'round (load)',
+        'miss: added p50',
+        'plugin CPU / miss',
+        'nginx CPU / miss over key-auth',
+        'exchanges miss / hit',
+        'req/s c=16',
+        'stream TTFB',
+        'hit: added p50 / plugin CPU',
+      ],
+      rows,
     ),
-  );
-  console.log(
-    `load average ${os
-      .loadavg()
-      .map((l) => l.toFixed(1))
-      .join(' ')}`,
-  );
+    '',
+    `Every target held in ${held} of ${rounds} rounds.`,
+  ].join('\n');
+  console.log(body);
+  writeSection('chain-targets', body);
 }
 
 async function main(): Promise<void> {
@@ -557,11 +592,9 @@ async function main(): Promise<void> {
     return;
   }
   if (process.env.BENCH_CHAIN_KONG_QUICK === '1') {
-    // A quick look on the real Kong (one process, lean): exchanges and CPU per request for a
-    // miss and a hit, with kong.yml as it is and, in the same run, without its log facts
-    // snippet (the log phases then read kong.log.serialize(), as before the snippet saved them).
+    // The issue's targets on the real Kong, round after round (its own section).
     try {
-      await kongQuick(upstream.url);
+      await kongTargets(upstream.url);
     } finally {
       await upstream.close();
     }
