@@ -59,7 +59,19 @@ export interface PluginSpec<R, N> {
   onRefusal?(error: GatewayError, note: N): void;
   /** After the response: an error is logged, never answered. Not called when misconfigured. */
   log?(ready: R, kong: KongPdk): Promise<void>;
+  /**
+   * Read-only work this plugin's access may start before the plugins ahead of it in the same
+   * access phase run (the co-hosted chain, lib/pluginserver/chain-access.ts `runMerged`): a
+   * Redis read that then shares their round trip. It must write nothing (those plugins may
+   * still refuse the request) and leave what it read only where this request's own access
+   * finds it. Never called for a misconfigured instance; what it throws is dropped, and access
+   * then does the work itself.
+   */
+  early?(ready: R, kong: KongPdk): void;
 }
+
+/** The name of the method a kit plugin's instance answers `early` with (not a Kong phase). */
+export const EARLY_METHOD = 'early';
 
 /** What an instance of a kit plugin exposes besides its phases (tests, the chain entry). */
 export interface KitPlugin<R> {
@@ -114,6 +126,18 @@ export function definePlugin<R, N = undefined>(spec: PluginSpec<R, N>): KitModul
         },
         spec.onRefusal ? { onRefusal: (e) => spec.onRefusal?.(e, note) } : {},
       );
+    };
+  }
+  const early = spec.early;
+  if (early) {
+    proto[EARLY_METHOD] = function (this: Plugin, kong: unknown): void {
+      const s = this.startUp;
+      if (!s.ok) return;
+      try {
+        early(s.ready, kong as KongPdk);
+      } catch {
+        // Access does the work itself.
+      }
     };
   }
   const log = spec.log;

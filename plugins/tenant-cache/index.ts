@@ -17,7 +17,7 @@ import { definePlugin } from '../../lib/plugin/define';
 import { leaveForLog, takeForLog } from '../../lib/request/for-log';
 import { readRequest } from '../../lib/tenant/read';
 import { notStored } from './errors';
-import { answerHit, decide } from './lookup';
+import { answerHit, decide, startEarly } from './lookup';
 import * as metrics from './metrics';
 import { PENDING, PLUGIN_NAME } from './pending';
 import { startUp, type StartUp } from './ready';
@@ -35,6 +35,11 @@ export const { Name, Version, Priority, Plugin } = definePlugin<StartUp>({
   metricsAt: (s) =>
     s.ok ? { port: s.config.metrics_port, host: s.config.metrics_host } : { port: 0, host: '' },
   access,
+  // In the co-hosted chain: the exact lookup starts before tenant-ratelimit's admission.
+  early: (state, kong) =>
+    startEarly(state, kong, (id) =>
+      metrics.tenantLabels(state.config.metrics_max_tenants).label(id),
+    ),
   // One process per plugin; in the co-hosted chain the store runs in tenant-auth's log.
   log,
 });
