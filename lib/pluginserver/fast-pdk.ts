@@ -26,15 +26,32 @@ export class PdkCallError extends Error {
   override readonly name = 'PDKError';
 }
 
-/** The event's PDK call, as pdk.js `rpcCall` makes it. */
+/**
+ * The event's PDK call, as pdk.js `rpcCall` makes it, one at a time: the pipe carries one call
+ * and its answer, so a call made while another waits goes after it (the chain's log phase runs
+ * its plugins' work side by side, lib/request/chain-log.ts).
+ */
 export function pipeCall(pipe: EventPipe): Call {
-  return async (method, ...args) => {
+  const one: Call = async (method, ...args) => {
     pipe.put({ Method: method, Args: args });
     // Kong never steps the event again after an exit (pdk.js NON_RETURN_METHODS).
     if (endsWithExit(method, args)) return undefined;
     const [ret, err] = await pipe.get();
     if (err) throw new PdkCallError(`PDK method ${method} failed:  ${String(err)}`);
     return ret;
+  };
+  let busy: Promise<void> | undefined;
+  return (method, ...args) => {
+    const mine = busy ? busy.then(() => one(method, ...args)) : one(method, ...args);
+    const settled = mine.then(
+      () => undefined,
+      () => undefined,
+    );
+    busy = settled;
+    void settled.then(() => {
+      if (busy === settled) busy = undefined;
+    });
+    return mine;
   };
 }
 

@@ -11,9 +11,12 @@
  * hit. tenant-auth always runs first and is on every route of the chain (the others refuse
  * without its TenantContext), so whatever they left is run.
  *
- * The work runs one after the other on this phase's PDK (one event's calls cannot interleave),
- * in `order`: the seat and lease first (another request may be waiting for them), then the
- * breaker's outcome, then the cache's store. One entry's error is logged and the next runs.
+ * The work runs side by side, started in `order`: the seat and lease first (another request may
+ * be waiting for them), then the breaker's outcome, the bill, the cache's store. Their PDK reads
+ * are the phase's batch, fetched with its first read (batch.ts), and a call that must go to
+ * Kong waits for the one before it (fast-pdk.ts `pipeCall`); their Redis commands then leave
+ * together and the process wakes once for their answers, not once per plugin. One entry's
+ * error is logged; the others are not held up by it.
  * A plugin server that restarts between access and log loses the entries, as it loses a scope:
  * seats, leases and reservations then end by their TTL.
  */
@@ -25,14 +28,16 @@ export async function runChainLog(kong: KongPdk): Promise<void> {
   const req = await findRequest(kong, CHAIN_LOG_OWNER);
   if (!req) return;
   try {
-    for (const entry of req.scope.takeDeferred()) {
-      try {
-        await entry.run(kong);
-      } catch (e) {
-        const detail = e instanceof Error ? (e.stack ?? e.message) : String(e);
-        void kong.log.err(`${entry.plugin} log (in the chain's log phase): ${detail}`);
-      }
-    }
+    await Promise.all(
+      req.scope.takeDeferred().map(async (entry) => {
+        try {
+          await entry.run(kong);
+        } catch (e) {
+          const detail = e instanceof Error ? (e.stack ?? e.message) : String(e);
+          void kong.log.err(`${entry.plugin} log (in the chain's log phase): ${detail}`);
+        }
+      }),
+    );
   } finally {
     req.scope.release(CHAIN_LOG_OWNER);
   }

@@ -1,7 +1,8 @@
 /**
  * The chain's one access phase, its Node half (lib/pluginserver/chain-access.ts): the owner asks
  * the snippet to merge (test/unit/chain-merge-snippet.test.ts is the Lua half), then runs each
- * merged plugin's access on its own event, in order, and stops at the first exit; an instance
+ * merged plugin's access on its own event, in order, and stops at the first exit, after starting
+ * every merged plugin's read-only `early` work first (tenant-cache's lookup); an instance
  * the process does not have undoes the merge before anything ran. Without the event handle
  * (kong-pdk's own PDK objects, the harness's tests) nothing is merged.
  */
@@ -71,6 +72,51 @@ test.serial(
       ],
       'token-meter not run after the cache answered (exited)',
     );
+  },
+);
+
+test.serial(
+  "each merged plugin's early work starts before the first merged access, on the same event",
+  async (t) => {
+    const ran: string[] = [];
+    const seen: unknown[] = [];
+    const withEarly = (name: string): ChainInstance => ({
+      ...instance(name, ran),
+      cls: {
+        early(k: unknown) {
+          ran.push(`${name} early`);
+          seen.push(k);
+        },
+      },
+    });
+    const throwing: ChainInstance = {
+      ...instance('token-meter', ran),
+      cls: {
+        early() {
+          throw new Error('dropped: its access does the work');
+        },
+      },
+    };
+    const ev = fakeEvent(['tenant-ratelimit', 7, 'tenant-cache', 8, 'token-meter', 9]);
+    servedInstances(
+      new Map([
+        [7, instance('tenant-ratelimit', ran)],
+        [8, withEarly('tenant-cache')],
+        [9, throwing],
+      ]),
+    );
+    const merged = await mergeNext(ev.kong, 'tenant-auth', ['tenant-ratelimit', 'tenant-cache']);
+    await runMerged(ev.kong, merged);
+    t.deepEqual(ran, [
+      'tenant-cache early',
+      'tenant-ratelimit kept',
+      'tenant-ratelimit access',
+      'tenant-cache kept',
+      'tenant-cache access',
+      'token-meter kept',
+      'token-meter access',
+    ]);
+    t.is(seen[0], ev.kong, "the owner's event: the access that follows finds it there");
   },
 );
 

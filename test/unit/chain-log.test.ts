@@ -2,7 +2,8 @@
  * The chain's one log phase (lib/request/chain-log.ts, lib/pluginserver/chain-entry.ts): the
  * co-hosted process serves tenant-ratelimit, tenant-cache and circuit-breaker without a log
  * phase (kong-pdk lists only prototype functions) and tenant-auth with one; the log work a
- * plugin left in a request's scope runs in tenant-auth's log, in order, once — and not again
+ * plugin left in a request's scope runs in tenant-auth's log, started in order and side by side
+ * (one entry's Redis wait does not hold the next), once — and not again
  * when the plugin's own log phase runs too (a kong.conf that still dumps its own directory).
  * End to end on both gateways: every test of the chain (kong.yml's route runs the chain layout).
  */
@@ -130,6 +131,36 @@ test.serial(
     t.regex(kong.lines.join('\n'), /circuit-breaker log \(in the chain's log phase\): Error: boom/);
     await runChainLog(kong);
     t.is(ran.length, 3, 'nothing runs twice');
+  },
+);
+
+test.serial(
+  "the entries run side by side: one waiting on Redis does not hold up the next plugin's work",
+  async (t) => {
+    const { scope, carrier } = request();
+    const kong = fakeKong(carrier);
+    const started: string[] = [];
+    let answer!: () => void;
+    // The seat's release waits for an answer that comes only once the store has started:
+    // one after the other, the phase would never end.
+    const redis = new Promise<void>((r) => {
+      answer = r;
+    });
+    await leaveForLog(kong, scope, spec('tenant-ratelimit', 0), { n: 1 }, async () => {
+      started.push('release');
+      await redis;
+      started.push('released');
+    });
+    await leaveForLog(kong, scope, spec('tenant-cache', 2), { n: 1 }, async () => {
+      started.push('store');
+      answer();
+    });
+    const done = await Promise.race([
+      runChainLog(kong).then(() => 'done'),
+      new Promise((r) => setTimeout(() => r('stuck'), 2000)),
+    ]);
+    t.is(done, 'done');
+    t.deepEqual(started, ['release', 'store', 'released'], 'started in order, in flight together');
   },
 );
 

@@ -9,7 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fastKong } from '../../lib/pluginserver/fast-pdk';
+import { fastKong, pipeCall } from '../../lib/pluginserver/fast-pdk';
 import '../../lib/pluginserver/harden';
 
 /** Every method of the facade, as `namespace.path.method`. */
@@ -160,4 +160,34 @@ test('the listener answers split and whole messages, and builds no debug text pe
   const unknown = await ask([new Encoder().encode([0, 3, 'plugin.Nope', []])]);
   t.deepEqual(unknown, [1, 3, 'method Nope not implemented', null]);
   t.is(debugs.length, 0);
+});
+
+test("the event's pipe carries one call at a time: a call made while another waits goes after it", async (t) => {
+  // A pipe as kong-pdk's: put sends a call, get waits for Kong's answer to the last one sent.
+  const sent: string[] = [];
+  const answers: Array<(v: [unknown, unknown]) => void> = [];
+  const pipe = {
+    put: (v: unknown) => void sent.push((v as { Method: string }).Method),
+    get: () => new Promise<[unknown, unknown]>((r) => answers.push(r)),
+  };
+  const call = pipeCall(pipe);
+  const a = call('kong.response.get_status');
+  const b = call('kong.response.get_source');
+  await new Promise((r) => setImmediate(r));
+  t.deepEqual(sent, ['kong.response.get_status'], 'the second waits for the first answer');
+  answers.shift()?.([200, undefined]);
+  t.is(await a, 200);
+  await new Promise((r) => setImmediate(r));
+  t.deepEqual(sent, ['kong.response.get_status', 'kong.response.get_source']);
+  answers.shift()?.(['service', undefined]);
+  t.is(await b, 'service', 'each call gets its own answer');
+  // An error answer fails its own call only; the next still goes.
+  const c = call('kong.response.get_header', 'x');
+  const d = call('kong.response.get_headers');
+  await new Promise((r) => setImmediate(r));
+  answers.shift()?.([null, 'boom']);
+  await t.throwsAsync(c, { message: /boom/ });
+  await new Promise((r) => setImmediate(r));
+  answers.shift()?.([{ a: '1' }, undefined]);
+  t.deepEqual(await d, { a: '1' });
 });
