@@ -389,6 +389,114 @@ async function measureShape(
   };
 }
 
+/** One side of a paired measurement: a gateway, the shape it is sent, what to count on it. */
+interface Side {
+  gw: Gateway;
+  shape: Shape;
+  pids: number[];
+  metricsPorts: number[];
+}
+
+/** Requests per block in a paired measurement (BENCH_BLOCK). */
+const BLOCK = Number(process.env.BENCH_BLOCK ?? 25);
+
+/**
+ * Two (or more) gateways measured together, running at once: blocks of BLOCK requests at c=1
+ * go to each in turn (the order swapped every block), then the c=16 load in quarters, in turn.
+ * A change in the machine's load (this machine is shared) then falls on every side alike,
+ * within a block's time (tens of ms), where measuring one after the other let it fall on one
+ * side only. Within a block a side's requests follow each other as in `measureShape`.
+ */
+async function measurePaired(sides: Side[], withRps: boolean): Promise<Measured[]> {
+  const state = sides.map((side) => ({
+    side,
+    i: 0,
+    statuses: {} as Record<number, number>,
+    ms: [] as number[],
+    ttfb: [] as number[],
+    sent: 0,
+    busyMs: 0,
+    workers: [] as number[],
+    cpu0: [] as number[],
+    nginx0: 0,
+    ex0: 0,
+  }));
+  const one = async (st: (typeof state)[number]) => {
+    const { key, body } = requestOf(st.side.shape, st.i++);
+    const r = await send(st.side.gw.url, key, body);
+    st.statuses[r.status] = (st.statuses[r.status] ?? 0) + 1;
+    return r;
+  };
+  for (const st of state) {
+    for (let w = 0; w < 30; w++) await one(st);
+    st.statuses = {};
+    st.workers = nginxWorkers(st.side.gw);
+    st.cpu0 = st.side.pids.map(cpuMs);
+    st.nginx0 = st.workers.reduce((a, p) => a + cpuMs(p), 0);
+    st.ex0 = st.side.metricsPorts.length ? total(await exchangeCounts(st.side.metricsPorts)) : 0;
+  }
+  const blocks = Math.ceil(SEQUENTIAL / BLOCK);
+  for (let b = 0; b < blocks; b++) {
+    const order = b % 2 === 0 ? state : [...state].reverse();
+    for (const st of order) {
+      for (let n = 0; n < BLOCK && st.ms.length < SEQUENTIAL; n++) {
+        const r = await one(st);
+        st.ms.push(r.ms);
+        st.ttfb.push(r.ttfbMs);
+      }
+    }
+  }
+  const exchanges: Array<number | undefined> = [];
+  await new Promise((r) => setTimeout(r, 300));
+  for (const st of state) {
+    exchanges.push(
+      st.side.metricsPorts.length
+        ? (total(await exchangeCounts(st.side.metricsPorts)) - st.ex0) / SEQUENTIAL
+        : undefined,
+    );
+  }
+  if (withRps) {
+    const quarter = Math.ceil(CONCURRENT_TOTAL / 4);
+    for (let q = 0; q < 4; q++) {
+      const order = q % 2 === 0 ? state : [...state].reverse();
+      for (const st of order) {
+        const t0 = Date.now();
+        let sent = 0;
+        await Promise.all(
+          Array.from({ length: CONCURRENCY }, async () => {
+            while (sent < quarter && Date.now() - t0 < 30_000) {
+              sent++;
+              await one(st);
+            }
+          }),
+        );
+        st.sent += sent;
+        st.busyMs += Date.now() - t0;
+      }
+    }
+  }
+  return state.map((st, k) => {
+    const after = st.side.pids.map(cpuMs);
+    const deltas = after.map((a, j) => a - (st.cpu0[j] ?? 0));
+    const count = SEQUENTIAL + st.sent;
+    const nginx1 = st.workers.reduce((a, p) => a + cpuMs(p), 0);
+    st.ms.sort((a, b) => a - b);
+    st.ttfb.sort((a, b) => a - b);
+    const ex = exchanges[k];
+    return {
+      p50: percentile(st.ms, 50),
+      p99: percentile(st.ms, 99),
+      ttfbP50: percentile(st.ttfb, 50),
+      pluginCpu: deltas.reduce((a, b) => a + b, 0) / count,
+      busiestCpu: Math.max(0, ...deltas) / count,
+      nginxCpu: (nginx1 - st.nginx0) / count,
+      statuses: st.statuses,
+      ...(withRps ? { rps: st.sent / (st.busyMs / 1000) } : {}),
+      ...(ex === undefined ? {} : { exchanges: ex }),
+    };
+  });
+}
+
 interface Setup {
   label: string;
   mode: PluginServerMode;
@@ -492,30 +600,38 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
   for (let round = 1; round <= rounds; round++) {
     const load = os.loadavg()[0] ?? NaN;
     const base = await start('kong', chainConfig(upstreamUrl, false), 'chain');
-    let b: Measured;
-    let bs: Measured;
-    try {
-      b = await measureShape(base, 'bypass', [], true);
-      bs = await measureShape(base, 'stream', [], false);
-    } finally {
-      await base.close();
-    }
     const config = chainConfig(upstreamUrl, true, true);
     const metricsPorts = await withMetricsPorts(config);
-    const gw = await start('kong', config, 'chain');
+    let gw: KongGateway | undefined;
+    let b: Measured;
+    let bh: Measured;
+    let bs: Measured;
     const m: Partial<Record<Shape, Measured>> = {};
     try {
+      gw = (await start('kong', config, 'chain')) as KongGateway;
+      const chain = gw;
       const pids = [
-        ...new Set(Object.keys(serversFor(config)).map((n) => gw.pluginServerInfo(n).pid)),
+        ...new Set(Object.keys(serversFor(config)).map((n) => chain.pluginServerInfo(n).pid)),
       ];
-      for (const shape of ['miss', 'hit', 'stream'] as Shape[]) {
+      const pair = async (baseShape: Shape, shape: Shape, withRps: boolean) => {
         await dumpProfiles(pids, 'warm-up');
-        m[shape] = await measureShape(gw, shape, pids, shape === 'miss', metricsPorts);
+        const out = await measurePaired(
+          [
+            { gw: base, shape: baseShape, pids: [], metricsPorts: [] },
+            { gw: chain, shape, pids, metricsPorts },
+          ],
+          withRps,
+        );
         await dumpProfiles(pids, `${shape}-r${round}`);
-        process.stdout.write(`round ${round} ${shape}: ${JSON.stringify(m[shape])}\n`);
-      }
+        process.stdout.write(`round ${round} ${shape}: ${JSON.stringify(out[1])}\n`);
+        return out as [Measured, Measured];
+      };
+      [b, m.miss] = await pair('bypass', 'miss', true);
+      [bh, m.hit] = await pair('bypass', 'hit', false);
+      [bs, m.stream] = await pair('stream', 'stream', false);
     } finally {
-      await gw.close();
+      await gw?.close();
+      await base.close();
     }
     const miss = m.miss as Measured;
     const hit = m.hit as Measured;
@@ -542,16 +658,19 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
       mark(checks[3], `${f(miss.exchanges)} / ${f(hit.exchanges)}`),
       mark(checks[4], `${f(ratio)}× (${f(miss.rps)} ÷ ${f(b.rps)})`),
       mark(checks[5], `${f(stream.ttfbP50)} ≤ ${f(ttfbBound)} (direct ${f(bs.ttfbP50)})`),
-      `${f(hit.p50 - b.p50)} / ${f(hit.pluginCpu)}`,
+      `${f(hit.p50 - bh.p50)} / ${f(hit.pluginCpu)}`,
     ]);
   }
   const body = [
     '## The chain against its targets, run after run (real Kong 3.9.3)',
     '',
     'Command: `BENCH_CHAIN_KONG_QUICK=1 npx tsx bench/chain.ts` (BENCH_QUICK_ROUNDS rounds, default',
-    "3). Each round starts Kong with key-auth alone, then kong.yml's chain (one process, lean:",
-    'without retrieval-injector and the semantic cache), and measures as the table above does',
-    `(${SEQUENTIAL} requests per shape at c=1, ${CONCURRENT_TOTAL} at c=16 for the miss). The`,
+    "3). Each round starts two Kongs side by side, key-auth alone and kong.yml's chain (one",
+    'process, lean: without retrieval-injector and the semantic cache), and measures them',
+    `together: blocks of ${BLOCK} requests at c=1 to each in turn (${SEQUENTIAL} per shape and`,
+    `side), then ${CONCURRENT_TOTAL} at c=16 per side in quarters, in turn, so that the shared`,
+    "machine's load falls on both alike (bench/chain.ts `measurePaired`). The miss and the hit",
+    "are compared with key-auth alone's bypass, the stream with its stream. The",
     "issue's targets: added p50 ≤ 3 ms, plugin-server CPU ≤ 2 ms and nginx CPU ≤ 1 ms over",
     'key-auth alone per miss, ≤ 20 exchanges per miss and ≤ 8 per hit, req/s at c=16 ≥ 0.4× key-auth',
     "alone, the stream's time to first byte ≤ 1.2 × direct + 2 ms. Round (load average at its",
