@@ -30,8 +30,22 @@ local js = __js
 local CUR = nil
 local NULL = setmetatable({}, { __tostring = function() return 'null' end })
 local EXIT = {}
+-- ngx.encode_base64 (ngx's C function in Kong), in Lua: the capture snippet's `b64;` answers.
+local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+local function b64char(n) return string.sub(B64, n + 1, n + 1) end
+local function encode_base64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = string.byte(s, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    out[#out + 1] = b64char(math.floor(n / 262144) % 64) .. b64char(math.floor(n / 4096) % 64)
+      .. (b and b64char(math.floor(n / 64) % 64) or '=') .. (c and b64char(n % 64) or '=')
+  end
+  return table.concat(out)
+end
 local ngx_proxy = setmetatable({}, { __index = function(_, k)
   if k == 'arg' then return CUR.arg end
+  if k == 'encode_base64' then return encode_base64 end
   if k == 'ctx' then return CUR.ctx end
   if k == 'null' then return NULL end
   -- ngx.var: the variables the snippets read (kong_request_id), else nil as for an unset one.

@@ -110,6 +110,20 @@ export const SHARED_KEYS = {
     version: null,
     what: 'a request whose answer makes or changes a stored object (`store: scoped`): its answer is kept',
   },
+  cacheCapture: {
+    key: 'kta_cache_capture',
+    writers: ['tenant-cache'],
+    readers: [POST],
+    version: null,
+    what: 'a cacheable miss: keep its answer for the store, up to this many bytes (`max_entry_bytes`)',
+  },
+  cacheAnswer: {
+    key: 'kta_cache_answer',
+    writers: [POST],
+    readers: ['tenant-cache'],
+    version: null,
+    what: 'the answer of a cacheable miss as the upstream sent it, for the store (`all;`, `b64;` or `cut;`)',
+  },
   logFacts: {
     key: 'kta_log_facts',
     writers: [PRE],

@@ -16,6 +16,7 @@ import type { KongPdk } from '../../lib/pdk/kong';
 import { definePlugin } from '../../lib/plugin/define';
 import { leaveForLog, takeForLog } from '../../lib/request/for-log';
 import { readRequest } from '../../lib/tenant/read';
+import { CACHE_CAPTURE_KEY, routeKeepsAnswers } from './capture';
 import { notStored } from './errors';
 import { answerHit, decide, startEarly } from './lookup';
 import * as metrics from './metrics';
@@ -61,11 +62,15 @@ async function access(state: StartUp, kong: KongPdk): Promise<void> {
     answerHit(kong, outcome, tenant);
     return;
   }
-  if (outcome.pending) {
-    await leaveForLog(kong, scope, PENDING, outcome.pending, (lk, pending, sc) =>
-      storePending(state, lk, pending, sc),
-    );
-    await kong.service.request.enableBuffering();
+  if (outcome.pending && state.ok) {
+    // The answer is kept as it passes (capture.ts); buffered by Kong only until this
+    // instance has seen its route keep one.
+    const buffered = !routeKeepsAnswers(state.ready, outcome.pending.rt ?? '');
+    metrics.missAnswers.inc({ source: buffered ? 'buffered' : 'kept' });
+    const pending = buffered ? { ...outcome.pending, b: 1 as const } : outcome.pending;
+    await leaveForLog(kong, scope, PENDING, pending, (lk, p, sc) => storePending(state, lk, p, sc));
+    await kong.ctx.shared.set(CACHE_CAPTURE_KEY, String(state.config.max_entry_bytes));
+    if (buffered) await kong.service.request.enableBuffering();
   }
   if (state.config.status_header) {
     await kong.response.setHeader('X-Cache-Status', outcome.status === 'miss' ? 'MISS' : 'BYPASS');

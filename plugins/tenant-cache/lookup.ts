@@ -71,6 +71,7 @@ function pendingOf(
     // The model that serves the request: tenant-auth's decision on a tiered plan.
     m: ctx.model?.served ?? (req.body.model as string),
     ttl: req.policy.ttlSeconds,
+    rt: routeId,
     ...(scope && question ? { s: { sc: scope, q: question.question } } : {}),
   };
 }

@@ -16,6 +16,13 @@ export const stores = new Counter({
   registers: [registry],
 });
 
+export const missAnswers = new Counter({
+  name: 'tenant_cache_miss_answers_total',
+  help: "Cacheable misses by how their answer reaches the store: kept (passed through, kept by kong.yml's capture snippet) or buffered (Kong's buffered proxying: the route lacks the snippet, or this instance has not yet seen it keep one).",
+  labelNames: ['source'] as const,
+  registers: [registry],
+});
+
 export const storedBytes = new Counter({
   name: 'tenant_cache_stored_bytes_total',
   help: 'Response bytes (decoded, before encryption) written to the cache, by tenant.',

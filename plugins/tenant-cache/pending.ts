@@ -31,6 +31,10 @@ export interface Pending {
   m: string;
   ttl: number;
   s?: SemanticPending;
+  /** The route (capture.ts learns per route whether it keeps answers). */
+  rt?: string;
+  /** Buffered by Kong (its route not yet seen keeping answers, capture.ts): the store may ask for the body. */
+  b?: 1;
 }
 
 /** The pending store, or undefined for anything else (another version, another writer). */
@@ -45,6 +49,8 @@ export function decodePending(raw: unknown): Pending | undefined {
       typeof p.cg === 'string' &&
       typeof p.m === 'string' &&
       typeof p.ttl === 'number' &&
+      (p.b === undefined || p.b === 1) &&
+      (p.rt === undefined || typeof p.rt === 'string') &&
       (p.s === undefined ||
         (typeof p.s === 'object' &&
           p.s !== null &&

@@ -43,6 +43,7 @@ export type SkipReason =
   | 'not_json'
   | 'model_mismatch'
   | 'redis_unavailable'
+  | 'no_answer'
   | 'error';
 
 export function endpointOf(pathWithQuery: string, cacheEmbeddings: boolean): Endpoint | null {

@@ -10,6 +10,7 @@ import { bodyToBuffer, firstHeader, normaliseHeaderMap, type KongPdk } from '../
 import type { RequestScope } from '../../lib/request/scope';
 import type { TenantContext } from '../../lib/tenant/context';
 import { readTenantContext } from '../../lib/tenant/read';
+import { CACHE_ANSWER_KEY, noteKeptAnswer, readKeptAnswer } from './capture';
 import { encodeEntry, type CachedResponse } from './entry';
 import { notStored, redisUnavailable } from './errors';
 import * as metrics from './metrics';
@@ -68,8 +69,20 @@ async function writeEntry(
   if (String(await k.response.getSource()) !== 'service') return 'status';
   const headers = normaliseHeaderMap(await k.response.getHeaders());
   if (upstreamForbidsStore(headers)) return 'no_store';
-  // Buffering was enabled in access for this request, so the buffered body is there.
-  const raw = bodyToBuffer(await k.service.response.getRawBody());
+  // The answer kept as it passed (capture.ts), else Kong's buffered body when access buffered.
+  const kept = readKeptAnswer(await k.ctx.shared.get(CACHE_ANSWER_KEY));
+  let raw: Buffer;
+  if (kept) {
+    noteKeptAnswer(ready, pending.rt ?? '', true);
+    if (kept.kind === 'cut') return 'too_large';
+    raw = kept.bytes;
+  } else if (pending.b === 1) {
+    raw = bodyToBuffer(await k.service.response.getRawBody());
+  } else {
+    // Asked for and not kept: the route lost kong.yml's snippet. Buffer again from the next miss.
+    noteKeptAnswer(ready, pending.rt ?? '', false);
+    return 'no_answer';
+  }
   const max = ready.config.max_entry_bytes;
   const body = decodeBody(raw, firstHeader(headers, 'content-encoding'), max);
   if (body === 'encoding' || body === 'too_large') return body;

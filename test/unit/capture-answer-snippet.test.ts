@@ -1,7 +1,8 @@
 /**
  * The capture answer snippet (lib/capture/answer-snippet.lua): kong.yml ships the file's text
  * in post-function body_filter after the usage snippet; for a request drafted for capture it
- * keeps the first 64 KiB of the body however it is cut into chunks (`all;` or `cut;`), and for
+ * keeps the first 64 KiB of the body however it is cut into chunks (`all;` or `cut;`); for a
+ * cacheable miss (tenant-cache's flag) the body up to the cache's limit, its bytes exact; and for
  * any other request it keeps nothing. LuaJIT (what Kong runs) and the harness's Lua VM agree.
  */
 import test from 'ava';
@@ -14,6 +15,11 @@ import { runBodyFilter } from '../../harness/post-function';
 import { RequestState } from '../../harness/request-state';
 import { CAPTURE_ANSWER_KEY, CAPTURE_FLAG_KEY } from '../../lib/capture/draft';
 import { readAnswer } from '../../lib/capture/record';
+import {
+  CACHE_ANSWER_KEY,
+  CACHE_CAPTURE_KEY,
+  readKeptAnswer,
+} from '../../plugins/tenant-cache/capture';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SNIPPET = readFileSync(path.join(ROOT, 'lib/capture/answer-snippet.lua'), 'utf8');
@@ -139,3 +145,174 @@ for (const c of cases) {
 test('what the snippet keeps, the recorder reads as the answer', (t) => {
   t.is(readAnswer(completion).text, 'forty-two');
 });
+
+/**
+ * The cache's share (plugins/tenant-cache/capture.ts): with `kta_cache_capture` set to a byte
+ * limit, the body up to it in `kta_cache_answer`, its bytes exact whatever they are (ASCII as
+ * is, anything else as base64), `cut;` past the limit; the capture's own answer unchanged.
+ */
+interface CacheCase {
+  name: string;
+  limit: number;
+  captured: boolean;
+  chunks: Buffer[];
+  /** The bytes the store must read back, or 'cut'. */
+  expected: Buffer | 'cut';
+  /** kta_capture_answer when `captured`. */
+  answer?: string;
+}
+
+const accented = Buffer.from(
+  JSON.stringify({ model: 'gpt-4o', choices: [{ message: { content: 'Ça coûte 5 € 🙂' } }] }),
+  'utf8',
+);
+const binary = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x00, 0x41, 0xc3, 0x28]);
+const large = 'y'.repeat(100_000);
+const chunksOf = (b: Buffer, size: number): Buffer[] => {
+  const out: Buffer[] = [];
+  for (let i = 0; i < b.length; i += size) out.push(b.subarray(i, i + size));
+  return out;
+};
+
+const cacheCases: CacheCase[] = [
+  {
+    name: 'an ASCII completion, as it passed',
+    limit: 262144,
+    captured: false,
+    chunks: chunksOf(Buffer.from(completion), 13),
+    expected: Buffer.from(completion),
+  },
+  {
+    name: 'UTF-8 text, split inside its characters: the exact bytes',
+    limit: 262144,
+    captured: false,
+    chunks: chunksOf(accented, 5),
+    expected: accented,
+  },
+  {
+    name: 'bytes that are no text at all (a gzip header, invalid UTF-8): the exact bytes',
+    limit: 262144,
+    captured: false,
+    chunks: chunksOf(binary, 3),
+    expected: binary,
+  },
+  {
+    name: 'an answer longer than the limit: cut, never a prefix',
+    limit: 1000,
+    captured: false,
+    chunks: chunksOf(Buffer.from(completion.repeat(10)), 700),
+    expected: 'cut',
+  },
+  {
+    name: "beside a capture: the cache keeps 100 KB, the capture's answer its first 64 KiB",
+    limit: 262144,
+    captured: true,
+    chunks: chunksOf(Buffer.from(large), 4096),
+    expected: Buffer.from(large),
+    answer: `cut;${large.slice(0, 65536)}`,
+  },
+];
+
+const LUAJIT_CACHE_DRIVER = `
+local code = assert(io.open(arg[1])):read('*a')
+local chunks = dofile(arg[2])
+local shared = { kta_cache_capture = arg[3] }
+if arg[4] == '1' then shared.kta_capture = '1' end
+local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+local function ch(n) return string.sub(B64, n + 1, n + 1) end
+local function b64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = string.byte(s, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    out[#out + 1] = ch(math.floor(n / 262144) % 64) .. ch(math.floor(n / 4096) % 64)
+      .. (b and ch(math.floor(n / 64) % 64) or '=') .. (c and ch(n % 64) or '=')
+  end
+  return table.concat(out)
+end
+local env = {
+  tonumber = tonumber, string = string, math = math, table = table,
+  ngx = { arg = {}, ctx = {}, encode_base64 = b64 },
+  kong = { ctx = { shared = shared } },
+}
+local f = assert(loadstring(code, '=post-function'))
+setfenv(f, env)
+local fn = f()
+for _, c in ipairs(chunks) do env.ngx.arg[1] = c; env.ngx.arg[2] = false; fn() end
+env.ngx.arg[1] = ''; env.ngx.arg[2] = true; fn()
+io.write((shared.kta_cache_answer or '') .. '\\0' .. (shared.kta_capture_answer or ''))
+`;
+
+/** A Lua long string holding `b`'s bytes exactly. */
+const luaBytes = (b: Buffer) => `"${[...b].map((x) => `\\${x}`).join('')}"`;
+
+function cacheInLuaJit(c: CacheCase): { cache: string; answer: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'answer-snippet-cache-'));
+  const [snippet, data, driver] = ['snippet.lua', 'chunks.lua', 'driver.lua'].map((f) =>
+    path.join(dir, f),
+  ) as [string, string, string];
+  writeFileSync(snippet, SNIPPET);
+  writeFileSync(data, `return { ${c.chunks.map(luaBytes).join(', ')} }`);
+  writeFileSync(driver, LUAJIT_CACHE_DRIVER);
+  const out = execFileSync(
+    'luajit',
+    [driver, snippet, data, String(c.limit), c.captured ? '1' : '0'],
+    { encoding: 'latin1', maxBuffer: 1 << 22 },
+  );
+  const [cache = '', answer = ''] = out.split('\0');
+  return { cache, answer };
+}
+
+async function cacheInHarness(
+  c: CacheCase,
+): Promise<{ cache: unknown; answer: unknown; errors: string[] }> {
+  const st = new RequestState(
+    `r-${Math.random()}`,
+    Date.now(),
+    'POST',
+    '/v1/chat/completions',
+    undefined,
+    new Map(),
+    Buffer.alloc(0),
+    '127.0.0.1',
+    1,
+    8000,
+    '1.1',
+  );
+  st.ctxShared.set(CACHE_CAPTURE_KEY, String(c.limit));
+  if (c.captured) st.ctxShared.set(CAPTURE_FLAG_KEY, '1');
+  for (const ch of c.chunks) await runBodyFilter('cap', [SNIPPET], st, ch, false);
+  await runBodyFilter('cap', [SNIPPET], st, Buffer.alloc(0), true);
+  return {
+    cache: st.ctxShared.get(CACHE_ANSWER_KEY),
+    answer: st.ctxShared.get(CAPTURE_ANSWER_KEY),
+    errors: st.stats.pdkErrors,
+  };
+}
+
+for (const c of cacheCases) {
+  const check = (
+    t: import('ava').ExecutionContext,
+    cache: unknown,
+    answer: unknown,
+    latin1: boolean,
+  ) => {
+    // LuaJIT's output is bytes (read as latin1); what Kong hands the plugin server is the same
+    // string: ASCII or base64, never other bytes.
+    const kept = readKeptAnswer(cache);
+    if (c.expected === 'cut') t.deepEqual(kept, { kind: 'cut' });
+    else t.deepEqual(kept, { kind: 'body', bytes: c.expected });
+    if (typeof cache === 'string') t.regex(cache, /^[\x20-\x7e\n\t\r]*$/u, 'only ASCII travels');
+    if (c.answer !== undefined) t.is(answer, c.answer);
+    else if (!latin1) t.is(answer, undefined, 'no capture answer unless asked');
+  };
+  test(`cache, LuaJIT: ${c.name}`, (t) => {
+    const r = cacheInLuaJit(c);
+    check(t, r.cache, r.answer === '' ? undefined : r.answer, true);
+  });
+  test(`cache, harness Lua VM: ${c.name}`, async (t) => {
+    const r = await cacheInHarness(c);
+    t.deepEqual(r.errors, []);
+    check(t, r.cache, r.answer, false);
+  });
+}

@@ -5,6 +5,7 @@
  * "kong.ctx.shared, key by key" lists the same keys, versions, writers and readers.
  */
 import test from 'ava';
+import { readKeptAnswer } from '../../plugins/tenant-cache/capture';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { decodeCacheStatus } from '../../lib/cache/status';
@@ -93,6 +94,9 @@ const GUARDS: Record<keyof typeof SHARED_KEYS, ((raw: unknown) => unknown) | str
     'a string of the answer, parsed by readAnswer (lib/capture/record.ts), whatever it holds',
   objectCapture:
     'a flag tenant-auth sets for the post-function (any value: keep the answer); no plugin reads it',
+  cacheCapture:
+    'a byte limit tenant-cache sets for the post-function (any value: keep the answer); no plugin reads it',
+  cacheAnswer: readKeptAnswer,
   logFacts: decodeLogFacts,
   logSaved: 'a Lua table the log snippet writes and the batch snippet reads; no plugin decodes it',
   pdkBatch: 'a Lua table of functions the snippet installs; no plugin decodes it',
