@@ -31,15 +31,22 @@
  * the gateway (closed). A reference made before the maker's log ran is looked up once more
  * after a short pause.
  */
-import { GatewayError } from '../../lib/http/errors';
 import type { KongPdk } from '../../lib/pdk/kong';
 import type { ObjectKind, ObjectRegistry } from '../../lib/provider-objects/registry';
 import { CHAIN_LOG_OWNER } from '../../lib/request/log-holds';
 import { slot, type RequestScope } from '../../lib/request/scope';
 import { SHARED_KEYS } from '../../lib/request/shared-keys';
 import type { TenantContext } from '../../lib/tenant/context';
-import { printable } from './body';
 import * as metrics from './metrics';
+import {
+  decodeSeen,
+  guarded,
+  jsonObject,
+  listOptions,
+  madeId,
+  notFound,
+  references,
+} from './object-refs';
 import type { SurfaceDecision } from './surface';
 
 /** The stateful APIs `scoped` serves, and the kind of object each names in its path. */
@@ -54,18 +61,6 @@ export const SCOPED_APIS: ReadonlyMap<string, ObjectKind> = new Map([
 
 /** Objects whose state changes after they were made: what a read answers is kept for the list. */
 const CHANGING: ReadonlySet<ObjectKind> = new Set(['batch', 'upload', 'vector_store']);
-
-/** Body fields naming an object the registry scopes, and its kind. */
-const SCOPED_REFERENCES: ReadonlyMap<string, ObjectKind> = new Map([
-  ['previous_response_id', 'response'],
-  ['file_id', 'file'],
-  ['file_ids', 'file'],
-  ['input_file_id', 'file'],
-  ['vector_store_ids', 'vector_store'],
-]);
-
-/** Body fields naming an object the registry does not follow: refused under `scoped`. */
-const UNSCOPED_REFERENCES = new Set(['conversation', 'container']);
 
 /** How long a reference not found yet waits for its maker's log phase before it is refused. */
 export const RECHECK_AFTER_MS = 150;
@@ -89,44 +84,6 @@ type After =
   | { readonly op: 'record'; readonly kind: ObjectKind }
   | { readonly op: 'refresh'; readonly kind: ObjectKind; readonly id: string }
   | { readonly op: 'forget'; readonly kind: ObjectKind; readonly id: string };
-
-export function notFound(kind: ObjectKind, id: string, param: string | null): GatewayError {
-  return new GatewayError({
-    status: param === null ? 404 : 400,
-    type: 'invalid_request_error',
-    code: 'object_not_found',
-    message: `no ${kind.replace('_', ' ')} with id '${printable(id, 64)}' among your tenant's objects`,
-    param,
-  });
-}
-
-function unscoped(param: string, why: string): GatewayError {
-  return new GatewayError({
-    status: 400,
-    type: 'invalid_request_error',
-    code: 'stored_objects_disabled',
-    message: `'${param}' ${why}: this gateway scopes stored responses, chat completions, files, batches, uploads and vector stores to your tenant, not these`,
-    param,
-  });
-}
-
-const unavailable = () =>
-  new GatewayError({
-    status: 503,
-    type: 'server_error',
-    code: 'stored_objects_unavailable',
-    message: 'the record of your stored objects cannot be read right now; try again',
-    headers: { 'Retry-After': '1' },
-  });
-
-/** A registry call whose failure closes the request (503), never opens it. */
-async function guarded<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch {
-    throw unavailable();
-  }
-}
 
 export class ScopedObjects {
   constructor(readonly registry: ObjectRegistry) {}
@@ -301,104 +258,3 @@ const OBJECT_NAMES: Record<ObjectKind, string> = {
   upload: 'upload',
   vector_store: 'vector_store',
 };
-
-/** `limit` (1..100, default 20), `order` (`desc` default), `after`; anything else 400. */
-export function listOptions(query: URLSearchParams): {
-  limit: number;
-  order: 'asc' | 'desc';
-  after: string | null;
-} {
-  const bad = (param: string, message: string) =>
-    new GatewayError({
-      status: 400,
-      type: 'invalid_request_error',
-      code: 'invalid_list_parameter',
-      message,
-      param,
-    });
-  const rawLimit = query.get('limit');
-  const limit = rawLimit === null ? 20 : Number(rawLimit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 100 || !/^\d+$/.test(rawLimit ?? '20')) {
-    throw bad('limit', 'limit must be a whole number from 1 to 100');
-  }
-  const order = query.get('order') ?? 'desc';
-  if (order !== 'asc' && order !== 'desc') throw bad('order', "order must be 'asc' or 'desc'");
-  const after = query.get('after');
-  return { limit, order, after: after === null || after === '' ? null : after };
-}
-
-interface Reference {
-  readonly param: string;
-  readonly kind: ObjectKind;
-  readonly id: string;
-}
-
-/**
- * Every reference to a provider object in a body, at any depth; throws on one the registry
- * does not scope. An id that is not a string is the provider's to refuse (it names nothing).
- */
-export function references(body: unknown): Reference[] {
-  const out: Reference[] = [];
-  const walk = (v: unknown): void => {
-    if (Array.isArray(v)) {
-      for (const x of v) walk(x);
-      return;
-    }
-    if (typeof v !== 'object' || v === null) return;
-    const o = v as Record<string, unknown>;
-    if (o.type === 'item_reference') {
-      throw unscoped('item_reference', 'names an item of a stored response by id');
-    }
-    if (o.type === 'reasoning' && typeof o.id === 'string' && !o.encrypted_content) {
-      throw unscoped(
-        'id',
-        'names a stored reasoning item: send it with its encrypted_content, or continue with previous_response_id',
-      );
-    }
-    for (const [k, x] of Object.entries(o)) {
-      const kind = SCOPED_REFERENCES.get(k);
-      if (kind !== undefined) {
-        for (const id of Array.isArray(x) ? x : [x]) {
-          if (typeof id === 'string' && id !== '') out.push({ param: k, kind, id });
-        }
-      } else if (UNSCOPED_REFERENCES.has(k) && x !== null && x !== '' && !emptyArray(x)) {
-        // A code-interpreter `container` may be `{type: "auto"}`: a new one, no reference.
-        if (!(k === 'container' && typeof x === 'object' && !Array.isArray(x))) {
-          throw unscoped(k, 'names an object kept at the provider');
-        }
-      }
-      walk(x);
-    }
-  };
-  walk(body);
-  return out;
-}
-
-const emptyArray = (x: unknown) => Array.isArray(x) && x.length === 0;
-
-/** What kong.yml's post-function kept of the answer (lib/capture/answer-snippet.lua). */
-export function decodeSeen(raw: unknown): { text: string; whole: boolean } | null {
-  if (typeof raw !== 'string') return null;
-  if (raw.startsWith('all;')) return { text: raw.slice(4), whole: true };
-  if (raw.startsWith('cut;')) return { text: raw.slice(4), whole: false };
-  return null;
-}
-
-/** The id of the object an answer made: its top-level `id`, else the first `"id"` in it (SSE). */
-export function madeId(text: string): string | null {
-  const obj = jsonObject(text);
-  if (obj !== null) return typeof obj.id === 'string' && obj.id !== '' ? obj.id : null;
-  const m = /"id"\s*:\s*"([^"\\]{1,192})"/.exec(text);
-  return m?.[1] ?? null;
-}
-
-function jsonObject(text: string): Record<string, unknown> | null {
-  try {
-    const v = JSON.parse(text) as unknown;
-    return v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? (v as Record<string, unknown>)
-      : null;
-  } catch {
-    return null;
-  }
-}

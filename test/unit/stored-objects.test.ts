@@ -5,7 +5,7 @@
 import test from 'ava';
 import { postSpends } from '../../lib/http/api-surface';
 import { isGatewayError } from '../../lib/http/errors';
-import { decodeSeen, listOptions, madeId, references } from '../../plugins/tenant-auth/objects';
+import { decodeSeen, listOptions, madeId, references } from '../../plugins/tenant-auth/object-refs';
 
 test('references: every scoped id in a body, at any depth, with its field and kind', (t) => {
   t.deepEqual(
