@@ -13,6 +13,11 @@
  *
  * Run: `npm run bench -- chain`. BENCH_REQUESTS (c=1 per shape, default 400),
  * BENCH_CONCURRENT_REQUESTS (c=16, default 1500).
+ * `BENCH_CHAIN_KONG_QUICK=1`: the issue's targets only, round after round (its own section).
+ * `BENCH_CHAIN_AB=<another checkout, built>`: a change judged on the real Kong, the other
+ * checkout's chain ("A") and this one's ("B") running at once and measured side by side
+ * (`measurePaired`), per shape (BENCH_AB_SHAPES, default miss,hit,stream; BENCH_QUICK_ROUNDS
+ * rounds); printed, nothing written.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, renameSync } from 'node:fs';
@@ -696,9 +701,96 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
   writeSection('chain-targets', body);
 }
 
+/**
+ * Two builds of the chain side by side on the real Kong: `other` (a checkout of this repository,
+ * built: its dist/ and its kong-runner) as A, this one as B, the same kong.yml (this one's,
+ * lean), one process each, measured together (`measurePaired`).
+ */
+async function chainAB(upstreamUrl: string, other: string): Promise<void> {
+  if (!locateKong()) throw new Error('BENCH_CHAIN_AB needs the real Kong');
+  const otherRoot = path.resolve(other);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const otherRunner = require(path.join(otherRoot, 'kong-runner', 'index')) as {
+    startKong: typeof startKong;
+  };
+  const shapes = (process.env.BENCH_AB_SHAPES ?? 'miss,hit,stream').split(',') as Shape[];
+  const rounds = Number(process.env.BENCH_QUICK_ROUNDS ?? 2);
+  const rows: Array<Array<string | number>> = [];
+  for (let round = 1; round <= rounds; round++) {
+    const configB = chainConfig(upstreamUrl, true, true);
+    const portsA = await withMetricsPorts(configB);
+    const configA = JSON.parse(JSON.stringify(configB)) as Declarative;
+    const portsB = await withMetricsPorts(configB);
+    const distA = path.join(otherRoot, 'dist', 'pluginservers');
+    const used = new Set((configA.plugins ?? []).map((p) => p.name));
+    const serversA = Object.fromEntries(
+      readdirSync(distA)
+        .filter((n) => used.has(n))
+        .map((n) => [n, path.join(distA, n)]),
+    );
+    const a = await otherRunner.startKong({
+      config: configA,
+      pluginServers: serversA,
+      env: PLUGIN_ENV,
+      pluginServerMode: 'chain',
+      workers: 1,
+      label: 'bench-ab-a',
+    });
+    let b: KongGateway | undefined;
+    try {
+      b = (await start('kong', configB, 'chain')) as KongGateway;
+      const pidsOf = (g: KongGateway, c: Declarative) => [
+        ...new Set(Object.keys(serversFor(c)).map((n) => g.pluginServerInfo(n).pid)),
+      ];
+      for (const shape of shapes) {
+        const [ma, mb] = (await measurePaired(
+          [
+            { gw: a, shape, pids: pidsOf(a, configA), metricsPorts: portsA },
+            { gw: b, shape, pids: pidsOf(b, configB), metricsPorts: portsB },
+          ],
+          false,
+        )) as [Measured, Measured];
+        for (const [label, m] of [
+          ['A', ma],
+          ['B', mb],
+        ] as const) {
+          rows.push([
+            round,
+            shape,
+            label,
+            f(m.p50),
+            f(m.ttfbP50),
+            f(m.pluginCpu),
+            f(m.nginxCpu),
+            f(m.exchanges),
+          ]);
+        }
+      }
+    } finally {
+      await b?.close();
+      await a.close();
+    }
+  }
+  console.log(`A: ${otherRoot}\nB: ${ROOT}`);
+  console.log(
+    table(
+      ['round', 'shape', 'build', 'p50', 'TTFB p50', 'plugin CPU', 'nginx CPU', 'exchanges'],
+      rows,
+    ),
+  );
+}
+
 async function main(): Promise<void> {
   const load = os.loadavg()[0]?.toFixed(1);
   const upstream = await startMockUpstream();
+  if (process.env.BENCH_CHAIN_AB) {
+    try {
+      await chainAB(upstream.url, process.env.BENCH_CHAIN_AB);
+    } finally {
+      await upstream.close();
+    }
+    return;
+  }
   if (process.env.BENCH_CHAIN_EXCHANGES_ONLY === '1') {
     // A quick look while working on the chain: the exchange tables only, nothing written.
     try {
