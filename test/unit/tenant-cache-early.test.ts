@@ -16,13 +16,13 @@ import type { KongPdk } from '../../lib/pdk/kong';
 import { closeAllRedis } from '../../lib/redis/client';
 import { openScope, type RequestScope } from '../../lib/request/scope';
 import {
-  createTenantContext,
   encodeTenantContext,
   TENANT_CONTEXT_KEY,
   type TenantContext,
 } from '../../lib/tenant/context';
 import { decide, startEarly } from '../../plugins/tenant-cache/lookup';
 import { startUp, type StartUp } from '../../plugins/tenant-cache/ready';
+import { tenantContextOf } from '../helpers/tenant-context';
 
 process.env.KTA_CACHE_MASTER_KEY ??= randomBytes(32).toString('hex');
 // The real client startUp made (never connected: the stand-in answers in its place).
@@ -47,22 +47,7 @@ function cacheState(): { state: StartUp; reads: string[][] } {
   return { state, reads };
 }
 
-function tenant(id: string): TenantContext {
-  return createTenantContext({
-    tenantId: id,
-    plan: 'pro',
-    source: 'consumer',
-    subject: `${id}-consumer`,
-    policy: {
-      toolsAllowed: ['*'],
-      preferredModel: null,
-      fallbackModel: null,
-      persona: null,
-      knowledgeNamespace: id,
-      weight: 1,
-    },
-  });
-}
+const tenant = (id: string): TenantContext => tenantContextOf(id, 'pro');
 
 /** One request's access event: its carrier, and the request as Kong would answer it. */
 function event(ctx: TenantContext, question: string): { kong: KongPdk; scope: RequestScope } {
