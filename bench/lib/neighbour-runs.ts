@@ -1,0 +1,254 @@
+/**
+ * The noisy neighbour judged against the ideal scheduler, run after run (issue 19's goals).
+ *
+ * bench/tenant-ratelimit.ts measures, in each run, the fair queue's victims under a flood and
+ * the upstream's start times while plain FIFO kept it saturated. The ideal scheduler is built
+ * from those, per fair-queue setup: that setup's victims alone, plus the wait for the next
+ * start the saturated upstream gave (the next seat to free, the next start of the quota), with
+ * no hand-off time and no pre-emption. Here each run is judged on its own:
+ * - victim p99 under the flood ≤ 1.05 × the ideal's p99;
+ * - against seats, the victims' median wait ≤ 1.5 × the ideal's: (median under the flood −
+ *   median alone) against (the ideal's median − the same median alone);
+ * - utilisation ≥ 97 % (seats: mean busy seats ÷ seats; quota: starts ÷ the quota), and, against
+ *   seats, the upstream's idle time per hand-off that utilisation implies:
+ *   service × (1 − u) ÷ u.
+ * Pure: no I/O, so that the arithmetic is tested alone (test/unit/bench-neighbour-runs.test.ts).
+ */
+import { percentile, table } from '../report';
+
+export type Model = 'quota' | 'seats';
+
+export interface Sample {
+  ms: number;
+  status: number;
+  at: number;
+  id: string;
+  /** tenant-ratelimit's X-Queue-Wait-Ms (NaN without it). */
+  wait: number;
+  /** Kong's X-Kong-Proxy-Latency: its time before proxying, the plugins' access included. */
+  proxy: number;
+  /** Kong's X-Kong-Upstream-Latency: from proxying to the upstream's first byte. */
+  upstream: number;
+}
+
+export interface Setup {
+  name: string;
+  route: string;
+  /** Short name in the chart and the summary. */
+  short: string;
+  color?: string;
+  kind: 'fifo' | 'rl' | 'wfq';
+}
+
+export interface Outcome {
+  setup: Setup;
+  alone: number;
+  flood: number;
+  ratio: number;
+  /** The goal's utilisation: starts ÷ quota (quota), busy seats ÷ seats (seats). */
+  util: number;
+  /** Beside it: completed ÷ capacity (seats), or busy seats ÷ 4 (quota: in service, for info). */
+  other: number;
+  victims: Sample[];
+  aloneSamples: Sample[];
+  floodSamples: Sample[];
+  start: number;
+  /** Waits for the next start the upstream gave during this flood (ideal scheduler). */
+  waits: number[];
+  /** Mean requests waiting at the upstream during the flood. */
+  upstreamQueued: number;
+}
+
+export interface ModelResult {
+  model: Model;
+  seconds: number;
+  outcomes: Outcome[];
+  ideal: { p99: number; alone: number; ratio: number; util: number; waitP99: number } | null;
+  chartFile: string;
+}
+
+/** Issue 19's goals against the ideal scheduler. */
+export const GOALS = { p99: 1.05, medianWait: 1.5, util: 0.97 } as const;
+
+export const sorted = (xs: readonly number[]): number[] => [...xs].sort((a, b) => a - b);
+const okMs = (s: readonly Sample[]) => s.filter((x) => x.status === 200).map((x) => x.ms);
+
+/**
+ * The wait for the next start the upstream gave, from every millisecond of [from, to): what
+ * a victim arriving then would wait under an ideal scheduler that hands it the very next start
+ * (the next seat to free, the next start of the quota) with no hand-off time.
+ */
+export function nextStartWaits(starts: readonly number[], from: number, to: number): number[] {
+  const s = sorted(starts.filter((x) => x >= from));
+  const waits: number[] = [];
+  let i = 0;
+  for (let t = from; t < to; t++) {
+    while (i < s.length && (s[i] ?? 0) < t) i++;
+    if (i >= s.length) break;
+    waits.push((s[i] ?? t) - t);
+  }
+  return waits;
+}
+
+/** alone + wait over every pair (the two independent): the ideal scheduler's latencies. */
+function idealLatencies(alone: readonly Sample[], waits: readonly number[]): number[] {
+  const a = okMs(alone);
+  const step = Math.max(1, Math.floor(waits.length / 2000));
+  const sums: number[] = [];
+  for (let j = 0; j < waits.length; j += step) for (const x of a) sums.push(x + (waits[j] ?? 0));
+  return sorted(sums);
+}
+
+/** The ideal scheduler's p99 (see idealLatencies). */
+export function idealP99(alone: readonly Sample[], waits: readonly number[]): number {
+  return percentile(idealLatencies(alone, waits), 99);
+}
+
+export interface Judgement {
+  setup: string;
+  victimP99: number;
+  idealP99: number;
+  p99Ratio: number;
+  /** Median under the flood − median alone. */
+  medianWait: number;
+  idealMedianWait: number;
+  /** NaN when the ideal's median wait is under 1 ms (no ratio to speak of). */
+  medianRatio: number;
+  util: number;
+  /** Seats only: the upstream's idle ms per hand-off the utilisation implies (NaN for a quota). */
+  idlePerHandOff: number;
+  victims: number;
+  met: { p99: boolean; median: boolean | null; util: boolean };
+  all: boolean;
+  summary: string;
+}
+
+/**
+ * Each fair-queue setup of one run against the ideal scheduler built from that run's FIFO
+ * timeline and the setup's own victims alone. Empty when the run has no FIFO timeline.
+ */
+export function judgeAgainstIdeal(r: ModelResult, serviceMs = 100): Judgement[] {
+  const fifo = r.outcomes.find((o) => o.setup.kind === 'fifo');
+  if (!fifo || fifo.waits.length === 0) return [];
+  return r.outcomes
+    .filter((o) => o.setup.kind === 'wfq')
+    .map((o): Judgement => {
+      const ideal = idealLatencies(o.aloneSamples, fifo.waits);
+      const aloneMedian = percentile(sorted(okMs(o.aloneSamples)), 50);
+      const victimMedian = percentile(sorted(okMs(o.victims)), 50);
+      const victimP99 = percentile(sorted(okMs(o.victims)), 99);
+      const iP99 = percentile(ideal, 99);
+      const medianWait = victimMedian - aloneMedian;
+      const idealMedianWait = percentile(ideal, 50) - aloneMedian;
+      const medianRatio = idealMedianWait >= 1 ? medianWait / idealMedianWait : NaN;
+      const seats = r.model === 'seats';
+      const idle = seats && o.util > 0 ? (serviceMs * (1 - o.util)) / o.util : NaN;
+      const met = {
+        p99: victimP99 <= GOALS.p99 * iP99,
+        median: seats ? Number.isFinite(medianRatio) && medianRatio <= GOALS.medianWait : null,
+        util: o.util >= GOALS.util,
+      };
+      const all = met.p99 && met.median !== false && met.util;
+      const summary = `p99 ${victimP99.toFixed(0)} vs ideal ${iP99.toFixed(0)} (${(victimP99 / iP99).toFixed(2)}×), median wait ${medianWait.toFixed(0)} vs ${idealMedianWait.toFixed(0)}, utilisation ${(o.util * 100).toFixed(1)} %${seats ? `, idle ${idle.toFixed(1)} ms per hand-off` : ''}: ${all ? 'goals met' : 'missed'}`;
+      return {
+        setup: o.setup.short,
+        victimP99,
+        idealP99: iP99,
+        p99Ratio: victimP99 / iP99,
+        medianWait,
+        idealMedianWait,
+        medianRatio,
+        util: o.util,
+        idlePerHandOff: idle,
+        victims: okMs(o.victims).length,
+        met,
+        all,
+        summary,
+      };
+    });
+}
+
+export interface RunsContext {
+  command: string;
+  gateway: 'kong' | 'harness';
+  seats: number;
+  serviceMs: number;
+  quotaRps: number;
+}
+
+const mark = (ok: boolean | null, text: string) =>
+  ok === null ? text : ok ? `${text} ✓` : `**${text}** ✗`;
+
+/** The section: one table per model, a row per run and fair-queue setup, and the verdict. */
+export function runsSection(
+  runs: ReadonlyArray<{ load: number; at: string; results: readonly ModelResult[] }>,
+  ctx: RunsContext,
+): string {
+  const models = [...new Set(runs.flatMap((r) => r.results.map((m) => m.model)))];
+  const parts = models.map((model) => {
+    const seats = model === 'seats';
+    const rows: string[][] = [];
+    const bySetup = new Map<string, boolean[]>();
+    runs.forEach((run, i) => {
+      const r = run.results.find((m) => m.model === model);
+      if (!r) return;
+      for (const j of judgeAgainstIdeal(r, ctx.serviceMs)) {
+        bySetup.set(j.setup, [...(bySetup.get(j.setup) ?? []), j.all]);
+        rows.push([
+          `${i + 1} (${run.at}Z, load ${run.load.toFixed(1)})`,
+          j.setup,
+          `${j.victimP99.toFixed(0)} / ${j.idealP99.toFixed(0)}`,
+          mark(j.met.p99, `${j.p99Ratio.toFixed(2)}×`),
+          `${j.medianWait.toFixed(0)} / ${j.idealMedianWait.toFixed(0)}`,
+          mark(j.met.median, Number.isFinite(j.medianRatio) ? `${j.medianRatio.toFixed(2)}×` : '—'),
+          mark(j.met.util, `${(j.util * 100).toFixed(1)} %`),
+          seats ? j.idlePerHandOff.toFixed(1) : '—',
+          String(j.victims),
+          j.all ? 'yes' : 'no',
+        ]);
+      }
+    });
+    const verdicts = [...bySetup.entries()].map(
+      ([setup, oks]) =>
+        `${setup}: ${oks.filter(Boolean).length} of ${oks.length} runs met every goal${
+          oks.length >= 3 && oks.every(Boolean) ? ' (three or more in a row: the goal holds)' : ''
+        }`,
+    );
+    const upstream = seats
+      ? `${ctx.seats} seats × ${ctx.serviceMs} ms`
+      : `a quota of ${ctx.quotaRps} starts/s, ${ctx.serviceMs} ms each`;
+    const goals = seats
+      ? `p99 ≤ ${GOALS.p99} × the ideal's, median wait ≤ ${GOALS.medianWait} × the ideal's, utilisation ≥ ${GOALS.util * 100} %`
+      : `p99 ≤ ${GOALS.p99} × the ideal's, utilisation ≥ ${GOALS.util * 100} %`;
+    return `### Against ${seats ? 'seats' : 'a rate quota'} (${upstream}); goals: ${goals}
+
+${table(
+  [
+    'run',
+    'setup',
+    'victim p99 / ideal p99 ms',
+    '÷ ideal',
+    'median wait / ideal median wait ms',
+    '÷ ideal',
+    'utilisation',
+    'upstream idle per hand-off ms',
+    'victim samples',
+    'every goal',
+  ],
+  rows,
+)}
+
+${verdicts.join('; ')}.`;
+  });
+  return `## tenant-ratelimit: the noisy neighbour against the ideal scheduler, run after run (${ctx.gateway === 'kong' ? 'real Kong 3.9.3' : 'harness'})
+
+Command: \`${ctx.command}\`. Each run measures plain FIFO (the upstream's saturated timeline, for
+the ideal scheduler) and the fair-queue setups chosen, then judges each setup on its own run:
+the ideal scheduler is that run's victims alone on the setup's route plus the wait for the next
+start the saturated upstream gave (no hand-off, no pre-emption). Median wait = the victims'
+median under the flood − their median alone, against the same for the ideal. Idle per hand-off
+(seats) = service × (1 − utilisation) ÷ utilisation. The load average is the 1-minute one at the
+start of each run, on this shared 2-core machine.
+
+${parts.join('\n\n')}`;
+}
