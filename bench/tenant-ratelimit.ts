@@ -226,6 +226,8 @@ interface UpstreamProcess {
   stats(): Promise<MockStats>;
   /** When the upstream began serving each request (ms since the epoch). */
   starts(): Promise<number[]>;
+  /** When each started request freed its seat (ms since the epoch). */
+  ends(): Promise<number[]>;
   close(): Promise<void>;
 }
 
@@ -269,6 +271,7 @@ async function startUpstreamProcess(model: Model): Promise<UpstreamProcess> {
     url,
     stats: () => get<MockStats>('stats'),
     starts: () => get<number[]>('starts'),
+    ends: () => get<number[]>('ends'),
     close: () =>
       new Promise((resolve) => {
         agent.destroy();
@@ -625,6 +628,8 @@ async function main(): Promise<void> {
         const [v, u] = await utilisation(upstream, until, victims(setup.route, until));
         const floodSamples = await floodP;
         const waits = nextStartWaits(await upstream.starts(), from, until - 300);
+        const frees =
+          model === 'seats' ? nextStartWaits(await upstream.ends(), from, until - 300) : [];
         await new Promise((r) => setTimeout(r, 2500)); // drain
         const util = model === 'quota' ? u.starts : u.busy;
         outcomes.push({
@@ -639,6 +644,7 @@ async function main(): Promise<void> {
           floodSamples,
           start,
           waits,
+          frees,
           upstreamQueued: u.queued,
         });
         summary.push(

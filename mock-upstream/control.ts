@@ -20,6 +20,7 @@ export interface Controllable {
   reset(): void;
   stats(): MockStats;
   startTimes(): number[];
+  endTimes(): number[];
 }
 
 function badRequest(res: ServerResponse, message: string): void {
@@ -45,6 +46,9 @@ export async function handleControl(
       return;
     case 'GET /__mock/starts':
       sendJson(res, 200, target.startTimes());
+      return;
+    case 'GET /__mock/ends':
+      sendJson(res, 200, target.endTimes());
       return;
     case 'GET /__mock/config':
       sendJson(res, 200, target.knobs());

@@ -66,6 +66,11 @@ export interface MockUpstream {
    */
   startTimes(): number[];
   /**
+   * When each of the last 20 000 requests that began service ended it (its response closed,
+   * freeing its seat): a benchmark reads from it when a seat freed.
+   */
+  endTimes(): number[];
+  /**
    * Chat usage answered since start or reset, per `X-Tenant-Id` ('' without one): what a
    * provider would bill, to compare with the gateway's ledger. Counted for JSON answers and for
    * streams whose final usage event was written (`stream_options.include_usage`); not for
@@ -165,6 +170,7 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
   const gate = createCapacityGate(knobs.capacity);
   const rate = createRateGate(knobs.ratePerSecond, knobs.rateBurst);
   const starts: number[] = [];
+  const ends: number[] = [];
   const failures = createFailurePlan();
   failures.set(knobs.failure);
   const received: ReceivedRequest[] = [];
@@ -197,6 +203,7 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       rate.setRate(knobs.ratePerSecond, knobs.rateBurst);
       gate.resetMaxInFlight();
       starts.length = 0;
+      ends.length = 0;
       started = 0;
       failures.set(null);
       served = 0;
@@ -215,6 +222,7 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       injected: failures.injected,
     }),
     startTimes: () => [...starts],
+    endTimes: () => [...ends],
   };
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -279,6 +287,10 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
       return;
     }
     res.on('close', admission.release);
+    res.on('close', () => {
+      ends.push(Date.now());
+      if (ends.length > MAX_STARTS) ends.splice(0, ends.length - MAX_STARTS);
+    });
     started += 1;
     starts.push(Date.now());
     if (starts.length > MAX_STARTS) starts.splice(0, starts.length - MAX_STARTS);
@@ -336,6 +348,7 @@ export async function startMockUpstream(opts: StartOptions = {}): Promise<MockUp
     reset: handle.reset,
     stats: handle.stats,
     startTimes: handle.startTimes,
+    endTimes: handle.endTimes,
     usage: () => Object.fromEntries([...usageByTenant].map(([t, u]) => [t, { ...u }])),
     objectIds: (kind) => objects.ids(kind),
     close() {

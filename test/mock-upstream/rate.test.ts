@@ -87,3 +87,23 @@ test('rate knobs are validated, and the start times are served by the control AP
   t.deepEqual(mock.startTimes(), []);
   t.is(mock.stats().started, 0);
 });
+
+test('end times: when each started request freed its seat, the next one starting there', async (t) => {
+  const mock = await startMock(t, { capacity: 1, latencyMs: 60 });
+  const replies = [0, 1].map(() => postJson(`${mock.url}/v1/chat/completions`, hello));
+  t.deepEqual(
+    (await Promise.all(replies)).map((r) => r.status),
+    [200, 200],
+  );
+  await until(() => mock.endTimes().length === 2, 'both seats freed');
+  const [s0, s1] = mock.startTimes();
+  const ends = (await getJson(`${mock.url}/__mock/ends`)).body as number[];
+  t.is(ends.length, 2);
+  const [e0, e1] = ends as [number, number];
+  // One seat: the second starts when the first frees, and ends a service time later.
+  t.true(e0 - (s0 ?? 0) >= 55, `${ends.join(', ')} / ${s0}`);
+  t.true((s1 ?? 0) >= e0 - 1 && (s1 ?? 0) - e0 < 40, `start ${s1} after the first end ${e0}`);
+  t.true(e1 - (s1 ?? 0) >= 55);
+  mock.reset();
+  t.deepEqual(mock.endTimes(), []);
+});

@@ -133,3 +133,30 @@ test('a quota has no median goal and no idle per hand-off; no FIFO timeline, no 
   t.regex(text, /fair queue: 1 of 1 runs met every goal\./);
   t.notRegex(text, /three or more in a row/);
 });
+
+test('against seats the ideal is the setup’s own next seat to free; FIFO’s is shown beside it', (t) => {
+  const run: ModelResult = {
+    model: 'seats',
+    seconds: 20,
+    ideal: null,
+    chartFile: '',
+    outcomes: [
+      // FIFO's seats in lockstep: waits 0..99.
+      outcome('fifo', { waits: Array.from({ length: 100 }, (_, i) => i) }),
+      // The fair queue's own seats free every 25 ms: waits 0..24.
+      outcome('wfq', {
+        aloneSamples: samples(Array(10).fill(100)),
+        victims: samples(Array(100).fill(120)),
+        frees: Array.from({ length: 100 }, (_, i) => i % 25),
+        util: 0.98,
+      }),
+    ],
+  };
+  const [j] = judgeAgainstIdeal(run);
+  t.is(j?.idealP99, 124);
+  t.is(j?.fifoIdealP99, 198);
+  // 120 ≤ 1.05 × 124; but the median wait, 20, is over 1.5 × the ideal's 12.
+  t.true(j?.met.p99);
+  t.is(j?.idealMedianWait, 12);
+  t.false(j?.met.median);
+});
