@@ -13,13 +13,17 @@
  * (its `input_file_id` must exist), `GET /v1/batches`, `GET /v1/batches/{id}` (the first read
  * completes it, with an output file), `POST …/cancel`; `POST /v1/uploads`, its `parts`,
  * `complete` (the upload becomes a file) and `cancel`; `POST|GET /v1/vector_stores`,
- * `GET|DELETE /v1/vector_stores/{id}`, `GET …/files`, `POST …/search`.
+ * `GET|DELETE /v1/vector_stores/{id}`, `GET …/files`, `POST …/search`; `POST /v1/conversations`
+ * (its `items` kept), `GET|POST|DELETE /v1/conversations/{id}`, `GET|POST …/items`, `GET|DELETE
+ * …/items/{item_id}`; a response made with `conversation` must name a kept one, and its input
+ * and output are added to the conversation's items.
  */
 import { randomBytes } from 'node:crypto';
 import type { Endpoint, EndpointContext } from './endpoint';
 import { errorBody, sendJson } from './openai-error';
 
-type Kind = 'response' | 'chat_completion' | 'file' | 'batch' | 'upload' | 'vector_store';
+type Kind =
+  'response' | 'chat_completion' | 'file' | 'batch' | 'upload' | 'vector_store' | 'conversation';
 
 interface Kept {
   readonly kind: Kind;
@@ -95,6 +99,15 @@ function fileUpload(ctx: EndpointContext): { purpose: string; filename: string; 
   return { purpose, filename, content };
 }
 
+/** A Responses `conversation`: its id, or `{id}`. */
+function conversationOf(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (v !== null && typeof v === 'object' && typeof (v as { id?: unknown }).id === 'string') {
+    return (v as { id: string }).id;
+  }
+  return null;
+}
+
 export function createObjectStore(): ObjectStore {
   const kept = new Map<string, Kept>();
   const get = (kind: Kind, id: string) => {
@@ -117,6 +130,11 @@ export function createObjectStore(): ObjectStore {
     const previous = body.previous_response_id;
     if (typeof previous === 'string' && !get('response', previous)) {
       bad(ctx, `Previous response with id '${previous}' not found.`, 'previous_response_id');
+      return;
+    }
+    const conv = conversationOf(body.conversation);
+    if (conv !== null && !get('conversation', conv)) {
+      bad(ctx, `Conversation with id '${conv}' not found.`, 'conversation');
       return;
     }
     const id = `resp_${hex()}`;
@@ -142,6 +160,13 @@ export function createObjectStore(): ObjectStore {
       usage,
     };
     if (body.store !== false) kept.set(id, { kind: 'response', obj, input: body.input });
+    if (conv !== null) {
+      const items = get('conversation', conv)?.input as unknown[];
+      if (typeof body.input === 'string') {
+        items.push({ type: 'message', id: `msg_${hex()}`, role: 'user', content: body.input });
+      } else if (Array.isArray(body.input)) items.push(...(body.input as unknown[]));
+      items.push(...(obj.output as unknown[]));
+    }
     ctx.onUsage?.({ prompt_tokens: usage.input_tokens, completion_tokens: usage.output_tokens });
     if (body.stream !== true) {
       answer(ctx, obj);
@@ -442,6 +467,60 @@ export function createObjectStore(): ObjectStore {
           has_more: false,
         }),
       ),
+    ],
+    [
+      'POST',
+      /^\/v1\/conversations$/,
+      () => async (ctx) => {
+        const body = json(ctx);
+        const id = `conv_${hex()}`;
+        const obj = {
+          id,
+          object: 'conversation',
+          created_at: now(),
+          metadata: body.metadata ?? {},
+        };
+        const items = Array.isArray(body.items) ? [...(body.items as unknown[])] : [];
+        kept.set(id, { kind: 'conversation', obj, input: items });
+        answer(ctx, obj);
+      },
+    ],
+    [
+      'GET',
+      /^\/v1\/conversations\/([^/]+)$/,
+      byId('conversation', 'conversation', (c, k) => answer(c, k.obj)),
+    ],
+    [
+      'POST',
+      /^\/v1\/conversations\/([^/]+)$/,
+      byId('conversation', 'conversation', (c, k) => {
+        k.obj = { ...k.obj, metadata: json(c).metadata ?? k.obj.metadata };
+        answer(c, k.obj);
+      }),
+    ],
+    [
+      'DELETE',
+      /^\/v1\/conversations\/([^/]+)$/,
+      byId('conversation', 'conversation', (c, _k, id) => {
+        kept.delete(id);
+        answer(c, { id, object: 'conversation.deleted', deleted: true });
+      }),
+    ],
+    [
+      'GET',
+      /^\/v1\/conversations\/([^/]+)\/items$/,
+      byId('conversation', 'conversation', (c, k) =>
+        answer(c, { object: 'list', data: k.input ?? [], has_more: false }),
+      ),
+    ],
+    [
+      'POST',
+      /^\/v1\/conversations\/([^/]+)\/items$/,
+      byId('conversation', 'conversation', (c, k) => {
+        const added = Array.isArray(json(c).items) ? (json(c).items as unknown[]) : [];
+        (k.input as unknown[]).push(...added);
+        answer(c, { object: 'list', data: added, has_more: false });
+      }),
     ],
   );
 

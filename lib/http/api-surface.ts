@@ -176,7 +176,7 @@ export const API_CATALOGUE: readonly ApiDefinition[] = [
     name: 'conversations',
     title: 'Conversations',
     byDefault: false,
-    endpoints: [e('GET,POST,DELETE', '/conversations/**')],
+    endpoints: [e('POST', '/conversations'), e('GET,POST,DELETE', '/conversations/{id}/**')],
   },
 ];
 
@@ -294,16 +294,19 @@ function normalisePathForMatch(upstreamPath: string): string | null {
  * completions, responses, embeddings, and any path not known here: metered, never waved
  * through).
  */
-export function postSpends(upstreamPath: string): 'none' | 'batch' | 'tokens' {
+export function postSpends(upstreamPath: string): 'none' | 'batch' | 'training' | 'tokens' {
   const path = normalisePathForMatch(upstreamPath);
   if (path === null) return 'tokens';
   const p = path.replace(/\/+$/, '').toLowerCase();
   if (/\/batches$/.test(p)) return 'batch';
+  if (/\/fine_tuning\/jobs$/.test(p)) return 'training';
   if (
     /\/files$/.test(p) ||
     /\/uploads(\/[^/]+\/(parts|complete|cancel))?$/.test(p) ||
     /\/vector_stores(\/.*)?$/.test(p) ||
+    /\/conversations(\/.*)?$/.test(p) ||
     /\/(responses|batches)\/[^/]+\/cancel$/.test(p) ||
+    /\/fine_tuning\/jobs\/[^/]+\/(cancel|pause|resume)$/.test(p) ||
     /\/chat\/completions\/[^/]+$/.test(p)
   ) {
     return 'none';

@@ -1,7 +1,7 @@
 /**
  * Which tenant owns each object the provider keeps (issue 21 part 2, tenant-auth
- * `store: scoped`): stored responses, stored chat completions, files, batches, uploads and
- * vector stores, recorded
+ * `store: scoped`): stored responses, stored chat completions, files, batches, uploads, vector
+ * stores and conversations, recorded
  * under the tenant when the provider made them, so that on a provider key several tenants
  * share each reaches only its own.
  *
@@ -31,6 +31,7 @@ export const OBJECT_KINDS = [
   'batch',
   'upload',
   'vector_store',
+  'conversation',
 ] as const;
 export type ObjectKind = (typeof OBJECT_KINDS)[number];
 

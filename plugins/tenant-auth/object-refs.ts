@@ -14,10 +14,11 @@ const SCOPED_REFERENCES: ReadonlyMap<string, ObjectKind> = new Map([
   ['file_ids', 'file'],
   ['input_file_id', 'file'],
   ['vector_store_ids', 'vector_store'],
+  ['conversation', 'conversation'],
 ]);
 
 /** Body fields naming an object the registry does not follow: refused under `scoped`. */
-const UNSCOPED_REFERENCES = new Set(['conversation', 'container']);
+const UNSCOPED_REFERENCES = new Set(['container']);
 
 export function notFound(kind: ObjectKind, id: string, param: string | null): GatewayError {
   return new GatewayError({
@@ -34,7 +35,7 @@ export function unscoped(param: string, why: string): GatewayError {
     status: 400,
     type: 'invalid_request_error',
     code: 'stored_objects_disabled',
-    message: `'${param}' ${why}: this gateway scopes stored responses, chat completions, files, batches, uploads and vector stores to your tenant, not these`,
+    message: `'${param}' ${why}: this gateway scopes stored responses, chat completions, files, batches, uploads, vector stores and conversations to your tenant, not these`,
     param,
   });
 }
@@ -113,7 +114,12 @@ export function references(body: unknown): Reference[] {
     for (const [k, x] of Object.entries(o)) {
       const kind = SCOPED_REFERENCES.get(k);
       if (kind !== undefined) {
-        for (const id of Array.isArray(x) ? x : [x]) {
+        for (const v of Array.isArray(x) ? x : [x]) {
+          // A Responses `conversation` is its id or `{id}`.
+          const id =
+            kind === 'conversation' && v !== null && typeof v === 'object'
+              ? (v as { id?: unknown }).id
+              : v;
           if (typeof id === 'string' && id !== '') out.push({ param: k, kind, id });
         }
       } else if (UNSCOPED_REFERENCES.has(k) && x !== null && x !== '' && !emptyArray(x)) {

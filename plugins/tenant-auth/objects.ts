@@ -6,10 +6,10 @@
  * - a request naming an object in its path (`GET /files/{id}`, `DELETE /responses/{id}`, …) is
  *   forwarded only when the tenant owns it; otherwise 404 `object_not_found`, the same answer
  *   as for an id that never existed (no oracle for other tenants' ids);
- * - a body naming one (`previous_response_id`, `file_id`, `file_ids`, a batch's
+ * - a body naming one (`previous_response_id`, `conversation`, `file_id`, `file_ids`, a batch's
  *   `input_file_id`, `vector_store_ids`) is forwarded only when the tenant owns each (400
  *   `object_not_found`, `param` naming the field); references the gateway does not scope
- *   (`conversation`, a `container` id, an `item_reference`, a reasoning item by id without its
+ *   (a `container` id, an `item_reference`, a reasoning item by id without its
  *   encrypted content) are refused (400 `stored_objects_disabled`);
  * - a list (`GET /files`, `GET /batches`, `GET /chat/completions`, `GET /vector_stores`) is
  *   answered by the gateway
@@ -17,16 +17,19 @@
  *   gateway), never forwarded: the provider's list holds every tenant's objects;
  * - a request that makes an object (`POST /responses` unless `store: false`, `POST
  *   /chat/completions` with `store: true`, `POST /files`, `POST /batches`, `POST /uploads`,
- *   `POST /vector_stores`) is recorded after
+ *   `POST /vector_stores`, `POST /conversations`) is recorded after
  *   the provider answered 2xx: kong.yml's post-function keeps the start of the answer
  *   (lib/capture/answer-snippet.lua, shared with capture), tenant-auth's log reads the id there; a delete
  *   answered 2xx forgets it; a batch read refreshes it and records its output and error files.
  *
  * Uploads (`POST /uploads`, then its parts, `complete` and `cancel`; the file it becomes is the
- * tenant's) and vector stores (`POST /vector_stores`, everything under `/vector_stores/{id}`, a
- * Responses `file_search`'s `vector_store_ids`) are scoped the same way. The other stateful APIs
- * (assistants, threads, fine-tuning, conversations) stay refused under `scoped`: the gateway
- * does not follow their objects.
+ * tenant's), vector stores (`POST /vector_stores`, everything under `/vector_stores/{id}`, a
+ * Responses `file_search`'s `vector_store_ids`) and conversations (`POST /conversations`,
+ * everything under `/conversations/{id}` — its items included —, a Responses `conversation`)
+ * are scoped the same way. The other stateful APIs stay refused under `scoped`: assistants and
+ * threads (OpenAI's Assistants API, shut down on 2026-08-26; conversations replace threads) and
+ * fine-tuning (a job's training is spent at the provider where no budget is reserved, and the
+ * model it makes is callable by every holder of the key).
  * Recording happens in the log phase: an object whose log was lost is not the tenant's through
  * the gateway (closed). A reference made before the maker's log ran is looked up once more
  * after a short pause.
@@ -57,6 +60,7 @@ export const SCOPED_APIS: ReadonlyMap<string, ObjectKind> = new Map([
   ['batches', 'batch'],
   ['uploads', 'upload'],
   ['vector_stores', 'vector_store'],
+  ['conversations', 'conversation'],
 ]);
 
 /** Objects whose state changes after they were made: what a read answers is kept for the list. */
@@ -257,4 +261,5 @@ const OBJECT_NAMES: Record<ObjectKind, string> = {
   batch: 'batch',
   upload: 'upload',
   vector_store: 'vector_store',
+  conversation: 'conversation',
 };

@@ -11,8 +11,8 @@
  *   key or the service's; `on` is the operator vouching that the key is the tenant's alone (a
  *   provider project per tenant behind a plan key, say); `scoped` keeps objects on any key,
  *   each recorded under the tenant that made it and reachable only by it (stored responses,
- *   stored chat completions, files, batches; the other stateful APIs stay refused); `off` is
- *   never.
+ *   stored chat completions, files, batches, uploads, vector stores, conversations; assistants,
+ *   threads and fine-tuning stay refused); `off` is never.
  * - Store off: the stateful APIs are refused (403 `stored_objects_disabled`) even where
  *   `api_surface` lists them; a Responses request is sent with `store: false` (the provider's
  *   default is true: the response would be kept where no one may read it back), and in it an
@@ -126,7 +126,7 @@ export function statefulRefusal(api: string, plan: string): GatewayError {
 /** A stateful API the gateway does not scope, asked for by a `scoped` tenant. */
 export function unscopedRefusal(api: string, plan: string): GatewayError {
   return disabled(
-    `the ${api} API keeps objects at the provider that this gateway does not scope to your tenant on the '${plan}' plan (it scopes stored responses, stored chat completions, files, batches, uploads and vector stores): it needs a provider key of your tenant's own`,
+    `the ${api} API keeps objects at the provider that this gateway does not scope to your tenant on the '${plan}' plan (it scopes stored responses, stored chat completions, files, batches, uploads, vector stores and conversations): it needs a provider key of your tenant's own`,
     null,
     403,
   );

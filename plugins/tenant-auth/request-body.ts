@@ -23,8 +23,16 @@ import { STORING_APIS, unstore } from './provider-state';
 import type { Ready } from './ready';
 import { GENERATION_APIS, type SurfaceDecision } from './surface';
 
-/** Stateful APIs whose JSON bodies may name a stored object (a batch's file, a store's files). */
-const BODY_REFERENCES: ReadonlySet<string> = new Set(['batches', 'uploads', 'vector_stores']);
+/**
+ * Stateful APIs whose JSON bodies may name a stored object (a batch's file, a store's files, a
+ * conversation item's `input_file`).
+ */
+const BODY_REFERENCES: ReadonlySet<string> = new Set([
+  'batches',
+  'uploads',
+  'vector_stores',
+  'conversations',
+]);
 
 /** One request's facts the body policy reads. */
 export interface BodyRequest {

@@ -226,7 +226,7 @@ export const Schema = [
   },
   {
     store: field.string(
-      "Whether the provider may keep a tenant's objects (stored responses, files, batches...) under the provider key: `auto` on with the tenant's own key (`upstream_auth.tenants`), off on a shared one; `on` vouches the key is the tenant's alone; `scoped` on any key, the gateway recording each object's tenant so only it reaches it (responses, chat completions, files, batches, uploads, vector stores; `stored_objects`); `off`: stateful APIs 403, Responses sent with `store: false` (README).",
+      "Whether the provider may keep a tenant's objects (stored responses, files...) under the provider key: `auto` on with the tenant's own key (`upstream_auth.tenants`), off on a shared one; `on` vouches the key is the tenant's alone; `scoped` on any key, the gateway recording each object's tenant so only it reaches it (responses, chat completions, files, batches, uploads, vector stores, conversations; `stored_objects`); `off`: stateful APIs 403, Responses sent with `store: false` (README).",
       { one_of: ['auto', 'on', 'off', 'scoped'], default: 'auto', required: true },
     ),
   },

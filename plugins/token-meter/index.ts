@@ -17,7 +17,7 @@ import type { KongPdk } from '../../lib/pdk/kong';
 import { readRequest } from '../../lib/tenant/read';
 import * as metrics from './metrics';
 import { startUp, type Ready } from './ready';
-import { unmeteredBatch } from './refusals';
+import { unmeteredBatch, unmeteredTraining } from './refusals';
 import { meter } from './reserve';
 import { Schema } from './schema';
 import { settle } from './settle';
@@ -43,8 +43,9 @@ async function access(ready: Ready, kong: KongPdk): Promise<void> {
   const request = await readRequest(kong, PLUGIN_NAME);
   const method = await request.scope.method(kong);
   if (method === 'POST') {
-    // A file upload or a cancel spends nothing; a batch spends later, where no reservation
-    // can come first: refused rather than let through unmetered.
+    // A file upload, a cancel or a conversation's items spend nothing; a batch or a
+    // fine-tuning job spends later, where no reservation can come first: refused rather than
+    // let through unmetered.
     const spends = postSpends(await request.scope.upstreamUri(kong));
     if (spends === 'none') {
       // Said, so kong.yml's chain guard knows the meter ran (and found nothing to reserve).
@@ -52,6 +53,7 @@ async function access(ready: Ready, kong: KongPdk): Promise<void> {
       return;
     }
     if (spends === 'batch') throw unmeteredBatch();
+    if (spends === 'training') throw unmeteredTraining();
     return meter(ready, kong, request);
   }
   if ((method === 'GET' || method === 'HEAD') && ready.config.showback) {

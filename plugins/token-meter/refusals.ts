@@ -111,6 +111,17 @@ export function ledgerUnavailable(): GatewayError {
   });
 }
 
+/** `POST /fine_tuning/jobs` on a metered route: its training is spent later, unreserved. */
+export function unmeteredTraining(): GatewayError {
+  return new GatewayError({
+    status: 403,
+    type: 'permission_error',
+    code: 'fine_tuning_not_metered',
+    message:
+      'a fine-tuning job spends its training tokens later, at the provider, where this gateway cannot reserve them against your budget first: it is not served on a metered route',
+  });
+}
+
 /** `POST /batches` on a metered route: its tokens are spent later, unreserved. */
 export function unmeteredBatch(): GatewayError {
   return new GatewayError({

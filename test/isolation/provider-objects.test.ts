@@ -3,7 +3,7 @@
  * tenant, the provider (the mock, mock-upstream/objects.ts) keeping every object under it as
  * OpenAI does per project, and the gateway recording which tenant made each. Tenant B tries
  * every way to read, list, continue, reference or delete tenant A's stored responses, stored
- * chat completions, files and batches, by their real ids: each is refused before the provider
+ * chat completions, files, batches, uploads, vector stores and conversations, by their real ids: each is refused before the provider
  * (404 `object_not_found`, the answer an unknown id gets), and each positive control (A on its
  * own objects) reaches the provider.
  */
@@ -36,7 +36,9 @@ const SURFACE = [
   'stored_chat_completions',
   'uploads',
   'vector_stores',
+  'conversations',
   'assistants',
+  'fine_tuning',
 ];
 
 test.before(async () => {
@@ -503,9 +505,86 @@ test('vector stores: B cannot read, search, list the files of, delete, list or u
   t.true((await call('alice', 'GET', '/v1/vector_stores')).res.text.includes(vs));
 });
 
+test('conversations: B cannot read, update, delete, read or add items to, or continue A’s; A can', async (t) => {
+  // A conversation's first items may carry a file: another tenant's is refused.
+  const file = await call('alice', 'POST', '/v1/files', { purpose: 'user_data', content: 'doc' });
+  await ownedBy('alice', `/v1/files/${idOf(file)}`);
+  const fileItem = (id: string) => ({
+    type: 'message',
+    role: 'user',
+    content: [{ type: 'input_file', file_id: id }],
+  });
+  const stolen = await call('bob', 'POST', '/v1/conversations', { items: [fileItem(idOf(file))] });
+  refused(t, stolen, 400, 'object_not_found', 'bob starts a conversation on alice’s file');
+  t.is(err(stolen).param, 'file_id');
+
+  const made = await call('alice', 'POST', '/v1/conversations', {
+    items: [{ type: 'message', role: 'user', content: 'my secret plan' }, fileItem(idOf(file))],
+  });
+  reached(t, made, 'alice starts a conversation');
+  const conv = idOf(made);
+  t.regex(conv, /^conv_/);
+  reached(t, await ownedBy('alice', `/v1/conversations/${conv}`), 'alice reads it');
+
+  // Bob, with alice's real id: every endpoint, in every spelling of the reference.
+  for (const [method, path, body] of [
+    ['GET', `/v1/conversations/${conv}`, undefined],
+    ['POST', `/v1/conversations/${conv}`, { metadata: { owner: 'bob' } }],
+    ['GET', `/v1/conversations/${conv}/items`, undefined],
+    [
+      'POST',
+      `/v1/conversations/${conv}/items`,
+      { items: [{ type: 'message', role: 'user', content: 'x' }] },
+    ],
+    ['GET', `/v1/conversations/${conv}/items/msg_1`, undefined],
+    ['DELETE', `/v1/conversations/${conv}/items/msg_1`, undefined],
+    ['DELETE', `/v1/conversations/${conv}`, undefined],
+  ] as const) {
+    refused(
+      t,
+      await call('bob', method, path, body),
+      404,
+      'object_not_found',
+      `bob ${method} ${path}`,
+    );
+  }
+  for (const reference of [conv, { id: conv }]) {
+    const r = await call('bob', 'POST', '/v1/responses', { ...RESPONSE, conversation: reference });
+    refused(t, r, 400, 'object_not_found', 'bob continues alice’s conversation');
+    t.is(err(r).param, 'conversation');
+    t.false(r.res.text.includes('secret'));
+  }
+  // Alice's own: items read back, continued (the response is recorded as hers), deleted.
+  const items = await call('alice', 'GET', `/v1/conversations/${conv}/items`);
+  reached(t, items, 'alice reads her items');
+  t.true(items.res.text.includes('my secret plan'));
+  const next = await call('alice', 'POST', '/v1/responses', {
+    ...RESPONSE,
+    conversation: { id: conv },
+  });
+  reached(t, next, 'alice continues her conversation');
+  await ownedBy('alice', `/v1/responses/${idOf(next)}`);
+  refused(
+    t,
+    await call('bob', 'GET', `/v1/responses/${idOf(next)}`),
+    404,
+    'object_not_found',
+    'bob reads the response made in alice’s conversation',
+  );
+  reached(t, await call('alice', 'DELETE', `/v1/conversations/${conv}`), 'alice deletes it');
+  // Forgotten once deleted: even alice is refused before the provider.
+  await eventually(async () => {
+    const r = await call('alice', 'GET', `/v1/conversations/${conv}`);
+    return r.res.status === 404 && r.upstream.length === 0 ? r : undefined;
+  }, 10_000);
+  // The provider has no list of conversations; neither has the gateway.
+  const list = await call('alice', 'GET', '/v1/conversations');
+  t.is(list.res.status, 405, list.res.text);
+  t.deepEqual(list.upstream, []);
+});
+
 test('references the gateway does not scope are refused, and so are the APIs it does not follow', async (t) => {
   for (const [param, body] of [
-    ['conversation', { ...RESPONSE, conversation: 'conv_x' }],
     ['container', { ...RESPONSE, tools: [{ type: 'code_interpreter', container: 'cntr_x' }] }],
     ['item_reference', { model: 'gpt-4o-mini', input: [{ type: 'item_reference', id: 'msg_x' }] }],
   ] as const) {
@@ -519,6 +598,16 @@ test('references the gateway does not scope are refused, and so are the APIs it 
     403,
     'stored_objects_disabled',
     'assistants',
+  );
+  refused(
+    t,
+    await call('bob', 'POST', '/v1/fine_tuning/jobs', {
+      training_file: 'file-x',
+      model: 'gpt-4o-mini',
+    }),
+    403,
+    'stored_objects_disabled',
+    'fine-tuning',
   );
   // `off` stays off for a tenant of the same plan.
   refused(t, await call('hermit', 'GET', '/v1/files'), 403, 'stored_objects_disabled', 'hermit');

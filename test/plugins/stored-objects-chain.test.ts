@@ -25,6 +25,7 @@ const SCOPED = {
     'stored_responses',
     'files',
     'batches',
+    'conversations',
   ],
 };
 
@@ -145,4 +146,42 @@ test('on the metered chain a batch is refused (its tokens would be spent unreser
     return r.res.status === 200 ? r : undefined;
   }, 10_000);
   t.is(cancel.upstream, 1, 'a cancel carries no model and is not metered');
+});
+
+test('a conversation through the metered chain: made and added to unmetered, continued metered, its maker’s alone', async (t) => {
+  const made = await call('acme', 'POST', '/v1/conversations', {
+    items: [{ type: 'message', role: 'user', content: 'acme roadmap' }],
+  });
+  t.is(
+    made.res.status,
+    200,
+    `a conversation carries no model and spends nothing: ${made.res.text}`,
+  );
+  const conv = idOf(made);
+  await eventually(async () => {
+    const r = await call('acme', 'GET', `/v1/conversations/${conv}`);
+    return r.res.status === 200 ? true : undefined;
+  }, 10_000);
+  const added = await call('acme', 'POST', `/v1/conversations/${conv}/items`, {
+    items: [{ type: 'message', role: 'user', content: 'more' }],
+  });
+  t.is(added.res.status, 200, added.res.text);
+  const next = await call('acme', 'POST', '/v1/responses', {
+    model: 'gpt-4o-mini',
+    input: 'go on',
+    conversation: conv,
+  });
+  t.is(next.res.status, 200, next.res.text);
+  t.is(next.res.headers['x-budget-state'], 'ok', 'the continuation is metered');
+  t.is(made.res.headers['x-budget-state'], undefined, 'the conversation itself is not');
+  for (const [method, path, body] of [
+    ['GET', `/v1/conversations/${conv}/items`, undefined],
+    ['POST', '/v1/responses', { model: 'gpt-4o-mini', input: 'x', conversation: { id: conv } }],
+  ] as const) {
+    const r = await call('globex', method, path, body);
+    t.true(r.res.status === 404 || r.res.status === 400, `${method} ${path}: ${r.res.text}`);
+    t.is(code(r), 'object_not_found');
+    t.is(r.upstream, 0);
+    t.false(r.res.text.includes('roadmap'));
+  }
 });

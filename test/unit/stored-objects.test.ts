@@ -33,15 +33,30 @@ test('references: every scoped id in a body, at any depth, with its field and ki
   t.deepEqual(references({ tools: [{ type: 'file_search', vector_store_ids: ['vs_1'] }] }), [
     { param: 'vector_store_ids', kind: 'vector_store', id: 'vs_1' },
   ]);
+  // A Responses `conversation`, as its id or as `{id}`; a conversation item's file.
+  t.deepEqual(references({ conversation: 'conv_1' }), [
+    { param: 'conversation', kind: 'conversation', id: 'conv_1' },
+  ]);
+  t.deepEqual(
+    references({
+      conversation: { id: 'conv_2' },
+      items: [{ type: 'message', content: [{ type: 'input_file', file_id: 'file-4' }] }],
+    }),
+    [
+      { param: 'conversation', kind: 'conversation', id: 'conv_2' },
+      { param: 'file_id', kind: 'file', id: 'file-4' },
+    ],
+  );
   t.deepEqual(references({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }), []);
   // Non-string ids name nothing (the provider refuses them).
-  t.deepEqual(references({ previous_response_id: 7, file_ids: [null, ''] }), []);
+  t.deepEqual(
+    references({ previous_response_id: 7, file_ids: [null, ''], conversation: { id: 3 } }),
+    [],
+  );
 });
 
 test('references the gateway does not scope are refused with the field named', (t) => {
   for (const [body, param] of [
-    [{ conversation: 'conv_1' }, 'conversation'],
-    [{ conversation: { id: 'conv_1' } }, 'conversation'],
     [{ tools: [{ type: 'code_interpreter', container: 'cntr_1' }] }, 'container'],
     [{ input: [{ type: 'item_reference', id: 'msg_1' }] }, 'item_reference'],
     [{ input: [{ type: 'reasoning', id: 'rs_1', summary: [] }] }, 'id'],
@@ -103,7 +118,7 @@ test('the id an answer made: the JSON object’s own, else the first in a stream
   t.is(decodeSeen(undefined), null);
 });
 
-test('postSpends: uploads and cancels spend nothing, a batch spends later, the rest is metered', (t) => {
+test('postSpends: uploads, cancels and conversation items spend nothing, a batch or a fine-tuning job spends later, the rest is metered', (t) => {
   for (const p of [
     '/v1/files',
     '/v1/files/',
@@ -117,10 +132,15 @@ test('postSpends: uploads and cancels spend nothing, a batch spends later, the r
     '/v1/vector_stores',
     '/v1/vector_stores/vs_1/files',
     '/v1/vector_stores/vs_1/search',
+    '/v1/conversations',
+    '/v1/conversations/conv_1/items',
+    '/v1/conversations/conv_1',
   ]) {
     t.is(postSpends(p), 'none', p);
   }
   t.is(postSpends('/v1/batches'), 'batch');
+  t.is(postSpends('/v1/fine_tuning/jobs'), 'training');
+  t.is(postSpends('/v1/fine_tuning/jobs/ftjob-1/cancel'), 'none');
   for (const p of [
     '/v1/chat/completions',
     '/v1/responses',
