@@ -110,7 +110,7 @@ export function meterConfig(namespace: string, extra: Record<string, unknown> = 
 export async function startMeterDoor(
   onClose: (fn: () => Promise<void> | void) => void,
   meterExtra: Record<string, unknown> = {},
-  opts: { cacheProbe?: boolean } = {},
+  opts: { cacheProbe?: boolean; authExtra?: Record<string, unknown> } = {},
 ): Promise<MeterDoor> {
   const namespace = `tm${randomBytes(4).toString('hex')}`;
   const door = await startFrontDoor(onClose, (upstreamUrl) => ({
@@ -124,7 +124,7 @@ export async function startMeterDoor(
     ],
     plugins: [
       { name: 'key-auth', route: 'ai', config: { hide_credentials: true } },
-      { name: 'tenant-auth', route: 'ai', config: { plans: AUTH_PLANS } },
+      { name: 'tenant-auth', route: 'ai', config: { plans: AUTH_PLANS, ...opts.authExtra } },
       // Stands in for tenant-cache answering a hit (test/fixtures/pluginservers).
       ...(opts.cacheProbe ? [{ name: 'cache-hit-probe', route: 'ai' }] : []),
       { name: 'token-meter', route: 'ai', config: meterConfig(namespace, meterExtra) },

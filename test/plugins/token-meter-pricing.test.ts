@@ -110,3 +110,47 @@ test('a model’s declared kind keeps it to its APIs: 400 model_not_supported be
     t.truthy(upstream);
   }
 });
+
+test('work the provider spends later is refused on a metered route: a batch, a fine-tuning job', async (t) => {
+  const closers = new Closers();
+  t.teardown(() => closers.closeAll());
+  // A tenant whose provider key is its own (store on), with the stateful APIs served: only the
+  // meter stands between it and tokens spent where no reservation came first.
+  const d = await startMeterDoor(
+    closers.add,
+    {},
+    {
+      authExtra: {
+        tenants: {
+          globex: {
+            store: 'on',
+            api_surface: ['chat', 'files', 'batches', 'fine_tuning', 'conversations'],
+          },
+        },
+      },
+    },
+  );
+  for (const [path, body, code] of [
+    [
+      '/v1/batches',
+      { input_file_id: 'file-1', endpoint: '/v1/chat/completions', completion_window: '24h' },
+      'batches_not_metered',
+    ],
+    [
+      '/v1/fine_tuning/jobs',
+      { training_file: 'file-1', model: 'gpt-4o-mini' },
+      'fine_tuning_not_metered',
+    ],
+  ] as const) {
+    const { res, upstream } = await d.call('globex', path, { method: 'POST', body });
+    t.is(res.status, 403, `${path}: ${res.text}`);
+    t.is((res.json as { error: { code: string } }).error.code, code);
+    t.is(upstream, undefined, `${path}: nothing reached the provider`);
+  }
+  // What spends nothing passes unmetered: a fine-tuning job's cancel, a conversation.
+  for (const path of ['/v1/fine_tuning/jobs/ftjob-1/cancel', '/v1/conversations']) {
+    const { res, upstream } = await d.call('globex', path, { method: 'POST', body: {} });
+    t.truthy(upstream, `${path} reached the provider (${res.status} ${res.text})`);
+    t.is(res.headers['x-budget-state'], undefined, `${path} is not metered`);
+  }
+});
