@@ -67,6 +67,13 @@ async function admit(ready: Ready, kong: KongPdk): Promise<void> {
   }
 
   const chosen = choose(ready, ctx, tenantLabel, primary, route.fallback);
+  // Read before the seat: under load a PDK exchange made after the fair queue's grant costs
+  // about a millisecond on every seat hand-off, the upstream idle meanwhile (measured: 1.27 ms
+  // p50 of a 4.4 ms hand-off). Where token-meter ran first it is already in the scope.
+  const requestId = await scope.requestId(kong);
+  if (requestId === '') {
+    throw new Error('no kong_request_id: cannot match this request to its log event');
+  }
   if (isChainProcess()) {
     // tenant-ratelimit on this route leaves later requests' seats to us (lib/request/seat.ts).
     markSeatTaker(ready.routeKey);
@@ -105,10 +112,6 @@ async function admit(ready: Ready, kong: KongPdk): Promise<void> {
   }
   let finish: InFlight['finish'] | null = null;
   try {
-    const requestId = await scope.requestId(kong);
-    if (requestId === '') {
-      throw new Error('no kong_request_id: cannot match this request to its log event');
-    }
     finish = track(config, requestId, chosen, tenantLabel, admission, got.slot);
     // In the co-hosted process the chain's log phase records the outcome (lib/request/chain-log.ts).
     if (isChainProcess() && scope.findable) {
