@@ -715,14 +715,14 @@ async function main(): Promise<void> {
         }
       }
       const body = runsSection(runs, {
-        command: `BENCH_GATEWAY=${GATEWAY} BENCH_MODELS=${MODELS.join(',')} BENCH_RUNS=${RUNS}${SETUPS ? ` BENCH_SETUPS=${[...SETUPS].join(',')}` : ''} BENCH_SECONDS=${SECONDS} BENCH_QUOTA_SECONDS=${QUOTA_SECONDS} BENCH_SERVICE_MS=${SERVICE_MS} npx tsx bench/tenant-ratelimit.ts`,
+        command: `BENCH_GATEWAY=${GATEWAY} BENCH_MODELS=${MODELS.join(',')} BENCH_RUNS=${RUNS}${SETUPS ? ` BENCH_SETUPS=${[...SETUPS].join(',')}` : ''} BENCH_SECONDS=${SECONDS} BENCH_QUOTA_SECONDS=${QUOTA_SECONDS}${MODELS.includes('quota') ? ` BENCH_QUOTA_DECLARED=${QUOTA_DECLARED}` : ''} BENCH_SERVICE_MS=${SERVICE_MS} npx tsx bench/tenant-ratelimit.ts`,
         gateway: GATEWAY,
         seats: SEATS,
         serviceMs: SERVICE_MS,
         quotaRps: QUOTA_RPS,
       });
       writeSection(
-        `tenant-ratelimit-runs-${GATEWAY}${SERVICE_MS === 100 ? '' : `-${SERVICE_MS}ms`}`,
+        `tenant-ratelimit-runs-${GATEWAY}-${MODELS.join('-')}${SERVICE_MS === 100 ? '' : `-${SERVICE_MS}ms`}`,
         body,
       );
       process.stdout.write(`${body}\n`);

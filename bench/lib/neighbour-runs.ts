@@ -287,7 +287,7 @@ ${table(['run', 'setup', 'fair-queue wait', 'gateway outside the queue', 'upstre
 
 ${verdicts.join('; ')}.`;
   });
-  return `## tenant-ratelimit: the noisy neighbour against the ideal scheduler, run after run (${ctx.gateway === 'kong' ? 'real Kong 3.9.3' : 'harness'})
+  return `## tenant-ratelimit: the noisy neighbour against the ideal scheduler, run after run (${ctx.gateway === 'kong' ? 'real Kong 3.9.3' : 'harness'}, ${models.map((m) => (m === 'seats' ? 'seats' : 'a rate quota')).join(' and ')})
 
 Command: \`${ctx.command}\`. Each run measures plain FIFO and the fair-queue setups chosen, then
 judges each setup on its own run. The ideal scheduler is that run's victims alone on the setup's
