@@ -37,7 +37,10 @@ export type ObjectKind = (typeof OBJECT_KINDS)[number];
 
 /** The most ids one tenant's index of one kind keeps (a list shows the newest). */
 export const MAX_PER_KIND = 10_000;
-/** The largest object kept as seen (a list answers it); larger ones are listed by id only. */
+/**
+ * The largest object kept as seen (a list answers it); tenant-auth keeps a summary of larger
+ * ones (object-refs.ts `snapshotOf`), and an object without either is listed by id only.
+ */
 export const MAX_SNAPSHOT_BYTES = 16 * 1024;
 
 export interface OwnedObject {

@@ -4,7 +4,7 @@
  * No PDK and no Redis here: each is tested alone (test/unit/stored-objects.test.ts).
  */
 import { GatewayError } from '../../lib/http/errors';
-import type { ObjectKind } from '../../lib/provider-objects/registry';
+import { MAX_SNAPSHOT_BYTES, type ObjectKind } from '../../lib/provider-objects/registry';
 import { printable } from './body';
 
 /** Body fields naming an object the registry scopes, and its kind. */
@@ -162,4 +162,90 @@ export function jsonObject(text: string): Record<string, unknown> | null {
   } catch {
     return null;
   }
+}
+
+/** Longest string field a summary keeps (an instruction or a name, not a document). */
+const SUMMARY_STRING_MAX = 512;
+/** Small objects a summary keeps whole: what a list's reader looks for besides the scalars. */
+const SUMMARY_OBJECTS = new Set(['usage', 'metadata', 'file_counts', 'request_counts']);
+
+/** A streamed object's kind in its list: a chunk's `object` names the whole it belongs to. */
+const STREAMED_OBJECT: Readonly<Record<string, string>> = {
+  'chat.completion.chunk': 'chat.completion',
+};
+
+/**
+ * What a list keeps of an object the provider answered through the gateway, as JSON:
+ * - the answer itself when it is one whole JSON object of at most MAX_SNAPSHOT_BYTES;
+ * - otherwise a summary of it, marked `"_gateway_summary": true`: its top-level scalars
+ *   (strings up to 512 characters) and its small `usage`, `metadata`, `file_counts` and
+ *   `request_counts`, from a whole object that is too large, or from the first event of a
+ *   stream (a chat completion's first chunk, a response's `response.created`), or from the
+ *   fields before the first nested value of an answer cut at 64 KiB;
+ * - null when nothing in it is the object `id` (then it is listed by id only).
+ */
+export function snapshotOf(answer: { text: string; whole: boolean }, id: string): string | null {
+  const obj = answer.whole ? jsonObject(answer.text) : null;
+  if (obj !== null) {
+    if (obj.id !== id) return null;
+    if (Buffer.byteLength(answer.text) <= MAX_SNAPSHOT_BYTES) return answer.text;
+    return summary(obj);
+  }
+  const event = firstEvent(answer.text);
+  if (event !== null) {
+    // `response.created` (and the other Responses events) carry the response itself.
+    const inner = event.response;
+    const o =
+      inner !== null && typeof inner === 'object' && !Array.isArray(inner)
+        ? (inner as Record<string, unknown>)
+        : event;
+    if (o.id !== id) return null;
+    const object = typeof o.object === 'string' ? (STREAMED_OBJECT[o.object] ?? o.object) : null;
+    return summary({ ...o, ...(object !== null ? { object } : {}) });
+  }
+  const head = cutHead(answer.text);
+  return head !== null && head.id === id ? summary(head) : null;
+}
+
+function summary(o: Record<string, unknown>): string {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (
+      v === null ||
+      typeof v === 'number' ||
+      typeof v === 'boolean' ||
+      (typeof v === 'string' && v.length <= SUMMARY_STRING_MAX)
+    ) {
+      out[k] = v;
+    } else if (
+      SUMMARY_OBJECTS.has(k) &&
+      typeof v === 'object' &&
+      JSON.stringify(v).length <= 2048
+    ) {
+      out[k] = v;
+    }
+  }
+  out._gateway_summary = true;
+  return JSON.stringify(out);
+}
+
+/** The JSON of a stream's first `data:` line, when it is an object. */
+function firstEvent(text: string): Record<string, unknown> | null {
+  const m = /^data: ?(\{.*)$/m.exec(text);
+  return m?.[1] === undefined ? null : jsonObject(m[1]);
+}
+
+/**
+ * The top-level fields of a cut JSON object up to its first nested value: OpenAI's objects
+ * put `id`, `object`, `created`, `model` and `status` first.
+ */
+function cutHead(text: string): Record<string, unknown> | null {
+  const t = text.trimStart();
+  if (!t.startsWith('{')) return null;
+  const nested = /[[{]/.exec(t.slice(1));
+  const prefix = nested === null ? t : t.slice(0, nested.index + 1);
+  // Back to the last complete `"key": value,` before the nested value.
+  const cut = prefix.lastIndexOf(',');
+  if (cut < 0) return null;
+  return jsonObject(`${prefix.slice(0, cut)}}`);
 }

@@ -49,6 +49,7 @@ import {
   madeId,
   notFound,
   references,
+  snapshotOf,
 } from './object-refs';
 import type { SurfaceDecision } from './surface';
 
@@ -212,7 +213,8 @@ export class ScopedObjects {
     // A refresh keeps the snapshot only when it is the same object.
     const keep =
       snapshot !== null && (what.op === 'record' || snapshot.id === id) ? snapshot : null;
-    await this.registry.record(ctx, what.kind, id, keep === null ? null : answer!.text);
+    // What a list answers: the object, or a summary when it is too large, cut or streamed.
+    await this.registry.record(ctx, what.kind, id, answer === null ? null : snapshotOf(answer, id));
     metrics.storedObjects.inc({ tenant: tenantLabel, kind: what.kind, outcome: 'recorded' });
     // Files the provider made for the tenant's object are the tenant's too: a batch's output
     // and error files, the file a completed upload became.

@@ -180,13 +180,34 @@ test('stored responses: B cannot read, list items of, cancel, continue or delete
   t.pass();
 });
 
-test('a streamed response is recorded from its first event; store: false records nothing', async (t) => {
+test('a streamed response or chat completion is recorded from its first event; store: false records nothing', async (t) => {
   const stream = await call('alice', 'POST', '/v1/responses', { ...RESPONSE, stream: true });
   reached(t, stream, 'alice streams');
   const id = /"id":"(resp_[0-9a-f]+)"/.exec(stream.res.text)?.[1] ?? '';
   t.truthy(id, stream.res.text);
   reached(t, await ownedBy('alice', `/v1/responses/${id}`), 'alice reads her streamed response');
   refused(t, await call('bob', 'GET', `/v1/responses/${id}`), 404, 'object_not_found', 'bob');
+
+  // A streamed stored chat completion: listed from its first chunk (a marked summary), to
+  // alice only.
+  const chat = await call('alice', 'POST', '/v1/chat/completions', {
+    model: 'gpt-4o-mini',
+    messages: [{ role: 'user', content: 'hi' }],
+    store: true,
+    stream: true,
+  });
+  reached(t, chat, 'alice streams a stored chat completion');
+  const chatId = /"id":"(chatcmpl-[^"]+)"/.exec(chat.res.text)?.[1] ?? '';
+  t.truthy(chatId, chat.res.text);
+  const listed = await eventually(async () => {
+    const r = await call('alice', 'GET', '/v1/chat/completions');
+    return r.res.text.includes(chatId) ? r : undefined;
+  }, 10_000);
+  const item = (listed.res.json as { data: Array<Record<string, unknown>> }).data.find(
+    (d) => d.id === chatId,
+  );
+  t.like(item, { object: 'chat.completion', model: 'gpt-4o-mini', _gateway_summary: true });
+  t.false((await call('bob', 'GET', '/v1/chat/completions')).res.text.includes(chatId));
 
   const unstored = await call('alice', 'POST', '/v1/responses', { ...RESPONSE, store: false });
   reached(t, unstored, 'store: false');

@@ -5,7 +5,13 @@
 import test from 'ava';
 import { postSpends } from '../../lib/http/api-surface';
 import { isGatewayError } from '../../lib/http/errors';
-import { decodeSeen, listOptions, madeId, references } from '../../plugins/tenant-auth/object-refs';
+import {
+  decodeSeen,
+  listOptions,
+  madeId,
+  references,
+  snapshotOf,
+} from '../../plugins/tenant-auth/object-refs';
 
 test('references: every scoped id in a body, at any depth, with its field and kind', (t) => {
   t.deepEqual(
@@ -153,4 +159,67 @@ test('postSpends: uploads, cancels and conversation items spend nothing, a batch
   ]) {
     t.is(postSpends(p), 'tokens', p);
   }
+});
+
+test('what a list keeps: the object when whole and small, else a marked summary, never another object', (t) => {
+  const small = JSON.stringify({ id: 'file-1', object: 'file', bytes: 3, filename: 'a.txt' });
+  t.is(snapshotOf({ text: small, whole: true }, 'file-1'), small);
+  // Another object's answer (a refresh that answered something else) keeps nothing.
+  t.is(snapshotOf({ text: small, whole: true }, 'file-2'), null);
+
+  // Too large: its top-level scalars and small usage/metadata, not the big fields.
+  const big = {
+    id: 'chatcmpl-9',
+    object: 'chat.completion',
+    created: 1_700_000_000,
+    model: 'gpt-4o-mini',
+    choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat(20_000) } }],
+    usage: { prompt_tokens: 3, completion_tokens: 5000, total_tokens: 5003 },
+    metadata: { team: 'a' },
+    instructions: 'y'.repeat(600),
+  };
+  const s1 = JSON.parse(
+    snapshotOf({ text: JSON.stringify(big), whole: true }, 'chatcmpl-9') ?? '{}',
+  );
+  t.deepEqual(s1, {
+    id: 'chatcmpl-9',
+    object: 'chat.completion',
+    created: 1_700_000_000,
+    model: 'gpt-4o-mini',
+    usage: big.usage,
+    metadata: big.metadata,
+    _gateway_summary: true,
+  });
+
+  // A streamed chat completion: its first chunk names the whole.
+  const sse =
+    'data: {"id":"chatcmpl-7","object":"chat.completion.chunk","created":5,"model":"m","choices":[{"delta":{"role":"assistant"}}]}\n\ndata: {"id":"chatcmpl-7","choices":[]}\n\ndata: [DONE]\n\n';
+  t.deepEqual(JSON.parse(snapshotOf({ text: sse, whole: true }, 'chatcmpl-7') ?? '{}'), {
+    id: 'chatcmpl-7',
+    object: 'chat.completion',
+    created: 5,
+    model: 'm',
+    _gateway_summary: true,
+  });
+  // A streamed response: response.created carries the response.
+  const rs =
+    'event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","status":"in_progress","model":"m","output":[]}}\n\n';
+  t.like(JSON.parse(snapshotOf({ text: rs, whole: false }, 'resp_1') ?? '{}'), {
+    id: 'resp_1',
+    object: 'response',
+    status: 'in_progress',
+    _gateway_summary: true,
+  });
+  t.is(snapshotOf({ text: rs, whole: false }, 'resp_2'), null);
+
+  // Cut at 64 KiB: the fields before the first nested value; a nested id is never taken.
+  const cut = `{"id":"batch_1","object":"batch","status":"completed","errors":{"data":[{"id":"other"`;
+  t.deepEqual(JSON.parse(snapshotOf({ text: cut, whole: false }, 'batch_1') ?? '{}'), {
+    id: 'batch_1',
+    object: 'batch',
+    status: 'completed',
+    _gateway_summary: true,
+  });
+  t.is(snapshotOf({ text: '{"data":[{"id":"batch_1"', whole: false }, 'batch_1'), null);
+  t.is(snapshotOf({ text: 'not json', whole: false }, 'x'), null);
 });
