@@ -40,7 +40,10 @@
  * share of the quota the fair queue declares, default 0.97), BENCH_RL_LIMITS
  * (rate-limiting's per-consumer limits per second, default "20,35"), BENCH_REJECT_PAUSE_MS (a
  * flood worker's pause after a 429, default 0: the flood is closed-loop whatever it gets
- * back). Loops are bounded in time and only reach 127.0.0.1.
+ * back), BENCH_RUNS (N > 1: the noisy neighbour alone, N runs in a row, each judged against the
+ * ideal scheduler by issue 19's goals: bench/lib/neighbour-runs.ts, its own section per model),
+ * BENCH_SETUPS (the fair-queue routes to run, e.g. `wfqcb` or `qwfq`; plain FIFO always runs).
+ * Loops are bounded in time and only reach 127.0.0.1.
  */
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
