@@ -648,6 +648,7 @@ async function main(): Promise<void> {
           start,
           waits,
           frees,
+          freesFrom: from,
           upstreamQueued: u.queued,
         });
         summary.push(
@@ -712,7 +713,7 @@ async function main(): Promise<void> {
         for (const model of MODELS) rs.push(await runModel(model));
         runs.push({ load: loadNow, at, results: rs });
         for (const r of rs) {
-          for (const j of judgeAgainstIdeal(r)) {
+          for (const j of judgeAgainstIdeal(r, SERVICE_MS)) {
             process.stdout.write(`run ${i + 1} ${r.model} ${j.setup}: ${j.summary}\n`);
           }
         }

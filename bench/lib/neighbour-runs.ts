@@ -5,12 +5,15 @@
  * the upstream's timeline. The ideal scheduler is built per fair-queue setup: that setup's
  * victims alone, plus the wait a victim arriving at any millisecond of the flood would have
  * had with no hand-off time and no pre-emption:
- * - against seats, until the next seat that freed on that setup's own run (the issue's "the
- *   victim takes the next seat that frees"; the upstream's `GET /__mock/ends`). Beside it, the
- *   ideal built on plain FIFO's saturated start times, as before: FIFO's seats can run in
- *   lockstep (every seat starting together at the flood's onset, then freeing together each
- *   service time), which makes its ideal swing between runs (median waits of 19 and 45 ms
- *   seen), so it is shown, not judged;
+ * - against seats, from each instant a victim really came (its request's start) until the next
+ *   seat that freed on that setup's own run (the issue's "the victim takes the next seat that
+ *   frees"; the upstream's `GET /__mock/ends`). Beside it, shown, not judged: the same from
+ *   any millisecond of the flood, and the ideal built on plain FIFO's saturated start times,
+ *   as before. Seats run in step (every seat starting together at the flood's onset, then
+ *   freeing together each service time); a closed-loop victim that comes back a think time
+ *   after its answer arrives at the same phase of that step each time, so the wait from any
+ *   instant is not the wait it would have had (seen at 230 ms: a median wait of 130 ms for
+ *   every victim against 66 ms from any instant);
  * - against a quota, until the next start the quota granted while plain FIFO kept it saturated
  *   (the quota's grants do not depend on the gateway).
  * Here each run is judged on its own:
@@ -68,6 +71,8 @@ export interface Outcome {
    * upstream timeline (empty for a quota, or when the upstream does not say).
    */
   frees?: number[];
+  /** When `frees[0]` was (ms since the epoch): `frees[i]` is the wait from `freesFrom + i`. */
+  freesFrom?: number;
   /** Mean requests waiting at the upstream during the flood. */
   upstreamQueued: number;
 }
@@ -112,6 +117,19 @@ function idealLatencies(alone: readonly Sample[], waits: readonly number[]): num
   return sorted(sums);
 }
 
+/** The wait to the next free seat from each victim's arrival (its start), where the timeline has it. */
+function waitsAtArrivals(o: Outcome, frees: readonly number[], from: number): number[] {
+  if (!Number.isFinite(from)) return [];
+  const out: number[] = [];
+  for (const v of o.victims) {
+    if (v.status !== 200) continue;
+    const i = Math.round(v.at - v.ms - from);
+    const w = i >= 0 && i < frees.length ? frees[i] : undefined;
+    if (w !== undefined) out.push(w);
+  }
+  return out;
+}
+
 /** The ideal scheduler's p99 (see idealLatencies). */
 export function idealP99(alone: readonly Sample[], waits: readonly number[]): number {
   return percentile(idealLatencies(alone, waits), 99);
@@ -129,6 +147,8 @@ export interface Judgement {
   medianRatio: number;
   /** Seats: the ideal's p99 on plain FIFO's start times (shown, not judged); NaN for a quota. */
   fifoIdealP99: number;
+  /** Seats: the ideal's p99 for an arrival at any millisecond of the flood (shown); NaN else. */
+  uniformIdealP99: number;
   util: number;
   /** Seats only: the upstream's idle ms per hand-off the utilisation implies (NaN for a quota). */
   idlePerHandOff: number;
@@ -150,8 +170,17 @@ export function judgeAgainstIdeal(r: ModelResult, serviceMs = 100): Judgement[] 
   return r.outcomes
     .filter((o) => o.setup.kind === 'wfq')
     .map((o): Judgement => {
-      const own = r.model === 'seats' && o.frees !== undefined && o.frees.length > 0;
-      const ideal = idealLatencies(o.aloneSamples, own ? (o.frees as number[]) : fifo.waits);
+      const frees = r.model === 'seats' && o.frees !== undefined ? o.frees : [];
+      const own = frees.length > 0;
+      // Seats: the wait to the next seat that freed from the instants the victims really came
+      // (closed-loop victims come back a think time after an answer, in phase with the seats
+      // when these run in step, so an arrival at any millisecond is not what they saw).
+      const arrivalWaits = own ? waitsAtArrivals(o, frees, o.freesFrom ?? NaN) : [];
+      const ideal = idealLatencies(
+        o.aloneSamples,
+        arrivalWaits.length > 0 ? arrivalWaits : own ? frees : fifo.waits,
+      );
+      const uniformIdealP99 = own ? percentile(idealLatencies(o.aloneSamples, frees), 99) : NaN;
       const fifoIdealP99 =
         r.model === 'seats' ? percentile(idealLatencies(o.aloneSamples, fifo.waits), 99) : NaN;
       const aloneMedian = percentile(sorted(okMs(o.aloneSamples)), 50);
@@ -189,6 +218,7 @@ export function judgeAgainstIdeal(r: ModelResult, serviceMs = 100): Judgement[] 
         idealMedianWait,
         medianRatio,
         fifoIdealP99,
+        uniformIdealP99,
         util: o.util,
         idlePerHandOff: idle,
         victims: okMs(o.victims).length,
@@ -230,7 +260,7 @@ export function runsSection(
         rows.push([
           `${i + 1} (${run.at}Z, load ${run.load.toFixed(1)})`,
           j.setup,
-          `${j.victimP99.toFixed(0)} / ${j.idealP99.toFixed(0)}${seats ? ` (FIFO's: ${j.fifoIdealP99.toFixed(0)})` : ''}`,
+          `${j.victimP99.toFixed(0)} / ${j.idealP99.toFixed(0)}${seats ? ` (any instant: ${j.uniformIdealP99.toFixed(0)}; FIFO's: ${j.fifoIdealP99.toFixed(0)})` : ''}`,
           mark(j.met.p99, `${j.p99Ratio.toFixed(2)}×`),
           `${j.medianWait.toFixed(0)} / ${j.idealMedianWait.toFixed(0)}`,
           mark(j.met.median, Number.isFinite(j.medianRatio) ? `${j.medianRatio.toFixed(2)}×` : '—'),
@@ -291,11 +321,14 @@ ${verdicts.join('; ')}.`;
 
 Command: \`${ctx.command}\`. Each run measures plain FIFO and the fair-queue setups chosen, then
 judges each setup on its own run. The ideal scheduler is that run's victims alone on the setup's
-route plus, for every millisecond of the flood, the wait until the next seat that freed on the
-setup's own run (seats), or until the next start the quota granted while plain FIFO saturated it
-(quota): no hand-off, no pre-emption. Beside it for seats, in brackets, the ideal built on plain
-FIFO's start times (earlier sections' ideal): FIFO's seats can run in lockstep, all freeing
-together every service time, so that ideal swings from run to run and is not judged. Median wait = the victims'
+route plus a wait with no hand-off and no pre-emption: against seats, from each instant a victim
+really came (its request's start) to the next seat that freed on the setup's own run; against a
+quota, from every millisecond of the flood to the next start the quota granted while plain FIFO
+saturated it. Beside it for seats, in brackets, the same ideal for an arrival at any instant of
+the flood, and the one built on plain FIFO's start times (earlier sections' ideal). Those are
+shown, not judged: the seats run in step (the flood's first requests start together and each
+takes the service time), and a victim that comes back a think time after its answer comes at the
+same phase of that step every time, so a wait from any instant is not the wait it would have had. Median wait = the victims'
 median under the flood − their median alone, against the same for the ideal. Idle per hand-off
 (seats) = service × (1 − utilisation) ÷ utilisation. The load average is the 1-minute one at the
 start of each run, on this shared 2-core machine.

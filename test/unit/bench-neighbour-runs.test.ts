@@ -160,3 +160,37 @@ test('against seats the ideal is the setup’s own next seat to free; FIFO’s i
   t.is(j?.idealMedianWait, 12);
   t.false(j?.met.median);
 });
+
+test('against seats the ideal waits from the instants the victims really came', (t) => {
+  // Seats free together every 100 ms from t = 1000; the victims always come 70 ms into a
+  // step, so the next free seat is 30 ms away for each of them (from any instant: 0..99).
+  const from = 1000;
+  const frees = Array.from({ length: 1000 }, (_, i) => (100 - (i % 100)) % 100);
+  const victims = Array.from({ length: 50 }, (_, k) => {
+    const start = from + k * 200 + 70;
+    return { ...samples([135])[0]!, at: start + 135 };
+  });
+  const run: ModelResult = {
+    model: 'seats',
+    seconds: 20,
+    ideal: null,
+    chartFile: '',
+    outcomes: [
+      outcome('fifo', { waits: Array.from({ length: 100 }, (_, i) => i) }),
+      outcome('wfq', {
+        aloneSamples: samples(Array(10).fill(100)),
+        victims,
+        frees,
+        freesFrom: from,
+        util: 0.98,
+      }),
+    ],
+  };
+  const [j] = judgeAgainstIdeal(run);
+  t.is(j?.idealP99, 130);
+  t.is(j?.idealMedianWait, 30);
+  t.is(j?.medianWait, 35);
+  t.true(j?.all);
+  // From any instant the ideal would have looked worse (p99 198) than what the victims could get.
+  t.is(j?.uniformIdealP99, 198);
+});
