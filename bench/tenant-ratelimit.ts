@@ -42,7 +42,9 @@
  * flood worker's pause after a 429, default 0: the flood is closed-loop whatever it gets
  * back), BENCH_RUNS (N > 1: the noisy neighbour alone, N runs in a row, each judged against the
  * ideal scheduler by issue 19's goals: bench/lib/neighbour-runs.ts, its own section per model),
- * BENCH_SETUPS (the fair-queue routes to run, e.g. `wfqcb` or `qwfq`; plain FIFO always runs).
+ * BENCH_SETUPS (the fair-queue routes to run, e.g. `wfqcb` or `qwfq`; plain FIFO always runs),
+ * BENCH_VICTIM_THINK (`fixed`: 100 ms between a victim's requests, the default of a full run;
+ * `random`: 0–200 ms, the default of the runs mode).
  * Loops are bounded in time and only reach 127.0.0.1.
  */
 import { randomBytes } from 'node:crypto';
@@ -118,6 +120,14 @@ const QUOTA_DECLARED = Number(process.env.BENCH_QUOTA_DECLARED ?? 0.97);
 /** The fair queue's own bucket over the quota, in requests (its `queue.token_burst`). */
 const QUEUE_BURST = 2;
 const VICTIM_THINK_MS = 100;
+/**
+ * The victims' think time: fixed (100 ms, as the earlier sections ran), or, in the runs mode by
+ * default, drawn uniformly from 0–200 ms (the same mean). A fixed think time keeps a closed-loop
+ * victim in phase with seats that run in step, so its waits are not what an arrival at a random
+ * instant would see, and no ideal built on the upstream's timeline is then a fair measure.
+ */
+const RANDOM_THINK =
+  (process.env.BENCH_VICTIM_THINK ?? (RUNS > 1 ? 'random' : 'fixed')) === 'random';
 /** The flood's onset, left out of the breakdown's steady-state p99 (victims start at 1.5 s). */
 const ONSET_MS = 3000;
 /** Flood workers: 20x what the upstream has in service at once (4 either way). */
@@ -210,7 +220,8 @@ async function load(
       while (Date.now() < until) {
         const s = await request(agent, url, key);
         out.push(s);
-        const pause = s.status === 429 ? Math.max(thinkMs, rejectPauseMs) : thinkMs;
+        const think = thinkMs > 0 && RANDOM_THINK ? Math.random() * 2 * thinkMs : thinkMs;
+        const pause = s.status === 429 ? Math.max(think, rejectPauseMs) : think;
         if (pause > 0) await new Promise((r) => setTimeout(r, pause));
       }
     }),
@@ -719,7 +730,7 @@ async function main(): Promise<void> {
         }
       }
       const body = runsSection(runs, {
-        command: `BENCH_GATEWAY=${GATEWAY} BENCH_MODELS=${MODELS.join(',')} BENCH_RUNS=${RUNS}${SETUPS ? ` BENCH_SETUPS=${[...SETUPS].join(',')}` : ''} BENCH_SECONDS=${SECONDS} BENCH_QUOTA_SECONDS=${QUOTA_SECONDS}${MODELS.includes('quota') ? ` BENCH_QUOTA_DECLARED=${QUOTA_DECLARED}` : ''} BENCH_SERVICE_MS=${SERVICE_MS} npx tsx bench/tenant-ratelimit.ts`,
+        command: `BENCH_GATEWAY=${GATEWAY} BENCH_MODELS=${MODELS.join(',')} BENCH_RUNS=${RUNS} BENCH_VICTIM_THINK=${RANDOM_THINK ? 'random' : 'fixed'}${SETUPS ? ` BENCH_SETUPS=${[...SETUPS].join(',')}` : ''} BENCH_SECONDS=${SECONDS} BENCH_QUOTA_SECONDS=${QUOTA_SECONDS}${MODELS.includes('quota') ? ` BENCH_QUOTA_DECLARED=${QUOTA_DECLARED}` : ''} BENCH_SERVICE_MS=${SERVICE_MS} npx tsx bench/tenant-ratelimit.ts`,
         gateway: GATEWAY,
         seats: SEATS,
         serviceMs: SERVICE_MS,

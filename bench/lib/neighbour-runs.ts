@@ -5,15 +5,15 @@
  * the upstream's timeline. The ideal scheduler is built per fair-queue setup: that setup's
  * victims alone, plus the wait a victim arriving at any millisecond of the flood would have
  * had with no hand-off time and no pre-emption:
- * - against seats, from each instant a victim really came (its request's start) until the next
- *   seat that freed on that setup's own run (the issue's "the victim takes the next seat that
- *   frees"; the upstream's `GET /__mock/ends`). Beside it, shown, not judged: the same from
- *   any millisecond of the flood, and the ideal built on plain FIFO's saturated start times,
- *   as before. Seats run in step (every seat starting together at the flood's onset, then
- *   freeing together each service time); a closed-loop victim that comes back a think time
- *   after its answer arrives at the same phase of that step each time, so the wait from any
- *   instant is not the wait it would have had (seen at 230 ms: a median wait of 130 ms for
- *   every victim against 66 ms from any instant);
+ * - against seats, from any millisecond of the flood until the next seat that freed on that
+ *   setup's own run (the issue's "the victim takes the next seat that frees"; the upstream's
+ *   `GET /__mock/ends`). Beside it, shown, not judged: the same from the instants the victims
+ *   really came, and the ideal built on plain FIFO's saturated start times, as before. Seats
+ *   run in step (every seat starting together at the flood's onset, then freeing together each
+ *   service time); a victim with a fixed think time comes back at the same phase of that step
+ *   every time (seen at 230 ms: a median wait of 130 ms for every victim against 66 ms from any
+ *   instant), so the runs mode draws the victims' think time at random
+ *   (bench/tenant-ratelimit.ts `BENCH_VICTIM_THINK`);
  * - against a quota, until the next start the quota granted while plain FIFO kept it saturated
  *   (the quota's grants do not depend on the gateway).
  * Here each run is judged on its own:
@@ -147,8 +147,8 @@ export interface Judgement {
   medianRatio: number;
   /** Seats: the ideal's p99 on plain FIFO's start times (shown, not judged); NaN for a quota. */
   fifoIdealP99: number;
-  /** Seats: the ideal's p99 for an arrival at any millisecond of the flood (shown); NaN else. */
-  uniformIdealP99: number;
+  /** Seats: the ideal's p99 from the instants the victims came (shown, not judged); NaN else. */
+  arrivalIdealP99: number;
   util: number;
   /** Seats only: the upstream's idle ms per hand-off the utilisation implies (NaN for a quota). */
   idlePerHandOff: number;
@@ -172,15 +172,14 @@ export function judgeAgainstIdeal(r: ModelResult, serviceMs = 100): Judgement[] 
     .map((o): Judgement => {
       const frees = r.model === 'seats' && o.frees !== undefined ? o.frees : [];
       const own = frees.length > 0;
-      // Seats: the wait to the next seat that freed from the instants the victims really came
-      // (closed-loop victims come back a think time after an answer, in phase with the seats
-      // when these run in step, so an arrival at any millisecond is not what they saw).
+      // Seats: the wait to the next seat that freed on this setup's own run, from any instant.
+      const ideal = idealLatencies(o.aloneSamples, own ? frees : fifo.waits);
+      // Beside it: from the instants the victims really came (their requests' starts).
       const arrivalWaits = own ? waitsAtArrivals(o, frees, o.freesFrom ?? NaN) : [];
-      const ideal = idealLatencies(
-        o.aloneSamples,
-        arrivalWaits.length > 0 ? arrivalWaits : own ? frees : fifo.waits,
-      );
-      const uniformIdealP99 = own ? percentile(idealLatencies(o.aloneSamples, frees), 99) : NaN;
+      const arrivalIdealP99 =
+        arrivalWaits.length > 0
+          ? percentile(idealLatencies(o.aloneSamples, arrivalWaits), 99)
+          : NaN;
       const fifoIdealP99 =
         r.model === 'seats' ? percentile(idealLatencies(o.aloneSamples, fifo.waits), 99) : NaN;
       const aloneMedian = percentile(sorted(okMs(o.aloneSamples)), 50);
@@ -218,7 +217,7 @@ export function judgeAgainstIdeal(r: ModelResult, serviceMs = 100): Judgement[] 
         idealMedianWait,
         medianRatio,
         fifoIdealP99,
-        uniformIdealP99,
+        arrivalIdealP99,
         util: o.util,
         idlePerHandOff: idle,
         victims: okMs(o.victims).length,
@@ -260,7 +259,7 @@ export function runsSection(
         rows.push([
           `${i + 1} (${run.at}Z, load ${run.load.toFixed(1)})`,
           j.setup,
-          `${j.victimP99.toFixed(0)} / ${j.idealP99.toFixed(0)}${seats ? ` (any instant: ${j.uniformIdealP99.toFixed(0)}; FIFO's: ${j.fifoIdealP99.toFixed(0)})` : ''}`,
+          `${j.victimP99.toFixed(0)} / ${j.idealP99.toFixed(0)}${seats ? ` (from the victims' arrivals: ${j.arrivalIdealP99.toFixed(0)}; FIFO's: ${j.fifoIdealP99.toFixed(0)})` : ''}`,
           mark(j.met.p99, `${j.p99Ratio.toFixed(2)}×`),
           `${j.medianWait.toFixed(0)} / ${j.idealMedianWait.toFixed(0)}`,
           mark(j.met.median, Number.isFinite(j.medianRatio) ? `${j.medianRatio.toFixed(2)}×` : '—'),
@@ -321,14 +320,15 @@ ${verdicts.join('; ')}.`;
 
 Command: \`${ctx.command}\`. Each run measures plain FIFO and the fair-queue setups chosen, then
 judges each setup on its own run. The ideal scheduler is that run's victims alone on the setup's
-route plus a wait with no hand-off and no pre-emption: against seats, from each instant a victim
-really came (its request's start) to the next seat that freed on the setup's own run; against a
-quota, from every millisecond of the flood to the next start the quota granted while plain FIFO
-saturated it. Beside it for seats, in brackets, the same ideal for an arrival at any instant of
-the flood, and the one built on plain FIFO's start times (earlier sections' ideal). Those are
-shown, not judged: the seats run in step (the flood's first requests start together and each
-takes the service time), and a victim that comes back a think time after its answer comes at the
-same phase of that step every time, so a wait from any instant is not the wait it would have had. Median wait = the victims'
+route plus a wait with no hand-off and no pre-emption, from every millisecond of the flood: against
+seats, to the next seat that freed on the setup's own run; against a quota, to the next start the
+quota granted while plain FIFO saturated it. Beside it for seats, in brackets and not judged: the
+same ideal from the instants the victims really came (their requests' starts), and the one built
+on plain FIFO's start times (earlier sections' ideal). The seats run in step (the flood's first
+requests start together and each takes the service time); a victim with a fixed think time comes
+back at the same phase of that step every time, so its waits are not those of an arrival at a
+random instant. So the victims here think a random 0–200 ms between requests (mean 100 ms,
+\`BENCH_VICTIM_THINK=random\`), and the ideal from any instant is the fair one. Median wait = the victims'
 median under the flood − their median alone, against the same for the ideal. Idle per hand-off
 (seats) = service × (1 − utilisation) ÷ utilisation. The load average is the 1-minute one at the
 start of each run, on this shared 2-core machine.
