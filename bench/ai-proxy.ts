@@ -2,11 +2,11 @@
  * token-meter's bill through Kong's ai-proxy, per provider format: `npm run bench -- ai-proxy`.
  *
  * For each provider (OpenAI, Mistral in OpenAI format, Anthropic, Gemini on Vertex AI, Cohere's
- * chat v1, Bedrock's Converse), kong.yml's
+ * chat v1, Bedrock's Converse, Ollama through the llama2 driver), kong.yml's
  * chain on the real Kong 3.9.3 with ai-proxy and the recipe of docs/operations.md ("Beside Kong's
  * AI plugins": the usage reader before ai-proxy), tenant acme sends REQUESTS chats, every other
  * one streamed, with varying questions; then its ledger in Redis is compared, to the token, with
- * what the provider stub billed (the mock's usage for OpenAI, Mistral, Anthropic, Cohere and Bedrock;
+ * what the provider stub billed (the mock's usage for OpenAI, Mistral, Anthropic, Cohere, Bedrock, Ollama;
  * the Gemini stub's). Writes section `ai-proxy` of docs/benchmarks.md. Needs Redis and Milvus running
  * (REDIS_URL, MILVUS_ADDRESS) and the built plugins (`npm run build`).
  */
@@ -19,7 +19,15 @@ import { table, writeSection } from './report';
 // Kong's AI plugins run on the real Kong only (the harness refuses them).
 process.env.GATEWAY = 'kong';
 const REQUESTS = Number(process.env.BENCH_AI_PROXY_REQUESTS ?? 40);
-const PROVIDERS: Provider[] = ['openai', 'mistral', 'anthropic', 'gemini', 'cohere', 'bedrock'];
+const PROVIDERS: Provider[] = [
+  'openai',
+  'mistral',
+  'anthropic',
+  'gemini',
+  'cohere',
+  'bedrock',
+  'llama2',
+];
 
 async function run(closers: Closers, provider: Provider): Promise<Array<string | number>> {
   {

@@ -8,6 +8,7 @@ import { createCapacityGate } from './capacity';
 import { anthropicMessages } from './anthropic';
 import { bedrockConverse } from './bedrock';
 import { cohereChat } from './cohere';
+import { ollamaChat } from './ollama';
 import { chatCompletions } from './chat';
 import { CONTROL_PREFIX, handleControl, type Controllable } from './control';
 import { embeddings } from './embeddings';
@@ -125,6 +126,8 @@ function endpointFor(method: string, path: string): Endpoint | undefined {
   if (method === 'POST' && path === '/v1/messages') return anthropicMessages;
   // Cohere's Chat API v1 (Kong's ai-proxy with provider cohere).
   if (method === 'POST' && path === '/v1/chat') return cohereChat;
+  // Ollama's chat API (Kong's ai-proxy with provider llama2, llama2_format ollama).
+  if (method === 'POST' && path === '/api/chat') return ollamaChat;
   // Bedrock's Converse API (Kong's ai-proxy with provider bedrock).
   if (method === 'POST' && /^\/model\/[^/]+\/converse(-stream)?$/.test(path))
     return bedrockConverse;

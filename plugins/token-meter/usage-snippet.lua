@@ -6,10 +6,12 @@
 -- Provider formats (read before ai-proxy converts them, docs/operations.md): OpenAI (chat,
 -- Responses, embeddings), Anthropic (`usage` in message_start and message_delta), Gemini
 -- (`usageMetadata`), Bedrock Converse (`usage` with inputTokens/outputTokens, JSON or the
--- binary event stream's `metadata` event), Cohere (`billed_units`, v1 `meta` or v2 `usage`).
+-- binary event stream's `metadata` event), Cohere (`billed_units`, v1 `meta` or v2 `usage`),
+-- Ollama (ai-proxy's llama2 with llama2_format ollama: no `usage`, but `prompt_eval_count` and
+-- `eval_count` after `"done": true`, in its JSON answer or its NDJSON stream's last line).
 -- Anthropic and Bedrock count prompt-cache reads and writes apart from their input tokens: the
 -- prompt billed is all three, the cache reads also reported as cached.
-local KEYS = { '"usage%a*"%s*:%s*{', '"billed_units"%s*:%s*{' }
+local KEYS = { '"usage%a*"%s*:%s*{', '"billed_units"%s*:%s*{', '"done"%s*:%s*true' }
 local function count(s, a, b)
   return string.match(s, '"' .. a .. '"%s*:%s*(%d+)') or (b and string.match(s, '"' .. b .. '"%s*:%s*(%d+)'))
 end
@@ -44,8 +46,8 @@ return function()
     local m = string.match(data, '"model"%s*:%s*"([^"]*)"')
     if m then c.tm_model = string.sub(string.gsub(m, '[^%w_.:/-]', ''), 1, 128) end
   end
-  -- The last `"usage": {` (Gemini: `"usageMetadata": {`; Cohere: `"billed_units": {`) seen
-  -- starts a window of up to 1 KiB.
+  -- The last `"usage": {` (Gemini: `"usageMetadata": {`; Cohere: `"billed_units": {`; Ollama:
+  -- `"done": true`, its counts follow) seen starts a window of up to 1 KiB.
   local at = nil
   for _, key in ipairs(KEYS) do
     local pos = 1
@@ -76,7 +78,9 @@ return function()
   -- cumulative usage in each element): in Kong's buffered responses (ai-proxy's
   -- JSON answers) a plugin before ai-proxy never sees eof, since ai-proxy's body_filter ends the
   -- body in the same call.
-  local whole = c.tm_object and c.tm_win and string.find(c.tm_win, '^"[%a_]+"%s*:%s*%b{}')
+  -- Ollama's counts are whole once eval_count's number has ended (its last field but one).
+  local whole = c.tm_object and c.tm_win and (string.find(c.tm_win, '^"[%a_]+"%s*:%s*%b{}')
+    or string.find(c.tm_win, '^"done"%s*:%s*true.-"eval_count"%s*:%s*%d+[^%d]'))
   if not eof and not whole then return end
   c.tm_done = true
   local w = c.tm_win
@@ -85,7 +89,7 @@ return function()
     return tonumber(string.match(w, '"' .. name .. '"%s*:%s*(%d+)'))
   end
   local base = num('prompt_tokens') or num('input_tokens') or num('promptTokenCount')
-    or num('inputTokens') or c.tm_in
+    or num('inputTokens') or num('prompt_eval_count') or c.tm_in
   -- Anthropic's and Bedrock's cache reads and writes, counted apart from their input tokens.
   local cr = num('cache_read_input_tokens') or num('cacheReadInputTokens') or c.tm_cr
   local cw = num('cache_creation_input_tokens') or num('cacheWriteInputTokens') or c.tm_cw
@@ -96,7 +100,7 @@ return function()
   local gemini = candidates and candidates + (num('thoughtsTokenCount') or 0)
   -- Embeddings report prompt and total only: their completion is what is left (0).
   local completion = num('completion_tokens') or num('output_tokens') or num('outputTokens')
-    or gemini or (prompt and total and total >= prompt and total - prompt)
+    or gemini or num('eval_count') or (prompt and total and total >= prompt and total - prompt)
   if not prompt or not completion then return end
   if cr or cw or not total then total = prompt + completion end
   local cached = num('cached_tokens') or num('cachedContentTokenCount') or cr or 0

@@ -251,12 +251,15 @@ export async function ledgerTotals(
   };
 }
 
-export type Provider = 'openai' | 'anthropic' | 'mistral' | 'gemini' | 'cohere' | 'bedrock';
+export type Provider =
+  'openai' | 'anthropic' | 'mistral' | 'gemini' | 'cohere' | 'bedrock' | 'llama2';
 
 /** The model a cohere route serves (Cohere's Chat API v1 stub: mock-upstream/cohere.ts). */
 export const COHERE = 'command-r';
 /** The model a bedrock route serves (Bedrock's Converse stub: mock-upstream/bedrock.ts). */
 export const BEDROCK = 'anthropic.claude-3-haiku-20240307-v1:0';
+/** The model a llama2 route serves, in Ollama's format (Ollama's chat stub: mock-upstream/ollama.ts). */
+export const OLLAMA = 'llama3.1:8b';
 
 /** A door with ai-proxy to one provider, and what that provider billed so far. */
 export interface ProviderDoor extends Door {
@@ -339,7 +342,9 @@ export async function startProviderDoor(
         ? COHERE
         : provider === 'bedrock'
           ? BEDROCK
-          : 'gpt-4o-mini';
+          : provider === 'llama2'
+            ? OLLAMA
+            : 'gpt-4o-mini';
   const d = await startDoor(
     closers,
     provider === 'anthropic'
@@ -348,13 +353,17 @@ export async function startProviderDoor(
           aiProxy(
             {
               provider,
-              ...(provider === 'cohere' || provider === 'bedrock' ? { name: model } : {}),
+              ...(provider === 'cohere' || provider === 'bedrock' || provider === 'llama2'
+                ? { name: model }
+                : {}),
               options:
                 provider === 'mistral'
                   ? { mistral_format: 'openai' }
                   : provider === 'bedrock'
                     ? { bedrock: { aws_region: 'us-east-1' } }
-                    : {},
+                    : provider === 'llama2'
+                      ? { llama2_format: 'ollama' }
+                      : {},
             },
             provider === 'bedrock'
               ? { aws_access_key_id: 'AKIAMOCKKEY', aws_secret_access_key: PROVIDER_KEY }
@@ -372,13 +381,18 @@ export async function startProviderDoor(
               ? `${u}/v1/chat`
               : provider === 'bedrock'
                 ? `${u}/model/${encodeURIComponent(BEDROCK)}/converse`
-                : `${u}/v1/chat/completions`;
+                : provider === 'llama2'
+                  ? `${u}/api/chat`
+                  : `${u}/v1/chat/completions`;
       if (provider === 'anthropic')
         servePlansWith(p, CLAUDE, { prompt_per_million: 0.8, completion_per_million: 4 });
       if (provider === 'cohere')
         servePlansWith(p, COHERE, { prompt_per_million: 0.15, completion_per_million: 0.6 });
       if (provider === 'bedrock')
         servePlansWith(p, BEDROCK, { prompt_per_million: 0.25, completion_per_million: 1.25 });
+      // A self-hosted model still costs the platform: priced, as every served model must be.
+      if (provider === 'llama2')
+        servePlansWith(p, OLLAMA, { prompt_per_million: 0.05, completion_per_million: 0.1 });
     },
   );
   return {

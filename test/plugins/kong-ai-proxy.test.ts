@@ -24,6 +24,10 @@
  * - `ai-proxy` with provider `bedrock` (a Converse stub: mock-upstream/bedrock.ts, SigV4
  *   header required): JSON and ConverseStream (AWS's binary event stream) answers billed to
  *   Bedrock's `usage` exactly; persona and context in Converse's `system`.
+ * - `ai-proxy` with provider `llama2`, `llama2_format: ollama` (Ollama's chat stub:
+ *   mock-upstream/ollama.ts): JSON and NDJSON-streamed answers, which carry no `usage` object,
+ *   billed to Ollama's `prompt_eval_count` and `eval_count` exactly; the meter's bound reaches
+ *   Ollama as `options.num_predict`.
  * - Kong's `acl` (950), after tenant-auth and tenant-ratelimit: a tenant outside the allowed
  *   group is refused 403, reaches no upstream, is not billed and leaves no lease held.
  *
@@ -43,6 +47,7 @@ import {
   CLAUDE,
   COHERE,
   GEMINI,
+  OLLAMA,
   ledgerEntries,
   ledgerEntry,
   ledgerEqualsUpstream,
@@ -403,6 +408,49 @@ if (gatewayKind() === 'kong') {
         t.true(system.includes(ACME_PERSONA), 'the persona in Converse system');
         t.true(system.includes(CODENAME), "acme's knowledge in Converse system");
       }
+      await ledgerEqualsUpstream(t, d, 'acme');
+    },
+  );
+  test.serial(
+    "ai-proxy to Ollama (llama2 driver): billed to Ollama's own counts, JSON and the NDJSON stream",
+    async (t) => {
+      const d = await startProviderDoor(closers, 'llama2');
+      for (const stream of [false, true]) {
+        const { res, upstream } = await ask(d, 'acme', {
+          model: OLLAMA,
+          stream,
+          max_tokens: 40,
+          messages: [question(`ollama ${stream}`)],
+        });
+        t.is(res.status, 200, res.text);
+        t.is(upstream?.path, '/api/chat', 'the request reached the Ollama stub');
+        const sent = upstream?.json as {
+          model: string;
+          stream: boolean;
+          messages: Array<{ role: string; content: string }>;
+          options?: { num_predict?: number };
+        };
+        t.is(sent.model, OLLAMA);
+        t.is(sent.stream, stream, 'stream said explicitly (Ollama streams by default)');
+        t.is(sent.options?.num_predict, 40, "the meter's bound reaches Ollama as num_predict");
+        const system = sent.messages
+          .filter((m) => m.role === 'system')
+          .map((m) => m.content)
+          .join('');
+        t.true(system.includes(ACME_PERSONA), 'the persona in a system message');
+        t.true(system.includes(CODENAME), "acme's knowledge in a system message");
+        if (stream) t.true(res.text.includes('data: '), 'the client gets an SSE stream');
+        else {
+          const answer = res.json as {
+            usage: { prompt_tokens: number; completion_tokens: number };
+          };
+          t.true(answer.usage.prompt_tokens > 0, 'ai-proxy answers with usage from Ollama');
+        }
+        const entry = await ledgerEntry(d, 'acme', res);
+        t.is(entry.estimated, '0', `billed from Ollama's counts (stream ${stream})`);
+        t.is(entry.model, OLLAMA);
+      }
+      // Ollama has no usage object: the ledger equals its prompt_eval_count and eval_count.
       await ledgerEqualsUpstream(t, d, 'acme');
     },
   );

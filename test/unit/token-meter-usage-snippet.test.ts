@@ -120,6 +120,19 @@ const cohereStream = (p: number, c: number): string =>
 const cohereV2Json = (p: number, c: number): string =>
   `{"id":"c2","finish_reason":"COMPLETE","message":{"role":"assistant","content":[{"type":"text","text":"hi"}]},"usage":{"billed_units":{"input_tokens":${p},"output_tokens":${c}},"tokens":{"input_tokens":${p + 60},"output_tokens":${c}}}}`;
 
+// Ollama's chat API (ai-proxy's llama2 driver, llama2_format ollama): no `usage` object; the
+// counts follow `"done": true`, in its JSON answer or its NDJSON stream's last line.
+const ollamaDone = (p: number, c: number, content = ''): string =>
+  `{"model":"llama3.1","created_at":"2026-12-07T06:00:00Z","message":{"role":"assistant","content":"${content}"},"done_reason":"stop","done":true,"total_duration":5000000,"load_duration":1000000,"prompt_eval_count":${p},"prompt_eval_duration":1000000,"eval_count":${c},"eval_duration":3000000}`;
+
+const ollamaStream = (p: number, c: number): string =>
+  [
+    '{"model":"llama3.1","created_at":"2026-12-07T06:00:00Z","message":{"role":"assistant","content":"say \\"done\\": true, \\"eval_count\\": 1 "},"done":false}',
+    '{"model":"llama3.1","created_at":"2026-12-07T06:00:00Z","message":{"role":"assistant","content":"hi"},"done":false}',
+    ollamaDone(p, c),
+    '',
+  ].join('\n');
+
 function cut(body: string, size: number): string[] {
   const out: string[] = [];
   for (let i = 0; i < body.length; i += size) out.push(body.slice(i, i + size));
@@ -260,6 +273,33 @@ const cases: Case[] = [
     name: 'Cohere v2 JSON: usage.billed_units',
     chunks: [cohereV2Json(8, 3)],
     expected: 'v=1;prompt=8;completion=3;total=11;cached=0;model=;from=json',
+  },
+  ...[3, 100000].map((size) => ({
+    name: `Ollama JSON cut every ${size} bytes: prompt_eval_count and eval_count`,
+    chunks: cut(ollamaDone(37, 12, 'the \\"done\\": true, \\"eval_count\\": 999'), size),
+    expected: 'v=1;prompt=37;completion=12;total=49;cached=0;model=llama3.1;from=json',
+  })),
+  {
+    name: 'Ollama JSON whose eof never comes (buffered, before ai-proxy): its counts once whole',
+    chunks: [ollamaDone(37, 12)],
+    noEof: true,
+    expected: 'v=1;prompt=37;completion=12;total=49;cached=0;model=llama3.1;from=json',
+  },
+  {
+    name: "Ollama JSON cut inside eval_count's number, no eof: not read as a shorter count",
+    chunks: [ollamaDone(37, 1234).split('"eval_count":12')[0] + '"eval_count":12'],
+    noEof: true,
+    expected: null,
+  },
+  ...[5, 100000].map((size) => ({
+    name: `Ollama's NDJSON stream cut every ${size} bytes: the done line's counts`,
+    chunks: cut(ollamaStream(40, 2), size),
+    expected: 'v=1;prompt=40;completion=2;total=42;cached=0;model=llama3.1;from=json',
+  })),
+  {
+    name: "Ollama's stream cut before its done line: no usage (billed at the bound)",
+    chunks: [ollamaStream(40, 2).split('\n').slice(0, 2).join('\n') + '\n'],
+    expected: null,
   },
   {
     name: 'a model name with characters outside the wire pattern is cleaned',

@@ -1,0 +1,122 @@
+/**
+ * `POST /api/chat`: Ollama's chat API, for Kong's `ai-proxy` with provider `llama2` and
+ * `llama2_format: ollama` (its `model.options.upstream_url` pointed here). It validates the
+ * request as Ollama does — a `model` name, `messages` of roles `system`, `user`, `assistant` or
+ * `tool` with string `content`, `stream` a boolean (Ollama streams when it is absent),
+ * `options.num_predict` a number — and answers in Ollama's shapes: one JSON object with
+ * `prompt_eval_count` and `eval_count` (what it counted), or, streamed, NDJSON
+ * (`application/x-ndjson`): one object per token with `done: false`, then a last one with
+ * `done: true` and the counts. There is no `usage` object anywhere: token-meter's usage reader
+ * must read Ollama's own fields. The answer is the chat endpoint's (mockAnswerText), counted by
+ * the same tokenizer, so a test can compare the ledger with what this "provider" counted.
+ */
+import type { Endpoint, EndpointContext } from './endpoint';
+import { providerJsonObject } from './request-body';
+import { contentDeltas, mockAnswerText } from './chat';
+import { decodeTokens, encodeText } from '../lib/tokens/tokenize';
+
+const COUNTING_MODEL = 'gpt-4o-mini';
+/** What Ollama's chat template adds to the prompt per message (counted, as Ollama counts it). */
+const TEMPLATE_TOKENS_PER_MESSAGE = 4;
+const ROLES = new Set(['system', 'user', 'assistant', 'tool']);
+
+class OllamaError extends Error {}
+
+export interface OllamaRequest {
+  model: string;
+  messages: Array<{ role: string; content: string }>;
+  numPredict: number | null;
+  stream: boolean;
+}
+
+export function parseOllamaRequest(rawBody: Buffer): OllamaRequest {
+  const body = providerJsonObject(rawBody, (m) => new OllamaError(m));
+  const { model, messages, stream, options } = body;
+  if (typeof model !== 'string' || model === '') throw new OllamaError('model is required');
+  if (!Array.isArray(messages)) throw new OllamaError('messages must be an array');
+  const turns = messages.map((m: unknown, i) => {
+    const msg = m as { role?: unknown; content?: unknown } | null;
+    if (!msg || typeof msg !== 'object') throw new OllamaError(`messages[${i}]: not an object`);
+    if (typeof msg.role !== 'string' || !ROLES.has(msg.role))
+      throw new OllamaError(`messages[${i}]: invalid role ${JSON.stringify(msg.role)}`);
+    if (typeof msg.content !== 'string')
+      throw new OllamaError(`messages[${i}]: content must be a string`);
+    return { role: msg.role, content: msg.content };
+  });
+  if (stream !== undefined && typeof stream !== 'boolean')
+    throw new OllamaError('stream must be a boolean');
+  let numPredict: number | null = null;
+  if (options !== undefined && options !== null) {
+    if (typeof options !== 'object' || Array.isArray(options))
+      throw new OllamaError('options must be an object');
+    const n = (options as { num_predict?: unknown }).num_predict;
+    if (n !== undefined && n !== null) {
+      if (typeof n !== 'number' || !Number.isInteger(n))
+        throw new OllamaError('options.num_predict must be an integer');
+      numPredict = n;
+    }
+  }
+  return { model, messages: turns, numPredict, stream: stream !== false };
+}
+
+export const ollamaChat: Endpoint = async (ctx: EndpointContext) => {
+  let r: OllamaRequest;
+  try {
+    r = parseOllamaRequest(ctx.rawBody);
+  } catch (e) {
+    if (!(e instanceof OllamaError)) throw e;
+    ctx.res.writeHead(400, { 'content-type': 'application/json' });
+    ctx.res.end(JSON.stringify({ error: e.message }));
+    return;
+  }
+  const lastUser = [...r.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
+  const full = encodeText(mockAnswerText(lastUser), COUNTING_MODEL);
+  const capped = r.numPredict !== null && r.numPredict >= 0 && full.length > r.numPredict;
+  const tokens = capped ? full.slice(0, r.numPredict ?? 0) : full;
+  const content = decodeTokens(tokens, COUNTING_MODEL).text;
+  let prompt = 0;
+  for (const m of r.messages)
+    prompt += encodeText(m.content, COUNTING_MODEL).length + TEMPLATE_TOKENS_PER_MESSAGE;
+  const createdAt = new Date().toISOString();
+  const last = {
+    model: r.model,
+    created_at: createdAt,
+    message: { role: 'assistant', content: r.stream ? '' : content },
+    done_reason: capped ? 'length' : 'stop',
+    done: true,
+    total_duration: 5_000_000,
+    load_duration: 1_000_000,
+    prompt_eval_count: prompt,
+    prompt_eval_duration: 1_000_000,
+    eval_count: tokens.length,
+    eval_duration: 3_000_000,
+  };
+  const onUsage = () => ctx.onUsage?.({ prompt_tokens: prompt, completion_tokens: tokens.length });
+  if (!r.stream) {
+    ctx.res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
+    ctx.res.end(JSON.stringify(last));
+    onUsage();
+    return;
+  }
+  ctx.res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+  const lines = [
+    ...contentDeltas(tokens, COUNTING_MODEL).map((delta) => ({
+      model: r.model,
+      created_at: createdAt,
+      message: { role: 'assistant', content: delta },
+      done: false,
+    })),
+    last,
+  ];
+  for (const [i, line] of lines.entries()) {
+    if (
+      i > 0 &&
+      ctx.knobs.streamChunkDelayMs > 0 &&
+      !(await ctx.pause(ctx.knobs.streamChunkDelayMs))
+    )
+      return;
+    ctx.res.write(`${JSON.stringify(line)}\n`);
+  }
+  ctx.res.end();
+  onUsage();
+};
