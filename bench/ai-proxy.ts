@@ -2,12 +2,12 @@
  * token-meter's bill through Kong's ai-proxy, per provider format: `npm run bench -- ai-proxy`.
  *
  * For each provider (OpenAI, Mistral in OpenAI format, Anthropic, Gemini on Vertex AI, Cohere's
- * chat v1, Bedrock's Converse, Ollama through the llama2 driver), kong.yml's
- * chain on the real Kong 3.9.3 with ai-proxy and the recipe of docs/operations.md ("Beside Kong's
- * AI plugins": the usage reader before ai-proxy), tenant acme sends REQUESTS chats, every other
- * one streamed, with varying questions; then its ledger in Redis is compared, to the token, with
- * what the provider stub billed (the mock's usage for OpenAI, Mistral, Anthropic, Cohere, Bedrock, Ollama;
- * the Gemini stub's). Writes section `ai-proxy` of docs/benchmarks.md. Needs Redis and Milvus running
+ * chat v1, Bedrock's Converse, Ollama through the llama2 driver, Hugging Face's chat API),
+ * kong.yml's chain on the real Kong 3.9.3 with ai-proxy and the recipe of docs/operations.md
+ * ("Beside Kong's AI plugins": the usage reader before ai-proxy), tenant acme sends REQUESTS
+ * chats, every other one streamed, with varying questions; then its ledger in Redis is compared,
+ * to the token, with what the provider stub billed (the mock's usage; the Gemini stub's for
+ * Gemini). Writes section `ai-proxy` of docs/benchmarks.md. Needs Redis and Milvus running
  * (REDIS_URL, MILVUS_ADDRESS) and the built plugins (`npm run build`).
  */
 import { execSync } from 'node:child_process';
@@ -27,6 +27,7 @@ const PROVIDERS: Provider[] = [
   'cohere',
   'bedrock',
   'llama2',
+  'huggingface',
 ];
 
 async function run(closers: Closers, provider: Provider): Promise<Array<string | number>> {

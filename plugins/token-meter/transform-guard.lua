@@ -17,6 +17,10 @@
 -- The transformer's own LLM usage (Kong's count, in its namespaced ctx) goes to
 -- kong.ctx.shared.kta_transform_usage: token-meter bills it to the tenant as a line of its own.
 -- Behind ai-proxy it also asks the provider for an uncompressed answer again (below).
+-- Behind ai-proxy with provider huggingface, every metered request gets the bound back too:
+-- Kong 3.9.3's driver (kong/llm/drivers/huggingface.lua, set_default_parameters) removes a chat's
+-- `max_tokens` and sends `parameters.max_lenght` (sic) instead, which Hugging Face's chat API
+-- does not read: without this, the answer is unbounded while the budget reserved for the bound.
 local NS = 'ai-request-transformer-transform-request'
 
 local function transformed()
@@ -27,19 +31,25 @@ end
 
 -- ai-proxy has header_filter and body_filter phases (Kong 3.9.3 kong/llm/plugin/base.lua: a log
 -- phase only with a filter that needs one), so Kong collected it for this request in those lists
--- before its access ran.
-local function ai_proxy_on_request()
+-- before its access ran, each plugin followed by its config (kong/runloop/plugins_iterator.lua).
+-- Its provider's name, '' when unknown; nil without ai-proxy on the request.
+local function ai_proxy_provider()
   local collected = ngx.ctx.plugins
-  if type(collected) ~= 'table' then return false end
+  if type(collected) ~= 'table' then return nil end
   for _, phase in ipairs({ 'header_filter', 'body_filter', 'log' }) do
     local list = collected[phase]
     if type(list) == 'table' then
       for i = 1, (list[0] or 0), 2 do
-        if type(list[i]) == 'table' and list[i].name == 'ai-proxy' then return true end
+        if type(list[i]) == 'table' and list[i].name == 'ai-proxy' then
+          local conf = list[i + 1]
+          local model = type(conf) == 'table' and conf.model
+          local provider = type(model) == 'table' and model.provider
+          return type(provider) == 'string' and provider or ''
+        end
       end
     end
   end
-  return false
+  return nil
 end
 
 local function refuse()
@@ -66,16 +76,19 @@ return function()
   -- Kong's ai-proxy asks its provider for gzip (its openai, azure and bedrock drivers set
   -- Accept-Encoding in access, after token-meter's identity): the usage reader reads the answer's
   -- bytes, so on a metered request the provider is asked for identity again.
-  if kong.ctx.shared.token_meter ~= nil and ai_proxy_on_request() then
+  local provider = kong.ctx.shared.token_meter ~= nil and ai_proxy_provider()
+  if provider then
     kong.service.request.set_header('Accept-Encoding', 'identity')
   end
-  if not transformed() then return end
+  local was_transformed = transformed()
+  if not was_transformed and provider ~= 'huggingface' then return end
   local state = kong.ctx.shared.token_meter
   if type(state) ~= 'string' then return end
   -- The transformer's own LLM call is the tenant's spend too: its usage, as Kong counted it, for
   -- token-meter's log (a ledger line of its own; usage format: lib/tokens/usage.ts).
-  local t = ngx.ctx.ai_namespaced_ctx[NS]
-  local tp, tc = tonumber(t.llm_prompt_tokens_count), tonumber(t.llm_completion_tokens_count)
+  local t = was_transformed and ngx.ctx.ai_namespaced_ctx[NS]
+  local tp = t and tonumber(t.llm_prompt_tokens_count)
+  local tc = t and tonumber(t.llm_completion_tokens_count)
   if tp and tc and tp + tc > 0 then
     local tm = type(t.model) == 'table' and type(t.model.name) == 'string' and t.model.name or ''
     kong.ctx.shared.kta_transform_usage = string.format(
@@ -89,7 +102,7 @@ return function()
   if type(body) ~= 'table' then return refuse() end
   changed = false
   local responses = body.input ~= nil and body.messages == nil and body.prompt == nil
-  if not ai_proxy_on_request() then
+  if not provider then
     local model = state:match('"modelServed":"([^"\\]*)"')
     if model and body.model ~= model then
       body.model = model
@@ -115,6 +128,9 @@ return function()
   elseif type(body.inferenceConfig) == 'table' then
     -- Bedrock Converse (ai-proxy's bedrock driver): inferenceConfig.maxTokens.
     bound(body.inferenceConfig, 'maxTokens', limit, true)
+  elseif type(body.inputs) == 'string' and type(body.parameters) == 'table' then
+    -- Hugging Face's text generation (ai-proxy's huggingface driver, completions).
+    bound(body.parameters, 'max_new_tokens', limit, true)
   elseif responses then
     -- OpenAI's Responses API.
     bound(body, 'max_output_tokens', limit, true)
@@ -127,7 +143,9 @@ return function()
     bound(body, 'max_tokens', limit, body.max_completion_tokens == nil)
   end
   bound(body, 'n', n, false)
-  if changed then
+  if changed and not was_transformed then
+    kong.service.request.set_body(body, 'application/json')
+  elseif changed then
     kong.log.warn('ai-request-transformer changed what token-meter reserved for; ',
       'its bound, choices and model were applied again')
     kong.service.request.set_body(body, 'application/json')

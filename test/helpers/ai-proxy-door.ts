@@ -252,7 +252,7 @@ export async function ledgerTotals(
 }
 
 export type Provider =
-  'openai' | 'anthropic' | 'mistral' | 'gemini' | 'cohere' | 'bedrock' | 'llama2';
+  'openai' | 'anthropic' | 'mistral' | 'gemini' | 'cohere' | 'bedrock' | 'llama2' | 'huggingface';
 
 /** The model a cohere route serves (Cohere's Chat API v1 stub: mock-upstream/cohere.ts). */
 export const COHERE = 'command-r';
@@ -260,6 +260,68 @@ export const COHERE = 'command-r';
 export const BEDROCK = 'anthropic.claude-3-haiku-20240307-v1:0';
 /** The model a llama2 route serves, in Ollama's format (Ollama's chat stub: mock-upstream/ollama.ts). */
 export const OLLAMA = 'llama3.1:8b';
+/**
+ * The model a huggingface route serves: its chat API is OpenAI's format, served by the mock's
+ * chat endpoint (which honours `max_tokens` and ignores the `parameters` Kong's driver adds).
+ */
+export const HUGGINGFACE = 'meta-llama/Llama-3.1-8B-Instruct';
+
+type Price = { prompt_per_million: number; completion_per_million: number };
+
+/**
+ * How ai-proxy reaches each provider's stub on the mock (Gemini's is served apart, over TLS):
+ * the model the plans serve, whether ai-proxy names it, its options, the path of
+ * `upstream_url` on the mock, and its price (OpenAI's and Mistral's models are kong.yml's own).
+ */
+const PROVIDER_ROUTES: Record<
+  Exclude<Provider, 'gemini'>,
+  { model: string; named: boolean; options: Record<string, unknown>; path: string; price?: Price }
+> = {
+  openai: { model: 'gpt-4o-mini', named: false, options: {}, path: '/v1/chat/completions' },
+  mistral: {
+    model: 'gpt-4o-mini',
+    named: false,
+    options: { mistral_format: 'openai' },
+    path: '/v1/chat/completions',
+  },
+  anthropic: {
+    model: CLAUDE,
+    named: false,
+    options: {},
+    path: '/v1/messages',
+    price: { prompt_per_million: 0.8, completion_per_million: 4 },
+  },
+  cohere: {
+    model: COHERE,
+    named: true,
+    options: {},
+    path: '/v1/chat',
+    price: { prompt_per_million: 0.15, completion_per_million: 0.6 },
+  },
+  bedrock: {
+    model: BEDROCK,
+    named: true,
+    options: { bedrock: { aws_region: 'us-east-1' } },
+    path: `/model/${encodeURIComponent(BEDROCK)}/converse`,
+    price: { prompt_per_million: 0.25, completion_per_million: 1.25 },
+  },
+  // A self-hosted model still costs the platform: priced, as every served model must be.
+  llama2: {
+    model: OLLAMA,
+    named: true,
+    options: { llama2_format: 'ollama' },
+    path: '/api/chat',
+    price: { prompt_per_million: 0.05, completion_per_million: 0.1 },
+  },
+  // Kong's huggingface driver appends /v1/chat/completions to upstream_url itself.
+  huggingface: {
+    model: HUGGINGFACE,
+    named: true,
+    options: {},
+    path: '',
+    price: { prompt_per_million: 0.1, completion_per_million: 0.2 },
+  },
+};
 
 /** A door with ai-proxy to one provider, and what that provider billed so far. */
 export interface ProviderDoor extends Door {
@@ -335,36 +397,15 @@ export async function startProviderDoor(
     );
     return { ...d, provider, model: GEMINI, gemini, billed: () => ({ ...gemini.billed }) };
   }
-  const model =
-    provider === 'anthropic'
-      ? CLAUDE
-      : provider === 'cohere'
-        ? COHERE
-        : provider === 'bedrock'
-          ? BEDROCK
-          : provider === 'llama2'
-            ? OLLAMA
-            : 'gpt-4o-mini';
+  const how = PROVIDER_ROUTES[provider];
+  const model = how.model;
   const d = await startDoor(
     closers,
     provider === 'anthropic'
       ? exampleEntries('anthropic.yml')
       : [
           aiProxy(
-            {
-              provider,
-              ...(provider === 'cohere' || provider === 'bedrock' || provider === 'llama2'
-                ? { name: model }
-                : {}),
-              options:
-                provider === 'mistral'
-                  ? { mistral_format: 'openai' }
-                  : provider === 'bedrock'
-                    ? { bedrock: { aws_region: 'us-east-1' } }
-                    : provider === 'llama2'
-                      ? { llama2_format: 'ollama' }
-                      : {},
-            },
+            { provider, ...(how.named ? { name: model } : {}), options: { ...how.options } },
             provider === 'bedrock'
               ? { aws_access_key_id: 'AKIAMOCKKEY', aws_secret_access_key: PROVIDER_KEY }
               : bearer,
@@ -373,26 +414,8 @@ export async function startProviderDoor(
     (p, u) => {
       recipe(p);
       const c = p.config as EntryConfig;
-      if (p.name === 'ai-proxy')
-        c.model.options.upstream_url =
-          provider === 'anthropic'
-            ? `${u}/v1/messages`
-            : provider === 'cohere'
-              ? `${u}/v1/chat`
-              : provider === 'bedrock'
-                ? `${u}/model/${encodeURIComponent(BEDROCK)}/converse`
-                : provider === 'llama2'
-                  ? `${u}/api/chat`
-                  : `${u}/v1/chat/completions`;
-      if (provider === 'anthropic')
-        servePlansWith(p, CLAUDE, { prompt_per_million: 0.8, completion_per_million: 4 });
-      if (provider === 'cohere')
-        servePlansWith(p, COHERE, { prompt_per_million: 0.15, completion_per_million: 0.6 });
-      if (provider === 'bedrock')
-        servePlansWith(p, BEDROCK, { prompt_per_million: 0.25, completion_per_million: 1.25 });
-      // A self-hosted model still costs the platform: priced, as every served model must be.
-      if (provider === 'llama2')
-        servePlansWith(p, OLLAMA, { prompt_per_million: 0.05, completion_per_million: 0.1 });
+      if (p.name === 'ai-proxy') c.model.options.upstream_url = `${u}${how.path}`;
+      if (how.price) servePlansWith(p, model, how.price);
     },
   );
   return {

@@ -28,6 +28,10 @@
  *   mock-upstream/ollama.ts): JSON and NDJSON-streamed answers, which carry no `usage` object,
  *   billed to Ollama's `prompt_eval_count` and `eval_count` exactly; the meter's bound reaches
  *   Ollama as `options.num_predict`.
+ * - `ai-proxy` with provider `huggingface` (its chat API, OpenAI's format): Kong 3.9.3's driver
+ *   drops `max_tokens` for `parameters.max_lenght` (sic), which the API ignores; kong.yml's
+ *   transform guard gives the meter's bound back, so the answer stays within what was reserved;
+ *   JSON and streamed answers billed exactly.
  * - Kong's `acl` (950), after tenant-auth and tenant-ratelimit: a tenant outside the allowed
  *   group is refused 403, reaches no upstream, is not billed and leaves no lease held.
  *
@@ -47,6 +51,7 @@ import {
   CLAUDE,
   COHERE,
   GEMINI,
+  HUGGINGFACE,
   OLLAMA,
   ledgerEntries,
   ledgerEntry,
@@ -451,6 +456,30 @@ if (gatewayKind() === 'kong') {
         t.is(entry.model, OLLAMA);
       }
       // Ollama has no usage object: the ledger equals its prompt_eval_count and eval_count.
+      await ledgerEqualsUpstream(t, d, 'acme');
+    },
+  );
+  test.serial(
+    "ai-proxy to Hugging Face: the meter's bound Kong's driver drops comes back, billed exactly",
+    async (t) => {
+      const d = await startProviderDoor(closers, 'huggingface');
+      for (const stream of [false, true]) {
+        const { res, upstream } = await ask(d, 'acme', {
+          model: HUGGINGFACE,
+          stream,
+          max_tokens: 5,
+          messages: [question(`hf ${stream}`)],
+        });
+        t.is(res.status, 200, res.text);
+        t.is(upstream?.path, '/v1/chat/completions', 'the request reached the chat API');
+        const sent = upstream?.json as { model: string; max_tokens?: number };
+        t.is(sent.model, HUGGINGFACE);
+        t.is(sent.max_tokens, 5, "the meter's bound reaches Hugging Face as max_tokens");
+        const entry = await ledgerEntry(d, 'acme', res);
+        t.is(entry.estimated, '0', `billed from the answer's usage (stream ${stream})`);
+        t.is(Number(entry.completion), 5, 'the answer stopped at the bound');
+        t.is(entry.model, HUGGINGFACE);
+      }
       await ledgerEqualsUpstream(t, d, 'acme');
     },
   );

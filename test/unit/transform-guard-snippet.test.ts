@@ -50,7 +50,7 @@ local EXIT = {}
 local log = { [0] = 0 }
 for _, name in ipairs(case.log or {}) do
   log[log[0] + 1] = { name = name }
-  log[log[0] + 2] = {}
+  log[log[0] + 2] = case.provider and { model = { provider = case.provider } } or {}
   log[0] = log[0] + 2
 end
 local kong = {
@@ -106,6 +106,8 @@ interface Case {
   state?: string;
   body?: Record<string, unknown> | 'not json';
   log?: string[];
+  /** The provider of the ai-proxy entry among `log` (its config, beside it in Kong's lists). */
+  provider?: string;
 }
 
 function run(c: Case): string {
@@ -315,4 +317,36 @@ test('LuaJIT: behind ai-proxy a metered request asks the provider for identity a
     'found in the log list too',
   );
   t.is(run({ state: meterState({ bound: 48 }), body: { model: 'm', messages: MSG } }), '');
+});
+
+test("LuaJIT: behind ai-proxy's huggingface driver every metered request gets the bound Kong's driver dropped", (t) => {
+  const state = meterState({ bound: 48 });
+  const hf = { log: ['ai-proxy'], provider: 'huggingface', state };
+  // Kong 3.9.3 moves a chat's max_tokens to parameters.max_lenght (sic), which HF's chat API ignores.
+  t.is(
+    run({ ...hf, body: { model: 'm', messages: MSG, parameters: { max_lenght: 48 } } }),
+    'header Accept-Encoding=identity; ' +
+      'set {"max_tokens":48,"messages":[{"content":"hi","role":"user"}],"model":"m","parameters":{"max_lenght":48}}',
+    'chat: max_tokens back',
+  );
+  t.is(
+    run({ ...hf, body: { inputs: 'hi', parameters: { max_new_tokens: 4096 } } }),
+    'header Accept-Encoding=identity; set {"inputs":"hi","parameters":{"max_new_tokens":48}}',
+    'text generation: max_new_tokens lowered to the bound',
+  );
+  t.is(
+    run({ ...hf, body: { model: 'm', messages: MSG, max_tokens: 20 } }),
+    'header Accept-Encoding=identity',
+    'within the bound: not rewritten',
+  );
+  t.is(
+    run({ log: ['ai-proxy'], provider: 'huggingface', body: { model: 'm', messages: MSG } }),
+    '',
+    'not metered: left alone',
+  );
+  t.is(
+    run({ log: ['ai-proxy'], provider: 'openai', state, body: { model: 'm', messages: MSG } }),
+    'header Accept-Encoding=identity',
+    'another provider, not transformed: only the header',
+  );
 });
