@@ -15,6 +15,20 @@ import type { Keyspace } from '../../lib/redis/keys';
 import { parseTenantId, type TenantId } from '../../lib/tenant/tenant-id';
 import { settleBudget, type Downgrade, type Settlement, type SettleResult } from './budget';
 
+/**
+ * What an estimated entry's counts rest on (field `estimate_basis`, on estimated entries only):
+ * - `prompt=tokenizer;completion=bound`: no usage reached the gateway (the upstream sent none the
+ *   usage reader reads, the answer was cut, the client left, or the log phase never ran and the
+ *   reservation expired): the tokenizer's count of the prompt as token-meter saw it and the
+ *   completion bound the request was held to (tokens per choice × choices). Never less than
+ *   the upstream could have billed for the completion.
+ * - `tokens=kong;price=request_model`: ai-request-transformer's own LLM call, its tokens as Kong
+ *   counted them, priced at the request's model because the transformer's model has no price.
+ */
+export type EstimateBasis = 'prompt=tokenizer;completion=bound' | 'tokens=kong;price=request_model';
+
+export const ESTIMATED_FROM_BOUND: EstimateBasis = 'prompt=tokenizer;completion=bound';
+
 export interface LedgerEntry {
   readonly ts: number;
   readonly modelAsked: string;
@@ -26,13 +40,15 @@ export interface LedgerEntry {
   readonly cost: number;
   readonly cacheHit: boolean;
   readonly estimated: boolean;
+  /** Estimated entries: what the estimate rests on (default: the tokenizer and the bound). */
+  readonly estimateBasis?: EstimateBasis;
   readonly downgrade: Downgrade;
   readonly stream: boolean;
   readonly status: number;
 }
 
 export function ledgerFields(e: LedgerEntry): Record<string, string> {
-  return {
+  const fields: Record<string, string> = {
     ts: String(e.ts),
     model_asked: e.modelAsked,
     model: e.modelServed,
@@ -46,6 +62,8 @@ export function ledgerFields(e: LedgerEntry): Record<string, string> {
     stream: e.stream ? '1' : '0',
     status: String(e.status),
   };
+  if (e.estimated) fields.estimate_basis = e.estimateBasis ?? ESTIMATED_FROM_BOUND;
+  return fields;
 }
 
 /**
@@ -79,6 +97,9 @@ export function parseLedgerFields(f: Record<string, string>): StoredLedgerEntry 
     cost: int(f.cost_nusd),
     cacheHit: f.cache_hit === '1',
     estimated: f.estimated === '1',
+    ...(f.estimated === '1' && f.estimate_basis
+      ? { estimateBasis: f.estimate_basis as EstimateBasis }
+      : {}),
     downgrade: d === 'fallback' || d === 'clamp' ? d : 'none',
     stream: f.stream === '1',
     status: int(f.status),

@@ -52,6 +52,7 @@ export async function settleTransformer(
       cost,
       cacheHit: false,
       estimated: own === undefined,
+      estimateBasis: 'tokens=kong;price=request_model',
       downgrade: 'none',
       stream: false,
       status,

@@ -163,6 +163,7 @@ test('a reservation past its TTL is billed by the next reserve: one entry, estim
     cost_nusd: String(cost),
     cache_hit: '0',
     estimated: '1',
+    estimate_basis: 'prompt=tokenizer;completion=bound',
     downgrade: 'none',
     stream: '1',
     status: '0',
@@ -196,7 +197,13 @@ test('a reservation past its TTL is billed by the next reserve: one entry, estim
   t.is(next.totals.usedTokens, 1234 + completion);
   // Showback and chargeback read it as estimated, settled by expiry.
   const [stored] = await readLedger(redis, keys, acme, period, 0, Date.now() + 1000);
-  t.like(stored, { requestId: 'lost-1', estimated: true, settledBy: 'expiry', cost });
+  t.like(stored, {
+    requestId: 'lost-1',
+    estimated: true,
+    estimateBasis: 'prompt=tokenizer;completion=bound',
+    settledBy: 'expiry',
+    cost,
+  });
 
   // A late log (or a spool replayed after an outage longer than the TTL) knows what really
   // happened: it replaces the estimate, once.

@@ -208,6 +208,7 @@ test.serial(
         bound,
       });
       t.is(f.estimated, '1');
+      t.is(f.estimate_basis, 'prompt=tokenizer;completion=bound', 'the estimate says its basis');
       t.is(f.stream, '1');
       t.is(Number(f.completion), Number(bound), 'the completion bound is billed');
       t.true(Number(f.prompt) > 0);

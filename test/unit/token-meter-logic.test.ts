@@ -2,6 +2,7 @@
 import test from 'ava';
 import { GatewayError } from '../../lib/http/errors';
 import { ladder } from '../../plugins/token-meter/ladder';
+import { ledgerFields, parseLedgerFields } from '../../plugins/token-meter/ledger';
 import { periodAt, periodsBetween } from '../../plugins/token-meter/period';
 import { costOf, priceOf, type TokenPrice } from '../../plugins/token-meter/pricing';
 import type { ModelPrice, TokenMeterConfig } from '../../plugins/token-meter/config';
@@ -339,4 +340,38 @@ test('meter state survives the trip through ctx.shared; anything else is rejecte
   t.is(decodeMeterState(JSON.stringify({ ...s, downgrade: 'other' })), undefined);
   t.is(decodeMeterState('{'), undefined);
   t.is(decodeMeterState(null), undefined);
+});
+
+test('an estimated ledger entry says what its estimate rests on; a metered one does not', (t) => {
+  const base = {
+    ts: 1,
+    modelAsked: 'gpt-4o-mini',
+    modelServed: 'gpt-4o-mini',
+    promptTokens: 10,
+    completionTokens: 64,
+    cachedTokens: 0,
+    cost: 5,
+    cacheHit: false,
+    downgrade: 'none' as const,
+    stream: true,
+    status: 200,
+  };
+  const metered = ledgerFields({ ...base, estimated: false });
+  t.false('estimate_basis' in metered, 'usage read: no basis');
+  t.is(parseLedgerFields(metered).estimateBasis, undefined);
+  const bound = ledgerFields({ ...base, estimated: true });
+  t.is(
+    bound.estimate_basis,
+    'prompt=tokenizer;completion=bound',
+    'by default: tokenizer and bound',
+  );
+  t.is(parseLedgerFields(bound).estimateBasis, 'prompt=tokenizer;completion=bound');
+  const line = ledgerFields({
+    ...base,
+    estimated: true,
+    estimateBasis: 'tokens=kong;price=request_model',
+  });
+  t.is(line.estimate_basis, 'tokens=kong;price=request_model');
+  // A basis on an entry not marked estimated is not read as one.
+  t.is(parseLedgerFields({ ...metered, estimate_basis: 'x' }).estimateBasis, undefined);
 });

@@ -120,6 +120,7 @@ for i = 0, (#ARGV - 9) / 11 - 1 do
           'ts', int(now), 'model_asked', model_asked, 'model', ARGV[a + 7],
           'prompt', int(prompt), 'completion', int(completion), 'cached', '0',
           'cost_nusd', int(cost), 'cache_hit', '0', 'estimated', '1',
+          'estimate_basis', 'prompt=tokenizer;completion=bound',
           'downgrade', ARGV[a + 8], 'stream', stream, 'status', '0', 'settled_by', 'expiry',
         },
       })
