@@ -181,7 +181,13 @@ export class PhaseBatch {
     }
     if (this.writes.has(method)) {
       this.wrote = true;
-      if (method === 'kong.ctx.shared.set') this.noteShared(args);
+      if (method === 'kong.ctx.shared.set') {
+        this.noteShared(args);
+        // A value set again before the writes leave: only the last one is sent (no read came
+        // between, so nothing could have seen the first; ctx.shared.set has no other effect).
+        const i = this.pending.findIndex(([m, a]) => m === method && a[0] === args[0]);
+        if (i >= 0) this.pending.splice(i, 1);
+      }
       this.pending.push([method, args]);
       return null;
     }

@@ -133,16 +133,49 @@ export async function runMergedLog(kong: unknown, m: Merged): Promise<void> {
 }
 
 /**
+ * `kong.ctx.shared` key of the merged plugins' access times, for the request's trace:
+ * `<plugin>:<start µs>:<end µs>` joined by `;`, epoch microseconds; the end is empty for the
+ * plugin that exited (Kong runs nothing of the phase after it). kong.yml's span snippet
+ * (lib/tracing/span-snippet.lua) turns each into a child span of tenant-auth's access span, named
+ * as Kong names a plugin's access span, so a merged plugin's time is not hidden in tenant-auth's.
+ */
+export const MERGED_SPANS_KEY = 'kta_merged_spans';
+
+/** Epoch microseconds, from the process's monotonic clock (an integer below 2^53). */
+function nowUs(): number {
+  return Math.round((performance.timeOrigin + performance.now()) * 1000);
+}
+
+interface SharedSet {
+  ctx: { shared: { set(key: string, value: string): Promise<unknown> } };
+}
+
+/**
  * Runs the merged plugins' access, in order, on the owner's event, until one exits. First each
  * starts its `early` read-only work (lib/plugin/define.ts): tenant-cache's lookup then shares
- * the Redis round trip of tenant-ratelimit's admission instead of following it.
+ * the Redis round trip of tenant-ratelimit's admission instead of following it. Each one's time
+ * is published for the trace (MERGED_SPANS_KEY) before it runs, then with its end: a write the
+ * phase's batch sends with its other writes or its exit, the last value only (batch.ts).
  */
 export async function runMerged(kong: unknown, merged: readonly Merged[]): Promise<void> {
   const ev = eventOf(kong);
+  const shared = (kong as Partial<SharedSet>).ctx?.shared;
+  const publish = async (spans: string[]): Promise<void> => {
+    try {
+      await shared?.set(MERGED_SPANS_KEY, spans.join(';'));
+    } catch {
+      // Only the trace loses the plugin's time; the request goes on.
+    }
+  };
   for (const m of merged) startEarly(kong, m);
+  const spans: string[] = [];
   for (const m of merged) {
     if (ev?.exited()) return;
+    const start = nowUs();
+    await publish([...spans, `${m.name}:${start}:`]);
     m.instance.resetExpireTs();
     await m.instance.executePhase('access', kong);
+    spans.push(`${m.name}:${start}:${nowUs()}`);
   }
+  if (!ev?.exited()) await publish(spans);
 }

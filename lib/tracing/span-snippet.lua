@@ -7,6 +7,32 @@
 -- numbers only, each cut to a short safe alphabet: never a request header, a body or a key.
 -- It also drops the query string from `http.url`: a key sent as ?apikey= must not reach a trace.
 -- Tracing off (kong.conf tracing_instrumentations = off) or a trace not sampled: nothing to do.
+-- The co-hosted chain runs the access of the plugins after tenant-auth inside tenant-auth's
+-- (lib/pluginserver/chain-access.ts): their time would be tenant-auth's span's. tenant-auth
+-- publishes each one's start and end (kong.ctx.shared.kta_merged_spans, epoch µs), and each
+-- becomes a child span of tenant-auth's access span, named as Kong names a plugin's access
+-- span, with `kong.plugin.merged = true`; a plugin that exited ends with its parent.
+local function merged_spans(tracing)
+  local v = kong.ctx.shared.kta_merged_spans
+  if type(v) ~= 'string' or v == '' or #v > 1024 or not tracing.get_spans then return end
+  local spans = tracing.get_spans()
+  local parent
+  for i = 1, (type(spans) == 'table' and spans[0] or 0) do
+    local sp = spans[i]
+    if type(sp) == 'table' and sp.name == 'kong.access.plugin.tenant-auth' then parent = sp end
+  end
+  local from, to = parent and parent.start_time_ns, parent and parent.end_time_ns
+  if not from or not to then return end
+  for name, a, b in string.gmatch(v, '([%w_-]+):(%d+):(%d*)') do
+    local s = math.max(tonumber(a) * 1000, from)
+    local e = math.min(b ~= '' and tonumber(b) * 1000 or to, to)
+    if e < s then e = s end
+    local span = tracing.start_span('kong.access.plugin.' .. name, {
+      start_time_ns = s, parent = parent, attributes = { ['kong.plugin.merged'] = true },
+    })
+    span:finish(e)
+  end
+end
 return function()
   local tracing = kong.tracing
   local span = tracing and tracing.get_root_span and tracing.get_root_span()
@@ -25,6 +51,7 @@ return function()
   local function set(k, v)
     if v ~= nil then span:set_attribute(k, v) end
   end
+  pcall(merged_spans, tracing)
   local url = span.attributes and span.attributes['http.url']
   if type(url) == 'string' and string.find(url, '?', 1, true) then
     span:set_attribute('http.url', string.match(url, '^[^?]*'))

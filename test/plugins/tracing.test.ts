@@ -194,6 +194,56 @@ if (gatewayKind() === 'kong') {
   );
 
   test.serial(
+    'plugins run inside tenant-auth’s access (the co-hosted chain) keep spans of their own',
+    async (t) => {
+      // The chain merges the later plugins' access into tenant-auth's once the route has shown
+      // its batch snippet (lib/pluginserver/chain-access.ts): a few requests, then the one traced.
+      const ask = (i: number) =>
+        send(`${door.url}/v1/chat/completions`, {
+          headers: { apikey: 'globex-demo-key' },
+          body: chat(`${prompt} merged ${i}`),
+        });
+      for (let i = 0; i < 3; i++) t.is((await ask(i)).status, 200);
+      const r = await ask(3);
+      t.is(r.status, 200, r.text);
+      const merged = [
+        'tenant-ratelimit',
+        'tenant-cache',
+        'token-meter',
+        'retrieval-injector',
+        'circuit-breaker',
+      ].map((p) => `kong.access.plugin.${p}`);
+      const { root, trace } = await traceOf(receiver, requestId(r), [
+        'kong.access.plugin.tenant-auth',
+        ...merged,
+      ]);
+      const owner = trace.find((x) => x.name === 'kong.access.plugin.tenant-auth');
+      t.is(owner?.parentSpanId, root.spanId);
+      let previousEnd = 0;
+      for (const name of merged) {
+        const s = trace.filter((x) => x.name === name);
+        t.is(s.length, 1, `one span for ${name}`);
+        const span = s[0]!;
+        t.is(
+          span.attributes['kong.plugin.merged'],
+          true,
+          `${name} ran inside tenant-auth's access`,
+        );
+        t.is(span.parentSpanId, owner?.spanId, `${name} is a child of tenant-auth's access span`);
+        t.true(span.startTimeUnixNano >= owner!.startTimeUnixNano, `${name} starts within it`);
+        t.true(span.endTimeUnixNano <= owner!.endTimeUnixNano, `${name} ends within it`);
+        t.true(span.endTimeUnixNano >= span.startTimeUnixNano);
+        t.true(span.startTimeUnixNano >= previousEnd, `${name} starts after the one before it`);
+        previousEnd = span.endTimeUnixNano;
+      }
+      // retrieval-injector's embedding call and Milvus search take time: its span shows it, not
+      // only tenant-auth's.
+      const retrieval = trace.find((x) => x.name === 'kong.access.plugin.retrieval-injector')!;
+      t.true(retrieval.endTimeUnixNano - retrieval.startTimeUnixNano > 0);
+    },
+  );
+
+  test.serial(
     'another tenant’s span carries its own tenant, and the breaker’s fallback',
     async (t) => {
       // acme (pro) sends its key as the OpenAI SDKs do. Its dedicated upstream is down: two
