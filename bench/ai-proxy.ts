@@ -2,7 +2,7 @@
  * token-meter's bill through Kong's ai-proxy, per provider format: `npm run bench -- ai-proxy`.
  *
  * For each provider (OpenAI, Mistral in OpenAI format, Anthropic, Gemini on Vertex AI, Cohere's
- * chat v1, Bedrock's Converse, Ollama through the llama2 driver, Hugging Face's chat API),
+ * chat v1, Bedrock's Converse, Ollama through the llama2 driver, Hugging Face's chat API, Azure OpenAI),
  * kong.yml's chain on the real Kong 3.9.3 with ai-proxy and the recipe of docs/operations.md
  * ("Beside Kong's AI plugins": the usage reader before ai-proxy), tenant acme sends REQUESTS
  * chats, every other one streamed, with varying questions; then its ledger in Redis is compared,
@@ -28,6 +28,7 @@ const PROVIDERS: Provider[] = [
   'bedrock',
   'llama2',
   'huggingface',
+  'azure',
 ];
 
 async function run(closers: Closers, provider: Provider): Promise<Array<string | number>> {

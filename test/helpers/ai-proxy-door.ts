@@ -252,7 +252,15 @@ export async function ledgerTotals(
 }
 
 export type Provider =
-  'openai' | 'anthropic' | 'mistral' | 'gemini' | 'cohere' | 'bedrock' | 'llama2' | 'huggingface';
+  | 'openai'
+  | 'anthropic'
+  | 'mistral'
+  | 'gemini'
+  | 'cohere'
+  | 'bedrock'
+  | 'llama2'
+  | 'huggingface'
+  | 'azure';
 
 /** The model a cohere route serves (Cohere's Chat API v1 stub: mock-upstream/cohere.ts). */
 export const COHERE = 'command-r';
@@ -312,6 +320,17 @@ const PROVIDER_ROUTES: Record<
     options: { llama2_format: 'ollama' },
     path: '/api/chat',
     price: { prompt_per_million: 0.05, completion_per_million: 0.1 },
+  },
+  // Azure OpenAI: OpenAI's format; Kong adds ?api-version= (the stub's path is the chat's).
+  azure: {
+    model: 'gpt-4o-mini',
+    named: true,
+    options: {
+      azure_instance: 'kta-test',
+      azure_deployment_id: 'gpt-4o-mini',
+      azure_api_version: '2024-10-21',
+    },
+    path: '/v1/chat/completions',
   },
   // Kong's huggingface driver appends /v1/chat/completions to upstream_url itself.
   huggingface: {

@@ -28,6 +28,8 @@
  *   mock-upstream/ollama.ts): JSON and NDJSON-streamed answers, which carry no `usage` object,
  *   billed to Ollama's `prompt_eval_count` and `eval_count` exactly; the meter's bound reaches
  *   Ollama as `options.num_predict`.
+ * - `ai-proxy` with provider `azure` (Azure OpenAI, OpenAI's format, Kong's `api-version`):
+ *   JSON and streamed answers billed exactly.
  * - `ai-proxy` with provider `huggingface` (its chat API, OpenAI's format): Kong 3.9.3's driver
  *   drops `max_tokens` for `parameters.max_lenght` (sic), which the API ignores; kong.yml's
  *   transform guard gives the meter's bound back, so the answer stays within what was reserved;
@@ -483,6 +485,25 @@ if (gatewayKind() === 'kong') {
       await ledgerEqualsUpstream(t, d, 'acme');
     },
   );
+  test.serial('ai-proxy to Azure OpenAI: billed exactly, JSON and streamed', async (t) => {
+    const d = await startProviderDoor(closers, 'azure');
+    for (const stream of [false, true]) {
+      const { res, upstream } = await ask(d, 'acme', {
+        model: 'gpt-4o-mini',
+        stream,
+        messages: [question(`azure ${stream}`)],
+      });
+      t.is(res.status, 200, res.text);
+      t.regex(
+        upstream?.path ?? '',
+        /^\/v1\/chat\/completions\?(.*&)?api-version=2024-10-21(&|$)/,
+        "the chat path, with Kong's api-version",
+      );
+      const entry = await ledgerEntry(d, 'acme', res);
+      t.is(entry.estimated, '0', `billed from the answer's usage (stream ${stream})`);
+    }
+    await ledgerEqualsUpstream(t, d, 'acme');
+  });
 } else {
   test('the harness refuses a config naming ai-proxy rather than run the chain without it', async (t) => {
     const closers = new Closers();
