@@ -120,3 +120,45 @@ export const ollamaChat: Endpoint = async (ctx: EndpointContext) => {
   ctx.res.end();
   onUsage();
 };
+
+/**
+ * `POST /generate`: a llama2 "raw" endpoint (Kong's `ai-proxy` with provider `llama2` and
+ * `llama2_format: raw`: `{inputs, parameters}` in, `{data: [{generated_text}]}` out, the prompt
+ * echoed before `[/INST]` as such servers do). It reports **no usage at all**: what the gateway
+ * bills is an estimate. It still records what it generated per tenant (`usage()`), so a test can
+ * show the estimate is never below it.
+ */
+export const llamaRawGenerate: Endpoint = async (ctx: EndpointContext) => {
+  let inputs: string;
+  let maxNew: number | null = null;
+  try {
+    const body = providerJsonObject(ctx.rawBody, (m) => new OllamaError(m));
+    if (typeof body.inputs !== 'string' || body.inputs === '')
+      throw new OllamaError('inputs must be a non-empty string');
+    inputs = body.inputs;
+    const params = body.parameters as { max_new_tokens?: unknown } | undefined;
+    if (params !== undefined && (typeof params !== 'object' || params === null))
+      throw new OllamaError('parameters must be an object');
+    const n = params?.max_new_tokens;
+    if (n !== undefined && n !== null) {
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1)
+        throw new OllamaError('parameters.max_new_tokens must be a positive integer');
+      maxNew = n;
+    }
+  } catch (e) {
+    if (!(e instanceof OllamaError)) throw e;
+    ctx.res.writeHead(400, { 'content-type': 'application/json' });
+    ctx.res.end(JSON.stringify({ error: e.message }));
+    return;
+  }
+  const question = inputs.split('[/INST]')[0]?.split('<</SYS>>').at(-1)?.trim() ?? inputs;
+  const full = encodeText(mockAnswerText(question), COUNTING_MODEL);
+  const tokens = maxNew !== null && full.length > maxNew ? full.slice(0, maxNew) : full;
+  const answer = decodeTokens(tokens, COUNTING_MODEL).text;
+  ctx.res.writeHead(200, { 'content-type': 'application/json' });
+  ctx.res.end(JSON.stringify({ data: [{ generated_text: `${inputs} [/INST] ${answer}` }] }));
+  ctx.onUsage?.({
+    prompt_tokens: encodeText(inputs, COUNTING_MODEL).length,
+    completion_tokens: tokens.length,
+  });
+};

@@ -8,7 +8,7 @@ import { createCapacityGate } from './capacity';
 import { anthropicMessages } from './anthropic';
 import { bedrockConverse } from './bedrock';
 import { cohereChat } from './cohere';
-import { ollamaChat } from './ollama';
+import { llamaRawGenerate, ollamaChat } from './ollama';
 import { chatCompletions } from './chat';
 import { CONTROL_PREFIX, handleControl, type Controllable } from './control';
 import { embeddings } from './embeddings';
@@ -128,6 +128,8 @@ function endpointFor(method: string, path: string): Endpoint | undefined {
   if (method === 'POST' && path === '/v1/chat') return cohereChat;
   // Ollama's chat API (Kong's ai-proxy with provider llama2, llama2_format ollama).
   if (method === 'POST' && path === '/api/chat') return ollamaChat;
+  // A llama2 raw endpoint (ai-proxy's llama2 with llama2_format raw): no usage reported.
+  if (method === 'POST' && path === '/generate') return llamaRawGenerate;
   // Bedrock's Converse API (Kong's ai-proxy with provider bedrock).
   if (method === 'POST' && /^\/model\/[^/]+\/converse(-stream)?$/.test(path))
     return bedrockConverse;

@@ -260,7 +260,8 @@ export type Provider =
   | 'bedrock'
   | 'llama2'
   | 'huggingface'
-  | 'azure';
+  | 'azure'
+  | 'llama2-raw';
 
 /** The model a cohere route serves (Cohere's Chat API v1 stub: mock-upstream/cohere.ts). */
 export const COHERE = 'command-r';
@@ -283,7 +284,15 @@ type Price = { prompt_per_million: number; completion_per_million: number };
  */
 const PROVIDER_ROUTES: Record<
   Exclude<Provider, 'gemini'>,
-  { model: string; named: boolean; options: Record<string, unknown>; path: string; price?: Price }
+  {
+    model: string;
+    named: boolean;
+    options: Record<string, unknown>;
+    path: string;
+    price?: Price;
+    /** Kong's name of the provider, when not the key. */
+    kong?: string;
+  }
 > = {
   openai: { model: 'gpt-4o-mini', named: false, options: {}, path: '/v1/chat/completions' },
   mistral: {
@@ -319,6 +328,15 @@ const PROVIDER_ROUTES: Record<
     named: true,
     options: { llama2_format: 'ollama' },
     path: '/api/chat',
+    price: { prompt_per_million: 0.05, completion_per_million: 0.1 },
+  },
+  // A llama2 "raw" endpoint (mock-upstream/ollama.ts `llamaRawGenerate`): it reports no usage.
+  'llama2-raw': {
+    kong: 'llama2',
+    model: 'llama-2-7b-chat',
+    named: true,
+    options: { llama2_format: 'raw' },
+    path: '/generate',
     price: { prompt_per_million: 0.05, completion_per_million: 0.1 },
   },
   // Azure OpenAI: OpenAI's format; Kong adds ?api-version= (the stub's path is the chat's).
@@ -424,7 +442,11 @@ export async function startProviderDoor(
       ? exampleEntries('anthropic.yml')
       : [
           aiProxy(
-            { provider, ...(how.named ? { name: model } : {}), options: { ...how.options } },
+            {
+              provider: how.kong ?? provider,
+              ...(how.named ? { name: model } : {}),
+              options: { ...how.options },
+            },
             provider === 'bedrock'
               ? { aws_access_key_id: 'AKIAMOCKKEY', aws_secret_access_key: PROVIDER_KEY }
               : bearer,

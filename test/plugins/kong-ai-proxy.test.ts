@@ -28,6 +28,9 @@
  *   mock-upstream/ollama.ts): JSON and NDJSON-streamed answers, which carry no `usage` object,
  *   billed to Ollama's `prompt_eval_count` and `eval_count` exactly; the meter's bound reaches
  *   Ollama as `options.num_predict`.
+ * - `ai-proxy` with provider `llama2`, `llama2_format: raw` (a stub that reports no usage at
+ *   all): where usage cannot be had the ledger says so — estimated, with its basis (the
+ *   tokenizer's prompt and the completion bound), never below what the stub generated.
  * - `ai-proxy` with provider `azure` (Azure OpenAI, OpenAI's format, Kong's `api-version`):
  *   JSON and streamed answers billed exactly.
  * - `ai-proxy` with provider `huggingface` (its chat API, OpenAI's format): Kong 3.9.3's driver
@@ -504,6 +507,30 @@ if (gatewayKind() === 'kong') {
     }
     await ledgerEqualsUpstream(t, d, 'acme');
   });
+  test.serial(
+    'ai-proxy to a llama2 raw endpoint (no usage at all): estimated, its basis said, never under',
+    async (t) => {
+      const d = await startProviderDoor(closers, 'llama2-raw');
+      const { res, upstream } = await ask(d, 'acme', {
+        model: d.model,
+        max_tokens: 6,
+        messages: [question('raw')],
+      });
+      t.is(res.status, 200, res.text);
+      t.is(upstream?.path, '/generate', 'the request reached the raw endpoint');
+      const sent = upstream?.json as { inputs: string; parameters: { max_new_tokens: number } };
+      t.true(sent.inputs.includes('[INST]'), "Kong's llama2 prompt format");
+      t.is(sent.parameters.max_new_tokens, 6, "the meter's bound reaches it");
+      const entry = await ledgerEntry(d, 'acme', res);
+      t.is(entry.estimated, '1', 'no usage came back: estimated');
+      t.is(entry.estimate_basis, 'prompt=tokenizer;completion=bound', 'and on what');
+      t.is(Number(entry.completion), 6, 'the completion billed at the bound');
+      t.true(Number(entry.prompt) > 0, "the tokenizer's prompt count");
+      const generated = d.billed();
+      t.true(generated.completion > 0 && generated.completion <= 6);
+      t.true(Number(entry.completion) >= generated.completion, 'never below what it generated');
+    },
+  );
 } else {
   test('the harness refuses a config naming ai-proxy rather than run the chain without it', async (t) => {
     const closers = new Closers();
