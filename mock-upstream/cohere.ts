@@ -9,7 +9,7 @@
  * The answer is the chat endpoint's (mockAnswerText), counted by the same tokenizer, so a test
  * can compare the gateway's ledger with what this "provider" billed (`onUsage`).
  */
-import type { Endpoint, EndpointContext } from './endpoint';
+import { writeNdjson, type Endpoint, type EndpointContext } from './endpoint';
 import { providerJsonObject } from './request-body';
 import { contentDeltas, mockAnswerText } from './chat';
 import { decodeTokens, encodeText } from '../lib/tokens/tokenize';
@@ -142,15 +142,5 @@ export const cohereChat: Endpoint = async (ctx) => {
       finish_reason: response.finish_reason,
     },
   ];
-  for (const [i, e] of events.entries()) {
-    if (
-      i > 0 &&
-      ctx.knobs.streamChunkDelayMs > 0 &&
-      !(await ctx.pause(ctx.knobs.streamChunkDelayMs))
-    )
-      return;
-    ctx.res.write(`${JSON.stringify(e)}\n`);
-  }
-  ctx.res.end();
-  onUsage();
+  if (await writeNdjson(ctx, events)) onUsage();
 };

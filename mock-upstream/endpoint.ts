@@ -22,3 +22,24 @@ export interface EndpointContext {
 }
 
 export type Endpoint = (ctx: EndpointContext) => Promise<void>;
+
+/**
+ * Writes `items` as NDJSON, one JSON object per line, `streamChunkDelayMs` apart, and ends the
+ * answer (Cohere's and Ollama's streams). False when the client left first: nothing was billed.
+ */
+export async function writeNdjson(
+  ctx: EndpointContext,
+  items: readonly object[],
+): Promise<boolean> {
+  for (const [i, item] of items.entries()) {
+    if (
+      i > 0 &&
+      ctx.knobs.streamChunkDelayMs > 0 &&
+      !(await ctx.pause(ctx.knobs.streamChunkDelayMs))
+    )
+      return false;
+    ctx.res.write(`${JSON.stringify(item)}\n`);
+  }
+  ctx.res.end();
+  return true;
+}

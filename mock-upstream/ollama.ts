@@ -10,7 +10,7 @@
  * must read Ollama's own fields. The answer is the chat endpoint's (mockAnswerText), counted by
  * the same tokenizer, so a test can compare the ledger with what this "provider" counted.
  */
-import type { Endpoint, EndpointContext } from './endpoint';
+import { writeNdjson, type Endpoint, type EndpointContext } from './endpoint';
 import { providerJsonObject } from './request-body';
 import { contentDeltas, mockAnswerText } from './chat';
 import { decodeTokens, encodeText } from '../lib/tokens/tokenize';
@@ -108,17 +108,7 @@ export const ollamaChat: Endpoint = async (ctx: EndpointContext) => {
     })),
     last,
   ];
-  for (const [i, line] of lines.entries()) {
-    if (
-      i > 0 &&
-      ctx.knobs.streamChunkDelayMs > 0 &&
-      !(await ctx.pause(ctx.knobs.streamChunkDelayMs))
-    )
-      return;
-    ctx.res.write(`${JSON.stringify(line)}\n`);
-  }
-  ctx.res.end();
-  onUsage();
+  if (await writeNdjson(ctx, lines)) onUsage();
 };
 
 /**

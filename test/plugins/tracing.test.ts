@@ -21,8 +21,11 @@ import { startGateway } from '../../harness/index';
 import type { KongGateway } from '../../kong-runner/index';
 import { ROOT, chat, eventually, gatewayKind, send, type Sent } from '../helpers/frontdoor';
 import { startKongYmlDoor, type KongYmlDoor } from '../helpers/kong-yml-door';
+import { ACCESS_IN_CHAIN } from '../../lib/pluginserver/chain-entry';
 
 const PYTHON = path.join(ROOT, '.run', 'otlp-receiver', 'bin', 'python');
+/** The span Kong names for a plugin's access phase (and the span snippet, for a merged one). */
+const accessSpan = (plugin: string): string => `kong.access.plugin.${plugin}`;
 const RECEIVER = path.join(ROOT, 'scripts', 'services', 'otlp-receiver.py');
 
 type AttrValue = string | number | boolean | null | AttrValue[] | { [k: string]: AttrValue };
@@ -147,14 +150,7 @@ if (gatewayKind() === 'kong') {
         body,
       });
       t.is(first.status, 200, first.text);
-      const chain = [
-        'tenant-auth',
-        'tenant-ratelimit',
-        'tenant-cache',
-        'token-meter',
-        'retrieval-injector',
-        'circuit-breaker',
-      ].map((p) => `kong.access.plugin.${p}`);
+      const chain = ['tenant-auth', ...ACCESS_IN_CHAIN].map(accessSpan);
       const { root, trace } = await traceOf(receiver, requestId(first), [
         ...chain,
         'kong.balancer',
@@ -206,18 +202,12 @@ if (gatewayKind() === 'kong') {
       for (let i = 0; i < 3; i++) t.is((await ask(i)).status, 200);
       const r = await ask(3);
       t.is(r.status, 200, r.text);
-      const merged = [
-        'tenant-ratelimit',
-        'tenant-cache',
-        'token-meter',
-        'retrieval-injector',
-        'circuit-breaker',
-      ].map((p) => `kong.access.plugin.${p}`);
+      const merged = ACCESS_IN_CHAIN.map(accessSpan);
       const { root, trace } = await traceOf(receiver, requestId(r), [
-        'kong.access.plugin.tenant-auth',
+        accessSpan('tenant-auth'),
         ...merged,
       ]);
-      const owner = trace.find((x) => x.name === 'kong.access.plugin.tenant-auth');
+      const owner = trace.find((x) => x.name === accessSpan('tenant-auth'));
       if (!owner) return t.fail("no span for tenant-auth's access");
       t.is(owner.parentSpanId, root.spanId);
       let previousEnd = 0;
@@ -239,7 +229,7 @@ if (gatewayKind() === 'kong') {
       }
       // retrieval-injector's embedding call and Milvus search take time: its span shows it, not
       // only tenant-auth's.
-      const retrieval = trace.find((x) => x.name === 'kong.access.plugin.retrieval-injector')!;
+      const retrieval = trace.find((x) => x.name === accessSpan('retrieval-injector'))!;
       t.true(retrieval.endTimeUnixNano - retrieval.startTimeUnixNano > 0);
     },
   );
