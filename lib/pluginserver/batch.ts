@@ -161,6 +161,25 @@ export class PhaseBatch {
    */
   private readonly sharedSet = new Map<unknown, unknown>();
 
+  /** kong.ctx.shared values computed when the phase's writes leave for the last time. */
+  private atEnd: Map<string, () => string> | undefined;
+
+  /**
+   * Writes `key` in kong.ctx.shared once, with the phase's last writes (its exit or its end),
+   * as `value()` then returns it: a value that keeps changing during the phase (the chain's
+   * span times) costs one write, not one per change.
+   */
+  readonly sharedAtEnd = (key: string, value: () => string): void => {
+    (this.atEnd ??= new Map()).set(key, value);
+  };
+
+  private queueAtEnd(): void {
+    const values = this.atEnd;
+    if (!values) return;
+    this.atEnd = undefined;
+    for (const [key, value] of values) void this.handle('kong.ctx.shared.set', key, value());
+  }
+
   private noteShared(args: unknown[]): void {
     const v = args[1];
     if (v === null || v === undefined || ['string', 'number', 'boolean'].includes(typeof v))
@@ -175,6 +194,7 @@ export class PhaseBatch {
     if (method === 'kong.ctx.shared.get' && this.sharedSet.has(args[0]))
       return this.sharedSet.get(args[0]);
     if (EXITS.has(method)) {
+      this.queueAtEnd();
       // Plugins `void` their exit: the phase's end waits for it (it may first send writes).
       this.exiting ??= this.exit(method, args);
       return this.exiting;
@@ -280,6 +300,7 @@ export class PhaseBatch {
 
   /** At the phase's end: the writes still queued, then what was learnt is kept. */
   async end(): Promise<void> {
+    if (!this.exiting && !this.exited_) this.queueAtEnd();
     if (this.exiting) await this.exiting;
     if (!this.exited_ && this.pending.length > 0) {
       const calls = this.pending;
@@ -296,10 +317,20 @@ export function batchedCall(
   plugin: string,
   instance: string,
   phase: string,
-): { call: Call; end(): Promise<void>; exited(): boolean } {
+): {
+  call: Call;
+  end(): Promise<void>;
+  exited(): boolean;
+  sharedAtEnd?: (key: string, value: () => string) => void;
+} {
   if (!(phase in READS)) return { call, end: async () => {}, exited: () => false };
   const b = new PhaseBatch(call, `${plugin}#${instance}`, `${plugin}.${phase}`, Date.now, phase);
-  return { call: b.handle, end: () => b.end(), exited: () => b.exited };
+  return {
+    call: b.handle,
+    end: () => b.end(),
+    exited: () => b.exited,
+    sharedAtEnd: b.sharedAtEnd,
+  };
 }
 
 /** Forgets everything learnt (tests). */

@@ -40,6 +40,8 @@ export interface EventHandle {
   readonly call: Call;
   /** An exit was sent in this phase. */
   exited(): boolean;
+  /** A kong.ctx.shared value written with the phase's last writes (batch.ts); absent unbatched. */
+  sharedAtEnd?: (key: string, value: () => string) => void;
 }
 
 /** kong-pdk's instance (lib/mod.js), as the chain runs one. */
@@ -153,29 +155,32 @@ interface SharedSet {
 /**
  * Runs the merged plugins' access, in order, on the owner's event, until one exits. First each
  * starts its `early` read-only work (lib/plugin/define.ts): tenant-cache's lookup then shares
- * the Redis round trip of tenant-ratelimit's admission instead of following it. Each one's time
- * is published for the trace (MERGED_SPANS_KEY) before it runs, then with its end: a write the
- * phase's batch sends with its other writes or its exit, the last value only (batch.ts).
+ * the Redis round trip of tenant-ratelimit's admission instead of following it. Their times
+ * (MERGED_SPANS_KEY) are written once, with the phase's last writes or its exit (batch.ts
+ * `sharedAtEnd`): the plugin that exited is listed without an end.
  */
 export async function runMerged(kong: unknown, merged: readonly Merged[]): Promise<void> {
   const ev = eventOf(kong);
-  const shared = (kong as Partial<SharedSet>).ctx?.shared;
-  const publish = async (spans: string[]): Promise<void> => {
-    try {
-      await shared?.set(MERGED_SPANS_KEY, spans.join(';'));
-    } catch {
-      // Only the trace loses the plugin's time; the request goes on.
-    }
-  };
-  for (const m of merged) startEarly(kong, m);
   const spans: string[] = [];
+  let running = '';
+  const times = (): string => (running === '' ? spans : [...spans, running]).join(';');
+  if (ev?.sharedAtEnd) ev.sharedAtEnd(MERGED_SPANS_KEY, times);
+  for (const m of merged) startEarly(kong, m);
   for (const m of merged) {
     if (ev?.exited()) return;
     const start = nowUs();
-    await publish([...spans, `${m.name}:${start}:`]);
+    running = `${m.name}:${start}:`;
     m.instance.resetExpireTs();
     await m.instance.executePhase('access', kong);
     spans.push(`${m.name}:${start}:${nowUs()}`);
+    running = '';
   }
-  if (!ev?.exited()) await publish(spans);
+  // Unbatched (no snippet on the route): written now, unless a plugin exited.
+  if (!ev?.sharedAtEnd && !ev?.exited() && spans.length > 0) {
+    try {
+      await (kong as Partial<SharedSet>).ctx?.shared.set(MERGED_SPANS_KEY, times());
+    } catch {
+      // Only the trace loses the plugins' times; the request goes on.
+    }
+  }
 }

@@ -199,7 +199,11 @@ export function patchHandleEvent(): void {
         .then(() =>
           ins.executePhase(
             phase,
-            attachEvent(fastKong(batch.call), { call: batch.call, exited: batch.exited }),
+            attachEvent(fastKong(batch.call), {
+              call: batch.call,
+              exited: batch.exited,
+              sharedAtEnd: batch.sharedAtEnd,
+            }),
           ),
         )
         // The writes still queued go before the phase's end (batch.ts), whatever its outcome.

@@ -197,7 +197,7 @@ if (gatewayKind() === 'kong') {
       const ask = (i: number) =>
         send(`${door.url}/v1/chat/completions`, {
           headers: { apikey: 'globex-demo-key' },
-          body: chat(`${prompt} merged ${i}`),
+          body: chat(`${prompt} merged ${i}`, { temperature: 0 }),
         });
       for (let i = 0; i < 3; i++) t.is((await ask(i)).status, 200);
       const r = await ask(3);
@@ -231,6 +231,28 @@ if (gatewayKind() === 'kong') {
       // only tenant-auth's.
       const retrieval = trace.find((x) => x.name === accessSpan('retrieval-injector'))!;
       t.true(retrieval.endTimeUnixNano - retrieval.startTimeUnixNano > 0);
+
+      // The same request again: a cache hit, answered by tenant-cache inside tenant-auth's
+      // phase. Its span ends with tenant-auth's; the plugins after it never ran and have none.
+      const hit = await eventually(async () => {
+        const x = await ask(3);
+        return x.headers['x-cache-status'] === 'HIT' ? x : undefined;
+      }, 15000);
+      const h = await traceOf(receiver, requestId(hit), [
+        accessSpan('tenant-auth'),
+        accessSpan('tenant-ratelimit'),
+        accessSpan('tenant-cache'),
+      ]);
+      const hitOwner = h.trace.find((x) => x.name === accessSpan('tenant-auth'));
+      const cache = h.trace.find((x) => x.name === accessSpan('tenant-cache'));
+      t.is(cache?.attributes['kong.plugin.merged'], true);
+      t.is(cache?.parentSpanId, hitOwner?.spanId);
+      t.is(cache?.endTimeUnixNano, hitOwner?.endTimeUnixNano, 'the hit answered: ends with it');
+      for (const after of ['token-meter', 'retrieval-injector', 'circuit-breaker'])
+        t.false(
+          h.trace.some((x) => x.name === accessSpan(after)),
+          `${after} did not run on the hit`,
+        );
     },
   );
 

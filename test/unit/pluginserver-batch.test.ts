@@ -378,3 +378,47 @@ test.serial(
     });
   },
 );
+
+test.serial(
+  'a value written at the phase end is computed then, sent once, with the end or the exit',
+  async (t) => {
+    const k = fakeKong(true);
+    for (let i = 0; i < 2; i++) {
+      // Learnt, then fetched in a batch that came back: the snippet is known on the route.
+      const warm = new PhaseBatch(k.call, 'e#1', 'e.access');
+      await warm.handle('kong.ctx.shared.get', 'tenant');
+      await warm.handle('kong.request.get_headers', 100);
+      await warm.end();
+    }
+    k.exchanges.length = 0;
+    // At the end: the last value, in the same exchange as the other writes.
+    let v = 'first';
+    const a = new PhaseBatch(k.call, 'e#1', 'e.access');
+    a.sharedAtEnd('times', () => v);
+    await a.handle('kong.ctx.shared.get', 'tenant');
+    await a.handle('kong.request.get_headers', 100);
+    await a.handle('kong.ctx.shared.set', 'other', 'x');
+    v = 'last';
+    await a.end();
+    t.is(k.state.shared.get('times'), 'last', 'computed when the writes leave');
+    t.deepEqual(k.exchanges, [
+      'batch[ctx.shared.get,request.get_headers]',
+      'batch[ctx.shared.set,ctx.shared.set]',
+    ]);
+    // At an exit: computed as the exit is made, sent with it; nothing more at the end.
+    k.exchanges.length = 0;
+    const b = new PhaseBatch(k.call, 'e#1', 'e.access');
+    b.sharedAtEnd('times', () => v);
+    await b.handle('kong.ctx.shared.get', 'tenant');
+    await b.handle('kong.request.get_headers', 100);
+    v = 'at exit';
+    void b.handle('kong.response.exit', 200, 'cached', {});
+    v = 'after';
+    await b.end();
+    t.is(k.state.shared.get('times'), 'at exit');
+    t.deepEqual(k.exchanges, [
+      'batch[ctx.shared.get,request.get_headers]',
+      'batch[ctx.shared.set,response.exit]',
+    ]);
+  },
+);
