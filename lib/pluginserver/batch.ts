@@ -19,6 +19,9 @@
  *   were made, so what the next read, the next plugin and the upstream see is what they saw
  *   before. A write Kong refuses raises its error at that exchange instead of at the call; the
  *   phase then fails as before (guardPhase: a 500 refusal, never proxied).
+ *   A `kong.ctx.shared` value set again before the writes leave is sent once (its last value);
+ *   one given to `sharedAtEnd` is computed as the phase's writes leave for the last time (its
+ *   exit or its end): the chain's span times, which change with every merged plugin.
  * - **Without the snippet** (a route that lacks it, the harness without its pre-function) Kong
  *   finds no `kta_pdk.run` and answers nil without running anything: the same calls are then
  *   made one by one, and the route is tried again after `ABSENT_RETRY_MS`. An exit is batched

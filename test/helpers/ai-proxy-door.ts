@@ -1,17 +1,13 @@
 /**
  * kong.yml's chain with Kong's ai-proxy in front of each provider format, for
  * test/plugins/kong-ai-proxy.test.ts and bench/ai-proxy.ts (docs/operations.md, "Beside Kong's AI
- * plugins"): the provider stubs (the mock's OpenAI and Anthropic endpoints, the Gemini stub over
- * TLS), the recipe's changes to kong.yml (usage reader before ai-proxy, merged system message,
- * circuit-breaker without routing, the provider's models and prices), tenant acme's knowledge
- * seeded in Milvus, and the ledger read back.
+ * plugins"): the provider stubs (test/helpers/ai-providers.ts), the recipe's changes to
+ * kong.yml (usage reader before ai-proxy, merged system message, circuit-breaker without
+ * routing, the provider's models and prices), tenant acme's knowledge seeded in Milvus, and the
+ * ledger read back.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { parse as parseYaml } from 'yaml';
@@ -24,10 +20,27 @@ import { createKeyspace } from '../../lib/redis/keys';
 import { parseTenantId } from '../../lib/tenant/tenant-id';
 import { periodAt } from '../../plugins/token-meter/period';
 import type { ReceivedRequest } from '../../mock-upstream/recording';
-import { geminiGenerate } from '../../mock-upstream/gemini';
+import {
+  GEMINI,
+  PROVIDER_ROUTES,
+  startGeminiStub,
+  type GeminiStub,
+  type Provider,
+} from './ai-providers';
+
+export {
+  BEDROCK,
+  CLAUDE,
+  COHERE,
+  GEMINI,
+  HUGGINGFACE,
+  OLLAMA,
+  startGeminiStub,
+  type GeminiStub,
+  type Provider,
+} from './ai-providers';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-export const CLAUDE = 'claude-3-5-haiku-20241022';
 export const CODENAME = `ORCHID${randomBytes(3).toString('hex').toUpperCase()}`;
 export const ACME_PERSONA = "You are Acme Corp's support assistant.";
 export const USAGE_SNIPPET = readFileSync(
@@ -165,73 +178,6 @@ export async function ledgerEqualsUpstream(
   t.is(sum('completion'), billed?.completion ?? -1, "ledger completion tokens = the upstream's");
 }
 
-export const GEMINI = 'gemini-2.0-flash';
-
-export interface GeminiStub {
-  port: number;
-  requests: unknown[];
-  paths: string[];
-  billed: { prompt: number; completion: number };
-}
-
-/** The Gemini stub (mock-upstream/gemini.ts) over TLS, as Vertex AI is reached (self-signed). */
-export async function startGeminiStub(closers: Closers): Promise<GeminiStub> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'kta-gemini-'));
-  closers.add(() => rmSync(dir, { recursive: true, force: true }));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-days',
-      '1',
-      '-keyout',
-      path.join(dir, 'key.pem'),
-      '-out',
-      path.join(dir, 'cert.pem'),
-    ],
-    { stdio: 'ignore' },
-  );
-  const stub: GeminiStub = {
-    port: 0,
-    requests: [],
-    paths: [],
-    billed: { prompt: 0, completion: 0 },
-  };
-  const server = createHttpsServer(
-    {
-      key: readFileSync(path.join(dir, 'key.pem')),
-      cert: readFileSync(path.join(dir, 'cert.pem')),
-    },
-    (req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const raw = Buffer.concat(chunks);
-        stub.paths.push(req.url ?? '');
-        try {
-          stub.requests.push(JSON.parse(raw.toString('utf8')));
-        } catch {
-          stub.requests.push(null);
-        }
-        geminiGenerate(req, res, raw, (u) => {
-          stub.billed.prompt += u.promptTokenCount;
-          stub.billed.completion += u.candidatesTokenCount;
-        });
-      });
-    },
-  );
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  stub.port = (server.address() as AddressInfo).port;
-  closers.add(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return stub;
-}
-
 /** The tenant's ledger entries, summed, and how many were estimated. */
 export async function ledgerTotals(
   d: Door,
@@ -250,115 +196,6 @@ export async function ledgerTotals(
     estimated: entries.filter((e) => e.message.estimated === '1').length,
   };
 }
-
-export type Provider =
-  | 'openai'
-  | 'anthropic'
-  | 'mistral'
-  | 'gemini'
-  | 'cohere'
-  | 'bedrock'
-  | 'llama2'
-  | 'huggingface'
-  | 'azure'
-  | 'llama2-raw';
-
-/** The model a cohere route serves (Cohere's Chat API v1 stub: mock-upstream/cohere.ts). */
-export const COHERE = 'command-r';
-/** The model a bedrock route serves (Bedrock's Converse stub: mock-upstream/bedrock.ts). */
-export const BEDROCK = 'anthropic.claude-3-haiku-20240307-v1:0';
-/** The model a llama2 route serves, in Ollama's format (Ollama's chat stub: mock-upstream/ollama.ts). */
-export const OLLAMA = 'llama3.1:8b';
-/**
- * The model a huggingface route serves: its chat API is OpenAI's format, served by the mock's
- * chat endpoint (which honours `max_tokens` and ignores the `parameters` Kong's driver adds).
- */
-export const HUGGINGFACE = 'meta-llama/Llama-3.1-8B-Instruct';
-
-type Price = { prompt_per_million: number; completion_per_million: number };
-
-/**
- * How ai-proxy reaches each provider's stub on the mock (Gemini's is served apart, over TLS):
- * the model the plans serve, whether ai-proxy names it, its options, the path of
- * `upstream_url` on the mock, and its price (OpenAI's and Mistral's models are kong.yml's own).
- */
-const PROVIDER_ROUTES: Record<
-  Exclude<Provider, 'gemini'>,
-  {
-    model: string;
-    named: boolean;
-    options: Record<string, unknown>;
-    path: string;
-    price?: Price;
-    /** Kong's name of the provider, when not the key. */
-    kong?: string;
-  }
-> = {
-  openai: { model: 'gpt-4o-mini', named: false, options: {}, path: '/v1/chat/completions' },
-  mistral: {
-    model: 'gpt-4o-mini',
-    named: false,
-    options: { mistral_format: 'openai' },
-    path: '/v1/chat/completions',
-  },
-  anthropic: {
-    model: CLAUDE,
-    named: false,
-    options: {},
-    path: '/v1/messages',
-    price: { prompt_per_million: 0.8, completion_per_million: 4 },
-  },
-  cohere: {
-    model: COHERE,
-    named: true,
-    options: {},
-    path: '/v1/chat',
-    price: { prompt_per_million: 0.15, completion_per_million: 0.6 },
-  },
-  bedrock: {
-    model: BEDROCK,
-    named: true,
-    options: { bedrock: { aws_region: 'us-east-1' } },
-    path: `/model/${encodeURIComponent(BEDROCK)}/converse`,
-    price: { prompt_per_million: 0.25, completion_per_million: 1.25 },
-  },
-  // A self-hosted model still costs the platform: priced, as every served model must be.
-  llama2: {
-    model: OLLAMA,
-    named: true,
-    options: { llama2_format: 'ollama' },
-    path: '/api/chat',
-    price: { prompt_per_million: 0.05, completion_per_million: 0.1 },
-  },
-  // A llama2 "raw" endpoint (mock-upstream/ollama.ts `llamaRawGenerate`): it reports no usage.
-  'llama2-raw': {
-    kong: 'llama2',
-    model: 'llama-2-7b-chat',
-    named: true,
-    options: { llama2_format: 'raw' },
-    path: '/generate',
-    price: { prompt_per_million: 0.05, completion_per_million: 0.1 },
-  },
-  // Azure OpenAI: OpenAI's format; Kong adds ?api-version= (the stub's path is the chat's).
-  azure: {
-    model: 'gpt-4o-mini',
-    named: true,
-    options: {
-      azure_instance: 'kta-test',
-      azure_deployment_id: 'gpt-4o-mini',
-      azure_api_version: '2024-10-21',
-    },
-    path: '/v1/chat/completions',
-  },
-  // Kong's huggingface driver appends /v1/chat/completions to upstream_url itself.
-  huggingface: {
-    model: HUGGINGFACE,
-    named: true,
-    options: {},
-    path: '',
-    price: { prompt_per_million: 0.1, completion_per_million: 0.2 },
-  },
-};
 
 /** A door with ai-proxy to one provider, and what that provider billed so far. */
 export interface ProviderDoor extends Door {
