@@ -31,6 +31,7 @@
  * process dies mid-phase kong.yml's chain guard refuses what no TenantContext or meter reached.
  */
 import { EARLY_METHOD } from '../plugin/define';
+import { SHARED_KEYS } from '../request/shared-keys';
 import { CHAIN_METHOD, UNCHAIN_METHOD } from './batch-methods';
 
 type Call = (method: string, ...args: unknown[]) => Promise<unknown>;
@@ -141,7 +142,7 @@ export async function runMergedLog(kong: unknown, m: Merged): Promise<void> {
  * (lib/tracing/span-snippet.lua) turns each into a child span of tenant-auth's access span, named
  * as Kong names a plugin's access span, so a merged plugin's time is not hidden in tenant-auth's.
  */
-export const MERGED_SPANS_KEY = 'kta_merged_spans';
+export const MERGED_SPANS_KEY = SHARED_KEYS.mergedSpans.key;
 
 /** Epoch microseconds, from the process's monotonic clock (an integer below 2^53). */
 function nowUs(): number {

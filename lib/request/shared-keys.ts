@@ -145,6 +145,13 @@ export const SHARED_KEYS = {
     version: null,
     what: 'the PDK batch entry (`kta_pdk.run`): many PDK calls in one exchange',
   },
+  mergedSpans: {
+    key: 'kta_merged_spans',
+    writers: ['tenant-auth'],
+    readers: [PRE],
+    version: null,
+    what: 'the access times of the plugins run inside tenant-auth’s (`<plugin>:<start µs>:<end µs>;…`), made spans of the request’s trace',
+  },
 } as const satisfies Record<string, SharedKey>;
 
 /**

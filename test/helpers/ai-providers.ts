@@ -122,6 +122,8 @@ export const PROVIDER_ROUTES: Record<
     price?: Price;
     /** Kong's name of the provider, when not the key. */
     kong?: string;
+    /** The ai-proxy entry of examples/kong-ai-plugins/<example> (what the docs show), tested. */
+    example?: string;
   }
 > = {
   openai: { model: 'gpt-4o-mini', named: false, options: {}, path: '/v1/chat/completions' },
@@ -136,6 +138,7 @@ export const PROVIDER_ROUTES: Record<
     named: false,
     options: {},
     path: '/v1/messages',
+    example: 'anthropic.yml',
     price: { prompt_per_million: 0.8, completion_per_million: 4 },
   },
   cohere: {
@@ -158,6 +161,7 @@ export const PROVIDER_ROUTES: Record<
     named: true,
     options: { llama2_format: 'ollama' },
     path: '/api/chat',
+    example: 'ollama.yml',
     price: { prompt_per_million: 0.05, completion_per_million: 0.1 },
   },
   // A llama2 "raw" endpoint (mock-upstream/ollama.ts `llamaRawGenerate`): it reports no usage.
@@ -186,6 +190,7 @@ export const PROVIDER_ROUTES: Record<
     named: true,
     options: {},
     path: '',
+    example: 'huggingface.yml',
     price: { prompt_per_million: 0.1, completion_per_million: 0.2 },
   },
 };

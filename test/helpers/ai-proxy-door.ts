@@ -275,8 +275,8 @@ export async function startProviderDoor(
   const model = how.model;
   const d = await startDoor(
     closers,
-    provider === 'anthropic'
-      ? exampleEntries('anthropic.yml')
+    how.example
+      ? exampleEntries(how.example)
       : [
           aiProxy(
             {

@@ -100,6 +100,8 @@ const GUARDS: Record<keyof typeof SHARED_KEYS, ((raw: unknown) => unknown) | str
   logFacts: decodeLogFacts,
   logSaved: 'a Lua table the log snippet writes and the batch snippet reads; no plugin decodes it',
   pdkBatch: 'a Lua table of functions the snippet installs; no plugin decodes it',
+  mergedSpans:
+    'a string tenant-auth writes for the span snippet, which parses it in Lua (lib/tracing/span-snippet.lua) and ignores what does not match; no plugin reads it',
 };
 
 for (const [name, entry] of entries) {
