@@ -71,6 +71,38 @@ export function contentDeltas(tokens: readonly number[], model: string): string[
   return deltas;
 }
 
+/**
+ * One request of a batch (`/v1/chat/completions` in a batch input line): the answer the chat
+ * endpoint would give, for the batch's output file, and its usage. Throws on a body the chat
+ * endpoint refuses.
+ */
+export function batchChatAnswer(
+  body: Record<string, unknown>,
+  id: string,
+): { body: Record<string, unknown>; usage: ChatUsage } {
+  const request = parseChatRequest(body);
+  const c = complete(request);
+  return {
+    body: {
+      id: `chatcmpl-${id}`,
+      object: 'chat.completion',
+      created: Math.floor(Date.now() / 1000),
+      model: request.model,
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content: c.content, refusal: null },
+          logprobs: null,
+          finish_reason: c.finishReason,
+        },
+      ],
+      usage: c.usage,
+      system_fingerprint: SYSTEM_FINGERPRINT,
+    },
+    usage: c.usage,
+  };
+}
+
 function sendCompletion(ctx: EndpointContext, request: ChatRequest, c: Completion): void {
   const body = {
     id: `chatcmpl-${ctx.requestId}`,

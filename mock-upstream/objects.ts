@@ -20,6 +20,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Endpoint, EndpointContext } from './endpoint';
+import { batchChatAnswer } from './chat';
 import { errorBody, sendJson } from './openai-error';
 
 type Kind =
@@ -304,6 +305,7 @@ export function createObjectStore(): ObjectStore {
           endpoint: body.endpoint ?? '/v1/chat/completions',
           input_file_id: input,
           completion_window: body.completion_window ?? '24h',
+          metadata: body.metadata ?? null,
           status: 'validating',
           output_file_id: null,
           error_file_id: null,
@@ -318,25 +320,11 @@ export function createObjectStore(): ObjectStore {
       'GET',
       /^\/v1\/batches\/([^/]+)$/,
       byId('batch', 'batch', (c, k) => {
-        // The first read finds it done, with its output kept as a file of the provider's.
-        if (k.obj.status === 'validating') {
-          const out = `file-${hex()}`;
-          const content = Buffer.from('{"id":"batch_req_1","response":{"status_code":200}}\n');
-          kept.set(out, {
-            kind: 'file',
-            obj: {
-              object: 'file',
-              id: out,
-              bytes: content.length,
-              created_at: now(),
-              filename: 'batch_output.jsonl',
-              purpose: 'batch_output',
-              status: 'processed',
-            },
-            content,
-          });
-          k.obj = { ...k.obj, status: 'completed', output_file_id: out };
-        }
+        // The first read finds it done: every chat line answered as the chat endpoint would,
+        // the output kept as a file of the provider's, and the batch's usage summed (OpenAI's
+        // `usage` on a batch). `metadata.mock_status: failed` fails it (no usage), and
+        // `metadata.mock_usage: none` leaves the usage out (a provider that reports none).
+        if (k.obj.status === 'validating') k.obj = finishBatch(k.obj);
         answer(c, k.obj);
       }),
     ],
@@ -349,6 +337,88 @@ export function createObjectStore(): ObjectStore {
       }),
     ],
   ];
+
+  /** A batch run to its end: its output file and its usage (see the read above). */
+  function finishBatch(obj: Record<string, unknown>): Record<string, unknown> {
+    const meta = (obj.metadata ?? {}) as Record<string, unknown>;
+    if (meta.mock_status === 'failed') {
+      return {
+        ...obj,
+        status: 'failed',
+        failed_at: now(),
+        request_counts: { total: 0, completed: 0, failed: 0 },
+      };
+    }
+    const input = get('file', String(obj.input_file_id))?.content ?? Buffer.alloc(0);
+    const out: string[] = [];
+    let prompt = 0;
+    let completion = 0;
+    let done = 0;
+    let failed = 0;
+    for (const raw of input.toString('utf8').split('\n')) {
+      if (raw.trim() === '') continue;
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(raw) as Record<string, unknown>;
+      } catch {
+        failed += 1;
+        continue;
+      }
+      const rid = `batch_req_${hex()}`;
+      try {
+        if (line.url !== '/v1/chat/completions') throw new Error(`the mock runs chat lines only`);
+        const a = batchChatAnswer(line.body as Record<string, unknown>, rid);
+        prompt += a.usage.prompt_tokens;
+        completion += a.usage.completion_tokens;
+        done += 1;
+        out.push(
+          JSON.stringify({
+            id: rid,
+            custom_id: line.custom_id,
+            response: { status_code: 200, request_id: rid, body: a.body },
+            error: null,
+          }),
+        );
+      } catch (e) {
+        failed += 1;
+        out.push(
+          JSON.stringify({
+            id: rid,
+            custom_id: line.custom_id,
+            response: null,
+            error: { code: 'invalid_request', message: String(e) },
+          }),
+        );
+      }
+    }
+    const file = `file-${hex()}`;
+    const content = Buffer.from(out.map((l) => `${l}\n`).join(''));
+    kept.set(file, {
+      kind: 'file',
+      obj: fileObject(file, 'batch_output.jsonl', 'batch_output', content),
+      content,
+    });
+    const usage =
+      meta.mock_usage === 'none'
+        ? {}
+        : {
+            usage: {
+              input_tokens: prompt,
+              input_tokens_details: { cached_tokens: 0 },
+              output_tokens: completion,
+              output_tokens_details: { reasoning_tokens: 0 },
+              total_tokens: prompt + completion,
+            },
+          };
+    return {
+      ...obj,
+      status: 'completed',
+      completed_at: now(),
+      output_file_id: file,
+      request_counts: { total: done + failed, completed: done, failed },
+      ...usage,
+    };
+  }
 
   const fileObject = (id: string, filename: string, purpose: string, content: Buffer) => ({
     object: 'file',

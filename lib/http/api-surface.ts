@@ -278,7 +278,7 @@ export class ApiSurfaceMatcher {
  * `\` (`%2F`, `%5C`, which Kong keeps encoded) or a raw `\` could turn into a separator at an
  * upstream that decodes or folds them, after the gate decided.
  */
-function normalisePathForMatch(upstreamPath: string): string | null {
+export function normalisePathForMatch(upstreamPath: string): string | null {
   const q = upstreamPath.indexOf('?');
   const path = normalisePath(q < 0 ? upstreamPath : upstreamPath.slice(0, q));
   if (/%2f|%5c|\\/i.test(path)) return null;

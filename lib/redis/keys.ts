@@ -124,6 +124,17 @@ export interface Keyspace {
   providerObject(tenant: TenantId, kind: string, id: string): RedisKey;
   /** Sorted set id -> creation ms: the tenant's objects of one kind (what a list answers). */
   providerObjectIndex(tenant: TenantId, kind: string): RedisKey;
+  /**
+   * String (JSON): what token-meter read in a batch input file the tenant uploaded through a
+   * metered route (its lines' model, endpoint and token bounds), by the provider's file id: a
+   * batch is reserved from it at creation (plugins/token-meter/batch/).
+   */
+  batchInput(tenant: TenantId, fileId: string): RedisKey;
+  /**
+   * String (JSON): a batch token-meter reserved for and has not settled yet (its reservation's
+   * request id and period, its price), by the provider's batch id.
+   */
+  batchOpen(tenant: TenantId, batchId: string): RedisKey;
   /** A shared queue across tenants (e.g. per upstream), in its own slot. */
   sharedQueue(queue: string): RedisKey;
   /**
@@ -209,6 +220,15 @@ export function createKeyspace(namespace: string = DEFAULT_KEY_NAMESPACE): Keysp
       ),
     providerObjectIndex: (tenant, kind) =>
       tenantKey(tenant, 'objs', checkPart(kind, 'object kind', KEY_PART_PATTERN)),
+    batchInput: (tenant, fileId) =>
+      tenantKey(tenant, 'batch', 'in', checkPart(fileId, 'file id', PROVIDER_OBJECT_ID_PATTERN)),
+    batchOpen: (tenant, batchId) =>
+      tenantKey(
+        tenant,
+        'batch',
+        'open',
+        checkPart(batchId, 'batch id', PROVIDER_OBJECT_ID_PATTERN),
+      ),
     sharedQueue: (queue) =>
       [ns, `{q:${checkPart(queue, 'queue name', KEY_PART_PATTERN)}}`, 'queue'].join(
         ':',

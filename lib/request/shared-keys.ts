@@ -73,7 +73,7 @@ export const SHARED_KEYS = {
     writers: ['token-meter'],
     readers: ['token-meter', POST],
     version: 1,
-    what: 'the budget reservation token-meter settles in its log phase (`none` for a POST that spends no tokens: a file upload, a cancel)',
+    what: 'the budget reservation token-meter settles in its log phase (`none` for a POST that spends no tokens: a file upload, a cancel; `{"batch":…}` for a batch, its input file or a read of it)',
   },
   usage: {
     key: 'llm_usage',
@@ -105,10 +105,10 @@ export const SHARED_KEYS = {
   },
   objectCapture: {
     key: 'kta_objects',
-    writers: ['tenant-auth'],
+    writers: ['tenant-auth', 'token-meter'],
     readers: [POST],
     version: null,
-    what: 'a request whose answer makes or changes a stored object (`store: scoped`): its answer is kept',
+    what: 'a request whose answer makes or changes a stored object (`store: scoped`), or a batch or batch input file token-meter meters: its answer is kept',
   },
   cacheCapture: {
     key: 'kta_cache_capture',

@@ -4,6 +4,7 @@
  * No PDK and no Redis here: each is tested alone (test/unit/stored-objects.test.ts).
  */
 import { GatewayError } from '../../lib/http/errors';
+import { jsonObject } from '../../lib/provider-objects/answer';
 import { MAX_SNAPSHOT_BYTES, type ObjectKind } from '../../lib/provider-objects/registry';
 import { printable } from './body';
 
@@ -136,33 +137,6 @@ export function references(body: unknown): Reference[] {
 }
 
 const emptyArray = (x: unknown) => Array.isArray(x) && x.length === 0;
-
-/** What kong.yml's post-function kept of the answer (lib/capture/answer-snippet.lua). */
-export function decodeSeen(raw: unknown): { text: string; whole: boolean } | null {
-  if (typeof raw !== 'string') return null;
-  if (raw.startsWith('all;')) return { text: raw.slice(4), whole: true };
-  if (raw.startsWith('cut;')) return { text: raw.slice(4), whole: false };
-  return null;
-}
-
-/** The id of the object an answer made: its top-level `id`, else the first `"id"` in it (SSE). */
-export function madeId(text: string): string | null {
-  const obj = jsonObject(text);
-  if (obj !== null) return typeof obj.id === 'string' && obj.id !== '' ? obj.id : null;
-  const m = /"id"\s*:\s*"([^"\\]{1,192})"/.exec(text);
-  return m?.[1] ?? null;
-}
-
-export function jsonObject(text: string): Record<string, unknown> | null {
-  try {
-    const v = JSON.parse(text) as unknown;
-    return v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? (v as Record<string, unknown>)
-      : null;
-  } catch {
-    return null;
-  }
-}
 
 /** Longest string field a summary keeps (an instruction or a name, not a document). */
 const SUMMARY_STRING_MAX = 512;

@@ -41,16 +41,8 @@ import { slot, type RequestScope } from '../../lib/request/scope';
 import { SHARED_KEYS } from '../../lib/request/shared-keys';
 import type { TenantContext } from '../../lib/tenant/context';
 import * as metrics from './metrics';
-import {
-  decodeSeen,
-  guarded,
-  jsonObject,
-  listOptions,
-  madeId,
-  notFound,
-  references,
-  snapshotOf,
-} from './object-refs';
+import { decodeSeen, jsonObject, madeId } from '../../lib/provider-objects/answer';
+import { guarded, listOptions, notFound, references, snapshotOf } from './object-refs';
 import type { SurfaceDecision } from './surface';
 
 /** The stateful APIs `scoped` serves, and the kind of object each names in its path. */

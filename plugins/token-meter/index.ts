@@ -17,7 +17,7 @@ import type { KongPdk } from '../../lib/pdk/kong';
 import { readRequest } from '../../lib/tenant/read';
 import * as metrics from './metrics';
 import { startUp, type Ready } from './ready';
-import { unmeteredBatch, unmeteredTraining } from './refusals';
+import { unmeteredTraining } from './refusals';
 import { meter } from './reserve';
 import { Schema } from './schema';
 import { settle } from './settle';
@@ -39,22 +39,42 @@ export const { Name, Version, Priority, Plugin } = definePlugin<Ready>({
 });
 export { Schema };
 
+/** The batch meter, loaded on the first batch call (batch/meter.ts). */
+let batchMeter: Promise<typeof import('./batch/meter')> | undefined;
+const batches = () => (batchMeter ??= import('./batch/meter'));
+
 async function access(ready: Ready, kong: KongPdk): Promise<void> {
   const request = await readRequest(kong, PLUGIN_NAME);
   const method = await request.scope.method(kong);
   if (method === 'POST') {
-    // A file upload, a cancel or a conversation's items spend nothing; a batch or a
-    // fine-tuning job spends later, where no reservation can come first: refused rather than
-    // let through unmetered.
-    const spends = postSpends(await request.scope.upstreamUri(kong));
+    // A cancel or a conversation's items spend nothing; a batch is reserved at creation from
+    // its input file, read at upload (batch/meter.ts); a fine-tuning job spends later, where no
+    // reservation can come first: refused rather than let through unmetered.
+    const uri = await request.scope.upstreamUri(kong);
+    const spends = postSpends(uri);
+    if (spends === 'batch' || spends === 'none') {
+      const b = await batches();
+      const call = b.batchCall(method, uri);
+      if (call) return b.meterBatchCall(ready, kong, request, call);
+    }
     if (spends === 'none') {
       // Said, so kong.yml's chain guard knows the meter ran (and found nothing to reserve).
       await kong.ctx.shared.set(METER_STATE_KEY, METER_STATE_NONE);
       return;
     }
-    if (spends === 'batch') throw unmeteredBatch();
     if (spends === 'training') throw unmeteredTraining();
     return meter(ready, kong, request);
+  }
+  if (method === 'GET') {
+    // A read of a batch: the finished batch settles its reservation (batch/meter.ts). The
+    // client's path, read for showback anyway; a spelling it misses leaves the reservation to
+    // a later read or to its expiry at the bound, never unbilled.
+    const path = await request.scope.pathWithQuery(kong);
+    if (/\/batches\/[^/?]+\/?(\?|$)/i.test(path)) {
+      const b = await batches();
+      const call = b.batchCall(method, path);
+      if (call) return b.meterBatchCall(ready, kong, request, call);
+    }
   }
   if ((method === 'GET' || method === 'HEAD') && ready.config.showback) {
     const asked = showbackAsked(await request.scope.pathWithQuery(kong));

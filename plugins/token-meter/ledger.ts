@@ -45,6 +45,8 @@ export interface LedgerEntry {
   readonly downgrade: Downgrade;
   readonly stream: boolean;
   readonly status: number;
+  /** A batch's settlement: the provider's batch id (field `batch_id`; batch/meter.ts). */
+  readonly batchId?: string;
 }
 
 export function ledgerFields(e: LedgerEntry): Record<string, string> {
@@ -63,6 +65,7 @@ export function ledgerFields(e: LedgerEntry): Record<string, string> {
     status: String(e.status),
   };
   if (e.estimated) fields.estimate_basis = e.estimateBasis ?? ESTIMATED_FROM_BOUND;
+  if (e.batchId !== undefined) fields.batch_id = e.batchId;
   return fields;
 }
 
@@ -103,6 +106,7 @@ export function parseLedgerFields(f: Record<string, string>): StoredLedgerEntry 
     downgrade: d === 'fallback' || d === 'clamp' ? d : 'none',
     stream: f.stream === '1',
     status: int(f.status),
+    ...(f.batch_id ? { batchId: f.batch_id } : {}),
     settledBy: f.settled_by === 'expiry' ? 'expiry' : 'log',
   };
 }

@@ -121,14 +121,3 @@ export function unmeteredTraining(): GatewayError {
       'a fine-tuning job spends its training tokens later, at the provider, where this gateway cannot reserve them against your budget first: it is not served on a metered route',
   });
 }
-
-/** `POST /batches` on a metered route: its tokens are spent later, unreserved. */
-export function unmeteredBatch(): GatewayError {
-  return new GatewayError({
-    status: 403,
-    type: 'permission_error',
-    code: 'batches_not_metered',
-    message:
-      'the Batches API spends tokens later, at the provider, where this gateway cannot reserve them against your budget first: it is not served on a metered route',
-  });
-}

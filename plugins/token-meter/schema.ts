@@ -238,6 +238,46 @@ export const Schema = [
     ),
   },
   {
+    batches: field.record(
+      'The Batches API on a metered route: a batch is reserved at creation from its input file (read when it was uploaded here), held past its completion window, and settled from the usage the provider reports on the finished batch.',
+      [
+        {
+          price_ratio: field.number(
+            'Share of the model prices a batch is billed at (OpenAI bills batches at half price: 0.5).',
+            { default: 0.5, between: [0.01, 1], required: true },
+          ),
+        },
+        {
+          reservation_ttl_seconds: field.integer(
+            'How long a batch reservation is held unsettled before it is billed at its bound, estimated: keep it past the 24 h completion window and the time a client takes to read the finished batch.',
+            { default: 172800, between: [86400, 2592000], required: true },
+          ),
+        },
+        {
+          max_input_bytes: field.integer(
+            'Largest upload the meter reads for batch input lines; a larger file passes unread, and a batch made of it is refused (400 batch_input_unmetered).',
+            { default: 33554432, between: [1024, 209715200], required: true },
+          ),
+        },
+        {
+          input_ttl_seconds: field.integer(
+            'How long what the meter read in an uploaded batch input file is kept (a batch made of the file later finds nothing and is refused).',
+            { default: 2592000, between: [3600, 31536000], required: true },
+          ),
+        },
+      ],
+      {
+        required: true,
+        default: {
+          price_ratio: 0.5,
+          reservation_ttl_seconds: 172800,
+          max_input_bytes: 33554432,
+          input_ttl_seconds: 2592000,
+        },
+      },
+    ),
+  },
+  {
     showback: field.boolean(
       'Answer GET /v1/organization/usage/completions and /v1/organization/costs with the tenant own ledger.',
       { default: true, required: true },

@@ -31,8 +31,16 @@ export async function settle(ready: Ready, kong: KongPdk): Promise<void> {
   // capture (issue 23): seal an opted-in request and its outcome into Redis (lib/capture/recorder.ts)
   const c = ready.config;
   await recordCapture(kong, request, c.capture, ready.keys, ready.redis, c.metrics_max_tenants);
-  const state = decodeMeterState(await kong.ctx.shared.get(METER_STATE_KEY));
+  const rawState = await kong.ctx.shared.get(METER_STATE_KEY);
+  const state = decodeMeterState(rawState);
   if (!state) {
+    // A batch, its input file or a read of it (batch/meter.ts, loaded only for those).
+    if (typeof rawState === 'string' && rawState.startsWith('{"v":1,"batch":')) {
+      const b = await import('./batch/meter');
+      const batch = b.decodeBatchState(rawState);
+      if (batch) await b.settleBatchCall(ready, kong, ctx, batch);
+      return;
+    }
     // Not metered in access: a cache hit (tenant-cache answered before us) is recorded. The
     // status is in the scope when tenant-cache ran in this process; else ctx.shared, the
     // contract any plugin answering from a cache may write (a test fixture does).

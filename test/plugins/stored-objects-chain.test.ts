@@ -92,7 +92,7 @@ test('a file uploaded as a form through the chain is its maker’s alone', async
     `--${boundary}`,
     'Content-Disposition: form-data; name="purpose"',
     '',
-    'batch',
+    'user_data',
     `--${boundary}`,
     'Content-Disposition: form-data; name="file"; filename="a.jsonl"',
     '',
@@ -124,7 +124,9 @@ test('a file uploaded as a form through the chain is its maker’s alone', async
   );
 });
 
-test('on the metered chain a batch is refused (its tokens would be spent unreserved); a cancel or an upload is not metered', async (t) => {
+test('on the metered chain a batch of a file the meter never read is refused; a cancel or an upload is not metered', async (t) => {
+  // The mock's JSON upload (not OpenAI's form): stored, but never read as batch input, so a
+  // batch of it cannot be reserved (the metered way: test/plugins/token-meter-batches.test.ts).
   const file = await call('acme', 'POST', '/v1/files', { purpose: 'batch', content: '{}' });
   t.is(file.res.status, 200, file.res.text);
   await eventually(async () => {
@@ -136,8 +138,8 @@ test('on the metered chain a batch is refused (its tokens would be spent unreser
     endpoint: '/v1/chat/completions',
     completion_window: '24h',
   });
-  t.is(batch.res.status, 403, batch.res.text);
-  t.is(code(batch), 'batches_not_metered');
+  t.is(batch.res.status, 400, batch.res.text);
+  t.is(code(batch), 'batch_input_unmetered');
   t.is(batch.upstream, 0);
   const made = await call('acme', 'POST', '/v1/responses', { model: 'gpt-4o-mini', input: 'x' });
   const id = idOf(made);

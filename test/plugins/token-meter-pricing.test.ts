@@ -111,7 +111,7 @@ test('a model’s declared kind keeps it to its APIs: 400 model_not_supported be
   }
 });
 
-test('work the provider spends later is refused on a metered route: a batch, a fine-tuning job', async (t) => {
+test('work the provider spends later, unreserved, is refused on a metered route: a batch of a file the meter never read, a fine-tuning job', async (t) => {
   const closers = new Closers();
   t.teardown(() => closers.closeAll());
   // A tenant whose provider key is its own (store on), with the stateful APIs served: only the
@@ -130,20 +130,24 @@ test('work the provider spends later is refused on a metered route: a batch, a f
       },
     },
   );
-  for (const [path, body, code] of [
+  // A batch is metered from its input file, read when it was uploaded through the meter
+  // (test/plugins/token-meter-batches.test.ts); one of a file it never read cannot be reserved.
+  for (const [path, body, status, code] of [
     [
       '/v1/batches',
       { input_file_id: 'file-1', endpoint: '/v1/chat/completions', completion_window: '24h' },
-      'batches_not_metered',
+      400,
+      'batch_input_unmetered',
     ],
     [
       '/v1/fine_tuning/jobs',
       { training_file: 'file-1', model: 'gpt-4o-mini' },
+      403,
       'fine_tuning_not_metered',
     ],
   ] as const) {
     const { res, upstream } = await d.call('globex', path, { method: 'POST', body });
-    t.is(res.status, 403, `${path}: ${res.text}`);
+    t.is(res.status, status, `${path}: ${res.text}`);
     t.is((res.json as { error: { code: string } }).error.code, code);
     t.is(upstream, undefined, `${path}: nothing reached the provider`);
   }

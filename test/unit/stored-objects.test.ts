@@ -5,13 +5,8 @@
 import test from 'ava';
 import { postSpends } from '../../lib/http/api-surface';
 import { isGatewayError } from '../../lib/http/errors';
-import {
-  decodeSeen,
-  listOptions,
-  madeId,
-  references,
-  snapshotOf,
-} from '../../plugins/tenant-auth/object-refs';
+import { decodeSeen, madeId } from '../../lib/provider-objects/answer';
+import { listOptions, references, snapshotOf } from '../../plugins/tenant-auth/object-refs';
 
 test('references: every scoped id in a body, at any depth, with its field and kind', (t) => {
   t.deepEqual(
