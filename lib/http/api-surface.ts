@@ -290,7 +290,8 @@ export function normalisePathForMatch(upstreamPath: string): string | null {
  * endpoints that make or change an object without generating (a file upload, an upload's
  * parts, a metadata update, a cancel, a vector store and its files and searches: billed by the
  * provider as storage, not tokens), `batch` for a batch (its tokens are spent later, by
- * the provider, where no gateway can reserve them first), `tokens` for everything else (chat,
+ * the provider: reserved at creation from its input file, plugins/token-meter/batch/),
+ * `training` for a fine-tuning job (refused), `tokens` for everything else (chat,
  * completions, responses, embeddings, and any path not known here: metered, never waved
  * through).
  */

@@ -18,7 +18,7 @@ export const cost = new Counter({
 
 export const requests = new Counter({
   name: 'token_meter_requests_total',
-  help: 'Requests settled, by tenant and outcome (metered, estimated, cache_hit, released, upstream_cut: a 2xx the gateway wrote in place of an answer the upstream cut, not billed; transformer: the line of ai-request-transformer’s own LLM call).',
+  help: 'Requests settled, by tenant and outcome (metered, estimated, cache_hit, released, upstream_cut: a 2xx the gateway wrote in place of an answer the upstream cut, not billed; transformer: the line of ai-request-transformer’s own LLM call; batch_reserved, batch_metered, batch_estimated, batch_released: a batch reserved at creation, then settled from its usage, at its bound, or released).',
   labelNames: ['tenant', 'outcome'] as const,
   registers: [registry],
 });
