@@ -1,7 +1,7 @@
 /**
  * Showback: a tenant reads its own usage and costs through the gateway, in the shape of
  * OpenAI's organization Usage and Costs APIs (so existing tooling reads it):
- *   GET /v1/organization/usage/completions?start_time=&end_time=&bucket_width=1m|1h|1d&group_by=model&limit=
+ *   GET /v1/organization/usage/completions?start_time=&end_time=&bucket_width=1m|1h|1d&group_by=model,batch&limit=
  *   GET /v1/organization/costs?start_time=&end_time=&bucket_width=1d&group_by=line_item&limit=
  * The tenant comes from the TenantContext only: no parameter names a tenant or a project.
  */
@@ -29,6 +29,8 @@ export interface ShowbackQuery {
   readonly endMs: number;
   readonly bucketMs: number;
   readonly groupByModel: boolean;
+  /** Usage only: results split by whether they came from a batch (OpenAI's `group_by=batch`). */
+  readonly groupByBatch: boolean;
 }
 
 const BUCKETS: Record<string, { ms: number; defLimit: number; maxLimit: number }> = {
@@ -82,12 +84,21 @@ export function parseShowbackQuery(kind: ShowbackKind, rawQuery: string): Showba
   if (endMs <= startMs) throw bad('end_time must be after start_time', 'end_time');
   const groups = [...q.getAll('group_by'), ...q.getAll('group_by[]')].flatMap((g) => g.split(','));
   const groupKey = kind === 'usage' ? 'model' : 'line_item';
+  const known = kind === 'usage' ? [groupKey, 'batch', 'project_id'] : [groupKey, 'project_id'];
   for (const g of groups) {
-    if (g !== groupKey && g !== 'project_id') {
-      throw bad(`group_by supports ${groupKey} (and project_id, always null here)`, 'group_by');
+    if (!known.includes(g)) {
+      const what = kind === 'usage' ? 'model and batch' : groupKey;
+      throw bad(`group_by supports ${what} (and project_id, always null here)`, 'group_by');
     }
   }
-  return { kind, startMs, endMs, bucketMs: bucket.ms, groupByModel: groups.includes(groupKey) };
+  return {
+    kind,
+    startMs,
+    endMs,
+    bucketMs: bucket.ms,
+    groupByModel: groups.includes(groupKey),
+    groupByBatch: kind === 'usage' && groups.includes('batch'),
+  };
 }
 
 interface Sums {
@@ -107,7 +118,7 @@ export function showbackPage(q: ShowbackQuery, entries: readonly StoredLedgerEnt
     if (e.ts < q.startMs || e.ts >= q.endMs) continue;
     const b = buckets[Math.floor((e.ts - q.startMs) / q.bucketMs)];
     if (!b) continue;
-    const key = q.groupByModel ? e.modelServed : '';
+    const key = `${q.groupByModel ? e.modelServed : ''}\n${q.groupByBatch && e.batchId ? 'b' : ''}`;
     const sums = b.groups.get(key) ?? { input: 0, output: 0, cached: 0, requests: 0, cost: 0 };
     sums.input += e.promptTokens;
     sums.output += e.completionTokens;
@@ -120,8 +131,9 @@ export function showbackPage(q: ShowbackQuery, entries: readonly StoredLedgerEnt
     object: 'bucket',
     start_time: Math.floor(b.start / 1000),
     end_time: Math.floor(Math.min(b.start + q.bucketMs, q.endMs) / 1000),
-    results: [...b.groups.entries()].map(([model, s]) =>
-      q.kind === 'usage'
+    results: [...b.groups.entries()].map(([key, s]) => {
+      const [model = '', batch = ''] = key.split('\n');
+      return q.kind === 'usage'
         ? {
             object: 'organization.usage.completions.result',
             input_tokens: s.input,
@@ -134,15 +146,15 @@ export function showbackPage(q: ShowbackQuery, entries: readonly StoredLedgerEnt
             user_id: null,
             api_key_id: null,
             model: q.groupByModel ? model : null,
-            batch: null,
+            batch: q.groupByBatch ? batch === 'b' : null,
           }
         : {
             object: 'organization.costs.result',
             amount: { value: nanoUsdToUsd(s.cost), currency: 'usd' },
             line_item: q.groupByModel ? model : null,
             project_id: null,
-          },
-    ),
+          };
+    }),
   }));
   return { object: 'page', data, has_more: false, next_page: null };
 }
@@ -177,6 +189,7 @@ export async function answerShowback(
   const open = new Set([
     periodAt(config.period, now).id,
     periodAt(config.period, now - config.reservation_ttl_seconds * 1000).id,
+    periodAt(config.period, now - config.batches.reservation_ttl_seconds * 1000).id,
   ]);
   for (const p of periodsBetween(config.period, q.startMs, q.endMs)) {
     try {

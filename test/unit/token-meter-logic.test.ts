@@ -319,6 +319,49 @@ test('showback queries: OpenAI parameters, bounded, no tenant among them', (t) =
   );
 });
 
+test('showback usage grouped by batch: batch entries apart from the rest, as OpenAI groups them', (t) => {
+  const q = parseShowbackQuery('usage', 'start_time=0&bucket_width=1d&limit=1&group_by=batch');
+  t.like(q, { groupByBatch: true, groupByModel: false });
+  t.is(
+    code(() => parseShowbackQuery('costs', 'start_time=0&group_by=batch')),
+    'invalid_showback_query',
+  );
+  const entry = {
+    requestId: 'r',
+    ts: 5,
+    modelAsked: 'a',
+    modelServed: 'a',
+    promptTokens: 3,
+    completionTokens: 4,
+    cachedTokens: 0,
+    cost: 5,
+    cacheHit: false,
+    estimated: false,
+    downgrade: 'none' as const,
+    stream: false,
+    status: 200,
+    settledBy: 'log' as const,
+  };
+  const page = showbackPage(q, [
+    entry,
+    { ...entry, batchId: 'batch_1', promptTokens: 10 },
+    entry,
+  ]) as {
+    data: Array<{ results: Array<{ batch: boolean | null; input_tokens: number }> }>;
+  };
+  t.deepEqual(
+    page.data[0]?.results.map((r) => [r.batch, r.input_tokens]),
+    [
+      [false, 6],
+      [true, 10],
+    ],
+  );
+  const plain = showbackPage(parseShowbackQuery('usage', 'start_time=0&limit=1'), [
+    { ...entry, batchId: 'batch_1' },
+  ]) as { data: Array<{ results: Array<{ batch: boolean | null }> }> };
+  t.is(plain.data[0]?.results[0]?.batch, null, 'not grouped: null, as OpenAI answers');
+});
+
 test('meter state survives the trip through ctx.shared; anything else is rejected', (t) => {
   const s: MeterState = {
     v: 1,
