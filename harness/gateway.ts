@@ -308,6 +308,11 @@ export async function startGateway(
     // (and refuses a repeated Expect, harness/nginx.ts): the runloop decides.
     server.on('checkExpectation', onRequest);
     server.maxHeadersCount = 0;
+    // Kong's client keep-alive: nginx's keepalive_timeout (75 s, Kong sets none) and Kong's
+    // nginx_http_keepalive_requests (10000). Node's own 5 s closed idle client connections that
+    // Kong keeps open: a keep-alive client reusing one as it closed got a reset here only.
+    server.keepAliveTimeout = 75_000;
+    server.maxRequestsPerSocket = 10_000;
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       if (socket.writable) socket.end(clientErrorResponse(err.code, errorConf));
       else socket.destroy();

@@ -222,3 +222,32 @@ for (const how of ['exit', 'throw'] as const) {
     t.deepEqual(pids.filter(alive), [], 'no orphaned plugin server');
   });
 }
+
+test('an idle keep-alive client connection stays open past Node’s 5 s, as nginx keeps it (keepalive_timeout 75 s)', async (t) => {
+  const { connect } = await import('node:net');
+  const port = Number(new URL(gw.url).port);
+  const sock = connect(port, '127.0.0.1');
+  let closed = false;
+  let got = '';
+  sock.on('close', () => {
+    closed = true;
+  });
+  sock.on('data', (d: Buffer) => {
+    got += d.toString('latin1');
+  });
+  sock.on('error', () => undefined);
+  const ask = () =>
+    sock.write('GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+  const answers = () => got.split('HTTP/1.1 ').length - 1;
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  ask();
+  await until(() => answers() >= 1);
+  t.is(answers(), 1);
+  t.false(/\r\nconnection: close\r\n/i.test(got), 'the first answer keeps the connection');
+  await new Promise((r) => setTimeout(r, 6000));
+  t.false(closed, 'still open after 6 s idle');
+  ask();
+  await until(() => answers() >= 2);
+  t.is(answers(), 2, 'the second request is answered on the same connection');
+  sock.destroy();
+});
