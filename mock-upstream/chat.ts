@@ -82,30 +82,13 @@ export function batchChatAnswer(
 ): { body: Record<string, unknown>; usage: ChatUsage } {
   const request = parseChatRequest(body);
   const c = complete(request);
-  return {
-    body: {
-      id: `chatcmpl-${id}`,
-      object: 'chat.completion',
-      created: Math.floor(Date.now() / 1000),
-      model: request.model,
-      choices: [
-        {
-          index: 0,
-          message: { role: 'assistant', content: c.content, refusal: null },
-          logprobs: null,
-          finish_reason: c.finishReason,
-        },
-      ],
-      usage: c.usage,
-      system_fingerprint: SYSTEM_FINGERPRINT,
-    },
-    usage: c.usage,
-  };
+  return { body: completionBody(id, request, c), usage: c.usage };
 }
 
-function sendCompletion(ctx: EndpointContext, request: ChatRequest, c: Completion): void {
-  const body = {
-    id: `chatcmpl-${ctx.requestId}`,
+/** OpenAI's `chat.completion` object of an answer (`id` after `chatcmpl-`). */
+function completionBody(id: string, request: ChatRequest, c: Completion): Record<string, unknown> {
+  return {
+    id: `chatcmpl-${id}`,
     object: 'chat.completion',
     created: Math.floor(Date.now() / 1000),
     model: request.model,
@@ -120,6 +103,10 @@ function sendCompletion(ctx: EndpointContext, request: ChatRequest, c: Completio
     usage: c.usage,
     system_fingerprint: SYSTEM_FINGERPRINT,
   };
+}
+
+function sendCompletion(ctx: EndpointContext, request: ChatRequest, c: Completion): void {
+  const body = completionBody(ctx.requestId, request, c);
   if (ctx.cutAfterEvents !== undefined) {
     // The whole length announced, half the bytes sent, then a reset: a body cut short.
     const bytes = Buffer.from(JSON.stringify(body));

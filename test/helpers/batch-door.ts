@@ -72,18 +72,7 @@ export async function startBatchDoor(onClose: OnClose, store: 'scoped' | 'on'): 
   const period = () => periodAt('month', Date.now()).id;
   const budgetKey = (tenant: Tenant) => keys.budget(parseTenantId(tenant), period());
 
-  const call: BatchDoor['call'] = async (tenant, method, path, body, headers = {}) => {
-    const id = randomUUID();
-    const res = await send(`${door.url}${path}`, {
-      method,
-      headers: { apikey: KEYS[tenant], 'x-test-id': id, ...headers },
-      ...(body === undefined ? {} : { body }),
-    });
-    return {
-      res,
-      upstream: door.upstream.received.filter((r) => r.headers['x-test-id'] === id).length,
-    };
-  };
+  const call = doorCall(door);
 
   const upload: BatchDoor['upload'] = (tenant, lines, purpose = 'batch') => {
     const boundary = `b${randomUUID().replace(/-/g, '')}`;
@@ -149,6 +138,22 @@ export async function startBatchDoor(onClose: OnClose, store: 'scoped' | 'on'): 
     },
     budgetKey,
     reservationsKey: (tenant) => keys.budgetReservations(parseTenantId(tenant), period()),
+  };
+}
+
+/** A tenant's request to `door` (acme or globex, by its demo key), with what reached the provider. */
+export function doorCall(door: KongYmlDoor): BatchDoor['call'] {
+  return async (tenant, method, path, body, headers = {}) => {
+    const id = randomUUID();
+    const res = await send(`${door.url}${path}`, {
+      method,
+      headers: { apikey: KEYS[tenant], 'x-test-id': id, ...headers },
+      ...(body === undefined ? {} : { body }),
+    });
+    return {
+      res,
+      upstream: door.upstream.received.filter((r) => r.headers['x-test-id'] === id).length,
+    };
   };
 }
 

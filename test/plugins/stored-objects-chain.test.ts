@@ -5,14 +5,14 @@
  * request. acme makes a stored response and uploads a file (a multipart form, through every
  * plugin of the chain); globex, on the same provider key, reaches neither; acme reaches both.
  */
-import { randomUUID } from 'node:crypto';
 import test from 'ava';
-import { Closers, eventually, send, type Sent } from '../helpers/frontdoor';
+import { doorCall } from '../helpers/batch-door';
+import { Closers, eventually, type Sent } from '../helpers/frontdoor';
 import { startKongYmlDoor, type KongYmlDoor } from '../helpers/kong-yml-door';
 
 const closers = new Closers();
 let door: KongYmlDoor;
-const KEYS = { acme: 'acme-demo-key', globex: 'globex-demo-key' } as const;
+let call: ReturnType<typeof doorCall>;
 const SCOPED = {
   store: 'scoped',
   api_surface: [
@@ -39,27 +39,9 @@ test.before(async () => {
       globex: { ...c.tenants?.globex, ...SCOPED },
     };
   });
+  call = doorCall(door);
 });
 test.after.always(() => closers.closeAll());
-
-async function call(
-  tenant: keyof typeof KEYS,
-  method: string,
-  path: string,
-  body?: object | string,
-  headers: Record<string, string> = {},
-): Promise<{ res: Sent; upstream: number }> {
-  const id = randomUUID();
-  const res = await send(`${door.url}${path}`, {
-    method,
-    headers: { apikey: KEYS[tenant], 'x-test-id': id, ...headers },
-    ...(body === undefined ? {} : { body }),
-  });
-  return {
-    res,
-    upstream: door.upstream.received.filter((r) => r.headers['x-test-id'] === id).length,
-  };
-}
 
 const idOf = (r: { res: Sent }) => (r.res.json as { id: string }).id;
 const code = (r: { res: Sent }) => (r.res.json as { error?: { code: string } }).error?.code;

@@ -31,6 +31,23 @@ const code = (f: () => unknown): string | undefined => {
   return undefined;
 };
 
+/** A ledger entry as readLedger gives it (showback tests). */
+const LEDGER_ENTRY = {
+  requestId: 'r',
+  modelAsked: 'a',
+  modelServed: 'a',
+  promptTokens: 3,
+  completionTokens: 4,
+  cachedTokens: 1,
+  cost: 5,
+  cacheHit: false,
+  estimated: false,
+  downgrade: 'none' as const,
+  stream: false,
+  status: 200,
+  settledBy: 'log' as const,
+};
+
 test('bad bodies are defined 400s', (t) => {
   t.is(
     code(() => read('')),
@@ -283,21 +300,7 @@ test('showback queries: OpenAI parameters, bounded, no tenant among them', (t) =
   );
   const q = parseShowbackQuery('usage', 'start_time=86400&bucket_width=1d&limit=2&group_by=model');
   t.like(q, { startMs: 86_400_000, endMs: 3 * 86_400_000, groupByModel: true });
-  const entry = {
-    requestId: 'r',
-    modelAsked: 'a',
-    modelServed: 'a',
-    promptTokens: 3,
-    completionTokens: 4,
-    cachedTokens: 1,
-    cost: 5,
-    cacheHit: false,
-    estimated: false,
-    downgrade: 'none' as const,
-    stream: false,
-    status: 200,
-    settledBy: 'log' as const,
-  };
+  const entry = LEDGER_ENTRY;
   const page = showbackPage(q, [
     { ...entry, ts: 86_400_000 + 5 },
     { ...entry, ts: 86_400_000 + 6, modelServed: 'b' },
@@ -326,22 +329,7 @@ test('showback usage grouped by batch: batch entries apart from the rest, as Ope
     code(() => parseShowbackQuery('costs', 'start_time=0&group_by=batch')),
     'invalid_showback_query',
   );
-  const entry = {
-    requestId: 'r',
-    ts: 5,
-    modelAsked: 'a',
-    modelServed: 'a',
-    promptTokens: 3,
-    completionTokens: 4,
-    cachedTokens: 0,
-    cost: 5,
-    cacheHit: false,
-    estimated: false,
-    downgrade: 'none' as const,
-    stream: false,
-    status: 200,
-    settledBy: 'log' as const,
-  };
+  const entry = { ...LEDGER_ENTRY, ts: 5, cachedTokens: 0 };
   const page = showbackPage(q, [
     entry,
     { ...entry, batchId: 'batch_1', promptTokens: 10 },

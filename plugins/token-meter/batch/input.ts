@@ -15,6 +15,7 @@ import { kindOf, kindServes, priceOf } from '../pricing';
 import { readMeteredRequest } from '../request-body';
 import { invalidRequest } from '../refusals';
 import { GatewayError, isGatewayError } from '../../../lib/http/errors';
+import { sharedJsonObject } from '../../../lib/request/shared-keys';
 
 /** The endpoints a batch line may call and the meter can bound (OpenAI's Batch API list). */
 export const BATCH_ENDPOINTS = [
@@ -277,14 +278,8 @@ function checkModel(model: string, endpoint: BatchEndpoint, { config, ctx }: Lin
 
 /** Decodes a summary stored in Redis; undefined for anything else. */
 export function decodeSummary(raw: unknown): BatchInputSummary | undefined {
-  if (typeof raw !== 'string') return undefined;
-  let s: unknown;
-  try {
-    s = JSON.parse(raw);
-  } catch {
-    return undefined;
-  }
-  if (!isRecord(s) || s.v !== BATCH_INPUT_VERSION) return undefined;
+  const s = sharedJsonObject(raw);
+  if (!s || s.v !== BATCH_INPUT_VERSION) return undefined;
   const count = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0;
   if (
     typeof s.endpoint !== 'string' ||

@@ -7,6 +7,7 @@
  */
 import { withDeadline, type RedisClient } from '../../../lib/redis/client';
 import { isProviderObjectId, type Keyspace } from '../../../lib/redis/keys';
+import { sharedJsonObject } from '../../../lib/request/shared-keys';
 import type { TenantContext } from '../../../lib/tenant/context';
 import type { FlatPrice } from '../pricing';
 import { decodeSummary, type BatchInputSummary } from './input';
@@ -31,14 +32,8 @@ const isRecord = (v: unknown): v is Record<string, unknown> =>
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
 
 function decodeOpen(raw: unknown): OpenBatch | undefined {
-  if (typeof raw !== 'string') return undefined;
-  let s: unknown;
-  try {
-    s = JSON.parse(raw);
-  } catch {
-    return undefined;
-  }
-  if (!isRecord(s) || s.v !== 1 || !isRecord(s.price)) return undefined;
+  const s = sharedJsonObject(raw);
+  if (!s || s.v !== 1 || !isRecord(s.price)) return undefined;
   const p = s.price;
   if (
     typeof s.requestId !== 'string' ||
