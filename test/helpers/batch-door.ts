@@ -47,12 +47,18 @@ export interface BatchDoor {
 }
 
 /** `store` and the APIs served to both tenants: `scoped` (one provider key) or `on`. */
-export async function startBatchDoor(onClose: OnClose, store: 'scoped' | 'on'): Promise<BatchDoor> {
+export async function startBatchDoor(
+  onClose: OnClose,
+  store: 'scoped' | 'on',
+  /** Merged into token-meter's config (e.g. a smaller `batches`). */
+  meter: Record<string, unknown> = {},
+): Promise<BatchDoor> {
   const served = {
     store,
     api_surface: ['chat', 'responses', 'embeddings', 'models', 'showback', 'files', 'batches'],
   };
   const door = await startKongYmlDoor(onClose, (p) => {
+    if (p.name === 'token-meter') p.config = { ...p.config, ...meter };
     if (p.name !== 'tenant-auth') return;
     const c = p.config as { tenants?: Record<string, Record<string, unknown>> };
     c.tenants = {

@@ -198,3 +198,51 @@ test.serial(
     t.is(Number(entry.completion), 80, 'the bound of both lines');
   },
 );
+
+test.serial(
+  'an upload past batches.max_input_bytes passes unread, whatever its framing (no 500), and a batch of it is refused',
+  async (t) => {
+    const closers2 = new Closers();
+    t.teardown(() => closers2.closeAll());
+    const small = await startBatchDoor(closers2.add, 'scoped', {
+      batches: { max_input_bytes: 1024 },
+    });
+    // ~11 KB: past max_input_bytes, and past nginx's client body buffer (8 KiB), so Kong keeps
+    // it in a file, where get_raw_body(max) cannot answer it. The body may already be in the
+    // request's scope (a read fetched ahead): measured, it is still not taken.
+    const lines = Array.from({ length: 60 }, (_, i) => chatLine(i));
+    const big = await small.upload('acme', lines);
+    t.is(big.res.status, 200, big.res.text);
+    const fileId = String(json(big).id);
+    await eventually(async () => {
+      const r = await small.call('acme', 'GET', `/v1/files/${fileId}`);
+      return r.res.status === 200 ? true : undefined;
+    }, 10_000);
+    const batch = await small.create('acme', fileId);
+    t.is(batch.res.status, 400, batch.res.text);
+    t.is(code(batch), 'batch_input_unmetered');
+    t.is(batch.upstream, 0);
+    // The same file sent chunked (no Content-Length): read whole, measured, passed unread.
+    const boundary = 'chunkedBoundary1';
+    const form = [
+      `--${boundary}`,
+      'Content-Disposition: form-data; name="purpose"',
+      '',
+      'batch',
+      `--${boundary}`,
+      'Content-Disposition: form-data; name="file"; filename="input.jsonl"',
+      '',
+      lines.map((l) => JSON.stringify(l)).join('\n'),
+      `--${boundary}--`,
+      '',
+    ].join('\r\n');
+    const chunked = await small.call('acme', 'POST', '/v1/files', form, {
+      'content-type': `multipart/form-data; boundary=${boundary}`,
+      'transfer-encoding': 'chunked',
+    });
+    t.is(chunked.res.status, 200, chunked.res.text);
+    // A small file is still read and checked on the same door (control).
+    const bad = await small.upload('acme', [chatLine(1, {})]);
+    t.is(code(bad), 'batch_line_unbounded');
+  },
+);

@@ -12,6 +12,7 @@ import {
   decodeSummary,
   readUpload,
   summariseBatchInput,
+  LINES_PER_SLICE,
   type LineRules,
 } from '../../plugins/token-meter/batch/input';
 import { batchCall, batchUsage, decodeBatchState } from '../../plugins/token-meter/batch/meter';
@@ -56,14 +57,17 @@ const chat = (text: string, extra: Record<string, unknown> = { max_tokens: 10 })
 });
 const file = (...lines: string[]) => Buffer.from(`${lines.join('\n')}\n`);
 
-function refusal(t: import('ava').ExecutionContext, f: () => unknown): GatewayError {
-  const e = t.throws(f);
+async function refusal(
+  t: import('ava').ExecutionContext,
+  f: () => Promise<unknown>,
+): Promise<GatewayError> {
+  const e = await t.throwsAsync(f);
   if (!isGatewayError(e)) throw new Error(`not a GatewayError: ${String(e)}`);
   return e;
 }
 
-test('a file is summed: the tokenizer’s prompt count and every line’s bound × n', (t) => {
-  const s = summariseBatchInput(
+test('a file is summed: the tokenizer’s prompt count and every line’s bound × n', async (t) => {
+  const s = await summariseBatchInput(
     file(
       line(1, chat('first question')),
       '',
@@ -90,8 +94,8 @@ test('a file is summed: the tokenizer’s prompt count and every line’s bound 
   t.is(decodeSummary('not json'), undefined);
 });
 
-test('embeddings lines: no completion, every string of an input array counted', (t) => {
-  const s = summariseBatchInput(
+test('embeddings lines: no completion, every string of an input array counted', async (t) => {
+  const s = await summariseBatchInput(
     file(
       line(1, { model: 'embed', input: ['alpha beta', 'gamma delta epsilon'] }, '/v1/embeddings'),
     ),
@@ -101,7 +105,7 @@ test('embeddings lines: no completion, every string of an input array counted', 
   t.true(s.promptTokens >= 5, `counted: ${s.promptTokens}`);
 });
 
-test('each bad line is refused with its number and field', (t) => {
+test('each bad line is refused with its number and field', async (t) => {
   const cases: Array<[string[], string, string]> = [
     [
       [line(1, chat('a')), line(2, chat('b', {}))],
@@ -134,19 +138,29 @@ test('each bad line is refused with its number and field', (t) => {
     [[''], 'empty_batch_input', 'file'],
   ];
   for (const [lines, code, param] of cases) {
-    const e = refusal(t, () => summariseBatchInput(file(...lines), rules()));
+    const e = await refusal(t, () => summariseBatchInput(file(...lines), rules()));
     t.is(e.code, code, lines.join(' | '));
     t.is(e.spec.param, param, lines.join(' | '));
     t.is(e.status, 400);
   }
 });
 
-test('a model outside the tenant’s tier is refused (a batch cannot be rewritten)', (t) => {
-  const e = refusal(t, () =>
+test('a model outside the tenant’s tier is refused (a batch cannot be rewritten)', async (t) => {
+  const e = await refusal(t, () =>
     summariseBatchInput(file(line(1, chat('a'))), rules({ models: ['gpt-4o'] })),
   );
   t.is(e.code, 'model_not_allowed');
   t.is(e.status, 403);
+});
+
+test('a large file is read in slices: other work runs between them', async (t) => {
+  const lines = Array.from({ length: LINES_PER_SLICE * 3 + 5 }, (_, i) => line(i, chat(`q ${i}`)));
+  let ticks = 0;
+  const timer = setInterval(() => (ticks += 1), 0);
+  const s = await summariseBatchInput(file(...lines), rules());
+  clearInterval(timer);
+  t.is(s.lines, lines.length);
+  t.true(ticks >= 1, `the event loop ran between slices (${ticks} timer ticks)`);
 });
 
 test('a multipart upload: its purpose and file, as the SDKs send them', async (t) => {

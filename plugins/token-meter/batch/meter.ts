@@ -109,12 +109,21 @@ async function readInput(ready: Ready, kong: KongPdk, request: TenantRequest): P
   };
   const type = (await scope.header(kong, 'content-type')) ?? '';
   if (!/^multipart\/form-data/i.test(type)) return none();
-  const raw = await scope.rawBody(kong, ready.config.batches.max_input_bytes);
   // Larger than the meter reads: forwarded unread; a batch made of it is refused at creation.
-  if (raw === null) return none();
+  // Kong's get_raw_body(max) answers nil for a body over `max` that nginx buffered to a file,
+  // which the plugin server cannot send back (a Lua error: a 500 for any large upload), so the
+  // declared length is checked first; a chunked body is read whole (nginx's
+  // client_max_body_size bounds it) and measured, as tenant-auth reads one.
+  const max = ready.config.batches.max_input_bytes;
+  const length = await scope.header(kong, 'content-length');
+  const declared = length === undefined ? NaN : Number(length);
+  const chunked = (await scope.header(kong, 'transfer-encoding')) !== undefined;
+  if (!chunked && !(declared <= max)) return none();
+  const raw = await scope.rawBody(kong, chunked ? 0 : max);
+  if (raw === null || raw.length > max) return none();
   const upload = await readUpload(raw, type);
   if (upload.purpose !== 'batch' || upload.file === null) return none();
-  const summary = summariseBatchInput(upload.file, { config: ready.config, ctx });
+  const summary = await summariseBatchInput(upload.file, { config: ready.config, ctx });
   await keepAnswer(kong, request, { v: 1, batch: 'upload', summary });
 }
 
