@@ -36,7 +36,7 @@ export async function settle(ready: Ready, kong: KongPdk): Promise<void> {
   if (!state) {
     // A batch, its input file or a read of it (batch/meter.ts, loaded only for those).
     if (typeof rawState === 'string' && rawState.startsWith('{"v":1,"batch":')) {
-      const b = await import('./batch/meter');
+      const b = await import('./batch/settle');
       const batch = b.decodeBatchState(rawState);
       if (batch) await b.settleBatchCall(ready, kong, ctx, batch);
       return;

@@ -10,12 +10,13 @@ import { createTenantContext, type TenantPolicyInput } from '../../lib/tenant/co
 import { countChatPromptTokens } from '../../lib/tokens/tokenize';
 import {
   decodeSummary,
-  readUpload,
   summariseBatchInput,
   LINES_PER_SLICE,
   type LineRules,
 } from '../../plugins/token-meter/batch/input';
-import { batchCall, batchUsage, decodeBatchState } from '../../plugins/token-meter/batch/meter';
+import { batchCall } from '../../plugins/token-meter/batch/meter';
+import { batchUsage, decodeBatchState } from '../../plugins/token-meter/batch/settle';
+import { readUpload } from '../../plugins/token-meter/batch/upload';
 import { Schema } from '../../plugins/token-meter/schema';
 
 const config = readConfig(Schema, {

@@ -10,7 +10,7 @@
  *    (`batches.price_ratio`), in one budget-reserve script like any request; the 429 when it
  *    does not fit. The reservation is held `batches.reservation_ttl_seconds` (past the 24 h
  *    window), and billed at its bound, estimated, if nothing settles it by then.
- * 3. `GET /batches/{id}`: a finished batch (completed, expired, cancelled, failed) settles the
+ * 3. `GET /batches/{id}` (settle.ts, in log): a finished batch (completed, expired, cancelled, failed) settles the
  *    reservation from the `usage` the provider reports on it, exactly once (the creation's
  *    request id is the settlement's key); a batch that failed validation is released.
  *
@@ -20,18 +20,14 @@
 import { SHARED_KEYS } from '../../../lib/request/shared-keys';
 import { normalisePathForMatch } from '../../../lib/http/api-surface';
 import type { KongPdk } from '../../../lib/pdk/kong';
-import { decodeSeen, jsonObject, madeId } from '../../../lib/provider-objects/answer';
 import { isRedisUnavailable } from '../../../lib/redis/errors';
-import type { TenantContext } from '../../../lib/tenant/context';
 import type { TenantRequest } from '../../../lib/tenant/read';
 import { reserveBudget } from '../budget';
-import { commit, release, type BudgetAccount } from '../commit';
 import { budgetHeaders } from '../headers';
-import { ledgerFields } from '../ledger';
 import * as metrics from '../metrics';
 import { periodAt } from '../period';
 import { resolveBudget } from '../policy';
-import { costOf, NANO_USD_PER_USD, priceOf, type FlatPrice } from '../pricing';
+import { priceOf, type FlatPrice } from '../pricing';
 import type { Ready } from '../ready';
 import {
   budgetExhausted,
@@ -42,8 +38,10 @@ import {
 } from '../refusals';
 import { UPSTREAM_ENCODING } from '../reserve';
 import { METER_STATE_KEY, METER_STATE_NONE, type MeterState } from '../state';
-import { readUpload, summariseBatchInput, type BatchInputSummary } from './input';
-import { BatchStore, type OpenBatch } from './store';
+import { summariseBatchInput, type BatchInputSummary } from './input';
+import { OPEN_RECORD_EXTRA_MS, storeOf, type BatchState } from './state';
+import type { OpenBatch } from './store';
+import { readUpload } from './upload';
 
 /** What a request is to the batch meter. */
 export type BatchCall =
@@ -63,23 +61,7 @@ export function batchCall(method: string, upstreamPath: string): BatchCall | nul
   return null;
 }
 
-/** What access leaves the log phase (in `kong.ctx.shared.token_meter`). */
-type BatchState =
-  | { readonly v: 1; readonly batch: 'upload'; readonly summary: BatchInputSummary }
-  | { readonly v: 1; readonly batch: 'create'; readonly open: OpenBatch }
-  | { readonly v: 1; readonly batch: 'read'; readonly id: string };
-
-/** A finished batch: nothing more will run in it. */
-const FINISHED = new Set(['completed', 'expired', 'cancelled', 'failed']);
-
-/** How long an open batch's record outlives its reservation (a late read still corrects it). */
-const OPEN_RECORD_EXTRA_MS = 30 * 86_400_000;
-
-const ANSWER_KEY = SHARED_KEYS.captureAnswer.key;
 const CAPTURE_KEY = SHARED_KEYS.objectCapture.key;
-
-/** The store, once Redis is connected (or given up on: then its calls fail as unavailable). */
-const storeOf = async (ready: Ready) => new BatchStore(await ready.readyRedis(), ready.keys);
 
 /** The provider's answer is kept for the log phase (its id, its usage), uncompressed. */
 async function keepAnswer(kong: KongPdk, request: TenantRequest, state: BatchState) {
@@ -265,131 +247,4 @@ async function reserveBatch(ready: Ready, kong: KongPdk, request: TenantRequest)
     }),
   );
   metrics.requests.inc({ tenant: ready.label(ctx.tenantId), outcome: 'batch_reserved' });
-}
-
-/** A meter state of the batch meter, or undefined. */
-export function decodeBatchState(raw: unknown): BatchState | undefined {
-  if (typeof raw !== 'string' || !raw.startsWith('{"v":1,"batch":')) return undefined;
-  try {
-    const s = JSON.parse(raw) as BatchState;
-    return s.batch === 'upload' || s.batch === 'create' || s.batch === 'read' ? s : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The log phase of a batch call: records what the provider made, or settles a finished batch. */
-export async function settleBatchCall(
-  ready: Ready,
-  kong: KongPdk,
-  ctx: TenantContext,
-  state: BatchState,
-): Promise<void> {
-  const status = Number(await kong.response.getStatus());
-  const ok = status >= 200 && status < 300;
-  const store = await storeOf(ready);
-  const tenantLabel = ready.label(ctx.tenantId);
-  if (state.batch === 'create' && !ok) {
-    const o = state.open;
-    await release(ready, accountOf(ctx, o), o.requestId);
-    metrics.requests.inc({ tenant: tenantLabel, outcome: 'batch_released' });
-    return;
-  }
-  if (!ok) return;
-  const answer = decodeSeen(await kong.ctx.shared.get(ANSWER_KEY));
-  if (state.batch === 'upload') {
-    const id = answer ? madeId(answer.text) : null;
-    if (id !== null) {
-      await store.keepInput(ctx, id, state.summary, ready.config.batches.input_ttl_seconds * 1000);
-    }
-    return;
-  }
-  if (state.batch === 'create') {
-    const id = answer ? madeId(answer.text) : null;
-    const ttl = ready.config.batches.reservation_ttl_seconds * 1000 + OPEN_RECORD_EXTRA_MS;
-    if (id === null || !(await store.keepOpen(ctx, id, state.open, ttl))) {
-      // Nothing can settle it from the batch: it is billed at its bound when it expires.
-      void kong.log.warn(
-        'token-meter: the provider made a batch but its id was not found in the answer; its reservation is billed at its bound when it expires',
-      );
-    }
-    return;
-  }
-  // A read: settles when the batch is finished and this tenant has it open.
-  const batch = answer?.whole ? jsonObject(answer.text) : null;
-  if (!batch || batch.id !== state.id || typeof batch.status !== 'string') return;
-  if (!FINISHED.has(batch.status)) return;
-  const open = await store.open(ctx, state.id);
-  if (!open) return;
-  await settleFinished(ready, ctx, state.id, open, batch);
-  await store.close(ctx, state.id);
-}
-
-function accountOf(ctx: TenantContext, o: OpenBatch): BudgetAccount {
-  return { tenant: ctx.tenantId, period: o.period, periodEndMs: o.periodEndMs };
-}
-
-/** The provider's `usage` of a batch: its tokens, or null when it reports none. */
-export function batchUsage(batch: Record<string, unknown>) {
-  const u = batch.usage;
-  if (u === null || typeof u !== 'object' || Array.isArray(u)) return null;
-  const usage = u as Record<string, unknown>;
-  const count = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : null);
-  const prompt = count(usage.input_tokens);
-  const completion = count(usage.output_tokens);
-  if (prompt === null || completion === null) return null;
-  const details = usage.input_tokens_details as Record<string, unknown> | null | undefined;
-  const cached = count(details?.cached_tokens) ?? 0;
-  return { promptTokens: prompt, completionTokens: completion, cachedTokens: cached };
-}
-
-async function settleFinished(
-  ready: Ready,
-  ctx: TenantContext,
-  batchId: string,
-  open: OpenBatch,
-  batch: Record<string, unknown>,
-): Promise<void> {
-  const account = accountOf(ctx, open);
-  const tenantLabel = ready.label(ctx.tenantId);
-  const usage = batchUsage(batch);
-  if (!usage && batch.status === 'failed') {
-    // Failed validation: nothing ran, nothing is billed.
-    await release(ready, account, open.requestId);
-    metrics.requests.inc({ tenant: tenantLabel, outcome: 'batch_released' });
-    return;
-  }
-  const counts = usage ?? {
-    promptTokens: open.promptTokens,
-    completionTokens: open.completionTokens,
-    cachedTokens: 0,
-  };
-  const cost = costOf(open.price, counts);
-  await commit(ready, account, {
-    requestId: open.requestId,
-    tokens: counts.promptTokens + counts.completionTokens,
-    cost,
-    ledger: ledgerFields({
-      ts: Date.now(),
-      modelAsked: open.model,
-      modelServed: open.model,
-      ...counts,
-      cost,
-      cacheHit: false,
-      estimated: !usage,
-      downgrade: 'none',
-      stream: false,
-      status: 200,
-      batchId,
-    }),
-  });
-  metrics.requests.inc({
-    tenant: tenantLabel,
-    outcome: usage ? 'batch_metered' : 'batch_estimated',
-  });
-  const model = open.model;
-  metrics.tokens.inc({ tenant: tenantLabel, model, kind: 'prompt' }, counts.promptTokens);
-  metrics.tokens.inc({ tenant: tenantLabel, model, kind: 'completion' }, counts.completionTokens);
-  metrics.tokens.inc({ tenant: tenantLabel, model, kind: 'cached' }, counts.cachedTokens);
-  metrics.cost.inc({ tenant: tenantLabel, model }, cost / NANO_USD_PER_USD);
 }
