@@ -128,6 +128,8 @@ const VICTIM_THINK_MS = 100;
  */
 const RANDOM_THINK =
   (process.env.BENCH_VICTIM_THINK ?? (RUNS > 1 ? 'random' : 'fixed')) === 'random';
+/** The victims as sent (B and C, below), for the judge's replay of the ideal scheduler. */
+const VICTIM_LOAD = { clients: 2, thinkMs: VICTIM_THINK_MS, randomThink: RANDOM_THINK };
 /** The flood's onset, left out of the breakdown's steady-state p99 (victims start at 1.5 s). */
 const ONSET_MS = 3000;
 /** Flood workers: 20x what the upstream has in service at once (4 either way). */
@@ -641,9 +643,13 @@ async function main(): Promise<void> {
         const from = Date.now();
         const [v, u] = await utilisation(upstream, until, victims(setup.route, until));
         const floodSamples = await floodP;
-        const waits = nextStartWaits(await upstream.starts(), from, until - 300);
-        const frees =
-          model === 'seats' ? nextStartWaits(await upstream.ends(), from, until - 300) : [];
+        const startsAt = await upstream.starts();
+        const endsAt = model === 'seats' ? await upstream.ends() : [];
+        const waits = nextStartWaits(startsAt, from, until - 300);
+        const frees = model === 'seats' ? nextStartWaits(endsAt, from, until - 300) : [];
+        // The same instants, every one, from the window's start (the judge's replay).
+        const within = (xs: number[]) =>
+          xs.filter((x) => x >= from && x < until - 300).map((x) => x - from);
         await new Promise((r) => setTimeout(r, 2500)); // drain
         const util = model === 'quota' ? u.starts : u.busy;
         outcomes.push({
@@ -660,6 +666,8 @@ async function main(): Promise<void> {
           waits,
           frees,
           freesFrom: from,
+          startTimes: within(startsAt),
+          freeTimes: within(endsAt),
           upstreamQueued: u.queued,
         });
         summary.push(
@@ -724,7 +732,7 @@ async function main(): Promise<void> {
         for (const model of MODELS) rs.push(await runModel(model));
         runs.push({ load: loadNow, at, results: rs });
         for (const r of rs) {
-          for (const j of judgeAgainstIdeal(r, SERVICE_MS)) {
+          for (const j of judgeAgainstIdeal(r, SERVICE_MS, VICTIM_LOAD)) {
             process.stdout.write(`run ${i + 1} ${r.model} ${j.setup}: ${j.summary}\n`);
           }
         }
@@ -735,6 +743,7 @@ async function main(): Promise<void> {
         seats: SEATS,
         serviceMs: SERVICE_MS,
         quotaRps: QUOTA_RPS,
+        victims: VICTIM_LOAD,
       });
       writeSection(
         `tenant-ratelimit-runs-${GATEWAY}-${MODELS.join('-')}${SERVICE_MS === 100 ? '' : `-${SERVICE_MS}ms`}`,

@@ -21,8 +21,8 @@
  * - against seats, the victims' median wait ≤ 1.5 × the ideal's: (median under the flood −
  *   median alone) against (the ideal's median − the same median alone);
  * - utilisation ≥ 97 % (seats: mean busy seats ÷ seats; quota: starts ÷ the quota), and, against
- *   seats, the upstream's idle time per hand-off that utilisation implies:
- *   service × (1 − u) ÷ u.
+ *   seats, the upstream's idle time per hand-off that utilisation implies, service × (1 − u) ÷ u,
+ *   ≤ 5 ms (the issue's words; both are held: with 230 ms answers 97 % alone allows 7.1 ms).
  * Pure: no I/O, so that the arithmetic is tested alone (test/unit/bench-neighbour-runs.test.ts).
  */
 import { percentile, table } from '../report';
@@ -73,6 +73,13 @@ export interface Outcome {
   frees?: number[];
   /** When `frees[0]` was (ms since the epoch): `frees[i]` is the wait from `freesFrom + i`. */
   freesFrom?: number;
+  /**
+   * The same timelines as instants, ms from the window's start, every one kept (two seats that
+   * free in the same millisecond are two instants; the per-millisecond waits show one):
+   * the upstream's starts (`waits`) and, for seats, its frees (`frees`).
+   */
+  startTimes?: number[];
+  freeTimes?: number[];
   /** Mean requests waiting at the upstream during the flood. */
   upstreamQueued: number;
 }
@@ -86,7 +93,7 @@ export interface ModelResult {
 }
 
 /** Issue 19's goals against the ideal scheduler. */
-export const GOALS = { p99: 1.05, medianWait: 1.5, util: 0.97 } as const;
+export const GOALS = { p99: 1.05, medianWait: 1.5, util: 0.97, idleMs: 5 } as const;
 
 export const sorted = (xs: readonly number[]): number[] => [...xs].sort((a, b) => a - b);
 const okMs = (s: readonly Sample[]) => s.filter((x) => x.status === 200).map((x) => x.ms);
@@ -115,6 +122,85 @@ function idealLatencies(alone: readonly Sample[], waits: readonly number[]): num
   const sums: number[] = [];
   for (let j = 0; j < waits.length; j += step) for (const x of a) sums.push(x + (waits[j] ?? 0));
   return sorted(sums);
+}
+
+/** The victims as the bench sends them: closed-loop clients, each thinking between requests. */
+export interface VictimLoad {
+  /** Clients sending at once (B and C: 2). */
+  clients: number;
+  /** Think time after each answer, ms (the mean when random). */
+  thinkMs: number;
+  /** Drawn uniformly from 0 to 2 × thinkMs (BENCH_VICTIM_THINK=random), else fixed. */
+  randomThink: boolean;
+}
+
+/** A small seeded generator (mulberry32), so that a judgement is the same every time it is made. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * The ideal scheduler with the victims as they really come: the bench's victim clients
+ * (closed loop, the same think times) replayed against the upstream's start instants of the
+ * window, each arrival taking the next start no earlier victim has taken (no hand-off, no
+ * pre-emption; the flood always yields). Latency = that wait + a victim's latency alone drawn
+ * at random. Two victims can never take the same start: where one comes just after the other,
+ * it waits for the start after, as under any scheduler. `idealLatencies` counts each victim
+ * as if it were the only one, which no scheduler can give two victims at once. Replayed
+ * `rounds` times from random offsets, seeded, so that the same run gives the same figure.
+ */
+export function contendedIdealLatencies(
+  alone: readonly Sample[],
+  starts: readonly number[],
+  load: VictimLoad,
+  rounds = 200,
+  seed = 19,
+): number[] {
+  const a = okMs(alone);
+  const s = sorted(starts);
+  if (a.length === 0 || s.length === 0) return [];
+  const end = s[s.length - 1] ?? 0;
+  const random = rng(seed);
+  const think = () => (load.randomThink ? random() * 2 * load.thinkMs : load.thinkMs);
+  const firstAtOrAfter = (t: number): number => {
+    let lo = 0;
+    let hi = s.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((s[mid] ?? 0) < t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  const out: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    // Each client's first arrival anywhere in its first cycle.
+    const cycle = (a[Math.floor(random() * a.length)] ?? 0) + 2 * load.thinkMs;
+    const next = Array.from({ length: load.clients }, () => random() * cycle);
+    let taken = 0; // starts below this index are taken (claims only move forward: see below)
+    for (;;) {
+      // The earliest arrival next; arrivals in time order take the first start not taken, so
+      // the starts taken rise with them and one index remembers them all.
+      let c = 0;
+      for (let k = 1; k < next.length; k++) if ((next[k] ?? 0) < (next[c] ?? 0)) c = k;
+      const at = next[c] ?? 0;
+      if (at > end) break;
+      const i = Math.max(taken, firstAtOrAfter(at));
+      if (i >= s.length) break;
+      taken = i + 1;
+      const latency = (s[i] ?? at) - at + (a[Math.floor(random() * a.length)] ?? 0);
+      out.push(latency);
+      next[c] = at + latency + think();
+    }
+  }
+  return sorted(out);
 }
 
 /** The wait to the next free seat from each victim's arrival (its start), where the timeline has it. */
@@ -149,13 +235,19 @@ export interface Judgement {
   fifoIdealP99: number;
   /** Seats: the ideal's p99 from the instants the victims came (shown, not judged); NaN else. */
   arrivalIdealP99: number;
+  /**
+   * When the judged ideal replays the victims together: the ideal counting each victim as the
+   * only one (the earlier sections' judged ideal; shown, not judged). NaN otherwise.
+   */
+  eachAloneIdealP99: number;
   util: number;
   /** Seats only: the upstream's idle ms per hand-off the utilisation implies (NaN for a quota). */
   idlePerHandOff: number;
   victims: number;
   /** Under the flood, p50 / p99 ms: the fair queue's wait, the gateway outside it, the upstream. */
   parts: { queue: [number, number]; gateway: [number, number]; upstream: [number, number] };
-  met: { p99: boolean; median: boolean | null; util: boolean };
+  /** `idle`: seats only (null for a quota), the issue's "upstream idle ≤ 5 ms per hand-off". */
+  met: { p99: boolean; median: boolean | null; util: boolean; idle: boolean | null };
   all: boolean;
   summary: string;
 }
@@ -164,7 +256,11 @@ export interface Judgement {
  * Each fair-queue setup of one run against the ideal scheduler built from that run's FIFO
  * timeline and the setup's own victims alone. Empty when the run has no FIFO timeline.
  */
-export function judgeAgainstIdeal(r: ModelResult, serviceMs = 100): Judgement[] {
+export function judgeAgainstIdeal(
+  r: ModelResult,
+  serviceMs = 100,
+  victimLoad?: VictimLoad,
+): Judgement[] {
   const fifo = r.outcomes.find((o) => o.setup.kind === 'fifo');
   if (!fifo || fifo.waits.length === 0) return [];
   return r.outcomes
@@ -173,7 +269,16 @@ export function judgeAgainstIdeal(r: ModelResult, serviceMs = 100): Judgement[] 
       const frees = r.model === 'seats' && o.frees !== undefined ? o.frees : [];
       const own = frees.length > 0;
       // Seats: the wait to the next seat that freed on this setup's own run, from any instant.
-      const ideal = idealLatencies(o.aloneSamples, own ? frees : fifo.waits);
+      const eachAlone = idealLatencies(o.aloneSamples, own ? frees : fifo.waits);
+      // With the victims' load and the timeline's instants: the victims replayed against it,
+      // two never taking the same start (contendedIdealLatencies); that is the one judged.
+      const instants = own ? o.freeTimes : r.model === 'seats' ? undefined : fifo.startTimes;
+      const contended =
+        victimLoad && instants && instants.length > 0
+          ? contendedIdealLatencies(o.aloneSamples, instants, victimLoad)
+          : [];
+      const ideal = contended.length > 0 ? contended : eachAlone;
+      const eachAloneIdealP99 = contended.length > 0 ? percentile(eachAlone, 99) : NaN;
       // Beside it: from the instants the victims really came (their requests' starts).
       const arrivalWaits = own ? waitsAtArrivals(o, frees, o.freesFrom ?? NaN) : [];
       const arrivalIdealP99 =
@@ -195,8 +300,9 @@ export function judgeAgainstIdeal(r: ModelResult, serviceMs = 100): Judgement[] 
         p99: victimP99 <= GOALS.p99 * iP99,
         median: seats ? Number.isFinite(medianRatio) && medianRatio <= GOALS.medianWait : null,
         util: o.util >= GOALS.util,
+        idle: seats ? idle <= GOALS.idleMs : null,
       };
-      const all = met.p99 && met.median !== false && met.util;
+      const all = met.p99 && met.median !== false && met.util && met.idle !== false;
       const good = o.victims.filter((v) => v.status === 200);
       const p5099 = (xs: number[]): [number, number] => {
         const s = sorted(xs.filter(Number.isFinite));
@@ -218,6 +324,7 @@ export function judgeAgainstIdeal(r: ModelResult, serviceMs = 100): Judgement[] 
         medianRatio,
         fifoIdealP99,
         arrivalIdealP99,
+        eachAloneIdealP99,
         util: o.util,
         idlePerHandOff: idle,
         victims: okMs(o.victims).length,
@@ -235,10 +342,24 @@ export interface RunsContext {
   seats: number;
   serviceMs: number;
   quotaRps: number;
+  /** The victims' load: given, the judged ideal replays them together (contendedIdealLatencies). */
+  victims?: VictimLoad;
 }
 
 const mark = (ok: boolean | null, text: string) =>
   ok === null ? text : ok ? `${text} ✓` : `**${text}** ✗`;
+
+/** The ideals shown beside the judged one, in brackets. */
+function besideIdeal(j: Judgement, seats: boolean): string {
+  const parts: string[] = [];
+  if (Number.isFinite(j.eachAloneIdealP99))
+    parts.push(`each victim alone: ${j.eachAloneIdealP99.toFixed(0)}`);
+  if (seats) {
+    parts.push(`from the victims' arrivals: ${j.arrivalIdealP99.toFixed(0)}`);
+    parts.push(`FIFO's: ${j.fifoIdealP99.toFixed(0)}`);
+  }
+  return parts.length > 0 ? ` (${parts.join('; ')})` : '';
+}
 
 /** The section: one table per model, a row per run and fair-queue setup, and the verdict. */
 export function runsSection(
@@ -254,17 +375,17 @@ export function runsSection(
     runs.forEach((run, i) => {
       const r = run.results.find((m) => m.model === model);
       if (!r) return;
-      for (const j of judgeAgainstIdeal(r, ctx.serviceMs)) {
+      for (const j of judgeAgainstIdeal(r, ctx.serviceMs, ctx.victims)) {
         bySetup.set(j.setup, [...(bySetup.get(j.setup) ?? []), j.all]);
         rows.push([
           `${i + 1} (${run.at}Z, load ${run.load.toFixed(1)})`,
           j.setup,
-          `${j.victimP99.toFixed(0)} / ${j.idealP99.toFixed(0)}${seats ? ` (from the victims' arrivals: ${j.arrivalIdealP99.toFixed(0)}; FIFO's: ${j.fifoIdealP99.toFixed(0)})` : ''}`,
+          `${j.victimP99.toFixed(0)} / ${j.idealP99.toFixed(0)}${besideIdeal(j, seats)}`,
           mark(j.met.p99, `${j.p99Ratio.toFixed(2)}×`),
           `${j.medianWait.toFixed(0)} / ${j.idealMedianWait.toFixed(0)}`,
           mark(j.met.median, Number.isFinite(j.medianRatio) ? `${j.medianRatio.toFixed(2)}×` : '—'),
           mark(j.met.util, `${(j.util * 100).toFixed(1)} %`),
-          seats ? j.idlePerHandOff.toFixed(1) : '—',
+          seats ? mark(j.met.idle, j.idlePerHandOff.toFixed(1)) : '—',
           String(j.victims),
           j.all ? 'yes' : 'no',
         ]);
@@ -288,7 +409,7 @@ export function runsSection(
       ? `${ctx.seats} seats × ${ctx.serviceMs} ms`
       : `a quota of ${ctx.quotaRps} starts/s, ${ctx.serviceMs} ms each`;
     const goals = seats
-      ? `p99 ≤ ${GOALS.p99} × the ideal's, median wait ≤ ${GOALS.medianWait} × the ideal's, utilisation ≥ ${GOALS.util * 100} %`
+      ? `p99 ≤ ${GOALS.p99} × the ideal's, median wait ≤ ${GOALS.medianWait} × the ideal's, utilisation ≥ ${GOALS.util * 100} % and upstream idle ≤ ${GOALS.idleMs} ms per hand-off`
       : `p99 ≤ ${GOALS.p99} × the ideal's, utilisation ≥ ${GOALS.util * 100} %`;
     return `### Against ${seats ? 'seats' : 'a rate quota'} (${upstream}); goals: ${goals}
 
@@ -320,9 +441,13 @@ ${verdicts.join('; ')}.`;
 
 Command: \`${ctx.command}\`. Each run measures plain FIFO and the fair-queue setups chosen, then
 judges each setup on its own run. The ideal scheduler is that run's victims alone on the setup's
-route plus a wait with no hand-off and no pre-emption, from every millisecond of the flood: against
-seats, to the next seat that freed on the setup's own run; against a quota, to the next start the
-quota granted while plain FIFO saturated it. Beside it for seats, in brackets and not judged: the
+route plus a wait with no hand-off and no pre-emption: against seats, to the next seat that freed
+on the setup's own run; against a quota, to the next start the quota granted while plain FIFO
+saturated it.${
+    ctx.victims
+      ? ` The judged ideal replays the victims as the bench sends them (${ctx.victims.clients} clients, one request at a time, ${ctx.victims.randomThink ? `thinking 0–${2 * ctx.victims.thinkMs} ms at random` : `thinking ${ctx.victims.thinkMs} ms`}) against those instants, 200 times from random offsets: each arrival takes the next start no other victim has taken, so where two victims come within one start of each other the second waits for the start after, as under any scheduler (bench/lib/neighbour-runs.ts \`contendedIdealLatencies\`). Beside it, in brackets and not judged: the ideal counting each victim as if it were the only one (a wait from every millisecond of the flood; the ideal judged before 2026-12-07's stop 38), which no scheduler can give two victims at once.`
+      : ' The wait is taken from every millisecond of the flood.'
+  } Beside it for seats, in brackets and not judged: the
 same ideal from the instants the victims really came (their requests' starts), and the one built
 on plain FIFO's start times (earlier sections' ideal). The seats run in step (the flood's first
 requests start together and each takes the service time); a victim with a fixed think time comes

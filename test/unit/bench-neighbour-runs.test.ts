@@ -5,6 +5,7 @@
  */
 import test from 'ava';
 import {
+  contendedIdealLatencies,
   judgeAgainstIdeal,
   nextStartWaits,
   runsSection,
@@ -12,6 +13,7 @@ import {
   type Outcome,
   type Sample,
 } from '../../bench/lib/neighbour-runs';
+import { percentile as percentileOf } from '../../bench/report';
 
 const samples = (ms: number[]): Sample[] =>
   ms.map((x, i) => ({
@@ -77,7 +79,7 @@ test('the ideal is the setup’s own victims alone plus the waits; ratios and go
   t.true(Math.abs(j.medianRatio - 60 / 49) < 1e-9);
   // 100 × 0.02 / 0.98: about 2 ms idle between one answer and the next request at each seat.
   t.true(Math.abs(j.idlePerHandOff - 2.0408) < 1e-3);
-  t.deepEqual(j.met, { p99: true, median: true, util: true });
+  t.deepEqual(j.met, { p99: true, median: true, util: true, idle: true });
   t.true(j.all);
 
   // The same run at 96 % utilisation misses (and says so), as does a slow p99.
@@ -102,6 +104,19 @@ test('the ideal is the setup’s own victims alone plus the waits; ratios and go
   )[0];
   t.false(slow?.met.p99);
   t.false(slow?.met.median);
+
+  // With 230 ms answers, 97.5 % busy is 5.9 ms idle per hand-off: over the 5 ms the issue
+  // allows, so the run misses though its utilisation holds.
+  const long = judgeAgainstIdeal(
+    {
+      ...run,
+      outcomes: [run.outcomes[0] as Outcome, { ...(run.outcomes[1] as Outcome), util: 0.975 }],
+    },
+    230,
+  )[0];
+  t.true(long?.met.util);
+  t.false(long?.met.idle);
+  t.false(long?.all);
 });
 
 test('a quota has no median goal and no idle per hand-off; no FIFO timeline, no judgement', (t) => {
@@ -118,6 +133,7 @@ test('a quota has no median goal and no idle per hand-off; no FIFO timeline, no 
   };
   const [j] = judgeAgainstIdeal(run);
   t.is(j?.met.median, null);
+  t.is(j?.met.idle, null);
   t.true(Number.isNaN(j?.idlePerHandOff));
   t.true(j?.all);
   t.deepEqual(judgeAgainstIdeal({ ...run, outcomes: run.outcomes.slice(1) }), []);
@@ -191,4 +207,89 @@ test('against seats the ideal from the victims’ real arrivals is shown beside 
   t.is(j?.idealP99, 198);
   t.is(j?.arrivalIdealP99, 130);
   t.is(j?.medianWait, 35);
+});
+
+test('the victims replayed together: two never take the same start', (t) => {
+  // One start only: each of 10 replays serves exactly one of the two clients.
+  const one = contendedIdealLatencies(
+    samples([100]),
+    [1000],
+    {
+      clients: 2,
+      thinkMs: 100,
+      randomThink: true,
+    },
+    10,
+  );
+  t.is(one.length, 10);
+
+  // A start every 25 ms (a quota of 40/s) for 40 s, victims 100 ms alone.
+  const starts = Array.from({ length: 1600 }, (_, i) => i * 25);
+  const alone = samples([100]);
+  const single = contendedIdealLatencies(alone, starts, {
+    clients: 1,
+    thinkMs: 100,
+    randomThink: true,
+  });
+  const pair = contendedIdealLatencies(alone, starts, {
+    clients: 2,
+    thinkMs: 100,
+    randomThink: true,
+  });
+  // Alone, a victim waits less than one start's gap; never more.
+  t.true(single.length > 1000);
+  t.true(single.every((x) => x >= 100 && x < 125));
+  // Two victims: where one comes within a gap of the other it waits for the start after,
+  // so some wait a gap or more, which counting each alone never gives.
+  const late = pair.filter((x) => x >= 125);
+  t.true(late.length > 0);
+  t.true(pair.every((x) => x >= 100 && x < 150));
+  // And it is the same figure every time (seeded).
+  t.deepEqual(
+    contendedIdealLatencies(alone, starts, { clients: 2, thinkMs: 100, randomThink: true }),
+    pair,
+  );
+});
+
+test('given the victims’ load, the judged ideal replays them; each alone is shown beside', (t) => {
+  // A quota's starts every 25 ms for 40 s; FIFO's per-millisecond waits from the same.
+  const startTimes = Array.from({ length: 1600 }, (_, i) => i * 25);
+  const waits = Array.from({ length: 40000 - 25 }, (_, i) => (25 - (i % 25)) % 25);
+  const run: ModelResult = {
+    model: 'quota',
+    seconds: 40,
+    ideal: null,
+    chartFile: '',
+    outcomes: [
+      outcome('fifo', { waits, startTimes }),
+      outcome('wfq', {
+        aloneSamples: samples(Array(50).fill(100)),
+        victims: samples(Array(100).fill(128)),
+        util: 0.98,
+      }),
+    ],
+  };
+  const load = { clients: 2, thinkMs: 100, randomThink: true };
+  const [plain] = judgeAgainstIdeal(run);
+  const [replayed] = judgeAgainstIdeal(run, 100, load);
+  // Each alone: waits 0..24, p99 124. Replayed together, later: the pair's second waits more.
+  t.is(plain?.idealP99, 124);
+  t.true(Number.isNaN(plain?.eachAloneIdealP99));
+  t.true((replayed?.idealP99 ?? 0) > 124);
+  t.is(replayed?.eachAloneIdealP99, 124);
+  t.is(
+    replayed?.idealP99,
+    percentileOf(contendedIdealLatencies(samples(Array(50).fill(100)), startTimes, load), 99),
+  );
+  // The section says which ideal it judged and shows the other.
+  const text = runsSection([{ load: 0.5, at: '2026-12-07T05:00', results: [run] }], {
+    command: 'cmd',
+    gateway: 'kong',
+    seats: 4,
+    serviceMs: 100,
+    quotaRps: 40,
+    victims: load,
+  });
+  t.regex(text, /each victim alone: 124/);
+  t.regex(text, /replays the victims as the bench sends them \(2 clients/);
 });
