@@ -66,7 +66,8 @@ async function access(ready: Ready, kong: KongPdk): Promise<void> {
     return meter(ready, kong, request);
   }
   if (method === 'GET') {
-    // A read of a batch: the finished batch settles its reservation (batch/meter.ts). The
+    // A read of a batch: the finished batch settles its reservation (noted here by
+    // batch/meter.ts, settled at log by batch/settle.ts from the provider's answer). The
     // client's path, read for showback anyway; a spelling it misses leaves the reservation to
     // a later read or to its expiry at the bound, never unbilled.
     const path = await request.scope.pathWithQuery(kong);
