@@ -203,6 +203,26 @@ export function contendedIdealLatencies(
   return sorted(out);
 }
 
+/**
+ * The upstream's hand-offs, measured: from each end of an answer to the start the seat it freed
+ * gave next (ends and starts matched in time order: while the seats stay busy every end is
+ * followed by one start). Its mean is the idle per hand-off the utilisation implies, seen
+ * directly; its tail is the hand-offs the gateway was slow to make.
+ */
+export function handOffGaps(ends: readonly number[], starts: readonly number[]): number[] {
+  const e = sorted(ends);
+  const s = sorted(starts);
+  const out: number[] = [];
+  let i = 0;
+  for (const end of e) {
+    while (i < s.length && (s[i] ?? 0) < end) i++;
+    if (i >= s.length) break;
+    out.push((s[i] ?? end) - end);
+    i++;
+  }
+  return sorted(out);
+}
+
 /** The wait to the next free seat from each victim's arrival (its start), where the timeline has it. */
 function waitsAtArrivals(o: Outcome, frees: readonly number[], from: number): number[] {
   if (!Number.isFinite(from)) return [];
@@ -246,6 +266,8 @@ export interface Judgement {
   victims: number;
   /** Under the flood, p50 / p99 ms: the fair queue's wait, the gateway outside it, the upstream. */
   parts: { queue: [number, number]; gateway: [number, number]; upstream: [number, number] };
+  /** Seats: the measured hand-offs (handOffGaps), p50 / p90 / p99 ms; null without the instants. */
+  handOff: [number, number, number] | null;
   /** `idle`: seats only (null for a quota), the issue's "upstream idle ≤ 5 ms per hand-off". */
   met: { p99: boolean; median: boolean | null; util: boolean; idle: boolean | null };
   all: boolean;
@@ -313,6 +335,10 @@ export function judgeAgainstIdeal(
         gateway: p5099(good.map((v) => v.proxy - (Number.isFinite(v.wait) ? v.wait : 0))),
         upstream: p5099(good.map((v) => v.upstream)),
       };
+      const gaps =
+        seats && o.freeTimes && o.startTimes ? handOffGaps(o.freeTimes, o.startTimes) : [];
+      const handOff: [number, number, number] | null =
+        gaps.length > 0 ? [percentile(gaps, 50), percentile(gaps, 90), percentile(gaps, 99)] : null;
       const summary = `p99 ${victimP99.toFixed(0)} vs ideal ${iP99.toFixed(0)} (${(victimP99 / iP99).toFixed(2)}×), median wait ${medianWait.toFixed(0)} vs ${idealMedianWait.toFixed(0)}, utilisation ${(o.util * 100).toFixed(1)} %${seats ? `, idle ${idle.toFixed(1)} ms per hand-off` : ''}: ${all ? 'goals met' : 'missed'}`;
       return {
         setup: o.setup.short,
@@ -329,6 +355,7 @@ export function judgeAgainstIdeal(
         idlePerHandOff: idle,
         victims: okMs(o.victims).length,
         parts,
+        handOff,
         met,
         all,
         summary,
@@ -396,6 +423,7 @@ export function runsSection(
           pp(j.parts.queue),
           pp(j.parts.gateway),
           pp(j.parts.upstream),
+          ...(seats ? [j.handOff ? j.handOff.map((x) => x.toFixed(1)).join(' / ') : '—'] : []),
         ]);
       }
     });
@@ -431,9 +459,25 @@ ${table(
 
 Where the victims' time went under the flood (ms, p50 / p99): the fair queue's wait
 (\`X-Queue-Wait-Ms\`), the gateway outside it (Kong's \`X-Kong-Proxy-Latency\` minus that wait:
-the access phases and the seat's hand-off) and the upstream (\`X-Kong-Upstream-Latency\`).
+the access phases and the seat's hand-off) and the upstream (\`X-Kong-Upstream-Latency\`)${
+      seats
+        ? `; against seats, beside them, the upstream's hand-offs measured on its own clock:
+from each answer's end to the start the freed seat gave next (bench/lib/neighbour-runs.ts
+\`handOffGaps\`), the idle time the utilisation implies, seen directly`
+        : ''
+    }.
 
-${table(['run', 'setup', 'fair-queue wait', 'gateway outside the queue', 'upstream'], partRows)}
+${table(
+  [
+    'run',
+    'setup',
+    'fair-queue wait',
+    'gateway outside the queue',
+    'upstream',
+    ...(seats ? ['hand-off: an answer’s end to the next start (p50 / p90 / p99)'] : []),
+  ],
+  partRows,
+)}
 
 ${verdicts.join('; ')}.`;
   });

@@ -6,6 +6,7 @@
 import test from 'ava';
 import {
   contendedIdealLatencies,
+  handOffGaps,
   judgeAgainstIdeal,
   nextStartWaits,
   runsSection,
@@ -292,4 +293,50 @@ test('given the victims’ load, the judged ideal replays them; each alone is sh
   });
   t.regex(text, /each victim alone: 124/);
   t.regex(text, /replays the victims as the bench sends them \(2 clients/);
+});
+
+test('the hand-offs: each answer’s end to the start its seat gave next, shown for seats', (t) => {
+  // Ends at 100, 101, 330; starts at 103 and 107 follow the first two, 331 the third; a start
+  // before any end (the flood's first) is not a hand-off.
+  t.deepEqual(handOffGaps([330, 100, 101], [5, 103, 107, 331]), [1, 3, 6]);
+  // An end with no start after it (the window closed) is not counted.
+  t.deepEqual(handOffGaps([100, 200], [104]), [4]);
+
+  const run: ModelResult = {
+    model: 'seats',
+    seconds: 20,
+    ideal: null,
+    chartFile: '',
+    outcomes: [
+      outcome('fifo', { waits: Array.from({ length: 100 }, (_, i) => i) }),
+      outcome('wfq', {
+        aloneSamples: samples(Array(10).fill(100)),
+        victims: samples(Array(100).fill(120)),
+        frees: Array.from({ length: 100 }, (_, i) => i % 25),
+        // Four seats of 100 ms, each start 2 ms after the end before it.
+        freeTimes: Array.from({ length: 40 }, (_, i) => 100 + i * 102),
+        startTimes: Array.from({ length: 41 }, (_, i) => i * 102),
+        util: 0.98,
+      }),
+    ],
+  };
+  const [j] = judgeAgainstIdeal(run);
+  t.deepEqual(j?.handOff, [2, 2, 2]);
+  const text = runsSection([{ load: 0.5, at: '2026-12-07T05:00', results: [run] }], {
+    command: 'cmd',
+    gateway: 'kong',
+    seats: 4,
+    serviceMs: 100,
+    quotaRps: 40,
+  });
+  t.regex(text, /\| 2\.0 \/ 2\.0 \/ 2\.0 \|/);
+  // Without the instants there is nothing to show.
+  const [none] = judgeAgainstIdeal({
+    ...run,
+    outcomes: [
+      run.outcomes[0] as Outcome,
+      { ...(run.outcomes[1] as Outcome), freeTimes: undefined },
+    ],
+  });
+  t.is(none?.handOff, null);
 });
