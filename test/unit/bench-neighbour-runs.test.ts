@@ -12,6 +12,7 @@ import {
   runsSection,
   type ModelResult,
   type Outcome,
+  type RunsContext,
   type Sample,
 } from '../../bench/lib/neighbour-runs';
 import { percentile as percentileOf } from '../../bench/report';
@@ -40,6 +41,37 @@ const outcome = (kind: 'fifo' | 'wfq', over: Partial<Outcome>): Outcome => ({
   start: 0,
   waits: [],
   upstreamQueued: 0,
+  ...over,
+});
+
+/**
+ * A seats run: FIFO's seats in lockstep (waits 0..99); the fair queue's own seats free every
+ * 25 ms (waits 0..24), victims 100 ms alone and 120 ms under the flood, 98 % busy.
+ */
+const seatsRun = (wfq: Partial<Outcome>): ModelResult => ({
+  model: 'seats',
+  seconds: 20,
+  ideal: null,
+  chartFile: '',
+  outcomes: [
+    outcome('fifo', { waits: Array.from({ length: 100 }, (_, i) => i) }),
+    outcome('wfq', {
+      aloneSamples: samples(Array(10).fill(100)),
+      victims: samples(Array(100).fill(120)),
+      frees: Array.from({ length: 100 }, (_, i) => i % 25),
+      util: 0.98,
+      ...wfq,
+    }),
+  ],
+});
+
+/** The section's context, as bench/tenant-ratelimit.ts gives it. */
+const context = (over: Partial<RunsContext> = {}): RunsContext => ({
+  command: 'cmd',
+  gateway: 'kong',
+  seats: 4,
+  serviceMs: 100,
+  quotaRps: 40,
   ...over,
 });
 
@@ -139,36 +171,14 @@ test('a quota has no median goal and no idle per hand-off; no FIFO timeline, no 
   t.true(j?.all);
   t.deepEqual(judgeAgainstIdeal({ ...run, outcomes: run.outcomes.slice(1) }), []);
 
-  const text = runsSection([{ load: 1.5, at: '2026-12-07T05:00', results: [run] }], {
-    command: 'cmd',
-    gateway: 'kong',
-    seats: 4,
-    serviceMs: 100,
-    quotaRps: 40,
-  });
+  const text = runsSection([{ load: 1.5, at: '2026-12-07T05:00', results: [run] }], context());
   t.regex(text, /### Against a rate quota/);
   t.regex(text, /fair queue: 1 of 1 runs met every goal\./);
   t.notRegex(text, /three or more in a row/);
 });
 
 test('against seats the ideal is the setup’s own next seat to free; FIFO’s is shown beside it', (t) => {
-  const run: ModelResult = {
-    model: 'seats',
-    seconds: 20,
-    ideal: null,
-    chartFile: '',
-    outcomes: [
-      // FIFO's seats in lockstep: waits 0..99.
-      outcome('fifo', { waits: Array.from({ length: 100 }, (_, i) => i) }),
-      // The fair queue's own seats free every 25 ms: waits 0..24.
-      outcome('wfq', {
-        aloneSamples: samples(Array(10).fill(100)),
-        victims: samples(Array(100).fill(120)),
-        frees: Array.from({ length: 100 }, (_, i) => i % 25),
-        util: 0.98,
-      }),
-    ],
-  };
+  const run = seatsRun({});
   const [j] = judgeAgainstIdeal(run);
   t.is(j?.idealP99, 124);
   t.is(j?.fifoIdealP99, 198);
@@ -187,22 +197,7 @@ test('against seats the ideal from the victims’ real arrivals is shown beside 
     const start = from + k * 200 + 70;
     return { ...samples([135])[0]!, at: start + 135 };
   });
-  const run: ModelResult = {
-    model: 'seats',
-    seconds: 20,
-    ideal: null,
-    chartFile: '',
-    outcomes: [
-      outcome('fifo', { waits: Array.from({ length: 100 }, (_, i) => i) }),
-      outcome('wfq', {
-        aloneSamples: samples(Array(10).fill(100)),
-        victims,
-        frees,
-        freesFrom: from,
-        util: 0.98,
-      }),
-    ],
-  };
+  const run = seatsRun({ victims, frees, freesFrom: from });
   const [j] = judgeAgainstIdeal(run);
   // Judged: from any instant (waits 0..99, p99 198); shown: from the arrivals (30 each).
   t.is(j?.idealP99, 198);
@@ -283,14 +278,10 @@ test('given the victims’ load, the judged ideal replays them; each alone is sh
     percentileOf(contendedIdealLatencies(samples(Array(50).fill(100)), startTimes, load), 99),
   );
   // The section says which ideal it judged and shows the other.
-  const text = runsSection([{ load: 0.5, at: '2026-12-07T05:00', results: [run] }], {
-    command: 'cmd',
-    gateway: 'kong',
-    seats: 4,
-    serviceMs: 100,
-    quotaRps: 40,
-    victims: load,
-  });
+  const text = runsSection(
+    [{ load: 0.5, at: '2026-12-07T05:00', results: [run] }],
+    context({ victims: load }),
+  );
   t.regex(text, /each victim alone: 124/);
   t.regex(text, /replays the victims as the bench sends them \(2 clients/);
 });
@@ -302,33 +293,14 @@ test('the hand-offs: each answer’s end to the start its seat gave next, shown 
   // An end with no start after it (the window closed) is not counted.
   t.deepEqual(handOffGaps([100, 200], [104]), [4]);
 
-  const run: ModelResult = {
-    model: 'seats',
-    seconds: 20,
-    ideal: null,
-    chartFile: '',
-    outcomes: [
-      outcome('fifo', { waits: Array.from({ length: 100 }, (_, i) => i) }),
-      outcome('wfq', {
-        aloneSamples: samples(Array(10).fill(100)),
-        victims: samples(Array(100).fill(120)),
-        frees: Array.from({ length: 100 }, (_, i) => i % 25),
-        // Four seats of 100 ms, each start 2 ms after the end before it.
-        freeTimes: Array.from({ length: 40 }, (_, i) => 100 + i * 102),
-        startTimes: Array.from({ length: 41 }, (_, i) => i * 102),
-        util: 0.98,
-      }),
-    ],
-  };
+  // Four seats of 100 ms, each start 2 ms after the end before it.
+  const run = seatsRun({
+    freeTimes: Array.from({ length: 40 }, (_, i) => 100 + i * 102),
+    startTimes: Array.from({ length: 41 }, (_, i) => i * 102),
+  });
   const [j] = judgeAgainstIdeal(run);
   t.deepEqual(j?.handOff, [2, 2, 2]);
-  const text = runsSection([{ load: 0.5, at: '2026-12-07T05:00', results: [run] }], {
-    command: 'cmd',
-    gateway: 'kong',
-    seats: 4,
-    serviceMs: 100,
-    quotaRps: 40,
-  });
+  const text = runsSection([{ load: 0.5, at: '2026-12-07T05:00', results: [run] }], context());
   t.regex(text, /\| 2\.0 \/ 2\.0 \/ 2\.0 \|/);
   // Without the instants there is nothing to show.
   const [none] = judgeAgainstIdeal({
