@@ -24,78 +24,20 @@ import { mkdirSync, readFileSync, readdirSync, renameSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { parse } from 'yaml';
 import { startGateway } from '../harness/index';
 import type { Gateway, PluginServerMode } from '../harness/types';
 import { locateKong, startKong, type KongGateway } from '../kong-runner/index';
 import { startMockUpstream } from '../mock-upstream/index';
 import { percentile, table, writeSection } from './report';
+import { chainConfig, serversFor, type Declarative } from './lib/chain-config';
+import { sendChat, type Sample } from './lib/chat-client';
 import { freePort } from '../test/helpers/upstreams';
 
 const ROOT = path.resolve(__dirname, '..');
 const SEQUENTIAL = Number(process.env.BENCH_REQUESTS ?? 400);
 const CONCURRENT_TOTAL = Number(process.env.BENCH_CONCURRENT_REQUESTS ?? 1500);
 const CONCURRENCY = 16;
-const BUNDLED = new Set(['key-auth', 'post-function', 'pre-function', 'rate-limiting']);
 const RUN = randomBytes(4).toString('hex');
-
-type Declarative = {
-  services?: Array<{ url?: string }>;
-  plugins?: Array<{ name: string; config?: Record<string, unknown> }>;
-};
-
-/** kong.yml pointed at this run's mock; `lean` drops retrieval-injector and the semantic cache. */
-function chainConfig(upstreamUrl: string, ours: boolean, lean = false): Declarative {
-  const doc = parse(readFileSync(path.join(ROOT, 'kong.yml'), 'utf8')) as Declarative;
-  for (const s of doc.services ?? []) s.url = upstreamUrl;
-  doc.plugins = (doc.plugins ?? []).filter(
-    (p) => (ours || BUNDLED.has(p.name)) && !(lean && p.name === 'retrieval-injector'),
-  );
-  const mock = new URL(upstreamUrl);
-  for (const p of doc.plugins) {
-    // key-auth alone has no tenant-auth: its guard (post-function access) would refuse all.
-    if (!ours && p.name === 'post-function' && p.config) delete p.config.access;
-    // Metrics servers off (a running `npm start` may hold the configured ports); the measured
-    // setups get free ports of their own (withMetricsPorts) to count exchanges on the real Kong.
-    if (p.config && 'metrics_port' in p.config) p.config.metrics_port = 0;
-    if (p.name === 'retrieval-injector' && p.config) {
-      const embeddings = (p.config.embeddings ?? {}) as Record<string, unknown>;
-      p.config.embeddings = { ...embeddings, url: `${upstreamUrl}/v1/embeddings` };
-    }
-    if (p.name === 'tenant-cache' && p.config) {
-      const semantic = (p.config.semantic ?? {}) as Record<string, unknown>;
-      const embeddings = (semantic.embeddings ?? {}) as Record<string, unknown>;
-      p.config.semantic = {
-        ...semantic,
-        embeddings: { ...embeddings, url: `${upstreamUrl}/v1/embeddings` },
-      };
-      if (lean) {
-        const plans = (p.config.plans ?? {}) as Record<string, Record<string, unknown>>;
-        for (const plan of Object.values(plans)) plan.semantic_enabled = false;
-      }
-    }
-    if (p.name === 'circuit-breaker' && p.config) {
-      const upstreams = (p.config.upstreams ?? {}) as Record<string, Record<string, unknown>>;
-      for (const u of Object.values(upstreams)) {
-        u.host = mock.hostname;
-        u.port = Number(mock.port);
-      }
-    }
-    // The chain's cost, not the demo plan's limits: lifted, but for globex, which is refused.
-    if (p.name === 'tenant-ratelimit' && p.config) {
-      const lifted = {
-        requests_per_minute: 1_000_000,
-        request_burst: 100_000,
-        tokens_per_minute: 1_000_000_000,
-        max_concurrent: 64,
-      };
-      p.config.default_limits = lifted;
-      p.config.plans = { free: lifted, pro: lifted };
-      p.config.tenants = { globex: { ...lifted, requests_per_minute: 1, request_burst: 1 } };
-    }
-  }
-  return doc;
-}
 
 /**
  * BENCH_PROFILE=<dir>: every plugin server samples its CPU (bench/lib/cpu-profile.cjs) and the
@@ -129,8 +71,21 @@ async function dumpProfiles(pids: number[], label: string): Promise<void> {
       renameSync(path.join(PROFILE_DIR, f), path.join(PROFILE_DIR, `${label}-${f}`));
 }
 
-type Shape = 'miss' | 'hit' | 'bypass' | 'stream' | 'refused';
+type Shape = 'miss' | 'hit' | 'bypass' | 'stream' | 'refused' | 'long';
 const SHAPES: Shape[] = ['miss', 'hit', 'bypass', 'stream', 'refused'];
+
+/** Words of English prose (this repository's architecture page), for the long prompt. */
+const PROSE = readFileSync(path.join(ROOT, 'docs', 'architecture.md'), 'utf8')
+  .split(/\s+/)
+  .filter((w) => /^[A-Za-z][A-Za-z,.;:'()-]*$/.test(w));
+/** Words in the long prompt: about 1,500 tokens of o200k_base. */
+const LONG_WORDS = 1_200;
+
+/** `LONG_WORDS` consecutive words of `PROSE` from a random place, and the request's number. */
+function longPrompt(i: number): string {
+  const from = Math.floor(Math.random() * Math.max(1, PROSE.length - LONG_WORDS));
+  return `${PROSE.slice(from, from + LONG_WORDS).join(' ')} (${i})`;
+}
 
 function requestOf(shape: Shape, i: number): { key: string; body: string } {
   const user = (content: string) => [{ role: 'user', content }];
@@ -147,6 +102,13 @@ function requestOf(shape: Shape, i: number): { key: string; body: string } {
             `${Array.from({ length: 8 }, () => randomBytes(4).toString('hex')).join(' ')} ${i}?`,
           ),
         }),
+      };
+    case 'long':
+      // A prompt of the length a chat with history or retrieved context sends: the estimate's
+      // tokenizer on the request path costs with its length (docs/operations.md, capacity).
+      return {
+        key: 'acme-demo-key',
+        body: JSON.stringify({ ...base, temperature: 0, messages: user(longPrompt(i)) }),
       };
     case 'hit':
       return {
@@ -178,47 +140,8 @@ function requestOf(shape: Shape, i: number): { key: string; body: string } {
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 
-interface Sample {
-  ms: number;
-  ttfbMs: number;
-  status: number;
-  id: string;
-}
-
-function send(url: string, key: string, body: string): Promise<Sample> {
-  const t0 = process.hrtime.bigint();
-  const since = () => Number(process.hrtime.bigint() - t0) / 1e6;
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      `${url}/v1/chat/completions`,
-      {
-        method: 'POST',
-        agent,
-        headers: {
-          apikey: key,
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-        },
-      },
-      (res) => {
-        let ttfbMs = -1;
-        res.on('data', () => {
-          if (ttfbMs < 0) ttfbMs = since();
-        });
-        res.on('end', () =>
-          resolve({
-            ms: since(),
-            ttfbMs: ttfbMs < 0 ? since() : ttfbMs,
-            status: res.statusCode ?? 0,
-            id: String(res.headers['x-kong-request-id'] ?? ''),
-          }),
-        );
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const send = (url: string, key: string, body: string): Promise<Sample> =>
+  sendChat(url, key, body, agent);
 
 /** utime + stime of a process, in ms (0 when it is gone). */
 function cpuMs(pid: number): number {
@@ -518,16 +441,6 @@ const SETUPS: Setup[] = [
   { label: 'six processes, + retrieval + semantic cache', mode: 'per-plugin', lean: false },
 ];
 
-function serversFor(config: Declarative): Record<string, string> {
-  const dist = path.join(ROOT, 'dist', 'pluginservers');
-  const used = new Set((config.plugins ?? []).map((p) => p.name));
-  return Object.fromEntries(
-    readdirSync(dist)
-      .filter((n) => used.has(n))
-      .map((n) => [n, path.join(dist, n)]),
-  );
-}
-
 async function start(
   kind: 'kong' | 'harness',
   config: Declarative,
@@ -613,6 +526,8 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
     let b: Measured;
     let bh: Measured;
     let bs: Measured;
+    let bb: Measured | undefined;
+    let bl: Measured | undefined;
     const m: Partial<Record<Shape, Measured>> = {};
     try {
       gw = (await start('kong', config, 'chain')) as KongGateway;
@@ -633,9 +548,17 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
         process.stdout.write(`round ${round} ${shape}: ${JSON.stringify(out[1])}\n`);
         return out as [Measured, Measured];
       };
-      [b, m.miss] = await pair('bypass', 'miss', true);
-      [bh, m.hit] = await pair('bypass', 'hit', false);
+      // Each shape against key-auth alone carrying the same requests: the mock's own work
+      // (it tokenizes the prompt and answers in the bench's process) is then the same on both
+      // sides. Stop 38 and before compared the miss and the hit with the bypass request.
+      [b, m.miss] = await pair('miss', 'miss', true);
+      [bh, m.hit] = await pair('hit', 'hit', false);
       [bs, m.stream] = await pair('stream', 'stream', false);
+      [bb] = await measurePaired(
+        [{ gw: base, shape: 'bypass', pids: [], metricsPorts: [] }],
+        false,
+      );
+      [bl, m.long] = await pair('long', 'long', false);
     } finally {
       await gw?.close();
       await base.close();
@@ -669,6 +592,8 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
       mark(checks[4], `${f(ratio)}× (${f(miss.rps)} ÷ ${f(b.rps)})`),
       mark(checks[5], `${f(stream.ttfbP50)} ≤ ${f(ttfbBound)} (direct ${f(bs.ttfbP50)})`),
       `${f(hit.p50 - bh.p50)} / ${f(hit.pluginCpu)}`,
+      `${f(b.p50)} / ${f(bb?.p50)} (${f(miss.p50 - (bb?.p50 ?? NaN))})`,
+      `${f((m.long?.p50 ?? NaN) - (bl?.p50 ?? NaN))} / ${f(m.long?.pluginCpu)}`,
     ]);
   }
   const body = [
@@ -679,8 +604,13 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
     'process, lean: without retrieval-injector and the semantic cache), and measures them',
     `together: blocks of ${BLOCK} requests at c=1 to each in turn (${SEQUENTIAL} per shape and`,
     `side), then ${CONCURRENT_TOTAL} at c=16 per side in quarters, in turn, so that the shared`,
-    "machine's load falls on both alike (bench/chain.ts `measurePaired`). The miss and the hit",
-    "are compared with key-auth alone's bypass, the stream with its stream. The",
+    "machine's load falls on both alike (bench/chain.ts `measurePaired`). Each shape is compared",
+    'with key-auth alone sent the same requests (the mock tokenizes the prompt and answers in the',
+    "bench's own process, so a longer prompt costs both sides alike); the last column gives key-auth",
+    "alone's p50 on the miss's requests and on the bypass request, which stop 38 and before",
+    "compared the miss with (the miss's added p50 against it in brackets). The long prompt is a",
+    'miss of about 1,500 tokens of prose (as a chat with history or retrieved context sends), against',
+    'key-auth alone sent the same requests: not a target, the cost that grows with the prompt. The',
     "issue's targets: added p50 ≤ 3 ms, plugin-server CPU ≤ 2 ms and nginx CPU ≤ 1 ms over",
     'key-auth alone per miss, ≤ 20 exchanges per miss and ≤ 8 per hit, req/s at c=16 ≥ 0.4× key-auth',
     "alone, the stream's time to first byte ≤ 1.2 × direct + 2 ms. Round (load average at its",
@@ -696,6 +626,8 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
         'req/s c=16',
         'stream TTFB',
         'hit: added p50 / plugin CPU',
+        "key-auth alone p50: miss's requests / bypass (miss added over bypass)",
+        'long prompt (≈1,500 tokens) miss: added p50 / plugin CPU',
       ],
       rows,
     ),
