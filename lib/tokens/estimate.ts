@@ -12,10 +12,13 @@
 import type { KongPdk } from '../pdk/kong';
 import { slot, type RequestScope } from '../request/scope';
 import { isChainProcess } from '../request/scope-store';
-import { countChatPromptTokens, countTextTokens, type CountableMessage } from './tokenize';
+import type { CountableMessage } from './tokenize';
+import { countPromptOffThread } from './count-pool';
+import { countPrompt, type PromptToCount } from './prompt';
 import { SHARED_KEYS, sharedJsonObject } from '../request/shared-keys';
 
 export { loadEncodings } from './tokenize';
+export { warmCountPool } from './count-pool';
 
 export const ESTIMATE_KEY = SHARED_KEYS.tokenEstimate.key;
 export const ESTIMATE_VERSION = 1;
@@ -115,14 +118,14 @@ function serviceTierOf(rec: Record<string, unknown> | undefined): string | null 
   return typeof v === 'string' ? v : '';
 }
 
-/**
- * Estimates a request from its parsed JSON body (`undefined` when there is none or it is not
- * JSON). Never throws: every request gets a defined cost.
- */
-export function estimateRequest(
-  body: unknown,
-  options: Partial<EstimateOptions> = {},
-): TokenEstimate {
+/** An estimate but for its prompt count, and what that count is made of (none: no messages). */
+interface EstimateParts {
+  readonly rest: Omit<TokenEstimate, 'promptTokens' | 'totalTokens' | 'source'>;
+  readonly prompt: PromptToCount | undefined;
+  readonly unknownPromptTokens: number;
+}
+
+function estimateParts(body: unknown, options: Partial<EstimateOptions>): EstimateParts {
   const o = { ...DEFAULT_ESTIMATE_OPTIONS, ...options };
   const rec = isRecord(body) ? body : undefined;
   const model = rec && typeof rec.model === 'string' ? rec.model : '';
@@ -133,30 +136,63 @@ export function estimateRequest(
     positiveInt(rec?.max_output_tokens);
   const perChoice = Math.min(o.maxTokensCap, asked ?? o.defaultMaxTokens);
   const messages = rec ? countableMessages(rec) : undefined;
-  let promptTokens: number;
-  let source: EstimateSource;
+  let prompt: PromptToCount | undefined;
   if (messages && messages.length > 0) {
-    promptTokens = countChatPromptTokens(messages, model);
     // Tool definitions are sent to the model as part of the prompt.
-    if (Array.isArray(rec?.tools))
-      promptTokens += countTextTokens(JSON.stringify(rec.tools), model);
-    source = 'tokenizer';
-  } else {
-    promptTokens = o.unknownPromptTokens;
-    source = 'default';
+    prompt = Array.isArray(rec?.tools)
+      ? { model, messages, tools: JSON.stringify(rec.tools) }
+      : { model, messages };
   }
-  const completionTokens = perChoice * n;
+  return {
+    rest: {
+      v: ESTIMATE_VERSION,
+      model,
+      completionTokens: perChoice * n,
+      n,
+      stream: rec?.stream === true,
+      serviceTier: serviceTierOf(rec),
+    },
+    prompt,
+    unknownPromptTokens: o.unknownPromptTokens,
+  };
+}
+
+/** The estimate of `parts` with the prompt's count (undefined: it had none to count). */
+function withPromptCount(parts: EstimateParts, counted: number | undefined): TokenEstimate {
+  const promptTokens = counted ?? parts.unknownPromptTokens;
   return Object.freeze({
-    v: ESTIMATE_VERSION,
-    model,
+    ...parts.rest,
     promptTokens,
-    completionTokens,
-    totalTokens: promptTokens + completionTokens,
-    n,
-    stream: rec?.stream === true,
-    source,
-    serviceTier: serviceTierOf(rec),
+    totalTokens: promptTokens + parts.rest.completionTokens,
+    source: counted === undefined ? 'default' : 'tokenizer',
   });
+}
+
+/**
+ * Estimates a request from its parsed JSON body (`undefined` when there is none or it is not
+ * JSON). Never throws: every request gets a defined cost.
+ */
+export function estimateRequest(
+  body: unknown,
+  options: Partial<EstimateOptions> = {},
+): TokenEstimate {
+  const parts = estimateParts(body, options);
+  return withPromptCount(parts, parts.prompt ? countPrompt(parts.prompt) : undefined);
+}
+
+/**
+ * `estimateRequest`, with a long prompt counted on the counting thread (count-pool.ts), so the
+ * plugin server's thread serves other requests meanwhile. The same estimate.
+ */
+export async function estimateRequestOffThread(
+  body: unknown,
+  options: Partial<EstimateOptions> = {},
+): Promise<TokenEstimate> {
+  const parts = estimateParts(body, options);
+  return withPromptCount(
+    parts,
+    parts.prompt ? await countPromptOffThread(parts.prompt) : undefined,
+  );
 }
 
 export function encodeEstimate(e: TokenEstimate): string {
@@ -209,7 +245,7 @@ export async function sharedEstimate(
     scope.set(ESTIMATE_SLOT, published);
     return published;
   }
-  const estimate = estimateRequest(await readBody(), options);
+  const estimate = await estimateRequestOffThread(await readBody(), options);
   scope.set(ESTIMATE_SLOT, estimate);
   if (publish) await kong.ctx.shared.set(ESTIMATE_KEY, encodeEstimate(estimate));
   return estimate;

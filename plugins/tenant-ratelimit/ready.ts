@@ -11,7 +11,7 @@ import type { StartUp as KitStartUp } from '../../lib/plugin/define';
 import { routeKeyOf } from '../../lib/request/seat';
 import { readConfig } from '../../lib/schema/config';
 import type { TenantId } from '../../lib/tenant/tenant-id';
-import type { EstimateOptions } from '../../lib/tokens/estimate';
+import { warmCountPool, type EstimateOptions } from '../../lib/tokens/estimate';
 import { Limiters } from './limiters/limiter';
 import { NodeLimiter } from './limiters/node';
 import { RedisLimiter } from './limiters/redis';
@@ -39,6 +39,8 @@ export type StartUp = KitStartUp<Ready>;
 
 export function startUp(raw: unknown): StartUp {
   const config = readConfig(Schema, raw);
+  // The counting thread for long prompts (lib/tokens/count-pool.ts), with its own encodings.
+  warmCountPool();
   const q = config.queue;
   const capacity: UpstreamCapacity = {
     maxConcurrent: q.max_concurrent,

@@ -55,7 +55,14 @@ export class Ready {
     this.redis = createRedis({ url: config.redis.url, commandTimeoutMs: config.redis.timeout_ms });
     this.startReplay();
     this.sweeper = this.sharedSweeper();
-    setTimeout(() => void estimates().then((m) => m.loadEncodings()), 0).unref();
+    setTimeout(
+      () =>
+        void estimates().then((m) => {
+          m.loadEncodings();
+          m.warmCountPool();
+        }),
+      0,
+    ).unref();
   }
 
   /**

@@ -1,0 +1,99 @@
+/**
+ * Long prompts counted off the request path's thread.
+ *
+ * In the co-hosted chain every plugin of every tenant runs on one thread, and a prompt's count
+ * grows with its length: about 1.3 µs per token measured in the chain (a 1,500-token prompt
+ * added 2 ms of plugin-server CPU per request, docs/benchmarks.md), up to about 0.1 s for the
+ * longest text counted (tokenize.ts `MAX_COUNTED`). Counted inline, one tenant's long prompts
+ * hold every other tenant's requests for that long, and cap the process at one core.
+ *
+ * So a prompt longer than `INLINE_MAX_CHARS` is counted by a worker thread (piscina), with the
+ * same tokenizer: the request waits for its own count, the others go on. Shorter prompts are
+ * counted inline, where the hand-off (tens of µs) would cost more than it saves. Nothing changes
+ * in what is counted: the same function, the same number (count-worker.ts).
+ *
+ * `KTA_TOKENIZER_THREADS` sets the threads (default 1; 0 counts everything inline). The thread
+ * loads its own encodings (tens of MB, once). A failed or refused hand-off (the thread died, its
+ * queue of `MAX_QUEUE` is full) is counted inline: a request always gets its count.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import Piscina from 'piscina';
+import type { CountTask } from './count-worker';
+import { countPrompt, promptChars, type PromptToCount } from './prompt';
+
+/** Prompts up to this many characters (about 1,000 tokens of prose) are counted inline. */
+export const INLINE_MAX_CHARS = 4096;
+
+/** Prompts waiting for the counting thread, at most; past it a count is made inline. */
+export const MAX_QUEUE = 256;
+
+const MAX_THREADS = 8;
+
+/** Where counts were made (metrics and tests). */
+export const countStats = { inline: 0, offThread: 0, fallbacks: 0 };
+
+/** `KTA_TOKENIZER_THREADS`: an integer 0-8, else the default (1). */
+export function tokenizerThreads(
+  raw: string | undefined = process.env.KTA_TOKENIZER_THREADS,
+): number {
+  if (raw === undefined || raw.trim() === '') return 1;
+  const n = Number(raw);
+  return Number.isInteger(n) && n >= 0 && n <= MAX_THREADS ? n : 1;
+}
+
+let pool: Piscina<CountTask, number> | null | undefined;
+
+/**
+ * The pool, made on first use; null when counting is inline only (no threads asked, or this
+ * code runs from its TypeScript sources, where there is no compiled worker to start).
+ */
+function poolOf(): Piscina<CountTask, number> | null {
+  if (pool !== undefined) return pool;
+  const filename = path.join(__dirname, 'count-worker.js');
+  const threads = tokenizerThreads();
+  pool =
+    threads > 0 && existsSync(filename)
+      ? new Piscina<CountTask, number>({
+          filename,
+          minThreads: threads,
+          maxThreads: threads,
+          maxQueue: MAX_QUEUE,
+        })
+      : null;
+  return pool;
+}
+
+/** Starts the counting thread and builds its encodings now, not on the first long prompt. */
+export function warmCountPool(): void {
+  poolOf()
+    ?.run({ warm: true })
+    .catch(() => undefined);
+}
+
+/** The prompt's tokens: inline when short, else on the counting thread. Never throws. */
+export async function countPromptOffThread(p: PromptToCount): Promise<number> {
+  const q = promptChars(p) > INLINE_MAX_CHARS ? poolOf() : null;
+  if (q) {
+    try {
+      const n = await q.run(p);
+      if (Number.isInteger(n) && n >= 0) {
+        countStats.offThread++;
+        return n;
+      }
+    } catch {
+      // Counted here instead.
+    }
+    countStats.fallbacks++;
+    return countPrompt(p);
+  }
+  countStats.inline++;
+  return countPrompt(p);
+}
+
+/** Stops the counting threads (tests; a process that ends). */
+export async function closeCountPool(): Promise<void> {
+  const q = pool;
+  pool = undefined;
+  if (q) await q.destroy();
+}

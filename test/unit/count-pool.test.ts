@@ -1,0 +1,92 @@
+/**
+ * Long prompts counted on the counting thread (lib/tokens/count-pool.ts). The thread runs the
+ * compiled worker, so these tests load the build (dist/, made by `npm test` before ava runs),
+ * as the plugin server does; from the TypeScript sources every count is inline.
+ */
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type * as CountPool from '../../lib/tokens/count-pool';
+import type * as Prompt from '../../lib/tokens/prompt';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const pool = require(path.join(ROOT, 'dist', 'lib', 'tokens', 'count-pool.js')) as typeof CountPool;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const prompt = require(path.join(ROOT, 'dist', 'lib', 'tokens', 'prompt.js')) as typeof Prompt;
+
+const PROSE = readFileSync(path.join(ROOT, 'docs', 'architecture.md'), 'utf8');
+
+function promptOf(chars: number, from = 0): Prompt.PromptToCount {
+  return {
+    model: 'gpt-4o-mini',
+    messages: [
+      { role: 'system', text: 'Answer from the context.' },
+      { role: 'user', text: PROSE.slice(from, from + chars) },
+    ],
+  };
+}
+
+test.after.always(() => pool.closeCountPool());
+
+test.serial('a long prompt is counted on the counting thread, to the same number', async (t) => {
+  const p = { ...promptOf(20_000), tools: JSON.stringify([{ type: 'function', name: 'f' }]) };
+  const before = { ...pool.countStats };
+  const n = await pool.countPromptOffThread(p);
+  t.is(n, prompt.countPrompt(p));
+  t.true(n > 3000);
+  t.is(pool.countStats.offThread, before.offThread + 1);
+  t.is(pool.countStats.inline, before.inline);
+});
+
+test.serial('a short prompt is counted inline', async (t) => {
+  const p = promptOf(pool.INLINE_MAX_CHARS - 200);
+  const before = { ...pool.countStats };
+  t.is(await pool.countPromptOffThread(p), prompt.countPrompt(p));
+  t.is(pool.countStats.inline, before.inline + 1);
+  t.is(pool.countStats.offThread, before.offThread);
+});
+
+test.serial('the thread counts while this thread goes on serving', async (t) => {
+  // About 0.05 s of counting: inline, nothing else could run until it is done.
+  const p = promptOf(60_000);
+  await pool.countPromptOffThread(promptOf(5000)); // the thread is up and its encodings built
+  const order: string[] = [];
+  const counted = pool.countPromptOffThread(p).then(() => order.push('counted'));
+  setImmediate(() => order.push('another request'));
+  await counted;
+  t.deepEqual(order, ['another request', 'counted']);
+});
+
+test.serial('past its queue a count is made here: every prompt gets its count', async (t) => {
+  const prompts = Array.from({ length: pool.MAX_QUEUE + 40 }, (_, i) =>
+    promptOf(pool.INLINE_MAX_CHARS + 100, i * 7),
+  );
+  const before = { ...pool.countStats };
+  const counts = await Promise.all(prompts.map((p) => pool.countPromptOffThread(p)));
+  t.deepEqual(
+    counts,
+    prompts.map((p) => prompt.countPrompt(p)),
+  );
+  t.true(pool.countStats.fallbacks > before.fallbacks, 'some were refused by the full queue');
+  t.true(pool.countStats.offThread > before.offThread);
+});
+
+test('KTA_TOKENIZER_THREADS: 0-8 threads, anything else the default of one', (t) => {
+  t.is(pool.tokenizerThreads(undefined), 1);
+  t.is(pool.tokenizerThreads(''), 1);
+  t.is(pool.tokenizerThreads('0'), 0);
+  t.is(pool.tokenizerThreads('3'), 3);
+  t.is(pool.tokenizerThreads('9'), 1);
+  t.is(pool.tokenizerThreads('1.5'), 1);
+  t.is(pool.tokenizerThreads('two'), 1);
+});
+
+test('what a count reads: roles, texts, names and tools', (t) => {
+  const p: Prompt.PromptToCount = {
+    model: 'gpt-4o',
+    messages: [{ role: 'user', text: 'abc', name: 'zed' }],
+    tools: '[]',
+  };
+  t.is(prompt.promptChars(p), 4 + 3 + 3 + 2);
+});
