@@ -19,6 +19,8 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import Piscina from 'piscina';
+import { Counter, Gauge } from 'prom-client';
+import { registry } from '../metrics/registry';
 import type { CountTask } from './count-worker';
 import { countPrompt, promptChars, type PromptToCount } from './prompt';
 
@@ -32,6 +34,22 @@ const MAX_THREADS = 8;
 
 /** Where counts were made (metrics and tests). */
 export const countStats = { inline: 0, offThread: 0, fallbacks: 0 };
+
+const counts = new Counter({
+  name: 'kta_prompt_counts_total',
+  help: "Prompts counted for a request's token estimate, by where: inline (short, or no counting thread), thread (the counting thread), fallback (the thread could not take it: counted inline).",
+  labelNames: ['where'] as const,
+  registers: [registry],
+});
+
+new Gauge({
+  name: 'kta_prompt_count_queue',
+  help: 'Long prompts waiting for the counting thread.',
+  registers: [registry],
+  collect() {
+    this.set(pool ? pool.queueSize : 0);
+  },
+});
 
 /** `KTA_TOKENIZER_THREADS`: an integer 0-8, else the default (1). */
 export function tokenizerThreads(
@@ -79,15 +97,18 @@ export async function countPromptOffThread(p: PromptToCount): Promise<number> {
       const n = await q.run(p);
       if (Number.isInteger(n) && n >= 0) {
         countStats.offThread++;
+        counts.inc({ where: 'thread' });
         return n;
       }
     } catch {
       // Counted here instead.
     }
     countStats.fallbacks++;
+    counts.inc({ where: 'fallback' });
     return countPrompt(p);
   }
   countStats.inline++;
+  counts.inc({ where: 'inline' });
   return countPrompt(p);
 }
 

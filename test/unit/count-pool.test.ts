@@ -72,6 +72,23 @@ test.serial('past its queue a count is made here: every prompt gets its count', 
   t.true(pool.countStats.offThread > before.offThread);
 });
 
+test.serial('kta_prompt_counts_total counts where each prompt was counted', async (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { registry } = require(path.join(ROOT, 'dist', 'lib', 'metrics', 'registry.js')) as {
+    registry: { getSingleMetricAsString(name: string): Promise<string> };
+  };
+  const value = async (where: string) => {
+    const text = await registry.getSingleMetricAsString('kta_prompt_counts_total');
+    const m = new RegExp(`where="${where}"} (\\d+)`).exec(text);
+    return m ? Number(m[1]) : 0;
+  };
+  const [thread, inline] = [await value('thread'), await value('inline')];
+  await pool.countPromptOffThread(promptOf(9000));
+  await pool.countPromptOffThread(promptOf(100));
+  t.is(await value('thread'), thread + 1);
+  t.is(await value('inline'), inline + 1);
+});
+
 test('KTA_TOKENIZER_THREADS: 0-8 threads, anything else the default of one', (t) => {
   t.is(pool.tokenizerThreads(undefined), 1);
   t.is(pool.tokenizerThreads(''), 1);
