@@ -69,7 +69,14 @@ let pool: Piscina<CountTask, number> | null | undefined;
 function poolOf(): Piscina<CountTask, number> | null {
   if (pool !== undefined) return pool;
   const filename = path.join(__dirname, 'count-worker.js');
-  const threads = tokenizerThreads();
+  const raw = process.env.KTA_TOKENIZER_THREADS;
+  const threads = tokenizerThreads(raw);
+  if (raw !== undefined && raw.trim() !== '' && String(threads) !== raw.trim()) {
+    // Kong's error log has the plugin server's stderr.
+    console.warn(
+      `KTA_TOKENIZER_THREADS must be an integer from 0 to ${MAX_THREADS}, got '${raw}': using ${threads}`,
+    );
+  }
   pool =
     threads > 0 && existsSync(filename)
       ? new Piscina<CountTask, number>({

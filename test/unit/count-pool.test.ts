@@ -4,6 +4,7 @@
  * as the plugin server does; from the TypeScript sources every count is inline.
  */
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type * as CountPool from '../../lib/tokens/count-pool';
@@ -106,4 +107,30 @@ test('what a count reads: roles, texts, names and tools', (t) => {
     tools: '[]',
   };
   t.is(prompt.promptChars(p), 4 + 3 + 3 + 2);
+});
+
+/** A long prompt counted in a fresh process started with `env`: where it was counted, what it logged. */
+function countInChild(env: Record<string, string>): { stats: unknown; stderr: string } {
+  const script = `
+    const cp = require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'tokens', 'count-pool.js'))});
+    cp.countPromptOffThread({ model: 'gpt-4o', messages: [{ role: 'user', text: 'y'.repeat(6000) }] })
+      .then(() => { process.stdout.write(JSON.stringify(cp.countStats)); return cp.closeCountPool(); });`;
+  const r = spawnSync(process.execPath, ['-e', script], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`the child failed (${r.status}): ${r.stderr}`);
+  return { stats: JSON.parse(r.stdout) as unknown, stderr: r.stderr };
+}
+
+test('KTA_TOKENIZER_THREADS=0: every prompt is counted inline', (t) => {
+  const r = countInChild({ KTA_TOKENIZER_THREADS: '0' });
+  t.deepEqual(r.stats, { inline: 1, offThread: 0, fallbacks: 0 });
+  t.is(r.stderr, '');
+});
+
+test('a KTA_TOKENIZER_THREADS that is not a count is said in the log, and the default used', (t) => {
+  const r = countInChild({ KTA_TOKENIZER_THREADS: 'two' });
+  t.regex(r.stderr, /KTA_TOKENIZER_THREADS must be an integer from 0 to 8, got 'two': using 1/);
+  t.deepEqual(r.stats, { inline: 0, offThread: 1, fallbacks: 0 });
 });
