@@ -111,7 +111,12 @@ function countableMessages(body: Record<string, unknown>): CountableMessage[] | 
   return undefined;
 }
 
-function serviceTierOf(rec: Record<string, unknown> | undefined): string | null {
+/**
+ * A body's `service_tier`, as `TokenEstimate.serviceTier` holds it: for a plugin that needs it
+ * before (or without) the estimate's count.
+ */
+export function serviceTierOf(body: unknown): string | null {
+  const rec = isRecord(body) ? body : undefined;
   if (!rec || !Object.prototype.hasOwnProperty.call(rec, 'service_tier')) return null;
   const v = rec.service_tier;
   if (v === null || v === undefined) return null;

@@ -10,7 +10,7 @@ import { chargeableTokens } from './tenant-limits';
 import { SEAT_HAND_OFF } from '../../lib/request/seat';
 import type { RequestScope } from '../../lib/request/scope';
 import type { TenantContext } from '../../lib/tenant/context';
-import { sharedEstimate } from '../../lib/tokens/estimate';
+import { serviceTierOf, sharedEstimate } from '../../lib/tokens/estimate';
 import { SERVICE_CLASS_HEADER } from './headers';
 import * as metrics from './metrics';
 import type { Ready } from './ready';
@@ -28,6 +28,7 @@ import {
 import { serviceClassOf } from './service-class';
 import type { AdmissionRecord } from './state';
 import { newTicket } from './ticket';
+import { resolveLimits } from './limits';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
@@ -40,6 +41,7 @@ export async function admit(
   classOf: { value: ServiceClass | 'none' },
 ): Promise<void> {
   const { config, limiters } = ready;
+  await refuseFromMemory(ready, kong, request, ctx, classOf);
   // The instance (and its client) is created by the first request: its first connection
   // gets one command deadline instead of a 503 "client is offline".
   await untilFirstConnected(ready.redis, config.redis.timeout_ms);
@@ -49,11 +51,12 @@ export async function admit(
     () => request.jsonBody(kong),
     ready.estimateOptions,
   );
-  const serviceClass = await serviceClassOf(kong, request, config.flex, ctx, estimate);
+  const serviceClass = await serviceClassOf(kong, request, config.flex, ctx, estimate.serviceTier);
   classOf.value = serviceClass;
   const t = newTicket(config, ready.capacity.seatLeaseMs, ctx, tenantLabel, serviceClass, estimate);
   const handOff = handsOffSeat(ready, request);
 
+  const askedAt = Date.now();
   const entered = await limiters.attempt(kong, 'access', limiters.cluster, (l) =>
     l.admit(t, ready.queueEnabled && !handOff),
   );
@@ -63,6 +66,8 @@ export async function admit(
     // Refused by its own limits: the request never runs, its place or seat goes back.
     await limiter.cancel(t, first);
     first = null;
+    if (limiter === limiters.cluster)
+      ready.refusals.remember(t.tenant, t.limits, decision, askedAt);
   }
   let limitWaited = false;
   // Flex work near its tenant's per-minute limits waits for them rather than taking a 429;
@@ -80,12 +85,8 @@ export async function admit(
     limiter = again.limiter;
     decision = again.value.decision;
   }
-  if (!decision.allowed) {
-    const extra: Record<string, string> = config.flex.enabled
-      ? { [SERVICE_CLASS_HEADER]: serviceClass }
-      : {};
-    throw tooMany(decision, t.limits, limiter.scope, extra);
-  }
+  if (!decision.allowed)
+    throw tooMany(decision, t.limits, limiter.scope, classHeader(ready, serviceClass));
   metrics.inFlight.set({ tenant: tenantLabel }, decision.inFlight);
 
   const record: AdmissionRecord = {
@@ -122,4 +123,33 @@ export async function admit(
     ? await seatOrRefusal(ready, kong, a, first)
     : { seat: null, queued: false, busy: record.busy === true };
   await admitted(ready, kong, request, a, outcome, true);
+}
+
+function classHeader(ready: Ready, serviceClass: ServiceClass): Record<string, string> {
+  return ready.config.flex.enabled ? { [SERVICE_CLASS_HEADER]: serviceClass } : {};
+}
+
+/**
+ * The 429 of a tenant its requests bucket refused moments ago, before this request's estimate
+ * and without Redis (refusal-memo.ts): no request of the tenant can fit before the time Redis
+ * gave. The body's service tier is still checked first (a bad one is a 400, as ever), and flex
+ * work that waits for its tenant's limits goes on to wait, as it would after Redis's answer.
+ */
+async function refuseFromMemory(
+  ready: Ready,
+  kong: KongPdk,
+  request: RequestScope,
+  ctx: TenantContext,
+  classOf: { value: ServiceClass | 'none' },
+): Promise<void> {
+  const limits = resolveLimits(ready.config, ctx);
+  const refused = ready.refusals.recall(ctx.tenantId, limits, Date.now());
+  if (refused === null) return;
+  const { flex } = ready.config;
+  const tier = serviceTierOf(await request.jsonBody(kong));
+  const serviceClass = await serviceClassOf(kong, request, flex, ctx, tier);
+  classOf.value = serviceClass;
+  if (serviceClass === 'flex' && flex.wait_for_tenant_limits) return;
+  metrics.rememberedRefusals.inc({ tenant: ready.label(ctx.tenantId) });
+  throw tooMany(refused, limits, 'cluster', classHeader(ready, serviceClass));
 }

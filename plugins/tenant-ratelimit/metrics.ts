@@ -52,6 +52,13 @@ export const localDecisions = new Counter({
   registers: [registry],
 });
 
+export const rememberedRefusals = new Counter({
+  name: 'tenant_ratelimit_remembered_refusals_total',
+  help: 'Requests refused (429, requests per minute) from the memory of a refusal Redis gave moments before, without counting their tokens or asking Redis, by tenant.',
+  labelNames: ['tenant'] as const,
+  registers: [registry],
+});
+
 export const usageCorrections = new Counter({
   name: 'tenant_ratelimit_usage_corrections_total',
   help: 'Token charges settled in log, by tenant and kind: refund, charge (usage above the estimate), estimate_kept (no usage observed).',

@@ -16,6 +16,7 @@ import { Limiters } from './limiters/limiter';
 import { NodeLimiter } from './limiters/node';
 import { RedisLimiter } from './limiters/redis';
 import * as metrics from './metrics';
+import { RefusalMemo } from './refusal-memo';
 import type { TenantRatelimitConfig } from './config';
 import { checkConfig } from './config';
 import { Schema } from './schema';
@@ -31,6 +32,8 @@ export interface Ready {
   readonly estimateOptions: Partial<EstimateOptions>;
   readonly redis: RedisClient;
   readonly limiters: Limiters;
+  /** Tenants refused by their requests bucket, answered again without Redis (refusal-memo.ts). */
+  readonly refusals: RefusalMemo;
   /** The tenant's metric label (bounded). */
   label(tenant: TenantId): string;
 }
@@ -80,6 +83,7 @@ export function startUp(raw: unknown): StartUp {
         new NodeLimiter(config, capacity.seatLeaseMs),
         config.on_redis_unavailable,
       ),
+      refusals: new RefusalMemo(),
       label: (tenant) => metrics.tenantLabels(config.metrics_max_tenants).label(tenant),
     };
     return { ok: true, ready };

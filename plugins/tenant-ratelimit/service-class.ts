@@ -5,7 +5,6 @@ import type { KongPdk } from '../../lib/pdk/kong';
 import type { ServiceClass } from '../../lib/redis/fair-queue';
 import type { RequestScope } from '../../lib/request/scope';
 import type { TenantContext } from '../../lib/tenant/context';
-import type { TokenEstimate } from '../../lib/tokens/estimate';
 import { unsupportedServiceTier } from './refusals';
 import type { TenantRatelimitConfig } from './config';
 
@@ -13,7 +12,8 @@ import type { TenantRatelimitConfig } from './config';
 const SERVICE_TIERS = new Set(['auto', 'default', 'flex']);
 
 /**
- * The body's `service_tier` (read once, in the shared estimate) or the configured header, for
+ * The body's `service_tier` (`tier`: lib/tokens/estimate.ts `serviceTierOf`, read once with the
+ * shared estimate) or the configured header, for
  * tenants whose plan may mark flex work. Nothing a client sends promotes a request: an
  * unknown tier is refused, other header values ignored. The header is read only when it can
  * matter (one PDK call when the scope does not hold the headers already).
@@ -23,9 +23,8 @@ export async function serviceClassOf(
   request: RequestScope,
   flex: TenantRatelimitConfig['flex'],
   ctx: TenantContext,
-  estimate: TokenEstimate,
+  tier: string | null,
 ): Promise<ServiceClass> {
-  const tier = estimate.serviceTier;
   if (tier !== null && !SERVICE_TIERS.has(tier)) throw unsupportedServiceTier(tier);
   if (!flex.enabled) return 'urgent';
   if (flex.allowed_plans !== null && !flex.allowed_plans.includes(ctx.plan)) return 'urgent';

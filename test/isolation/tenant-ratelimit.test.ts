@@ -17,6 +17,7 @@ const door = sharedRatelimitDoor(test, [
   { name: 'conc', config: { default_limits: { max_concurrent: 2 } } },
   { name: 'crafted', config: { default_limits: { requests_per_minute: 1, request_burst: 2 } } },
   { name: 'hints', config: { default_limits: { requests_per_minute: 1, request_burst: 2 } } },
+  { name: 'memo', config: { default_limits: { requests_per_minute: 1, request_burst: 2 } } },
   {
     name: 'queue',
     config: {
@@ -177,6 +178,33 @@ test("B exhausting its request bucket leaves A's bucket full", async (t) => {
   const a = await door().call('bucket', A);
   t.is(a.res.status, 200);
   t.is(remaining(a.res.headers.ratelimit, 'rpm'), 2, "A's burst of 3 is intact");
+});
+
+test('B refused from memory (no Redis asked) refuses only B: A is asked of Redis, in its own bucket', async (t) => {
+  const statuses: number[] = [];
+  // B's third request is refused by Redis, the next ones from memory (refusal-memo.ts),
+  // while naming A every way a client can.
+  const naming: Array<[string, string]> = [
+    ['x-tenant-id', 'acme'],
+    ['x-consumer-username', 'acme'],
+  ];
+  for (let i = 0; i < 5; i++) {
+    statuses.push((await door().call('memo', B, { headers: naming })).res.status);
+  }
+  t.deepEqual(statuses, [200, 200, 429, 429, 429]);
+  // A, on the same route with the same plan, has its whole burst of 2 and is refused only
+  // when its own bucket is empty: B's refusal was never A's.
+  const a1 = await door().call('memo', A);
+  t.is(a1.res.status, 200);
+  t.is(remaining(a1.res.headers.ratelimit, 'rpm'), 1);
+  t.truthy(a1.upstream);
+  const a2 = await door().call('memo', A);
+  t.is(a2.res.status, 200);
+  t.is(remaining(a2.res.headers.ratelimit, 'rpm'), 0);
+  const a3 = await door().call('memo', A);
+  t.is(a3.res.status, 429);
+  t.is(apiError(a3.res).code, 'tenant_requests_per_minute_exceeded');
+  t.is(a3.upstream, undefined);
 });
 
 test("B exhausting its tokens leaves A's tokens untouched", async (t) => {

@@ -157,6 +157,32 @@ test.serial(
   },
 );
 
+async function rememberedRefusals(): Promise<number> {
+  const text = (await send(metricsUrl)).text;
+  const m = /^tenant_ratelimit_remembered_refusals_total\{tenant="globex"\} (\d+)/m.exec(text);
+  return Number(m?.[1] ?? 0);
+}
+
+test.serial(
+  'refused again while its requests bucket is empty: answered from memory, no round trip',
+  async (t) => {
+    // Right after the refusal above: the bucket (one a minute) holds no request for a minute.
+    const before = await rememberedRefusals();
+    for (let i = 0; i < 3; i++) {
+      const m = await measure('refused', 429);
+      t.like(apiError(m.res), {
+        type: 'rate_limit_error',
+        code: 'tenant_requests_per_minute_exceeded',
+      });
+      t.true(Number(m.res.headers['retry-after']) >= 1);
+      t.regex(String(m.res.headers.ratelimit), /^"rpm";r=0;t=\d+$/);
+      t.is(m.wire, 0, `request ${i}: nothing sent to Redis`);
+      t.like(m, { access: 0, queue: 0, log: 0 });
+    }
+    t.is(await rememberedRefusals(), before + 3);
+  },
+);
+
 test.serial(
   'a waiter granted a seat goes on at once and its claim makes the seat a full lease',
   async (t) => {

@@ -31,6 +31,8 @@ const door = sharedRatelimitDoor(test, [
     },
   },
   { name: 'conc', config: { default_limits: { max_concurrent: 1 } } },
+  // One request a second, no burst: a refusal remembered ends by itself within that.
+  { name: 'rpmfast', config: { default_limits: { requests_per_minute: 60, request_burst: 1 } } },
   {
     name: 'override',
     config: {
@@ -216,6 +218,28 @@ test('requests per minute: past the burst, 429 with Retry-After and the IETF hea
   t.regex(String(res.headers.ratelimit), /^"rpm";r=0;t=\d+$/);
   t.regex(String(res.headers['content-type']), /application\/json/);
   t.is(upstream, undefined);
+});
+
+test('a refusal answered from memory ends when the requests bucket holds a request again', async (t) => {
+  t.is((await door().call('rpmfast', GLOBEX)).res.status, 200);
+  const started = Date.now();
+  // Refused by Redis, then from memory (test/plugins/tenant-ratelimit-round-trips.test.ts
+  // counts the round trips), never proxied.
+  for (let i = 0; i < 2; i++) {
+    const { res, upstream } = await door().call('rpmfast', GLOBEX);
+    t.is(res.status, 429, `${Date.now() - started} ms after the admitted one`);
+    t.is(apiError(res).code, 'tenant_requests_per_minute_exceeded');
+    t.is(upstream, undefined);
+  }
+  // The bucket refills one request a second: admitted again then, not held back for the
+  // memory's longest (5 s).
+  let admitted = -1;
+  for (let i = 0; i < 100 && admitted < 0; i++) {
+    const r = await door().call('rpmfast', GLOBEX);
+    if (r.res.status === 200) admitted = Date.now() - started;
+    else await new Promise((res) => setTimeout(res, 50));
+  }
+  t.true(admitted > 0 && admitted < 2500, `admitted again after ${admitted} ms`);
 });
 
 test('tokens per minute: charged with the estimate (max_tokens), refused when the bucket cannot cover it', async (t) => {
