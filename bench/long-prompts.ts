@@ -3,14 +3,21 @@
  *
  * Every plugin of every tenant runs on the chain process's one thread, and a request's token
  * estimate grows with its prompt (tokenize.ts), and it is made before the tenant's limits are
- * checked (tokens per minute need it). One tenant (globex, over its limit of a request per
- * minute: every request of its flood is refused with a 429, after its estimate) sends prompts of
- * about 15,000 tokens of prose from FLOOD_CLIENTS connections, without pause; another (acme)
- * sends short chat misses one at a time. The flood never reaches the upstream: the mock (in
- * this process) answers only the short requests. Two Kongs of this build run side by side, one counting long
- * prompts on a thread of their own (KTA_TOKENIZER_THREADS=1, the default: lib/tokens/count-pool.ts),
- * one counting every prompt inline (=0), and the short requests go to each in turn in blocks
- * (as bench/chain.ts `measurePaired`): first with no flood, then under it.
+ * checked (tokens per minute need it). One tenant (globex, over one of its limits) sends prompts
+ * of about 15,000 tokens of prose at FLOOD_RATE a second (open loop: each is sent on time, its
+ * answer awaited by none of the others, at most FLOOD_CLIENTS at once); another (acme)
+ * sends short chat misses one at a time. Two floods, one after the other:
+ * - over its tokens per minute: every request is refused (429) after its estimate, which must
+ *   be made each time (a smaller request could fit);
+ * - over its requests per minute (one a minute): Redis refuses the first, and tenant-ratelimit
+ *   answers the next ones from memory until the bucket holds a request again
+ *   (plugins/tenant-ratelimit/refusal-memo.ts), without an estimate.
+ * The flood never reaches the upstream: the mock (in this process) answers only the short
+ * requests (and the tokens flood's first request, which its full bucket admits). For each flood
+ * two Kongs of this build run side by side, one counting long prompts on a thread of their own
+ * (KTA_TOKENIZER_THREADS=1, the default: lib/tokens/count-pool.ts), one counting every prompt
+ * inline (=0), and the short requests go to each in turn in blocks (as bench/chain.ts
+ * `measurePaired`): first with no flood, then under it.
  *
  * Command: `npm run bench -- long-prompts` (writes its section of docs/benchmarks.md).
  */
@@ -21,14 +28,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { locateKong, startKong, type KongGateway } from '../kong-runner/index';
 import { startMockUpstream } from '../mock-upstream/index';
-import { chainConfig, serversFor } from './lib/chain-config';
+import { chainConfig, serversFor, type Declarative } from './lib/chain-config';
 import { sendChat } from './lib/chat-client';
 import { percentile, table, writeSection } from './report';
 
 const ROOT = path.resolve(__dirname, '..');
 const SHORT_REQUESTS = Number(process.env.BENCH_REQUESTS ?? 300);
 const BLOCK = 25;
-const FLOOD_CLIENTS = 2;
+/** Long prompts a second globex sends to each Kong, whatever the answers' pace. */
+const FLOOD_RATE = Number(process.env.BENCH_FLOOD_RATE ?? 20);
+/** Most flood requests in flight to one Kong (past it, a send is skipped and counted). */
+const FLOOD_CLIENTS = 16;
 /** Words of prose in a long prompt: about 15,000 tokens. */
 const FLOOD_WORDS = 12_000;
 
@@ -74,7 +84,7 @@ interface Side {
   agent: http.Agent;
   ms: number[];
   statuses: Record<number, number>;
-  flood: { done: number; statuses: Record<number, number>; ms: number[] };
+  flood: { done: number; skipped: number; statuses: Record<number, number>; ms: number[] };
 }
 
 /** The short requests, BLOCK to each side in turn, until each has `n`. */
@@ -94,22 +104,36 @@ async function shortRequests(sides: Side[], n: number): Promise<void> {
   }
 }
 
-/** FLOOD_CLIENTS connections sending long prompts to `s` until `stop()`. */
-function flood(s: Side, stop: () => boolean): Promise<void> {
+/**
+ * Long prompts to `s` at FLOOD_RATE a second until `stop()`: open loop, as a tenant's batch job
+ * sends them, so a cheaper refusal does not make the flood faster (a closed loop would keep
+ * the machine busy whatever each refusal costs). A send due while FLOOD_CLIENTS are still in
+ * flight is skipped and counted.
+ */
+async function flood(s: Side, stop: () => boolean): Promise<void> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: FLOOD_CLIENTS });
   const bodies = Array.from({ length: 8 }, () => chat(longPrompt()));
-  let k = 0;
-  return Promise.all(
-    Array.from({ length: FLOOD_CLIENTS }, async () => {
-      while (!stop()) {
-        const body = bodies[k++ % bodies.length] as string;
-        const r = await sendChat(s.gw.url, 'globex-demo-key', body, agent);
-        s.flood.done++;
-        s.flood.ms.push(r.ms);
-        s.flood.statuses[r.status] = (s.flood.statuses[r.status] ?? 0) + 1;
-      }
-    }),
-  ).then(() => agent.destroy());
+  const inFlight = new Set<Promise<void>>();
+  const start = Date.now();
+  for (let k = 0; !stop(); k++) {
+    const due = start + (k * 1000) / FLOOD_RATE;
+    const wait = due - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (inFlight.size >= FLOOD_CLIENTS) {
+      s.flood.skipped++;
+      continue;
+    }
+    const body = bodies[k % bodies.length] as string;
+    const sent: Promise<void> = sendChat(s.gw.url, 'globex-demo-key', body, agent).then((r) => {
+      s.flood.done++;
+      s.flood.ms.push(r.ms);
+      s.flood.statuses[r.status] = (s.flood.statuses[r.status] ?? 0) + 1;
+      inFlight.delete(sent);
+    });
+    inFlight.add(sent);
+  }
+  await Promise.all(inFlight);
+  agent.destroy();
 }
 
 const sorted = (v: number[]) => [...v].sort((a, b) => a - b);
@@ -121,17 +145,37 @@ const statusText = (st: Record<number, number>) =>
     .map(([k, v]) => `${k}×${v}`)
     .join(' ');
 
-async function main(): Promise<void> {
-  if (!locateKong()) {
-    console.log('long-prompts: needs the real Kong (scripts/services/kong.sh install); skipped.');
-    return;
+/** What globex's flood is over. */
+type Flood = 'tokens' | 'requests';
+
+const FLOODS: Record<Flood, { text: string; limits: Record<string, number> }> = {
+  tokens: {
+    text: 'tokens per minute (1,000): refused after each estimate',
+    limits: { tokens_per_minute: 1000, token_burst: 1000 },
+  },
+  requests: {
+    text: 'requests per minute (1): refused from memory after the first',
+    limits: { requests_per_minute: 1, request_burst: 1 },
+  },
+};
+
+/** kong.yml's lean chain with globex over `flood`'s limit and nothing else. */
+function configFor(upstreamUrl: string, flood: Flood): Declarative {
+  const doc = chainConfig(upstreamUrl, true, true);
+  for (const p of doc.plugins ?? []) {
+    if (p.name !== 'tenant-ratelimit' || !p.config) continue;
+    const lifted = p.config.default_limits as Record<string, number>;
+    p.config.tenants = { globex: { ...lifted, ...FLOODS[flood].limits } };
   }
+  return doc;
+}
+
+async function runFlood(upstreamUrl: string, over: Flood): Promise<string[][]> {
   const load = os.loadavg()[0] ?? NaN;
-  const upstream = await startMockUpstream();
   const sides: Side[] = [];
   try {
     for (const threads of ['1', '0']) {
-      const doc = chainConfig(upstream.url, true, true);
+      const doc = configFor(upstreamUrl, over);
       const gw = await startKong({
         config: doc,
         pluginServers: serversFor(doc),
@@ -143,7 +187,7 @@ async function main(): Promise<void> {
         },
         pluginServerMode: 'chain',
         workers: 1,
-        label: `bench-long-prompts-${threads}`,
+        label: `bench-long-prompts-${over}-${threads}`,
       });
       const pid = gw.pluginServerInfo('tenant-auth').pid;
       sides.push({
@@ -153,7 +197,7 @@ async function main(): Promise<void> {
         agent: new http.Agent({ keepAlive: true, maxSockets: 1 }),
         ms: [],
         statuses: {},
-        flood: { done: 0, statuses: {}, ms: [] },
+        flood: { done: 0, skipped: 0, statuses: {}, ms: [] },
       });
     }
     // Warm both: encodings, connections, the counting thread.
@@ -172,15 +216,34 @@ async function main(): Promise<void> {
     stopped = true;
     await Promise.all(floods);
     const seconds = (Date.now() - t0) / 1000;
-    const rows = sides.map((s, i) => [
+    return sides.map((s, i) => [
+      `${FLOODS[over].text} (load ${load.toFixed(1)})`,
       s.label,
       `${f(alone[i]?.p50 ?? NaN)} / ${f(alone[i]?.p99 ?? NaN)}`,
       `${f(p(s.ms, 50))} / ${f(p(s.ms, 99))} / ${f(Math.max(...s.ms))}`,
       statusText(s.statuses),
-      `${f(s.flood.done / seconds)} (${statusText(s.flood.statuses)})`,
+      `${f(s.flood.done / seconds)} (${statusText(s.flood.statuses)}${s.flood.skipped ? `, ${s.flood.skipped} skipped` : ''})`,
       f(p(s.flood.ms, 50)),
       f((cpuMs(s.pid) - (cpu0[i] ?? 0)) / 1000 / seconds),
     ]);
+  } finally {
+    for (const s of sides) {
+      s.agent.destroy();
+      await s.gw.close();
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  if (!locateKong()) {
+    console.log('long-prompts: needs the real Kong (scripts/services/kong.sh install); skipped.');
+    return;
+  }
+  const upstream = await startMockUpstream();
+  const rows: string[][] = [];
+  try {
+    for (const flood of ['tokens', 'requests'] as const)
+      rows.push(...(await runFlood(upstream.url, flood)));
     const body = [
       '## Long prompts beside short ones (real Kong 3.9.3, one chain process)',
       '',
@@ -189,17 +252,22 @@ async function main(): Promise<void> {
       'characters on a thread of their own (`KTA_TOKENIZER_THREADS=1`, the default,',
       'lib/tokens/count-pool.ts), the other counts every prompt on the thread that serves every',
       `request (\`=0\`). acme sends ${SHORT_REQUESTS} short chat misses one at a time, in blocks of`,
-      `${BLOCK} to each Kong in turn: first alone, then while globex, over its limit of one request a`,
-      'minute, sends prompts of about 15,000 tokens of prose from',
-      `${FLOOD_CLIENTS} connections to each Kong, without pause: each is refused (429) after its`,
-      "estimate, which tenant-ratelimit makes before it checks the tenant's limits (tokens per",
-      'minute need it). Short requests: p50 / p99 (/ max) in ms; the flood: long requests answered',
-      'per second and their p50;',
-      `plugin-server CPU in cores (its threads included). Load average at the start: ${load.toFixed(1)}`,
-      '(2 cores, shared with both Kongs, Redis and this process).',
+      `${BLOCK} to each Kong in turn: first alone, then while globex, over one of its limits, sends`,
+      `prompts of about 15,000 tokens of prose to each Kong, ${FLOOD_RATE} a second whatever the answers'`,
+      `pace (open loop; a send due while ${FLOOD_CLIENTS} are in flight is skipped and counted).`,
+      'Over its tokens per minute, each is refused (429) after its estimate, which',
+      "tenant-ratelimit makes before it checks the tenant's limits (tokens per minute need it).",
+      'Over its requests per minute, Redis refuses the first and tenant-ratelimit the next ones',
+      'from memory, without an estimate, until the bucket holds a request again',
+      '(plugins/tenant-ratelimit/refusal-memo.ts; an entry lasts 5 s at most, then Redis is asked',
+      'again). Short requests: p50 / p99 (/ max) in ms; the flood: long requests answered per',
+      'second and their p50; plugin-server CPU in cores (its threads included). Load average at',
+      "each flood's start in its first column (2 cores, shared with both Kongs, Redis and this",
+      'process).',
       '',
       table(
         [
+          'globex over',
           'counting',
           'short, alone: p50 / p99',
           'short, under the flood: p50 / p99 / max',
@@ -214,10 +282,6 @@ async function main(): Promise<void> {
     console.log(body);
     writeSection('long-prompts', body);
   } finally {
-    for (const s of sides) {
-      s.agent.destroy();
-      await s.gw.close();
-    }
     await upstream.close();
   }
 }
