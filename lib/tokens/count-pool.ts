@@ -15,6 +15,11 @@
  * `KTA_TOKENIZER_THREADS` sets the threads (default 1; 0 counts everything inline). The thread
  * loads its own encodings (tens of MB, once). A failed or refused hand-off (the thread died, its
  * queue of `MAX_QUEUE` is full) is counted inline: a request always gets its count.
+ *
+ * The threads are shared fairly between tenants: the prompts waiting for them are queued per
+ * tenant and handed over one tenant after another (round robin, one prompt per turn), never more
+ * than the threads can take at once. One tenant's backlog of long prompts then delays another
+ * tenant's long prompt by at most one count per tenant waiting, not by the whole backlog.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -48,12 +53,26 @@ const countedAsFallback = counts.labels({ where: 'fallback' });
 
 new Gauge({
   name: 'kta_prompt_count_queue',
-  help: 'Long prompts waiting for the counting thread.',
+  help: 'Long prompts waiting for the counting thread, all tenants.',
   registers: [registry],
   collect() {
-    this.set(pool ? pool.queueSize : 0);
+    this.set(waitingTotal);
   },
 });
+
+/** A long prompt waiting for a thread, and how its request learns the count. */
+interface Waiting {
+  readonly prompt: PromptToCount;
+  /** undefined: the thread failed it (counted inline by the caller). */
+  readonly done: (n: number | undefined) => void;
+}
+
+/** Waiting prompts by tenant; the Map's order is the round's order. */
+const waiting = new Map<string, Waiting[]>();
+let waitingTotal = 0;
+/** Prompts on the threads now (at most the threads' number). */
+let running = 0;
+let threadCount = 0;
 
 /** `KTA_TOKENIZER_THREADS`: an integer 0-8, else the default (1). */
 export function tokenizerThreads(
@@ -81,6 +100,7 @@ function poolOf(): Piscina<CountTask, number> | null {
       `KTA_TOKENIZER_THREADS must be an integer from 0 to ${MAX_THREADS}, got '${raw}': using ${threads}`,
     );
   }
+  threadCount = threads;
   pool =
     threads > 0 && existsSync(filename)
       ? new Piscina<CountTask, number>({
@@ -100,19 +120,57 @@ export function warmCountPool(): void {
     .catch(() => undefined);
 }
 
-/** The prompt's tokens: inline when short, else on the counting thread. Never throws. */
-export async function countPromptOffThread(p: PromptToCount): Promise<number> {
+/** Hands waiting prompts to the threads while one is free: the next tenant in the round first. */
+function dispatch(q: Piscina<CountTask, number>): void {
+  while (running < threadCount && waitingTotal > 0) {
+    const next = waiting.entries().next();
+    if (next.done) return;
+    const [tenant, list] = next.value;
+    const w = list.shift() as Waiting;
+    // To the back of the round, with what it still has waiting.
+    waiting.delete(tenant);
+    if (list.length > 0) waiting.set(tenant, list);
+    waitingTotal--;
+    running++;
+    q.run(w.prompt).then(
+      (n) => {
+        running--;
+        w.done(Number.isInteger(n) && n >= 0 ? n : undefined);
+        dispatch(q);
+      },
+      () => {
+        running--;
+        w.done(undefined);
+        dispatch(q);
+      },
+    );
+  }
+}
+
+/** The count from the threads, in the tenant's turn; undefined when they could not make it. */
+function countOnThread(q: Piscina<CountTask, number>, p: PromptToCount, tenant: string) {
+  if (waitingTotal >= MAX_QUEUE) return Promise.resolve(undefined);
+  return new Promise<number | undefined>((done) => {
+    const list = waiting.get(tenant);
+    if (list) list.push({ prompt: p, done });
+    else waiting.set(tenant, [{ prompt: p, done }]);
+    waitingTotal++;
+    dispatch(q);
+  });
+}
+
+/**
+ * The prompt's tokens: inline when short, else on the counting thread, in `tenant`'s turn
+ * (the tenant's id; requests without one share a turn). Never throws.
+ */
+export async function countPromptOffThread(p: PromptToCount, tenant = ''): Promise<number> {
   const q = promptChars(p) > INLINE_MAX_CHARS ? poolOf() : null;
   if (q) {
-    try {
-      const n = await q.run(p);
-      if (Number.isInteger(n) && n >= 0) {
-        countStats.offThread++;
-        countedOnThread.inc();
-        return n;
-      }
-    } catch {
-      // Counted here instead.
+    const n = await countOnThread(q, p, tenant);
+    if (n !== undefined) {
+      countStats.offThread++;
+      countedOnThread.inc();
+      return n;
     }
     countStats.fallbacks++;
     countedAsFallback.inc();
@@ -128,4 +186,9 @@ export async function closeCountPool(): Promise<void> {
   const q = pool;
   pool = undefined;
   if (q) await q.destroy();
+  // Whatever still waited gets its count inline from its caller.
+  for (const list of waiting.values()) for (const w of list) w.done(undefined);
+  waiting.clear();
+  waitingTotal = 0;
+  running = 0;
 }

@@ -16,6 +16,7 @@ import type { CountableMessage } from './tokenize';
 import { countPromptOffThread } from './count-pool';
 import { countPrompt, type PromptToCount } from './prompt';
 import { SHARED_KEYS, sharedJsonObject } from '../request/shared-keys';
+import type { TenantId } from '../tenant/tenant-id';
 
 export { loadEncodings } from './tokenize';
 export { warmCountPool } from './count-pool';
@@ -192,11 +193,12 @@ export function estimateRequest(
 export async function estimateRequestOffThread(
   body: unknown,
   options: Partial<EstimateOptions> = {},
+  tenant = '',
 ): Promise<TokenEstimate> {
   const parts = estimateParts(body, options);
   return withPromptCount(
     parts,
-    parts.prompt ? await countPromptOffThread(parts.prompt) : undefined,
+    parts.prompt ? await countPromptOffThread(parts.prompt, tenant) : undefined,
   );
 }
 
@@ -233,12 +235,14 @@ export function keptEstimate(scope: RequestScope): TokenEstimate | undefined {
  * needs it: from the request's scope when an earlier plugin of this process made it (no PDK
  * call); else, outside the co-hosted chain process, the one an earlier plugin published in
  * `kong.ctx.shared` (one call); else computed from `readBody()` and kept for the plugins
- * after (published in `kong.ctx.shared` too, outside the chain process: one call).
+ * after (published in `kong.ctx.shared` too, outside the chain process: one call). A long
+ * prompt is counted in `tenant`'s turn on the counting thread (count-pool.ts).
  * `readBody` is only called when the estimate is made here.
  */
 export async function sharedEstimate(
   kong: KongPdk,
   scope: RequestScope,
+  tenant: TenantId,
   readBody: () => Promise<unknown>,
   options: Partial<EstimateOptions> = {},
 ): Promise<TokenEstimate> {
@@ -250,7 +254,7 @@ export async function sharedEstimate(
     scope.set(ESTIMATE_SLOT, published);
     return published;
   }
-  const estimate = await estimateRequestOffThread(await readBody(), options);
+  const estimate = await estimateRequestOffThread(await readBody(), options, tenant);
   scope.set(ESTIMATE_SLOT, estimate);
   if (publish) await kong.ctx.shared.set(ESTIMATE_KEY, encodeEstimate(estimate));
   return estimate;

@@ -48,6 +48,7 @@ export async function admit(
   const estimate = await sharedEstimate(
     kong,
     request,
+    ctx.tenantId,
     () => request.jsonBody(kong),
     ready.estimateOptions,
   );

@@ -117,11 +117,17 @@ async function readMetering(
   );
   // Usually published by tenant-ratelimit; computed (and published) here only when absent.
   const { sharedEstimate } = await estimates();
-  const estimate = await sharedEstimate(kong, scope, () => Promise.resolve(request.body), {
-    defaultMaxTokens: budget.defaultMaxTokens,
-    maxTokensCap: c.max_tokens_cap,
-    maxChoices: c.max_choices,
-  });
+  const estimate = await sharedEstimate(
+    kong,
+    scope,
+    ctx.tenantId,
+    () => Promise.resolve(request.body),
+    {
+      defaultMaxTokens: budget.defaultMaxTokens,
+      maxTokensCap: c.max_tokens_cap,
+      maxChoices: c.max_choices,
+    },
+  );
   const promptTokens = estimate.promptTokens;
   // tenant-auth decided the model on a tiered plan and wrote it into the body: price what
   // will be served, report what the client asked for.

@@ -59,6 +59,36 @@ test.serial('the thread counts while this thread goes on serving', async (t) => 
   t.deepEqual(order, ['another request', 'counted']);
 });
 
+test.serial(
+  "one tenant's backlog of long prompts does not hold another tenant's: the thread takes turns",
+  async (t) => {
+    await pool.countPromptOffThread(promptOf(5000)); // the thread is up
+    const order: string[] = [];
+    // globex queues 12 long prompts (each about 10 ms of counting), then acme one.
+    const globex = Array.from({ length: 12 }, (_, i) =>
+      pool
+        .countPromptOffThread(promptOf(30_000, i * 11), 'globex')
+        .then(() => order.push(`globex ${i}`)),
+    );
+    const acmePrompt = promptOf(30_000, 5);
+    const acme = pool.countPromptOffThread(acmePrompt, 'acme').then((n) => {
+      order.push('acme');
+      return n;
+    });
+    t.is(await acme, prompt.countPrompt(acmePrompt));
+    await Promise.all(globex);
+    // First come, first served would put acme last; in turns it waits for the count the
+    // thread was making when it came and for globex's one turn in the round (globex's second
+    // prompt was waiting before acme's came).
+    t.true(order.indexOf('acme') <= 2, order.join(', '));
+    t.deepEqual(
+      order.filter((o) => o !== 'acme'),
+      Array.from({ length: 12 }, (_, i) => `globex ${i}`),
+      "a tenant's own prompts stay in its order",
+    );
+  },
+);
+
 test.serial('past its queue a count is made here: every prompt gets its count', async (t) => {
   const prompts = Array.from({ length: pool.MAX_QUEUE + 40 }, (_, i) =>
     promptOf(pool.INLINE_MAX_CHARS + 100, i * 7),

@@ -10,6 +10,9 @@ import {
 import { decodeUsage, encodeUsage } from '../../lib/tokens/usage';
 import { countChatPromptTokens } from '../../lib/tokens/tokenize';
 import type { KongPdk } from '../../lib/pdk/kong';
+import { parseTenantId } from '../../lib/tenant/tenant-id';
+
+const ACME = parseTenantId('acme');
 
 const chat = (content: string, extra: Record<string, unknown> = {}) => ({
   model: 'gpt-4o-mini',
@@ -121,13 +124,13 @@ test('sharedEstimate across processes: computed once and published; the next plu
   const store = new Map<string, unknown>();
   let reads = 0;
   // Two plugin-server processes: two scopes of the same request.
-  const first = await sharedEstimate(fakeKong(store), privateScope(), async () => {
+  const first = await sharedEstimate(fakeKong(store), privateScope(), ACME, async () => {
     reads++;
     return chat('hello', { max_tokens: 7 });
   });
   t.is(reads, 1);
   t.true(typeof store.get(ESTIMATE_KEY) === 'string');
-  const second = await sharedEstimate(fakeKong(store), privateScope(), async () => {
+  const second = await sharedEstimate(fakeKong(store), privateScope(), ACME, async () => {
     reads++;
     return chat('something else entirely');
   });
@@ -138,9 +141,9 @@ test('sharedEstimate across processes: computed once and published; the next plu
 test('sharedEstimate within one process: the scope keeps it, no PDK call for the second plugin', async (t) => {
   const store = new Map<string, unknown>();
   const scope = privateScope();
-  const first = await sharedEstimate(fakeKong(store), scope, async () => chat('hello'));
+  const first = await sharedEstimate(fakeKong(store), scope, ACME, async () => chat('hello'));
   store.clear(); // the second read must not come from kong.ctx.shared
-  const second = await sharedEstimate(fakeKong(store), scope, async () => {
+  const second = await sharedEstimate(fakeKong(store), scope, ACME, async () => {
     throw new Error('the body must not be read again');
   });
   t.is(second, first);
