@@ -73,6 +73,12 @@ let waitingTotal = 0;
 /** Prompts on the threads now (at most the threads' number). */
 let running = 0;
 let threadCount = 0;
+/**
+ * Which pool the counts in flight belong to: a count still on a pool that `closeCountPool`
+ * destroyed ends (rejected) after `running` was reset, and must not take it below zero (a
+ * pool made after would then run one prompt more than its threads) or feed it waiting prompts.
+ */
+let generation = 0;
 
 /** `KTA_TOKENIZER_THREADS`: an integer 0-8, else the default (1). */
 export function tokenizerThreads(
@@ -132,17 +138,16 @@ function dispatch(q: Piscina<CountTask, number>): void {
     if (list.length > 0) waiting.set(tenant, list);
     waitingTotal--;
     running++;
+    const mine = generation;
+    const ended = (n: number | undefined) => {
+      w.done(n);
+      if (mine !== generation) return;
+      running--;
+      dispatch(q);
+    };
     q.run(w.prompt).then(
-      (n) => {
-        running--;
-        w.done(Number.isInteger(n) && n >= 0 ? n : undefined);
-        dispatch(q);
-      },
-      () => {
-        running--;
-        w.done(undefined);
-        dispatch(q);
-      },
+      (n) => ended(Number.isInteger(n) && n >= 0 ? n : undefined),
+      () => ended(undefined),
     );
   }
 }
@@ -181,14 +186,20 @@ export async function countPromptOffThread(p: PromptToCount, tenant = ''): Promi
   return countPrompt(p);
 }
 
+/** Prompts on the threads and waiting for one, now. */
+export function countPoolLoad(): { running: number; waiting: number } {
+  return { running, waiting: waitingTotal };
+}
+
 /** Stops the counting threads (tests; a process that ends). */
 export async function closeCountPool(): Promise<void> {
   const q = pool;
   pool = undefined;
+  generation++;
+  running = 0;
   if (q) await q.destroy();
   // Whatever still waited gets its count inline from its caller.
   for (const list of waiting.values()) for (const w of list) w.done(undefined);
   waiting.clear();
   waitingTotal = 0;
-  running = 0;
 }

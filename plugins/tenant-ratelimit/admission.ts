@@ -6,7 +6,7 @@
 import type { KongPdk } from '../../lib/pdk/kong';
 import { untilFirstConnected } from '../../lib/redis/client';
 import type { ServiceClass } from '../../lib/redis/fair-queue';
-import { chargeableTokens } from './tenant-limits';
+import { chargeableTokens, type TenantLimits } from './tenant-limits';
 import { SEAT_HAND_OFF } from '../../lib/request/seat';
 import type { RequestScope } from '../../lib/request/scope';
 import type { TenantContext } from '../../lib/tenant/context';
@@ -41,7 +41,8 @@ export async function admit(
   classOf: { value: ServiceClass | 'none' },
 ): Promise<void> {
   const { config, limiters } = ready;
-  await refuseFromMemory(ready, kong, request, ctx, classOf);
+  const limits = resolveLimits(config, ctx);
+  await refuseFromMemory(ready, kong, request, ctx, limits, classOf);
   // The instance (and its client) is created by the first request: its first connection
   // gets one command deadline instead of a 503 "client is offline".
   await untilFirstConnected(ready.redis, config.redis.timeout_ms);
@@ -54,7 +55,15 @@ export async function admit(
   );
   const serviceClass = await serviceClassOf(kong, request, config.flex, ctx, estimate.serviceTier);
   classOf.value = serviceClass;
-  const t = newTicket(config, ready.capacity.seatLeaseMs, ctx, tenantLabel, serviceClass, estimate);
+  const t = newTicket(
+    config,
+    ready.capacity.seatLeaseMs,
+    ctx,
+    limits,
+    tenantLabel,
+    serviceClass,
+    estimate,
+  );
   const handOff = handsOffSeat(ready, request);
 
   const askedAt = Date.now();
@@ -141,9 +150,9 @@ async function refuseFromMemory(
   kong: KongPdk,
   request: RequestScope,
   ctx: TenantContext,
+  limits: TenantLimits,
   classOf: { value: ServiceClass | 'none' },
 ): Promise<void> {
-  const limits = resolveLimits(ready.config, ctx);
   const refused = ready.refusals.recall(ctx.tenantId, limits, Date.now());
   if (refused === null) return;
   const { flex } = ready.config;

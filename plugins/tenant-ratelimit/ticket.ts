@@ -8,7 +8,6 @@ import type { TenantLimits } from './tenant-limits';
 import type { TenantContext } from '../../lib/tenant/context';
 import type { TenantId } from '../../lib/tenant/tenant-id';
 import type { TokenEstimate } from '../../lib/tokens/estimate';
-import { resolveLimits } from './limits';
 import type { TenantRatelimitConfig } from './config';
 
 /** A tenant lease, as log finds it in the record. */
@@ -37,6 +36,7 @@ export function newTicket(
   config: TenantRatelimitConfig,
   seatLeaseMs: number,
   ctx: TenantContext,
+  limits: TenantLimits,
   tenantLabel: string,
   serviceClass: ServiceClass,
   estimate: TokenEstimate,
@@ -46,7 +46,7 @@ export function newTicket(
   return {
     ctx,
     tenant: ctx.tenantId,
-    limits: resolveLimits(config, ctx),
+    limits,
     lease: randomUUID(),
     width: Math.max(1, estimate.totalTokens),
     serviceClass,

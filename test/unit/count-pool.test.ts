@@ -98,6 +98,29 @@ test.serial(
   },
 );
 
+test.serial(
+  'a count cut off by closing the pool is made here, and the next pool still counts one prompt at a time',
+  async (t) => {
+    await pool.countPromptOffThread(promptOf(5000)); // the thread is up
+    const cut = promptOf(60_000, 3);
+    const counting = pool.countPromptOffThread(cut, 'acme');
+    t.is(pool.countPoolLoad().running, 1);
+    await pool.closeCountPool();
+    t.is(await counting, prompt.countPrompt(cut), 'counted inline once its thread was gone');
+    t.deepEqual(pool.countPoolLoad(), { running: 0, waiting: 0 });
+    // A new pool (one thread): three long prompts, one on the thread and two waiting.
+    const prompts = [1, 2, 3].map((i) => promptOf(30_000, i * 13));
+    const counts = prompts.map((p) => pool.countPromptOffThread(p, 'globex'));
+    await new Promise((r) => setImmediate(r));
+    t.deepEqual(pool.countPoolLoad(), { running: 1, waiting: 2 });
+    t.deepEqual(
+      await Promise.all(counts),
+      prompts.map((p) => prompt.countPrompt(p)),
+    );
+    t.deepEqual(pool.countPoolLoad(), { running: 0, waiting: 0 });
+  },
+);
+
 test.serial('past its queue a count is made here: every prompt gets its count', async (t) => {
   const prompts = Array.from({ length: pool.MAX_QUEUE + 40 }, (_, i) =>
     promptOf(pool.INLINE_MAX_CHARS + 100, i * 7),
