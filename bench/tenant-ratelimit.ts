@@ -62,6 +62,7 @@ import { estimateRequest } from '../lib/tokens/estimate';
 import type { MockStats } from '../mock-upstream/index';
 import { latencyChart, type Series } from './lib/svg-chart';
 import {
+  busySeatShare,
   idealP99,
   judgeAgainstIdeal,
   nextStartWaits,
@@ -651,13 +652,16 @@ async function main(): Promise<void> {
         const within = (xs: number[]) =>
           xs.filter((x) => x >= from && x < until - 300).map((x) => x - from);
         await new Promise((r) => setTimeout(r, 2500)); // drain
-        const util = model === 'quota' ? u.starts : u.busy;
+        // Seats: exact, from the upstream's own timeline (busySeatShare); sampled beside it.
+        const util =
+          model === 'quota' ? u.starts : busySeatShare(startsAt, endsAt, from, until, SEATS);
         outcomes.push({
           setup,
           alone: p99(alone),
           flood: p99(v),
           ratio: p99(v) / p99(alone),
           util,
+          ...(model === 'seats' ? { sampledUtil: u.busy } : {}),
           other: model === 'quota' ? u.busy : u.done,
           victims: v,
           aloneSamples: alone,
@@ -701,23 +705,26 @@ async function main(): Promise<void> {
         model === 'quota'
           ? `${QUOTA_RPS} starts/s (bucket ${QUOTA_BURST}), ${SERVICE_MS} ms each, no seat limit`
           : `${SEATS} seats × ${SERVICE_MS} ms`;
-      writeFileSync(
-        path.join(ROOT, 'docs', chartFile),
-        latencyChart({
-          title: `Victim latency under a ${FLOOD_FACTOR}× flood, upstream with ${model === 'quota' ? 'a rate quota' : 'seats'} (${GATEWAY === 'kong' ? 'real Kong 3.9.3' : 'harness'})`,
-          subtitle: `Upstream: ${capacityText}. A: ${FLOOD_WORKERS} closed-loop workers; B, C: one request at a time, from 1.5 s.`,
-          seconds,
-          series,
-          ...(wfq
-            ? {
-                reference: {
-                  ms: wfq.alone,
-                  label: `victim p99 alone (fair-queue route): ${wfq.alone.toFixed(0)} ms`,
-                },
-              }
-            : {}),
-        }),
-      );
+      // Run after run (RUNS > 1) draws no chart: its section has none, and the file is the
+      // single run's (a runs set once replaced the quota chart under its caption).
+      if (RUNS === 1)
+        writeFileSync(
+          path.join(ROOT, 'docs', chartFile),
+          latencyChart({
+            title: `Victim latency under a ${FLOOD_FACTOR}× flood, upstream with ${model === 'quota' ? 'a rate quota' : 'seats'} (${GATEWAY === 'kong' ? 'real Kong 3.9.3' : 'harness'})`,
+            subtitle: `Upstream: ${capacityText}. A: ${FLOOD_WORKERS} closed-loop workers; B, C: one request at a time, from 1.5 s.`,
+            seconds,
+            series,
+            ...(wfq
+              ? {
+                  reference: {
+                    ms: wfq.alone,
+                    label: `victim p99 alone (fair-queue route): ${wfq.alone.toFixed(0)} ms`,
+                  },
+                }
+              : {}),
+          }),
+        );
       return { model, seconds, outcomes, ideal, chartFile };
     };
 
@@ -831,7 +838,7 @@ async function main(): Promise<void> {
         : `### Against seats (concurrency: a GPU box)`;
       const model = quota
         ? `Mock upstream: a quota of ${QUOTA_RPS} request **starts** per second (a bucket of ${QUOTA_BURST} starts, refilled continuously; beyond it requests wait FIFO), then ${SERVICE_MS} ms of service each with no limit on requests in service — how a hosted provider's requests/tokens-per-minute quota behaves (\`ratePerSecond\`/\`rateBurst\` knobs, docs/mock-upstream.md). tenant-ratelimit declares the quota: \`queue.tokens_per_minute: ${quotaQueue.tokens_per_minute}\` (${pct(QUOTA_DECLARED, 0)} of ${QUOTA_RPS}/s × ${WIDTH} tokens, every request here being ${WIDTH} tokens wide: its prompt + a fixed \`max_tokens\` 16; a little below the quota, so that the upstream's own limiter is never critically loaded: at exactly its rate, any bunching of the gateway's starts leaves a queue at the upstream that never drains), \`queue.token_burst: ${quotaQueue.token_burst}\` (${QUEUE_BURST} requests), no \`max_concurrent\`. **Utilisation = requests the upstream started ÷ what the quota allows** in the window; beside it, the mean requests in service ÷ 4 (for information).`
-        : `Mock upstream: ${SEATS} seats × ${SERVICE_MS} ms (${(SEATS * 1000) / SERVICE_MS} requests/s), FIFO beyond them. tenant-ratelimit declares the seats (\`queue.max_concurrent: ${SEATS}\`, or one more, so that the next request is already at the upstream when a seat frees). **Utilisation = mean busy seats ÷ ${SEATS}**, sampled every 25 ms; beside it, completed ÷ what the seats could complete (below the utilisation when the machine slows the mock's service time down). A scheduler that keeps the seats busy (≥ 95 %) cannot start an arriving victim before the first of the ${SEATS} busy seats frees (no pre-emption): about ${SERVICE_MS}·(1 − 0.01^(1/${SEATS})) ≈ ${(SERVICE_MS * (1 - 0.01 ** (1 / SEATS))).toFixed(0)} ms at p99 if the seats' phases were independent; measured on this run's saturated (FIFO) seat timeline: p99 ${r.ideal ? r.ideal.waitP99.toFixed(0) : '—'} ms. With the victims' p99 alone at ${r.ideal ? r.ideal.alone.toFixed(0) : '—'} ms, 1.3× leaves ${r.ideal ? (0.3 * r.ideal.alone).toFixed(0) : '—'} ms for that wait and every hand-off; the ideal-scheduler row adds only the wait.`;
+        : `Mock upstream: ${SEATS} seats × ${SERVICE_MS} ms (${(SEATS * 1000) / SERVICE_MS} requests/s), FIFO beyond them. tenant-ratelimit declares the seats (\`queue.max_concurrent: ${SEATS}\`, or one more, so that the next request is already at the upstream when a seat frees). **Utilisation = mean busy seats ÷ ${SEATS}**, from every start and end the upstream recorded (bench/lib/neighbour-runs.ts \`busySeatShare\`; sampled every 25 ms before 2026-12-07's stop 41); beside it, completed ÷ what the seats could complete (below the utilisation when the machine slows the mock's service time down). A scheduler that keeps the seats busy (≥ 95 %) cannot start an arriving victim before the first of the ${SEATS} busy seats frees (no pre-emption): about ${SERVICE_MS}·(1 − 0.01^(1/${SEATS})) ≈ ${(SERVICE_MS * (1 - 0.01 ** (1 / SEATS))).toFixed(0)} ms at p99 if the seats' phases were independent; measured on this run's saturated (FIFO) seat timeline: p99 ${r.ideal ? r.ideal.waitP99.toFixed(0) : '—'} ms. With the victims' p99 alone at ${r.ideal ? r.ideal.alone.toFixed(0) : '—'} ms, 1.3× leaves ${r.ideal ? (0.3 * r.ideal.alone).toFixed(0) : '—'} ms for that wait and every hand-off; the ideal-scheduler row adds only the wait.`;
       return `${heading}
 
 ${model} Flood window ${r.seconds} s.

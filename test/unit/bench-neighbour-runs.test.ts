@@ -5,6 +5,7 @@
  */
 import test from 'ava';
 import {
+  busySeatShare,
   contendedIdealLatencies,
   handOffGaps,
   judgeAgainstIdeal,
@@ -311,4 +312,35 @@ test('the hand-offs: each answer’s end to the start its seat gave next, shown 
     ],
   });
   t.is(none?.handOff, null);
+});
+
+test('utilisation against seats: busy seats from every start and end the upstream recorded', (t) => {
+  // Two seats over [0, 100): one busy throughout (started before the window), the other busy
+  // 0–40, idle 40–50 (a hand-off), busy 50–100: (100 + 90) ÷ 200.
+  t.is(busySeatShare([-20, -10, 50], [40, 150, 160], 0, 100, 2), 0.95);
+  // A seat freed and taken again in the same millisecond stays busy.
+  t.is(busySeatShare([0, 0, 50], [50], 0, 100, 2), 1);
+  // An end with no start before it (a request of an earlier setup) does not go below zero,
+  // and more starts than seats (the upstream queues beyond them) count the seats only.
+  t.is(busySeatShare([10], [5, 200], 0, 100, 1), 0.9);
+  t.is(busySeatShare([0, 0, 0], [], 0, 100, 2), 1);
+  // Nothing started: an idle upstream; no window: no figure.
+  t.is(busySeatShare([], [], 0, 100, 4), 0);
+  t.true(Number.isNaN(busySeatShare([0], [10], 50, 50, 4)));
+});
+
+test('against seats the judged utilisation is the timeline’s; the sampled one is shown beside it', (t) => {
+  const run = seatsRun({});
+  const judged: ModelResult = {
+    ...run,
+    outcomes: [
+      run.outcomes[0] as Outcome,
+      { ...(run.outcomes[1] as Outcome), util: 0.983, sampledUtil: 0.961 },
+    ],
+  };
+  const [j] = judgeAgainstIdeal(judged, 100);
+  t.true(j?.met.util);
+  t.is(j?.sampledUtil, 0.961);
+  const text = runsSection([{ load: 0.1, at: '2026-12-07T20:00', results: [judged] }], context());
+  t.regex(text, /98\.3 % ✓ \(sampled 96\.1 %\)/);
 });
