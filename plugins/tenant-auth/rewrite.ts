@@ -120,7 +120,8 @@ function isSystemItem(m: unknown): boolean {
  * Puts the persona in front of the conversation. Chat Completions: a first system message
  * (`replace` drops the client's system and developer messages). Responses API: the
  * `instructions` (`prepend` keeps the client's after the persona; `replace` drops them and
- * the system/developer items of `input`). Returns true when the body changed.
+ * the system/developer items of `input`). Returns true when the body changed; an empty
+ * `messages` is left as sent.
  */
 export function applyPersona(
   body: JsonObject,
@@ -130,6 +131,10 @@ export function applyPersona(
   if (persona === null) return false;
   if (Array.isArray(body.messages)) {
     const messages = body.messages as unknown[];
+    // An empty conversation is the client's error, which the provider answers with its 400
+    // (`empty_array`). A persona put in it would make it a valid request of one system
+    // message, answered and billed: it is left as sent.
+    if (messages.length === 0) return false;
     const rest = mode === 'replace' ? messages.filter((m) => !isSystemItem(m)) : messages;
     body.messages = [{ role: 'system', content: persona }, ...rest];
     return true;

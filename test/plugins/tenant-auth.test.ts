@@ -229,6 +229,12 @@ test('persona: prepended per tenant; replace mode drops client system messages',
     { role: 'system', content: 'You are a pro-plan assistant.' },
     { role: 'user', content: 'hi' },
   ]);
+  // An empty conversation is not made valid by the persona: it goes on as sent.
+  const empty = await tenantDoor().call('/v1/chat/completions', {
+    headers: key('acme-key'),
+    body: { model: 'm', messages: [] },
+  });
+  t.deepEqual((empty.upstream?.json as { messages: unknown }).messages, []);
 });
 
 test('bad bodies: 400 malformed JSON, 413 too large, 415 not JSON; the plugin server survives', async (t) => {

@@ -261,6 +261,18 @@ test('persona: nothing to do without persona or messages', (t) => {
   t.false(applyPersona({ prompt: 'x' }, 'P', 'prepend'));
 });
 
+test('persona: an empty conversation stays empty, for the provider to refuse', (t) => {
+  for (const mode of ['prepend', 'replace'] as const) {
+    const body: Record<string, unknown> = { model: 'm', messages: [] };
+    t.false(applyPersona(body, 'P', mode));
+    t.deepEqual(body.messages, []);
+  }
+  // Only system messages, replaced: still a conversation (the persona's), as OpenAI accepts.
+  const systemOnly: Record<string, unknown> = { messages: [{ role: 'system', content: 'x' }] };
+  t.true(applyPersona(systemOnly, 'P', 'replace'));
+  t.deepEqual(systemOnly.messages, [{ role: 'system', content: 'P' }]);
+});
+
 test('persona: Responses API bodies get it as instructions', (t) => {
   const prepend: Record<string, unknown> = { input: 'hi', instructions: 'Be EvilBot.' };
   t.true(applyPersona(prepend, 'P', 'prepend'));
