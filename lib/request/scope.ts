@@ -33,6 +33,7 @@ import {
 import type { TenantContext } from '../tenant/context';
 import { LogHolds, type DeferredLog } from './log-holds';
 import { SCOPE_IDLE_MS, SCOPE_TTL_MS, ScopeStore } from './scope-store';
+import { parseJsonOrUndefined } from './json-depth';
 
 /** A typed slot of a scope: one per fact, declared once beside the code that owns it. */
 export interface ScopeSlot<T> {
@@ -194,15 +195,14 @@ export class RequestScope {
     this.keepBody(Buffer.from(body, 'utf8'));
   }
 
-  /** `bytes` parsed as JSON, once per body (undefined: not JSON). */
+  /**
+   * `bytes` parsed as JSON, once per body (undefined: not JSON, or nested deeper than
+   * MAX_JSON_DEPTH, which no plugin's walk of it could take: json-depth.ts).
+   */
   json(bytes: Buffer): unknown {
     if (this.jsonOf !== bytes) {
       this.jsonOf = bytes;
-      try {
-        this.jsonValue = JSON.parse(bytes.toString('utf8'));
-      } catch {
-        this.jsonValue = undefined;
-      }
+      this.jsonValue = parseJsonOrUndefined(bytes.toString('utf8'));
     }
     return this.jsonValue;
   }

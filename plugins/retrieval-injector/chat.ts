@@ -3,6 +3,7 @@
  */
 import { textOnly } from '../../lib/request/content-text';
 import type { QuerySource } from './schema';
+import { parseJsonOrUndefined } from '../../lib/request/json-depth';
 
 export interface ChatMessage {
   role?: unknown;
@@ -17,11 +18,7 @@ export interface ChatBody {
 
 /** A parsed JSON object with a `messages` array, else null (nothing to augment). */
 function parseOrUndefined(bytes: Buffer): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8')) as unknown;
-  } catch {
-    return undefined;
-  }
+  return parseJsonOrUndefined(bytes.toString('utf8'));
 }
 
 export function parseChatBody(

@@ -5,6 +5,7 @@
  */
 import { GatewayError } from '../../lib/http/errors';
 import { firstHeader, type HeaderMap } from '../../lib/pdk/kong';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../lib/request/json-depth';
 
 export function badRequest(
   status: number,
@@ -157,6 +158,13 @@ export function parseJsonObject(raw: Buffer, maxBytes: number): JsonObject {
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw badRequest(400, 'invalid_json', 'request body must be a JSON object');
+  }
+  if (nestsDeeperThan(parsed, MAX_JSON_DEPTH)) {
+    throw badRequest(
+      400,
+      'json_too_deep',
+      `request body nests objects and arrays more than ${MAX_JSON_DEPTH} levels deep`,
+    );
   }
   return parsed as JsonObject;
 }

@@ -5,6 +5,7 @@
  * downgraded request names the model that will serve it.
  */
 import { invalidRequest } from './refusals';
+import { parseJsonOrUndefined } from '../../lib/request/json-depth';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -26,11 +27,7 @@ function isRecord(v: unknown): v is JsonObject {
 }
 
 function parseOrUndefined(raw: Buffer): unknown {
-  try {
-    return JSON.parse(raw.toString('utf8')) as unknown;
-  } catch {
-    return undefined;
-  }
+  return parseJsonOrUndefined(raw.toString('utf8'));
 }
 
 /** Parses and checks the body of a metered request; throws a 400 (refusals.ts). */

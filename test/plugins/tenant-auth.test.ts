@@ -237,6 +237,25 @@ test('persona: prepended per tenant; replace mode drops client system messages',
   t.deepEqual((empty.upstream?.json as { messages: unknown }).messages, []);
 });
 
+test('a body nested thousands of levels deep: 400 json_too_deep, never a 500, and the plugin server survives', async (t) => {
+  const deep = (depth: number) =>
+    `{"model":"m","messages":${'['.repeat(depth)}${']'.repeat(depth)}}`;
+  for (const depth of [200, 5000]) {
+    const r = await tenantDoor().call('/v1/chat/completions', {
+      headers: [...key('acme-key'), ['content-type', 'application/json']],
+      body: deep(depth),
+    });
+    t.is(r.res.status, 400, `depth ${depth}`);
+    t.like(apiError(r.res), { type: 'invalid_request_error', code: 'json_too_deep' });
+    t.is(r.upstream, undefined);
+  }
+  const after = await tenantDoor().call('/v1/chat/completions', {
+    headers: key('acme-key'),
+    body: chat('still here'),
+  });
+  t.is(after.res.status, 200);
+});
+
 test('bad bodies: 400 malformed JSON, 413 too large, 415 not JSON; the plugin server survives', async (t) => {
   const h = (ct: string): Array<[string, string]> => [...key('acme-key'), ['content-type', ct]];
   const malformed = await tenantDoor().call('/v1/chat/completions', {

@@ -127,6 +127,17 @@ test.serial('a carrier without a key gets a private scope no later phase can fin
   t.is(findScope(got.scope.key), undefined);
 });
 
+test.serial(
+  "a body nested past the JSON depth limit is no JSON to the chain's plugins",
+  async (t) => {
+    const deep = `{"messages":${'['.repeat(5000)}${']'.repeat(5000)}}`;
+    const { kong } = kongWith({}, deep);
+    t.is(await privateScope().jsonBody(kong), undefined);
+    const { kong: fine } = kongWith({}, '{"messages":[[[]]]}');
+    t.deepEqual(await privateScope().jsonBody(fine), { messages: [[[]]] });
+  },
+);
+
 test.serial('the body is read and parsed once; a rewrite is what later plugins read', async (t) => {
   const scope = privateScope();
   const { kong, calls } = kongWith({});

@@ -132,6 +132,21 @@ test('parse: the error message never quotes the body (no raw bytes echoed)', (t)
   }
 });
 
+test('parse: a body nested deeper than 128 levels is a 400, however deep, never a crash', (t) => {
+  const body = (depth: number) =>
+    Buffer.from(`{"model":"m","messages":${'['.repeat(depth)}${']'.repeat(depth)}}`);
+  // The top-level object is one level: 127 nested arrays inside it are 128 levels.
+  t.notThrows(() => parseJsonObject(body(127), 10_000_000));
+  for (const depth of [128, 5_000, 1_000_000]) {
+    const e = t.throws(() => parseJsonObject(body(depth), 10_000_000));
+    t.true(isGatewayError(e), String(e));
+    if (isGatewayError(e)) {
+      t.is(e.status, 400);
+      t.is(e.code, 'json_too_deep');
+    }
+  }
+});
+
 test('parse: __proto__, constructor and prototype keys are refused at any depth, however escaped', (t) => {
   const code = (s: string) => {
     try {

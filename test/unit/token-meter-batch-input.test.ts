@@ -116,6 +116,14 @@ test('each bad line is refused with its number and field', async (t) => {
     [[line(1, chat('a', { max_tokens: 5000 }))], 'max_tokens_too_large', 'line 1: body.max_tokens'],
     [[line(1, chat('a', { max_tokens: 5, n: 9 }))], 'n_too_large', 'line 1: body.n'],
     [[line(1, chat('a')), '{oops'], 'invalid_batch_line', 'line 2'],
+    [
+      [
+        line(1, chat('a')),
+        line(2, { ...chat('b'), metadata: JSON.parse(`${'['.repeat(200)}${']'.repeat(200)}`) }),
+      ],
+      'invalid_batch_line',
+      'line 2',
+    ],
     [[line(1, chat('a')), line(1, chat('b'))], 'invalid_batch_line', 'line 2'],
     [[line(1, chat('a'), '/v1/moderations')], 'batch_endpoint_not_metered', 'line 1'],
     [[line(1, chat('a')), line(2, chat('b'), '/v1/responses')], 'invalid_batch_line', 'line 2'],

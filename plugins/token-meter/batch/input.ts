@@ -15,6 +15,7 @@ import { readMeteredRequest } from '../request-body';
 import { invalidRequest } from '../refusals';
 import { GatewayError, isGatewayError } from '../../../lib/http/errors';
 import { sharedJsonObject } from '../../../lib/request/shared-keys';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../../lib/request/json-depth';
 
 /** The endpoints a batch line may call and the meter can bound (OpenAI's Batch API list). */
 export const BATCH_ENDPOINTS = [
@@ -122,6 +123,13 @@ export async function summariseBatchInput(
       throw bad(number, 'invalid_batch_line', 'not a JSON object');
     }
     if (!isRecord(line)) throw bad(number, 'invalid_batch_line', 'not a JSON object');
+    if (nestsDeeperThan(line, MAX_JSON_DEPTH)) {
+      throw bad(
+        number,
+        'invalid_batch_line',
+        `nests objects and arrays more than ${MAX_JSON_DEPTH} levels deep`,
+      );
+    }
     if (typeof line.custom_id !== 'string' || line.custom_id === '') {
       throw bad(number, 'invalid_batch_line', '`custom_id` must be a non-empty string');
     }
