@@ -189,10 +189,25 @@ export class RequestScope {
     this.keepBody(bytes);
   }
 
-  /** Sends a rewritten body upstream (one call) and makes it the body later plugins read. */
-  async setBody(kong: KongPdk, body: string): Promise<void> {
+  /**
+   * What a plugin that parsed `bytes` itself found (tenant-auth's strict parse): later plugins
+   * get it from `json` instead of parsing the body again. It must be what JSON.parse makes of
+   * those bytes (tenant-auth hands over its object only while it is).
+   */
+  rememberJson(bytes: Buffer, value: unknown): void {
+    this.jsonOf = bytes;
+    this.jsonValue = value;
+  }
+
+  /**
+   * Sends a rewritten body upstream (one call) and makes it the body later plugins read;
+   * `json`, when given, is `body` parsed (the object it was serialized from).
+   */
+  async setBody(kong: KongPdk, body: string, json?: unknown): Promise<void> {
     await kong.service.request.setRawBody(body);
-    this.keepBody(Buffer.from(body, 'utf8'));
+    const bytes = Buffer.from(body, 'utf8');
+    this.keepBody(bytes);
+    if (json !== undefined) this.rememberJson(bytes, json);
   }
 
   /**

@@ -116,14 +116,17 @@ async function authenticate(ready: Ready, kong: KongPdk, labels: TenantLabels): 
     }
   }
 
-  const { body: newBody, model } =
-    surface.bodyless || surface.opaqueBody
-      ? { body: null, model: null }
-      : await policeBody(
-          kong,
-          { scope, headers, ctx: tenant, tier, path, surface, tenantLabel, objects },
-          ready,
-        );
+  const {
+    body: newBody,
+    model,
+    json: newJson,
+  } = surface.bodyless || surface.opaqueBody
+    ? { body: null, model: null, json: undefined }
+    : await policeBody(
+        kong,
+        { scope, headers, ctx: tenant, tier, path, surface, tenantLabel, objects },
+        ready,
+      );
   const ctx = model === null ? tenant : withModel(tenant, model);
   if (model !== null) metrics.modelDecisions.inc({ tenant: tenantLabel, decision: model.decision });
 
@@ -143,7 +146,7 @@ async function authenticate(ready: Ready, kong: KongPdk, labels: TenantLabels): 
   scope.applyHeaderWrites(writes);
   // capture (issue 23): the request as sent, for an opted-in tenant (lib/capture/draft.ts)
   await draftCapture(kong, scope, headers, ctx, ready.config, tenantLabel);
-  if (newBody !== null) await scope.setBody(kong, newBody);
+  if (newBody !== null) await scope.setBody(kong, newBody, newJson);
   // A GET, HEAD or DELETE carries no body upstream, whatever the client sent with it; the
   // chain after us then reads none (nothing to rewrite, inject or meter).
   else if (surface.bodyless) await scope.setBody(kong, '');

@@ -12,6 +12,7 @@ import {
   bodyTooLarge,
   emptyBody,
   parseJsonObject,
+  type JsonObject,
   precheckBody,
 } from './body';
 import { applyPersona, applyToolPolicy } from './rewrite';
@@ -56,7 +57,7 @@ export async function policeBody(
   kong: KongPdk,
   req: BodyRequest,
   ready: Ready,
-): Promise<{ body: string | null; model: ModelChoice | null }> {
+): Promise<{ body: string | null; model: ModelChoice | null; json?: JsonObject }> {
   const { scope, headers, ctx, tier, path, surface, tenantLabel, objects } = req;
   const unchanged = { body: null, model: null };
   const max = ready.config.max_body_bytes;
@@ -113,6 +114,8 @@ export async function policeBody(
   const generation = GENERATION_APIS.has(surface.api);
   if (!policyNeedsBody) {
     if (generation) assertGenerationModel(body.model, null);
+    // Parsed once for the chain: later plugins read this object (RequestScope.json).
+    scope.rememberJson(bytes, body);
     return unchanged;
   }
 
@@ -138,5 +141,10 @@ export async function policeBody(
   // Forward what was checked, never different bytes: with duplicate keys, JSON can mean one
   // thing here (the last key wins) and another upstream (some parsers keep the first).
   const checked = JSON.stringify(body);
-  return { body: checked === bytes.toString('utf8') ? null : checked, model };
+  if (checked === bytes.toString('utf8')) {
+    scope.rememberJson(bytes, body);
+    return { body: null, model };
+  }
+  // The object `checked` was made from is what later plugins read (RequestScope.setBody).
+  return { body: checked, model, json: body };
 }

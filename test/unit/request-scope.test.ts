@@ -138,6 +138,27 @@ test.serial(
   },
 );
 
+test.serial(
+  "tenant-auth's parse is the chain's: the object it hands over is what later plugins read",
+  async (t) => {
+    const { kong, calls } = kongWith({}, '{"a":1}');
+    const scope = privateScope();
+    const bytes = Buffer.from('{"a":1}');
+    scope.rememberBody(bytes);
+    const parsed = { a: 1 };
+    scope.rememberJson(bytes, parsed);
+    t.is(await scope.jsonBody(kong), parsed, 'the very object, not a second parse');
+    // A rewrite sent with the object it was made from: that object, for the new bytes.
+    const rewritten = { a: 1, persona: true };
+    await scope.setBody(kong, JSON.stringify(rewritten), rewritten);
+    t.is(await scope.jsonBody(kong), rewritten);
+    // Without one, the new bytes are parsed.
+    await scope.setBody(kong, '{"b":2}');
+    t.deepEqual(await scope.jsonBody(kong), { b: 2 });
+    t.deepEqual(calls, ['setRawBody', 'setRawBody'], 'no read from Kong: the bytes were kept');
+  },
+);
+
 test.serial('the body is read and parsed once; a rewrite is what later plugins read', async (t) => {
   const scope = privateScope();
   const { kong, calls } = kongWith({});
