@@ -32,6 +32,7 @@ import { percentile, table, writeSection } from './report';
 import { chainConfig, serversFor, type Declarative } from './lib/chain-config';
 import { sendChat, type Sample } from './lib/chat-client';
 import { freePort } from '../test/helpers/upstreams';
+import { createClient } from 'redis';
 
 const ROOT = path.resolve(__dirname, '..');
 const SEQUENTIAL = Number(process.env.BENCH_REQUESTS ?? 400);
@@ -228,6 +229,34 @@ async function exchangeCounts(ports: number[]): Promise<Map<string, number>> {
   return out;
 }
 
+/**
+ * Round trips Redis has served so far: its `total_reads_processed` (one per read of a client's
+ * socket, so commands a client pipelined in one write count once), read with INFO on a
+ * connection of the bench's own. Counted over a shape's c=1 requests, while only the measured
+ * chain talks to this Redis (the key-auth side has no Redis), as the issue asks beside the PDK
+ * exchanges. A script is one round trip, whatever it runs inside.
+ */
+let statsClient: ReturnType<typeof createClient> | undefined;
+async function redisReads(): Promise<number | undefined> {
+  try {
+    if (!statsClient) {
+      statsClient = createClient({ url: PLUGIN_ENV.REDIS_URL });
+      statsClient.on('error', () => undefined);
+      await statsClient.connect();
+    }
+    const info = await statsClient.info('stats');
+    const m = /^total_reads_processed:(\d+)/m.exec(info);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Redis round trips per request between two readings; the second INFO's own read taken off. */
+function perRequest(r0: number | undefined, r1: number | undefined, n: number): number | undefined {
+  return r0 === undefined || r1 === undefined ? undefined : (r1 - r0 - 1) / n;
+}
+
 function total(m: Map<string, number>): number {
   let n = 0;
   for (const v of m.values()) n += v;
@@ -237,6 +266,8 @@ function total(m: Map<string, number>): number {
 interface Measured {
   /** Exchanges per request counted by the plugin servers (the real Kong included). */
   exchanges?: number;
+  /** Redis round trips per request at c=1 (`redisReads`). */
+  redisTrips?: number;
   p50: number;
   p99: number;
   ttfbP50: number;
@@ -272,17 +303,19 @@ async function measureShape(
   const ms: number[] = [];
   const ttfb: number[] = [];
   const ex0 = metricsPorts.length ? total(await exchangeCounts(metricsPorts)) : 0;
+  const r0 = pluginPids.length ? await redisReads() : undefined;
   for (let n = 0; n < SEQUENTIAL; n++) {
     const r = await one();
     ms.push(r.ms);
     ttfb.push(r.ttfbMs);
   }
   let exchanges: number | undefined;
+  // The last request's log phases run after its response.
+  if (metricsPorts.length || r0 !== undefined) await new Promise((r) => setTimeout(r, 300));
   if (metricsPorts.length) {
-    // The last request's log phases run after its response.
-    await new Promise((r) => setTimeout(r, 300));
     exchanges = (total(await exchangeCounts(metricsPorts)) - ex0) / SEQUENTIAL;
   }
+  const redisTrips = r0 === undefined ? undefined : perRequest(r0, await redisReads(), SEQUENTIAL);
   let rps: number | undefined;
   let sent = 0;
   if (withRps) {
@@ -314,6 +347,7 @@ async function measureShape(
     statuses,
     ...(rps === undefined ? {} : { rps }),
     ...(exchanges === undefined ? {} : { exchanges }),
+    ...(redisTrips === undefined ? {} : { redisTrips }),
   };
 }
 
@@ -349,6 +383,12 @@ async function measurePaired(sides: Side[], withRps: boolean): Promise<Measured[
     nginx0: 0,
     ex0: 0,
   }));
+  // Redis round trips are counted for the one side with plugin servers (none when two have).
+  const redisSide =
+    sides.filter((side) => side.pids.length).length === 1
+      ? sides.findIndex((side) => side.pids.length)
+      : -1;
+  let r0: number | undefined;
   const one = async (st: (typeof state)[number]) => {
     const { key, body } = requestOf(st.side.shape, st.i++);
     const r = await send(st.side.gw.url, key, body);
@@ -363,6 +403,7 @@ async function measurePaired(sides: Side[], withRps: boolean): Promise<Measured[
     st.nginx0 = st.workers.reduce((a, p) => a + cpuMs(p), 0);
     st.ex0 = st.side.metricsPorts.length ? total(await exchangeCounts(st.side.metricsPorts)) : 0;
   }
+  if (redisSide >= 0) r0 = await redisReads();
   const blocks = Math.ceil(SEQUENTIAL / BLOCK);
   for (let b = 0; b < blocks; b++) {
     const order = b % 2 === 0 ? state : [...state].reverse();
@@ -383,6 +424,7 @@ async function measurePaired(sides: Side[], withRps: boolean): Promise<Measured[
         : undefined,
     );
   }
+  const redisTrips = redisSide >= 0 ? perRequest(r0, await redisReads(), SEQUENTIAL) : undefined;
   if (withRps) {
     const quarter = Math.ceil(CONCURRENT_TOTAL / 4);
     for (let q = 0; q < 4; q++) {
@@ -421,6 +463,7 @@ async function measurePaired(sides: Side[], withRps: boolean): Promise<Measured[
       statuses: st.statuses,
       ...(withRps ? { rps: st.sent / (st.busyMs / 1000) } : {}),
       ...(ex === undefined ? {} : { exchanges: ex }),
+      ...(k === redisSide && redisTrips !== undefined ? { redisTrips } : {}),
     };
   });
 }
@@ -589,6 +632,7 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
       mark(checks[1], f(miss.pluginCpu)),
       mark(checks[2], f(nginx)),
       mark(checks[3], `${f(miss.exchanges)} / ${f(hit.exchanges)}`),
+      `${f(miss.redisTrips)} / ${f(hit.redisTrips)} / ${f(stream.redisTrips)}`,
       mark(checks[4], `${f(ratio)}× (${f(miss.rps)} ÷ ${f(b.rps)})`),
       mark(checks[5], `${f(stream.ttfbP50)} ≤ ${f(ttfbBound)} (direct ${f(bs.ttfbP50)})`),
       `${f(hit.p50 - bh.p50)} / ${f(hit.pluginCpu)}`,
@@ -614,7 +658,10 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
     "issue's targets: added p50 ≤ 3 ms, plugin-server CPU ≤ 2 ms and nginx CPU ≤ 1 ms over",
     'key-auth alone per miss, ≤ 20 exchanges per miss and ≤ 8 per hit, req/s at c=16 ≥ 0.4× key-auth',
     "alone, the stream's time to first byte ≤ 1.2 × direct + 2 ms. Round (load average at its",
-    'start); ✓ where the target held in that round. Times in ms.',
+    'start); ✓ where the target held in that round. Times in ms. Redis round trips per request',
+    "(not a target) are Redis's own count of reads from its clients (`total_reads_processed`) over",
+    "a shape's c=1 requests, log phases included: a script is one, and commands sent in one write",
+    'are one.',
     '',
     table(
       [
@@ -623,6 +670,7 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
         'plugin CPU / miss',
         'nginx CPU / miss over key-auth',
         'exchanges miss / hit',
+        'Redis round trips miss / hit / stream',
         'req/s c=16',
         'stream TTFB',
         'hit: added p50 / plugin CPU',
@@ -777,6 +825,7 @@ async function main(): Promise<void> {
         '—',
         '—',
         '—',
+        '—',
         f(bs.ttfbP50),
         `itself: ${f(b.nginxCpu)}; ${f(bs.nginxCpu)}`,
         f(b.rps),
@@ -808,6 +857,7 @@ async function main(): Promise<void> {
               f(m.pluginCpu),
               f(m.busiestCpu),
               m.exchanges === undefined ? '—' : f(m.exchanges),
+              f(m.redisTrips),
               shape === 'stream' ? `${f(m.ttfbP50)} (${f(m.ttfbP50 / bs.ttfbP50)}× direct)` : '—',
               f(m.nginxCpu - (shape === 'stream' ? bs.nginxCpu : b.nginxCpu)),
               m.rps === undefined ? '—' : `${f(m.rps)} (${f(m.rps / (b.rps ?? NaN))}×)`,
@@ -844,7 +894,10 @@ async function main(): Promise<void> {
         "kong.yml's PDK batch snippets (every PDK call its own exchange): the batching's A/B in one",
         'run. Plugin-server CPU is user+system time',
         'of our plugin-server processes per request (all, and the busiest one); nginx CPU is the',
-        "worker's per request minus key-auth alone's. One nginx worker. Latencies in ms.",
+        "worker's per request minus key-auth alone's. One nginx worker. Latencies in ms. Redis",
+        "round trips per request: Redis's own count of reads from its clients",
+        "(`total_reads_processed`) over a shape's c=1 requests, log phases included (a script is one;",
+        'commands sent in one write are one).',
         `Load average at the start: ${load} (2 cores, shared with Redis, Milvus and the mock).`,
         kinds.includes('kong') ? '' : '\n**No Kong 3.9 was installed: harness only.**\n',
         table(
@@ -859,6 +912,7 @@ async function main(): Promise<void> {
             'plugin CPU ms/req',
             'busiest process ms/req',
             'exchanges/req (counted by the plugin servers)',
+            'Redis round trips/req',
             'TTFB p50',
             'nginx CPU ms/req over key-auth',
             'req/s c=16',
@@ -924,7 +978,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-  process.exit(1);
-});
+main()
+  .finally(() => statsClient?.quit().catch(() => undefined))
+  .catch((e: unknown) => {
+    process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  });
