@@ -24,8 +24,15 @@
  * - 'error' events logged once per outage, never thrown (an unhandled 'error' event would
  *   crash the plugin server, taking every plugin instance in it down).
  *
- * One client per process per (url, timeouts): Kong runs each plugin in its own plugin-server
- * process, and every plugin instance (route, service) in it shares the client.
+ * One connection per process per (url, connect timeout), however many command deadlines use
+ * it: each deadline gets its own client object (node-redis's `withCommandOptions` view, which
+ * shares the connection), and every plugin instance with that deadline shares that object. In
+ * the co-hosted chain tenant-cache's 100 ms deadline and the others' 250 ms then ride one
+ * connection, so the commands of a phase leave in one write and come back in one read (a
+ * cache lookup beside the admission, the log's settles beside the cache's store) instead of one
+ * round trip per connection. Nothing blocks a connection here (no BLPOP, no MULTI; the grant
+ * listener subscribes on a `duplicate()`), so sharing one holds no command up behind another
+ * that Redis would not have run first anyway.
  *
  * Redis Cluster: the same URL fields take `redis://host:port?cluster=1[&nodes=host:port,...]`
  * (see `parseRedisUrl`), and the client is node-redis's cluster client under the same policy:
@@ -76,7 +83,12 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
 /** Distinct (url, timeouts) combinations one process may hold; more means a config bug. */
 export const MAX_CACHED_CLIENTS = 8;
 
+/** The client object per (url, command deadline, connect timeout). */
 const clients = new Map<string, RedisClient>();
+/** The connection per (url, connect timeout): the first client made on it. */
+const connections = new Map<string, RedisClient>();
+/** A deadline's view → the connection it shares (for events: a view's own listeners are lost). */
+const connectionOf = new WeakMap<RedisClient, RedisClient>();
 /** Each client's deadline keeper: one sweep timer per client, none per command. */
 const sweeps = new WeakMap<RedisClient, DeadlineSweep>();
 const clusters = new WeakSet<RedisClient>();
@@ -123,6 +135,18 @@ export function createRedis(opts: RedisOptions): RedisClient {
     );
   }
 
+  const connectionKey = `${opts.url}|${connectTimeoutMs}`;
+  const shared = connections.get(connectionKey);
+  if (shared) {
+    // Another deadline on the same connection: a view that shares its socket and queue.
+    const view = shared.withCommandOptions(NO_PER_COMMAND_TIMER) as RedisClient;
+    if (clusters.has(shared)) clusters.add(view);
+    connectionOf.set(view, shared);
+    clients.set(cacheKey, view);
+    sweeps.set(view, new DeadlineSweep(commandTimeoutMs));
+    return view;
+  }
+
   const target = parseRedisUrl(opts.url);
   const log = opts.log ?? ((m: string) => console.error(m));
   const where = redactUrl(opts.url);
@@ -136,6 +160,7 @@ export function createRedis(opts: RedisOptions): RedisClient {
     client = standaloneClient(target.url, connectTimeoutMs, log, where);
   }
   clients.set(cacheKey, client);
+  connections.set(connectionKey, client);
   sweeps.set(client, new DeadlineSweep(commandTimeoutMs));
   return client;
 }
@@ -193,8 +218,11 @@ export function withDeadline<T>(client: RedisClient, command: Promise<T>): Promi
 }
 
 /** Resolves once the client is connected; rejects with a clear message after `timeoutMs`. */
-export function waitForRedis(client: RedisClient, timeoutMs: number): Promise<void> {
-  if (client.isReady) return Promise.resolve();
+export function waitForRedis(view: RedisClient, timeoutMs: number): Promise<void> {
+  if (view.isReady) return Promise.resolve();
+  // A deadline's view inherits the connection's listeners, but one added through it would be
+  // its own (EventEmitter writes its counts on `this`): listen on the connection.
+  const client = connectionOf.get(view) ?? view;
   // A cluster client is ready once it has read the topology: node-redis says 'connect'.
   const event = isRedisCluster(client) ? 'connect' : 'ready';
   return new Promise((resolve, reject) => {
@@ -232,8 +260,9 @@ export async function untilFirstConnected(client: RedisClient, timeoutMs: number
 
 /** Closes every client this module created (plugin-server shutdown, test teardown). */
 export async function closeAllRedis(): Promise<void> {
-  const all = [...clients.values()];
+  const all = [...connections.values()];
   clients.clear();
+  connections.clear();
   await Promise.all(
     all.map(async (client) => {
       stopRetries.get(client)?.();

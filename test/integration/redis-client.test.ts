@@ -168,6 +168,51 @@ test.serial('commands and scripts under the deadline make no timer each', async 
   t.true(theirs >= calls, `${theirs} timers for ${calls} commands`);
 });
 
+/** Redis's own count of reads from its clients' sockets (`total_reads_processed`). */
+async function readsProcessed(admin: { info(section: string): Promise<string> }): Promise<number> {
+  const m = /^total_reads_processed:(\d+)/m.exec(await admin.info('stats'));
+  return Number(m?.[1]);
+}
+
+test.serial(
+  'two deadlines on one URL share one connection: one write for both, each its own deadline',
+  async (t) => {
+    const server = await startPrivateRedis(t);
+    closeClientsAtEnd(t);
+    const patient = createRedis({ url: server.url, commandTimeoutMs: 3000 });
+    const hasty = createRedis({ url: server.url, commandTimeoutMs: 100 });
+    t.not(hasty, patient);
+    await waitForRedis(patient, 5000);
+    // A view made before the connection is ready waits for it like the connection itself.
+    await waitForRedis(hasty, 5000);
+    t.is(await hasty.clientId(), await patient.clientId());
+
+    const admin = createClient({ url: server.url });
+    await admin.connect();
+    t.teardown(() => admin.close());
+    // Commands of one tick through both leave in one write: Redis reads once for them.
+    const before = await readsProcessed(admin);
+    const [a, b] = await Promise.all([
+      withDeadline(patient, patient.set('it:shared:a', '1')),
+      withDeadline(hasty, hasty.get('it:shared:a')),
+    ]);
+    const reads = (await readsProcessed(admin)) - before - 1; // the second INFO's own read
+    t.is(a, 'OK');
+    t.is(b, '1');
+    t.is(reads, 1);
+
+    // Each keeps its own deadline: Redis holds every other client's commands for 1 s.
+    await admin.sendCommand(['CLIENT', 'PAUSE', '1000', 'ALL']);
+    const [late, slow] = await Promise.allSettled([
+      withDeadline(hasty, hasty.ping()),
+      withDeadline(patient, patient.ping()),
+    ]);
+    t.is(late.status, 'rejected');
+    t.true(late.status === 'rejected' && late.reason instanceof RedisDeadlineError);
+    t.deepEqual(slow, { status: 'fulfilled', value: 'PONG' });
+  },
+);
+
 test.serial('one client per process per URL and timeouts', async (t) => {
   closeClientsAtEnd(t);
   const url = `redis://127.0.0.1:${await freePort()}`;
