@@ -20,7 +20,15 @@
  * rounds); printed, nothing written.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, renameSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -548,6 +556,29 @@ async function exchanges(
 }
 
 /**
+ * The transport floor (bench/lib/transport-floor-plugin.cjs): one plugin making the chain's PDK
+ * calls and Redis round trips for a miss, with none of its work, served by a plugin server of
+ * ours. Its directory is made for the run (Kong wants it named after the plugin).
+ */
+function floorGateway(upstreamUrl: string): { config: Declarative; dir: string; root: string } {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'kta-floor-'));
+  const dir = path.join(root, FLOOR);
+  mkdirSync(dir);
+  writeFileSync(
+    path.join(dir, `${FLOOR}.js`),
+    `'use strict';\nrequire(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'pluginserver', 'harden.js'))});\n` +
+      `module.exports = require(${JSON.stringify(path.join(__dirname, 'lib', 'transport-floor-plugin.cjs'))});\n`,
+  );
+  // kong.yml's route with its snippets (the PDK batch, the log facts, the answer capture) and
+  // key-auth, without our six plugins: the floor in their place.
+  const config = chainConfig(upstreamUrl, false);
+  config.plugins = [...(config.plugins ?? []), { name: FLOOR, config: {} }];
+  return { config, dir, root };
+}
+
+const FLOOR = 'kta-transport-floor';
+
+/**
  * The issue's targets on the real Kong, run after run (BENCH_QUICK_ROUNDS, default 3): each
  * round starts Kong with key-auth alone (the bypass and the stream as references) and then
  * kong.yml's lean chain in one process, and measures the miss (with req/s at c=16), the hit
@@ -571,6 +602,8 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
     let bs: Measured;
     let bb: Measured | undefined;
     let bl: Measured | undefined;
+    let bf: Measured | undefined;
+    let floor: Measured | undefined;
     const m: Partial<Record<Shape, Measured>> = {};
     try {
       gw = (await start('kong', config, 'chain')) as KongGateway;
@@ -604,7 +637,35 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
       [bl, m.long] = await pair('long', 'long', false);
     } finally {
       await gw?.close();
+    }
+    // The transport floor, against key-auth alone the same way (the chain's Kong stopped first).
+    const fl = floorGateway(upstreamUrl);
+    const floorPort = await freePort();
+    try {
+      const fgw = await startKong({
+        config: fl.config,
+        pluginServers: { [FLOOR]: fl.dir },
+        env: { ...PLUGIN_ENV, KTA_FLOOR_METRICS_PORT: String(floorPort) },
+        pluginServerMode: 'chain',
+        workers: 1,
+        label: 'bench-floor',
+      });
+      try {
+        const fpid = fgw.pluginServerInfo(FLOOR).pid;
+        [bf, floor] = (await measurePaired(
+          [
+            { gw: base, shape: 'miss', pids: [], metricsPorts: [] },
+            { gw: fgw, shape: 'miss', pids: [fpid], metricsPorts: [floorPort] },
+          ],
+          true,
+        )) as [Measured, Measured];
+        process.stdout.write(`round ${round} floor: ${JSON.stringify(floor)}\n`);
+      } finally {
+        await fgw.close();
+      }
+    } finally {
       await base.close();
+      rmSync(fl.root, { recursive: true, force: true });
     }
     const miss = m.miss as Measured;
     const hit = m.hit as Measured;
@@ -638,6 +699,9 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
       `${f(hit.p50 - bh.p50)} / ${f(hit.pluginCpu)}`,
       `${f(b.p50)} / ${f(bb?.p50)} (${f(miss.p50 - (bb?.p50 ?? NaN))})`,
       `${f((m.long?.p50 ?? NaN) - (bl?.p50 ?? NaN))} / ${f(m.long?.pluginCpu)}`,
+      `${f((floor?.p50 ?? NaN) - (bf?.p50 ?? NaN))} / ${f(floor?.pluginCpu)} / ${f(
+        (floor?.rps ?? NaN) / (bf?.rps ?? NaN),
+      )}× / ${f(floor?.exchanges)} / ${f(floor?.redisTrips)}`,
     ]);
   }
   const body = [
@@ -661,7 +725,11 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
     'start); ✓ where the target held in that round. Times in ms. Redis round trips per request',
     "(not a target) are Redis's own count of reads from its clients (`total_reads_processed`) over",
     "a shape's c=1 requests, log phases included: a script is one, and commands sent in one write",
-    'are one.',
+    'are one. The **transport floor** (bench/lib/transport-floor-plugin.cjs) is one plugin that makes',
+    "the chain's PDK calls for a miss (the same reads, the same writes and sizes, batched the same",
+    'way: 5 exchanges) and its Redis round trips (trivial scripts), with none of its work (no JSON',
+    'parse, tokenizer, policy, crypto or metrics), measured against key-auth alone the same way',
+    "after the chain's shapes: what a miss would cost if our own code took no time at all.",
     '',
     table(
       [
@@ -676,6 +744,7 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
         'hit: added p50 / plugin CPU',
         "key-auth alone p50: miss's requests / bypass (miss added over bypass)",
         'long prompt (≈1,500 tokens) miss: added p50 / plugin CPU',
+        'transport floor, miss: added p50 / plugin CPU / req/s c=16 / exchanges / Redis round trips',
       ],
       rows,
     ),
