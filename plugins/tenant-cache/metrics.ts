@@ -73,6 +73,14 @@ export const semanticSimilarity = new Histogram({
   registers: [registry],
 });
 
+export const semanticLookupSeconds = new Histogram({
+  name: 'tenant_cache_semantic_lookup_seconds',
+  help: "Time of one semantic lookup on the request path (the question's embedding and the Milvus search, whatever their outcome), per tenant.",
+  labelNames: ['tenant'] as const,
+  buckets: [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  registers: [registry],
+});
+
 let labels: TenantLabels | null = null;
 /** The bounded tenant label mapper; the bound comes from the first instance's config. */
 export function tenantLabels(maxTenants: number): TenantLabels {

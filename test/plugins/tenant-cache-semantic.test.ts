@@ -43,9 +43,22 @@ test.serial('a near-duplicate question is answered from the tenant’s earlier a
     tenant: 'acme',
     outcome: 'hit',
   });
+  const timedBefore = await metricAt(
+    d.cacheMetricsUrl,
+    'tenant_cache_semantic_lookup_seconds_count',
+    {
+      tenant: 'acme',
+    },
+  );
   const first = await askSem(d, 'acme', 'sem', question(Q, id));
   t.is(first.res.status, 200);
   t.is(first.res.headers['x-cache-status'], 'MISS');
+  // The lookup that found nothing was timed (its embedding and its search).
+  t.true(
+    (await metricAt(d.cacheMetricsUrl, 'tenant_cache_semantic_lookup_seconds_count', {
+      tenant: 'acme',
+    })) > timedBefore,
+  );
   t.truthy(first.upstream);
   t.is(
     (await metricAt(d.cacheMetricsUrl, 'tenant_cache_semantic_stores_total', {

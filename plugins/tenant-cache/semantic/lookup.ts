@@ -39,6 +39,7 @@ export async function semanticHit(
   const c = ready.config.semantic;
   const keys = ready.keyring.forTenant(ctx);
   let result;
+  const stop = metrics.semanticLookupSeconds.startTimer({ tenant });
   try {
     await loadSemanticStore();
     result = await withinDeadline(
@@ -52,6 +53,8 @@ export async function semanticHit(
   } catch (e) {
     metrics.semanticLookups.inc({ tenant, outcome: unavailableOutcome(e) });
     return null;
+  } finally {
+    stop();
   }
   if (result.similarity !== null) {
     metrics.semanticSimilarity.observe({ tenant }, result.similarity);
