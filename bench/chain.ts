@@ -578,6 +578,52 @@ function floorGateway(upstreamUrl: string): { config: Declarative; dir: string; 
 
 const FLOOR = 'kta-transport-floor';
 
+/** BENCH_CHAIN_FULL=0 leaves the chain with retrieval and the semantic cache out (no Milvus). */
+const WITH_FULL = process.env.BENCH_CHAIN_FULL !== '0';
+
+/**
+ * Seconds spent so far in retrieval-injector's embed-and-search and tenant-cache's semantic
+ * lookups (embedding and search), from their histograms: the co-hosted process answers the
+ * same registry on every port, so the first port that has a metric gives it.
+ */
+async function externalSeconds(ports: number[]): Promise<{
+  retrieval: { sum: number; count: number };
+  semantic: { sum: number; count: number };
+}> {
+  const out = { retrieval: { sum: NaN, count: NaN }, semantic: { sum: NaN, count: NaN } };
+  const names = {
+    retrieval: 'retrieval_injector_search_seconds',
+    semantic: 'tenant_cache_semantic_lookup_seconds',
+  } as const;
+  for (const port of ports) {
+    const text = await fetch(`http://127.0.0.1:${port}/metrics`).then(
+      (r) => r.text(),
+      () => '',
+    );
+    for (const key of ['retrieval', 'semantic'] as const) {
+      if (!Number.isNaN(out[key].sum)) continue;
+      const total = (suffix: string) => {
+        let v = 0;
+        let seen = false;
+        for (const m of text.matchAll(
+          new RegExp(`^${names[key]}_${suffix}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'),
+        )) {
+          v += Number(m[1]);
+          seen = true;
+        }
+        return seen ? v : NaN;
+      };
+      const sum = total('sum');
+      if (!Number.isNaN(sum)) out[key] = { sum, count: total('count') };
+    }
+  }
+  // A plugin that never ran in the window has no series yet: nothing spent.
+  for (const key of ['retrieval', 'semantic'] as const) {
+    if (Number.isNaN(out[key].sum)) out[key] = { sum: 0, count: 0 };
+  }
+  return out;
+}
+
 /**
  * The issue's targets on the real Kong, run after run (BENCH_QUICK_ROUNDS, default 3): each
  * round starts Kong with key-auth alone (the bypass and the stream as references) and then
@@ -604,6 +650,9 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
     let bl: Measured | undefined;
     let bf: Measured | undefined;
     let floor: Measured | undefined;
+    let bfull: Measured | undefined;
+    let full: Measured | undefined;
+    let external: { retrievalMs: number; semanticMs: number; calls: number } | undefined;
     const m: Partial<Record<Shape, Measured>> = {};
     try {
       gw = (await start('kong', config, 'chain')) as KongGateway;
@@ -663,6 +712,41 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
       } finally {
         await fgw.close();
       }
+      if (WITH_FULL) {
+        // The chain with retrieval-injector and the semantic cache: what they add to a miss over
+        // the lean chain, against their own embeddings calls and Milvus searches, timed by the
+        // plugins (retrieval_injector_search_seconds, tenant_cache_semantic_lookup_seconds).
+        const fullConfig = chainConfig(upstreamUrl, true, false);
+        const fullPorts = await withMetricsPorts(fullConfig);
+        const fgw = (await start('kong', fullConfig, 'chain')) as KongGateway;
+        try {
+          const fpids = [
+            ...new Set(Object.keys(serversFor(fullConfig)).map((n) => fgw.pluginServerInfo(n).pid)),
+          ];
+          const t0 = await externalSeconds(fullPorts);
+          [bfull, full] = (await measurePaired(
+            [
+              { gw: base, shape: 'miss', pids: [], metricsPorts: [] },
+              { gw: fgw, shape: 'miss', pids: fpids, metricsPorts: fullPorts },
+            ],
+            false,
+          )) as [Measured, Measured];
+          const t1 = await externalSeconds(fullPorts);
+          // measurePaired's 30 warm-up requests are inside the window too.
+          const n = SEQUENTIAL + 30;
+          external = {
+            retrievalMs: ((t1.retrieval.sum - t0.retrieval.sum) * 1000) / n,
+            semanticMs: ((t1.semantic.sum - t0.semantic.sum) * 1000) / n,
+            calls:
+              (t1.retrieval.count - t0.retrieval.count + t1.semantic.count - t0.semantic.count) / n,
+          };
+          process.stdout.write(
+            `round ${round} full: ${JSON.stringify(full)} ${JSON.stringify(external)}\n`,
+          );
+        } finally {
+          await fgw.close();
+        }
+      }
     } finally {
       await base.close();
       rmSync(fl.root, { recursive: true, force: true });
@@ -699,6 +783,15 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
       `${f(hit.p50 - bh.p50)} / ${f(hit.pluginCpu)}`,
       `${f(b.p50)} / ${f(bb?.p50)} (${f(miss.p50 - (bb?.p50 ?? NaN))})`,
       `${f((m.long?.p50 ?? NaN) - (bl?.p50 ?? NaN))} / ${f(m.long?.pluginCpu)}`,
+      full && bfull && external
+        ? (() => {
+            const extra = full.p50 - bfull.p50 - added;
+            const bound = external.retrievalMs + external.semanticMs + 1;
+            return `${f(extra)} ≤ ${f(bound)} (retrieval ${f(external.retrievalMs)} + semantic ${f(
+              external.semanticMs,
+            )} + 1; ${f(external.calls)} lookups/req) ${extra <= bound ? '✓' : '✗'}`;
+          })()
+        : '—',
       `${f((floor?.p50 ?? NaN) - (bf?.p50 ?? NaN))} / ${f(floor?.pluginCpu)} / ${f(
         (floor?.rps ?? NaN) / (bf?.rps ?? NaN),
       )}× / ${f(floor?.exchanges)} / ${f(floor?.redisTrips)}`,
@@ -729,7 +822,12 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
     "the chain's PDK calls for a miss (the same reads, the same writes and sizes, batched the same",
     'way: 5 exchanges) and its Redis round trips (trivial scripts), with none of its work (no JSON',
     'parse, tokenizer, policy, crypto or metrics), measured against key-auth alone the same way',
-    "after the chain's shapes: what a miss would cost if our own code took no time at all.",
+    "after the chain's shapes: what a miss would cost if our own code took no time at all. The",
+    "issue's target for retrieval and the semantic cache: kong.yml's chain with both (a miss, 400",
+    "requests at c=1 against key-auth alone the same way) may add to the lean chain's added p50 no",
+    "more than their own embeddings calls and Milvus searches + 1 ms; those are the plugins' own",
+    'timings (`retrieval_injector_search_seconds`: embed and search; `tenant_cache_semantic_lookup_seconds`:',
+    'embed and search) per request, means over the same requests. Not in the "every target" count.',
     '',
     table(
       [
@@ -744,6 +842,7 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
         'hit: added p50 / plugin CPU',
         "key-auth alone p50: miss's requests / bypass (miss added over bypass)",
         'long prompt (≈1,500 tokens) miss: added p50 / plugin CPU',
+        '+ retrieval + semantic cache, miss: p50 over the lean chain ≤ their embeddings and searches + 1 ms',
         'transport floor, miss: added p50 / plugin CPU / req/s c=16 / exchanges / Redis round trips',
       ],
       rows,
