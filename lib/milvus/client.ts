@@ -51,7 +51,23 @@ export async function createMilvus(opts: MilvusOptions): Promise<MilvusClient> {
     const reason = err instanceof Error ? err.message : String(err);
     throw new MilvusUnavailableError(`Milvus at ${opts.address} not reachable: ${reason}`);
   }
+  describeFromCache(client);
   return client;
+}
+
+/**
+ * SDK 2.3.5's `insert` (grpc/Data.js `_insert`) describes the collection on every call, without
+ * the client's cache, only to order the fields it sends: one more gRPC round trip, and Milvus's
+ * work, for every insert (the semantic cache stores one per cacheable miss; ingestion one per
+ * batch). `search` already asks with `cache: true`. Here a description asked without saying
+ * `cache` comes from the client's cache (the SDK's own LRU, filled by the first call and cleared
+ * by `dropCollection` through this client); one that says `cache: false` goes to Milvus, as the
+ * schema check of `ensureTenantCollection` does. A collection dropped and made again by someone
+ * else with another schema then fails its inserts at Milvus, as it failed its searches before.
+ */
+function describeFromCache(client: MilvusClient): void {
+  const describe = client.describeCollection.bind(client);
+  client.describeCollection = (data) => describe({ ...data, cache: data.cache ?? true });
 }
 
 /** Field names of the tenant collection; the retrieval plugin reads these. */
@@ -186,7 +202,7 @@ function schemaFields(spec: TenantCollectionSpec): FieldType[] {
  * rather than silently serving an untenanted collection.
  */
 async function assertTenantSchema(client: MilvusClient, spec: TenantCollectionSpec): Promise<void> {
-  const desc = await client.describeCollection({ collection_name: spec.name });
+  const desc = await client.describeCollection({ collection_name: spec.name, cache: false });
   check(desc.status, `describeCollection ${spec.name}`);
   const fields = desc.schema.fields;
   const tenant = fields.find((x) => x.name === TENANT_COLLECTION_FIELDS.tenantId);

@@ -95,6 +95,41 @@ test('a tenant filter returns only that tenant, even when others are nearer', as
   t.deepEqual(await searchTexts(client, spec, tenantFilter(parseTenantId('nobody'))), []);
 });
 
+test('inserts describe the collection once, not once per insert', async (t) => {
+  const client = await milvus(t);
+  const spec: TenantCollectionSpec = {
+    name: uniqueName(t, client, 'kta_it_describe'),
+    dim: 4,
+    numPartitions: 4,
+    metricType: 'L2',
+  };
+  await ensureTenantCollection(client, spec);
+  // The SDK sends each RPC through its gRPC client's method of that name (utils/Function.js).
+  const grpc = (client as unknown as { client: Record<string, (...a: unknown[]) => unknown> })
+    .client;
+  const describe = grpc.DescribeCollection as (...a: unknown[]) => unknown;
+  let described = 0;
+  grpc.DescribeCollection = (...a: unknown[]) => {
+    described++;
+    return describe.apply(grpc, a);
+  };
+  t.teardown(() => {
+    grpc.DescribeCollection = describe;
+  });
+  for (let i = 0; i < 3; i++) {
+    const res = await client.insert({
+      collection_name: spec.name,
+      data: [{ [F.tenantId]: tenantA, [F.text]: `row ${i}`, [F.embedding]: [i, 1, 0, 0] }],
+    });
+    t.is(res.status.error_code, ErrorCode.SUCCESS, res.status.reason);
+  }
+  t.true(described <= 1, `${described} DescribeCollection calls for 3 inserts`);
+  // A schema check still asks Milvus itself.
+  const beforeCheck = described;
+  await ensureTenantCollection(client, spec);
+  t.true(described > beforeCheck);
+});
+
 test('ensureTenantCollection is idempotent and builds the partition-key schema', async (t) => {
   const client = await milvus(t);
   const spec: TenantCollectionSpec = {
