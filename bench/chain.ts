@@ -17,7 +17,7 @@
  * `BENCH_CHAIN_AB=<another checkout, built>`: a change judged on the real Kong, the other
  * checkout's chain ("A") and this one's ("B") running at once and measured side by side
  * (`measurePaired`), per shape (BENCH_AB_SHAPES, default miss,hit,stream; BENCH_QUICK_ROUNDS
- * rounds); printed, nothing written.
+ * rounds; BENCH_AB_FULL=1 with retrieval and the semantic cache); printed, nothing written.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -872,7 +872,8 @@ async function chainAB(upstreamUrl: string, other: string): Promise<void> {
   const rounds = Number(process.env.BENCH_QUICK_ROUNDS ?? 2);
   const rows: Array<Array<string | number>> = [];
   for (let round = 1; round <= rounds; round++) {
-    const configB = chainConfig(upstreamUrl, true, true);
+    // BENCH_AB_FULL=1: kong.yml's whole chain (retrieval and the semantic cache: Milvus needed).
+    const configB = chainConfig(upstreamUrl, true, process.env.BENCH_AB_FULL !== '1');
     const portsA = await withMetricsPorts(configB);
     const configA = JSON.parse(JSON.stringify(configB)) as Declarative;
     const portsB = await withMetricsPorts(configB);
