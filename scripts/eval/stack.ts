@@ -18,15 +18,18 @@ import { parse } from 'yaml';
 import { startGateway } from '../../harness/index';
 import type { Gateway } from '../../harness/types';
 import { startKong } from '../../kong-runner/index';
-import { createMilvus } from '../../lib/milvus/client';
+import { createMilvus, ensureTenantCollection } from '../../lib/milvus/client';
 import { closeAllRedis, createRedis, waitForRedis, type RedisClient } from '../../lib/redis/client';
 import { createKeyspace, type Keyspace } from '../../lib/redis/keys';
 import { ChunkCipher } from '../../lib/retrieval/chunk-cipher';
 import { Embedder } from '../../lib/retrieval/embedder';
 import { ingestDocuments } from '../../lib/retrieval/knowledge-ops';
 import { KnowledgeStore } from '../../lib/retrieval/knowledge-store';
+import { readConfig } from '../../lib/schema/config';
 import { parseTenantId } from '../../lib/tenant/tenant-id';
 import { startMockUpstream, type MockUpstream } from '../../mock-upstream/index';
+import { Schema as TenantCacheSchema } from '../../plugins/tenant-cache/schema';
+import { semanticCollectionSpec } from '../../plugins/tenant-cache/semantic/runtime';
 import { periodAt } from '../../plugins/token-meter/period';
 import type { Period } from '../../plugins/token-meter/config';
 import type { UpstreamView } from './checks';
@@ -240,6 +243,24 @@ async function ingestKnowledge(
   }
 }
 
+/**
+ * The semantic cache's collection made and loaded before the gateway starts, as the knowledge
+ * collection is, with the plugin's own spec. Otherwise the plugin makes it on its first
+ * request, under its connect deadline (`semantic.milvus.connect_timeout_ms`, 5 s): a fresh
+ * Milvus loading a new 64-partition collection on a busy machine once took longer (CI, stop
+ * 42), and that request's lookup and store were misses, the semantic case's first answer never
+ * stored. What the eval judges is the cache's answers, not how long Milvus takes to load.
+ */
+async function openSemanticCollection(o: StackOptions, raw: Obj): Promise<void> {
+  const c = readConfig(TenantCacheSchema, raw);
+  const milvus = await createMilvus({ address: o.milvusAddress, timeoutMs: 30_000 });
+  try {
+    await ensureTenantCollection(milvus, semanticCollectionSpec(c.semantic));
+  } finally {
+    milvus.closeConnection();
+  }
+}
+
 async function dropRunState(
   o: StackOptions,
   redis: RedisClient,
@@ -318,6 +339,8 @@ export async function startEvalStack(o: StackOptions): Promise<EvalTarget> {
     });
     const retrieval = doc.plugins.find((p) => p.name === 'retrieval-injector')?.config;
     if (retrieval) await ingestKnowledge(o, retrieval, redis, keyspace, knowledgeSecret, mock.url);
+    const cache = doc.plugins.find((p) => p.name === 'tenant-cache')?.config;
+    if (cache) await openSemanticCollection(o, cache);
 
     const pluginsRoot = path.join(o.root, 'dist', 'pluginservers');
     const built = new Set(readdirSync(pluginsRoot));

@@ -16,6 +16,18 @@ import type { SemanticConfig } from './schema';
 
 const runtimes = new RuntimeSlots<SemanticStore>('semantic-cache');
 
+/** The semantic collection this configuration opens (and creates when missing). */
+export function semanticCollectionSpec(c: SemanticConfig) {
+  return {
+    name: c.milvus.collection,
+    dim: c.embeddings.dimensions,
+    numPartitions: c.milvus.num_partitions,
+    metricType: 'COSINE',
+    textMaxLength: 65535,
+    embeddingModel: c.embeddings.model,
+  } as const;
+}
+
 async function open(
   c: SemanticConfig,
   redis: RedisClient,
@@ -40,14 +52,7 @@ async function open(
     return await withinDeadline(
       SemanticStore.open({
         client,
-        collection: {
-          name: c.milvus.collection,
-          dim: c.embeddings.dimensions,
-          numPartitions: c.milvus.num_partitions,
-          metricType: 'COSINE',
-          textMaxLength: 65535,
-          embeddingModel: c.embeddings.model,
-        },
+        collection: semanticCollectionSpec(c),
         embedder,
         redis,
         keyspace,
