@@ -153,6 +153,20 @@ const send = (url: string, key: string, body: string): Promise<Sample> =>
   sendChat(url, key, body, agent);
 
 /** utime + stime of a process, in ms (0 when it is gone). */
+/**
+ * Waits (up to 15 s) until the plugin servers spend under 2 % of a core: what a process still
+ * does after its warm-up requests (its counting thread building the tokenizer's encodings, in
+ * the background since startup) is not the first shape's cost per request.
+ */
+async function untilIdle(pids: number[]): Promise<void> {
+  const busy = () => pids.reduce((a, p) => a + cpuMs(p), 0);
+  for (let i = 0; i < 30; i++) {
+    const before = busy();
+    await new Promise((r) => setTimeout(r, 500));
+    if (busy() - before < 10) return;
+  }
+}
+
 function cpuMs(pid: number): number {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
@@ -303,6 +317,7 @@ async function measureShape(
     return r;
   };
   for (let w = 0; w < 30; w++) await one();
+  await untilIdle(pluginPids);
   for (const k of Object.keys(statuses)) delete statuses[Number(k)];
   // After the warm-up: a worker just started still bears the master's name.
   const workers = nginxWorkers(gw);
@@ -403,8 +418,9 @@ async function measurePaired(sides: Side[], withRps: boolean): Promise<Measured[
     st.statuses[r.status] = (st.statuses[r.status] ?? 0) + 1;
     return r;
   };
+  for (const st of state) for (let w = 0; w < 30; w++) await one(st);
+  await untilIdle(state.flatMap((st) => st.side.pids));
   for (const st of state) {
-    for (let w = 0; w < 30; w++) await one(st);
     st.statuses = {};
     st.workers = nginxWorkers(st.side.gw);
     st.cpu0 = st.side.pids.map(cpuMs);
