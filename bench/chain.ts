@@ -152,7 +152,31 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 const send = (url: string, key: string, body: string): Promise<Sample> =>
   sendChat(url, key, body, agent);
 
-/** utime + stime of a process, in ms (0 when it is gone). */
+/** Requests sent to every gateway the bench starts before it measures anything (BENCH_WARMUP). */
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 3000);
+const WARMUP_SHAPES: Shape[] = ['miss', 'hit', 'bypass', 'stream', 'long', 'refused'];
+
+/**
+ * Brings a gateway just started to its steady state: WARMUP requests of every shape, four at a
+ * time. A plugin server's first thousands of requests run code V8 has not optimised yet, and
+ * its optimising compiler then works on other threads of the process: after 100 misses the
+ * co-hosted chain still spent about 0.9 ms of CPU per request compiling (four V8 threads,
+ * `perf`), after 3,000 about 0.06 ms, and its main thread 2.1 ms against 1.5 ms. A gateway
+ * serves millions of requests per process; the bench measures what those cost, not the first
+ * few hundred. (Before 2026-12-08 a shape was measured after 30 requests of its own.)
+ */
+async function warmUp(gw: Gateway): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < WARMUP) {
+      const n = next++;
+      const { key, body } = requestOf(WARMUP_SHAPES[n % WARMUP_SHAPES.length]!, 1_000_000 + n);
+      await send(gw.url, key, body);
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, worker));
+}
+
 /**
  * Waits (up to 15 s) until the plugin servers spend under 2 % of a core: what a process still
  * does after its warm-up requests (its counting thread building the tokenizer's encodings, in
@@ -167,6 +191,7 @@ async function untilIdle(pids: number[]): Promise<void> {
   }
 }
 
+/** utime + stime of a process, in ms (0 when it is gone). */
 function cpuMs(pid: number): number {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
@@ -519,9 +544,17 @@ async function start(
     env: PLUGIN_ENV,
     pluginServerMode: mode,
   };
-  return kind === 'kong'
-    ? startKong({ ...opts, workers: 1, label: 'bench-chain' })
-    : startGateway(opts);
+  const gw =
+    kind === 'kong'
+      ? await startKong({ ...opts, workers: 1, label: 'bench-chain' })
+      : await startGateway(opts);
+  try {
+    await warmUp(gw);
+  } catch (err) {
+    await gw.close();
+    throw err;
+  }
+  return gw;
 }
 
 const f = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '—' : n.toFixed(2));
@@ -716,6 +749,7 @@ async function kongTargets(upstreamUrl: string): Promise<void> {
         label: 'bench-floor',
       });
       try {
+        await warmUp(fgw);
         const fpid = fgw.pluginServerInfo(FLOOR).pid;
         [bf, floor] = (await measurePaired(
           [
@@ -910,6 +944,7 @@ async function chainAB(upstreamUrl: string, other: string): Promise<void> {
     });
     let b: KongGateway | undefined;
     try {
+      await warmUp(a);
       b = (await start('kong', configB, 'chain')) as KongGateway;
       const pidsOf = (g: KongGateway, c: Declarative) => [
         ...new Set(Object.keys(serversFor(c)).map((n) => g.pluginServerInfo(n).pid)),
