@@ -2,9 +2,9 @@
  * Long prompts counted off the request path's thread.
  *
  * In the co-hosted chain every plugin of every tenant runs on one thread, and a prompt's count
- * grows with its length: about 1.3 µs per token measured in the chain (a 1,500-token prompt
- * added 2 ms of plugin-server CPU per request, docs/benchmarks.md), up to about 0.1 s for the
- * longest text counted (tokenize.ts `MAX_COUNTED`). Counted inline, one tenant's long prompts
+ * grows with its length: about 0.3-0.6 µs per token of ASCII prose measured in the chain
+ * (piece-count.ts; 1.3 µs with tiktoken alone, which still counts other text), up to about
+ * 0.1 s for the longest text counted (tokenize.ts `MAX_COUNTED`). Counted inline, one tenant's long prompts
  * hold every other tenant's requests for that long, and cap the process at one core.
  *
  * So a prompt longer than `INLINE_MAX_CHARS` is counted by a worker thread (piscina), with the
