@@ -30,6 +30,7 @@ import {
 } from './record';
 import type { CaptureConfig } from './schema';
 import { storeCapture } from './store';
+import { notify } from '../pdk/notices';
 
 export type { CaptureConfig } from './schema';
 
@@ -168,9 +169,7 @@ export async function recordCapture(
       (e: unknown) => {
         metrics.captures.inc({ tenant: label, result: 'failed' });
         // The phase is over: Kong's log is out of reach (a PDK call now would never settle).
-        process.stderr.write(
-          `capture: not stored: ${e instanceof Error ? e.message : String(e)}\n`,
-        );
+        notify(`capture: not stored: ${e instanceof Error ? e.message : String(e)}`);
       },
     );
     result = '';

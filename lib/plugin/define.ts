@@ -18,6 +18,7 @@ import { serveMetrics } from '../metrics/registry';
 import { GatewayError } from '../http/errors';
 import type { KongPdk } from '../pdk/kong';
 import { guardPhase } from './phase';
+import { notify } from '../pdk/notices';
 
 /** An instance's start-up: ready to serve, or why it cannot. */
 export type StartUp<R> =
@@ -102,7 +103,7 @@ export function definePlugin<R, N = undefined>(spec: PluginSpec<R, N>): KitModul
       if (s.ok && spec.metricsAt) {
         const { port, host } = spec.metricsAt(s.ready);
         serveMetrics(name, port, host, (e) =>
-          process.stderr.write(`${name}: metrics endpoint ${host}:${port} failed: ${e.message}\n`),
+          notify(`${name}: metrics endpoint ${host}:${port} failed: ${e.message}`),
         );
       }
     }

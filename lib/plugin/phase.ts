@@ -8,6 +8,7 @@
  */
 import { GatewayError, exitWithError, isGatewayError, kongRequestId } from '../http/errors';
 import { asKongPdk, type KongPdk } from '../pdk/kong';
+import { flushNotices, hasNotices } from '../pdk/notices';
 
 export interface PhaseHooks {
   /** Called with the refusal before the response is sent (metrics). */
@@ -29,6 +30,8 @@ export async function guardPhase(
   const kong = asKongPdk(rawKong);
   try {
     await body(kong);
+    // The plugin server's own notices (notices.ts), after the response has left.
+    if (hooks.afterResponse && hasNotices()) await flushNotices(kong);
   } catch (e) {
     const refusal = isGatewayError(e)
       ? e
@@ -41,6 +44,7 @@ export async function guardPhase(
     if (hooks.afterResponse) {
       const detail = e instanceof Error ? (e.stack ?? e.message) : String(e);
       void kong.log.err(`${plugin} ${phase}: ${detail}`);
+      if (hasNotices()) await flushNotices(kong);
       return;
     }
     // The refusal goes out first: nothing after these lines may stand between an error and it.

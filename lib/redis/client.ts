@@ -42,6 +42,7 @@
  * no offline queue) until its replica has taken over and the topology is read again.
  */
 import { createClient } from 'redis';
+import { notify } from '../pdk/notices';
 import { clusterClient } from './cluster-client';
 import {
   MAX_PENDING_COMMANDS,
@@ -74,7 +75,7 @@ export interface RedisOptions {
   readonly commandTimeoutMs?: number;
   /** TCP connect timeout per attempt; default 1000 ms. */
   readonly connectTimeoutMs?: number;
-  /** Where connection trouble is reported; default `console.error` (Kong's error log). */
+  /** Where connection trouble is reported; default `notify` (stderr, and Kong's error log). */
   readonly log?: (message: string) => void;
 }
 
@@ -148,7 +149,7 @@ export function createRedis(opts: RedisOptions): RedisClient {
   }
 
   const target = parseRedisUrl(opts.url);
-  const log = opts.log ?? ((m: string) => console.error(m));
+  const log = opts.log ?? notify;
   const where = redactUrl(opts.url);
   let client: RedisClient;
   if (target.kind === 'cluster') {

@@ -28,6 +28,7 @@ import { Counter, Gauge } from 'prom-client';
 import { registry } from '../metrics/registry';
 import type { CountTask } from './count-worker';
 import { countPrompt, promptChars, type PromptToCount } from './prompt';
+import { notify } from '../pdk/notices';
 
 /** Prompts up to this many characters (about 1,000 tokens of prose) are counted inline. */
 export const INLINE_MAX_CHARS = 4096;
@@ -101,8 +102,8 @@ function poolOf(): Piscina<CountTask, number> | null {
   const raw = process.env.KTA_TOKENIZER_THREADS;
   const threads = tokenizerThreads(raw);
   if (raw !== undefined && raw.trim() !== '' && String(threads) !== raw.trim()) {
-    // Kong's error log has the plugin server's stderr.
-    console.warn(
+    // Kong's error log has it at the next log phase (notices.ts), stderr at once.
+    notify(
       `KTA_TOKENIZER_THREADS must be an integer from 0 to ${MAX_THREADS}, got '${raw}': using ${threads}`,
     );
   }

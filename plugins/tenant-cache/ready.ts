@@ -13,6 +13,7 @@ import { readConfig } from '../../lib/schema/config';
 import { CacheKeyring, loadMasterSecret } from './crypto';
 import { PLUGIN_NAME } from './pending';
 import { Schema, checkConfig, type TenantCacheConfig } from './schema';
+import { notify } from '../../lib/pdk/notices';
 
 export interface Ready {
   readonly config: TenantCacheConfig;
@@ -57,6 +58,6 @@ export function startUp(raw: unknown): StartUp {
 
 function disabled(config: TenantCacheConfig, e: unknown): StartUp {
   const reason = e instanceof Error ? e.message : String(e);
-  process.stderr.write(`${PLUGIN_NAME}: caching disabled: ${reason}\n`);
+  notify(`${PLUGIN_NAME}: caching disabled: ${reason}`);
   return { ok: false, config, reason };
 }

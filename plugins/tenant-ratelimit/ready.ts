@@ -21,6 +21,7 @@ import type { TenantRatelimitConfig } from './config';
 import { checkConfig } from './config';
 import { Schema } from './schema';
 import { PLUGIN_NAME } from './state';
+import { notify } from '../../lib/pdk/notices';
 
 export interface Ready {
   readonly config: TenantRatelimitConfig;
@@ -61,7 +62,7 @@ export function startUp(raw: unknown): StartUp {
     const redis = createRedis({
       url: config.redis.url,
       commandTimeoutMs: config.redis.timeout_ms,
-      log: (m) => process.stderr.write(`${PLUGIN_NAME}: ${m}\n`),
+      log: (m) => notify(`${PLUGIN_NAME}: ${m}`),
     });
     const cluster = new RedisLimiter(redis, keys, keys.fairQueue(q.upstream), capacity, q);
     const queueEnabled = capacity.maxConcurrent > 0 || capacity.tokensPerMinute > 0;

@@ -17,6 +17,7 @@ import { Spool, spoolSettler } from './ledger';
 import * as metrics from './metrics';
 import { checkConfig, type TokenMeterConfig } from './config';
 import { Schema } from './schema';
+import { notify } from '../../lib/pdk/notices';
 
 /**
  * The estimate module and its BPE vocabularies (~0.7 s of CPU to build) are loaded after
@@ -103,9 +104,7 @@ export class Ready {
       metrics.replayed.inc({ result: 'corrected' }, r.corrected);
     };
     replayTimer = setInterval(() => {
-      run().catch((e: unknown) =>
-        process.stderr.write(`token-meter: replay failed: ${String(e)}\n`),
-      );
+      run().catch((e: unknown) => notify(`token-meter: replay failed: ${String(e)}`));
     }, this.config.replay_interval_seconds * 1000);
     replayTimer.unref();
   }
@@ -123,8 +122,7 @@ export class Ready {
         intervalMs: c.expiry_sweep_interval_seconds * 1000,
         onSettled: (tenant, r) => this.countExpired(tenant, r.settled),
         hold: () => this.spool.pending().length > 0,
-        onError: (e) =>
-          process.stderr.write(`token-meter: sweep of expired reservations failed: ${String(e)}\n`),
+        onError: (e) => notify(`token-meter: sweep of expired reservations failed: ${String(e)}`),
       });
       sweepers.set(k, sweeper);
       sweeper.start();

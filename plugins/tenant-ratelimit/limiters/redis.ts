@@ -20,8 +20,9 @@ import { waitInQueue, type QueueDoor } from '../queue-wait';
 import type { TenantRatelimitConfig } from '../config';
 import type { LeaseRef, Ticket } from '../ticket';
 import type { Entry, FirstAcquire, Limiter, SeatOutcome, TripPhase } from './limiter';
+import { notify } from '../../../lib/pdk/notices';
 
-const log = (m: string): void => void process.stderr.write(`tenant-ratelimit: ${m}\n`);
+const log = (m: string): void => notify(`tenant-ratelimit: ${m}`);
 
 export class RedisLimiter implements Limiter, QueueDoor {
   readonly scope = 'cluster' as const;
