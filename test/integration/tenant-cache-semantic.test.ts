@@ -18,6 +18,7 @@ import { CacheKeyring } from '../../plugins/tenant-cache/crypto';
 import type { CachedResponse } from '../../plugins/tenant-cache/entry';
 import {
   EXPIRES_FIELD,
+  SWEEP_INTERVAL_MS,
   SCOPE_FIELD,
   SemanticStore,
 } from '../../plugins/tenant-cache/semantic/collection';
@@ -317,6 +318,43 @@ test('rows expire and each tenant is bounded; the purge deletes one tenant’s r
   t.is(await s.store.countRows(acme.tenantId), 0);
   t.is(await s.store.countRows(globex.tenantId), 1);
   t.is(await s.redis.exists(s.keyspace.semanticIndex(acme.tenantId)), 0);
+});
+
+test('a tenant at its bound evicts by id on every store, and sweeps its expired rows at most once a minute', async (t) => {
+  const s = await setup(t);
+  // A tenant of its own: the sweep's once-a-minute memo is per process.
+  const ctx = context(`sweep${randomBytes(3).toString('hex')}`);
+  const keys = keyring.forTenant(ctx);
+  const scope = scopeOf(ctx);
+  const deletes: string[] = [];
+  const original = s.client.deleteEntities.bind(s.client);
+  s.client.deleteEntities = ((req: Parameters<typeof original>[0]) => {
+    deletes.push(String((req as { filter?: string }).filter ?? ''));
+    return original(req);
+  }) as typeof s.client.deleteEntities;
+  t.teardown(() => {
+    s.client.deleteEntities = original;
+  });
+  const now = Date.now();
+  // A bound of 1: every store after the first evicts the row before it.
+  for (let i = 0; i < 4; i++) {
+    await s.store.store(
+      ctx,
+      keys,
+      scope,
+      `question ${i} on invoices`,
+      answer(`a${i}`),
+      60 + i,
+      1,
+      now,
+    );
+  }
+  const byId = deletes.filter((f) => !f.includes(EXPIRES_FIELD));
+  const sweeps = deletes.filter((f) => f.includes(EXPIRES_FIELD));
+  t.is(byId.length, 3, 'each eviction deletes its row by id');
+  t.is(sweeps.length, 1, 'one sweep of expired rows, not one per store');
+  t.is(await s.store.countRows(ctx.tenantId), 1);
+  t.true(SWEEP_INTERVAL_MS >= 60_000);
 });
 
 test('a question is the last user message; its context is everything else', (t) => {

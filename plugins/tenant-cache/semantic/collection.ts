@@ -87,6 +87,25 @@ const ID_PATTERN = /^-?\d{1,20}$/;
 /** The semantic cache's own script (scripts/, copied beside the build by scripts/build.js). */
 const indexScript = () => loadScript('semantic-index-add-1', join(__dirname, 'scripts'));
 
+/**
+ * The sweep of a tenant's expired rows (by expression: Milvus 2.3 runs a query to resolve it)
+ * runs at most once a minute per tenant and process. It only frees space: an expired row is
+ * never served (`openRow`), and the index names the rows to delete by id on every store. Before,
+ * a tenant at its `max_entries_per_tenant` swept on every store (each one evicts), a query and a
+ * delete in Milvus per cacheable miss.
+ */
+export const SWEEP_INTERVAL_MS = 60_000;
+const MAX_SWEEP_MEMO = 10_000;
+const lastSweep = new Map<TenantId, number>();
+
+function sweepDue(tenant: TenantId, nowMs: number): boolean {
+  const last = lastSweep.get(tenant);
+  if (last !== undefined && nowMs - last < SWEEP_INTERVAL_MS && nowMs >= last) return false;
+  if (lastSweep.size >= MAX_SWEEP_MEMO) lastSweep.clear();
+  lastSweep.set(tenant, nowMs);
+  return true;
+}
+
 export class SemanticStore {
   private constructor(private readonly opts: SemanticStoreOptions) {}
 
@@ -241,7 +260,10 @@ export class SemanticStore {
       await this.deleteRows(gone);
       // A sweep of the tenant's expired rows, in case its index was lost (Redis flushed,
       // failed over): such rows are never served, and this keeps them from being kept forever.
-      await this.sweepExpired(ctx.tenantId, Math.floor(nowMs / 1000));
+      // At most once a minute per tenant (SWEEP_INTERVAL_MS).
+      if (sweepDue(ctx.tenantId, Date.now())) {
+        await this.sweepExpired(ctx.tenantId, Math.floor(nowMs / 1000));
+      }
     }
     return 'stored';
   }
